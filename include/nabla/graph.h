@@ -1,0 +1,177 @@
+/* nabla/graph.h — the context (arena + tape + modes + sticky error), reverse-mode autodiff,
+ * custom ops, gradient hooks and gradcheck.
+ *
+ * A context is used by one thread at a time; independent contexts on different threads run
+ * concurrently. Ops run eagerly: each call checks its arguments, computes its output into the
+ * context's arena, and, when grad mode is on and an input requires grad, records a node on the
+ * tape. nb_backward walks the tape in reverse calling each op's backward rule, which is itself
+ * written with nabla ops, so gradients of gradients work (create_graph).
+ */
+#ifndef NABLA_GRAPH_H
+#define NABLA_GRAPH_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- context ------------------------------------------------------------------------ */
+nb_ctx *nb_ctx_new(void);                 /* NULL on out of memory (see nb_last_error) */
+void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the graph */
+/* Release every step tensor and the graph at once. Memory is kept: after the first few steps
+ * a training loop makes no malloc at all. Errors are cleared too. */
+void nb_ctx_reset(nb_ctx *ctx);
+/* Cap on the arena's size in bytes (0 = unlimited, the default); past it ops fail with NB_ERR_NOMEM. */
+void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);
+size_t nb_ctx_bytes_used(const nb_ctx *ctx);
+size_t nb_ctx_bytes_peak(const nb_ctx *ctx);
+/* Number of malloc calls the context has made since creation (for no-malloc-per-step checks). */
+uint64_t nb_ctx_mallocs(const nb_ctx *ctx);
+/* Number of nodes currently on the tape. */
+int64_t nb_ctx_nodes(const nb_ctx *ctx);
+
+/* Scoped temporary work: everything made after a mark is released by nb_ctx_release. */
+typedef struct { size_t arena_used; int64_t tape_len; int chunk; } nb_mark;
+nb_mark nb_ctx_mark(nb_ctx *ctx);
+void nb_ctx_release(nb_ctx *ctx, nb_mark m);
+
+/* Sticky error of the context: the first failure since the last reset/clear. */
+nb_status nb_ctx_status(const nb_ctx *ctx);
+const char *nb_ctx_error(const nb_ctx *ctx);   /* "" when none */
+void nb_ctx_clear_error(nb_ctx *ctx);
+
+/* ---- modes ---------------------------------------------------------------------------- */
+/* Grad mode (default on). Returns the previous value. */
+bool nb_set_grad_enabled(nb_ctx *ctx, bool on);
+bool nb_grad_enabled(const nb_ctx *ctx);
+/* A no-grad scope: NB_NO_GRAD(ctx) { ... }  (do not leave it with break/return/goto). */
+#define NB_NO_GRAD(ctx)                                                                        \
+    for (bool nb__prev_ = nb_set_grad_enabled((ctx), false), nb__once_ = true; nb__once_;      \
+         nb_set_grad_enabled((ctx), nb__prev_), nb__once_ = false)
+/* Train/eval mode (default train), followed by dropout, batch norm and every mode-dependent op. */
+void nb_set_train(nb_ctx *ctx, bool train);
+bool nb_is_train(const nb_ctx *ctx);
+/* Anomaly mode: every op output and every gradient is checked for NaN/Inf; the first one found
+ * fails with NB_ERR_NUMERIC naming the op and the file:line where the user called it. */
+void nb_set_anomaly(nb_ctx *ctx, bool on);
+/* The context's random generator (dropout, nb_randn/nb_rand). Seed 0 by default. */
+nb_rng *nb_ctx_rng(nb_ctx *ctx);
+void nb_ctx_seed(nb_ctx *ctx, uint64_t seed);
+
+/* ---- autodiff ----------------------------------------------------------------------- */
+/* Mark a leaf as needing a gradient (or not). Fails for a non-leaf. */
+nb_status nb_requires_grad(nb_tensor *t, bool on);
+/* A view of t sharing its data, cut from the graph (a leaf that does not require grad). */
+nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *t);
+
+/* Accumulate d(out)/d(leaf) into leaf->grad for every leaf that requires grad and that out
+ * depends on. grad_out may be NULL when out has one element (then 1 is used). A persistent
+ * leaf's .grad is long-lived (allocated on first use); a step leaf's .grad is in the arena.
+ * The graph is kept, so backward may be called again (gradients add up). */
+nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out);
+
+/* Function-style gradients: grads[i] = d(sum_k <outs[k], grad_outs[k]>)/d(inputs[i]), returned
+ * as new step tensors without touching .grad. grad_outs may be NULL (all outputs 1-element).
+ * An input the outputs do not depend on gets zeros. With create_graph the computation is
+ * recorded, so the results can be differentiated again (Hessian-vector products, gradient
+ * penalties). */
+nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *grad_outs,
+                  int n_in, nb_tensor *const *inputs, nb_tensor **grads, bool create_graph);
+
+/* Set .grad of t to zero (NULL .grad stays NULL). */
+nb_status nb_zero_grad(nb_tensor *t);
+
+/* Gradient hooks: called with t's complete gradient during a backward walk, before it flows
+ * on (or into .grad for a leaf). Return the gradient to use: the one given, or a replacement of
+ * the same shape made with ops in ctx. Returning NULL aborts the backward with the hook's error. */
+typedef nb_tensor *(*nb_hook_fn)(nb_ctx *ctx, nb_tensor *grad, void *user);
+nb_status nb_add_hook(nb_ctx *ctx, nb_tensor *t, nb_hook_fn fn, void *user);
+void nb_clear_hooks(nb_tensor *t);
+
+/* ---- custom ops (like torch.autograd.Function) ----------------------------------------- */
+#define NB_NODE_IATTR 24
+#define NB_NODE_FATTR 4
+
+/* A node of the tape. Backward rules read it; only nb_record creates it. */
+struct nb_node {
+    const struct nb_op *op;
+    nb_tensor *out;
+    int n_in;
+    nb_tensor **in;
+    int64_t iattr[NB_NODE_IATTR];   /* integer attributes (axes, slice bounds, ...) */
+    double fattr[NB_NODE_FATTR];    /* float attributes (slope, p, ...) */
+    nb_tensor *saved[2];            /* extra tensors the backward needs */
+    void *user;                     /* custom-op state (arena memory or the user's) */
+    const char *file;               /* where the user called the op (for anomaly reports) */
+    int line;
+    int64_t seq;                    /* position on the tape */
+};
+
+/* An op's backward rule: set gin[i] to d(loss)/d(node->in[i]) given gout = d(loss)/d(out),
+ * using nabla ops on ctx, for each input with in[i]->requires_grad (others may be left NULL).
+ * gin[i] may have out's broadcast shape: the engine sums it back to the input's shape. */
+typedef nb_status (*nb_backward_fn)(nb_ctx *ctx, const nb_node *node, nb_tensor *gout, nb_tensor **gin);
+
+typedef struct nb_op {
+    const char *name;
+    nb_backward_fn backward;
+    /* true if backward is a fused kernel that is not itself differentiable: a second-order
+     * request through it fails with NB_ERR_UNSUPPORTED instead of giving a wrong answer. */
+    bool once_differentiable;
+} nb_op;
+
+/* Record out as produced by op from in[0..n_in). Returns the node, or NULL when nothing needs
+ * recording (grad mode off or no input requires grad) — then out is simply a constant. */
+nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in);
+
+/* Allocate n bytes of step memory (64-byte aligned) in the arena; NULL + NB_ERR_NOMEM on failure. */
+void *nb_ctx_alloc(nb_ctx *ctx, size_t n);
+
+/* Call-site capture for anomaly reports (set by the op macros in ops.h; not for direct use). */
+extern _Thread_local const char *nb__site_file;
+extern _Thread_local int nb__site_line;
+
+/* ---- gradcheck ----------------------------------------------------------------------- */
+/* A function under test: builds its output from inputs with ops on ctx. */
+typedef nb_tensor *(*nb_fn)(nb_ctx *ctx, nb_tensor *const *inputs, void *user);
+
+typedef struct {
+    double eps;    /* finite-difference step, default 1e-6 */
+    double atol;   /* default 1e-5 */
+    double rtol;   /* default 1e-3 */
+    int n_proj;    /* random output projections checked, default 2 (0 = full Jacobian) */
+    uint64_t seed; /* for the projections, default 0 */
+} nb_gradcheck_opts;
+#define NB_GRADCHECK_DEFAULTS ((nb_gradcheck_opts){1e-6, 1e-5, 1e-3, 2, 0})
+
+typedef struct {
+    bool ok;
+    int worst_input;          /* input holding the worst element (-1 if none failed) */
+    int64_t worst_index;      /* its flat index */
+    double analytic, numeric; /* the two values there */
+    double max_abs_err[8];    /* per input (first 8) */
+    double max_rel_err[8];
+    char message[512];        /* names input, element, both values */
+} nb_gradcheck_report;
+
+/* Compare analytic gradients of f with central finite differences, in float64 (inputs must be
+ * F64 and the inputs checked must require grad). An element passes when
+ * |analytic - numeric| <= atol + rtol * |numeric|. Without n_proj = 0 each check compares the
+ * gradient of <v, f(x)> for a random v — PyTorch's fast mode —, which finds any wrong Jacobian
+ * entry with probability one. Returns NB_OK, or NB_ERR_NUMERIC with report->message (and the
+ * thread-local error) naming the input and element. report may be NULL. */
+nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inputs, void *user,
+                       const nb_gradcheck_opts *opts, nb_gradcheck_report *report);
+/* Check second derivatives: gradcheck of x -> d<v, f(x)>/dx (built with create_graph). */
+nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inputs, void *user,
+                           const nb_gradcheck_opts *opts, nb_gradcheck_report *report);
+
+/* ---- inspection ---------------------------------------------------------------------- */
+/* Write the graph that produced `out` as Graphviz DOT (ops, shapes, which leaves require grad). */
+nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

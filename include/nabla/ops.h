@@ -1,0 +1,198 @@
+/* nabla/ops.h — differentiable tensor ops.
+ *
+ * Every op takes the context first, returns a new step tensor (or a view sharing its input's
+ * data), and returns NULL on error with the message in nb_ctx_error(ctx) / nb_last_error(),
+ * e.g. "matmul: shapes (3,4) and (5,6) are not compatible". Given a NULL input an op returns
+ * NULL and keeps the first error. Inputs may be any strided view. Element-wise binary ops
+ * broadcast like NumPy. Float ops accept F32 and F64 (both inputs the same dtype); index
+ * arguments are NB_I64. Axes may be negative (counted from the end). Ops marked (no grad)
+ * return constants. Every other op has a backward rule made of ops, so it can be
+ * differentiated twice.
+ */
+#ifndef NABLA_OPS_H
+#define NABLA_OPS_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- step tensors (no grad) -------------------------------------------------------- */
+nb_tensor *nb_empty(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape); /* uninitialised */
+nb_tensor *nb_zeros(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+nb_tensor *nb_ones(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+nb_tensor *nb_full(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double v);
+nb_tensor *nb_scalar(nb_ctx *ctx, nb_dtype dt, double v);                       /* 0-d */
+nb_tensor *nb_from(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, const void *data);
+nb_tensor *nb_arange(nb_ctx *ctx, nb_dtype dt, double start, double stop, double step);
+nb_tensor *nb_zeros_like(nb_ctx *ctx, const nb_tensor *t);
+nb_tensor *nb_ones_like(nb_ctx *ctx, const nb_tensor *t);
+/* Random tensors from the context's generator (nb_ctx_rng): uniform [0,1) and standard normal. */
+nb_tensor *nb_rand(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+nb_tensor *nb_randn(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+
+/* ---- element-wise, broadcasting --------------------------------------------------------- */
+nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_sub(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_mul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_div(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_pow(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);      /* a^b, a > 0 where b is not an integer */
+nb_tensor *nb_maximum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);  /* ties split the gradient evenly */
+nb_tensor *nb_minimum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+/* Comparisons (no grad): 1.0 where true, 0.0 where false, in the inputs' dtype. */
+nb_tensor *nb_eq(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_ne(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_lt(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_le(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_gt(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_ge(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+/* cond != 0 ? a : b, all three broadcast together; cond gets no gradient. */
+nb_tensor *nb_where(nb_ctx *ctx, nb_tensor *cond, nb_tensor *a, nb_tensor *b);
+
+/* With a scalar */
+nb_tensor *nb_affine(nb_ctx *ctx, nb_tensor *x, double scale, double shift); /* scale*x + shift */
+nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, double s);
+nb_tensor *nb_mul_scalar(nb_ctx *ctx, nb_tensor *x, double s);
+nb_tensor *nb_pow_scalar(nb_ctx *ctx, nb_tensor *x, double p);
+
+/* Unary */
+nb_tensor *nb_neg(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_exp(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_log(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_sqrt(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_abs(nb_ctx *ctx, nb_tensor *x);     /* gradient sign(x), 0 at 0 */
+nb_tensor *nb_sign(nb_ctx *ctx, nb_tensor *x);    /* (no grad) */
+nb_tensor *nb_erf(nb_ctx *ctx, nb_tensor *x);
+/* Clamp to [lo, hi]; pass -INFINITY / INFINITY for an open side. Gradient 1 where lo <= x <= hi. */
+nb_tensor *nb_clamp(nb_ctx *ctx, nb_tensor *x, double lo, double hi);
+
+/* ---- activations ----------------------------------------------------------------------- */
+nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, double slope);   /* PyTorch default 0.01 */
+nb_tensor *nb_elu(nb_ctx *ctx, nb_tensor *x, double alpha);          /* PyTorch default 1.0 */
+nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_gelu(nb_ctx *ctx, nb_tensor *x);                       /* exact (erf) form */
+nb_tensor *nb_softplus(nb_ctx *ctx, nb_tensor *x);                   /* log(1+e^x), stable */
+nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
+nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
+
+/* ---- reductions ------------------------------------------------------------------------ */
+/* Over the naxes axes listed (naxes = 0: all axes). keepdim keeps reduced axes as size 1. */
+nb_tensor *nb_sum(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+/* Max/min: the gradient goes to the arg-max (split evenly among exact ties). */
+nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+/* Variance with `correction` subtracted from the count (1 = unbiased, PyTorch's default). */
+nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int correction, bool keepdim);
+nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x);   /* 0-d */
+nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x);  /* 0-d */
+/* Index of the maximum along axis, NB_I64 (no grad). */
+nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim);
+/* Sum a broadcast gradient back to `shape` (the inverse of broadcasting). */
+nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape);
+
+/* ---- shapes and views -------------------------------------------------------------------- */
+/* Reshape; one entry may be -1. A view when strides allow, a copy otherwise. */
+nb_tensor *nb_reshape(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape);
+nb_tensor *nb_permute(nb_ctx *ctx, nb_tensor *x, const int *perm);   /* view */
+nb_tensor *nb_transpose(nb_ctx *ctx, nb_tensor *x, int a0, int a1);  /* view */
+/* x[start:stop:step] along axis (Python rules for negative/out-of-range bounds; step > 0). View. */
+nb_tensor *nb_slice(nb_ctx *ctx, nb_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
+/* Broadcast to shape (size-1 axes stretch, new leading axes added). View with stride 0. */
+nb_tensor *nb_expand(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape);
+nb_tensor *nb_contiguous(nb_ctx *ctx, nb_tensor *x);                 /* copies only if needed */
+nb_tensor *nb_squeeze(nb_ctx *ctx, nb_tensor *x, int axis);           /* view */
+nb_tensor *nb_unsqueeze(nb_ctx *ctx, nb_tensor *x, int axis);         /* view */
+nb_tensor *nb_flatten(nb_ctx *ctx, nb_tensor *x, int start_axis);     /* (N, ...) -> (N, rest) */
+nb_tensor *nb_concat(nb_ctx *ctx, int n, nb_tensor *const *xs, int axis);
+nb_tensor *nb_stack(nb_ctx *ctx, int n, nb_tensor *const *xs, int axis);
+/* Rows of x along axis picked by idx (1-D NB_I64): embeddings. */
+nb_tensor *nb_index_select(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx);
+/* out = x, then out[.., idx[i], ..] += src[.., i, ..] along axis (inverse of index_select). */
+nb_tensor *nb_index_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src);
+/* torch.gather: out[i][j] = x[i][idx[i][j]] (axis 1), idx NB_I64 with x's ndim. */
+nb_tensor *nb_gather(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx);
+/* torch.scatter_add: out = x, out[i][idx[i][j]] += src[i][j] (axis 1). */
+nb_tensor *nb_scatter_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src);
+/* Convert dtype (F32 <-> F64 differentiable; to/from I64 no grad). */
+nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt);
+
+/* ---- linear algebra ------------------------------------------------------------------ */
+/* Matrix product through BLIS. 2-D (M,K)x(K,N); N-D batched with batch dims broadcast;
+ * a 1-D operand is treated as a row (left) or column (right) vector and its axis dropped.
+ * Transposed / strided views are passed to BLIS by stride, not copied. */
+nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+/* x (..., in) times w (out, in) transposed, plus b (out) if not NULL: PyTorch's Linear. */
+nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
+
+/* ---- losses -------------------------------------------------------------------------- */
+typedef enum { NB_REDUCE_MEAN = 0, NB_REDUCE_SUM = 1, NB_REDUCE_NONE = 2 } nb_reduction;
+/* Cross-entropy from logits (N, C) and integer labels (N) in [0, C) (NB_I64); numerically
+ * stable (log-softmax). A label out of range is an NB_ERR_INDEX error. */
+nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, nb_reduction red);
+/* With label smoothing eps: target (1-eps) on the label and eps/C spread over all classes. */
+nb_tensor *nb_cross_entropy_smooth(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, double eps,
+                                   nb_reduction red);
+/* Negative log-likelihood from log-probabilities (N, C). */
+nb_tensor *nb_nll_loss(nb_ctx *ctx, nb_tensor *logp, nb_tensor *labels, nb_reduction red);
+nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduction red);
+/* Binary cross-entropy on logits x with targets y in [0,1]: softplus(x) - x*y, stable. */
+nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduction red);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* Op calls from user code record their file:line for anomaly reports. Defining NB_NO_SITE
+ * before including nabla turns this off (taking an op's address works either way). */
+#if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
+#define NB__AT(f, ...) (nb__site_file = __FILE__, nb__site_line = __LINE__, f(__VA_ARGS__))
+#define nb_add(...) NB__AT(nb_add, __VA_ARGS__)
+#define nb_sub(...) NB__AT(nb_sub, __VA_ARGS__)
+#define nb_mul(...) NB__AT(nb_mul, __VA_ARGS__)
+#define nb_div(...) NB__AT(nb_div, __VA_ARGS__)
+#define nb_pow(...) NB__AT(nb_pow, __VA_ARGS__)
+#define nb_maximum(...) NB__AT(nb_maximum, __VA_ARGS__)
+#define nb_minimum(...) NB__AT(nb_minimum, __VA_ARGS__)
+#define nb_where(...) NB__AT(nb_where, __VA_ARGS__)
+#define nb_affine(...) NB__AT(nb_affine, __VA_ARGS__)
+#define nb_add_scalar(...) NB__AT(nb_add_scalar, __VA_ARGS__)
+#define nb_mul_scalar(...) NB__AT(nb_mul_scalar, __VA_ARGS__)
+#define nb_pow_scalar(...) NB__AT(nb_pow_scalar, __VA_ARGS__)
+#define nb_neg(...) NB__AT(nb_neg, __VA_ARGS__)
+#define nb_exp(...) NB__AT(nb_exp, __VA_ARGS__)
+#define nb_log(...) NB__AT(nb_log, __VA_ARGS__)
+#define nb_sqrt(...) NB__AT(nb_sqrt, __VA_ARGS__)
+#define nb_abs(...) NB__AT(nb_abs, __VA_ARGS__)
+#define nb_erf(...) NB__AT(nb_erf, __VA_ARGS__)
+#define nb_clamp(...) NB__AT(nb_clamp, __VA_ARGS__)
+#define nb_relu(...) NB__AT(nb_relu, __VA_ARGS__)
+#define nb_leaky_relu(...) NB__AT(nb_leaky_relu, __VA_ARGS__)
+#define nb_elu(...) NB__AT(nb_elu, __VA_ARGS__)
+#define nb_sigmoid(...) NB__AT(nb_sigmoid, __VA_ARGS__)
+#define nb_tanh(...) NB__AT(nb_tanh, __VA_ARGS__)
+#define nb_gelu(...) NB__AT(nb_gelu, __VA_ARGS__)
+#define nb_softplus(...) NB__AT(nb_softplus, __VA_ARGS__)
+#define nb_softmax(...) NB__AT(nb_softmax, __VA_ARGS__)
+#define nb_log_softmax(...) NB__AT(nb_log_softmax, __VA_ARGS__)
+#define nb_sum(...) NB__AT(nb_sum, __VA_ARGS__)
+#define nb_mean(...) NB__AT(nb_mean, __VA_ARGS__)
+#define nb_max(...) NB__AT(nb_max, __VA_ARGS__)
+#define nb_min(...) NB__AT(nb_min, __VA_ARGS__)
+#define nb_var(...) NB__AT(nb_var, __VA_ARGS__)
+#define nb_logsumexp(...) NB__AT(nb_logsumexp, __VA_ARGS__)
+#define nb_sum_all(...) NB__AT(nb_sum_all, __VA_ARGS__)
+#define nb_mean_all(...) NB__AT(nb_mean_all, __VA_ARGS__)
+#define nb_matmul(...) NB__AT(nb_matmul, __VA_ARGS__)
+#define nb_linear(...) NB__AT(nb_linear, __VA_ARGS__)
+#define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)
+#define nb_nll_loss(...) NB__AT(nb_nll_loss, __VA_ARGS__)
+#define nb_mse_loss(...) NB__AT(nb_mse_loss, __VA_ARGS__)
+#define nb_bce_with_logits(...) NB__AT(nb_bce_with_logits, __VA_ARGS__)
+#endif
+
+#endif

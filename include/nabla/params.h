@@ -1,0 +1,45 @@
+/* nabla/params.h — a model's parameters as one flat buffer (and their gradients as another).
+ *
+ * Each parameter is a long-lived F32 tensor that views a slice of one contiguous buffer; its
+ * .grad views the same slice of a second buffer. Zeroing gradients, clipping, an optimizer
+ * step, a checkpoint or an early-stopping snapshot is then one loop or one memcpy. Add every
+ * parameter before the first training step (adding may move the buffers).
+ */
+#ifndef NABLA_PARAMS_H
+#define NABLA_PARAMS_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nb_params {
+    int n;                /* number of parameters */
+    nb_tensor **p;        /* p[i]: the parameter (requires grad), .grad views grad_flat */
+    char **names;         /* names[i]: unique name ("fc1.weight") */
+    bool *decay;          /* decay[i]: penalties and weight decay apply (default: ndim >= 2,
+                             so biases and norm gains are excluded) */
+    int64_t *offset;      /* offset[i]: first element of p[i] in flat */
+    int64_t total;        /* elements in all parameters */
+    float *flat;          /* all parameter values, 64-byte aligned */
+    float *grad_flat;     /* all gradients */
+    int cap_;
+    int64_t cap_elems_;
+} nb_params;
+
+nb_params *nb_params_new(void);
+void nb_params_free(nb_params *ps);
+/* Add a zero-initialised F32 parameter. name must be unique. NULL on error. */
+nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape);
+nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
+int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
+void nb_params_zero_grad(nb_params *ps);
+/* Copy all values to/from a buffer of ps->total floats (snapshots, restore-best-weights). */
+void nb_params_save_to(const nb_params *ps, float *dst);
+void nb_params_load_from(nb_params *ps, const float *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,286 @@
+/* The context: a bump arena for step tensors, the tape, modes and the sticky error. */
+#include "../internal.h"
+
+#include <stdlib.h>
+
+_Thread_local const char *nb__site_file;
+_Thread_local int nb__site_line;
+
+#define NB_FIRST_CHUNK (1u << 20)
+
+nb_ctx *nb_ctx_new(void) {
+    nb_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        nb_set_error(NB_ERR_NOMEM, "ctx_new: out of memory");
+        return NULL;
+    }
+    ctx->grad_enabled = true;
+    ctx->train = true;
+    ctx->mallocs = 1;
+    return ctx;
+}
+
+void nb_ctx_free(nb_ctx *ctx) {
+    if (!ctx) return;
+    for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
+    free(ctx->tape);
+    free(ctx->touched);
+    free(ctx);
+}
+
+static size_t arena_capacity(const nb_ctx *ctx) {
+    size_t s = 0;
+    for (int i = 0; i < ctx->nchunks; i++) s += ctx->chunks[i].size;
+    return s;
+}
+
+size_t nb_ctx_bytes_used(const nb_ctx *ctx) {
+    size_t s = 0;
+    for (int i = 0; ctx && i <= ctx->cur && i < ctx->nchunks; i++) s += ctx->chunks[i].used;
+    return s;
+}
+size_t nb_ctx_bytes_peak(const nb_ctx *ctx) { return ctx ? ctx->peak : 0; }
+uint64_t nb_ctx_mallocs(const nb_ctx *ctx) { return ctx ? ctx->mallocs : 0; }
+int64_t nb_ctx_nodes(const nb_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
+void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes) {
+    if (ctx) ctx->limit = max_bytes;
+}
+
+void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
+    n = (n + 63) & ~(size_t)63;
+    for (;;) {
+        if (ctx->cur < ctx->nchunks) {
+            nb_chunk *c = &ctx->chunks[ctx->cur];
+            if (c->size - c->used >= n) {
+                void *p = c->base + c->used;
+                c->used += n;
+                size_t used = nb_ctx_bytes_used(ctx);
+                if (used > ctx->peak) ctx->peak = used;
+                return p;
+            }
+            if (ctx->cur + 1 < ctx->nchunks) {  /* a later chunk (kept from before) may fit */
+                ctx->cur++;
+                ctx->chunks[ctx->cur].used = 0;
+                continue;
+            }
+        }
+        /* grow: a new chunk at least as big as everything so far, so chunks stay few */
+        size_t cap = arena_capacity(ctx);
+        size_t size = cap > NB_FIRST_CHUNK ? cap : NB_FIRST_CHUNK;
+        if (size < n) size = n;
+        if (ctx->limit && cap + size > ctx->limit) size = ctx->limit > cap ? ctx->limit - cap : 0;
+        if (size < n || ctx->nchunks == NB_MAX_CHUNKS)
+            return nb__fail(ctx, NB_ERR_NOMEM, "arena: cannot allocate %zu bytes (arena holds %zu, limit %zu)", n,
+                            cap, ctx->limit);
+        void *base = NULL;
+        if (posix_memalign(&base, 64, size) != 0)
+            return nb__fail(ctx, NB_ERR_NOMEM, "arena: out of memory allocating %zu bytes", size);
+        ctx->mallocs++;
+        ctx->chunks[ctx->nchunks] = (nb_chunk){base, size, 0};
+        ctx->cur = ctx->nchunks++;
+    }
+}
+
+void nb_ctx_reset(nb_ctx *ctx) {
+    if (!ctx) return;
+    /* Several chunks mean the step outgrew the arena: merge them into one of the total size,
+     * so the next identical step fits without any malloc. */
+    if (ctx->nchunks > 1) {
+        size_t total = arena_capacity(ctx);
+        for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
+        ctx->nchunks = 0;
+        void *base = NULL;
+        if ((!ctx->limit || total <= ctx->limit) && posix_memalign(&base, 64, total) == 0) {
+            ctx->chunks[0] = (nb_chunk){base, total, 0};
+            ctx->nchunks = 1;
+            ctx->mallocs++;
+        }
+    }
+    if (ctx->nchunks) ctx->chunks[0].used = 0;
+    ctx->cur = 0;
+    ctx->tape_len = 0;
+    ctx->status = NB_OK;
+    ctx->msg[0] = 0;
+}
+
+nb_mark nb_ctx_mark(nb_ctx *ctx) {
+    nb_mark m = {0, 0, 0};
+    if (!ctx) return m;
+    m.chunk = ctx->cur;
+    m.arena_used = ctx->cur < ctx->nchunks ? ctx->chunks[ctx->cur].used : 0;
+    m.tape_len = ctx->tape_len;
+    return m;
+}
+
+void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
+    if (!ctx) return;
+    ctx->cur = m.chunk;
+    if (m.chunk < ctx->nchunks) ctx->chunks[m.chunk].used = m.arena_used;
+    for (int i = m.chunk + 1; i < ctx->nchunks; i++) ctx->chunks[i].used = 0;
+    if (m.tape_len < ctx->tape_len) ctx->tape_len = m.tape_len;
+}
+
+nb_status nb_ctx_status(const nb_ctx *ctx) { return ctx ? ctx->status : NB_ERR_NULL; }
+const char *nb_ctx_error(const nb_ctx *ctx) { return ctx ? ctx->msg : "context is NULL"; }
+void nb_ctx_clear_error(nb_ctx *ctx) {
+    if (!ctx) return;
+    ctx->status = NB_OK;
+    ctx->msg[0] = 0;
+}
+
+bool nb_set_grad_enabled(nb_ctx *ctx, bool on) {
+    bool prev = ctx->grad_enabled;
+    ctx->grad_enabled = on;
+    return prev;
+}
+bool nb_grad_enabled(const nb_ctx *ctx) { return ctx->grad_enabled; }
+void nb_set_train(nb_ctx *ctx, bool train) { ctx->train = train; }
+bool nb_is_train(const nb_ctx *ctx) { return ctx->train; }
+void nb_set_anomaly(nb_ctx *ctx, bool on) { ctx->anomaly = on; }
+nb_rng *nb_ctx_rng(nb_ctx *ctx) { return &ctx->rng; }
+void nb_ctx_seed(nb_ctx *ctx, uint64_t seed) { ctx->rng = nb_rng_new(seed); }
+
+/* ---- step tensors ---------------------------------------------------------------------- */
+nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
+    if (ndim > NB_MAX_DIMS) return nb__fail(ctx, NB_ERR_SHAPE, "new: %d dimensions (at most %d)", ndim, NB_MAX_DIMS);
+    int64_t n = nb__numel(ndim, shape);
+    size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63;
+    char *p = nb_ctx_alloc(ctx, hdr + (size_t)n * nb_dtype_size(dt));
+    if (!p) return NULL;
+    nb_tensor *t = (nb_tensor *)p;
+    memset(t, 0, sizeof *t);
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    nb__contig_strides(ndim, shape, t->stride);
+    t->numel = n;
+    t->data = p + hdr;
+    return t;
+}
+
+nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t *shape,
+                    const int64_t *stride, void *data) {
+    nb_tensor *t = nb_ctx_alloc(ctx, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->dtype = base->dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i], t->stride[i] = stride[i];
+    t->numel = nb__numel(ndim, shape);
+    t->data = data;
+    return t;
+}
+
+nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *t) {
+    if (nb__null(ctx, "detach", 1, t)) return NULL;
+    return nb__view(ctx, t, t->ndim, t->shape, t->stride, t->data);
+}
+
+/* ---- recording ------------------------------------------------------------------------- */
+static bool tape_push(nb_ctx *ctx, nb_node *n) {
+    if (ctx->tape_len == ctx->tape_cap) {
+        int64_t cap = ctx->tape_cap ? ctx->tape_cap * 2 : 1024;
+        nb_node **t = realloc(ctx->tape, (size_t)cap * sizeof *t);
+        if (!t) return false;
+        ctx->mallocs++;
+        ctx->tape = t;
+        ctx->tape_cap = cap;
+    }
+    n->seq = ctx->tape_len;
+    ctx->tape[ctx->tape_len++] = n;
+    return true;
+}
+
+nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
+    if (!ctx || !op || !out || (n_in > 0 && !in)) {
+        nb__fail(ctx, NB_ERR_NULL, "record: NULL argument");
+        return NULL;
+    }
+    if (!ctx->grad_enabled) return NULL;
+    bool need = false;
+    for (int i = 0; i < n_in; i++) {
+        if (!in[i]) {
+            nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", op->name, i);
+            return NULL;
+        }
+        need |= in[i]->requires_grad;
+    }
+    if (!need) return NULL;
+    nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * sizeof(nb_tensor *));
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->out = out;
+    n->n_in = n_in;
+    n->in = (nb_tensor **)(n + 1);
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    n->file = nb__site_file;
+    n->line = nb__site_line;
+    if (!tape_push(ctx, n)) {
+        nb__fail(ctx, NB_ERR_NOMEM, "%s: cannot grow the tape", op->name);
+        return NULL;
+    }
+    out->node = n;
+    out->requires_grad = true;
+    return n;
+}
+
+bool nb__has_nonfinite(const nb_tensor *t) {
+    if (t->dtype == NB_I64) return false;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = nb_get(t, i);
+        if (!isfinite(v)) return true;
+    }
+    return false;
+}
+
+nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in,
+                      nb_node **node_out) {
+    if (node_out) *node_out = NULL;
+    if (!out) return NULL;
+    if (ctx->anomaly && nb__has_nonfinite(out)) {
+        char b[128];
+        return nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its output %s (called at %s:%d)",
+                        op->name, nb_shape_str(out, b, sizeof b), nb__site_file ? nb__site_file : "?",
+                        nb__site_line);
+    }
+    nb_node *n = NULL;
+    if (ctx->grad_enabled) {
+        bool need = false;
+        for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
+        if (need && !(n = nb_record(ctx, op, out, n_in, in))) return NULL;
+    }
+    if (node_out) *node_out = n;
+    return out;
+}
+
+/* ---- hooks ----------------------------------------------------------------------------- */
+nb_status nb_add_hook(nb_ctx *ctx, nb_tensor *t, nb_hook_fn fn, void *user) {
+    if (!t || !fn) return nb_set_error(NB_ERR_NULL, "add_hook: NULL argument");
+    nb_hook *h;
+    if (t->persistent) {
+        h = malloc(sizeof *h);
+    } else {
+        if (!ctx) return nb_set_error(NB_ERR_NULL, "add_hook: a step tensor needs its context");
+        h = nb_ctx_alloc(ctx, sizeof *h);
+    }
+    if (!h) return nb_set_error(NB_ERR_NOMEM, "add_hook: out of memory");
+    h->fn = fn;
+    h->user = user;
+    h->next = NULL;
+    nb_hook **p = &t->hooks;
+    while (*p) p = &(*p)->next;
+    *p = h;
+    return NB_OK;
+}
+
+void nb_clear_hooks(nb_tensor *t) {
+    if (!t) return;
+    if (t->persistent) {
+        for (nb_hook *h = t->hooks, *nx; h; h = nx) {
+            nx = h->next;
+            free(h);
+        }
+    }
+    t->hooks = NULL;
+}

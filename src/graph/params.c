@@ -1,0 +1,125 @@
+/* Parameters as views into one flat value buffer and one flat gradient buffer. */
+#include "../internal.h"
+
+#include <stdlib.h>
+
+nb_params *nb_params_new(void) {
+    nb_params *ps = calloc(1, sizeof *ps);
+    if (!ps) nb_set_error(NB_ERR_NOMEM, "params_new: out of memory");
+    return ps;
+}
+
+void nb_params_free(nb_params *ps) {
+    if (!ps) return;
+    for (int i = 0; i < ps->n; i++) {
+        nb_clear_hooks(ps->p[i]);
+        free(ps->p[i]->grad);
+        free(ps->p[i]);
+        free(ps->names[i]);
+    }
+    free(ps->p);
+    free(ps->names);
+    free(ps->decay);
+    free(ps->offset);
+    free(ps->flat);
+    free(ps->grad_flat);
+    free(ps);
+}
+
+static float *grow_buffer(float *old, int64_t old_n, int64_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)n * sizeof(float)) != 0) return NULL;
+    if (old) memcpy(p, old, (size_t)old_n * sizeof(float));
+    memset((float *)p + old_n, 0, (size_t)(n - old_n) * sizeof(float));
+    free(old);
+    return p;
+}
+
+static void repoint(nb_params *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        ps->p[i]->data = ps->flat + ps->offset[i];
+        ps->p[i]->grad->data = ps->grad_flat + ps->offset[i];
+    }
+}
+
+nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape) {
+    if (!ps || !name) return nb_set_error(NB_ERR_NULL, "params_add: NULL argument"), NULL;
+    if (nb_params_find(ps, name)) return nb_set_error(NB_ERR_VALUE, "params_add: a parameter named '%s' exists", name), NULL;
+    nb_tensor *probe = nb_tensor_new(NB_F32, ndim, shape); /* validates the shape */
+    if (!probe) return NULL;
+    int64_t n = probe->numel, start = (ps->total + 15) & ~(int64_t)15; /* 64-byte aligned slices */
+    nb_tensor_free(probe);
+    if (ps->n == ps->cap_) {
+        int cap = ps->cap_ ? ps->cap_ * 2 : 16;
+        nb_tensor **p = realloc(ps->p, (size_t)cap * sizeof *p);
+        if (p) ps->p = p;
+        char **nm = realloc(ps->names, (size_t)cap * sizeof *nm);
+        if (nm) ps->names = nm;
+        bool *d = realloc(ps->decay, (size_t)cap * sizeof *d);
+        if (d) ps->decay = d;
+        int64_t *o = realloc(ps->offset, (size_t)cap * sizeof *o);
+        if (o) ps->offset = o;
+        if (!p || !nm || !d || !o) return nb_set_error(NB_ERR_NOMEM, "params_add: out of memory"), NULL;
+        ps->cap_ = cap;
+    }
+    if (start + n > ps->cap_elems_) {
+        int64_t cap = ps->cap_elems_ * 2 > start + n ? ps->cap_elems_ * 2 : start + n + 1024;
+        float *f = grow_buffer(ps->flat, ps->cap_elems_, cap);
+        if (f) ps->flat = f;
+        float *g = f ? grow_buffer(ps->grad_flat, ps->cap_elems_, cap) : NULL;
+        if (g) ps->grad_flat = g;
+        if (!f || !g) return nb_set_error(NB_ERR_NOMEM, "params_add: cannot allocate %lld floats", (long long)cap), NULL;
+        ps->cap_elems_ = cap;
+    }
+    nb_tensor *t = calloc(1, sizeof *t), *g = calloc(1, sizeof *g);
+    char *nm = malloc(strlen(name) + 1);
+    if (!t || !g || !nm) {
+        free(t), free(g), free(nm);
+        return nb_set_error(NB_ERR_NOMEM, "params_add: out of memory"), NULL;
+    }
+    strcpy(nm, name);
+    t->dtype = NB_F32;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    nb__contig_strides(ndim, shape, t->stride);
+    t->numel = n;
+    t->persistent = true;
+    t->requires_grad = true;
+    t->name = nm;
+    *g = *t;
+    g->requires_grad = false;
+    g->name = NULL;
+    t->grad = g;
+    int i = ps->n++;
+    ps->p[i] = t;
+    ps->names[i] = nm;
+    ps->decay[i] = ndim >= 2;
+    ps->offset[i] = start;
+    ps->total = start + n;
+    repoint(ps);
+    return t;
+}
+
+nb_tensor *nb_params_find(const nb_params *ps, const char *name) {
+    for (int i = 0; ps && name && i < ps->n; i++)
+        if (strcmp(ps->names[i], name) == 0) return ps->p[i];
+    return NULL;
+}
+
+int nb_params_index(const nb_params *ps, const nb_tensor *p) {
+    for (int i = 0; ps && i < ps->n; i++)
+        if (ps->p[i] == p) return i;
+    return -1;
+}
+
+void nb_params_zero_grad(nb_params *ps) {
+    if (ps && ps->grad_flat) memset(ps->grad_flat, 0, (size_t)ps->total * sizeof(float));
+}
+
+void nb_params_save_to(const nb_params *ps, float *dst) {
+    if (ps && dst && ps->total) memcpy(dst, ps->flat, (size_t)ps->total * sizeof(float));
+}
+
+void nb_params_load_from(nb_params *ps, const float *src) {
+    if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * sizeof(float));
+}

@@ -1,0 +1,380 @@
+/* Tensors: errors, shapes, long-lived tensors, element access, the Philox RNG, threads. */
+#include "../internal.h"
+
+#include <blis.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+/* ---- errors ---------------------------------------------------------------------------- */
+static _Thread_local nb_status tl_status;
+static _Thread_local char tl_msg[512];
+
+nb_status nb_last_status(void) { return tl_status; }
+const char *nb_last_error(void) { return tl_msg; }
+void nb_clear_last_error(void) { tl_status = NB_OK; tl_msg[0] = 0; }
+
+const char *nb_status_name(nb_status s) {
+    static const char *names[] = {"ok", "null argument", "shape error", "dtype error", "axis error",
+                                  "index error", "value error", "out of memory", "i/o error",
+                                  "format error", "numeric error", "state error", "unsupported"};
+    return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown";
+}
+
+static void set_tl(nb_status s, const char *fmt, va_list ap) {
+    tl_status = s;
+    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+}
+
+nb_status nb_set_error(nb_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_tl(s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_tl(s, fmt, ap);
+    va_end(ap);
+    if (ctx && ctx->status == NB_OK) {
+        ctx->status = s;
+        memcpy(ctx->msg, tl_msg, sizeof ctx->msg);
+    }
+    return NULL;
+}
+
+bool nb__null(nb_ctx *ctx, const char *op, int n, ...) {
+    if (!ctx) {
+        nb_set_error(NB_ERR_NULL, "%s: context is NULL", op);
+        return true;
+    }
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        if (!va_arg(ap, const void *)) {
+            va_end(ap);
+            /* keep the first error: a NULL input usually means an earlier op failed */
+            if (ctx->status == NB_OK) nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", op, i);
+            return true;
+        }
+    }
+    va_end(ap);
+    return false;
+}
+
+/* ---- dtypes and shapes ------------------------------------------------------------------ */
+size_t nb_dtype_size(nb_dtype dt) { return dt == NB_F32 ? 4 : 8; }
+const char *nb_dtype_name(nb_dtype dt) {
+    switch (dt) {
+    case NB_F32: return "f32";
+    case NB_F64: return "f64";
+    case NB_I64: return "i64";
+    }
+    return "?";
+}
+
+char *nb__dims_str(int ndim, const int64_t *shape, char *buf, size_t len) {
+    size_t k = 0;
+    if (len == 0) return buf;
+    k += (size_t)snprintf(buf + k, len - k, "(");
+    for (int i = 0; i < ndim && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (k < len) snprintf(buf + k, len - k, ")");
+    return buf;
+}
+
+char *nb_shape_str(const nb_tensor *t, char *buf, size_t len) {
+    if (!t) {
+        snprintf(buf, len, "NULL");
+        return buf;
+    }
+    return nb__dims_str(t->ndim, t->shape, buf, len);
+}
+
+int64_t nb__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void nb__contig_strides(int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i] > 0 ? shape[i] : 1;
+    }
+}
+
+bool nb_is_contiguous(const nb_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+bool nb_same_shape(const nb_tensor *a, const nb_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+int nb__axis(int axis, int ndim) {
+    if (axis < 0) axis += ndim;
+    return axis >= 0 && axis < ndim ? axis : -1;
+}
+
+int64_t nb__offset(const nb_tensor *t, int64_t i) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        int64_t n = t->shape[d];
+        off += (i % n) * t->stride[d];
+        i /= n;
+    }
+    return off;
+}
+
+bool nb__broadcast_shape(int na, const int64_t *sa, int nbd, const int64_t *sb, int *nout, int64_t *out) {
+    int n = na > nbd ? na : nbd;
+    for (int i = 0; i < n; i++) {
+        int64_t da = i < n - na ? 1 : sa[i - (n - na)];
+        int64_t db = i < n - nbd ? 1 : sb[i - (n - nbd)];
+        if (da != db && da != 1 && db != 1) return false;
+        out[i] = da == 1 ? db : da;
+    }
+    *nout = n;
+    return true;
+}
+
+/* ---- long-lived tensors ------------------------------------------------------------------- */
+static bool shape_ok(const char *fn, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > NB_MAX_DIMS) {
+        nb_set_error(NB_ERR_SHAPE, "%s: %d dimensions (at most %d)", fn, ndim, NB_MAX_DIMS);
+        return false;
+    }
+    if (ndim > 0 && !shape) {
+        nb_set_error(NB_ERR_NULL, "%s: shape is NULL", fn);
+        return false;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / 8 / shape[i])) {
+            char b[128];
+            nb_set_error(NB_ERR_SHAPE, "%s: invalid shape %s", fn, nb__dims_str(ndim, shape, b, sizeof b));
+            return false;
+        }
+        n *= shape[i];
+    }
+    return true;
+}
+
+nb_tensor *nb_tensor_new(nb_dtype dt, int ndim, const int64_t *shape) {
+    if ((unsigned)dt > NB_I64) {
+        nb_set_error(NB_ERR_DTYPE, "tensor_new: unknown dtype %d", (int)dt);
+        return NULL;
+    }
+    if (!shape_ok("tensor_new", ndim, shape)) return NULL;
+    int64_t n = nb__numel(ndim, shape);
+    size_t bytes = (size_t)n * nb_dtype_size(dt);
+    nb_tensor *t = calloc(1, sizeof *t);
+    void *data = NULL;
+    if (t && posix_memalign(&data, 64, bytes ? bytes : 64) != 0) data = NULL;
+    if (!t || !data) {
+        free(t);
+        nb_set_error(NB_ERR_NOMEM, "tensor_new: cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    memset(data, 0, bytes);
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    nb__contig_strides(ndim, shape, t->stride);
+    t->numel = n;
+    t->data = data;
+    t->alloc_ = data;
+    t->persistent = true;
+    return t;
+}
+
+nb_tensor *nb_tensor_from(nb_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    if (!data) {
+        nb_set_error(NB_ERR_NULL, "tensor_from: data is NULL");
+        return NULL;
+    }
+    nb_tensor *t = nb_tensor_new(dt, ndim, shape);
+    if (t) memcpy(t->data, data, (size_t)t->numel * nb_dtype_size(dt));
+    return t;
+}
+
+nb_tensor *nb_tensor_clone(const nb_tensor *src) {
+    if (!src) {
+        nb_set_error(NB_ERR_NULL, "tensor_clone: source is NULL");
+        return NULL;
+    }
+    nb_tensor *t = nb_tensor_new(src->dtype, src->ndim, src->shape);
+    if (t) nb__copy_kernel(t, src);
+    return t;
+}
+
+void nb_tensor_free(nb_tensor *t) {
+    if (!t || !t->persistent) return;
+    if (t->grad && t->grad->persistent) nb_tensor_free(t->grad);
+    nb_clear_hooks(t);
+    free(t->alloc_);
+    free(t);
+}
+
+/* ---- element access ------------------------------------------------------------------------ */
+static double load(const nb_tensor *t, int64_t off) {
+    switch (t->dtype) {
+    case NB_F32: return ((const float *)t->data)[off];
+    case NB_F64: return ((const double *)t->data)[off];
+    case NB_I64: return (double)((const int64_t *)t->data)[off];
+    }
+    return NAN;
+}
+
+double nb_get(const nb_tensor *t, int64_t i) {
+    if (!t || i < 0 || i >= t->numel) return NAN;
+    return load(t, nb__offset(t, i));
+}
+
+nb_status nb_set(nb_tensor *t, int64_t i, double v) {
+    if (!t) return nb_set_error(NB_ERR_NULL, "set: tensor is NULL");
+    if (i < 0 || i >= t->numel)
+        return nb_set_error(NB_ERR_INDEX, "set: index %lld out of range for %lld elements", (long long)i,
+                            (long long)t->numel);
+    int64_t off = nb__offset(t, i);
+    switch (t->dtype) {
+    case NB_F32: ((float *)t->data)[off] = (float)v; break;
+    case NB_F64: ((double *)t->data)[off] = v; break;
+    case NB_I64: ((int64_t *)t->data)[off] = (int64_t)v; break;
+    }
+    return NB_OK;
+}
+
+double nb_item(const nb_tensor *t) {
+    if (!t || t->numel != 1) {
+        char b[64];
+        nb_set_error(NB_ERR_SHAPE, "item: tensor of shape %s does not have exactly one element",
+                     nb_shape_str(t, b, sizeof b));
+        return NAN;
+    }
+    return load(t, 0);
+}
+
+nb_status nb_copy_out(const nb_tensor *t, nb_dtype dt, void *dst) {
+    if (!t || !dst) return nb_set_error(NB_ERR_NULL, "copy_out: NULL argument");
+    nb_tensor d = *t;
+    d.dtype = dt;
+    d.data = dst;
+    d.persistent = false;
+    nb__contig_strides(t->ndim, t->shape, d.stride);
+    nb__copy_kernel(&d, t);
+    return NB_OK;
+}
+
+nb_status nb_copy_into(nb_tensor *dst, const nb_tensor *src) {
+    if (!dst || !src) return nb_set_error(NB_ERR_NULL, "copy_into: NULL argument");
+    int n;
+    int64_t shp[NB_MAX_DIMS];
+    if (!nb__broadcast_shape(dst->ndim, dst->shape, src->ndim, src->shape, &n, shp) || n != dst->ndim ||
+        !(nb__numel(n, shp) == dst->numel)) {
+        char a[128], b[128];
+        return nb_set_error(NB_ERR_SHAPE, "copy_into: source %s does not broadcast to destination %s",
+                            nb_shape_str(src, a, sizeof a), nb_shape_str(dst, b, sizeof b));
+    }
+    nb__copy_kernel(dst, src);
+    return NB_OK;
+}
+
+nb_status nb_fill(nb_tensor *t, double v) {
+    if (!t) return nb_set_error(NB_ERR_NULL, "fill: tensor is NULL");
+    if (t->dtype == NB_I64) {
+        for (int64_t i = 0; i < t->numel; i++) ((int64_t *)t->data)[nb__offset(t, i)] = (int64_t)v;
+        return NB_OK;
+    }
+    nb__unary_kernel(NB_U_FILL, t, t, v, 0);
+    return NB_OK;
+}
+
+void nb_print(FILE *f, const nb_tensor *t) {
+    char b[128];
+    if (!t) {
+        fprintf(f, "tensor(NULL)\n");
+        return;
+    }
+    fprintf(f, "tensor %s %s%s [", nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b),
+            t->requires_grad ? " requires_grad" : "");
+    int64_t show = t->numel < 64 ? t->numel : 64;
+    for (int64_t i = 0; i < show; i++) fprintf(f, i ? ", %.6g" : "%.6g", nb_get(t, i));
+    fprintf(f, "%s]\n", show < t->numel ? ", ..." : "");
+}
+
+/* ---- Philox-4x32-10 ------------------------------------------------------------------------ */
+void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+}
+
+double nb_philox_uniform(uint64_t key, uint64_t index) {
+    uint32_t r[4];
+    nb_philox(key, index, r);
+    return (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53;
+}
+
+nb_rng nb_rng_new(uint64_t seed) { return (nb_rng){seed, 0}; }
+
+static nb_status rng_fill(nb_rng *rng, nb_tensor *t, int normal, double a, double b) {
+    if (!rng || !t) return nb_set_error(NB_ERR_NULL, "rng: NULL argument");
+    if (t->dtype == NB_I64) return nb_set_error(NB_ERR_DTYPE, "rng: tensor must be f32 or f64, got i64");
+    const uint64_t key = rng->seed, base = rng->offset;
+    const int64_t n = t->numel;
+    const bool contig = nb_is_contiguous(t);
+#pragma omp parallel for if (n >= NB_PAR_THRESHOLD) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t r[4];
+        nb_philox(key, base + (uint64_t)i, r);
+        double u1 = (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53, v;
+        if (normal) {
+            double u2 = (double)((((uint64_t)r[2] << 32) | r[3]) >> 11) * 0x1.0p-53;
+            v = a + b * sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+        } else {
+            v = a + (b - a) * u1;
+        }
+        int64_t off = contig ? i : nb__offset(t, i);
+        if (t->dtype == NB_F32) ((float *)t->data)[off] = (float)v;
+        else ((double *)t->data)[off] = v;
+    }
+    rng->offset += (uint64_t)n;
+    return NB_OK;
+}
+
+nb_status nb_rng_uniform(nb_rng *rng, nb_tensor *t, double lo, double hi) { return rng_fill(rng, t, 0, lo, hi); }
+nb_status nb_rng_normal(nb_rng *rng, nb_tensor *t, double mean, double std) {
+    return rng_fill(rng, t, 1, mean, std);
+}
+
+/* ---- threads --------------------------------------------------------------------------- */
+void nb_set_num_threads(int n) {
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    bli_thread_set_num_threads(n);
+}
+int nb_get_num_threads(void) { return omp_get_max_threads(); }

@@ -1,0 +1,284 @@
+/* Strided, broadcasting iteration and the element-wise kernels every op family uses.
+ * Results never depend on the thread count: each output element is computed by exactly one
+ * thread from the same inputs in the same order. */
+#include "../internal.h"
+
+#include <omp.h>
+
+void nb__iter_init(nb_iter *it, int ndim, const int64_t *shape, int nops, const nb_tensor *const *ts) {
+    int64_t st[NB_ITER_MAX][NB_MAX_DIMS];
+    it->nops = nops;
+    it->total = nb__numel(ndim, shape);
+    for (int k = 0; k < nops; k++) {
+        const nb_tensor *t = ts[k];
+        it->ptr[k] = t->data;
+        it->esz[k] = nb_dtype_size(t->dtype);
+        for (int i = 0; i < ndim; i++) {
+            int j = i - (ndim - t->ndim);
+            st[k][i] = (j < 0 || (t->shape[j] == 1 && shape[i] != 1)) ? 0 : t->stride[j];
+        }
+    }
+    /* drop size-1 dims, merge an outer dim into the inner one where every operand is linear */
+    int nd = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 1) continue;
+        bool merge = nd > 0;
+        for (int k = 0; merge && k < nops; k++)
+            if (it->st[k][nd - 1] != st[k][i] * shape[i]) merge = false;
+        if (merge) {
+            it->shape[nd - 1] *= shape[i];
+            for (int k = 0; k < nops; k++) it->st[k][nd - 1] = st[k][i];
+        } else {
+            it->shape[nd] = shape[i];
+            for (int k = 0; k < nops; k++) it->st[k][nd] = st[k][i];
+            nd++;
+        }
+    }
+    if (nd == 0) {
+        it->shape[0] = 1;
+        for (int k = 0; k < nops; k++) it->st[k][0] = 0;
+        nd = 1;
+    }
+    it->ndim = nd;
+}
+
+static void run_range(const nb_iter *it, int64_t b, int64_t e, nb_row_fn fn, const void *arg) {
+    const int nd = it->ndim, nops = it->nops;
+    const int64_t inner = it->shape[nd - 1];
+    int64_t idx[NB_MAX_DIMS], r = b, s[NB_ITER_MAX];
+    char *p[NB_ITER_MAX];
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = r % it->shape[d];
+        r /= it->shape[d];
+    }
+    for (int k = 0; k < nops; k++) s[k] = it->st[k][nd - 1];
+    int64_t pos = b;
+    while (pos < e) {
+        for (int k = 0; k < nops; k++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd; d++) off += idx[d] * it->st[k][d];
+            p[k] = it->ptr[k] + off * (int64_t)it->esz[k];
+        }
+        int64_t n = inner - idx[nd - 1];
+        if (n > e - pos) n = e - pos;
+        fn(n, p, s, arg);
+        pos += n;
+        idx[nd - 1] = 0;
+        for (int d = nd - 2; d >= 0; d--) {
+            if (++idx[d] < it->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
+void nb__iter_run_serial(const nb_iter *it, nb_row_fn fn, const void *arg) {
+    if (it->total) run_range(it, 0, it->total, fn, arg);
+}
+
+void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg) {
+    const int64_t total = it->total;
+    if (total == 0) return;
+    if (total < NB_PAR_THRESHOLD || omp_get_max_threads() == 1 || omp_in_parallel()) {
+        run_range(it, 0, total, fn, arg);
+        return;
+    }
+#pragma omp parallel
+    {
+        int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+        run_range(it, total * t / T, total * (t + 1) / T, fn, arg);
+    }
+}
+
+/* ---- typed math ------------------------------------------------------------------------- */
+#define M1(fn, v) _Generic((v), float: fn##f, default: fn)(v)
+#define M2(fn, v, w) _Generic((v), float: fn##f, default: fn)(v, w)
+
+typedef struct {
+    int kind;
+    double p0, p1;
+} k_arg;
+
+/* LOOP1: o = EXPR(v) with fast path for unit strides */
+#define LOOP1(EXPR)                                                                    \
+    if (so == 1 && sx == 1) {                                                          \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t v = x[i];                                                                \
+            o[i] = (EXPR);                                                             \
+        }                                                                              \
+    } else {                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t v = x[i * sx];                                                           \
+            o[i * so] = (EXPR);                                                        \
+        }                                                                              \
+    }                                                                                  \
+    break
+
+#define DEFINE_UNARY_ROW(T, SUF)                                                                  \
+    static void unary_row_##SUF(int64_t n, char **p, const int64_t *s, const void *argp) {        \
+        typedef T elem_t;                                                                         \
+        const k_arg *A = argp;                                                                    \
+        T *o = (T *)p[0];                                                                         \
+        const T *x = (const T *)p[1];                                                             \
+        const int64_t so = s[0], sx = s[1];                                                       \
+        const T p0 = (T)A->p0, p1 = (T)A->p1, one = 1, zero = 0;                                  \
+        switch (A->kind) {                                                                        \
+        case NB_U_NEG: LOOP1(-v);                                                                 \
+        case NB_U_EXP: LOOP1(M1(exp, v));                                                         \
+        case NB_U_LOG: LOOP1(M1(log, v));                                                         \
+        case NB_U_SQRT: LOOP1(M1(sqrt, v));                                                       \
+        case NB_U_ABS: LOOP1(M1(fabs, v));                                                        \
+        case NB_U_SIGN: LOOP1((T)((v > zero) - (v < zero)));                                     \
+        case NB_U_ERF: LOOP1(M1(erf, v));                                                         \
+        case NB_U_RELU: LOOP1(v > zero ? v : zero);                                               \
+        case NB_U_GTZ: LOOP1(v > zero ? one : zero);                                              \
+        case NB_U_LEAKY: LOOP1(v > zero ? v : v * p0);                                            \
+        case NB_U_ELU: LOOP1(v > zero ? v : p0 * M1(expm1, v));                                   \
+        case NB_U_SIGMOID:                                                                        \
+            LOOP1(v >= zero ? one / (one + M1(exp, -v)) : M1(exp, v) / (one + M1(exp, v)));       \
+        case NB_U_TANH: LOOP1(M1(tanh, v));                                                       \
+        case NB_U_GELU: LOOP1((T)0.5 * v * (one + M1(erf, v * (T)0.70710678118654752440)));      \
+        case NB_U_SOFTPLUS: LOOP1((v > zero ? v : zero) + M1(log1p, M1(exp, -M1(fabs, v))));      \
+        case NB_U_AFFINE: LOOP1(p0 * v + p1);                                                     \
+        case NB_U_POW: LOOP1(A->p0 == 2.0 ? v * v : M2(pow, v, p0));                              \
+        case NB_U_CLAMP: LOOP1(v < p0 ? p0 : (v > p1 ? p1 : v));                                  \
+        case NB_U_INRANGE: LOOP1((v >= p0 && v <= p1) ? one : zero);                              \
+        case NB_U_COPY: LOOP1(v);                                                                 \
+        case NB_U_FILL: LOOP1(((void)v, p0));                                                     \
+        }                                                                                         \
+    }
+DEFINE_UNARY_ROW(float, f32)
+DEFINE_UNARY_ROW(double, f64)
+
+void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, double p0, double p1) {
+    nb_iter it;
+    const nb_tensor *ts[2] = {out, x};
+    nb__iter_init(&it, out->ndim, out->shape, 2, ts);
+    k_arg a = {k, p0, p1};
+    nb__iter_run(&it, out->dtype == NB_F32 ? unary_row_f32 : unary_row_f64, &a);
+}
+
+#define LOOP2(EXPR)                                                                    \
+    if (so == 1 && sa == 1 && sb == 1) {                                               \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t u = a[i], v = b[i];                                                      \
+            o[i] = (EXPR);                                                             \
+        }                                                                              \
+    } else if (so == 1 && sa == 1 && sb == 0) {                                        \
+        const elem_t v = b[0];                                                              \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t u = a[i];                                                                \
+            o[i] = (EXPR);                                                             \
+        }                                                                              \
+    } else {                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t u = a[i * sa], v = b[i * sb];                                            \
+            o[i * so] = (EXPR);                                                        \
+        }                                                                              \
+    }                                                                                  \
+    break
+
+#define DEFINE_BINARY_ROW(T, SUF)                                                                 \
+    static void binary_row_##SUF(int64_t n, char **p, const int64_t *s, const void *argp) {       \
+        typedef T elem_t;                                                                         \
+        const k_arg *A = argp;                                                                    \
+        T *o = (T *)p[0];                                                                         \
+        const T *a = (const T *)p[1], *b = (const T *)p[2];                                       \
+        const int64_t so = s[0], sa = s[1], sb = s[2];                                            \
+        const T one = 1, zero = 0;                                                                \
+        switch (A->kind) {                                                                        \
+        case NB_B_ADD: LOOP2(u + v);                                                              \
+        case NB_B_SUB: LOOP2(u - v);                                                              \
+        case NB_B_MUL: LOOP2(u * v);                                                              \
+        case NB_B_DIV: LOOP2(u / v);                                                              \
+        case NB_B_POW: LOOP2(M2(pow, u, v));                                                      \
+        case NB_B_MAX: LOOP2(u > v ? u : (u < v ? v : u + (v - u) * (T)0.5));                     \
+        case NB_B_MIN: LOOP2(u < v ? u : (u > v ? v : u + (v - u) * (T)0.5));                     \
+        case NB_B_EQ: LOOP2(u == v ? one : zero);                                                 \
+        case NB_B_NE: LOOP2(u != v ? one : zero);                                                 \
+        case NB_B_LT: LOOP2(u < v ? one : zero);                                                  \
+        case NB_B_LE: LOOP2(u <= v ? one : zero);                                                 \
+        case NB_B_GT: LOOP2(u > v ? one : zero);                                                  \
+        case NB_B_GE: LOOP2(u >= v ? one : zero);                                                 \
+        }                                                                                         \
+    }
+DEFINE_BINARY_ROW(float, f32)
+DEFINE_BINARY_ROW(double, f64)
+
+void nb__binary_kernel(nb_binary_kind k, nb_tensor *out, const nb_tensor *a, const nb_tensor *b) {
+    nb_iter it;
+    const nb_tensor *ts[3] = {out, a, b};
+    nb__iter_init(&it, out->ndim, out->shape, 3, ts);
+    k_arg arg = {k, 0, 0};
+    nb__iter_run(&it, out->dtype == NB_F32 ? binary_row_f32 : binary_row_f64, &arg);
+}
+
+void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src) { nb__binary_kernel(NB_B_ADD, dst, dst, src); }
+
+/* ---- copies with conversion ---------------------------------------------------------------- */
+typedef struct {
+    nb_dtype dst, src;
+} cp_arg;
+
+static void copy_row(int64_t n, char **p, const int64_t *s, const void *argp) {
+    const cp_arg *A = argp;
+    if (A->dst == A->src) {
+        if (A->dst == NB_F32) {
+            float *o = (float *)p[0];
+            const float *x = (const float *)p[1];
+            if (s[0] == 1 && s[1] == 1) memcpy(o, x, (size_t)n * 4);
+            else
+                for (int64_t i = 0; i < n; i++) o[i * s[0]] = x[i * s[1]];
+        } else {
+            int64_t *o = (int64_t *)p[0];
+            const int64_t *x = (const int64_t *)p[1];
+            if (s[0] == 1 && s[1] == 1) memcpy(o, x, (size_t)n * 8);
+            else
+                for (int64_t i = 0; i < n; i++) o[i * s[0]] = x[i * s[1]];
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        const char *src = p[1] + i * s[1] * (int64_t)nb_dtype_size(A->src);
+        switch (A->src) {
+        case NB_F32: v = *(const float *)src; break;
+        case NB_F64: v = *(const double *)src; break;
+        default: v = (double)*(const int64_t *)src; break;
+        }
+        char *dst = p[0] + i * s[0] * (int64_t)nb_dtype_size(A->dst);
+        switch (A->dst) {
+        case NB_F32: *(float *)dst = (float)v; break;
+        case NB_F64: *(double *)dst = v; break;
+        default: *(int64_t *)dst = (int64_t)v; break;
+        }
+    }
+}
+
+void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src) {
+    nb_iter it;
+    const nb_tensor *ts[2] = {dst, src};
+    nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
+    cp_arg a = {dst->dtype, src->dtype};
+    nb__iter_run(&it, copy_row, &a);
+}
+
+/* ---- lines along an axis ----------------------------------------------------------------- */
+void nb__lines(const nb_tensor *x, nb_tensor *out, int axis, nb_line_fn fn, const void *arg) {
+    const int64_t len = x->shape[axis];
+    if (len == 0 || x->numel == 0) return;
+    const int64_t nlines = x->numel / len;
+    const size_t xe = nb_dtype_size(x->dtype), oe = nb_dtype_size(out->dtype);
+#pragma omp parallel for if (x->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+    for (int64_t r = 0; r < nlines; r++) {
+        int64_t rem = r, xo = 0, oo = 0;
+        for (int d = x->ndim - 1; d >= 0; d--) {
+            if (d == axis) continue;
+            int64_t i = rem % x->shape[d];
+            rem /= x->shape[d];
+            xo += i * x->stride[d];
+            oo += i * out->stride[d];
+        }
+        fn(len, (const char *)x->data + xo * (int64_t)xe, x->stride[axis], (char *)out->data + oo * (int64_t)oe,
+           out->stride[axis], arg);
+    }
+}

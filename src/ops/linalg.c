@@ -1,0 +1,133 @@
+/* Matrix products through BLIS's typed interface. BLIS takes a row and a column stride for
+ * every operand, so transposed and sliced views go in as they are, without copies. */
+#include "../internal.h"
+
+#include <blis.h>
+#include <omp.h>
+
+/* C = A B for one (M,K)x(K,N) pair; threads: BLIS's own threading when > 1 */
+static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
+                 int64_t rsb, int64_t csb, void *c, int64_t rsc, int64_t csc, int threads) {
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    bli_rntm_set_num_threads(threads, &rntm);
+    /* BLIS wants unit-free strides >= 1 even for degenerate dims */
+    if (rsa == 0) rsa = 1;
+    if (csa == 0) csa = 1;
+    if (rsb == 0) rsb = 1;
+    if (csb == 0) csb = 1;
+    if (dt == NB_F32) {
+        float one = 1.0f, zero = 0.0f;
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, (float *)a, rsa, csa, (float *)b, rsb, csb, &zero,
+                     (float *)c, rsc, csc, NULL, &rntm);
+    } else {
+        double one = 1.0, zero = 0.0;
+        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, (double *)a, rsa, csa, (double *)b, rsb, csb,
+                     &zero, (double *)c, rsc, csc, NULL, &rntm);
+    }
+}
+
+static nb_status matmul_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *a = n->in[0], *b = n->in[1];
+    if (a->requires_grad) gin[0] = nb_matmul(ctx, g, nb_transpose(ctx, b, -1, -2));
+    if (b->requires_grad) gin[1] = nb_matmul(ctx, nb_transpose(ctx, a, -1, -2), g);
+    return NB_OK;
+}
+static const nb_op OP_MATMUL = {"matmul", matmul_bw, false};
+
+/* BLIS needs positive strides inside each matrix; broadcast (stride-0) matrices are copied */
+static bool blis_strides(const nb_tensor *t) {
+    for (int d = t->ndim - 2; d < t->ndim; d++)
+        if (t->stride[d] <= 0 && t->shape[d] > 1) return false;
+    return true;
+}
+
+/* both operands at least 2-D */
+static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
+    char sa[128], sb[128];
+    if (!blis_strides(a) && !(a = nb_contiguous(ctx, a))) return NULL;
+    if (!blis_strides(b) && !(b = nb_contiguous(ctx, b))) return NULL;
+    const int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != K)
+        return nb__fail(ctx, NB_ERR_SHAPE, "matmul: shapes %s and %s are not compatible", nb_shape_str(a, sa, sizeof sa),
+                        nb_shape_str(b, sb, sizeof sb));
+    int nbd;
+    int64_t bshape[NB_MAX_DIMS];
+    if (!nb__broadcast_shape(a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nbd, bshape) || nbd + 2 > NB_MAX_DIMS)
+        return nb__fail(ctx, NB_ERR_SHAPE, "matmul: batch dimensions of %s and %s cannot be broadcast",
+                        nb_shape_str(a, sa, sizeof sa), nb_shape_str(b, sb, sizeof sb));
+    int64_t oshape[NB_MAX_DIMS];
+    memcpy(oshape, bshape, (size_t)nbd * sizeof *oshape);
+    oshape[nbd] = M;
+    oshape[nbd + 1] = N;
+    nb_tensor *out = nb__new(ctx, a->dtype, nbd + 2, oshape);
+    if (!out) return NULL;
+    const int64_t batch = nb__numel(nbd, bshape);
+    if (K == 0) {
+        nb_fill(out, 0.0);
+    } else if (out->numel > 0) {
+        /* batch strides of a and b broadcast to the batch shape */
+        int64_t ast[NB_MAX_DIMS], bst[NB_MAX_DIMS];
+        for (int d = 0; d < nbd; d++) {
+            int ja = d - (nbd - (a->ndim - 2)), jb = d - (nbd - (b->ndim - 2));
+            ast[d] = (ja < 0 || a->shape[ja] == 1) ? 0 : a->stride[ja];
+            bst[d] = (jb < 0 || b->shape[jb] == 1) ? 0 : b->stride[jb];
+        }
+        const size_t es = nb_dtype_size(a->dtype);
+        const int64_t rsa = a->stride[a->ndim - 2], csa = a->stride[a->ndim - 1];
+        const int64_t rsb = b->stride[b->ndim - 2], csb = b->stride[b->ndim - 1];
+        const int T = omp_get_max_threads();
+        /* many small products: one thread each; few large ones: BLIS threads each product */
+        const bool par_batch = batch >= T && T > 1 && M * N * K < (int64_t)1 << 21 && !omp_in_parallel();
+#pragma omp parallel for if (par_batch) schedule(static)
+        for (int64_t i = 0; i < batch; i++) {
+            int64_t rem = i, ao = 0, bo = 0;
+            for (int d = nbd - 1; d >= 0; d--) {
+                int64_t c = rem % bshape[d];
+                rem /= bshape[d];
+                ao += c * ast[d];
+                bo += c * bst[d];
+            }
+            gemm(a->dtype, M, N, K, (const char *)a->data + ao * (int64_t)es, rsa, csa, (const char *)b->data + bo * (int64_t)es,
+                 rsb, csb, (char *)out->data + i * M * N * (int64_t)es, N, 1, par_batch || omp_in_parallel() ? 1 : T);
+        }
+    }
+    nb_tensor *in[2] = {a, b};
+    return nb__finish(ctx, &OP_MATMUL, out, 2, in, NULL);
+}
+
+nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
+    if (nb__null(ctx, "matmul", 2, a, b)) return NULL;
+    char sa[128], sb[128];
+    if (a->dtype != b->dtype || a->dtype == NB_I64)
+        return nb__fail(ctx, NB_ERR_DTYPE, "matmul: dtypes %s and %s (need both f32 or both f64)", nb_dtype_name(a->dtype),
+                        nb_dtype_name(b->dtype));
+    if (a->ndim == 0 || b->ndim == 0)
+        return nb__fail(ctx, NB_ERR_SHAPE, "matmul: shapes %s and %s: both operands need at least one dimension",
+                        nb_shape_str(a, sa, sizeof sa), nb_shape_str(b, sb, sizeof sb));
+    /* vectors become matrices through views, so their gradients come out right by themselves */
+    bool va = a->ndim == 1, vb = b->ndim == 1;
+    if (va && vb && a->shape[0] != b->shape[0])
+        return nb__fail(ctx, NB_ERR_SHAPE, "matmul: shapes %s and %s are not compatible", nb_shape_str(a, sa, sizeof sa),
+                        nb_shape_str(b, sb, sizeof sb));
+    nb_tensor *a2 = va ? nb_unsqueeze(ctx, a, 0) : a, *b2 = vb ? nb_unsqueeze(ctx, b, 1) : b;
+    if (!a2 || !b2) return NULL;
+    nb_tensor *r = matmul_nd(ctx, a2, b2);
+    if (r && vb) r = nb_squeeze(ctx, r, -1);
+    if (r && va) r = nb_squeeze(ctx, r, -2);
+    return r;
+}
+
+nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b) {
+    if (nb__null(ctx, "linear", 2, x, w)) return NULL;
+    char sx[128], sw[128];
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return nb__fail(ctx, NB_ERR_SHAPE, "linear: input %s does not fit weight %s (expected (..., in) and (out, in))",
+                        nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw));
+    nb_tensor *y = nb_matmul(ctx, x, nb_transpose(ctx, w, 0, 1));
+    if (!b) return y;
+    if (b->ndim != 1 || b->shape[0] != w->shape[0])
+        return nb__fail(ctx, NB_ERR_SHAPE, "linear: bias %s does not fit weight %s", nb_shape_str(b, sx, sizeof sx),
+                        nb_shape_str(w, sw, sizeof sw));
+    return nb_add(ctx, y, b);
+}

@@ -1,0 +1,371 @@
+/* Reductions (sum, max, min as primitives; mean, var, logsumexp composed), softmax and
+ * log-softmax along an axis, argmax, and sum_to (the inverse of broadcasting). */
+#include "../internal.h"
+
+#include <omp.h>
+
+bool nb__axes_mask(nb_ctx *ctx, const char *op, const nb_tensor *x, int naxes, const int *axes, unsigned *mask) {
+    if (naxes == 0) {
+        *mask = x->ndim ? (1u << x->ndim) - 1 : 0;
+        return true;
+    }
+    if (naxes < 0 || !axes) return nb__fail(ctx, NB_ERR_NULL, "%s: axes list is NULL", op), false;
+    unsigned m = 0;
+    for (int i = 0; i < naxes; i++) {
+        int a = nb__axis(axes[i], x->ndim);
+        if (a < 0) {
+            char b[128];
+            return nb__fail(ctx, NB_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axes[i], nb_shape_str(x, b, sizeof b)),
+                   false;
+        }
+        m |= 1u << a;
+    }
+    *mask = m;
+    return true;
+}
+
+void nb__reduced_shape(const nb_tensor *x, unsigned mask, bool keepdim, int *ndim, int64_t *shape) {
+    int n = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (mask >> d & 1) {
+            if (keepdim) shape[n++] = 1;
+        } else {
+            shape[n++] = x->shape[d];
+        }
+    }
+    *ndim = n;
+}
+
+/* ---- the reduction kernel ---------------------------------------------------------------- */
+typedef struct {
+    int kind;
+    nb_dtype dt;
+} red_arg;
+
+/* acc (operand 0, stride 0 along reduced axes) op= x (operand 1), serially */
+static void red_row(int64_t n, char **p, const int64_t *s, const void *argp) {
+    const red_arg *A = argp;
+#define RED_ROW(T)                                                                                   \
+    {                                                                                                \
+        T *o = (T *)p[0];                                                                            \
+        const T *x = (const T *)p[1];                                                                \
+        for (int64_t i = 0; i < n; i++) {                                                            \
+            T v = x[i * s[1]], *a = &o[i * s[0]];                                                    \
+            if (A->kind == NB_R_SUM) *a += v;                                                        \
+            else if (A->kind == NB_R_MAX) *a = (v > *a || v != v) ? v : *a;                          \
+            else *a = (v < *a || v != v) ? v : *a;                                                   \
+        }                                                                                            \
+    }
+    if (A->dt == NB_F32) RED_ROW(float) else RED_ROW(double)
+#undef RED_ROW
+}
+
+static void reduce_kernel(nb_reduce_kind kind, const nb_tensor *x, unsigned mask, nb_tensor *out) {
+    const double ident = kind == NB_R_SUM ? 0.0 : (kind == NB_R_MAX ? -INFINITY : INFINITY);
+    const int nd = x->ndim;
+    if (nd > 0 && !(mask >> (nd - 1) & 1)) {
+        /* innermost axis kept: stream over x in memory order, accumulating rows into out */
+        nb_fill(out, ident);
+        nb_tensor ov = *out;
+        ov.ndim = nd;
+        int64_t os[NB_MAX_DIMS];
+        nb__contig_strides(out->ndim, out->shape, os);
+        for (int d = 0; d < nd; d++) {  /* out is keepdim-shaped: same rank as x */
+            ov.shape[d] = x->shape[d];
+            ov.stride[d] = (mask >> d & 1) ? 0 : os[d];
+        }
+        nb_iter it;
+        const nb_tensor *ts[2] = {&ov, x};
+        nb__iter_init(&it, nd, x->shape, 2, ts);
+        red_arg a = {kind, x->dtype};
+        /* serial: rows of different threads would add into the same outputs */
+        nb__iter_run_serial(&it, red_row, &a);
+        return;
+    }
+    /* innermost axis reduced: each output is one independent loop over the reduced axes */
+    int nr = 0, kd[NB_MAX_DIMS], nk = 0;
+    int64_t rshape[NB_MAX_DIMS], rstride[NB_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        if (mask >> d & 1) {
+            if (nr > 0 && rstride[nr - 1] == x->stride[d] * x->shape[d]) {  /* merge with the outer one */
+                rshape[nr - 1] *= x->shape[d];
+                rstride[nr - 1] = x->stride[d];
+            } else {
+                rshape[nr] = x->shape[d];
+                rstride[nr] = x->stride[d];
+                nr++;
+            }
+        } else {
+            kd[nk++] = d;
+        }
+    }
+    const int64_t nout = out->numel, inner = nr ? rshape[nr - 1] : 1, is = nr ? rstride[nr - 1] : 0;
+    const int64_t nrows = nr ? nb__numel(nr - 1, rshape) : 1;
+    const size_t es = nb_dtype_size(x->dtype);
+#pragma omp parallel for if (x->numel >= NB_PAR_THRESHOLD && nout > 1 && !omp_in_parallel()) schedule(static)
+    for (int64_t o = 0; o < nout; o++) {
+        int64_t rem = o, base = 0;
+        for (int k = nk - 1; k >= 0; k--) {
+            base += (rem % x->shape[kd[k]]) * x->stride[kd[k]];
+            rem /= x->shape[kd[k]];
+        }
+        double acc = ident;
+        for (int64_t r = 0; r < nrows; r++) {
+            int64_t rr = r, off = base;
+            for (int k = nr - 2; k >= 0; k--) {
+                off += (rr % rshape[k]) * rstride[k];
+                rr /= rshape[k];
+            }
+            const char *p = (const char *)x->data + off * (int64_t)es;
+            if (x->dtype == NB_F32) {
+                const float *v = (const float *)p;
+                if (kind == NB_R_SUM) {
+                    double s = 0;
+                    for (int64_t i = 0; i < inner; i++) s += v[i * is];
+                    acc += s;
+                } else {
+                    for (int64_t i = 0; i < inner; i++) {
+                        double u = v[i * is];
+                        if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
+                    }
+                }
+            } else {
+                const double *v = (const double *)p;
+                if (kind == NB_R_SUM) {
+                    double s = 0;
+                    for (int64_t i = 0; i < inner; i++) s += v[i * is];
+                    acc += s;
+                } else {
+                    for (int64_t i = 0; i < inner; i++) {
+                        double u = v[i * is];
+                        if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
+                    }
+                }
+            }
+        }
+        if (out->dtype == NB_F32) ((float *)out->data)[o] = (float)acc;
+        else ((double *)out->data)[o] = acc;
+    }
+}
+
+/* gradient of a reduced tensor, stretched back over x's shape */
+static nb_tensor *stretch(nb_ctx *ctx, nb_tensor *g, const nb_node *n) {
+    nb_tensor *x = n->in[0];
+    int kn;
+    int64_t ks[NB_MAX_DIMS];
+    nb__reduced_shape(x, (unsigned)n->iattr[0], true, &kn, ks);
+    return nb_expand(ctx, nb_reshape(ctx, g, kn, ks), x->ndim, x->shape);
+}
+
+static nb_status sum_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    gin[0] = stretch(ctx, g, n);
+    return NB_OK;
+}
+static nb_status extremum_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0];
+    nb_tensor *hit;  /* 1 where x equals its reduction's value: a constant */
+    NB_NO_GRAD(ctx) { hit = nb_eq(ctx, x, stretch(ctx, n->out, n)); }
+    int axes[NB_MAX_DIMS], na = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (n->iattr[0] >> d & 1) axes[na++] = d;
+    nb_tensor *share = nb_div(ctx, hit, nb_sum(ctx, hit, na, axes, true));
+    gin[0] = nb_mul(ctx, stretch(ctx, g, n), share);
+    return NB_OK;
+}
+static const nb_op OP_SUM = {"sum", sum_bw, false}, OP_MAX = {"max", extremum_bw, false},
+                   OP_MIN = {"min", extremum_bw, false};
+
+static nb_tensor *reduce(nb_ctx *ctx, const nb_op *op, nb_reduce_kind kind, nb_tensor *x, int naxes, const int *axes,
+                         bool keepdim) {
+    if (nb__null(ctx, op->name, 1, x)) return NULL;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64, got i64", op->name);
+    unsigned mask;
+    if (!nb__axes_mask(ctx, op->name, x, naxes, axes, &mask)) return NULL;
+    if (kind != NB_R_SUM)
+        for (int d = 0; d < x->ndim; d++)
+            if ((mask >> d & 1) && x->shape[d] == 0) {
+                char b[128];
+                return nb__fail(ctx, NB_ERR_SHAPE, "%s: cannot reduce over an empty axis %d of %s", op->name, d,
+                                nb_shape_str(x, b, sizeof b));
+            }
+    int kn, on;
+    int64_t ks[NB_MAX_DIMS], os[NB_MAX_DIMS];
+    nb__reduced_shape(x, mask, true, &kn, ks);
+    nb__reduced_shape(x, mask, keepdim, &on, os);
+    nb_tensor *out = nb__new(ctx, x->dtype, on, os);
+    if (!out) return NULL;
+    nb_tensor kv = *out;  /* keepdim-shaped alias for the kernel */
+    kv.ndim = kn;
+    for (int d = 0; d < kn; d++) kv.shape[d] = ks[d];
+    nb__contig_strides(kn, ks, kv.stride);
+    reduce_kernel(kind, x, mask, &kv);
+    nb_node *n;
+    out = nb__finish(ctx, op, out, 1, &x, &n);
+    if (n) n->iattr[0] = mask, n->iattr[1] = keepdim;
+    return out;
+}
+
+nb_tensor *nb_sum(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    return reduce(ctx, &OP_SUM, NB_R_SUM, x, naxes, axes, keepdim);
+}
+nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    return reduce(ctx, &OP_MAX, NB_R_MAX, x, naxes, axes, keepdim);
+}
+nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    return reduce(ctx, &OP_MIN, NB_R_MIN, x, naxes, axes, keepdim);
+}
+nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x) { return nb_sum(ctx, x, 0, NULL, false); }
+
+static int64_t reduced_count(const nb_tensor *x, unsigned mask) {
+    int64_t c = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask >> d & 1) c *= x->shape[d];
+    return c;
+}
+
+nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    unsigned mask;
+    if (nb__null(ctx, "mean", 1, x) || !nb__axes_mask(ctx, "mean", x, naxes, axes, &mask)) return NULL;
+    int64_t c = reduced_count(x, mask);
+    return nb_mul_scalar(ctx, nb_sum(ctx, x, naxes, axes, keepdim), c ? 1.0 / (double)c : NAN);
+}
+nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x) { return nb_mean(ctx, x, 0, NULL, false); }
+
+nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int correction, bool keepdim) {
+    unsigned mask;
+    if (nb__null(ctx, "var", 1, x) || !nb__axes_mask(ctx, "var", x, naxes, axes, &mask)) return NULL;
+    int64_t c = reduced_count(x, mask);
+    if (correction < 0 || c - correction <= 0) {
+        char b[128];
+        return nb__fail(ctx, NB_ERR_VALUE, "var: correction %d leaves no degrees of freedom for %lld elements of %s",
+                        correction, (long long)c, nb_shape_str(x, b, sizeof b));
+    }
+    nb_tensor *d = nb_sub(ctx, x, nb_mean(ctx, x, naxes, axes, true));
+    return nb_mul_scalar(ctx, nb_sum(ctx, nb_mul(ctx, d, d), naxes, axes, keepdim), 1.0 / (double)(c - correction));
+}
+
+nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    unsigned mask;
+    if (nb__null(ctx, "logsumexp", 1, x) || !nb__axes_mask(ctx, "logsumexp", x, naxes, axes, &mask)) return NULL;
+    nb_tensor *m;  /* the shift is a constant: the gradient of the result does not depend on it */
+    NB_NO_GRAD(ctx) {
+        m = nb_max(ctx, x, naxes, axes, true);
+        for (int64_t i = 0; m && i < m->numel; i++)  /* all -inf (or +inf) rows: shift by 0 */
+            if (!isfinite(nb_get(m, i))) nb_set(m, i, 0.0);
+    }
+    nb_tensor *r = nb_add(ctx, nb_log(ctx, nb_sum(ctx, nb_exp(ctx, nb_sub(ctx, x, m)), naxes, axes, true)), m);
+    if (!r || keepdim) return r;
+    int on;
+    int64_t os[NB_MAX_DIMS];
+    nb__reduced_shape(x, mask, false, &on, os);
+    return nb_reshape(ctx, r, on, os);
+}
+
+nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
+    if (nb__null(ctx, "sum_to", 1, x)) return NULL;
+    int nd;
+    int64_t bs[NB_MAX_DIMS];
+    if (ndim > x->ndim || (ndim > 0 && !shape) || !nb__broadcast_shape(x->ndim, x->shape, ndim, shape, &nd, bs) ||
+        nd != x->ndim || nb__numel(nd, bs) != x->numel) {
+        char a[128], b[128];
+        return nb__fail(ctx, NB_ERR_SHAPE, "sum_to: %s cannot be summed to %s", nb_shape_str(x, a, sizeof a),
+                        nb__dims_str(ndim, shape, b, sizeof b));
+    }
+    int axes[NB_MAX_DIMS], na = 0, lead = x->ndim - ndim;
+    for (int d = 0; d < x->ndim; d++)
+        if (d < lead || (shape[d - lead] == 1 && x->shape[d] != 1)) axes[na++] = d;
+    if (na == 0) return ndim == x->ndim ? x : nb_reshape(ctx, x, ndim, shape);
+    return nb_reshape(ctx, nb_sum(ctx, x, na, axes, true), ndim, shape);
+}
+
+/* ---- softmax family ------------------------------------------------------------------------ */
+#define DEFINE_SOFTMAX_LINE(T, SUF)                                                                    \
+    static void softmax_line_##SUF(int64_t len, const char *xp, int64_t xs, char *op, int64_t os,      \
+                                   const void *arg) {                                                  \
+        const bool logp = *(const bool *)arg;                                                          \
+        const T *x = (const T *)xp;                                                                    \
+        T *o = (T *)op;                                                                                \
+        T m = -INFINITY;                                                                               \
+        for (int64_t i = 0; i < len; i++)                                                              \
+            if (x[i * xs] > m) m = x[i * xs];                                                          \
+        if (!isfinite(m)) m = 0;                                                                       \
+        double s = 0;                                                                                  \
+        for (int64_t i = 0; i < len; i++) s += exp((double)(x[i * xs] - m));                           \
+        if (logp) {                                                                                    \
+            T lse = (T)log(s) + m;                                                                     \
+            for (int64_t i = 0; i < len; i++) o[i * os] = x[i * xs] - lse;                             \
+        } else {                                                                                       \
+            T inv = (T)(1.0 / s);                                                                      \
+            for (int64_t i = 0; i < len; i++) o[i * os] = (T)exp((double)(x[i * xs] - m)) * inv;       \
+        }                                                                                              \
+    }
+DEFINE_SOFTMAX_LINE(float, f32)
+DEFINE_SOFTMAX_LINE(double, f64)
+
+static nb_status log_softmax_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    int axis = (int)n->iattr[0];
+    gin[0] = nb_sub(ctx, g, nb_mul(ctx, nb_exp(ctx, n->out), nb_sum(ctx, g, 1, &axis, true)));
+    return NB_OK;
+}
+static nb_status softmax_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    int axis = (int)n->iattr[0];
+    nb_tensor *y = n->out;
+    gin[0] = nb_mul(ctx, y, nb_sub(ctx, g, nb_sum(ctx, nb_mul(ctx, g, y), 1, &axis, true)));
+    return NB_OK;
+}
+static const nb_op OP_LOG_SOFTMAX = {"log_softmax", log_softmax_bw, false}, OP_SOFTMAX = {"softmax", softmax_bw, false};
+
+static nb_tensor *softmax_op(nb_ctx *ctx, const nb_op *op, nb_tensor *x, int axis, bool logp) {
+    if (nb__null(ctx, op->name, 1, x)) return NULL;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64, got i64", op->name);
+    int a = nb__axis(axis, x->ndim);
+    if (a < 0) {
+        char b[128];
+        return nb__fail(ctx, NB_ERR_AXIS, "%s: axis %d out of range for shape %s", op->name, axis, nb_shape_str(x, b, sizeof b));
+    }
+    nb_tensor *out = nb__new(ctx, x->dtype, x->ndim, x->shape);
+    if (!out) return NULL;
+    nb__lines(x, out, a, x->dtype == NB_F32 ? softmax_line_f32 : softmax_line_f64, &logp);
+    nb_node *n;
+    out = nb__finish(ctx, op, out, 1, &x, &n);
+    if (n) n->iattr[0] = a;
+    return out;
+}
+nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_op(ctx, &OP_LOG_SOFTMAX, x, axis, true); }
+nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_op(ctx, &OP_SOFTMAX, x, axis, false); }
+
+/* ---- argmax ---------------------------------------------------------------------------- */
+static void argmax_line(int64_t len, const char *xp, int64_t xs, char *op, int64_t os, const void *arg) {
+    (void)os;
+    const bool f32 = *(const bool *)arg;
+    int64_t best = 0;
+    double bv = -INFINITY;
+    for (int64_t i = 0; i < len; i++) {
+        double v = f32 ? ((const float *)xp)[i * xs] : ((const double *)xp)[i * xs];
+        if (v > bv || (v != v && bv == bv)) bv = v, best = i;
+    }
+    *(int64_t *)op = best;
+}
+
+nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) {
+    if (nb__null(ctx, "argmax", 1, x)) return NULL;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "argmax: expected f32 or f64, got i64");
+    int a = nb__axis(axis, x->ndim);
+    if (a < 0 || x->shape[a] == 0) {
+        char b[128];
+        return nb__fail(ctx, a < 0 ? NB_ERR_AXIS : NB_ERR_SHAPE, "argmax: axis %d invalid for shape %s", axis,
+                        nb_shape_str(x, b, sizeof b));
+    }
+    int kn, on;
+    int64_t ks[NB_MAX_DIMS], os[NB_MAX_DIMS];
+    nb__reduced_shape(x, 1u << a, true, &kn, ks);
+    nb__reduced_shape(x, 1u << a, keepdim, &on, os);
+    nb_tensor *out = nb__new(ctx, NB_I64, kn, ks);
+    if (!out) return NULL;
+    bool f32 = x->dtype == NB_F32;
+    nb__lines(x, out, a, argmax_line, &f32);
+    out->ndim = on;
+    for (int d = 0; d < on; d++) out->shape[d] = os[d];
+    nb__contig_strides(on, os, out->stride);
+    return out;
+}
