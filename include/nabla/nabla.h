@@ -1,7 +1,10 @@
 /* nabla — a deep-learning autodiff library in C11.
  *
  * Start here: tensor.h (tensors, errors, ownership), graph.h (context, backward, gradcheck),
- * ops.h (the differentiable ops), params.h (flat parameter buffers). */
+ * ops.h (the differentiable ops), params.h (flat parameter buffers). Then: optim.h
+ * (optimizers), regularize.h (penalties, dropout, early stopping), nn.h (layers), data.h
+ * (data sets and batches), io.h (safetensors, checkpoints, DOT and plots). dist.h (MPI
+ * data-parallel training) is separate, built only when MPI is found. */
 #ifndef NABLA_H
 #define NABLA_H
 
@@ -9,5 +12,10 @@
 #include "graph.h"
 #include "ops.h"
 #include "params.h"
+#include "optim.h"
+#include "regularize.h"
+#include "nn.h"
+#include "data.h"
+#include "io.h"
 
 #endif
