@@ -43,6 +43,8 @@ struct nb_ctx {
     int64_t walk_id;
     bool grad_enabled, train, anomaly, in_backward;
     nb_rng rng;
+    nb_grad_ready_fn on_ready;
+    void *on_ready_user;
     nb_status status;
     char msg[512];
 };

@@ -79,6 +79,12 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out);
 nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *grad_outs,
                   int n_in, nb_tensor *const *inputs, nb_tensor **grads, bool create_graph);
 
+/* Called by nb_backward for each leaf as soon as its .grad is final (no node left on the walk can
+ * add to it), in reverse order of use — last layer first. Data-parallel training starts the
+ * reduction of a gradient bucket here while backward continues. NULL turns it off. */
+typedef void (*nb_grad_ready_fn)(nb_tensor *leaf, void *user);
+void nb_ctx_on_grad_ready(nb_ctx *ctx, nb_grad_ready_fn fn, void *user);
+
 /* Set .grad of t to zero (NULL .grad stays NULL). */
 nb_status nb_zero_grad(nb_tensor *t);
 

@@ -150,7 +150,12 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 /* Op calls from user code record their file:line for anomaly reports. Defining NB_NO_SITE
  * before including nabla turns this off (taking an op's address works either way). */
 #if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
-#define NB__AT(f, ...) (nb__site_file = __FILE__, nb__site_line = __LINE__, f(__VA_ARGS__))
+/* A function call (not a bare assignment) keeps nested op calls free of unsequenced writes. */
+static inline void nb__site(const char *file, int line) {
+    nb__site_file = file;
+    nb__site_line = line;
+}
+#define NB__AT(f, ...) (nb__site(__FILE__, __LINE__), f(__VA_ARGS__))
 #define nb_add(...) NB__AT(nb_add, __VA_ARGS__)
 #define nb_sub(...) NB__AT(nb_sub, __VA_ARGS__)
 #define nb_mul(...) NB__AT(nb_mul, __VA_ARGS__)

@@ -82,6 +82,39 @@ static nb_tensor *fit(nb_ctx *ctx, const nb_node *n, int j, nb_tensor *g) {
     return r;
 }
 
+/* nb_backward: a leaf's gradient is complete; run its hooks, add it into .grad, tell the
+ * ready callback (data-parallel training starts reducing it while backward goes on). */
+static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t) {
+    t->visit_ = -1;
+    nb_tensor *g = t->hooks ? run_hooks(ctx, t, t->acc_) : t->acc_;
+    if (!g) return ctx->status;
+    if (!t->grad) {
+        t->grad = t->persistent ? nb_tensor_new(t->dtype, t->ndim, t->shape) : nb_zeros_like(ctx, t);
+        if (!t->grad) {
+            nb__fail(ctx, NB_ERR_NOMEM, "backward: cannot allocate .grad");
+            return NB_ERR_NOMEM;
+        }
+        if (t->persistent) ctx->mallocs++;
+    }
+    nb__accumulate_kernel(t->grad, g);
+    if (ctx->on_ready) ctx->on_ready(t, ctx->on_ready_user);
+    return NB_OK;
+}
+
+static bool is_leaf(const nb_tensor *t) { return !t->node && t->requires_grad; }
+
+/* node n is done: its leaf inputs have one use less; finalize those with none left */
+static nb_status release_leaves(nb_ctx *ctx, const nb_node *n) {
+    for (int j = 0; j < n->n_in; j++) {
+        nb_tensor *in = n->in[j];
+        if (is_leaf(in) && in->visit_ > 0 && --in->visit_ == 0 && in->acc_) {
+            nb_status st = finalize_leaf(ctx, in);
+            if (st != NB_OK) return st;
+        }
+    }
+    return NB_OK;
+}
+
 /* The walk. With targets (n_in > 0) only nodes on a path to a target run; otherwise every
  * tensor that requires grad receives its gradient in acc_. */
 static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *gouts, int n_in,
@@ -102,6 +135,15 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
                 }
         }
     }
+    const bool leaves = n_in == 0;  /* nb_backward: count each leaf's uses to finalize it early */
+    if (leaves) {
+        for (int64_t s = 0; s <= start; s++)
+            for (int j = 0; j < ctx->tape[s]->n_in; j++)
+                if (is_leaf(ctx->tape[s]->in[j])) ctx->tape[s]->in[j]->visit_ = 0;
+        for (int64_t s = 0; s <= start; s++)
+            for (int j = 0; j < ctx->tape[s]->n_in; j++)
+                if (is_leaf(ctx->tape[s]->in[j])) ctx->tape[s]->in[j]->visit_++;
+    }
     nb_status st = NB_OK;
     for (int k = 0; k < n_out && st == NB_OK; k++) {
         nb_tensor *g = gouts && gouts[k] ? gouts[k] : nb_ones_like(ctx, outs[k]);
@@ -111,7 +153,10 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
     for (int64_t s = start; s >= 0 && st == NB_OK; s--) {
         nb_node *n = ctx->tape[s];
         nb_tensor *out = n->out;
-        if (!out->acc_ || (n_in > 0 && out->visit_ != id)) continue;
+        if (!out->acc_ || (n_in > 0 && out->visit_ != id)) {
+            if (leaves && (st = release_leaves(ctx, n)) != NB_OK) return st;
+            continue;
+        }
         nb_tensor *g = out->hooks ? run_hooks(ctx, out, out->acc_) : out->acc_;
         if (!g) return ctx->status;
         if (create_graph && n->op->once_differentiable && g->requires_grad) {
@@ -142,6 +187,7 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
             st = accumulate(ctx, in, gj);
             if (st != NB_OK) return st;
         }
+        if (leaves) st = release_leaves(ctx, n);
     }
     return st;
 }
@@ -181,24 +227,10 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out) {
     if (st != NB_OK) return st;
     bool prev = nb_set_grad_enabled(ctx, false);
     st = walk(ctx, 1, outs, gouts, 0, NULL, false);
+    /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {
         nb_tensor *t = ctx->touched[i];
-        if (t->node || !t->requires_grad) continue;
-        nb_tensor *g = t->hooks ? run_hooks(ctx, t, t->acc_) : t->acc_;
-        if (!g) {
-            st = ctx->status;
-            break;
-        }
-        if (!t->grad) {
-            t->grad = t->persistent ? nb_tensor_new(t->dtype, t->ndim, t->shape) : nb_zeros_like(ctx, t);
-            if (!t->grad) {
-                nb__fail(ctx, NB_ERR_NOMEM, "backward: cannot allocate .grad");
-                st = NB_ERR_NOMEM;
-                break;
-            }
-            if (t->persistent) ctx->mallocs++;
-        }
-        nb__accumulate_kernel(t->grad, g);
+        if (is_leaf(t) && t->visit_ != -1) st = finalize_leaf(ctx, t);
     }
     clear_walk(ctx);
     nb_set_grad_enabled(ctx, prev);

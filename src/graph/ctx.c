@@ -139,6 +139,10 @@ bool nb_is_train(const nb_ctx *ctx) { return ctx->train; }
 void nb_set_anomaly(nb_ctx *ctx, bool on) { ctx->anomaly = on; }
 nb_rng *nb_ctx_rng(nb_ctx *ctx) { return &ctx->rng; }
 void nb_ctx_seed(nb_ctx *ctx, uint64_t seed) { ctx->rng = nb_rng_new(seed); }
+void nb_ctx_on_grad_ready(nb_ctx *ctx, nb_grad_ready_fn fn, void *user) {
+    ctx->on_ready = fn;
+    ctx->on_ready_user = user;
+}
 
 /* ---- step tensors ---------------------------------------------------------------------- */
 nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
