@@ -3,7 +3,8 @@
  * Start here: tensor.h (tensors, errors, ownership), graph.h (context, backward, gradcheck),
  * ops.h (the differentiable ops), params.h (flat parameter buffers). Then: optim.h
  * (optimizers), regularize.h (penalties, dropout, early stopping), nn.h (layers), data.h
- * (data sets and batches), io.h (safetensors, checkpoints, DOT and plots). dist.h (MPI
+ * (data sets and batches), io.h (safetensors, checkpoints, DOT and plots),
+ * search.h (hyperparameter search). dist.h (MPI
  * data-parallel training) is separate, built only when MPI is found. */
 #ifndef NABLA_H
 #define NABLA_H
@@ -17,5 +18,6 @@
 #include "nn.h"
 #include "data.h"
 #include "io.h"
+#include "search.h"
 
 #endif

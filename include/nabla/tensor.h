@@ -116,6 +116,8 @@ nb_rng nb_rng_new(uint64_t seed);
 /* Fill t (any float dtype, any strides) and advance rng->offset by t->numel. */
 nb_status nb_rng_uniform(nb_rng *rng, nb_tensor *t, double lo, double hi);
 nb_status nb_rng_normal(nb_rng *rng, nb_tensor *t, double mean, double std);
+/* A uniformly random permutation of 0..n-1 into out (Fisher-Yates); advances rng->offset by n. */
+nb_status nb_rng_permutation(nb_rng *rng, int64_t n, int64_t *out);
 /* Raw access: 4 uniform 32-bit words for (key, counter). */
 void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]);
 /* Uniform double in [0,1) for (key, index). */

@@ -333,13 +333,32 @@ void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]) {
     out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
 }
 
+/* 53 random bits -> [0, 1) */
+static double words_to_unit(uint32_t hi, uint32_t lo) {
+    return (double)((((uint64_t)hi << 32) | lo) >> 11) * 0x1.0p-53;
+}
+
 double nb_philox_uniform(uint64_t key, uint64_t index) {
     uint32_t r[4];
     nb_philox(key, index, r);
-    return (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53;
+    return words_to_unit(r[0], r[1]);
 }
 
 nb_rng nb_rng_new(uint64_t seed) { return (nb_rng){seed, 0}; }
+
+nb_status nb_rng_permutation(nb_rng *rng, int64_t n, int64_t *out) {
+    if (!rng || (n > 0 && !out)) return nb_set_error(NB_ERR_NULL, "rng_permutation: NULL argument");
+    for (int64_t i = 0; i < n; i++) out[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(nb_philox_uniform(rng->seed, rng->offset + (uint64_t)i) * (double)(i + 1));
+        if (j > i) j = i;
+        int64_t t = out[i];
+        out[i] = out[j];
+        out[j] = t;
+    }
+    rng->offset += (uint64_t)(n > 0 ? n : 0);
+    return NB_OK;
+}
 
 static nb_status rng_fill(nb_rng *rng, nb_tensor *t, int normal, double a, double b) {
     if (!rng || !t) return nb_set_error(NB_ERR_NULL, "rng: NULL argument");
@@ -351,9 +370,9 @@ static nb_status rng_fill(nb_rng *rng, nb_tensor *t, int normal, double a, doubl
     for (int64_t i = 0; i < n; i++) {
         uint32_t r[4];
         nb_philox(key, base + (uint64_t)i, r);
-        double u1 = (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53, v;
+        double u1 = words_to_unit(r[0], r[1]), v;
         if (normal) {
-            double u2 = (double)((((uint64_t)r[2] << 32) | r[3]) >> 11) * 0x1.0p-53;
+            double u2 = words_to_unit(r[2], r[3]);
             v = a + b * sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
         } else {
             v = a + (b - a) * u1;

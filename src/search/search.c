@@ -1,0 +1,192 @@
+/* Hyperparameter search: configurations from a grid or from seeded random draws, scores from
+ * the caller's trial function, averaged over k folds. */
+#include "../internal.h"
+
+#include <stdlib.h>
+
+double nb_hp_get(const nb_hp_config *cfg, const char *name) {
+    for (int i = 0; cfg && name && i < cfg->n_hp; i++)
+        if (cfg->space[i].name && strcmp(cfg->space[i].name, name) == 0) return cfg->values[i];
+    return NAN;
+}
+
+static nb_status check_opts(const nb_search_opts *o) {
+    if (!o || !o->space) return nb_set_error(NB_ERR_NULL, "search: options or space is NULL");
+    if (o->n_hp < 1 || o->n_hp > NB_SEARCH_MAX_HP)
+        return nb_set_error(NB_ERR_VALUE, "search: %d hyperparameters (1..%d allowed)", o->n_hp, NB_SEARCH_MAX_HP);
+    for (int i = 0; i < o->n_hp; i++) {
+        const nb_hp_space *s = &o->space[i];
+        const char *nm = s->name ? s->name : "?";
+        switch (s->kind) {
+        case NB_HP_CHOICE:
+            if (s->n_choices < 1 || !s->choices)
+                return nb_set_error(NB_ERR_VALUE, "search: '%s' needs at least one choice", nm);
+            break;
+        case NB_HP_UNIFORM:
+            if (!(s->lo <= s->hi)) return nb_set_error(NB_ERR_VALUE, "search: '%s' has lo %g > hi %g", nm, s->lo, s->hi);
+            break;
+        case NB_HP_LOG_UNIFORM:
+            if (!(s->lo > 0 && s->lo <= s->hi))
+                return nb_set_error(NB_ERR_VALUE, "search: log-uniform '%s' needs 0 < lo <= hi, got [%g, %g]", nm, s->lo, s->hi);
+            break;
+        default: return nb_set_error(NB_ERR_VALUE, "search: '%s' has unknown kind %d", nm, (int)s->kind);
+        }
+    }
+    if (o->random && o->n_trials < 1) return nb_set_error(NB_ERR_VALUE, "search: random search needs n_trials >= 1");
+    return NB_OK;
+}
+
+int64_t nb_search_grid_size(const nb_search_opts *o) {
+    if (check_opts(o) != NB_OK) return -1;
+    int64_t n = 1;
+    for (int i = 0; i < o->n_hp; i++) {
+        if (o->space[i].kind != NB_HP_CHOICE) {
+            nb_set_error(NB_ERR_VALUE, "search: grid search needs choices, but '%s' is a range (use random search)",
+                         o->space[i].name ? o->space[i].name : "?");
+            return -1;
+        }
+        n *= o->space[i].n_choices;
+    }
+    return n;
+}
+
+nb_status nb_search_config(const nb_search_opts *o, int64_t idx, nb_hp_config *cfg) {
+    nb_status st = check_opts(o);
+    if (st != NB_OK) return st;
+    if (!cfg || idx < 0) return nb_set_error(NB_ERR_VALUE, "search_config: bad index or NULL config");
+    cfg->n_hp = o->n_hp;
+    cfg->space = o->space;
+    if (!o->random) {
+        int64_t total = nb_search_grid_size(o);
+        if (total < 0) return nb_last_status();
+        if (idx >= total) return nb_set_error(NB_ERR_INDEX, "search_config: index %lld >= grid size %lld", (long long)idx, (long long)total);
+        for (int i = o->n_hp - 1; i >= 0; i--) {  /* last hyperparameter varies fastest */
+            int64_t n = o->space[i].n_choices;
+            cfg->values[i] = o->space[i].choices[idx % n];
+            idx /= n;
+        }
+        return NB_OK;
+    }
+    for (int i = 0; i < o->n_hp; i++) {
+        const nb_hp_space *s = &o->space[i];
+        double u = nb_philox_uniform(o->seed, (uint64_t)idx * NB_SEARCH_MAX_HP + (uint64_t)i);
+        switch (s->kind) {
+        case NB_HP_CHOICE: {
+            int k = (int)(u * s->n_choices);
+            cfg->values[i] = s->choices[k < s->n_choices ? k : s->n_choices - 1];
+            break;
+        }
+        case NB_HP_UNIFORM: cfg->values[i] = s->lo + u * (s->hi - s->lo); break;
+        case NB_HP_LOG_UNIFORM: cfg->values[i] = exp(log(s->lo) + u * (log(s->hi) - log(s->lo))); break;
+        }
+    }
+    return NB_OK;
+}
+
+nb_status nb_search_run(const nb_search_opts *o, nb_trial_fn fn, void *user, nb_search_result *res) {
+    if (!fn || !res) return nb_set_error(NB_ERR_NULL, "search_run: NULL trial function or result");
+    memset(res, 0, sizeof *res);
+    nb_status st = check_opts(o);
+    if (st != NB_OK) return st;
+    int64_t n = o->random ? o->n_trials : nb_search_grid_size(o);
+    if (n < 0) return nb_last_status();
+    if (n > 1000000) return nb_set_error(NB_ERR_VALUE, "search_run: %lld configurations is too many", (long long)n);
+    res->trials = calloc((size_t)(n ? n : 1), sizeof *res->trials);
+    if (!res->trials) return nb_set_error(NB_ERR_NOMEM, "search_run: out of memory");
+    res->maximize = o->maximize;
+    const int k = o->k_folds > 1 ? o->k_folds : 1;
+    for (int64_t t = 0; t < n; t++) {
+        nb_trial *tr = &res->trials[t];
+        if ((st = nb_search_config(o, t, &tr->cfg)) != NB_OK) break;
+        double sum = 0, sum2 = 0;
+        for (int f = 0; f < k && st == NB_OK; f++) {
+            double s = NAN;
+            st = fn(&tr->cfg, f, k, user, &s);
+            sum += s;
+            sum2 += s * s;
+        }
+        if (st != NB_OK) break;
+        tr->score = sum / k;
+        tr->score_std = k > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / k) / (k - 1))) : 0.0;
+        res->n_trials = (int)t + 1;
+        nb_trial *b = &res->trials[res->best];
+        bool better = o->maximize ? tr->score > b->score : tr->score < b->score;
+        if (t == 0 || better || (isnan(b->score) && !isnan(tr->score))) res->best = (int)t;
+    }
+    if (st != NB_OK) {
+        nb_search_result_free(res);
+        return st;
+    }
+    return NB_OK;
+}
+
+void nb_search_result_free(nb_search_result *res) {
+    if (!res) return;
+    free(res->trials);
+    memset(res, 0, sizeof *res);
+}
+
+/* ranks[i] = 1 + number of trials strictly better than trial i */
+static int rank_of(const nb_search_result *res, int i, bool maximize) {
+    int r = 1;
+    for (int j = 0; j < res->n_trials; j++) {
+        double a = res->trials[j].score, b = res->trials[i].score;
+        if (maximize ? a > b : a < b) r++;
+    }
+    return r;
+}
+
+nb_status nb_search_write_csv(const nb_search_result *res, const char *path) {
+    if (!res || !path) return nb_set_error(NB_ERR_NULL, "search_write_csv: NULL argument");
+    if (res->n_trials == 0) return nb_set_error(NB_ERR_STATE, "search_write_csv: no trials");
+    FILE *f = fopen(path, "w");
+    if (!f) return nb_set_error(NB_ERR_IO, "search_write_csv: cannot open '%s' for writing", path);
+    const nb_hp_config *c0 = &res->trials[0].cfg;
+    fprintf(f, "trial");
+    for (int i = 0; i < c0->n_hp; i++) fprintf(f, ",%s", c0->space[i].name ? c0->space[i].name : "?");
+    fprintf(f, ",score,score_std,rank\n");
+    for (int t = 0; t < res->n_trials; t++) {
+        const nb_trial *tr = &res->trials[t];
+        fprintf(f, "%d", t);
+        for (int i = 0; i < tr->cfg.n_hp; i++) fprintf(f, ",%.6g", tr->cfg.values[i]);
+        fprintf(f, ",%.6f,%.6f,%d\n", tr->score, tr->score_std, rank_of(res, t, res->maximize));
+    }
+    bool ok = !ferror(f);
+    ok &= fclose(f) == 0;
+    return ok ? NB_OK : nb_set_error(NB_ERR_IO, "search_write_csv: write to '%s' failed", path);
+}
+
+void nb_search_print(const nb_search_result *res, FILE *f) {
+    if (!res || !f || res->n_trials == 0) return;
+    const nb_hp_config *c0 = &res->trials[0].cfg;
+    fprintf(f, "rank ");
+    for (int i = 0; i < c0->n_hp; i++) fprintf(f, "%12s ", c0->space[i].name ? c0->space[i].name : "?");
+    fprintf(f, "%10s %8s\n", "score", "std");
+    for (int r = 1; r <= res->n_trials; r++)
+        for (int t = 0; t < res->n_trials; t++) {
+            if (rank_of(res, t, res->maximize) != r) continue;
+            const nb_trial *tr = &res->trials[t];
+            fprintf(f, "%4d ", r);
+            for (int i = 0; i < tr->cfg.n_hp; i++) fprintf(f, "%12.4g ", tr->cfg.values[i]);
+            fprintf(f, "%10.4f %8.4f%s\n", tr->score, tr->score_std, t == res->best ? "  <- best" : "");
+        }
+}
+
+nb_status nb_kfold_split(int64_t n, int k, int fold, uint64_t seed, int64_t *train, int64_t *n_train, int64_t *val,
+                         int64_t *n_val) {
+    if (!train || !n_train || !val || !n_val) return nb_set_error(NB_ERR_NULL, "kfold_split: NULL argument");
+    if (k < 2 || n < k || fold < 0 || fold >= k)
+        return nb_set_error(NB_ERR_VALUE, "kfold_split: fold %d of k=%d is invalid for %lld samples", fold, k, (long long)n);
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    if (!perm) return nb_set_error(NB_ERR_NOMEM, "kfold_split: out of memory");
+    nb_rng rng = nb_rng_new(seed);
+    nb_rng_permutation(&rng, n, perm);
+    int64_t lo = n * fold / k, hi = n * (fold + 1) / k;
+    *n_train = *n_val = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (i >= lo && i < hi) val[(*n_val)++] = perm[i];
+        else train[(*n_train)++] = perm[i];
+    }
+    free(perm);
+    return NB_OK;
+}
