@@ -1,0 +1,172 @@
+/* nabla/dist.h — data-parallel training across processes with MPI (library nabla_dist).
+ *
+ * Not included by nabla.h: only programs that link nabla_dist (built when CMake finds MPI)
+ * include it. Every rank holds a full copy of the model; each computes the gradient of its own
+ * shard of the global batch; the gradients are averaged across ranks (allreduce) so that every
+ * rank applies the same update. N ranks with per-rank batch B then train like one process with
+ * batch N*B (exactly, up to float rounding, when the loss is a mean over the batch).
+ *
+ * Gradients are averaged in buckets: contiguous ranges of ps->grad_flat, filled in reverse
+ * parameter order (the order backward finishes them). The engine reports each parameter as soon
+ * as its gradient is final (nb_ctx_on_grad_ready); when all parameters of a bucket are reported,
+ * its non-blocking MPI_Iallreduce starts while backward goes on with earlier layers (like
+ * PyTorch DDP). Buckets start in the same order on every rank, whatever order they fill in.
+ *
+ * Usage — the init / step / finish trio:
+ *
+ *     nb_dist *d = nb_dist_init(MPI_COMM_WORLD, ps, NULL);  // calls MPI_Init if needed
+ *     if (!d) { fprintf(stderr, "%s\n", nb_last_error()); return 1; }
+ *     nb_dist_bcast_params(d, ps);                          // every rank starts from rank 0's weights
+ *     for (step...) {
+ *         nb_ctx_reset(ctx);
+ *         nb_params_zero_grad(ps);
+ *         nb_dist_step_begin(d, ctx);                       // hooks the bucket reduction into backward
+ *         nb_tensor *loss = ...forward on this rank's shard (nb_dist_shard)...;
+ *         nb_status st = nb_backward(ctx, loss, NULL);
+ *         st = nb_dist_step_finish(d, st);                  // wait, average; agree on errors
+ *         if (st != NB_OK) break;                           // every rank breaks at the same step
+ *         ...optimizer step on ps (identical on every rank)...
+ *         double l = nb_item(loss); nb_dist_mean(d, &l, 1); // metrics: reduce before printing
+ *         nb_dist_printf(d, stdout, "step %d loss %.4f\n", step, l);  // rank 0 only
+ *     }
+ *     nb_dist_free(d);                                      // MPI_Finalize if init called MPI_Init
+ *
+ * or, without overlap control, nb_dist_backward(d, ctx, loss) for the three middle lines.
+ *
+ * Errors. The library's communicator (a duplicate of the one given) uses MPI_ERRORS_RETURN;
+ * every MPI return code is checked and becomes NB_ERR_IO with a message naming the rank
+ * ("dist: rank 1: Iallreduce of bucket 2: MPI_ERR_TRUNCATE ..."). nb_dist_step_finish takes
+ * this rank's status of the step and agrees on it with all ranks: if any rank failed, every
+ * rank returns NB_ERR_STATE with "dist: rank R failed: <its message>", so all stop at the same
+ * step instead of hanging in the next collective. A rank that never reaches a collective (it
+ * crashed in user code, hangs, or left the loop) cannot be detected that way: set
+ * opts.timeout_s, then every wait polls MPI_Test up to that deadline and returns NB_ERR_IO
+ * ("timed out"). MPI cannot cancel a started collective, so after a timeout the communicator
+ * is unusable: the only safe way out is nb_dist_abort, which kills all ranks (MPI_Abort).
+ *
+ * Threads: nabla's kernels may use OpenMP; MPI is called only from the thread that runs
+ * nb_backward and the nb_dist_* functions (MPI_THREAD_FUNNELED).
+ */
+#ifndef NABLA_DIST_H
+#define NABLA_DIST_H
+
+#include <mpi.h>
+
+#include "graph.h"
+#include "params.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nb_dist nb_dist;
+
+typedef struct {
+    size_t bucket_bytes; /* gradient bucket size cap, default 1 MiB (a larger parameter gets its own bucket) */
+    bool overlap;        /* default true; false: one blocking allreduce of grad_flat after backward */
+    double timeout_s;    /* 0 (default): waits block; > 0: waits give up with NB_ERR_IO after this long */
+} nb_dist_opts;
+#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0})
+
+/* ---- setup ------------------------------------------------------------------------------ */
+/* Set up data-parallel training of ps over comm (MPI_COMM_WORLD or any communicator; it is
+ * duplicated, so the library's messages never mix with yours). Calls MPI_Init_thread
+ * (FUNNELED) if MPI is not initialized yet; nb_dist_free then finalizes it. ps may be NULL
+ * (metrics and broadcasts only); otherwise add every parameter before this call (the bucket
+ * plan is made here). opts may be NULL (NB_DIST_DEFAULTS). Collective: every rank of comm
+ * calls it. Returns NULL with nb_last_error() on failure (NB_ERR_IO for MPI errors). */
+nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts);
+/* Release the state (waits for nothing: call after the last finish). Finalizes MPI if
+ * nb_dist_init initialized it. NULL is fine. */
+void nb_dist_free(nb_dist *d);
+
+int nb_dist_rank(const nb_dist *d);           /* this process's rank in [0, size) */
+int nb_dist_size(const nb_dist *d);           /* number of ranks (world size) */
+bool nb_dist_is_root(const nb_dist *d);       /* rank 0: the one that prints and writes files */
+MPI_Comm nb_dist_comm(const nb_dist *d);      /* the library's duplicated communicator */
+int nb_dist_num_buckets(const nb_dist *d);    /* gradient buckets of the plan */
+/* Change options between steps (e.g. overlap on/off for a comparison, or the timeout). */
+nb_status nb_dist_set_opts(nb_dist *d, const nb_dist_opts *opts);
+
+/* ---- broadcasts from rank 0 (collective) -------------------------------------------------- */
+/* Copy rank 0's parameter values (ps->flat) to every rank. */
+nb_status nb_dist_bcast_params(nb_dist *d, nb_params *ps);
+/* Copy rank 0's n floats (optimizer state, a snapshot ...) to every rank. */
+nb_status nb_dist_bcast_floats(nb_dist *d, float *buf, int64_t n);
+/* Copy rank 0's n bytes to every rank (a decision, a seed, a struct of plain data). */
+nb_status nb_dist_bcast_bytes(nb_dist *d, void *buf, size_t n);
+
+/* ---- a training step ---------------------------------------------------------------------- */
+/* Start a step: route ctx's grad-ready reports (nb_ctx_on_grad_ready) to the bucket
+ * reduction. Call before nb_backward, with .grad already zeroed or holding what this step adds
+ * to. Replaces any grad-ready callback ctx had. */
+nb_status nb_dist_step_begin(nb_dist *d, nb_ctx *ctx);
+/* End a step after nb_backward returned `local` (this rank's status): start any bucket not
+ * started yet (a parameter unused this step leaves its bucket waiting), wait for every
+ * bucket, divide grad_flat by the world size, and agree on the status with all ranks.
+ * Collective. Returns NB_OK when all ranks succeeded — then ps->grad_flat is the average of
+ * all ranks' gradients, identical on every rank; otherwise NB_ERR_STATE naming the first
+ * failing rank (on every rank), or NB_ERR_IO for an MPI error or timeout here. Unhooks ctx. */
+nb_status nb_dist_step_finish(nb_dist *d, nb_status local);
+/* begin + nb_backward(ctx, loss, NULL) + finish. */
+nb_status nb_dist_backward(nb_dist *d, nb_ctx *ctx, nb_tensor *loss);
+
+/* Timing of the steps so far (for benchmarks): seconds spent inside MPI during backward
+ * (starting buckets, driving progress) and seconds spent waiting in finish. */
+typedef struct {
+    int64_t steps;
+    double comm_in_backward_s; /* in the grad-ready callback: Iallreduce starts + MPI_Testall */
+    double wait_s;             /* in step_finish: waiting for reductions + agreeing on status */
+    int64_t buckets_early;     /* buckets started during backward (the rest start in finish) */
+} nb_dist_stats;
+nb_dist_stats nb_dist_get_stats(const nb_dist *d);
+void nb_dist_reset_stats(nb_dist *d);
+
+/* ---- metrics and decisions (collective) ---------------------------------------------------- */
+/* v[0..n) <- sum over ranks of v (in place, every rank gets the result). */
+nb_status nb_dist_sum(nb_dist *d, double *v, int n);
+/* v[0..n) <- mean over ranks. For accuracy over unequal shards, sum (correct, count) instead. */
+nb_status nb_dist_mean(nb_dist *d, double *v, int n);
+/* *flag <- true on every rank if it is true on any rank (e.g. "stop now", "NaN seen"). */
+nb_status nb_dist_any(nb_dist *d, bool *flag);
+/* Early stopping: feed every rank's stopper the same value — nb_dist_mean the validation
+ * metric first (or decide on rank 0 and nb_dist_bcast_bytes the decision) — so all ranks stop
+ * at the same epoch; a rank leaving the loop alone makes the others wait forever. */
+
+/* fprintf on rank 0 only (other ranks print nothing and return 0). */
+int nb_dist_printf(const nb_dist *d, FILE *f, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- waiting with a deadline, last resort -------------------------------------------------- */
+/* Wait for req, polling MPI_Test until d's timeout (none: block). what names the operation in
+ * the message. NB_OK, or NB_ERR_IO "dist: rank R: <what> timed out after T s (another rank
+ * failed or hangs)" — the request is then still pending: you may wait again, or give up with
+ * nb_dist_abort (MPI cannot cancel a collective). */
+nb_status nb_dist_wait(nb_dist *d, MPI_Request *req, const char *what);
+/* Kill every rank of the job: writes "nabla dist: rank R aborting: <why>" to stderr, then
+ * MPI_Abort(comm, 1). Does not return. The only nabla function that ends the process; use it
+ * after a timeout, when clean agreement is impossible. */
+void nb_dist_abort(const nb_dist *d, const char *why);
+
+/* ---- sharding a data set across ranks ------------------------------------------------------ */
+/* perm[0..n) <- a random permutation of 0..n-1 for epoch `epoch` (Philox, keyed by seed and
+ * epoch). The same (seed, epoch) gives the same permutation on every rank — that is what makes
+ * the shards disjoint — and another epoch gives another order. */
+void nb_dist_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm);
+/* Steps per epoch for n samples, world ranks with per-rank batch B: global batch world*B;
+ * drop_last drops a last partial global batch. */
+int64_t nb_dist_steps(int64_t n, int world, int64_t B, bool drop_last);
+/* This rank's sample indices for global step `step` of an epoch whose permutation is perm:
+ * global batch s is perm[s*world*B, min(n, (s+1)*world*B)); rank r takes the r-th of world
+ * contiguous pieces of it (B each; a last partial batch of m samples is split m/world, the
+ * first m%world ranks one more). Writes at most B indices to idx and returns how many
+ * (0 possible at the end; -1 with nb_last_error on bad arguments). *global (may be NULL)
+ * receives the size of the global batch: to match one process exactly on a partial batch,
+ * scale this rank's mean loss by count * world / *global. Over all steps and ranks of an
+ * epoch, each sample appears exactly once. */
+int64_t nb_dist_shard(const int64_t *perm, int64_t n, int64_t step, int rank, int world, int64_t B,
+                      int64_t *idx, int64_t *global);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

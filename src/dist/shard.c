@@ -1,0 +1,49 @@
+/* Sharding a data set across ranks: one global permutation per epoch, each global batch cut
+ * into world contiguous pieces. Pure functions of their arguments (no MPI). */
+#include "nabla/dist.h"
+
+static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+void nb_dist_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm) {
+    if (!perm || n <= 0) return;
+    const uint64_t key = mix64(seed ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL));
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates, draw i from counter i */
+        uint32_t w[4];
+        nb_philox(key, (uint64_t)i, w);
+        uint64_t r = ((uint64_t)w[0] << 32 | w[1]) % (uint64_t)(i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[r];
+        perm[r] = t;
+    }
+}
+
+int64_t nb_dist_steps(int64_t n, int world, int64_t B, bool drop_last) {
+    if (n <= 0 || world < 1 || B < 1) return 0;
+    const int64_t g = (int64_t)world * B;
+    return drop_last ? n / g : (n + g - 1) / g;
+}
+
+int64_t nb_dist_shard(const int64_t *perm, int64_t n, int64_t step, int rank, int world, int64_t B, int64_t *idx,
+                      int64_t *global) {
+    if (global) *global = 0;
+    if (!perm || !idx) return nb_set_error(NB_ERR_NULL, "dist_shard: perm or idx is NULL"), -1;
+    if (n < 0 || step < 0 || B < 1 || world < 1 || rank < 0 || rank >= world)
+        return nb_set_error(NB_ERR_VALUE, "dist_shard: bad arguments n=%lld step=%lld rank=%d world=%d B=%lld", (long long)n,
+                            (long long)step, rank, world, (long long)B),
+               -1;
+    const int64_t g = (int64_t)world * B, start = step * g;
+    if (start >= n) return 0;
+    const int64_t m = n - start < g ? n - start : g;
+    const int64_t q = m / world, r = m % world;
+    const int64_t lo = start + rank * q + (rank < r ? rank : r), cnt = q + (rank < r);
+    for (int64_t i = 0; i < cnt; i++) idx[i] = perm[lo + i];
+    if (global) *global = m;
+    return cnt;
+}

@@ -1,0 +1,153 @@
+/* Data-parallel training under mpirun -np 2: after every SGD step the parameters equal, to
+ * float tolerance, a single-process run with the doubled batch and the same seed; broadcast
+ * makes differently initialised ranks equal; overlap on and off give the same parameters. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nabla/dist.h>
+#include <nabla/nabla.h>
+
+#include "mpi_check.h"
+
+enum { D = 20, H1 = 16, H2 = 12, C = 4, N = 96, B = 8, EPOCHS = 2 };
+static float X[N * D];
+static int64_t Y[N];
+
+/* An unused parameter first (its bucket can only start in finish), then a 3-layer MLP. */
+static nb_params *make_mlp(uint64_t seed) {
+    nb_params *ps = nb_params_new();
+    nb_params_add(ps, "unused", NB_SHAPE(5));
+    nb_tensor *w[3] = {nb_params_add(ps, "fc1.w", NB_SHAPE(H1, D)), NULL, NULL};
+    nb_params_add(ps, "fc1.b", NB_SHAPE(H1));
+    w[1] = nb_params_add(ps, "fc2.w", NB_SHAPE(H2, H1));
+    nb_params_add(ps, "fc2.b", NB_SHAPE(H2));
+    w[2] = nb_params_add(ps, "fc3.w", NB_SHAPE(C, H2));
+    nb_params_add(ps, "fc3.b", NB_SHAPE(C));
+    nb_rng rng = nb_rng_new(seed);
+    for (int i = 0; i < 3; i++) nb_rng_normal(&rng, w[i], 0, 0.4);
+    nb_rng_uniform(&rng, nb_params_find(ps, "fc1.b"), -0.1, 0.1);
+    nb_rng_uniform(&rng, nb_params_find(ps, "fc3.b"), -0.1, 0.1);
+    return ps;
+}
+
+/* mean cross-entropy of the MLP on the samples idx[0..b) */
+static nb_tensor *loss_on(nb_ctx *ctx, nb_params *ps, const int64_t *idx, int64_t b) {
+    static float xb[N * D];
+    static int64_t yb[N];
+    for (int64_t i = 0; i < b; i++) {
+        memcpy(xb + i * D, X + idx[i] * D, D * sizeof(float));
+        yb[i] = Y[idx[i]];
+    }
+    nb_tensor *x = nb_from(ctx, NB_F32, NB_SHAPE(b, D), xb), *y = nb_from(ctx, NB_I64, NB_SHAPE(b), yb);
+#define P(name) nb_params_find(ps, name)
+    nb_tensor *h = nb_relu(ctx, nb_linear(ctx, x, P("fc1.w"), P("fc1.b")));
+    h = nb_relu(ctx, nb_linear(ctx, h, P("fc2.w"), P("fc2.b")));
+    return nb_cross_entropy(ctx, nb_linear(ctx, h, P("fc3.w"), P("fc3.b")), y, NB_REDUCE_MEAN);
+#undef P
+}
+
+static void sgd(nb_params *ps, float lr) {
+    for (int64_t i = 0; i < ps->total; i++) ps->flat[i] -= lr * ps->grad_flat[i];
+}
+
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]) / (1 + fabs((double)b[i])));
+    return m;
+}
+
+/* Train with opts; check every step against the one-process reference. Returns the final
+ * parameters (malloc'd) for the overlap on/off comparison. */
+static float *train(const nb_dist_opts *opts, bool use_backward_helper) {
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    nb_params *ref = make_mlp(1), *ps = make_mlp(1 + 100 * (uint64_t)rank);
+    nb_dist *d = nb_dist_init(MPI_COMM_WORLD, ps, opts);
+    CHECK(d != NULL, "dist_init: %s", nb_last_error());
+    CHECK(nb_dist_rank(d) == rank && nb_dist_size(d) == world, "rank %d size %d", nb_dist_rank(d), nb_dist_size(d));
+    if (rank > 0) CHECK(memcmp(ps->flat, ref->flat, ref->total * sizeof(float)) != 0, "ranks start different");
+    CHECK(nb_dist_bcast_params(d, ps) == NB_OK, "%s", nb_last_error());
+    CHECK(memcmp(ps->flat, ref->flat, ref->total * sizeof(float)) == 0, "after broadcast every rank has rank 0's init");
+
+    nb_ctx *ctx = nb_ctx_new(), *rctx = nb_ctx_new();
+    int64_t perm[N], idx[N], gidx[N], global = 0;
+    double worst = 0, spread = 0;
+    int bad_steps = 0;
+    float *root = malloc(ps->total * sizeof(float));
+    for (int e = 0; e < EPOCHS; e++) {
+        nb_dist_permutation(42, e, N, perm);
+        for (int64_t s = 0; s < nb_dist_steps(N, world, B, false); s++) {
+            /* one process, batch world*B */
+            nb_ctx_reset(rctx);
+            nb_params_zero_grad(ref);
+            int64_t gb = nb_dist_shard(perm, N, s, 0, 1, (int64_t)world * B, gidx, NULL);
+            if (nb_backward(rctx, loss_on(rctx, ref, gidx, gb), NULL) != NB_OK) bad_steps++;
+            sgd(ref, 0.5f);
+            /* this rank's shard, gradients averaged */
+            nb_ctx_reset(ctx);
+            nb_params_zero_grad(ps);
+            int64_t b = nb_dist_shard(perm, N, s, rank, world, B, idx, &global);
+            nb_status st;
+            if (use_backward_helper) st = nb_dist_backward(d, ctx, loss_on(ctx, ps, idx, b));
+            else {
+                st = nb_dist_step_begin(d, ctx);
+                if (st == NB_OK) st = nb_dist_step_finish(d, nb_backward(ctx, loss_on(ctx, ps, idx, b), NULL));
+            }
+            if (st != NB_OK) bad_steps++, fprintf(stderr, "rank %d step %lld: %s\n", rank, (long long)s, nb_last_error());
+            sgd(ps, 0.5f);
+            worst = fmax(worst, max_rel_diff(ps->flat, ref->flat, ps->total));
+            memcpy(root, ps->flat, ps->total * sizeof(float));
+            nb_dist_bcast_floats(d, root, ps->total);
+            spread = fmax(spread, max_rel_diff(ps->flat, root, ps->total));
+        }
+    }
+    CHECK(bad_steps == 0, "%d steps failed", bad_steps);
+    CHECK(worst < 2e-5, "max relative difference to the one-process run %g", worst);
+    CHECK(spread == 0, "ranks differ by %g", spread);
+    CHECK(max_rel_diff(ps->flat, make_mlp(1)->flat, ps->total) > 1e-2, "training moved the parameters");
+    nb_dist_stats stats = nb_dist_get_stats(d);
+    CHECK(stats.steps == EPOCHS * nb_dist_steps(N, world, B, false), "steps %lld", (long long)stats.steps);
+    if (opts->overlap) {
+        CHECK(nb_dist_num_buckets(d) > 2, "%d buckets", nb_dist_num_buckets(d));
+        /* buckets after the unused parameter's one start during backward */
+        CHECK(stats.buckets_early == stats.steps * (nb_dist_num_buckets(d) - 1), "%lld buckets started early",
+              (long long)stats.buckets_early);
+    } else {
+        CHECK(stats.buckets_early == 0, "%lld buckets started early without overlap", (long long)stats.buckets_early);
+    }
+    float *out = malloc(ps->total * sizeof(float));
+    memcpy(out, ps->flat, ps->total * sizeof(float));
+    free(root);
+    nb_dist_free(d);
+    nb_ctx_free(ctx);
+    nb_ctx_free(rctx);
+    nb_params_free(ps);
+    nb_params_free(ref);
+    return out;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    nb_set_num_threads(1);
+    nb_rng rng = nb_rng_new(7);
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(N, D));
+    nb_rng_normal(&rng, x, 0, 1);
+    memcpy(X, x->data, sizeof X);
+    for (int i = 0; i < N; i++) Y[i] = (int64_t)(nb_philox_uniform(99, i) * C); /* same on every rank */
+    nb_tensor_free(x);
+
+    nb_dist_opts on = NB_DIST_DEFAULTS, off = NB_DIST_DEFAULTS;
+    on.bucket_bytes = 256; /* several buckets for a small model */
+    off.overlap = false;
+    float *a = train(&on, false), *b = train(&off, true);
+    nb_params *shape = make_mlp(1);
+    CHECK(memcmp(a, b, shape->total * sizeof(float)) == 0, "overlap on and off give the same parameters (max diff %g)",
+          max_rel_diff(a, b, shape->total));
+    nb_params_free(shape);
+    free(a), free(b);
+    int rc = mpi_check_done();
+    MPI_Finalize();
+    return rc;
+}
