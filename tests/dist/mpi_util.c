@@ -112,6 +112,14 @@ static void test_failure_agreement(void) {
             CHECK(nb_get(ps->p[1]->grad, 2) == (world + 1) / 2.0f, "v grad %g", nb_get(ps->p[1]->grad, 2));
         }
     }
+    /* two backward calls in one step would add to gradients already being reduced */
+    nb_ctx_reset(ctx);
+    nb_dist_step_begin(d, ctx);
+    nb_tensor *l = nb_sum_all(ctx, nb_mul(ctx, w, w));
+    nb_backward(ctx, l, NULL);
+    nb_status st = nb_dist_step_finish(d, nb_backward(ctx, l, NULL));
+    CHECK(st == NB_ERR_STATE && strstr(nb_last_error(), "failed: dist: rank 0: gradient of 'w' reported twice in one step"),
+          "%s", nb_last_error());
     CHECK(nb_dist_step_finish(d, NB_OK) == NB_ERR_STATE && strstr(nb_last_error(), "no step was begun"), "finish twice: %s",
           nb_last_error());
     nb_dist_step_begin(d, ctx);
