@@ -13,15 +13,8 @@ static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
 void nb_dist_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm) {
     if (!perm || n <= 0) return;
     const uint64_t key = mix64(seed ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL));
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates, draw i from counter i */
-        uint32_t w[4];
-        nb_philox(key, (uint64_t)i, w);
-        uint64_t r = ((uint64_t)w[0] << 32 | w[1]) % (uint64_t)(i + 1);
-        int64_t t = perm[i];
-        perm[i] = perm[r];
-        perm[r] = t;
-    }
+    nb_rng rng = nb_rng_new(key);
+    nb_rng_permutation(&rng, n, perm);
 }
 
 int64_t nb_dist_steps(int64_t n, int world, int64_t B, bool drop_last) {
