@@ -77,8 +77,12 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         const int64_t rsa = a->stride[a->ndim - 2], csa = a->stride[a->ndim - 1];
         const int64_t rsb = b->stride[b->ndim - 2], csb = b->stride[b->ndim - 1];
         const int T = omp_get_max_threads();
-        /* many small products: one thread each; few large ones: BLIS threads each product */
-        const bool par_batch = batch >= T && T > 1 && M * N * K < (int64_t)1 << 21 && !omp_in_parallel();
+        /* many small products: one thread each; few large ones: BLIS threads each product;
+         * tiny work stays on one thread (waking threads costs more than it saves, much more on
+         * a loaded machine) */
+        const int64_t flops = M * N * K, min_par = (int64_t)1 << 18;
+        const bool par_batch = batch >= T && T > 1 && flops < (int64_t)1 << 21 && batch * flops >= min_par && !omp_in_parallel();
+        const int blis_threads = par_batch || omp_in_parallel() || flops < min_par ? 1 : T;
 #pragma omp parallel for if (par_batch) schedule(static)
         for (int64_t i = 0; i < batch; i++) {
             int64_t rem = i, ao = 0, bo = 0;
@@ -89,7 +93,7 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
                 bo += c * bst[d];
             }
             gemm(a->dtype, M, N, K, (const char *)a->data + ao * (int64_t)es, rsa, csa, (const char *)b->data + bo * (int64_t)es,
-                 rsb, csb, (char *)out->data + i * M * N * (int64_t)es, N, 1, par_batch || omp_in_parallel() ? 1 : T);
+                 rsb, csb, (char *)out->data + i * M * N * (int64_t)es, N, 1, blis_threads);
         }
     }
     nb_tensor *in[2] = {a, b};

@@ -1,0 +1,136 @@
+/* unfold/fold, conv2d, conv_transpose2d: values (hand and PyTorch), adjointness, gradients of
+ * first and second order, error messages. */
+#include "nn_test_util.h"
+
+static nb_ctx *ctx;
+static void setup(void) { ctx = nb_ctx_new(); nb_ctx_seed(ctx, 7); }
+static void teardown(void) { nb_ctx_free(ctx); }
+TestSuite(conv, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(conv, unfold_by_hand) {
+    /* x = 0..8 as (1,1,3,3); 2x2 windows, stride 1, padding 0 -> rows are the 4 taps */
+    nb_tensor *x = nb_reshape(ctx, nb_arange(ctx, NB_F64, 0, 9, 1), NB_SHAPE(1, 1, 3, 3));
+    nb_tensor *u = nb_unfold(ctx, x, NB_WINDOW2D(2, 1, 0, 1), 0.0);
+    const double want[16] = {0, 1, 3, 4, 1, 2, 4, 5, 3, 4, 6, 7, 4, 5, 7, 8};
+    assert_values(u, want, 16, 0);
+    cr_assert_eq(u->shape[1], 4);
+    /* padding 1, stride 2, pad value -5: windows at (-1,-1), (-1,1), (1,-1), (1,1) */
+    u = nb_unfold(ctx, x, NB_WINDOW2D(2, 2, 1, 1), -5.0);
+    const double want2[16] = {-5, -5, -5, 4, -5, -5, 3, 5, -5, 1, -5, 7, 0, 2, 6, 8};
+    assert_values(u, want2, 16, 0);
+}
+
+Test(conv, fold_is_adjoint_of_unfold) {
+    /* <unfold(x), y> == <x, fold(y)> for a window with stride, padding and dilation */
+    nb_window2d w = {3, 2, 2, 1, 1, 2, 2, 1};
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(2, 3, 7, 5));
+    nb_tensor *u = nb_unfold(ctx, x, w, 0.0);
+    cr_assert_not_null(u, "%s", nb_ctx_error(ctx));
+    nb_tensor *y = nb_randn(ctx, NB_F64, u->ndim, u->shape);
+    double lhs = nb_item(nb_sum_all(ctx, nb_mul(ctx, u, y)));
+    double rhs = nb_item(nb_sum_all(ctx, nb_mul(ctx, x, nb_fold(ctx, y, 7, 5, w))));
+    assert_close(lhs, rhs, 1e-10, 1e-12);
+    /* fold of ones counts how many windows cover each pixel: 3x3 stride 1 on 3x3 padding 1 */
+    nb_tensor *cnt = nb_fold(ctx, nb_ones(ctx, NB_F64, NB_SHAPE(1, 9, 9)), 3, 3, NB_WINDOW2D(3, 1, 1, 1));
+    const double want[9] = {4, 6, 4, 6, 9, 6, 4, 6, 4};
+    assert_values(cnt, want, 9, 0);
+}
+
+Test(conv, conv2d_matches_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 4, 7, 6), 0.1, false), *w = ref_tensor(ctx, NB_SHAPE(6, 2, 3, 3), 0.2, false);
+    nb_tensor *b = ref_tensor(ctx, NB_SHAPE(6), 0.3, false);
+    nb_tensor *y = nb_conv2d(ctx, x, w, b, 2, 1, 2, 2);
+    assert_ref(y, REF_CONV2D_G2);
+    cr_assert(y->shape[2] == 3 && y->shape[3] == 2);
+    x = ref_tensor(ctx, NB_SHAPE(1, 3, 5, 5), 0.4, false), w = ref_tensor(ctx, NB_SHAPE(2, 3, 2, 3), 0.5, false);
+    assert_ref(nb_conv2d(ctx, x, w, NULL, 1, 0, 1, 1), REF_CONV2D_RECT);
+    /* f32 gives the same numbers to float precision */
+    nb_tensor *y32 = nb_conv2d(ctx, nb_cast(ctx, x, NB_F32), nb_cast(ctx, w, NB_F32), NULL, 1, 0, 1, 1);
+    assert_values(y32, REF_CONV2D_RECT, 24, 1e-5);
+}
+
+Test(conv, conv_transpose2d_matches_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 4, 3, 3), 0.6, false), *w = ref_tensor(ctx, NB_SHAPE(4, 3, 3, 3), 0.7, false);
+    nb_tensor *b = ref_tensor(ctx, NB_SHAPE(6), 0.8, false);
+    assert_ref(nb_conv_transpose2d(ctx, x, w, b, 2, 1, 1, 2, 1), REF_CONVT_G2);
+    x = ref_tensor(ctx, NB_SHAPE(1, 2, 3, 2), 0.9, false), w = ref_tensor(ctx, NB_SHAPE(2, 2, 2, 2), 1.0, false);
+    assert_ref(nb_conv_transpose2d(ctx, x, w, NULL, 2, 0, 1, 1, 2), REF_CONVT_DIL);
+}
+
+/* ---- gradients ------------------------------------------------------------------------------ */
+typedef struct { int stride, padding, dilation, groups, output_padding; } conv_cfg;
+
+static nb_tensor *f_conv2d(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const conv_cfg *k = u;
+    return nb_conv2d(c, in[0], in[1], in[2], k->stride, k->padding, k->dilation, k->groups);
+}
+static nb_tensor *f_conv2d_nobias(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const conv_cfg *k = u;
+    return nb_conv2d(c, in[0], in[1], NULL, k->stride, k->padding, k->dilation, k->groups);
+}
+static nb_tensor *f_convt(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const conv_cfg *k = u;
+    return nb_conv_transpose2d(c, in[0], in[1], in[2], k->stride, k->padding, k->output_padding, k->groups, k->dilation);
+}
+static nb_tensor *f_unfold(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_unfold(c, in[0], *(const nb_window2d *)u, 3.0);
+}
+static nb_tensor *f_fold(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_fold(c, in[0], 5, 4, *(const nb_window2d *)u);
+}
+
+Test(conv, conv2d_gradients_first_and_second_order) {
+    conv_cfg k = {2, 1, 2, 2, 0};
+    nb_tensor *in[3] = {rand_leaf(ctx, NB_SHAPE(2, 4, 5, 5)), rand_leaf(ctx, NB_SHAPE(4, 2, 2, 2)), rand_leaf(ctx, NB_SHAPE(4))};
+    check_grads(ctx, f_conv2d, 3, in, &k, true);
+    check_grads(ctx, f_conv2d_nobias, 2, in, &k, true);
+    conv_cfg plain = {1, 0, 1, 1, 0};
+    nb_tensor *in2[2] = {rand_leaf(ctx, NB_SHAPE(1, 2, 4, 4)), rand_leaf(ctx, NB_SHAPE(3, 2, 3, 2))};
+    check_grads(ctx, f_conv2d_nobias, 2, in2, &plain, false);
+}
+
+Test(conv, conv_transpose2d_gradients_first_and_second_order) {
+    conv_cfg k = {2, 1, 1, 2, 1};
+    nb_tensor *in[3] = {rand_leaf(ctx, NB_SHAPE(2, 4, 3, 3)), rand_leaf(ctx, NB_SHAPE(4, 1, 3, 3)), rand_leaf(ctx, NB_SHAPE(2))};
+    check_grads(ctx, f_convt, 3, in, &k, true);
+    conv_cfg d = {2, 0, 2, 1, 1};
+    nb_tensor *in2[3] = {rand_leaf(ctx, NB_SHAPE(1, 2, 3, 2)), rand_leaf(ctx, NB_SHAPE(2, 2, 2, 2)), rand_leaf(ctx, NB_SHAPE(2))};
+    check_grads(ctx, f_convt, 3, in2, &d, false);
+}
+
+Test(conv, unfold_fold_gradients) {
+    nb_window2d w = {3, 2, 2, 1, 1, 0, 1, 2};
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(2, 2, 5, 4));
+    check_grads(ctx, f_unfold, 1, &x, &w, true);
+    nb_tensor *cols = nb_unfold(ctx, x, w, 0.0);
+    nb_tensor *y = rand_leaf(ctx, cols->ndim, cols->shape);
+    check_grads(ctx, f_fold, 1, &y, &w, true);
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+Test(conv, errors_name_the_shapes) {
+    nb_tensor *x = nb_zeros(ctx, NB_F32, NB_SHAPE(2, 3, 8, 8));
+    nb_tensor *r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 2, 3, 3)), NULL, 1, 0, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "conv2d", "(2,3,8,8)", "(4,2,3,3)", "3 channels", "expects 2");
+    r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 3, 9, 9)), NULL, 1, 0, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "conv2d", "larger than the padded input", "(2,3,8,8)", "9x9");
+    r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(3, 1, 3, 3)), NULL, 1, 0, 5, 3); /* dilated 11x11 */
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "effective 11x11");
+    r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 1, 3, 3)), NULL, 1, 0, 1, 2);
+    ASSERT_ERROR(ctx, r, NB_ERR_VALUE, "groups 2", "(2,3,8,8)", "(4,1,3,3)");
+    r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 3, 3, 3)), nb_zeros(ctx, NB_F32, NB_SHAPE(5)), 1, 0, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "bias (5)");
+    r = nb_conv2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 3, 3, 3)), NULL, 0, 0, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_VALUE, "stride 0x0");
+    r = nb_conv_transpose2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(2, 4, 3, 3)), NULL, 1, 0, 0, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "conv_transpose2d", "3 channels", "(2,4,3,3)");
+    r = nb_conv_transpose2d(ctx, x, nb_zeros(ctx, NB_F32, NB_SHAPE(3, 4, 3, 3)), NULL, 2, 0, 2, 1, 1);
+    ASSERT_ERROR(ctx, r, NB_ERR_VALUE, "output_padding 2");
+    r = nb_fold(ctx, nb_zeros(ctx, NB_F32, NB_SHAPE(1, 9, 5)), 3, 3, NB_WINDOW2D(3, 1, 1, 1));
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "fold", "(1,9,5)");
+    r = nb_unfold(ctx, nb_zeros(ctx, NB_F32, NB_SHAPE(3, 8, 8)), NB_WINDOW2D(3, 1, 1, 1), 0);
+    ASSERT_ERROR(ctx, r, NB_ERR_SHAPE, "unfold", "(3,8,8)", "4-D");
+    /* a NULL input keeps the first error */
+    cr_assert_null(nb_conv2d(ctx, NULL, x, NULL, 1, 0, 1, 1));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_NULL);
+}
