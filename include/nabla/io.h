@@ -1,8 +1,88 @@
-/* nabla/io.h — safetensors, checkpoints, graph and plot output. */
+/* nabla/io.h — safetensors, checkpoints, graph and plot output.
+ *
+ * Like data.h these functions need no context: they return a status (or NULL) and set the
+ * thread-local error (nb_last_error). Hostile or corrupt files give NB_ERR_FORMAT with a message
+ * saying what is wrong; missing optional libraries give NB_ERR_UNSUPPORTED.
+ *
+ * Checkpoints:
+ *
+ *   nb_safetensors_save_params(ps, "model.safetensors", (const char *[]){"epoch", "12", NULL});
+ *   ...
+ *   if (nb_safetensors_load_params(ps, "model.safetensors") != NB_OK) puts(nb_last_error());
+ */
 #ifndef NABLA_IO_H
 #define NABLA_IO_H
 
 #include "graph.h"
 #include "params.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- safetensors (https://github.com/huggingface/safetensors) ----------------------------- *
+ * Layout: 8-byte little-endian header length L, L bytes of JSON
+ * {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+ *  "__metadata__": {"key": "value"}} padded with spaces, then the raw little-endian data, which
+ * the tensors cover exactly (in order, without gaps). Supported dtypes: F32, F64, I64. */
+
+/* Named tensors (and string metadata) read from a file; everything is owned by the list. */
+typedef struct {
+    int n;
+    char **names;
+    nb_tensor **tensors;     /* long-lived, contiguous; freed by nb_tensor_list_free */
+    int nmeta;
+    char **meta_keys, **meta_values;
+} nb_tensor_list;
+
+/* Write n tensors (any dtype among F32/F64/I64, any strides, step or long-lived) under unique
+ * names, plus optional metadata given as a NULL-terminated array of alternating keys and values
+ * (meta may be NULL). Atomic: the file is written to a temporary file in the same directory,
+ * flushed, fsync'ed and renamed over path, so a crash leaves the old file or the new one.
+ * Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or reserved name), NB_ERR_IO. */
+nb_status nb_safetensors_save(const char *path, int n, const char *const *names, const nb_tensor *const *tensors,
+                              const char *const *meta);
+
+/* Read every tensor of a file. NULL on error: NB_ERR_IO, NB_ERR_FORMAT (header length beyond the
+ * file or over 100 MB, invalid JSON, duplicate names, unknown dtype, bad or overflowing shape,
+ * data offsets out of range / overlapping / leaving gaps / not dtype size * numel, ...). */
+nb_tensor_list *nb_safetensors_load(const char *path);
+void nb_tensor_list_free(nb_tensor_list *l);
+nb_tensor *nb_tensor_list_find(const nb_tensor_list *l, const char *name);   /* NULL if absent */
+const char *nb_tensor_list_meta(const nb_tensor_list *l, const char *key);   /* NULL if absent */
+
+/* Save every parameter of ps under its name (F32), with optional metadata as above. */
+nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, const char *const *meta);
+/* Load values into ps by name. All or nothing: ps is changed only when the file holds exactly
+ * the parameters of ps, each F32 with the parameter's shape. Errors: those of
+ * nb_safetensors_load, and NB_ERR_FORMAT for a missing or unexpected name or a dtype/shape
+ * mismatch ("'fc1.weight': file has F32 (10,784), model has (20,784)"). */
+nb_status nb_safetensors_load_params(nb_params *ps, const char *path);
+
+/* ---- pictures ------------------------------------------------------------------------------ */
+/* One line of a plot: y[i] at x[i] (x NULL: at 1, 2, ..., n, i.e. epochs). Non-finite points
+ * are skipped. */
+typedef struct {
+    const char *name;       /* shown in the legend */
+    const double *x, *y;
+    int64_t n;
+} nb_series;
+
+/* Write an SVG line plot of the series (colours assigned in order) with axes, "nice" ticks,
+ * axis labels, a title and a legend. title/xlabel/ylabel may be NULL. Each series becomes one
+ * <polyline> with one point per finite value. Errors: NB_ERR_NULL, NB_ERR_VALUE (no finite
+ * point), NB_ERR_IO. */
+nb_status nb_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel, int nseries,
+                      const nb_series *series);
+
+/* Write a grid of grayscale images as an 8-bit grayscale PNG. images: (N,1,H,W), (N,H,W), or
+ * (N,D) with D a perfect square (H = W = sqrt D); values in [0,1] (clamped, NaN -> 0), pixel =
+ * round(255 v). ncols images per row (0: ceil(sqrt N)), pad pixels of black around and between
+ * images (torchvision's make_grid layout): width = ncols*(W+pad)+pad, height = nrows*(H+pad)+pad.
+ * Errors: NB_ERR_SHAPE, NB_ERR_DTYPE (I64), NB_ERR_IO, NB_ERR_UNSUPPORTED (built without libpng). */
+nb_status nb_png_grid(const char *path, const nb_tensor *images, int ncols, int pad);
+
+#ifdef __cplusplus
+}
+#endif
 #endif
