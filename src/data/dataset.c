@@ -10,10 +10,12 @@ nb_status nb_mean_std(const nb_tensor *x, double *mean, double *std) {
     if (x->numel == 0) return nb_set_error(NB_ERR_SHAPE, "mean_std: tensor is empty");
     /* two passes in double, fixed order: the result does not depend on the thread count */
     double s = 0, ss = 0;
-    for (int64_t i = 0; i < x->numel; i++) s += nb_get(x, i);
+    const bool fast = x->dtype == NB_F32 && nb_is_contiguous(x);
+    const float *xf = x->data;
+    for (int64_t i = 0; i < x->numel; i++) s += fast ? xf[i] : nb_get(x, i);
     const double m = s / (double)x->numel;
     for (int64_t i = 0; i < x->numel; i++) {
-        double d = nb_get(x, i) - m;
+        double d = (fast ? xf[i] : nb_get(x, i)) - m;
         ss += d * d;
     }
     *mean = m;

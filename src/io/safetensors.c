@@ -83,10 +83,12 @@ static char *make_header(int n, const char *const *names, const nb_tensor *const
     uint64_t off = 0;
     for (int i = 0; ok && i < n; i++) {
         cJSON *e = cJSON_AddObjectToObject(root, names[i]);
-        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *shape = e && cJSON_AddStringToObject(e, "dtype", st_dtype_name(ts[i]->dtype))
+                           ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *offs = shape ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
-        ok = offs && cJSON_AddStringToObject(e, "dtype", st_dtype_name(ts[i]->dtype));
-        for (int d = 0; ok && d < ts[i]->ndim; d++) ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ts[i]->shape[d]));
+        ok = offs != NULL;
+        for (int d = 0; ok && d < ts[i]->ndim; d++)
+            ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ts[i]->shape[d]));
         uint64_t end = off + (uint64_t)ts[i]->numel * nb_dtype_size(ts[i]->dtype);
         ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off)) &&
              cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)end));
