@@ -93,20 +93,17 @@ nb_status nb_mean_std(const nb_tensor *x, double *mean, double *std);
 /* In place: x = (x - mean) / std (std > 0), for F32/F64 tensors. */
 nb_status nb_standardize(nb_tensor *x, double mean, double std);
 
-/* ---- splits ------------------------------------------------------------------------------- */
-/* A seeded permutation of 0..n-1 into out[n] (Fisher-Yates driven by nb_philox with key seed;
- * the same (n, seed, stream) always gives the same order). */
-nb_status nb_permutation(int64_t n, uint64_t seed, uint64_t stream, int64_t *out);
-
+/* ---- rows and splits (seeded permutations: nb_rng_permutation in tensor.h) --------------- */
 /* A new long-lived tensor holding rows idx[0..n) of x along its first dim (any dtype, any
  * strides). Errors: NB_ERR_INDEX for an index outside [0, x->shape[0]). */
 nb_tensor *nb_take_rows(const nb_tensor *x, const int64_t *idx, int64_t n);
 
 /* Split (x, y) along the first dim into n_val validation rows and N - n_val training rows.
- * seed == 0: the last n_val rows are validation (as in Keras); otherwise a seeded random
- * subset. Both parts keep the original relative order of the rows. y may be NULL (then *y_train
- * and *y_val are set to NULL). All four outputs are new long-lived tensors; on error all are
- * NULL. Errors: NB_ERR_SHAPE (first dims differ), NB_ERR_VALUE (n_val outside [0, N]). */
+ * seed == 0: the last n_val rows are validation (as in Keras); otherwise a random subset given
+ * by nb_rng_permutation(nb_rng_new(seed)): its last n_val entries. Both parts keep the original
+ * relative order of the rows. y may be NULL (then *y_train and *y_val are set to NULL). All
+ * four outputs are new long-lived tensors; on error all are NULL. Errors: NB_ERR_SHAPE (first
+ * dims differ), NB_ERR_VALUE (n_val outside [0, N]). */
 nb_status nb_split(const nb_tensor *x, const nb_tensor *y, int64_t n_val, uint64_t seed, nb_tensor **x_train,
                    nb_tensor **y_train, nb_tensor **x_val, nb_tensor **y_val);
 
@@ -135,13 +132,16 @@ typedef struct nb_batcher nb_batcher;
 
 /* An iterator over (x, y) (y may be NULL) that copies each batch into two long-lived tensors
  * allocated here once: no malloc per batch. Global batch k of an epoch is elements
- * [k*G, k*G + G) of the epoch's order (G = batch_size * world_size); rank r gets its part
- * [r*g/R, (r+1)*g/R) of the g samples of that batch, so R ranks with batch B see exactly the
- * samples that one process with batch R*B sees. The data tensors must outlive the iterator.
+ * [k*G, k*G + G) of the epoch's order (G = batch_size * world_size); rank r gets the r-th of R
+ * contiguous pieces of its g samples (batch_size each; for a short last batch g/R, the first g%R
+ * ranks one more), so R ranks with batch B see exactly the samples that one process with batch
+ * R*B sees. Order and pieces are those of nb_dist_permutation / nb_dist_shard (dist.h), so the
+ * batcher can feed an MPI trainer directly. The data tensors must outlive the iterator.
  * Errors (NULL): NB_ERR_NULL, NB_ERR_SHAPE (first dims differ, scalar x), NB_ERR_VALUE. */
 nb_batcher *nb_batcher_new(const nb_tensor *x, const nb_tensor *y, const nb_batch_opts *opts);
 void nb_batcher_free(nb_batcher *b);
-/* Begin epoch `epoch` (its order depends only on seed and epoch, so training can resume). */
+/* Begin epoch `epoch`: with shuffle its order is nb_dist_permutation(seed, epoch, N), which
+ * depends only on seed and epoch (the same on every rank, and training can resume). */
 void nb_batcher_start(nb_batcher *b, int64_t epoch);
 /* Fill *out with the next batch of the epoch; false when the epoch is over. Starts epoch 0
  * if nb_batcher_start was never called. */

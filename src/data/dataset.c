@@ -32,35 +32,7 @@ nb_status nb_standardize(nb_tensor *x, double mean, double std) {
     return NB_OK;
 }
 
-/* ---- permutations and splits -------------------------------------------------------------- */
-/* Uniform integer in [0, n) from 64 random bits (Lemire's multiply-high; bias < n / 2^64). */
-static int64_t draw_below(uint64_t key, uint64_t counter, int64_t n) {
-    uint32_t r[4];
-    nb_philox(key, counter, r);
-    uint64_t u = (uint64_t)r[0] << 32 | r[1];
-    return (int64_t)(((unsigned __int128)u * (uint64_t)n) >> 64);
-}
-
-/* key for (seed, stream): distinct streams are independent Philox keys */
-static uint64_t stream_key(uint64_t seed, uint64_t stream) {
-    return seed ^ (stream + 1) * 0x9E3779B97F4A7C15ull;
-}
-
-static void shuffle(int64_t *a, int64_t n, uint64_t key) {
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = draw_below(key, (uint64_t)i, i + 1), t = a[i];
-        a[i] = a[j], a[j] = t;
-    }
-}
-
-nb_status nb_permutation(int64_t n, uint64_t seed, uint64_t stream, int64_t *out) {
-    if (n < 0) return nb_set_error(NB_ERR_VALUE, "permutation: n = %lld", (long long)n);
-    if (n > 0 && !out) return nb_set_error(NB_ERR_NULL, "permutation: out is NULL");
-    for (int64_t i = 0; i < n; i++) out[i] = i;
-    shuffle(out, n, stream_key(seed, stream));
-    return NB_OK;
-}
-
+/* ---- splits ------------------------------------------------------------------------------------ */
 /* Copy rows idx[0..n) (valid) of src, any strides, into the contiguous memory of dst. */
 static void copy_rows(nb_tensor *dst, const nb_tensor *src, const int64_t *idx, int64_t n) {
     const size_t esz = nb_dtype_size(src->dtype);
@@ -121,7 +93,8 @@ nb_status nb_split(const nb_tensor *x, const nb_tensor *y, int64_t n_val, uint64
     if (seed == 0) {
         for (int64_t i = 0; i < n; i++) perm[i] = i;
     } else {
-        nb_permutation(n, seed, 0, perm);
+        nb_rng rng = nb_rng_new(seed);
+        nb_rng_permutation(&rng, n, perm);
         qsort(perm, (size_t)(n - n_val), sizeof *perm, cmp_i64);
         qsort(perm + n - n_val, (size_t)n_val, sizeof *perm, cmp_i64);
     }
@@ -207,11 +180,24 @@ int64_t nb_batcher_num_batches(const nb_batcher *it) {
     return it->o.drop_last ? it->n / it->global : (it->n + it->global - 1) / it->global;
 }
 
+static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 void nb_batcher_start(nb_batcher *it, int64_t epoch) {
     if (!it) return;
-    for (int64_t i = 0; i < it->n; i++) it->order[i] = i;
-    /* stream 1 + epoch: independent of the split's stream 0 for the same seed */
-    if (it->o.shuffle) shuffle(it->order, it->n, stream_key(it->o.seed, 1 + (uint64_t)epoch));
+    if (it->o.shuffle) {
+        /* the key of nb_dist_permutation (src/dist/shard.c, built only with MPI), so that a batcher
+         * and the dist helpers give the same order for the same (seed, epoch) */
+        nb_rng rng = nb_rng_new(mix64(it->o.seed ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL)));
+        nb_rng_permutation(&rng, it->n, it->order);
+    } else {
+        for (int64_t i = 0; i < it->n; i++) it->order[i] = i;
+    }
     it->next = 0, it->index = 0, it->epoch = epoch, it->started = true;
 }
 
@@ -228,13 +214,13 @@ bool nb_batcher_next(nb_batcher *it, nb_batch *out) {
     const int64_t left = it->n - it->next;
     if (left <= 0 || (it->o.drop_last && left < it->global)) return false;
     const int64_t g = left < it->global ? left : it->global, R = it->o.world_size, r = it->o.rank;
-    /* even split of a short last batch; g * (r+1) <= n * R cannot overflow for realistic n */
-    const int64_t lo = g == it->global ? r * it->o.batch_size : g * r / R;
-    const int64_t hi = g == it->global ? lo + it->o.batch_size : g * (r + 1) / R;
+    /* rank r takes the r-th of R contiguous pieces: B each, or for a short last batch g/R with
+     * the first g%R ranks one more (the rule of nb_dist_shard) */
+    const int64_t q = g / R, rem = g % R, lo = r * q + (r < rem ? r : rem), cnt = q + (r < rem);
     const int64_t *idx = it->order + it->next + lo;
-    gather(it->xb, it->x, idx, hi - lo);
-    if (it->y) gather(it->yb, it->y, idx, hi - lo);
-    *out = (nb_batch){.x = it->xb, .y = it->yb, .n = hi - lo, .global_n = g, .index = it->index, .idx = idx};
+    gather(it->xb, it->x, idx, cnt);
+    if (it->y) gather(it->yb, it->y, idx, cnt);
+    *out = (nb_batch){.x = it->xb, .y = it->yb, .n = cnt, .global_n = g, .index = it->index, .idx = idx};
     it->next += g;
     it->index++;
     return true;
