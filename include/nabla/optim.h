@@ -1,8 +1,182 @@
-/* nabla/optim.h — optimizers, learning-rate schedules, gradient clipping. */
+/* nabla/optim.h — optimizers, learning-rate schedules, gradient clipping.
+ *
+ * An optimizer is a small table (nb_optim_def): a name, how many F32 state slots it keeps per
+ * parameter element, default hyperparameters, a validate function and ONE update function over
+ * a contiguous range of elements. The library owns the loop: it walks the parameters of an
+ * nb_params in fixed blocks of NB_OPTIM_BLOCK elements, spreads the blocks over OpenMP threads
+ * and applies the per-parameter decay flags, so a user's optimizer is parallel by construction
+ * and gives bit-identical results for any thread count (each block always runs the same code on
+ * the same elements).
+ *
+ *     nb_hparams hp = nb_adam.defaults;  hp.lr = 3e-4;
+ *     nb_optim *opt = nb_optim_new(&nb_adam, ps, &hp);    // after every nb_params_add
+ *     for (...) { nb_params_zero_grad(ps); ...; nb_backward(ctx, loss, NULL); nb_optim_step(opt); }
+ *     nb_optim_free(opt);
+ *
+ * Formulas follow torch.optim (1.13) exactly, with one deliberate difference: weight_decay only
+ * applies to parameters whose ps->decay[i] flag is set (default: ndim >= 2, so biases and norm
+ * gains are not decayed). Set every flag to true to reproduce PyTorch's default param group.
+ */
 #ifndef NABLA_OPTIM_H
 #define NABLA_OPTIM_H
 
 #include "graph.h"
 #include "params.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NB_OPTIM_MAX_SLOTS 4
+#define NB_OPTIM_BLOCK 8192 /* elements per work item; fixed so results never depend on threads */
+
+/* Hyperparameters of every built-in optimizer (each reads the fields it needs). */
+typedef struct nb_hparams {
+    double lr;            /* learning rate, >= 0 */
+    double weight_decay;  /* >= 0. Coupled (L2 added to the gradient: g += wd*w) in every
+                             optimizer except AdamW, where it is decoupled (w -= lr*wd*w) */
+    double momentum;      /* SGD / RMSprop momentum, >= 0 */
+    double dampening;     /* SGD, in [0, 1] */
+    bool nesterov;        /* SGD: needs momentum > 0 and dampening = 0 */
+    double beta1, beta2;  /* Adam/AdamW moment decays, in [0, 1) */
+    double eps;           /* > 0: added to denominators */
+    bool amsgrad;         /* Adam/AdamW: keep the running max of the second moment */
+    double alpha;         /* RMSprop smoothing constant, in [0, 1) */
+    bool centered;        /* RMSprop: divide by the estimated variance instead of the raw second moment */
+    double rho;           /* Adadelta running-average coefficient, in [0, 1] */
+    double lr_decay;      /* Adagrad: lr_t = lr / (1 + (t-1)*lr_decay), >= 0 */
+    double initial_accumulator_value; /* Adagrad, >= 0 */
+    double user[4];       /* free for user-defined optimizers */
+} nb_hparams;
+
+/* Update n contiguous elements in place: w (values), g (gradients, read-only), state[k] the
+ * k-th state slot of the same elements (zero before the first step), step = 1 on the first
+ * call (the count of steps including this one). hp is the optimizer's hyperparameters, with
+ * weight_decay already set to 0 for parameters that opt out. It must treat every element
+ * independently (it is called on arbitrary blocks, from several threads at once). */
+typedef void (*nb_update_fn)(float *w, const float *g, float *const *state, int64_t n, const nb_hparams *hp,
+                             int64_t step);
+
+typedef struct nb_optim_def {
+    const char *name;
+    int nslots;                                   /* state slots per element, <= NB_OPTIM_MAX_SLOTS */
+    int (*slots_for)(const nb_hparams *hp);       /* optional: slots actually used with these options */
+    nb_hparams defaults;
+    /* Optional: check the optimizer-specific hyperparameters; on a bad one return
+     * nb_set_error(NB_ERR_VALUE, "%s: ...", def->name, ...). lr and weight_decay are checked by
+     * the library. */
+    nb_status (*validate)(const struct nb_optim_def *def, const nb_hparams *hp);
+    nb_update_fn update;
+} nb_optim_def;
+
+/* Built-ins, with PyTorch's defaults:
+ *   nb_sgd, nb_gd  lr 1e-2*, momentum 0, dampening 0, nesterov off, weight_decay 0.
+ *                  (*torch.optim.SGD has no default lr; 0.01 is Keras's.) Full-batch gradient descent is SGD
+ *                  whose one batch is the whole data set; nb_gd is the same table under that name.
+ *                  Update (torch): d = g + wd*w; with momentum b = d on step 1, then
+ *                  b = momentum*b + (1-dampening)*d; d = nesterov ? d + momentum*b : b; w -= lr*d.
+ *   nb_momentum    SGD with momentum 0.9 (classical / heavy-ball), lr 1e-2.
+ *   nb_nesterov    SGD with momentum 0.9 and nesterov on, lr 1e-2.
+ *   nb_adagrad     lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0, eps 1e-10.
+ *   nb_rmsprop     lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered off.
+ *   nb_adam        lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad off; bias-corrected.
+ *   nb_adamw       as Adam but weight_decay 1e-2, decoupled: w *= 1 - lr*wd before the Adam step.
+ *   nb_adadelta    lr 1.0, rho 0.9, eps 1e-6, weight_decay 0.
+ *
+ * Why AdamW differs from an L2 term under Adam: an L2 penalty (nb_l2_penalty, or Adam's own
+ * weight_decay) adds wd*w to the gradient, which then goes through Adam's per-element scaling
+ * m/sqrt(v): weights with large historical gradients are barely decayed, weights with small ones
+ * strongly, and the decay also pollutes the moment estimates. AdamW shrinks every weight by the
+ * same factor (1 - lr*wd) outside the adaptive update, which is true weight decay
+ * (Loshchilov & Hutter, 2019); with plain SGD the two coincide (up to the lr scaling of wd). */
+extern const nb_optim_def nb_sgd, nb_gd, nb_momentum, nb_nesterov, nb_adagrad, nb_rmsprop, nb_adam, nb_adamw,
+    nb_adadelta;
+
+/* An optimizer bound to one nb_params. Fields are public so a checkpoint can save and restore
+ * everything bit for bit: def (by name), hp, step and the state slots. */
+typedef struct nb_optim {
+    const nb_optim_def *def;
+    nb_params *ps;
+    nb_hparams hp;      /* may be changed between steps (e.g. hp.lr from a schedule); checked each step */
+    int64_t step;       /* steps taken so far (the update sees step + 1) */
+    int nslots;         /* state slots in use */
+    float *state[NB_OPTIM_MAX_SLOTS]; /* slot k: ps->total floats laid out like ps->flat, zero at
+                                         start, 64-byte aligned; NULL for k >= nslots */
+    /* private: the block table, built once */
+    int64_t nblocks_, total_;
+    int nparams_;
+    int *block_param_;
+    int64_t *block_start_;
+    int64_t *block_len_;
+} nb_optim;
+
+/* Make an optimizer over every parameter of ps (add all parameters first). hp NULL = def's
+ * defaults. State is allocated once here. Returns NULL with NB_ERR_VALUE for bad hyperparameters,
+ * NB_ERR_NULL / NB_ERR_NOMEM otherwise (nb_last_error says why). Free with nb_optim_free. */
+nb_optim *nb_optim_new(const nb_optim_def *def, nb_params *ps, const nb_hparams *hp);
+void nb_optim_free(nb_optim *opt);
+/* Check hp for def (what nb_optim_new and every step do): NB_OK or NB_ERR_VALUE with a message
+ * naming the optimizer and the field, e.g. "adam: beta2 = 1 outside [0, 1)". */
+nb_status nb_optim_validate(const nb_optim_def *def, const nb_hparams *hp);
+/* One update of every parameter from ps->grad_flat. Does not zero gradients. Errors (nothing is
+ * changed): NB_ERR_VALUE (bad hp), NB_ERR_STATE (parameters were added after nb_optim_new). */
+nb_status nb_optim_step(nb_optim *opt);
+/* Zero the state and the step counter (hyperparameters stay). */
+void nb_optim_reset(nb_optim *opt);
+/* State as one flat buffer of nb_optim_state_numel floats (slot 0, then slot 1, ...), for
+ * checkpoints; opt->step and opt->hp are saved separately by the caller. */
+int64_t nb_optim_state_numel(const nb_optim *opt);
+void nb_optim_state_save(const nb_optim *opt, float *dst);
+void nb_optim_state_load(nb_optim *opt, const float *src);
+
+/* ---- learning-rate schedules: pure functions of the step / epoch -------------------------- */
+/* On a bad argument they return NAN and set NB_ERR_VALUE; nb_optim_step then refuses the NaN lr,
+ * so a bad schedule never reaches the weights. */
+/* torch StepLR: base_lr * gamma^floor(epoch / step_size). step_size >= 1, gamma > 0. */
+double nb_lr_step(double base_lr, int64_t epoch, int64_t step_size, double gamma);
+/* torch ExponentialLR: base_lr * gamma^epoch. */
+double nb_lr_exponential(double base_lr, int64_t epoch, double gamma);
+/* Linear warmup then cosine decay (HuggingFace's get_cosine_schedule_with_warmup plus a floor):
+ * step < warmup: base_lr * step / warmup; then min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2
+ * with t = (step - warmup) / (total - warmup), and min_lr once step >= total.
+ * 0 <= warmup <= total, total >= 1, 0 <= min_lr <= base_lr. */
+double nb_lr_cosine_warmup(double base_lr, int64_t step, int64_t warmup, int64_t total, double min_lr);
+
+typedef enum { NB_MODE_MIN = 0, NB_MODE_MAX = 1 } nb_mode;
+
+/* torch ReduceLROnPlateau with threshold_mode 'rel': a metric is better when it beats best by
+ * the relative threshold (min: m < best*(1-threshold)); after more than `patience` epochs
+ * without improvement lr becomes max(lr*factor, min_lr), then `cooldown` epochs are ignored.
+ * All fields public (checkpoint them by copying the struct). */
+typedef struct nb_plateau {
+    nb_mode mode;
+    double factor;      /* in (0, 1); torch default 0.1 */
+    int patience;       /* default 10 */
+    double threshold;   /* default 1e-4 */
+    int cooldown;       /* default 0 */
+    double min_lr;      /* default 0 */
+    /* state */
+    double lr;          /* current learning rate */
+    double best;        /* best metric so far (+inf / -inf at start) */
+    int num_bad_epochs;
+    int cooldown_counter;
+    int64_t epoch;
+} nb_plateau;
+/* Fill *s with PyTorch's defaults and the starting lr. NB_ERR_VALUE for lr < 0. */
+nb_status nb_plateau_init(nb_plateau *s, nb_mode mode, double lr);
+/* Feed one epoch's metric; returns the learning rate to use next (NAN + NB_ERR_VALUE on bad
+ * fields or a NaN metric). */
+double nb_plateau_step(nb_plateau *s, double metric);
+
+/* ---- gradient clipping over ps->grad_flat ------------------------------------------------ */
+/* torch clip_grad_norm_: total L2 norm of all gradients; if it exceeds max_norm, scale them all
+ * by max_norm / (norm + 1e-6). Returns the norm before clipping (thread-count independent), or
+ * -1 with NB_ERR_VALUE / NB_ERR_NULL for max_norm <= 0 / NaN / NULL ps. */
+double nb_clip_grad_norm(nb_params *ps, double max_norm);
+/* Clamp every gradient element to [-clip, clip]. NB_ERR_VALUE for clip <= 0 or NaN. */
+nb_status nb_clip_grad_value(nb_params *ps, double clip);
+
+#ifdef __cplusplus
+}
+#endif
 #endif
