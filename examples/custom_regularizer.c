@@ -31,7 +31,8 @@ static nb_tensor *mlp(nb_ctx *ctx, nb_tensor *x, nb_tensor *W1, nb_tensor *b1, n
 }
 
 static nb_tensor *ortho_fn(nb_ctx *ctx, nb_tensor *const *in, void *u) {
-    return ortho_penalty(ctx, in[0], 0.5); }
+    return ortho_penalty(ctx, in[0], 0.5);
+}
 static nb_tensor *gp_fn(nb_ctx *ctx, nb_tensor *const *in, void *u) {
     return input_grad_penalty(ctx, mlp(ctx, in[0], in[1], in[2], in[3]), in[0], 0.5);
 }
