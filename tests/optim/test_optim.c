@@ -200,6 +200,17 @@ Test(optim, converges_on_rosenbrock) {
 }
 
 /* ---- threads ----------------------------------------------------------------------------- */
+/* a user-defined optimizer (sign-SGD with momentum) is parallel by construction too */
+static void signum_update(float *w, const float *g, float *const *state, int64_t n, const nb_hparams *hp, int64_t step) {
+    (void)step;
+    for (int64_t i = 0; i < n; i++) {
+        state[0][i] = (float)hp->momentum * state[0][i] + g[i];
+        w[i] -= (float)hp->lr * (float)((state[0][i] > 0) - (state[0][i] < 0));
+    }
+}
+static const nb_optim_def signum = {.name = "signum", .nslots = 1, .defaults = {.lr = 1e-3, .momentum = 0.9},
+                                    .update = signum_update};
+
 static void run_large(const nb_optim_def *def, nb_hparams hp, int threads, float *w_out, float *s_out, double *norm) {
     nb_set_num_threads(threads);
     nb_params *ps = nb_params_new();
@@ -223,8 +234,8 @@ static void run_large(const nb_optim_def *def, nb_hparams hp, int threads, float
 Test(optim, one_and_two_threads_bit_identical, .timeout = 60) {
     const int64_t total = 300 * 333 + 784 + 50 * 1001 + 64, st_n = 3 * total;
     float *w1 = malloc(total * 4), *w2 = malloc(total * 4), *s1 = calloc(st_n, 4), *s2 = calloc(st_n, 4);
-    const nb_optim_def *defs[] = {&nb_adam, &nb_rmsprop, &nb_nesterov};
-    for (int d = 0; d < 3; d++) {
+    const nb_optim_def *defs[] = {&nb_adam, &nb_rmsprop, &nb_nesterov, &signum};
+    for (int d = 0; d < 4; d++) {
         nb_hparams hp = defs[d]->defaults;
         hp.weight_decay = 0.01, hp.amsgrad = true, hp.centered = true, hp.momentum = 0.9;
         double n1, n2;
