@@ -14,7 +14,9 @@
 #define NABLA_IO_H
 
 #include "graph.h"
+#include "optim.h"
 #include "params.h"
+#include "regularize.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +60,29 @@ nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, cons
  * nb_safetensors_load, and NB_ERR_FORMAT for a missing or unexpected name or a dtype/shape
  * mismatch ("'fc1.weight': file has F32 (10,784), model has (20,784)"). */
 nb_status nb_safetensors_load_params(nb_params *ps, const char *path);
+
+/* ---- training checkpoints ------------------------------------------------------------------ */
+/* Everything a training loop needs to continue bit-identically: parameters, optimizer state,
+ * step and hyperparameters, the early-stopping state with its snapshot, the epoch counter, the
+ * context's random generator (dropout masks) and up to NB_CHECKPOINT_MAX_VALUES values of the
+ * caller's own (e.g. the loss history). The batch order is a function of (seed, epoch) (see
+ * nb_batcher_start), so a checkpoint written at the end of an epoch resumes exactly. */
+#define NB_CHECKPOINT_MAX_VALUES 4096
+typedef struct {
+    int64_t epoch;        /* epochs completed */
+    nb_rng rng;           /* e.g. *nb_ctx_rng(ctx) */
+    int64_t n_values;
+    double values[NB_CHECKPOINT_MAX_VALUES];
+} nb_train_state;
+
+/* Write a checkpoint (one safetensors file, written atomically: a crash leaves the previous
+ * one intact). opt and es may be NULL. Doubles are stored exactly (C99 hex floats). */
+nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_optim *opt, const nb_early_stop *es,
+                             const nb_train_state *st);
+/* Restore a checkpoint into objects built with the same configuration. All or nothing: on any
+ * error (unreadable or corrupt file, another optimizer, parameter names/shapes that differ,
+ * state sizes that differ) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT says why. */
+nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st);
 
 /* ---- pictures ------------------------------------------------------------------------------ */
 /* One line of a plot: y[i] at x[i] (x NULL: at 1, 2, ..., n, i.e. epochs). Non-finite points

@@ -1,0 +1,246 @@
+/* Training checkpoints: one safetensors file holding parameters ("param/<name>"), optimizer
+ * state ("optim/state"), the early-stopping snapshot ("early_stop/best") and the caller's
+ * values ("train/values"); counters, hyperparameters and generator state live in the metadata,
+ * doubles as C99 hex floats so they round-trip exactly. */
+#include "../internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#define FORMAT "nabla-checkpoint-1"
+
+typedef struct {
+    char keys[64][40];
+    char vals[64][48];
+    int n;
+} meta_buf;
+
+static void put(meta_buf *m, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(meta_buf *m, const char *k, const char *fmt, ...) {
+    if (m->n == 64) return;
+    snprintf(m->keys[m->n], sizeof m->keys[0], "%s", k);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->vals[m->n], sizeof m->vals[0], fmt, ap);
+    va_end(ap);
+    m->n++;
+}
+
+/* hyperparameters in declaration order, so save and load cannot drift apart */
+#define HP_FIELDS(X)                                                                              \
+    X(lr) X(weight_decay) X(momentum) X(dampening) X(beta1) X(beta2) X(eps) X(alpha) X(rho) X(lr_decay) \
+        X(initial_accumulator_value) X(user[0]) X(user[1]) X(user[2]) X(user[3])
+#define HP_FLAGS(X) X(nesterov) X(amsgrad) X(centered)
+
+nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_optim *opt, const nb_early_stop *es,
+                             const nb_train_state *st) {
+    if (!path || !ps || !st) return nb_set_error(NB_ERR_NULL, "checkpoint_save: NULL argument");
+    if (st->n_values < 0 || st->n_values > NB_CHECKPOINT_MAX_VALUES)
+        return nb_set_error(NB_ERR_VALUE, "checkpoint_save: %lld values (at most %d)", (long long)st->n_values,
+                            NB_CHECKPOINT_MAX_VALUES);
+    meta_buf m = {.n = 0};
+    put(&m, "format", FORMAT);
+    put(&m, "train.epoch", "%lld", (long long)st->epoch);
+    put(&m, "train.rng_seed", "%llu", (unsigned long long)st->rng.seed);
+    put(&m, "train.rng_offset", "%llu", (unsigned long long)st->rng.offset);
+    if (opt) {
+        put(&m, "optim.name", "%s", opt->def->name);
+        put(&m, "optim.step", "%lld", (long long)opt->step);
+#define SAVE_HP(f) put(&m, "optim." #f, "%a", opt->hp.f);
+#define SAVE_FLAG(f) put(&m, "optim." #f, "%d", (int)opt->hp.f);
+        HP_FIELDS(SAVE_HP) HP_FLAGS(SAVE_FLAG)
+    }
+    if (es) {
+        put(&m, "early_stop.best", "%a", es->best);
+        put(&m, "early_stop.best_epoch", "%lld", (long long)es->best_epoch);
+        put(&m, "early_stop.epoch", "%lld", (long long)es->epoch);
+        put(&m, "early_stop.wait", "%d", es->wait);
+        put(&m, "early_stop.stopped", "%d", (int)es->stopped);
+        put(&m, "early_stop.stopped_epoch", "%lld", (long long)es->stopped_epoch);
+    }
+    const char *meta[2 * 64 + 1];
+    for (int i = 0; i < m.n; i++) meta[2 * i] = m.keys[i], meta[2 * i + 1] = m.vals[i];
+    meta[2 * m.n] = NULL;
+
+    int cap = ps->n + 3, n = 0;
+    const char **names = calloc((size_t)cap, sizeof *names);
+    const nb_tensor **ts = calloc((size_t)cap, sizeof *ts);
+    char **owned = calloc((size_t)ps->n, sizeof *owned);
+    nb_tensor *state = NULL, *best = NULL, *values = NULL;
+    nb_status rc = NB_ERR_NOMEM;
+    if (!names || !ts || !owned) goto out;
+    for (int i = 0; i < ps->n; i++) {
+        size_t len = strlen(ps->names[i]) + 7;
+        if (!(owned[i] = malloc(len))) goto out;
+        snprintf(owned[i], len, "param/%s", ps->names[i]);
+        names[n] = owned[i], ts[n++] = ps->p[i];
+    }
+    if (opt && nb_optim_state_numel(opt) > 0) {
+        if (!(state = nb_tensor_new(NB_F32, 1, (int64_t[]){nb_optim_state_numel(opt)}))) goto out;
+        nb_optim_state_save(opt, state->data);
+        names[n] = "optim/state", ts[n++] = state;
+    }
+    if (es && es->best_weights && es->ps) {
+        if (!(best = nb_tensor_from(NB_F32, 1, (int64_t[]){es->ps->total}, es->best_weights))) goto out;
+        names[n] = "early_stop/best", ts[n++] = best;
+    }
+    if (!(values = nb_tensor_from(NB_F64, 1, (int64_t[]){st->n_values}, st->values))) goto out;
+    names[n] = "train/values", ts[n++] = values;
+    rc = nb_safetensors_save(path, n, names, ts, meta);
+out:
+    if (rc == NB_ERR_NOMEM && nb_last_status() != NB_ERR_NOMEM) nb_set_error(NB_ERR_NOMEM, "checkpoint_save: out of memory");
+    for (int i = 0; owned && i < ps->n; i++) free(owned[i]);
+    free(owned), free(names), free(ts);
+    nb_tensor_free(state), nb_tensor_free(best), nb_tensor_free(values);
+    return rc;
+}
+
+/* ---- loading: parse and check everything first, then change the objects ------------------ */
+static bool meta_int(const nb_tensor_list *l, const char *path, const char *key, int64_t *out) {
+    const char *s = nb_tensor_list_meta(l, key);
+    char *end;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: metadata '%s' is %s", path, key, s ? "not an integer" : "missing");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool meta_u64(const nb_tensor_list *l, const char *path, const char *key, uint64_t *out) {
+    const char *s = nb_tensor_list_meta(l, key);
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || *s == '-') {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: metadata '%s' is %s", path, key, s ? "not an unsigned integer" : "missing");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool meta_double(const nb_tensor_list *l, const char *path, const char *key, double *out) {
+    const char *s = nb_tensor_list_meta(l, key);
+    char *end;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || end == s || *end) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: metadata '%s' is %s", path, key, s ? "not a number" : "missing");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* the tensor `name`, required to be F32/F64 with n elements */
+static const nb_tensor *need(const nb_tensor_list *l, const char *path, const char *name, nb_dtype dt, int64_t n) {
+    const nb_tensor *t = nb_tensor_list_find(l, name);
+    if (!t) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s has no tensor '%s'", path, name);
+        return NULL;
+    }
+    if (t->dtype != dt || t->numel != n) {
+        char b[64];
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: '%s' is %s %s, expected %s with %lld elements", path, name,
+                     nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b), nb_dtype_name(dt), (long long)n);
+        return NULL;
+    }
+    return t;
+}
+
+nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st) {
+    if (!path || !ps || !st) return nb_set_error(NB_ERR_NULL, "checkpoint_load: NULL argument");
+    nb_tensor_list *l = nb_safetensors_load(path);
+    if (!l) return nb_last_status();
+    nb_status rc = NB_ERR_FORMAT;
+    const char *fmt = nb_tensor_list_meta(l, "format");
+    if (!fmt || strcmp(fmt, FORMAT) != 0) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s is not a nabla checkpoint (format '%s')", path, fmt ? fmt : "none");
+        goto out;
+    }
+    /* parameters: exactly the model's, by name and shape */
+    int nparam_tensors = 0;
+    for (int i = 0; i < l->n; i++) nparam_tensors += strncmp(l->names[i], "param/", 6) == 0;
+    if (nparam_tensors != ps->n) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s holds %d parameters, the model has %d", path, nparam_tensors, ps->n);
+        goto out;
+    }
+    for (int i = 0; i < ps->n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "param/%s", ps->names[i]);
+        const nb_tensor *t = need(l, path, name, NB_F32, ps->p[i]->numel);
+        if (!t) goto out;
+        if (!nb_same_shape(t, ps->p[i])) {
+            char a[64], b[64];
+            nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: '%s' has shape %s, the model has %s", path, ps->names[i],
+                         nb_shape_str(t, a, sizeof a), nb_shape_str(ps->p[i], b, sizeof b));
+            goto out;
+        }
+    }
+    nb_train_state s = {0};
+    if (!meta_int(l, path, "train.epoch", &s.epoch) || !meta_u64(l, path, "train.rng_seed", &s.rng.seed) ||
+        !meta_u64(l, path, "train.rng_offset", &s.rng.offset))
+        goto out;
+    const nb_tensor *vals = nb_tensor_list_find(l, "train/values");
+    if (!vals || vals->dtype != NB_F64 || vals->ndim != 1 || vals->numel > NB_CHECKPOINT_MAX_VALUES) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: 'train/values' missing or malformed", path);
+        goto out;
+    }
+    s.n_values = vals->numel;
+    memcpy(s.values, vals->data, (size_t)vals->numel * sizeof(double));
+
+    nb_hparams hp = {0};
+    int64_t step = 0, flag;
+    const nb_tensor *state = NULL;
+    if (opt) {
+        const char *name = nb_tensor_list_meta(l, "optim.name");
+        if (!name || strcmp(name, opt->def->name) != 0) {
+            nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s was written by optimizer '%s', this run uses '%s'", path,
+                         name ? name : "none", opt->def->name);
+            goto out;
+        }
+        if (!meta_int(l, path, "optim.step", &step)) goto out;
+#define LOAD_HP(f) if (!meta_double(l, path, "optim." #f, &hp.f)) goto out;
+#define LOAD_FLAG(f) if (!meta_int(l, path, "optim." #f, &flag)) goto out; hp.f = flag != 0;
+        HP_FIELDS(LOAD_HP) HP_FLAGS(LOAD_FLAG)
+        int64_t numel = nb_optim_state_numel(opt);
+        if (numel > 0 && !(state = need(l, path, "optim/state", NB_F32, numel))) goto out;
+    }
+    nb_early_stop e = es ? *es : (nb_early_stop){0};
+    const nb_tensor *best = NULL;
+    if (es) {
+        int64_t wait, stopped;
+        if (!meta_double(l, path, "early_stop.best", &e.best) || !meta_int(l, path, "early_stop.best_epoch", &e.best_epoch) ||
+            !meta_int(l, path, "early_stop.epoch", &e.epoch) || !meta_int(l, path, "early_stop.wait", &wait) ||
+            !meta_int(l, path, "early_stop.stopped", &stopped) ||
+            !meta_int(l, path, "early_stop.stopped_epoch", &e.stopped_epoch))
+            goto out;
+        e.wait = (int)wait;
+        e.stopped = stopped != 0;
+        if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", NB_F32, es->ps->total))) goto out;
+    }
+
+    /* everything checked: apply */
+    for (int i = 0; i < ps->n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "param/%s", ps->names[i]);
+        memcpy(ps->p[i]->data, nb_tensor_list_find(l, name)->data, (size_t)ps->p[i]->numel * sizeof(float));
+    }
+    if (opt) {
+        opt->hp = hp;
+        opt->step = step;
+        if (state) nb_optim_state_load(opt, state->data);
+    }
+    if (es) {
+        if (best) memcpy(es->best_weights, best->data, (size_t)es->ps->total * sizeof(float));
+        *es = e;
+    }
+    *st = s;
+    rc = NB_OK;
+out:
+    nb_tensor_list_free(l);
+    return rc;
+}
