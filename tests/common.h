@@ -43,4 +43,60 @@ static inline nb_tensor *rand_leaf(nb_ctx *c, int ndim, const int64_t *shape) {
     return t;
 }
 
+/* Input layouts for gradient tests: contiguous, a transposed view of the last two axes, or a
+ * strided slice (every other element of a bigger tensor's last axis). Views are leaves. */
+typedef enum { LAYOUT_CONTIG, LAYOUT_T, LAYOUT_SLICE } test_layout;
+/* Value domains keeping finite differences away from kinks and poles. */
+typedef enum {
+    DOM_ANY,   /* standard normal */
+    DOM_POS,   /* |N| + 0.5 (log, sqrt, pow bases) */
+    DOM_AWAY0, /* sign(N) * (|N| + 0.25) (relu, abs, divisors) */
+    DOM_UNIT   /* uniform in (0.1, 0.9) (probabilities, targets) */
+} test_domain;
+
+/* An f64 leaf that requires grad with random values from ctx's generator, in the given layout
+ * and domain. Shapes are those of the result. */
+static inline nb_tensor *test_leaf(nb_ctx *c, int ndim, const int64_t *shape, test_layout lay, test_domain dom) {
+    int64_t s[NB_MAX_DIMS] = {0};
+    for (int i = 0; i < ndim; i++) s[i] = shape[i];
+    if (lay == LAYOUT_T && ndim < 2) lay = LAYOUT_SLICE;
+    if (lay == LAYOUT_SLICE && ndim < 1) lay = LAYOUT_CONTIG;
+    if (lay == LAYOUT_T) s[ndim - 2] = shape[ndim - 1], s[ndim - 1] = shape[ndim - 2];
+    if (lay == LAYOUT_SLICE) s[ndim - 1] = 2 * shape[ndim - 1] + 1;
+    nb_tensor *t = nb_randn(c, NB_F64, ndim, s);
+    if (lay == LAYOUT_T) t = nb_transpose(c, t, -1, -2);
+    if (lay == LAYOUT_SLICE) t = nb_slice(c, t, -1, 1, s[ndim - 1], 2);
+    cr_assert_not_null(t, "test_leaf: %s", nb_last_error());
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = nb_get(t, i);
+        switch (dom) {
+        case DOM_ANY: break;
+        case DOM_POS: v = fabs(v) + 0.5; break;
+        case DOM_AWAY0: v = (v < 0 ? -1 : 1) * (fabs(v) + 0.25); break;
+        case DOM_UNIT: v = 0.1 + 0.8 / (1 + exp(-v)); break;
+        }
+        nb_set(t, i, v);
+    }
+    cr_assert_eq(nb_requires_grad(t, true), NB_OK, "%s", nb_last_error());
+    return t;
+}
+
+/* An f64 step tensor holding data[] with the given shape. */
+static inline nb_tensor *test_from(nb_ctx *c, const double *data, int ndim, const int64_t *shape) {
+    nb_tensor *t = nb_from(c, NB_F64, ndim, shape, data);
+    cr_assert_not_null(t, "%s", nb_last_error());
+    return t;
+}
+
+/* gradcheck (and gradgradcheck when `second`) of f at inputs, failing with the report. */
+static inline void check_grads(nb_fn f, int n, nb_tensor *const *in, void *user, bool second, const char *what) {
+    nb_gradcheck_report rep;
+    nb_status st = nb_gradcheck(ctx, f, n, in, user, NULL, &rep);
+    cr_assert_eq(st, NB_OK, "%s: %s", what, rep.message);
+    if (second) {
+        st = nb_gradgradcheck(ctx, f, n, in, user, NULL, &rep);
+        cr_assert_eq(st, NB_OK, "%s (second order): %s", what, rep.message);
+    }
+}
+
 #endif
