@@ -118,7 +118,7 @@ nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     if (!a2 || !b2) return NULL;
     nb_tensor *r = matmul_nd(ctx, a2, b2);
     if (r && vb) r = nb_squeeze(ctx, r, -1);
-    if (r && va) r = nb_squeeze(ctx, r, -2);
+    if (r && va) r = nb_squeeze(ctx, r, vb ? -1 : -2);  /* vector . vector: the row axis is last now */
     return r;
 }
 
