@@ -168,7 +168,12 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         nb_tensor **gp = n->n_in <= 64 ? gin : nb_ctx_alloc(ctx, (size_t)n->n_in * sizeof *gp);
         if (!gp) return ctx->status;
         if (gp != gin) memset(gp, 0, (size_t)n->n_in * sizeof *gp);
+        /* anomaly checks of the rule's inner ops are skipped: the result is checked below,
+         * naming this node's op and where the user called it */
+        const bool was = ctx->in_backward;
+        ctx->in_backward = true;
         st = n->op->backward(ctx, n, g, gp);
+        ctx->in_backward = was;
         if (st != NB_OK) {
             if (ctx->status == NB_OK) nb__fail(ctx, st, "backward of %s failed", n->op->name);
             return ctx->status;

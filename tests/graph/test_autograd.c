@@ -1,0 +1,449 @@
+/* The autodiff engine (src/graph/autograd.c, ctx.c): accumulation, nb_grad, create_graph,
+ * modes, hooks, custom ops, anomaly mode, threads, memory reuse and thread-count invariance. */
+#include "common.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <string.h>
+
+TestSuite(autograd, .init = ctx_setup, .fini = ctx_teardown);
+
+static nb_tensor *leaf(const double *v, int ndim, const int64_t *shape) {
+    nb_tensor *t = test_from(ctx, v, ndim, shape);
+    nb_requires_grad(t, true);
+    return t;
+}
+
+/* ---- accumulation and nb_grad ---------------------------------------------------------------- */
+Test(autograd, tensor_used_several_times_accumulates) {
+    nb_tensor *x = leaf((double[]){1.5, -2.0, 0.5}, NB_SHAPE(3));
+    /* y = sum(x*x + x) + sum(x)*x[0]  ->  dy/dx_i = 2x_i + 1 + x_0 + [i==0] sum(x) */
+    nb_tensor *s = nb_sum_all(ctx, x);
+    nb_tensor *y = nb_add(ctx, nb_sum_all(ctx, nb_add(ctx, nb_mul(ctx, x, x), x)),
+                          nb_mul(ctx, s, nb_reshape(ctx, nb_slice(ctx, x, 0, 0, 1, 1), 0, NULL)));
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(x->grad, (double[]){2 * 1.5 + 1 + 1.5 + 0.0, 2 * -2.0 + 1 + 1.5, 2 * 0.5 + 1 + 1.5}, 3, 1e-15);
+    /* a second backward over the kept graph adds the same again */
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(x->grad, (double[]){2 * 5.5, 2 * -1.5, 2 * 3.5}, 3, 1e-15);
+    cr_assert_eq(nb_zero_grad(x), NB_OK);
+    assert_values(x->grad, (double[]){0, 0, 0}, 3, 0);
+}
+
+Test(autograd, grad_function_leaves_dot_grad_alone) {
+    nb_tensor *x = leaf((double[]){1, 2}, NB_SHAPE(2)), *unused = leaf((double[]){7, 8, 9}, NB_SHAPE(3));
+    nb_tensor *w = leaf((double[]){3, 4}, NB_SHAPE(2));
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, x, w));
+    nb_tensor *g[3];
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 3, (nb_tensor *[]){x, unused, w}, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(g[0], (double[]){3, 4}, 2, 0);
+    assert_values(g[1], (double[]){0, 0, 0}, 3, 0);
+    assert_values(g[2], (double[]){1, 2}, 2, 0);
+    cr_assert(x->grad == NULL && unused->grad == NULL && w->grad == NULL);
+    /* an existing .grad is untouched too */
+    nb_backward(ctx, y, NULL);
+    assert_values(x->grad, (double[]){3, 4}, 2, 0);
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, g, false), NB_OK);
+    assert_values(x->grad, (double[]){3, 4}, 2, 0);
+    /* several outputs with explicit output gradients */
+    nb_tensor *y2 = nb_mul(ctx, x, x);
+    nb_tensor *go = test_from(ctx, (double[]){10, 100}, NB_SHAPE(2));
+    cr_assert_eq(nb_grad(ctx, 2, (nb_tensor *[]){y, y2}, (nb_tensor *[]){NULL, go}, 1, &x, g, false), NB_OK, "%s",
+                 nb_ctx_error(ctx));
+    assert_values(g[0], (double[]){3 + 10 * 2 * 1, 4 + 100 * 2 * 2}, 2, 0);
+}
+
+/* ---- higher order ----------------------------------------------------------------------------- */
+Test(autograd, second_derivatives_closed_forms) {
+    static const double xv[] = {-1.3, -0.2, 0.4, 1.7};
+    nb_tensor *x = leaf(xv, NB_SHAPE(4));
+    nb_tensor *g, *h;
+    /* x^3: 3x^2, 6x */
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, x, nb_mul(ctx, x, x)));
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, true), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert(g->requires_grad);
+    nb_tensor *gs = nb_sum_all(ctx, g);
+    cr_assert_eq(nb_grad(ctx, 1, &gs, NULL, 1, &x, &h, true), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int i = 0; i < 4; i++) {
+        assert_close(nb_get(g, i), 3 * xv[i] * xv[i], 1e-14, 1e-14);
+        assert_close(nb_get(h, i), 6 * xv[i], 1e-14, 1e-14);
+    }
+    /* third derivative of x^3 is 6 */
+    nb_tensor *hs = nb_sum_all(ctx, h), *t3;
+    cr_assert_eq(nb_grad(ctx, 1, &hs, NULL, 1, &x, &t3, false), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(t3, (double[]){6, 6, 6, 6}, 4, 1e-14);
+    /* tanh: 1 - t^2, -2 t (1 - t^2) */
+    y = nb_sum_all(ctx, nb_tanh(ctx, x));
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, true), NB_OK);
+    gs = nb_sum_all(ctx, g);
+    cr_assert_eq(nb_grad(ctx, 1, &gs, NULL, 1, &x, &h, false), NB_OK);
+    for (int i = 0; i < 4; i++) {
+        double t = tanh(xv[i]);
+        assert_close(nb_get(g, i), 1 - t * t, 1e-14, 1e-14);
+        assert_close(nb_get(h, i), -2 * t * (1 - t * t), 1e-14, 1e-14);
+    }
+}
+
+/* loss of a 3-4-1 tanh MLP on fixed data, parameters p[0..3) */
+static nb_tensor *mlp_loss(nb_ctx *c, nb_tensor *const *p, nb_tensor *x, nb_tensor *t) {
+    nb_tensor *h = nb_tanh(c, nb_linear(c, x, p[0], p[1]));
+    return nb_mse_loss(c, nb_linear(c, h, p[2], NULL), t, NB_REDUCE_MEAN);
+}
+
+Test(autograd, hessian_vector_product_matches_finite_differences) {
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(5, 3)), *t = nb_randn(ctx, NB_F64, NB_SHAPE(5, 1));
+    nb_tensor *p[3] = {rand_leaf(ctx, NB_SHAPE(4, 3)), rand_leaf(ctx, NB_SHAPE(4)), rand_leaf(ctx, NB_SHAPE(1, 4))};
+    nb_tensor *v[3] = {nb_randn(ctx, NB_F64, NB_SHAPE(4, 3)), nb_randn(ctx, NB_F64, NB_SHAPE(4)),
+                       nb_randn(ctx, NB_F64, NB_SHAPE(1, 4))};
+    nb_tensor *g[3], *hv[3];
+    nb_tensor *loss = mlp_loss(ctx, p, x, t);
+    cr_assert_eq(nb_grad(ctx, 1, &loss, NULL, 3, p, g, true), NB_OK, "%s", nb_ctx_error(ctx));
+    nb_tensor *gv = NULL;
+    for (int i = 0; i < 3; i++) {
+        nb_tensor *d = nb_sum_all(ctx, nb_mul(ctx, g[i], v[i]));
+        gv = gv ? nb_add(ctx, gv, d) : d;
+    }
+    cr_assert_eq(nb_grad(ctx, 1, &gv, NULL, 3, p, hv, false), NB_OK, "%s", nb_ctx_error(ctx));
+    /* central differences of the gradient along v */
+    const double eps = 1e-5;
+    nb_tensor *gp[3], *gm[3];
+    for (int sgn = 1; sgn >= -1; sgn -= 2) {
+        for (int i = 0; i < 3; i++)
+            for (int64_t e = 0; e < p[i]->numel; e++) nb_set(p[i], e, nb_get(p[i], e) + sgn * eps * nb_get(v[i], e));
+        nb_tensor *l = mlp_loss(ctx, p, x, t);
+        cr_assert_eq(nb_grad(ctx, 1, &l, NULL, 3, p, sgn > 0 ? gp : gm, false), NB_OK);
+        for (int i = 0; i < 3; i++)
+            for (int64_t e = 0; e < p[i]->numel; e++) nb_set(p[i], e, nb_get(p[i], e) - sgn * eps * nb_get(v[i], e));
+    }
+    double maxabs = 0;
+    for (int i = 0; i < 3; i++)
+        for (int64_t e = 0; e < p[i]->numel; e++) {
+            double fd = (nb_get(gp[i], e) - nb_get(gm[i], e)) / (2 * eps);
+            assert_close(nb_get(hv[i], e), fd, 1e-7, 1e-5, "(param %d element %lld)", i, (long long)e);
+            maxabs = fmax(maxabs, fabs(fd));
+        }
+    cr_assert(maxabs > 1e-3, "the Hessian-vector product should not be trivially zero");
+}
+
+/* ---- modes ------------------------------------------------------------------------------------ */
+Test(autograd, no_grad_and_detach) {
+    nb_tensor *x = leaf((double[]){1, 2, 3}, NB_SHAPE(3));
+    int64_t n0 = nb_ctx_nodes(ctx);
+    nb_tensor *y = NULL;
+    NB_NO_GRAD(ctx) {
+        cr_assert(!nb_grad_enabled(ctx));
+        y = nb_exp(ctx, nb_mul(ctx, x, x));
+    }
+    cr_assert(nb_grad_enabled(ctx));
+    cr_assert(!y->requires_grad && y->node == NULL);
+    cr_assert_eq(nb_ctx_nodes(ctx), n0);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_STATE);
+    nb_ctx_clear_error(ctx);
+    /* nested scopes restore the outer mode */
+    nb_set_grad_enabled(ctx, false);
+    NB_NO_GRAD(ctx) {}
+    cr_assert(!nb_grad_enabled(ctx));
+    nb_set_grad_enabled(ctx, true);
+
+    nb_tensor *d = nb_detach(ctx, nb_mul(ctx, x, x));  /* a constant x^2 sharing data */
+    cr_assert(!d->requires_grad && !d->node);
+    nb_tensor *z = nb_sum_all(ctx, nb_mul(ctx, d, x));  /* dz/dx = x^2, not 3x^2 */
+    cr_assert_eq(nb_backward(ctx, z, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(x->grad, (double[]){1, 4, 9}, 3, 0);
+    nb_tensor *dx = nb_detach(ctx, x);
+    cr_assert(dx->data == x->data && !dx->requires_grad);
+
+    cr_assert_eq(nb_requires_grad(z, true), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "leaf") && strstr(nb_last_error(), "sum"), "%s", nb_last_error());
+    cr_assert_eq(nb_requires_grad(nb_arange(ctx, NB_I64, 0, 3, 1), true), NB_ERR_DTYPE);
+}
+
+/* ---- hooks ------------------------------------------------------------------------------------ */
+typedef struct {
+    int calls;
+    double seen[4];
+    double scale;  /* 0: observe only; otherwise replace the gradient by scale * gradient */
+} hook_state;
+
+static nb_tensor *hook_fn(nb_ctx *c, nb_tensor *g, void *user) {
+    hook_state *h = user;
+    h->calls++;
+    for (int64_t i = 0; i < g->numel && i < 4; i++) h->seen[i] = nb_get(g, i);
+    return h->scale != 0 ? nb_mul_scalar(c, g, h->scale) : g;
+}
+
+Test(autograd, hooks_on_leaves_and_intermediates) {
+    nb_tensor *x = leaf((double[]){1, 2}, NB_SHAPE(2));
+    hook_state hx = {0}, hm = {0};
+    cr_assert_eq(nb_add_hook(ctx, x, hook_fn, &hx), NB_OK);
+    nb_tensor *m = nb_mul(ctx, x, x);  /* used twice below: hook still called once, on the total */
+    cr_assert_eq(nb_add_hook(ctx, m, hook_fn, &hm), NB_OK);
+    nb_tensor *y = nb_add(ctx, nb_sum_all(ctx, nb_mul_scalar(ctx, m, 3)), nb_sum_all(ctx, m));  /* dy/dm = 4 */
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(hm.calls, 1);
+    cr_assert(hm.seen[0] == 4 && hm.seen[1] == 4);
+    cr_assert_eq(hx.calls, 1);
+    cr_assert(hx.seen[0] == 8 && hx.seen[1] == 16);
+    assert_values(x->grad, (double[]){8, 16}, 2, 0);
+
+    /* replacements: the intermediate's gradient doubled, the leaf's scaled by 10 */
+    hm.scale = 2, hx.scale = 10;
+    nb_zero_grad(x);
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert(hm.calls == 2 && hx.calls == 2);
+    cr_assert(hx.seen[0] == 16 && hx.seen[1] == 32);  /* after the intermediate's replacement */
+    assert_values(x->grad, (double[]){160, 320}, 2, 0);
+    /* nb_grad runs them too */
+    nb_tensor *g;
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, false), NB_OK);
+    assert_values(g, (double[]){160, 320}, 2, 0);
+    cr_assert(hm.calls == 3 && hx.calls == 3);
+    /* cleared hooks are not called */
+    nb_clear_hooks(x);
+    nb_clear_hooks(m);
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, false), NB_OK);
+    assert_values(g, (double[]){8, 16}, 2, 0);
+    cr_assert(hm.calls == 3 && hx.calls == 3);
+}
+
+static nb_tensor *bad_hook(nb_ctx *c, nb_tensor *g, void *user) { return nb_zeros(c, NB_F64, NB_SHAPE(5)); }
+
+Test(autograd, hook_returning_wrong_shape_fails) {
+    nb_tensor *x = leaf((double[]){1, 2}, NB_SHAPE(2));
+    nb_add_hook(ctx, x, bad_hook, NULL);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, x), NULL), NB_ERR_SHAPE);
+    cr_assert(strstr(nb_ctx_error(ctx), "hook") && strstr(nb_ctx_error(ctx), "(5)"), "%s", nb_ctx_error(ctx));
+}
+
+Test(autograd, hooks_on_persistent_parameters_are_freed) {
+    nb_params *ps = nb_params_new();
+    nb_tensor *w = nb_params_add(ps, "w", NB_SHAPE(2));
+    nb_fill(w, 3.0);
+    hook_state h = {0};
+    nb_add_hook(ctx, w, hook_fn, &h);
+    nb_add_hook(ctx, w, hook_fn, &h);  /* two hooks chain */
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul(ctx, w, w)), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(h.calls, 2);
+    assert_values(w->grad, (double[]){6, 6}, 2, 0);
+    nb_params_free(ps);  /* frees the hooks (checked by the sanitizer build) */
+}
+
+/* ---- custom ops ------------------------------------------------------------------------------- */
+/* cube(x) = x^3 with its own forward loop and a backward made of ops (so it is twice
+ * differentiable), the way torch.autograd.Function is used */
+static nb_status cube_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    gin[0] = nb_mul(c, g, nb_mul_scalar(c, nb_mul(c, n->in[0], n->in[0]), 3.0));
+    return NB_OK;
+}
+static const nb_op OP_CUBE = {"cube", cube_bw, false};
+
+static nb_tensor *my_cube(nb_ctx *c, nb_tensor *x) {
+    if (!x) return NULL;
+    nb_tensor *out = nb_empty(c, NB_F64, x->ndim, x->shape);
+    if (!out) return NULL;
+    double *o = out->data;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = nb_get(x, i);  /* any strides */
+        o[i] = v * v * v;
+    }
+    if (!nb_record(c, &OP_CUBE, out, 1, &x) && nb_ctx_status(c) != NB_OK) return NULL;
+    return out;
+}
+
+/* square with a fused, non-differentiable backward kernel */
+static nb_status fused_square_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *r = nb_empty(c, NB_F64, g->ndim, g->shape);
+    if (!r) return NB_ERR_NOMEM;
+    for (int64_t i = 0; i < r->numel; i++) ((double *)r->data)[i] = 2 * nb_get(n->in[0], i) * nb_get(g, i);
+    gin[0] = r;
+    return NB_OK;
+}
+static const nb_op OP_FUSED_SQUARE = {"fused_square", fused_square_bw, true};
+
+static nb_tensor *fused_square(nb_ctx *c, nb_tensor *x) {
+    nb_tensor *out = nb_empty(c, NB_F64, x->ndim, x->shape);
+    for (int64_t i = 0; i < x->numel; i++) ((double *)out->data)[i] = nb_get(x, i) * nb_get(x, i);
+    nb_record(c, &OP_FUSED_SQUARE, out, 1, &x);
+    return out;
+}
+
+static nb_tensor *cube_f(nb_ctx *c, nb_tensor *const *in, void *u) { return my_cube(c, nb_mul(c, in[0], in[1])); }
+static nb_tensor *square_f(nb_ctx *c, nb_tensor *const *in, void *u) { return fused_square(c, nb_tanh(c, in[0])); }
+
+Test(autograd, custom_op_passes_gradcheck_and_gradgradcheck) {
+    nb_tensor *in[2] = {test_leaf(ctx, NB_SHAPE(3, 4), LAYOUT_T, DOM_ANY), test_leaf(ctx, NB_SHAPE(4), LAYOUT_SLICE, DOM_ANY)};
+    check_grads(cube_f, 2, in, NULL, true, "cube");
+    nb_tensor *y = my_cube(ctx, in[0]);
+    cr_assert(y->node && y->node->op == &OP_CUBE && y->requires_grad);
+    for (int i = 0; i < 12; i++) assert_close(nb_get(y, i), pow(nb_get(in[0], i), 3), 1e-15, 1e-15);
+    /* no input requires grad: nothing recorded, no error */
+    nb_tensor *c = my_cube(ctx, nb_detach(ctx, in[0]));
+    cr_assert(c && !c->node && nb_ctx_status(ctx) == NB_OK);
+}
+
+Test(autograd, once_differentiable_op_rejects_create_graph) {
+    nb_tensor *x = test_leaf(ctx, NB_SHAPE(2, 3), LAYOUT_CONTIG, DOM_ANY);
+    nb_gradcheck_report rep;
+    cr_assert_eq(nb_gradcheck(ctx, square_f, 1, &x, NULL, NULL, &rep), NB_OK, "%s", rep.message);
+    nb_tensor *y = nb_sum_all(ctx, square_f(ctx, &x, NULL)), *g;
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, false), NB_OK);
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, true), NB_ERR_UNSUPPORTED);
+    cr_assert(strstr(nb_ctx_error(ctx), "fused_square") && strstr(nb_ctx_error(ctx), "once-differentiable"), "%s",
+              nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert_eq(nb_gradgradcheck(ctx, square_f, 1, &x, NULL, NULL, &rep), NB_ERR_UNSUPPORTED);
+}
+
+/* ---- anomaly mode ----------------------------------------------------------------------------- */
+Test(autograd, anomaly_names_op_and_call_site_forward) {
+    nb_set_anomaly(ctx, true);
+    nb_tensor *x = leaf((double[]){1, -1}, NB_SHAPE(2));
+    nb_tensor *ok = nb_exp(ctx, x);
+    cr_assert_not_null(ok);
+    const int line = __LINE__ + 1;
+    nb_tensor *y = nb_log(ctx, x);
+    cr_assert_null(y);
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_NUMERIC);
+    char site[64];
+    snprintf(site, sizeof site, "test_autograd.c:%d", line);
+    cr_assert(strstr(nb_ctx_error(ctx), "log") && strstr(nb_ctx_error(ctx), site), "%s (want %s)", nb_ctx_error(ctx), site);
+    /* the first error is kept by what follows */
+    cr_assert_null(nb_sum_all(ctx, nb_mul(ctx, y, x)));
+    cr_assert(strstr(nb_ctx_error(ctx), site));
+    /* without anomaly mode NaN flows silently */
+    nb_ctx_reset(ctx);
+    nb_set_anomaly(ctx, false);
+    x = leaf((double[]){1, -1}, NB_SHAPE(2));
+    cr_assert(isnan(nb_get(nb_log(ctx, x), 1)));
+}
+
+Test(autograd, anomaly_names_op_and_call_site_backward) {
+    nb_set_anomaly(ctx, true);
+    nb_tensor *x = leaf((double[]){0, 4}, NB_SHAPE(2));
+    const int line = __LINE__ + 1;
+    nb_tensor *r = nb_sqrt(ctx, x);  /* finite forward, infinite gradient at 0 */
+    nb_tensor *y = nb_sum_all(ctx, nb_mul_scalar(ctx, r, 3.0));
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_ERR_NUMERIC);
+    char site[64];
+    snprintf(site, sizeof site, "test_autograd.c:%d", line);
+    cr_assert(strstr(nb_ctx_error(ctx), "backward of sqrt") && strstr(nb_ctx_error(ctx), site), "%s (want %s)",
+              nb_ctx_error(ctx), site);
+    cr_assert(x->grad == NULL || isfinite(nb_get(x->grad, 1)));
+}
+
+/* ---- threads, memory, determinism ------------------------------------------------------------ */
+#define TRAIN_STEPS 15
+
+/* a small regression MLP trained by plain SGD in its own context; returns the final weights */
+static void train(uint64_t seed, float *out, uint64_t *mallocs_after_warmup, uint64_t *mallocs_end) {
+    nb_ctx *c = nb_ctx_new();
+    nb_ctx_seed(c, seed);
+    nb_params *ps = nb_params_new();
+    nb_tensor *w1 = nb_params_add(ps, "fc1.weight", NB_SHAPE(16, 8)), *b1 = nb_params_add(ps, "fc1.bias", NB_SHAPE(16));
+    nb_tensor *w2 = nb_params_add(ps, "fc2.weight", NB_SHAPE(1, 16));
+    nb_rng r = nb_rng_new(seed);
+    for (int i = 0; i < ps->n; i++) nb_rng_normal(&r, ps->p[i], 0.0, 0.3);
+    for (int step = 0; step < TRAIN_STEPS; step++) {
+        if (step == 3 && mallocs_after_warmup) *mallocs_after_warmup = nb_ctx_mallocs(c);
+        nb_tensor *x = nb_randn(c, NB_F32, NB_SHAPE(32, 8));
+        nb_tensor *t = nb_sum(c, x, 1, (int[]){1}, true);
+        nb_tensor *h = nb_tanh(c, nb_linear(c, x, w1, b1));
+        nb_tensor *loss = nb_mse_loss(c, nb_linear(c, h, w2, NULL), t, NB_REDUCE_MEAN);
+        nb_params_zero_grad(ps);
+        if (nb_backward(c, loss, NULL) != NB_OK) break;
+        for (int64_t i = 0; i < ps->total; i++) ps->flat[i] -= 0.05f * ps->grad_flat[i];
+        nb_ctx_reset(c);
+    }
+    if (mallocs_end) *mallocs_end = nb_ctx_mallocs(c);
+    memcpy(out, ps->flat, (size_t)ps->total * sizeof(float));
+    nb_params_free(ps);
+    nb_ctx_free(c);
+}
+
+#define NW (16 * 8 + 16 + 16 + 64)
+typedef struct {
+    uint64_t seed;
+    float w[NW];
+} train_job;
+static void *train_thread(void *p) {
+    train_job *j = p;
+    train(j->seed, j->w, NULL, NULL);
+    return NULL;
+}
+
+Test(autograd, independent_contexts_on_two_threads_match_serial) {
+    train_job par[2] = {{11, {0}}, {22, {0}}}, ser[2] = {{11, {0}}, {22, {0}}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(pthread_create(&th[i], NULL, train_thread, &par[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) train_thread(&ser[i]);
+    for (int i = 0; i < 2; i++) cr_assert_eq(memcmp(par[i].w, ser[i].w, sizeof par[i].w), 0, "thread %d differs", i);
+    cr_assert_neq(memcmp(par[0].w, par[1].w, sizeof par[0].w), 0);
+}
+
+Test(autograd, steady_training_loop_makes_no_malloc) {
+    float w[NW];
+    uint64_t warm = 0, end = 0;
+    train(5, w, &warm, &end);
+    cr_assert(warm > 0);
+    cr_assert_eq(end, warm, "mallocs grew from %llu to %llu after warm-up", (unsigned long long)warm, (unsigned long long)end);
+}
+
+Test(autograd, mark_and_release) {
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(64));
+    size_t used0 = nb_ctx_bytes_used(ctx);
+    int64_t nodes0 = nb_ctx_nodes(ctx);
+    nb_mark m = nb_ctx_mark(ctx);
+    nb_tensor *a = nb_exp(ctx, nb_mul(ctx, x, x));
+    cr_assert(nb_ctx_bytes_used(ctx) > used0 && nb_ctx_nodes(ctx) == nodes0 + 2);
+    nb_ctx_release(ctx, m);
+    cr_assert_eq(nb_ctx_bytes_used(ctx), used0);
+    cr_assert_eq(nb_ctx_nodes(ctx), nodes0);
+    nb_tensor *b = nb_exp(ctx, nb_mul(ctx, x, x));
+    cr_assert_eq(a, b, "released memory is reused");
+    /* a release across a chunk boundary: allocate more than the first chunk holds */
+    size_t used1 = nb_ctx_bytes_used(ctx);
+    m = nb_ctx_mark(ctx);
+    cr_assert_not_null(nb_zeros(ctx, NB_F64, NB_SHAPE(400000)));
+    cr_assert(nb_ctx_bytes_used(ctx) > used1 + 3200000);
+    nb_ctx_release(ctx, m);
+    cr_assert_eq(nb_ctx_bytes_used(ctx), used1);
+    cr_assert_eq(nb_ctx_nodes(ctx), nodes0 + 2);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, b), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int i = 0; i < 64; i++) {
+        double v = nb_get(x, i);
+        assert_close(nb_get(x->grad, i), 2 * v * exp(v * v), 1e-12, 1e-12);
+    }
+}
+
+static void big_ops(nb_ctx *c, nb_tensor *x, nb_tensor *b, nb_tensor **out) {
+    out[0] = nb_sum(c, x, 1, (int[]){1}, false);   /* innermost axis reduced (parallel over rows) */
+    out[1] = nb_sum(c, x, 1, (int[]){0}, false);   /* innermost kept */
+    out[2] = nb_sum_all(c, x);
+    out[3] = nb_exp(c, nb_add(c, x, b));           /* element-wise with broadcasting */
+    out[4] = nb_softmax(c, x, 1);
+    out[5] = nb_matmul(c, x, nb_transpose(c, x, 0, 1));
+}
+
+Test(autograd, results_do_not_depend_on_thread_count) {
+    const int64_t R = 300, C = 1000;  /* 300k elements: above NB_PAR_THRESHOLD */
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(R, C)), *b = nb_randn(ctx, NB_F64, NB_SHAPE(C));
+    nb_tensor *r1[6], *r2[6];
+    int prev = nb_get_num_threads();
+    nb_set_num_threads(1);
+    cr_assert_eq(nb_get_num_threads(), 1);
+    big_ops(ctx, x, b, r1);
+    nb_set_num_threads(2);
+    cr_assert_eq(nb_get_num_threads(), 2);
+    big_ops(ctx, x, b, r2);
+    nb_set_num_threads(prev);
+    for (int k = 0; k < 6; k++) {
+        cr_assert(r1[k] && r2[k] && r1[k]->numel == r2[k]->numel);
+        cr_assert_eq(memcmp(r1[k]->data, r2[k]->data, (size_t)r1[k]->numel * sizeof(double)), 0, "result %d differs", k);
+    }
+    /* and the values are right */
+    double s = 0;
+    for (int64_t j = 0; j < C; j++) s += nb_get(x, j);
+    assert_close(nb_get(r1[0], 0), s, 1e-10, 1e-12);
+}
