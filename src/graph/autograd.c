@@ -159,7 +159,9 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         }
         nb_tensor *g = out->hooks ? run_hooks(ctx, out, out->acc_) : out->acc_;
         if (!g) return ctx->status;
-        if (create_graph && n->op->once_differentiable && g->requires_grad) {
+        /* with create_graph the input gradients must depend on the inputs differentiably; a
+         * fused backward gives constants, even when g itself is constant (e.g. ones) */
+        if (create_graph && n->op->once_differentiable) {
             nb__fail(ctx, NB_ERR_UNSUPPORTED, "backward of %s: this op is once-differentiable; create_graph cannot differentiate it twice",
                      n->op->name);
             return NB_ERR_UNSUPPORTED;
