@@ -39,6 +39,7 @@ nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in, voi
     nb_tensor *y0 = f(ctx, in, user);
     if (!y0) {
         nb_status s = ctx->status ? ctx->status : NB_ERR_NULL;
+        snprintf(rep->message, sizeof rep->message, "gradcheck: the function failed: %s", nb_ctx_error(ctx));
         nb_ctx_release(ctx, outer);
         return s;
     }
@@ -168,16 +169,20 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in,
     nb_gradcheck_opts o = opts ? *opts : NB_GRADCHECK_DEFAULTS;
     nb_mark outer = nb_ctx_mark(ctx);
     nb_tensor *y0 = f(ctx, in, user);
-    if (!y0) return ctx->status ? ctx->status : NB_ERR_NULL;
+    if (!y0) {
+        if (rep) snprintf(rep->message, sizeof rep->message, "gradgradcheck: the function failed: %s", nb_ctx_error(ctx));
+        nb_ctx_release(ctx, outer);
+        return ctx->status ? ctx->status : NB_ERR_NULL;
+    }
     nb_rng rng = nb_rng_new(o.seed ^ 0x5851f42d4c957f2dull);
     gg_data d = {f, user, n_in, nb__new(ctx, NB_F64, y0->ndim, y0->shape), nb_ctx_alloc(ctx, 64 * sizeof(nb_tensor *))};
-    if (!d.v || !d.w) return ctx->status;
+    if (!d.v || !d.w) return nb_ctx_release(ctx, outer), ctx->status;
     nb_rng_normal(&rng, d.v, 0.0, 1.0);
     int nc = 0;
     for (int i = 0; i < n_in && nc < 64; i++)
         if (in[i]->requires_grad) {
             d.w[nc] = nb__new(ctx, NB_F64, in[i]->ndim, in[i]->shape);
-            if (!d.w[nc]) return ctx->status;
+            if (!d.w[nc]) return nb_ctx_release(ctx, outer), ctx->status;
             nb_rng_normal(&rng, d.w[nc++], 0.0, 1.0);
         }
     o.n_proj = 1;  /* the projection is already a scalar */
