@@ -174,7 +174,11 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inp
                            const nb_gradcheck_opts *opts, nb_gradcheck_report *report);
 
 /* ---- inspection ---------------------------------------------------------------------- */
-/* Write the graph that produced `out` as Graphviz DOT (ops, shapes, which leaves require grad). */
+/* Write the graph that produced `out` as Graphviz DOT (ops, shapes, which leaves require grad):
+ * ops are boxes "name\n<dtype> <shape>", leaves and constants ellipses with their name (if
+ * set), dtype, shape and "requires_grad"; edges run input -> op. Only what `out` depends on
+ * is written; a tensor not made by a recorded op is written as a single leaf. The file stays
+ * the caller's. Errors: NB_ERR_NULL, NB_ERR_IO when writing fails. Render: dot -Tsvg g.dot */
 nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f);
 
 #ifdef __cplusplus

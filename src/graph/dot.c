@@ -1,0 +1,61 @@
+/* Graphviz DOT export of the recorded graph that produced a tensor. The tape is already in
+ * topological order, so one reverse pass from out's node finds everything out depends on. */
+#include "../internal.h"
+
+/* label text with DOT's special characters escaped */
+static void put_escaped(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if (*s == '\n') fputs("\\n", f);
+        else fputc(*s, f);
+    }
+}
+
+static void put_leaf(FILE *f, const nb_tensor *t) {
+    char b[128];
+    fprintf(f, "  \"t%p\" [shape=ellipse, label=\"", (const void *)t);
+    put_escaped(f, t->name ? t->name : (t->requires_grad ? "leaf" : "const"));
+    fprintf(f, "\\n%s %s%s\"%s];\n", nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b),
+            t->requires_grad ? "\\nrequires_grad" : "", t->requires_grad ? ", style=filled, fillcolor=lightblue" : "");
+}
+
+/* true when t's node is a live entry of ctx's tape (not released, not another context's) */
+static bool on_tape(const nb_ctx *ctx, const nb_tensor *t) {
+    return t->node && t->node->seq >= 0 && t->node->seq < ctx->tape_len && ctx->tape[t->node->seq] == t->node;
+}
+
+nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f) {
+    if (!ctx || !out || !f) return nb_set_error(NB_ERR_NULL, "graph_dot: NULL argument");
+    /* visit_ marks: id = reachable, -id = leaf already written */
+    const int64_t id = ++ctx->walk_id;
+    fprintf(f, "digraph nabla {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+    if (!on_tape(ctx, out)) {
+        put_leaf(f, out);
+    } else {
+        ((nb_tensor *)out)->visit_ = id;
+        char b[128];
+        for (int64_t s = out->node->seq; s >= 0; s--) {
+            const nb_node *n = ctx->tape[s];
+            if (n->out->visit_ != id) continue;
+            fprintf(f, "  \"n%lld\" [shape=box, label=\"", (long long)n->seq);
+            put_escaped(f, n->op->name);
+            fprintf(f, "\\n%s %s\"];\n", nb_dtype_name(n->out->dtype), nb_shape_str(n->out, b, sizeof b));
+            for (int j = 0; j < n->n_in; j++) {
+                nb_tensor *in = n->in[j];
+                if (on_tape(ctx, in)) {
+                    in->visit_ = id;
+                    fprintf(f, "  \"n%lld\" -> \"n%lld\";\n", (long long)in->node->seq, (long long)n->seq);
+                } else {
+                    if (in->visit_ != -id) {
+                        put_leaf(f, in);
+                        in->visit_ = -id;
+                    }
+                    fprintf(f, "  \"t%p\" -> \"n%lld\";\n", (void *)in, (long long)n->seq);
+                }
+            }
+        }
+    }
+    fprintf(f, "}\n");
+    if (fflush(f) != 0 || ferror(f)) return nb__fail(ctx, NB_ERR_IO, "graph_dot: write failed"), NB_ERR_IO;
+    return NB_OK;
+}
