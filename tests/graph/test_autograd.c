@@ -447,3 +447,21 @@ Test(autograd, results_do_not_depend_on_thread_count) {
     for (int64_t j = 0; j < C; j++) s += nb_get(x, j);
     assert_close(nb_get(r1[0], 0), s, 1e-10, 1e-12);
 }
+
+Test(autograd, long_lived_leaf_gets_long_lived_grad) {
+    nb_tensor *w = nb_tensor_from(NB_F64, NB_SHAPE(3), (double[]){1, 2, 3});
+    cr_assert_not_null(w);
+    nb_requires_grad(w, true);
+    hook_state h = {0};
+    nb_add_hook(ctx, w, hook_fn, &h);
+    for (int step = 0; step < 2; step++) {
+        cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul(ctx, w, w)), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+        nb_ctx_reset(ctx);  /* .grad survives the reset */
+    }
+    cr_assert(w->grad && w->grad->persistent && h.calls == 2);
+    assert_values(w->grad, (double[]){4, 8, 12}, 3, 0);
+    nb_tensor *c = nb_tensor_clone(nb_transpose(ctx, nb_reshape(ctx, nb_arange(ctx, NB_F64, 0, 6, 1), NB_SHAPE(2, 3)), 0, 1));
+    assert_values(c, (double[]){0, 3, 1, 4, 2, 5}, 6, 0);
+    nb_tensor_free(c);
+    nb_tensor_free(w);  /* with its .grad and hooks (checked by the sanitizer build) */
+}
