@@ -89,7 +89,7 @@ static inline nb_tensor *test_from(nb_ctx *c, const double *data, int ndim, cons
 }
 
 /* gradcheck (and gradgradcheck when `second`) of f at inputs, failing with the report. */
-static inline void check_grads(nb_fn f, int n, nb_tensor *const *in, void *user, bool second, const char *what) {
+static inline void check_grads_named(nb_fn f, int n, nb_tensor *const *in, void *user, bool second, const char *what) {
     nb_gradcheck_report rep;
     nb_status st = nb_gradcheck(ctx, f, n, in, user, NULL, &rep);
     cr_assert_eq(st, NB_OK, "%s: %s", what, rep.message);

@@ -82,13 +82,13 @@ Test(elementwise, unary_gradients_all_shapes_and_layouts) {
                 nb_tensor *x = test_leaf(ctx, ndims[si], shapes[si], (test_layout)lay, UNARY[k].dom);
                 char what[96];
                 snprintf(what, sizeof what, "%s shape %d layout %d", UNARY[k].name, si, lay);
-                check_grads(unary_f, 1, &x, &u, si == 1, what);  /* second order on (3,4), all layouts */
+                check_grads_named(unary_f, 1, &x, &u, si == 1, what);  /* second order on (3,4), all layouts */
                 nb_ctx_release(ctx, m);
             }
         /* a transposed view taken inside the function */
         u.transpose_inside = true;
         nb_tensor *x = test_leaf(ctx, NB_SHAPE(4, 3), LAYOUT_CONTIG, UNARY[k].dom);
-        check_grads(unary_f, 1, &x, &u, true, UNARY[k].name);
+        check_grads_named(unary_f, 1, &x, &u, true, UNARY[k].name);
     }
 }
 
@@ -177,7 +177,7 @@ Test(elementwise, binary_gradients_broadcast_and_layouts) {
                                 test_leaf(ctx, shapes[si].nb, shapes[si].sb, shapes[si].lb, BINARY[k].db)};
             char what[64];
             snprintf(what, sizeof what, "%s shapes %zu", BINARY[k].name, si);
-            check_grads(binary_f, 2, in, (void *)&BINARY[k], si < 3, what);
+            check_grads_named(binary_f, 2, in, (void *)&BINARY[k], si < 3, what);
             nb_ctx_release(ctx, m);
         }
 }
@@ -206,10 +206,10 @@ Test(elementwise, where_values_and_gradients) {
         double want = nb_get(cond, i) != 0 ? nb_get(in[0], r) : nb_get(in[1], r * 4 + col);
         cr_assert_eq(nb_get(y, i), want);
     }
-    check_grads(where_f, 2, in, cond, true, "where");
+    check_grads_named(where_f, 2, in, cond, true, "where");
     /* an i64 mask works too */
     nb_tensor *ic = nb_cast(ctx, cond, NB_I64);
-    check_grads(where_f, 2, in, ic, false, "where (i64 mask)");
+    check_grads_named(where_f, 2, in, ic, false, "where (i64 mask)");
 }
 
 Test(elementwise, cast_gradient_keeps_input_dtype) {

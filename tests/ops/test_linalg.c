@@ -62,7 +62,7 @@ Test(linalg, matmul_gradients) {
                             test_leaf(ctx, cases[k].nb, cases[k].sb, cases[k].lb, DOM_ANY)};
         char what[32];
         snprintf(what, sizeof what, "matmul case %zu", k);
-        check_grads(cases[k].f, 2, in, NULL, true, what);
+        check_grads_named(cases[k].f, 2, in, NULL, true, what);
         nb_ctx_release(ctx, m);
     }
 }
@@ -70,7 +70,7 @@ Test(linalg, matmul_gradients) {
 Test(linalg, linear_gradients) {
     nb_tensor *in[3] = {test_leaf(ctx, NB_SHAPE(2, 3, 4), LAYOUT_SLICE, DOM_ANY), test_leaf(ctx, NB_SHAPE(5, 4), LAYOUT_T, DOM_ANY),
                         test_leaf(ctx, NB_SHAPE(5), LAYOUT_CONTIG, DOM_ANY)};
-    check_grads(lin, 3, in, NULL, true, "linear");
+    check_grads_named(lin, 3, in, NULL, true, "linear");
 }
 
 Test(linalg, large_matmul_matches_naive) {

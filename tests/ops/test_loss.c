@@ -70,7 +70,7 @@ Test(loss, gradients_all_losses_and_reductions) {
             int n = cases[k].kind == MSE || cases[k].kind == BCE ? 2 : 1;
             char what[48];
             snprintf(what, sizeof what, "%s layout %d", cases[k].name, lay);
-            check_grads(loss_f, n, in, (void *)&cases[k], true, what);
+            check_grads_named(loss_f, n, in, (void *)&cases[k], true, what);
             nb_ctx_release(ctx, m);
         }
 }

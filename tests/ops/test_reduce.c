@@ -85,7 +85,7 @@ Test(reduce, gradients_all_layouts) {
             nb_tensor *x = test_leaf(ctx, NB_SHAPE(2, 3, 4), (test_layout)lay, DOM_ANY);
             char what[64];
             snprintf(what, sizeof what, "%s layout %d", CASES[k].name, lay);
-            check_grads(case_f, 1, &x, (void *)&CASES[k], true, what);
+            check_grads_named(case_f, 1, &x, (void *)&CASES[k], true, what);
             nb_ctx_release(ctx, m);
         }
 }

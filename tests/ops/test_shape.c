@@ -77,7 +77,7 @@ Test(shape, gradients_all_ops_and_layouts) {
             for (int i = 0; i < c->n_in; i++) in[i] = test_leaf(ctx, c->nd[i], c->s[i], (test_layout)lay, DOM_ANY);
             char what[64];
             snprintf(what, sizeof what, "%s layout %d", c->name, lay);
-            check_grads(c->f, c->n_in, in, user, true, what);
+            check_grads_named(c->f, c->n_in, in, user, true, what);
             nb_ctx_release(ctx, m);
         }
     }
