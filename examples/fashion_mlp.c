@@ -1,0 +1,457 @@
+/* fashion_mlp — nabla's main example: an MLP trained on Fashion-MNIST with an L2 penalty (a
+ * graph term), dropout, Adam and early stopping on a validation split, then evaluated on the
+ * 10,000 test images.
+ *
+ *   fashion_mlp                                  # 784-256-128-10, the defaults below
+ *   fashion_mlp --hidden 512,256 --dropout 0.3 --optimizer adamw --lr 2e-3 --epochs 40
+ *   fashion_mlp --help
+ *
+ * Prints one line per epoch (and a progress bar on a terminal), writes the history as CSV and
+ * the curves as SVG, and ends with the machine-readable line
+ *   test_accuracy=0.XXXX samples_per_sec=N
+ */
+// ci-args: --subset 3000 --epochs 3 --hidden 64 --batch 32 --log ci_mlp_history.csv --plot ci_mlp_curves.svg --dot ci_mlp_graph.dot --save ci_mlp.safetensors --checkpoint ci_mlp.ckpt --min-accuracy 0.70
+#include <errno.h>
+#include <nabla/nabla.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef NB_HAVE_DIST
+#include <nabla/dist.h>
+#endif
+
+#define MAX_LAYERS 8
+
+typedef struct {
+    int64_t hidden[MAX_LAYERS];
+    int nhidden;
+    const char *activation, *optimizer, *data, *save, *log, *plot, *dot, *checkpoint, *resume;
+    double dropout, l2, l1, lr, min_accuracy;
+    int64_t batch, subset, val;
+    int epochs, patience, threads;
+    uint64_t seed;
+    bool distributed;
+} options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fashion_mlp [options]\n"
+            "  --hidden 256,128      hidden layer sizes (up to %d layers)\n"
+            "  --activation relu     relu | tanh | sigmoid | gelu | elu | leaky_relu | softplus\n"
+            "  --dropout 0.2         dropout probability after each hidden layer, in [0,1)\n"
+            "  --l2 1e-4             L2 penalty lambda*sum(w^2) on weights (not biases)\n"
+            "  --l1 0                L1 penalty lambda*sum|w| on weights\n"
+            "  --optimizer adam      adam | adamw | sgd | momentum | nesterov | rmsprop | adagrad | adadelta\n"
+            "  --lr 1e-3             learning rate\n"
+            "  --batch 64            mini-batch size (global batch with --distributed)\n"
+            "  --epochs 30           maximum number of epochs\n"
+            "  --patience 3          early stopping: epochs without validation-loss improvement\n"
+            "  --threads N           OpenMP/BLIS threads (default: all cores)\n"
+            "  --seed 1              seed for initialisation, shuffling and dropout\n"
+            "  --data DIR            Fashion-MNIST directory (default %s)\n"
+            "  --val 5000            validation images held out of the 60,000 training images\n"
+            "  --subset N            train on the first N training images only (quick runs)\n"
+            "  --save PATH           write the final parameters as safetensors\n"
+            "  --log PATH            training history CSV (default fashion_mlp_history.csv)\n"
+            "  --plot PATH           loss/accuracy curves SVG (default fashion_mlp_curves.svg)\n"
+            "  --dot PATH            Graphviz DOT of one training step's graph\n"
+            "  --checkpoint PATH     write a resumable training checkpoint after every epoch\n"
+            "  --resume PATH         continue a run from its checkpoint (same options)\n"
+            "  --min-accuracy X      exit with status 1 if the test accuracy is below X\n"
+            "  --distributed         data-parallel over MPI (run under mpirun)\n",
+            MAX_LAYERS, NB_FASHION_MNIST_DIR);
+}
+
+/* ---- option parsing: every bad value gets a message naming the option ------------------- */
+static bool parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "fashion_mlp: %s: '%s' is not a number in [%g, %g]\n", opt, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "fashion_mlp: %s: '%s' is not an integer in [%lld, %lld]\n", opt, s, (long long)lo, (long long)hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool one_of(const char *opt, const char *s, const char *const *names) {
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) return true;
+    fprintf(stderr, "fashion_mlp: %s: unknown value '%s' (see --help)\n", opt, s);
+    return false;
+}
+
+static const char *const ACTIVATIONS[] = {"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "softplus", NULL};
+static const char *const OPTIMIZERS[] = {"adam", "adamw", "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adadelta", NULL};
+
+/* 0: ok, 1: --help shown, 2: error */
+static int parse_args(int argc, char **argv, options *o) {
+    *o = (options){.hidden = {256, 128}, .nhidden = 2, .activation = "relu", .optimizer = "adam", .dropout = 0.2,
+                   .l2 = 1e-4, .lr = 1e-3, .batch = 64, .epochs = 30, .patience = 3, .seed = 1, .val = 5000,
+                   .log = "fashion_mlp_history.csv", .plot = "fashion_mlp_curves.svg", .min_accuracy = 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--distributed")) {
+            o->distributed = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+            fprintf(stderr, "fashion_mlp: %s: %s\n", a, strncmp(a, "--", 2) ? "unexpected argument" : "missing value");
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int64_t n;
+        bool ok = true;
+        if (!strcmp(a, "--hidden")) {
+            o->nhidden = 0;
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *tok = strtok(buf, ","); ok && tok; tok = strtok(NULL, ",")) {
+                if (o->nhidden == MAX_LAYERS) {
+                    fprintf(stderr, "fashion_mlp: --hidden: at most %d layers\n", MAX_LAYERS);
+                    return 2;
+                }
+                ok = parse_int(a, tok, 1, 1 << 16, &o->hidden[o->nhidden++]);
+            }
+        } else if (!strcmp(a, "--activation")) ok = one_of(a, v, ACTIVATIONS), o->activation = v;
+        else if (!strcmp(a, "--optimizer")) ok = one_of(a, v, OPTIMIZERS), o->optimizer = v;
+        else if (!strcmp(a, "--dropout")) ok = parse_double(a, v, 0, 0.999, &o->dropout);
+        else if (!strcmp(a, "--l2")) ok = parse_double(a, v, 0, 1e3, &o->l2);
+        else if (!strcmp(a, "--l1")) ok = parse_double(a, v, 0, 1e3, &o->l1);
+        else if (!strcmp(a, "--lr")) ok = parse_double(a, v, 0, 1e3, &o->lr);
+        else if (!strcmp(a, "--min-accuracy")) ok = parse_double(a, v, 0, 1, &o->min_accuracy);
+        else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 1 << 20, &o->batch);
+        else if (!strcmp(a, "--subset")) ok = parse_int(a, v, 100, 60000, &o->subset);
+        else if (!strcmp(a, "--val")) ok = parse_int(a, v, 1, 30000, &o->val);
+        else if (!strcmp(a, "--epochs")) ok = parse_int(a, v, 1, 100000, &n), o->epochs = (int)n;
+        else if (!strcmp(a, "--patience")) ok = parse_int(a, v, 0, 100000, &n), o->patience = (int)n;
+        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &n), o->threads = (int)n;
+        else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, INT64_MAX, &n), o->seed = (uint64_t)n;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--log")) o->log = v;
+        else if (!strcmp(a, "--plot")) o->plot = v;
+        else if (!strcmp(a, "--dot")) o->dot = v;
+        else if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
+        else {
+            fprintf(stderr, "fashion_mlp: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+        if (!ok) return 2;
+    }
+    return 0;
+}
+
+/* ---- the model -------------------------------------------------------------------------- */
+typedef struct {
+    nb_linear_layer layer[MAX_LAYERS + 1];
+    int nlayers;
+    const char *activation;
+    double dropout;
+} mlp;
+
+static nb_tensor *activate(nb_ctx *ctx, const char *name, nb_tensor *x) {
+    if (!strcmp(name, "relu")) return nb_relu(ctx, x);
+    if (!strcmp(name, "tanh")) return nb_tanh(ctx, x);
+    if (!strcmp(name, "sigmoid")) return nb_sigmoid(ctx, x);
+    if (!strcmp(name, "gelu")) return nb_gelu(ctx, x);
+    if (!strcmp(name, "elu")) return nb_elu(ctx, x, 1.0);
+    if (!strcmp(name, "leaky_relu")) return nb_leaky_relu(ctx, x, 0.01);
+    return nb_softplus(ctx, x);
+}
+
+/* logits (N, 10) of x (N, 784); dropout follows the context's train/eval mode */
+static nb_tensor *forward(nb_ctx *ctx, const mlp *m, nb_tensor *x) {
+    for (int i = 0; i < m->nlayers; i++) {
+        x = nb_linear_layer_forward(ctx, &m->layer[i], x);
+        if (i + 1 < m->nlayers) {
+            x = activate(ctx, m->activation, x);
+            if (m->dropout > 0) x = nb_dropout(ctx, x, m->dropout);
+        }
+    }
+    return x;
+}
+
+static const nb_optim_def *optimizer_by_name(const char *s) {
+    static const struct { const char *name; const nb_optim_def *def; } table[] = {
+        {"adam", &nb_adam},         {"adamw", &nb_adamw},     {"sgd", &nb_sgd},         {"momentum", &nb_momentum},
+        {"nesterov", &nb_nesterov}, {"rmsprop", &nb_rmsprop}, {"adagrad", &nb_adagrad}, {"adadelta", &nb_adadelta}};
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+        if (!strcmp(s, table[i].name)) return table[i].def;
+    return NULL;
+}
+
+/* mean loss and accuracy over (x, y), in eval mode, 1000 rows at a time */
+static nb_status evaluate(nb_ctx *ctx, const mlp *m, nb_tensor *x, nb_tensor *y, double *loss, double *acc) {
+    const int64_t n = x->shape[0];
+    double lsum = 0;
+    int64_t correct = 0;
+    bool was_train = nb_is_train(ctx);
+    nb_set_train(ctx, false);
+    NB_NO_GRAD(ctx) {
+        for (int64_t s = 0; s < n; s += 1000) {
+            int64_t e = s + 1000 < n ? s + 1000 : n;
+            nb_tensor *yb = nb_slice(ctx, y, 0, s, e, 1);
+            nb_tensor *logits = forward(ctx, m, nb_slice(ctx, x, 0, s, e, 1));
+            nb_tensor *l = nb_cross_entropy(ctx, logits, yb, NB_REDUCE_SUM);
+            nb_tensor *pred = nb_argmax(ctx, logits, 1, false);
+            if (!l || !pred) break;
+            lsum += nb_item(l);
+            for (int64_t i = 0; i < e - s; i++) correct += nb_get(pred, i) == nb_get(yb, i);
+            nb_ctx_reset(ctx);
+        }
+    }
+    nb_set_train(ctx, was_train);
+    if (nb_ctx_status(ctx) != NB_OK) return nb_ctx_status(ctx);
+    *loss = lsum / (double)n;
+    *acc = (double)correct / (double)n;
+    return NB_OK;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void progress(int64_t done, int64_t total, double loss, double rate) {
+    const int width = 30;
+    int fill = (int)(width * done / (total ? total : 1));
+    fprintf(stderr, "\r  [%.*s%s%*s] %3d%%  loss %.4f  %6.0f samples/s", fill, "==============================",
+            fill < width ? ">" : "", fill < width ? width - fill - 1 : 0, "", (int)(100 * done / (total ? total : 1)), loss,
+            rate);
+    fflush(stderr);
+}
+
+static void write_history(const options *o, int n, const double *tl, const double *vl, const double *va, const double *lr) {
+    if (o->log) {
+        FILE *f = fopen(o->log, "w");
+        if (!f) {
+            fprintf(stderr, "fashion_mlp: cannot write %s\n", o->log);
+        } else {
+            fprintf(f, "epoch,train_loss,val_loss,val_accuracy,lr\n");
+            for (int i = 0; i < n; i++) fprintf(f, "%d,%.6f,%.6f,%.6f,%.6g\n", i + 1, tl[i], vl[i], va[i], lr[i]);
+            fclose(f);
+        }
+    }
+    if (o->plot && n > 0) {
+        nb_series s[3] = {{"train loss", NULL, tl, n}, {"validation loss", NULL, vl, n}, {"validation accuracy", NULL, va, n}};
+        if (nb_plot_svg(o->plot, "fashion_mlp", "epoch", "loss / accuracy", 3, s) != NB_OK)
+            fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
+    }
+}
+
+#define CHECK(cond)                                                                                    \
+    do {                                                                                               \
+        if (!(cond)) {                                                                                 \
+            fprintf(stderr, "fashion_mlp: %s\n", nb_ctx_status(ctx) ? nb_ctx_error(ctx) : nb_last_error()); \
+            goto done;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+int main(int argc, char **argv) {
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (o.threads) nb_set_num_threads(o.threads);
+
+    int rank = 0, world = 1;
+#ifdef NB_HAVE_DIST
+    nb_dist *dist = NULL;
+#else
+    if (o.distributed) {
+        fprintf(stderr, "fashion_mlp: built without MPI; install libopenmpi-dev and rebuild for --distributed\n");
+        return 2;
+    }
+#endif
+    rc = 1;
+    nb_ctx *ctx = nb_ctx_new();
+    nb_params *ps = nb_params_new();
+    nb_optim *opt = NULL;
+    nb_batcher *it = NULL;
+    nb_early_stop es = {0};
+    nb_mnist d = {0};
+    nb_tensor *xtr = NULL, *ytr = NULL, *xva = NULL, *yva = NULL;
+    double *hist = NULL;
+    CHECK(ctx && ps);
+
+    /* data: standardized with the training set's mean/std; a validation split held out */
+    nb_image_opts io = {.standardize = true};
+    CHECK(nb_fashion_mnist_load(o.data, &io, &d) == NB_OK);
+    nb_tensor *train_x = d.train_x, *train_y = d.train_y;
+    if (o.subset) {
+        int64_t *first = malloc((size_t)o.subset * sizeof *first);
+        CHECK(first);
+        for (int64_t i = 0; i < o.subset; i++) first[i] = i;
+        train_x = nb_take_rows(d.train_x, first, o.subset);
+        train_y = nb_take_rows(d.train_y, first, o.subset);
+        free(first);
+        CHECK(train_x && train_y);
+        if (o.val >= o.subset / 2) o.val = o.subset / 10;
+    }
+    CHECK(nb_split(train_x, train_y, o.val, o.seed, &xtr, &ytr, &xva, &yva) == NB_OK);
+    if (train_x != d.train_x) nb_tensor_free(train_x), nb_tensor_free(train_y);
+
+#ifdef NB_HAVE_DIST
+    if (o.distributed) {
+        CHECK(dist = nb_dist_init(MPI_COMM_WORLD, ps, NULL));
+        rank = nb_dist_rank(dist), world = nb_dist_size(dist);
+        if (o.batch % world) {
+            if (rank == 0) fprintf(stderr, "fashion_mlp: --batch %lld is not divisible by %d ranks\n", (long long)o.batch, world);
+            goto done;
+        }
+    }
+#endif
+    /* model: 784 -> hidden... -> 10, PyTorch's Linear initialisation from the seed */
+    mlp m = {.nlayers = o.nhidden + 1, .activation = o.activation, .dropout = o.dropout};
+    nb_rng init = nb_rng_new(o.seed);
+    for (int i = 0; i < m.nlayers; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fc%d", i + 1);
+        int64_t in = i ? o.hidden[i - 1] : xtr->shape[1], out = i < o.nhidden ? o.hidden[i] : 10;
+        CHECK(nb_linear_layer_init(&m.layer[i], ps, name, in, out, true, &init) == NB_OK);
+    }
+#ifdef NB_HAVE_DIST
+    if (dist) CHECK(nb_dist_bcast_params(dist, ps) == NB_OK);
+#endif
+    nb_hparams hp = optimizer_by_name(o.optimizer)->defaults;
+    hp.lr = o.lr;
+    CHECK(opt = nb_optim_new(optimizer_by_name(o.optimizer), ps, &hp));
+    CHECK(nb_early_stop_init(&es, ps, NB_MODE_MIN, o.patience, 0.0, true) == NB_OK);
+    CHECK(it = nb_batcher_new(xtr, ytr, &(nb_batch_opts){.batch_size = o.batch / world, .shuffle = true, .seed = o.seed,
+                                                         .rank = rank, .world_size = world}));
+    nb_ctx_seed(ctx, o.seed ^ 0xd1b54a32d192ed03ull);
+
+    hist = calloc((size_t)o.epochs * 4, sizeof *hist);
+    CHECK(hist);
+    double *h_tl = hist, *h_vl = hist + o.epochs, *h_va = hist + 2 * o.epochs, *h_lr = hist + 3 * o.epochs;
+    static nb_train_state ts;  /* large: not on the stack */
+    if (o.resume) {
+        CHECK(nb_checkpoint_load(o.resume, ps, opt, &es, &ts) == NB_OK);
+        *nb_ctx_rng(ctx) = ts.rng;
+        for (int64_t i = 0; i < ts.epoch && i < o.epochs && 4 * i + 3 < ts.n_values; i++)  /* history: 4 values an epoch */
+            h_tl[i] = ts.values[4 * i], h_vl[i] = ts.values[4 * i + 1], h_va[i] = ts.values[4 * i + 2], h_lr[i] = ts.values[4 * i + 3];
+        if (rank == 0) printf("resumed from %s after epoch %lld\n", o.resume, (long long)ts.epoch);
+    }
+    if (rank == 0)
+        printf("fashion_mlp: %lld train / %lld validation / %lld test images, %lld parameters, %s lr %g, batch %lld, %d thread(s)%s\n",
+               (long long)xtr->shape[0], (long long)xva->shape[0], (long long)d.test_x->shape[0], (long long)ps->total,
+               o.optimizer, o.lr, (long long)o.batch, nb_get_num_threads(), world > 1 ? " per rank" : "");
+
+    const bool bar = rank == 0 && isatty(STDERR_FILENO);
+    double train_time = 0;
+    int64_t trained = 0, nbatches = nb_batcher_num_batches(it);
+    int epoch = (int)ts.epoch;
+    for (; epoch < o.epochs && !es.stopped; epoch++) {
+        double t0 = now(), lsum = 0;
+        int64_t seen = 0;
+        nb_batch b;
+        nb_set_train(ctx, true);
+        nb_batcher_start(it, epoch);
+        while (nb_batcher_next(it, &b)) {
+            nb_ctx_reset(ctx);
+            nb_params_zero_grad(ps);
+            nb_tensor *loss = nb_cross_entropy(ctx, forward(ctx, &m, b.x), b.y, NB_REDUCE_MEAN);
+            if (o.l2 > 0) loss = nb_add(ctx, loss, nb_l2_penalty_params(ctx, ps, NULL, o.l2));
+            if (o.l1 > 0) loss = nb_add(ctx, loss, nb_l1_penalty_params(ctx, ps, NULL, o.l1));
+            CHECK(loss);
+#ifdef NB_HAVE_DIST
+            if (dist) CHECK(nb_dist_backward(dist, ctx, loss) == NB_OK);
+            else
+#endif
+                CHECK(nb_backward(ctx, loss, NULL) == NB_OK);
+            if (o.dot && epoch == ts.epoch && seen == 0 && rank == 0) {
+                FILE *f = fopen(o.dot, "w");
+                if (f) nb_graph_dot(ctx, loss, f), fclose(f);
+            }
+            CHECK(nb_optim_step(opt) == NB_OK);
+            lsum += nb_item(loss) * (double)b.n;
+            seen += b.n;
+            if (bar && (b.index % 20 == 0 || b.index + 1 == nbatches))
+                progress(b.index + 1, nbatches, lsum / (double)seen, (double)seen * world / (now() - t0));
+        }
+        double dt = now() - t0;
+        train_time += dt;
+        trained += seen;
+        double train_loss = lsum / (double)seen, val_loss, val_acc;
+#ifdef NB_HAVE_DIST
+        if (dist) {
+            double s[2] = {lsum, (double)seen};
+            CHECK(nb_dist_sum(dist, s, 2) == NB_OK);
+            train_loss = s[0] / s[1];
+        }
+#endif
+        CHECK(evaluate(ctx, &m, xva, yva, &val_loss, &val_acc) == NB_OK);
+        h_tl[epoch] = train_loss, h_vl[epoch] = val_loss, h_va[epoch] = val_acc, h_lr[epoch] = opt->hp.lr;
+        bool stop = nb_early_stop_update(&es, val_loss);
+        if (bar) fprintf(stderr, "\r%*s\r", 80, "");
+        if (rank == 0)
+            printf("epoch %3d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  %7.0f samples/s  %5.1f s%s\n", epoch + 1,
+                   o.epochs, train_loss, val_loss, val_acc, (double)seen * world / dt, dt,
+                   es.best_epoch == epoch ? "  *" : "");
+        fflush(stdout);
+        if (o.checkpoint && rank == 0) {
+            ts.epoch = epoch + 1;
+            ts.rng = *nb_ctx_rng(ctx);
+            ts.n_values = 0;
+            for (int i = 0; i <= epoch && ts.n_values + 4 <= NB_CHECKPOINT_MAX_VALUES; i++) {
+                const double row[4] = {h_tl[i], h_vl[i], h_va[i], h_lr[i]};
+                for (int k = 0; k < 4; k++) ts.values[ts.n_values++] = row[k];
+            }
+            if (nb_checkpoint_save(o.checkpoint, ps, opt, &es, &ts) != NB_OK) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
+        }
+        if (stop && rank == 0)
+            printf("early stopping: no improvement for %d epochs; restoring epoch %lld (val_loss %.4f)\n", o.patience,
+                   (long long)es.best_epoch + 1, es.best);
+    }
+    if (!es.stopped) CHECK(nb_early_stop_restore(&es) == NB_OK);
+
+    double test_loss, test_acc;
+    CHECK(evaluate(ctx, &m, d.test_x, d.test_y, &test_loss, &test_acc) == NB_OK);
+    if (rank == 0) {
+        write_history(&o, epoch, h_tl, h_vl, h_va, h_lr);
+        if (o.save) {
+            const char *meta[] = {"model", "mlp", "activation", o.activation, NULL};
+            if (nb_safetensors_save_params(ps, o.save, meta) != NB_OK) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
+        }
+        printf("test_loss=%.4f\n", test_loss);
+        printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc,
+               train_time > 0 ? (double)trained * world / train_time : 0.0);
+    }
+    rc = test_acc >= o.min_accuracy ? 0 : 1;
+    if (rc && rank == 0) fprintf(stderr, "fashion_mlp: test accuracy %.4f is below --min-accuracy %.4f\n", test_acc, o.min_accuracy);
+
+done:
+    free(hist);
+    nb_early_stop_free(&es);
+    nb_batcher_free(it);
+    nb_optim_free(opt);
+    nb_tensor_free(xtr), nb_tensor_free(ytr), nb_tensor_free(xva), nb_tensor_free(yva);
+    nb_mnist_free(&d);
+#ifdef NB_HAVE_DIST
+    nb_dist_free(dist);
+#endif
+    nb_params_free(ps);
+    nb_ctx_free(ctx);
+    return rc;
+}
