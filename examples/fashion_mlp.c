@@ -12,22 +12,19 @@
  */
 // ci-args: --subset 3000 --epochs 3 --hidden 64 --batch 32 --log ci_mlp_history.csv --plot ci_mlp_curves.svg --dot ci_mlp_graph.dot --save ci_mlp.safetensors --checkpoint ci_mlp.ckpt --min-accuracy 0.70
 #include <errno.h>
-#include <nabla/nabla.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "mlp_common.h"
 #ifdef NB_HAVE_DIST
 #include <nabla/dist.h>
 #endif
 
-#define MAX_LAYERS 8
-
 typedef struct {
     int64_t hidden[MAX_LAYERS];
     int nhidden;
-    const char *activation, *optimizer, *data, *save, *log, *plot, *dot, *checkpoint, *resume;
-    double dropout, l2, l1, lr, min_accuracy;
+    const char *activation, *optimizer, *schedule, *data, *save, *log, *plot, *dot, *checkpoint, *resume;
+    double dropout, l2, l1, lr, lr_factor, min_accuracy;
     int64_t batch, subset, val;
     int epochs, patience, threads;
     uint64_t seed;
@@ -44,6 +41,9 @@ static void usage(FILE *f) {
             "  --l1 0                L1 penalty lambda*sum|w| on weights\n"
             "  --optimizer adam      adam | adamw | sgd | momentum | nesterov | rmsprop | adagrad | adadelta\n"
             "  --lr 1e-3             learning rate\n"
+            "  --schedule plateau    plateau (multiply lr by --lr-factor when the validation loss stops\n"
+            "                        improving) | cosine (cosine decay over --epochs) | none\n"
+            "  --lr-factor 0.5       factor of the plateau schedule, in (0,1)\n"
             "  --batch 64            mini-batch size (global batch with --distributed)\n"
             "  --epochs 30           maximum number of epochs\n"
             "  --patience 3          early stopping: epochs without validation-loss improvement\n"
@@ -96,11 +96,12 @@ static bool one_of(const char *opt, const char *s, const char *const *names) {
 }
 
 static const char *const ACTIVATIONS[] = {"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "softplus", NULL};
+static const char *const SCHEDULES[] = {"plateau", "cosine", "none", NULL};
 static const char *const OPTIMIZERS[] = {"adam", "adamw", "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adadelta", NULL};
 
 /* 0: ok, 1: --help shown, 2: error */
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){.hidden = {256, 128}, .nhidden = 2, .activation = "relu", .optimizer = "adam", .dropout = 0.2,
+    *o = (options){.hidden = {256, 128}, .nhidden = 2, .activation = "relu", .optimizer = "adam", .schedule = "plateau", .lr_factor = 0.5, .dropout = 0.2,
                    .l2 = 1e-4, .lr = 1e-3, .batch = 64, .epochs = 30, .patience = 3, .seed = 1, .val = 5000,
                    .log = "fashion_mlp_history.csv", .plot = "fashion_mlp_curves.svg", .min_accuracy = 0};
     for (int i = 1; i < argc; i++) {
@@ -134,6 +135,8 @@ static int parse_args(int argc, char **argv, options *o) {
             }
         } else if (!strcmp(a, "--activation")) ok = one_of(a, v, ACTIVATIONS), o->activation = v;
         else if (!strcmp(a, "--optimizer")) ok = one_of(a, v, OPTIMIZERS), o->optimizer = v;
+        else if (!strcmp(a, "--schedule")) ok = one_of(a, v, SCHEDULES), o->schedule = v;
+        else if (!strcmp(a, "--lr-factor")) ok = parse_double(a, v, 1e-3, 0.999, &o->lr_factor);
         else if (!strcmp(a, "--dropout")) ok = parse_double(a, v, 0, 0.999, &o->dropout);
         else if (!strcmp(a, "--l2")) ok = parse_double(a, v, 0, 1e3, &o->l2);
         else if (!strcmp(a, "--l1")) ok = parse_double(a, v, 0, 1e3, &o->l1);
@@ -162,36 +165,6 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* ---- the model -------------------------------------------------------------------------- */
-typedef struct {
-    nb_linear_layer layer[MAX_LAYERS + 1];
-    int nlayers;
-    const char *activation;
-    double dropout;
-} mlp;
-
-static nb_tensor *activate(nb_ctx *ctx, const char *name, nb_tensor *x) {
-    if (!strcmp(name, "relu")) return nb_relu(ctx, x);
-    if (!strcmp(name, "tanh")) return nb_tanh(ctx, x);
-    if (!strcmp(name, "sigmoid")) return nb_sigmoid(ctx, x);
-    if (!strcmp(name, "gelu")) return nb_gelu(ctx, x);
-    if (!strcmp(name, "elu")) return nb_elu(ctx, x, 1.0);
-    if (!strcmp(name, "leaky_relu")) return nb_leaky_relu(ctx, x, 0.01);
-    return nb_softplus(ctx, x);
-}
-
-/* logits (N, 10) of x (N, 784); dropout follows the context's train/eval mode */
-static nb_tensor *forward(nb_ctx *ctx, const mlp *m, nb_tensor *x) {
-    for (int i = 0; i < m->nlayers; i++) {
-        x = nb_linear_layer_forward(ctx, &m->layer[i], x);
-        if (i + 1 < m->nlayers) {
-            x = activate(ctx, m->activation, x);
-            if (m->dropout > 0) x = nb_dropout(ctx, x, m->dropout);
-        }
-    }
-    return x;
-}
-
 static const nb_optim_def *optimizer_by_name(const char *s) {
     static const struct { const char *name; const nb_optim_def *def; } table[] = {
         {"adam", &nb_adam},         {"adamw", &nb_adamw},     {"sgd", &nb_sgd},         {"momentum", &nb_momentum},
@@ -199,39 +172,6 @@ static const nb_optim_def *optimizer_by_name(const char *s) {
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
         if (!strcmp(s, table[i].name)) return table[i].def;
     return NULL;
-}
-
-/* mean loss and accuracy over (x, y), in eval mode, 1000 rows at a time */
-static nb_status evaluate(nb_ctx *ctx, const mlp *m, nb_tensor *x, nb_tensor *y, double *loss, double *acc) {
-    const int64_t n = x->shape[0];
-    double lsum = 0;
-    int64_t correct = 0;
-    bool was_train = nb_is_train(ctx);
-    nb_set_train(ctx, false);
-    NB_NO_GRAD(ctx) {
-        for (int64_t s = 0; s < n; s += 1000) {
-            int64_t e = s + 1000 < n ? s + 1000 : n;
-            nb_tensor *yb = nb_slice(ctx, y, 0, s, e, 1);
-            nb_tensor *logits = forward(ctx, m, nb_slice(ctx, x, 0, s, e, 1));
-            nb_tensor *l = nb_cross_entropy(ctx, logits, yb, NB_REDUCE_SUM);
-            nb_tensor *pred = nb_argmax(ctx, logits, 1, false);
-            if (!l || !pred) break;
-            lsum += nb_item(l);
-            for (int64_t i = 0; i < e - s; i++) correct += nb_get(pred, i) == nb_get(yb, i);
-            nb_ctx_reset(ctx);
-        }
-    }
-    nb_set_train(ctx, was_train);
-    if (nb_ctx_status(ctx) != NB_OK) return nb_ctx_status(ctx);
-    *loss = lsum / (double)n;
-    *acc = (double)correct / (double)n;
-    return NB_OK;
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static void progress(int64_t done, int64_t total, double loss, double rate) {
@@ -323,14 +263,9 @@ int main(int argc, char **argv) {
     }
 #endif
     /* model: 784 -> hidden... -> 10, PyTorch's Linear initialisation from the seed */
-    mlp m = {.nlayers = o.nhidden + 1, .activation = o.activation, .dropout = o.dropout};
+    mlp m;
     nb_rng init = nb_rng_new(o.seed);
-    for (int i = 0; i < m.nlayers; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "fc%d", i + 1);
-        int64_t in = i ? o.hidden[i - 1] : xtr->shape[1], out = i < o.nhidden ? o.hidden[i] : 10;
-        CHECK(nb_linear_layer_init(&m.layer[i], ps, name, in, out, true, &init) == NB_OK);
-    }
+    CHECK(mlp_init(&m, ps, xtr->shape[1], o.hidden, o.nhidden, 10, o.activation, o.dropout, &init) == NB_OK);
 #ifdef NB_HAVE_DIST
     if (dist) CHECK(nb_dist_bcast_params(dist, ps) == NB_OK);
 #endif
@@ -338,6 +273,12 @@ int main(int argc, char **argv) {
     hp.lr = o.lr;
     CHECK(opt = nb_optim_new(optimizer_by_name(o.optimizer), ps, &hp));
     CHECK(nb_early_stop_init(&es, ps, NB_MODE_MIN, o.patience, 0.0, true) == NB_OK);
+    /* plateau: halve the lr as soon as an epoch does not improve the validation loss; early
+     * stopping (patience epochs) then ends training once even smaller steps stop helping */
+    nb_plateau plateau;
+    CHECK(nb_plateau_init(&plateau, NB_MODE_MIN, o.lr) == NB_OK);
+    plateau.factor = o.lr_factor;
+    plateau.patience = 0;
     CHECK(it = nb_batcher_new(xtr, ytr, &(nb_batch_opts){.batch_size = o.batch / world, .shuffle = true, .seed = o.seed,
                                                          .rank = rank, .world_size = world}));
     nb_ctx_seed(ctx, o.seed ^ 0xd1b54a32d192ed03ull);
@@ -349,8 +290,15 @@ int main(int argc, char **argv) {
     if (o.resume) {
         CHECK(nb_checkpoint_load(o.resume, ps, opt, &es, &ts) == NB_OK);
         *nb_ctx_rng(ctx) = ts.rng;
-        for (int64_t i = 0; i < ts.epoch && i < o.epochs && 4 * i + 3 < ts.n_values; i++)  /* history: 4 values an epoch */
-            h_tl[i] = ts.values[4 * i], h_vl[i] = ts.values[4 * i + 1], h_va[i] = ts.values[4 * i + 2], h_lr[i] = ts.values[4 * i + 3];
+        /* values: the plateau schedule's state, then 4 history values per epoch */
+        if (ts.n_values >= 5) {
+            plateau.lr = ts.values[0], plateau.best = ts.values[1], plateau.num_bad_epochs = (int)ts.values[2];
+            plateau.cooldown_counter = (int)ts.values[3], plateau.epoch = (int64_t)ts.values[4];
+        }
+        for (int64_t i = 0; i < ts.epoch && i < o.epochs && 5 + 4 * i + 3 < ts.n_values; i++) {
+            const double *row = ts.values + 5 + 4 * i;
+            h_tl[i] = row[0], h_vl[i] = row[1], h_va[i] = row[2], h_lr[i] = row[3];
+        }
         if (rank == 0) printf("resumed from %s after epoch %lld\n", o.resume, (long long)ts.epoch);
     }
     if (rank == 0)
@@ -404,16 +352,21 @@ int main(int argc, char **argv) {
         CHECK(evaluate(ctx, &m, xva, yva, &val_loss, &val_acc) == NB_OK);
         h_tl[epoch] = train_loss, h_vl[epoch] = val_loss, h_va[epoch] = val_acc, h_lr[epoch] = opt->hp.lr;
         bool stop = nb_early_stop_update(&es, val_loss);
+        if (!strcmp(o.schedule, "plateau")) opt->hp.lr = nb_plateau_step(&plateau, val_loss);
+        else if (!strcmp(o.schedule, "cosine")) opt->hp.lr = nb_lr_cosine_warmup(o.lr, epoch + 1, 0, o.epochs, 0.0);
         if (bar) fprintf(stderr, "\r%*s\r", 80, "");
         if (rank == 0)
-            printf("epoch %3d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  %7.0f samples/s  %5.1f s%s\n", epoch + 1,
-                   o.epochs, train_loss, val_loss, val_acc, (double)seen * world / dt, dt,
+            printf("epoch %3d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %7.0f samples/s  %5.1f s%s\n",
+                   epoch + 1, o.epochs, train_loss, val_loss, val_acc, h_lr[epoch], (double)seen * world / dt, dt,
                    es.best_epoch == epoch ? "  *" : "");
         fflush(stdout);
         if (o.checkpoint && rank == 0) {
             ts.epoch = epoch + 1;
             ts.rng = *nb_ctx_rng(ctx);
+            const double sched[5] = {plateau.lr, plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter,
+                                     (double)plateau.epoch};
             ts.n_values = 0;
+            for (int k = 0; k < 5; k++) ts.values[ts.n_values++] = sched[k];
             for (int i = 0; i <= epoch && ts.n_values + 4 <= NB_CHECKPOINT_MAX_VALUES; i++) {
                 const double row[4] = {h_tl[i], h_vl[i], h_va[i], h_lr[i]};
                 for (int k = 0; k < 4; k++) ts.values[ts.n_values++] = row[k];
