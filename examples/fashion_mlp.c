@@ -252,8 +252,13 @@ int main(int argc, char **argv) {
     CHECK(nb_split(train_x, train_y, o.val, o.seed, &xtr, &ytr, &xva, &yva) == NB_OK);
     if (train_x != d.train_x) nb_tensor_free(train_x), nb_tensor_free(train_y);
 
+    /* model: 784 -> hidden... -> 10, PyTorch's Linear initialisation from the seed */
+    mlp m;
+    nb_rng init = nb_rng_new(o.seed);
+    CHECK(mlp_init(&m, ps, xtr->shape[1], o.hidden, o.nhidden, 10, o.activation, o.dropout, &init) == NB_OK);
 #ifdef NB_HAVE_DIST
     if (o.distributed) {
+        /* after the last nb_params_add: the gradient buckets are planned over all parameters */
         CHECK(dist = nb_dist_init(MPI_COMM_WORLD, ps, NULL));
         rank = nb_dist_rank(dist), world = nb_dist_size(dist);
         if (o.batch % world) {
@@ -261,12 +266,6 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
-#endif
-    /* model: 784 -> hidden... -> 10, PyTorch's Linear initialisation from the seed */
-    mlp m;
-    nb_rng init = nb_rng_new(o.seed);
-    CHECK(mlp_init(&m, ps, xtr->shape[1], o.hidden, o.nhidden, 10, o.activation, o.dropout, &init) == NB_OK);
-#ifdef NB_HAVE_DIST
     if (dist) CHECK(nb_dist_bcast_params(dist, ps) == NB_OK);
 #endif
     nb_hparams hp = optimizer_by_name(o.optimizer)->defaults;
@@ -281,7 +280,7 @@ int main(int argc, char **argv) {
     plateau.patience = 0;
     CHECK(it = nb_batcher_new(xtr, ytr, &(nb_batch_opts){.batch_size = o.batch / world, .shuffle = true, .seed = o.seed,
                                                          .rank = rank, .world_size = world}));
-    nb_ctx_seed(ctx, o.seed ^ 0xd1b54a32d192ed03ull);
+    nb_ctx_seed(ctx, (o.seed + (uint64_t)rank * 0x9e3779b97f4a7c15ull) ^ 0xd1b54a32d192ed03ull); /* own dropout masks per rank */
 
     hist = calloc((size_t)o.epochs * 4, sizeof *hist);
     CHECK(hist);
