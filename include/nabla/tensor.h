@@ -113,6 +113,9 @@ void nb_print(FILE *f, const nb_tensor *t);                      /* human-readab
  * a generator is two integers and can be checkpointed by copying it. */
 typedef struct { uint64_t seed; uint64_t offset; } nb_rng;
 nb_rng nb_rng_new(uint64_t seed);
+/* An independent generator for stream k of a seed (e.g. one per epoch): its key mixes seed and
+ * k (splitmix64), so streams of nearby seeds and indices do not overlap. */
+nb_rng nb_rng_stream(uint64_t seed, uint64_t k);
 /* Fill t (any float dtype, any strides) and advance rng->offset by t->numel. */
 nb_status nb_rng_uniform(nb_rng *rng, nb_tensor *t, double lo, double hi);
 nb_status nb_rng_normal(nb_rng *rng, nb_tensor *t, double mean, double std);

@@ -180,20 +180,11 @@ int64_t nb_batcher_num_batches(const nb_batcher *it) {
     return it->o.drop_last ? it->n / it->global : (it->n + it->global - 1) / it->global;
 }
 
-static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 void nb_batcher_start(nb_batcher *it, int64_t epoch) {
     if (!it) return;
     if (it->o.shuffle) {
-        /* the key of nb_dist_permutation (src/dist/shard.c, built only with MPI), so that a batcher
-         * and the dist helpers give the same order for the same (seed, epoch) */
-        nb_rng rng = nb_rng_new(mix64(it->o.seed ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL)));
+        /* the order of nb_dist_permutation too, so a batcher can feed an MPI trainer */
+        nb_rng rng = nb_rng_stream(it->o.seed, (uint64_t)epoch);
         nb_rng_permutation(&rng, it->n, it->order);
     } else {
         for (int64_t i = 0; i < it->n; i++) it->order[i] = i;

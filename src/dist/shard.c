@@ -2,18 +2,9 @@
  * into world contiguous pieces. Pure functions of their arguments (no MPI). */
 #include "nabla/dist.h"
 
-static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 void nb_dist_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm) {
     if (!perm || n <= 0) return;
-    const uint64_t key = mix64(seed ^ mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ULL));
-    nb_rng rng = nb_rng_new(key);
+    nb_rng rng = nb_rng_stream(seed, (uint64_t)epoch);
     nb_rng_permutation(&rng, n, perm);
 }
 

@@ -346,6 +346,16 @@ double nb_philox_uniform(uint64_t key, uint64_t index) {
 
 nb_rng nb_rng_new(uint64_t seed) { return (nb_rng){seed, 0}; }
 
+static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+nb_rng nb_rng_stream(uint64_t seed, uint64_t k) { return nb_rng_new(mix64(seed ^ mix64(k + 0x9e3779b97f4a7c15ULL))); }
+
 nb_status nb_rng_permutation(nb_rng *rng, int64_t n, int64_t *out) {
     if (!rng || (n > 0 && !out)) return nb_set_error(NB_ERR_NULL, "rng_permutation: NULL argument");
     for (int64_t i = 0; i < n; i++) out[i] = i;

@@ -1,22 +1,11 @@
 /* CSV reader: good tables, and errors that name the line and column. */
 #include "common.h"
+#include "tmpdir.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static char dir[64];
-static char path_buf[256];
-
-static void tmp_setup(void) {
-    strcpy(dir, "/tmp/nb_csv_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-TestSuite(csv, .init = tmp_setup, .fini = tmp_teardown);
+TestSuite(csv, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
 /* Write text to a file in the test directory and return its path. */
 static const char *file_with(const char *text) {

@@ -1,29 +1,13 @@
 /* IDX reader: good files (plain and gzip), hostile ones, and the real Fashion-MNIST. */
 #include "common.h"
+#include "tmpdir.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
-static char dir[64];
-static char path_buf[256];
-
-static void tmp_setup(void) {
-    strcpy(dir, "/tmp/nb_idx_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-TestSuite(idx, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp(const char *name) {
-    snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
-    return path_buf;
-}
+TestSuite(idx, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
 /* write raw bytes, gzip'd or plain */
 static void write_raw(const char *path, bool gz, const void *data, size_t n) {

@@ -1,5 +1,6 @@
 /* SVG line plots and PNG image grids. */
 #include "common.h"
+#include "tmpdir.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,24 +10,7 @@
 #define HAVE_PNG_H 1
 #endif
 
-static char dir[64];
-static char path_buf[256];
-
-static void tmp_setup(void) {
-    strcpy(dir, "/tmp/nb_plot_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-TestSuite(plot, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp(const char *name) {
-    snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
-    return path_buf;
-}
+TestSuite(plot, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");

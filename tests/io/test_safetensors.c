@@ -1,30 +1,14 @@
 /* safetensors: bit-exact round trips, an independent Python reader/writer, byte-level header
  * checks, parameter checkpoints, and hostile files. */
 #include "common.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-static char path_buf[256];
-
-static void tmp_setup(void) {
-    strcpy(dir, "/tmp/nb_st_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-TestSuite(safetensors, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp(const char *name) {
-    snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
-    return path_buf;
-}
+TestSuite(safetensors, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
 static void assert_error(nb_status want, const char *needle) {
     cr_assert_eq(nb_last_status(), want, "status %s, expected %s (%s)", nb_status_name(nb_last_status()),
