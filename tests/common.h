@@ -89,14 +89,16 @@ static inline nb_tensor *test_from(nb_ctx *c, const double *data, int ndim, cons
 }
 
 /* gradcheck (and gradgradcheck when `second`) of f at inputs, failing with the report. */
-static inline void check_grads_named(nb_fn f, int n, nb_tensor *const *in, void *user, bool second, const char *what) {
+static inline void check_grads_in(nb_ctx *c, nb_fn f, int n, nb_tensor *const *in, void *user, bool second,
+                                  const char *what) {
     nb_gradcheck_report rep;
-    nb_status st = nb_gradcheck(ctx, f, n, in, user, NULL, &rep);
-    cr_assert_eq(st, NB_OK, "%s: %s", what, rep.message);
+    nb_status st = nb_gradcheck(c, f, n, in, user, NULL, &rep);
+    cr_assert_eq(st, NB_OK, "%s: %s | %s", what, rep.message, nb_ctx_error(c));
     if (second) {
-        st = nb_gradgradcheck(ctx, f, n, in, user, NULL, &rep);
-        cr_assert_eq(st, NB_OK, "%s (second order): %s", what, rep.message);
+        st = nb_gradgradcheck(c, f, n, in, user, NULL, &rep);
+        cr_assert_eq(st, NB_OK, "%s (second order): %s | %s", what, rep.message, nb_ctx_error(c));
     }
 }
+#define check_grads_named(...) check_grads_in(ctx, __VA_ARGS__)
 
 #endif

@@ -21,14 +21,7 @@ static inline nb_tensor *ref_tensor(nb_ctx *c, int ndim, const int64_t *shape, d
 #define assert_ref(out, REF) assert_values((out), (REF), (int64_t)(sizeof(REF) / sizeof(REF[0])), 1e-10)
 
 /* gradcheck (and gradgradcheck when second) of f over inputs, failing with the report */
-static inline void check_grads(nb_ctx *c, nb_fn f, int n, nb_tensor *const *in, void *user, bool second) {
-    nb_gradcheck_report rep;
-    nb_status st = nb_gradcheck(c, f, n, in, user, NULL, &rep);
-    cr_assert_eq(st, NB_OK, "%s | %s", rep.message, nb_ctx_error(c));
-    if (!second) return;
-    st = nb_gradgradcheck(c, f, n, in, user, NULL, &rep);
-    cr_assert_eq(st, NB_OK, "gradgrad: %s | %s", rep.message, nb_ctx_error(c));
-}
+#define check_grads(c, f, n, in, user, second) check_grads_in((c), (f), (n), (in), (user), (second), #f)
 
 /* the op failed with status s and a message containing every string in the NULL-terminated list */
 static inline void assert_error(nb_ctx *c, const nb_tensor *r, nb_status s, const char *const *parts) {
