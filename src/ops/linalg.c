@@ -83,18 +83,28 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         const int64_t flops = M * N * K, min_par = (int64_t)1 << 18;
         const bool par_batch = batch >= T && T > 1 && flops < (int64_t)1 << 21 && batch * flops >= min_par && !omp_in_parallel();
         const int blis_threads = par_batch || omp_in_parallel() || flops < min_par ? 1 : T;
-#pragma omp parallel for if (par_batch) schedule(static)
-        for (int64_t i = 0; i < batch; i++) {
-            int64_t rem = i, ao = 0, bo = 0;
-            for (int d = nbd - 1; d >= 0; d--) {
-                int64_t c = rem % bshape[d];
-                rem /= bshape[d];
-                ao += c * ast[d];
-                bo += c * bst[d];
-            }
-            gemm(a->dtype, M, N, K, (const char *)a->data + ao * (int64_t)es, rsa, csa, (const char *)b->data + bo * (int64_t)es,
-                 rsb, csb, (char *)out->data + i * M * N * (int64_t)es, N, 1, blis_threads);
+        /* BLIS's threads must not start inside an (even inactive) OpenMP region of ours: a
+         * nested team gets fresh threads on every call, which costs more than the product */
+#define NB_MATMUL_ONE(i)                                                                                         \
+    do {                                                                                                         \
+        int64_t rem = (i), ao = 0, bo = 0;                                                                       \
+        for (int d = nbd - 1; d >= 0; d--) {                                                                     \
+            int64_t c = rem % bshape[d];                                                                         \
+            rem /= bshape[d];                                                                                    \
+            ao += c * ast[d];                                                                                    \
+            bo += c * bst[d];                                                                                    \
+        }                                                                                                        \
+        gemm(a->dtype, M, N, K, (const char *)a->data + ao * (int64_t)es, rsa, csa,                              \
+             (const char *)b->data + bo * (int64_t)es, rsb, csb, (char *)out->data + (i) * M * N * (int64_t)es, N, 1, \
+             blis_threads);                                                                                      \
+    } while (0)
+        if (par_batch) {
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
+        } else {
+            for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
         }
+#undef NB_MATMUL_ONE
     }
     nb_tensor *in[2] = {a, b};
     return nb__finish(ctx, &OP_MATMUL, out, 2, in, NULL);
