@@ -1,0 +1,213 @@
+#!/usr/bin/python3
+"""nabla vs PyTorch on this machine: one command builds, runs both sides, prints the table.
+
+    /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--threads 1,2] [--rows chain,matmul]
+                                  [--blis-arch auto|default|NAME] [--markdown FILE]
+
+Each round runs, for every thread count, nabla's program (build/bench_nabla) and PyTorch's
+script (bench/torch_bench.py) one after the other, swapping which goes first every round. Both
+get the same environment: OMP_NUM_THREADS, BLIS_NUM_THREADS (and the programs set their own
+thread counts explicitly), and the same BLIS sub-configuration (PyTorch's BLAS is the same
+BLIS library through libblas.so.3). Every figure is the median over rounds of per-process
+medians; warm-up is never timed. Ratios are nabla / PyTorch of the same metric.
+
+--quick: 2 rounds with short measurements (under two minutes); the default is 5 rounds.
+--blis-arch: Debian's BLIS 0.9 does not know CPUs newer than Zen3 and falls back to its slow
+reference kernels; 'auto' (default) then picks the AVX-512 (skx) or AVX2 (haswell) kernels
+for both sides, 'default' leaves BLIS's own choice.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+NABLA = os.path.join(BUILD, "bench_nabla")
+TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
+ALL_ROWS = ["mlp", "optim", "chain", "matmul", "engine"]
+
+# (row, metric) -> (which value the target applies to, comparison, bound) ; per-config bounds
+# as a function of the config string.
+def target(row, cfg, metric):
+    if row == "mlp" and metric == "samples/s":
+        return ("ratio", ">=", 2.0 if "B=64 " in cfg + " " else 1.5)
+    if row == "optim" and metric == "time":
+        return ("ratio", "<=", 0.25)
+    if row == "optim" and metric == "frac_of_bound":
+        return ("nabla", ">=", 0.75)
+    if row == "chain" and metric == "time/op":
+        return ("ratio", "<=", 0.05)
+    if row == "matmul" and metric == "frac_of_blis":
+        return ("nabla", ">=", 0.95)
+    if row == "memory" and metric == "peak_rss":
+        return ("ratio", "<=", 1 / 3)
+    return None
+
+
+def build():
+    if not os.path.exists(os.path.join(BUILD, "CMakeCache.txt")):
+        subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                       stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", BUILD, "-j2", "--target", "bench_nabla"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def run(cmd, env):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"run.py: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
+    res, info = [], {}
+    for line in p.stdout.splitlines():
+        f = line.split("\t")
+        if f[0] == "R" and len(f) == 6:
+            res.append((f[1], f[2], f[3], float(f[4]), f[5]))
+        elif f[0] == "I" and len(f) == 3:
+            info[f[1]] = f[2]
+    return res, info
+
+
+def blis_env(choice, base_env):
+    """The BLIS_ARCH_TYPE both sides get (None: BLIS's own choice)."""
+    if choice == "default":
+        return None
+    _, info = run([NABLA, "info"], base_env)
+    ids = dict(kv.split("=") for kv in info.get("blis_archs", "").split())
+    if choice != "auto":
+        if choice not in ids:
+            sys.exit(f"run.py: BLIS has no sub-configuration '{choice}' (known: {' '.join(ids)})")
+        return ids[choice]
+    if info.get("blis_auto", "") != "generic":
+        return None
+    flags = open("/proc/cpuinfo").read()
+    for name, need in (("skx", ["avx512f", "avx512dq", "avx512bw", "avx512vl"]), ("haswell", ["avx2", "fma"])):
+        if name in ids and all(f" {f} " in flags for f in need):
+            return ids[name]
+    return None
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    return f"{v:.3g}" if a < 1000 else f"{v:.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rows", default=",".join(ALL_ROWS))
+    ap.add_argument("--blis-arch", default="auto")
+    ap.add_argument("--markdown")
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    rounds = a.rounds or (2 if a.quick else 5)
+    threads = [int(t) for t in a.threads.split(",")]
+    rows = [r for r in a.rows.split(",") if r]
+    t_start = time.time()
+    if not a.no_build:
+        build()
+
+    base = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "BLIS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_ARCH_TYPE"):
+        base.pop(k, None)
+    arch = blis_env(a.blis_arch, base)
+    if arch is not None:
+        base["BLIS_ARCH_TYPE"] = arch
+    _, info = run([NABLA, "info"], base)
+    _, tinfo = run(TORCH + ["info"], base)
+    info.update(tinfo)
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[:3]
+
+    quick = ["--quick"] if a.quick else []
+    samples = {}  # (row, cfg, metric, side) -> [values]
+    units = {}
+    order = []
+    mem_rows = [r for r in rows if r == "mlp"]
+    bench_rows = [r for r in rows if r != "memory"]
+    for r in range(rounds):
+        for t in threads:
+            env = dict(base, OMP_NUM_THREADS=str(t), BLIS_NUM_THREADS=str(t))
+            sides = [("nabla", [NABLA]), ("torch", TORCH)]
+            if r % 2:
+                sides.reverse()
+            for side, cmd in sides:
+                res, _ = run(cmd + ["--threads", str(t)] + quick + bench_rows, env)
+                for row, cfg, metric, v, unit in res:
+                    key = (row, cfg, metric)
+                    if key not in units:
+                        units[key] = unit
+                        order.append(key)
+                    samples.setdefault(key + (side,), []).append(v)
+        # row 5: a whole MLP training run per side, its own process, peak RSS from getrusage
+        if mem_rows:
+            env = dict(base, OMP_NUM_THREADS="1", BLIS_NUM_THREADS="1")
+            for side, cmd in (("nabla", [NABLA]), ("torch", TORCH)):
+                res, _ = run(cmd + ["--threads", "1"] + quick + ["memory"], env)
+                for row, cfg, metric, v, unit in res:
+                    key = (row, cfg, metric)
+                    if key not in units:
+                        units[key] = unit
+                        order.append(key)
+                    samples.setdefault(key + (side,), []).append(v)
+
+    with open("/proc/loadavg") as f:
+        load_after = f.read().split()[:3]
+    rank = {r: i for i, r in enumerate(ALL_ROWS + ["memory", "triad"])}
+    first = {k: i for i, k in enumerate(order)}
+    order.sort(key=lambda k: (rank.get(k[0], 99), first[k]))
+
+    head = ["row", "config", "metric", "unit", "nabla", "PyTorch", "nabla/PyTorch", "target", "met"]
+    table, missed = [], []
+    for key in order:
+        n = samples.get(key + ("nabla",))
+        p = samples.get(key + ("torch",))
+        nv = statistics.median(n) if n else None
+        pv = statistics.median(p) if p else None
+        ratio = nv / pv if nv is not None and pv else None
+        tg = target(*key)
+        tstr, met = "", ""
+        if tg:
+            which, op, bound = tg
+            v = ratio if which == "ratio" else nv
+            tstr = f"{'ratio' if which == 'ratio' else 'value'} {op} {bound:.3g}"
+            if v is not None:
+                ok = v >= bound if op == ">=" else v <= bound
+                met = "yes" if ok else "NO"
+                if not ok:
+                    missed.append(key)
+        table.append([key[0], key[1], key[2], units[key], fmt(nv), fmt(pv), fmt(ratio), tstr, met])
+
+    widths = [max(len(str(r[i])) for r in table + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))
+    print(line(head))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print(line(r))
+    elapsed = time.time() - t_start
+    print(f"\n{rounds} rounds, threads {threads}, {elapsed:.0f} s; load average before {' '.join(load_before)}, "
+          f"after {' '.join(load_after)}")
+    print(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); blis: {info.get('blis')}"
+          f"{' (BLIS_ARCH_TYPE=' + arch + ' for both sides)' if arch is not None else ''}; torch: {info.get('torch')}")
+    print(f"targets missed: {len(missed)}" + "".join(f"\n  {k[0]} {k[1]} {k[2]}" for k in missed))
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+            for r in table:
+                f.write("| " + " | ".join(str(c) for c in r) + " |\n")
+            f.write(f"\n{rounds} rounds, threads {threads}, {elapsed:.0f} s; load average before "
+                    f"{' '.join(load_before)}, after {' '.join(load_after)}.\n")
+            f.write(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); blis: {info.get('blis')}"
+                    f"{' (BLIS_ARCH_TYPE=' + arch + ' for both sides)' if arch is not None else ''}; "
+                    f"torch: {info.get('torch')}\n")
+
+
+if __name__ == "__main__":
+    main()
