@@ -10,6 +10,11 @@
 #include <blis.h>
 #include <omp.h>
 #include <stdbool.h>
+#include <sys/resource.h>
+#if __has_include(<zlib.h>)
+#include <zlib.h>
+#define BENCH_HAVE_ZLIB 1
+#endif
 
 #include "bench.h"
 
@@ -202,6 +207,230 @@ static double row_triad(int64_t n) {
     return gbs;
 }
 
+/* ---- rows 1, 2, 5: training with the optimizer API (on main once optim is merged) -------- */
+#ifdef NB_OPTIM_BLOCK
+#define BENCH_HAVE_OPTIM 1
+
+/* Fashion-MNIST training images as f32 (N, 784) in [0, 1] and labels i64 (N), long-lived, as
+ * torch_bench.py loads them; a fixed synthetic set of the same size if the files are missing. */
+static const char *DATA_DIR = "/usr/share/datasets/fashion-mnist";
+enum { DATA_N = 60000, DATA_D = 784 };
+
+static bool read_gz(const char *name, size_t skip, unsigned char *dst, size_t n) {
+#ifdef BENCH_HAVE_ZLIB
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", DATA_DIR, name);
+    gzFile f = gzopen(path, "rb");
+    if (!f) return false;
+    unsigned char hdr[16];
+    bool ok = gzread(f, hdr, (unsigned)skip) == (int)skip && gzread(f, dst, (unsigned)n) == (int)n;
+    gzclose(f);
+    return ok;
+#else
+    (void)name, (void)skip, (void)dst, (void)n;
+    return false;
+#endif
+}
+
+static void load_data(nb_tensor **x, nb_tensor **y) {
+    *x = nb_tensor_new(NB_F32, 2, (int64_t[]){DATA_N, DATA_D});
+    *y = nb_tensor_new(NB_I64, 1, (int64_t[]){DATA_N});
+    unsigned char *img = malloc((size_t)DATA_N * DATA_D), *lab = malloc(DATA_N);
+    float *xd = (*x)->data;
+    int64_t *yd = (*y)->data;
+    if (read_gz("train-images-idx3-ubyte.gz", 16, img, (size_t)DATA_N * DATA_D) &&
+        read_gz("train-labels-idx1-ubyte.gz", 8, lab, DATA_N)) {
+        for (int64_t i = 0; i < (int64_t)DATA_N * DATA_D; i++) xd[i] = (float)img[i] / 255.0f;
+        for (int64_t i = 0; i < DATA_N; i++) yd[i] = lab[i];
+    } else {
+        nb_rng r = nb_rng_new(1);
+        nb_rng_uniform(&r, *x, 0, 1);
+        for (int64_t i = 0; i < DATA_N; i++) yd[i] = (int64_t)(nb_philox_uniform(2, (uint64_t)i) * 10);
+    }
+    free(img);
+    free(lab);
+}
+
+/* The MLP of the brief: 784-256-128-10, ReLU, dropout 0.2 after each hidden layer, L2 1e-4 on
+ * the weights as a loss term (lambda * sum w^2; PyTorch gets the same gradient from Adam's
+ * weight_decay = 2e-4), Adam (lr 1e-3), cross-entropy. */
+static const int64_t MLP_DIMS[4] = {784, 256, 128, 10};
+
+typedef struct {
+    nb_ctx *ctx;
+    nb_params *ps;
+    nb_optim *opt;
+    nb_tensor *w[3], *b[3];
+    nb_tensor *x, *y;
+    int64_t batch, pos;
+    double loss;
+} mlp_run;
+
+static void mlp_init(mlp_run *m, nb_tensor *x, nb_tensor *y, int64_t batch) {
+    memset(m, 0, sizeof *m);
+    m->ctx = nb_ctx_new();
+    nb_ctx_seed(m->ctx, 42);
+    m->ps = nb_params_new();
+    nb_rng r = nb_rng_new(5);
+    for (int l = 0; l < 3; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "fc%d.weight", l + 1);
+        m->w[l] = nb_params_add(m->ps, name, 2, (int64_t[]){MLP_DIMS[l + 1], MLP_DIMS[l]});
+        snprintf(name, sizeof name, "fc%d.bias", l + 1);
+        m->b[l] = nb_params_add(m->ps, name, 1, (int64_t[]){MLP_DIMS[l + 1]});
+    }
+    for (int l = 0; l < 3; l++) { /* PyTorch's Linear init: U(-1/sqrt(in), 1/sqrt(in)) */
+        double k = 1.0 / sqrt((double)MLP_DIMS[l]);
+        nb_rng_uniform(&r, m->w[l], -k, k);
+        nb_rng_uniform(&r, m->b[l], -k, k);
+    }
+    nb_hparams hp = nb_adam.defaults;
+    hp.lr = 1e-3;
+    m->opt = nb_optim_new(&nb_adam, m->ps, &hp);
+    if (!m->opt) {
+        fprintf(stderr, "mlp: %s\n", nb_last_error());
+        exit(1);
+    }
+    m->x = x;
+    m->y = y;
+    m->batch = batch;
+}
+
+static void mlp_step(void *p) {
+    mlp_run *m = p;
+    nb_ctx *ctx = m->ctx;
+    if (m->pos + m->batch > m->x->shape[0]) m->pos = 0;
+    nb_tensor *h = nb_slice(ctx, m->x, 0, m->pos, m->pos + m->batch, 1);
+    nb_tensor *lab = nb_slice(ctx, m->y, 0, m->pos, m->pos + m->batch, 1);
+    m->pos += m->batch;
+    h = nb_dropout(ctx, nb_relu(ctx, nb_linear(ctx, h, m->w[0], m->b[0])), 0.2);
+    h = nb_dropout(ctx, nb_relu(ctx, nb_linear(ctx, h, m->w[1], m->b[1])), 0.2);
+    nb_tensor *logits = nb_linear(ctx, h, m->w[2], m->b[2]);
+    nb_tensor *ce = nb_cross_entropy(ctx, logits, lab, NB_REDUCE_MEAN);
+    nb_tensor *loss = nb_add(ctx, ce, nb_l2_penalty_params(ctx, m->ps, NULL, 1e-4));
+    nb_params_zero_grad(m->ps);
+    if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(m->opt) != NB_OK) {
+        fprintf(stderr, "mlp: %s / %s\n", nb_ctx_error(ctx), nb_last_error());
+        exit(1);
+    }
+    m->loss = nb_item(ce);
+    nb_ctx_reset(ctx);
+}
+
+static void mlp_free(mlp_run *m) {
+    nb_optim_free(m->opt);
+    nb_params_free(m->ps);
+    nb_ctx_free(m->ctx);
+}
+
+/* The GEMMs of one MLP step at batch B straight to BLIS (forward 3, weight gradients 3, input
+ * gradients 2): the step's time if everything but matrix products were free. */
+typedef struct {
+    int64_t B;
+    float *x[4], *w[3], *gx[4], *gw[3];
+} gemm_bound_arg;
+
+static void mlp_gemms(void *p) {
+    gemm_bound_arg *g = p;
+    float one = 1, zero = 0;
+    const int64_t B = g->B;
+    for (int l = 0; l < 3; l++) { /* x[l+1] = x[l] W^T */
+        int64_t K = MLP_DIMS[l], N = MLP_DIMS[l + 1];
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, N, K, &one, g->x[l], K, 1, g->w[l], 1, K, &zero, g->x[l + 1],
+                  N, 1);
+    }
+    for (int l = 2; l >= 0; l--) {
+        int64_t K = MLP_DIMS[l], N = MLP_DIMS[l + 1];
+        /* dW = gy^T x  (N,B)x(B,K) */
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, N, K, B, &one, g->gx[l + 1], 1, N, g->x[l], K, 1, &zero, g->gw[l],
+                  K, 1);
+        if (l > 0) /* dx = gy W  (B,N)x(N,K) */
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, K, N, &one, g->gx[l + 1], N, 1, g->w[l], K, 1, &zero,
+                      g->gx[l], K, 1);
+    }
+}
+
+static double mlp_gemm_time(int64_t B) {
+    gemm_bound_arg g = {.B = B};
+    for (int l = 0; l < 4; l++) {
+        g.x[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
+        g.gx[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
+        for (int64_t i = 0; i < B * MLP_DIMS[l]; i++) g.x[l][i] = 0.5f, g.gx[l][i] = 0.25f;
+    }
+    for (int l = 0; l < 3; l++) {
+        g.w[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
+        g.gw[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
+    }
+    double t = bench_time(mlp_gemms, &g);
+    for (int l = 0; l < 4; l++) free(g.x[l]), free(g.gx[l]);
+    for (int l = 0; l < 3; l++) free(g.w[l]), free(g.gw[l]);
+    return t;
+}
+
+static void row_mlp(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    for (int64_t batch = 64; batch <= 256; batch *= 4) {
+        mlp_run m;
+        mlp_init(&m, x, y, batch);
+        double t = bench_time(mlp_step, &m);
+        double tg = mlp_gemm_time(batch);
+        char cfg[64];
+        snprintf(cfg, sizeof cfg, "B=%lld T=%d", (long long)batch, threads);
+        bench_report("mlp", cfg, "samples/s", (double)batch / t, "samples/s");
+        bench_report("mlp", cfg, "gemm_bound", (double)batch / tg, "samples/s");
+        bench_report("mlp", cfg, "frac_of_gemm_bound", tg / t, "x");
+        mlp_free(&m);
+    }
+    nb_tensor_free(x);
+    nb_tensor_free(y);
+}
+
+/* Row 5: the whole training process, as torch_bench.py's row_memory. */
+static void row_memory(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    mlp_run m;
+    mlp_init(&m, x, y, 64);
+    for (int i = 0; i < 300; i++) mlp_step(&m);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    bench_report("memory", "mlp B=64 T=1", "peak_rss", (double)ru.ru_maxrss / 1024.0, "MiB");
+    bench_report("memory", "mlp B=64 T=1", "final_loss", m.loss, "");
+    mlp_free(&m);
+    nb_tensor_free(x);
+    nb_tensor_free(y);
+}
+
+/* Row 2: one step of Adam and of SGD with momentum on a single 10M-element parameter, against
+ * the bandwidth bound bytes / triad bandwidth measured just before in the same process. */
+static void opt_step(void *p) { nb_optim_step(p); }
+
+static void row_optim(void) {
+    const int64_t n = 10000000;
+    double bw = row_triad(n);
+    for (int k = 0; k < 2; k++) {
+        nb_params *ps = nb_params_new();
+        nb_tensor *p = nb_params_add(ps, "w", 1, &n);
+        nb_rng r = nb_rng_new(3);
+        nb_rng_normal(&r, p, 0, 1);
+        nb_rng_normal(&r, p->grad, 0, 1);
+        nb_hparams hp = k == 0 ? nb_adam.defaults : nb_momentum.defaults;
+        hp.lr = 1e-3;
+        nb_optim *opt = nb_optim_new(k == 0 ? &nb_adam : &nb_momentum, ps, &hp);
+        double bytes = (k == 0 ? 7.0 : 5.0) * 4.0 * (double)n; /* Adam: r w,g,m,v w w,m,v; SGD: r w,g,b w w,b */
+        double t = bench_time(opt_step, opt);
+        char cfg[64];
+        snprintf(cfg, sizeof cfg, "%s n=10M T=%d", k == 0 ? "adam" : "sgd_momentum", threads);
+        bench_report("optim", cfg, "time", t * 1e3, "ms");
+        bench_report("optim", cfg, "bandwidth", bytes / t * 1e-9, "GB/s");
+        bench_report("optim", cfg, "frac_of_bound", bytes / bw * 1e-9 / t, "x");
+        nb_optim_free(opt);
+        nb_params_free(ps);
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
     const char *rows[32];
     int nrows = 0;
@@ -212,7 +441,7 @@ int main(int argc, char **argv) {
     }
     if (threads < 1) threads = 1;
     nb_set_num_threads(threads);
-    static const char *all[] = {"info", "chain", "engine", "matmul", "triad"};
+    static const char *all[] = {"info", "mlp", "optim", "chain", "engine", "matmul"};
     if (!nrows) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) rows[nrows++] = all[i];
     }
@@ -230,6 +459,17 @@ int main(int argc, char **argv) {
             mm_case("1024x1024x1024", 1, (int64_t[]){1024, 1024, 1024});
             mm_case("mlp B=64", 3, (int64_t[]){64, 784, 256, 256, 128, 128, 10});
             mm_case("mlp B=256", 3, (int64_t[]){256, 784, 256, 256, 128, 128, 10});
+#ifdef BENCH_HAVE_OPTIM
+        } else if (!strcmp(row, "mlp")) {
+            row_mlp();
+        } else if (!strcmp(row, "optim")) {
+            row_optim();
+        } else if (!strcmp(row, "memory")) {
+            row_memory();
+#else
+        } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory")) {
+            /* needs the optimizer API (nabla/optim.h) */
+#endif
         } else if (!strcmp(row, "triad")) {
             row_triad(10000000);
         } else {

@@ -85,6 +85,101 @@ def mm_case(name, dims, threads):
     report("matmul", f"{name} T={threads}", "time", t * 1e3, "ms")
 
 
+# ---- rows 1 and 5: the MLP of the brief, trained on Fashion-MNIST held in memory -------------
+DATA = "/usr/share/datasets/fashion-mnist"
+MLP_STEPS_MEMORY = 300  # steps of the memory run (row 5)
+
+
+def load_data():
+    """Training images as float32 (N, 784) in [0, 1] and labels int64 (N): as bench/nabla.c."""
+    import gzip
+    import os
+    try:
+        with gzip.open(os.path.join(DATA, "train-images-idx3-ubyte.gz")) as f:
+            img = f.read()
+        with gzip.open(os.path.join(DATA, "train-labels-idx1-ubyte.gz")) as f:
+            lab = f.read()
+        x = torch.frombuffer(bytearray(img[16:]), dtype=torch.uint8).view(-1, 784).float().div_(255.0)
+        y = torch.frombuffer(bytearray(lab[8:]), dtype=torch.uint8).long()
+        return x, y
+    except OSError:  # same fallback as nabla's side: a fixed synthetic set of the same size
+        g = torch.Generator().manual_seed(1)
+        return torch.rand(60000, 784, generator=g), torch.randint(0, 10, (60000,), generator=g)
+
+
+def make_mlp():
+    import torch.nn as nn
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 128), nn.ReLU(),
+                          nn.Dropout(0.2), nn.Linear(128, 10))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    # L2 1e-4 on the weights (not biases): PyTorch's idiom, Adam's coupled weight decay,
+    # which is the gradient of (1e-4 / 2) * sum(w^2), the penalty nabla adds to its loss
+    opt = torch.optim.Adam([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0.0}],
+                           lr=1e-3)
+    return model, opt
+
+
+class MlpRun:
+    def __init__(self, x, y, batch):
+        self.x, self.y, self.batch, self.pos = x, y, batch, 0
+        self.model, self.opt = make_mlp()
+        self.model.train()
+        self.loss = None
+
+    def step(self):
+        b = self.batch
+        if self.pos + b > self.x.shape[0]:
+            self.pos = 0
+        xb, yb = self.x[self.pos:self.pos + b], self.y[self.pos:self.pos + b]
+        self.pos += b
+        loss = torch.nn.functional.cross_entropy(self.model(xb), yb)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.loss = loss
+
+
+def row_mlp(threads, data):
+    for batch in (64, 256):
+        r = MlpRun(data[0], data[1], batch)
+        t = bench_time(r.step)
+        report("mlp", f"B={batch} T={threads}", "samples/s", batch / t, "samples/s")
+
+
+def row_memory():
+    """Row 5: a whole training process (data, model, optimizer, 300 steps at batch 64)."""
+    import resource
+    x, y = load_data()
+    r = MlpRun(x, y, 64)
+    for _ in range(MLP_STEPS_MEMORY):
+        r.step()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report("memory", "mlp B=64 T=1", "peak_rss", rss, "MiB")
+    report("memory", "mlp B=64 T=1", "final_loss", float(r.loss), "")
+
+
+# ---- row 2: one optimizer step on a single 10M-element parameter ------------------------------
+OPT_N = 10_000_000
+
+
+def row_optim(threads):
+    g = torch.Generator().manual_seed(3)
+    for name in ("adam", "sgd_momentum"):
+        p = torch.nn.Parameter(torch.randn(OPT_N, generator=g))
+        p.grad = torch.randn(OPT_N, generator=g)
+        if name == "adam":
+            opt = torch.optim.Adam([p], lr=1e-3)
+            bytes_moved = 7 * 4 * OPT_N  # read p, g, m, v; write p, m, v
+        else:
+            opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
+            bytes_moved = 5 * 4 * OPT_N  # read p, g, buf; write p, buf
+        t = bench_time(opt.step)
+        cfg = f"{name} n=10M T={threads}"
+        report("optim", cfg, "time", t * 1e3, "ms")
+        report("optim", cfg, "bandwidth", bytes_moved / t * 1e-9, "GB/s")
+
+
 def main():
     global BUDGET
     threads, rows, args = 1, [], sys.argv[1:]
@@ -100,7 +195,8 @@ def main():
         i += 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    rows = rows or ["info", "chain", "engine", "matmul"]
+    rows = rows or ["info", "mlp", "optim", "chain", "engine", "matmul"]
+    data = load_data() if "mlp" in rows else None
     for row in rows:
         if row == "info":
             row_info()
@@ -114,6 +210,12 @@ def main():
             mm_case("1024x1024x1024", [1024, 1024, 1024], threads)
             mm_case("mlp B=64", [64, 784, 256, 256, 128, 128, 10], threads)
             mm_case("mlp B=256", [256, 784, 256, 256, 128, 128, 10], threads)
+        elif row == "mlp":
+            row_mlp(threads, data)
+        elif row == "optim":
+            row_optim(threads)
+        elif row == "memory":
+            row_memory()
         elif row == "triad":
             pass  # the bandwidth bound is measured on nabla's side only
         else:
