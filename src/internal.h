@@ -70,6 +70,29 @@ char *nb__dims_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Broadcast shape of a and b into out; false if incompatible. */
 bool nb__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout, int64_t *out);
 
+/* ---- Philox-4x32-10, inline so that loops drawing one number per element vectorize ------ */
+static inline void nb__philox(uint64_t key, uint64_t counter, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+}
+/* uniform double in [0, 1) from the first 53 bits of the block at `index` */
+static inline double nb__philox_uniform(uint64_t key, uint64_t index) {
+    uint32_t r[4];
+    nb__philox(key, index, r);
+    return (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53;
+}
+
 /* ---- strided iteration ---------------------------------------------------------------- */
 #define NB_ITER_MAX 4
 typedef struct {

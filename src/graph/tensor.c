@@ -317,32 +317,14 @@ void nb_print(FILE *f, const nb_tensor *t) {
 }
 
 /* ---- Philox-4x32-10 ------------------------------------------------------------------------ */
-void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        c1 = (uint32_t)p1;
-        c3 = (uint32_t)p0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
-}
+void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]) { nb__philox(key, counter, out); }
 
 /* 53 random bits -> [0, 1) */
 static double words_to_unit(uint32_t hi, uint32_t lo) {
     return (double)((((uint64_t)hi << 32) | lo) >> 11) * 0x1.0p-53;
 }
 
-double nb_philox_uniform(uint64_t key, uint64_t index) {
-    uint32_t r[4];
-    nb_philox(key, index, r);
-    return words_to_unit(r[0], r[1]);
-}
+double nb_philox_uniform(uint64_t key, uint64_t index) { return nb__philox_uniform(key, index); }
 
 nb_rng nb_rng_new(uint64_t seed) { return (nb_rng){seed, 0}; }
 
@@ -379,7 +361,7 @@ static nb_status rng_fill(nb_rng *rng, nb_tensor *t, int normal, double a, doubl
 #pragma omp parallel for if (n >= NB_PAR_THRESHOLD) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         uint32_t r[4];
-        nb_philox(key, base + (uint64_t)i, r);
+        nb__philox(key, base + (uint64_t)i, r);
         double u1 = words_to_unit(r[0], r[1]), v;
         if (normal) {
             double u2 = words_to_unit(r[2], r[3]);

@@ -62,6 +62,10 @@ static nb_status sub_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor *
     return NB_OK;
 }
 static nb_status mul_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    if (n->in[0] == n->in[1]) { /* x*x (L2 penalties): one 2*g*x instead of g*x twice and their sum */
+        gin[0] = nb_mul(ctx, g, nb_mul_scalar(ctx, n->in[0], 2.0));
+        return NB_OK;
+    }
     if (n->in[0]->requires_grad) gin[0] = nb_mul(ctx, g, n->in[1]);
     if (n->in[1]->requires_grad) gin[1] = nb_mul(ctx, g, n->in[0]);
     return NB_OK;

@@ -169,6 +169,12 @@ void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, doubl
             elem_t u = a[i];                                                                \
             o[i] = (EXPR);                                                             \
         }                                                                              \
+    } else if (so == 1 && sa == 0 && sb == 1) {                                        \
+        const elem_t u = a[0];                                                              \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            elem_t v = b[i];                                                                \
+            o[i] = (EXPR);                                                             \
+        }                                                                              \
     } else {                                                                           \
         for (int64_t i = 0; i < n; i++) {                                              \
             elem_t u = a[i * sa], v = b[i * sb];                                            \

@@ -27,10 +27,23 @@ static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, in
     }
 }
 
+/* A matrix stored column by column (a transposed view, as the weight in nb_linear). */
+static bool col_major(const nb_tensor *t) {
+    const int d = t->ndim;
+    return t->shape[d - 2] > 1 && t->shape[d - 1] > 1 && t->stride[d - 2] == 1 && t->stride[d - 1] >= t->shape[d - 2];
+}
+
+/* Each gradient is computed in its input's memory layout: for a column-major input the
+ * transposed product is computed and transposed back (a view), so the gradient reaching a
+ * transposed weight is contiguous in the weight's own order and accumulates without strides. */
 static nb_status matmul_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
     nb_tensor *a = n->in[0], *b = n->in[1];
-    if (a->requires_grad) gin[0] = nb_matmul(ctx, g, nb_transpose(ctx, b, -1, -2));
-    if (b->requires_grad) gin[1] = nb_matmul(ctx, nb_transpose(ctx, a, -1, -2), g);
+    if (a->requires_grad)
+        gin[0] = col_major(a) ? nb_transpose(ctx, nb_matmul(ctx, b, nb_transpose(ctx, g, -1, -2)), -1, -2)
+                              : nb_matmul(ctx, g, nb_transpose(ctx, b, -1, -2));
+    if (b->requires_grad)
+        gin[1] = col_major(b) ? nb_transpose(ctx, nb_matmul(ctx, nb_transpose(ctx, g, -1, -2), a), -1, -2)
+                              : nb_matmul(ctx, nb_transpose(ctx, a, -1, -2), g);
     return NB_OK;
 }
 static const nb_op OP_MATMUL = {"matmul", matmul_bw, false};

@@ -60,6 +60,22 @@ static void red_row(int64_t n, char **p, const int64_t *s, const void *argp) {
 #undef RED_ROW
 }
 
+/* Sums in double with 8 independent accumulators combined in a fixed order: one long
+ * dependency chain would cost an add latency per element. */
+static double sum_f32_unit(const float *v, int64_t n) {
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += v[i + k];
+    for (int k = 0; i < n; i++, k++) s[k] += v[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+static double sum_f32_strided(const float *v, int64_t n, int64_t is) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += v[i * is];
+    return s;
+}
+
 static void reduce_kernel(nb_reduce_kind kind, const nb_tensor *x, unsigned mask, nb_tensor *out) {
     const double ident = kind == NB_R_SUM ? 0.0 : (kind == NB_R_MAX ? -INFINITY : INFINITY);
     const int nd = x->ndim;
@@ -120,9 +136,7 @@ static void reduce_kernel(nb_reduce_kind kind, const nb_tensor *x, unsigned mask
             if (x->dtype == NB_F32) {
                 const float *v = (const float *)p;
                 if (kind == NB_R_SUM) {
-                    double s = 0;
-                    for (int64_t i = 0; i < inner; i++) s += v[i * is];
-                    acc += s;
+                    acc += is == 1 ? sum_f32_unit(v, inner) : sum_f32_strided(v, inner, is);
                 } else {
                     for (int64_t i = 0; i < inner; i++) {
                         double u = v[i * is];
