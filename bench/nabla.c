@@ -386,6 +386,16 @@ static void row_mlp(void) {
     nb_tensor_free(y);
 }
 
+/* For profilers: MLP steps at batch B for ~10 s after loading, nothing else. */
+static void prof_mlp(int64_t batch) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    mlp_run m;
+    mlp_init(&m, x, y, batch);
+    for (double t0 = bench_now(); bench_now() - t0 < 10;) mlp_step(&m);
+    mlp_free(&m);
+}
+
 /* Row 5: the whole training process, as torch_bench.py's row_memory. */
 static void row_memory(void) {
     nb_tensor *x, *y;
@@ -466,6 +476,8 @@ int main(int argc, char **argv) {
             row_optim();
         } else if (!strcmp(row, "memory")) {
             row_memory();
+        } else if (!strcmp(row, "prof-mlp64") || !strcmp(row, "prof-mlp256")) {
+            prof_mlp(row[8] == '6' ? 64 : 256);
 #else
         } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory")) {
             /* needs the optimizer API (nabla/optim.h) */
