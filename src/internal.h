@@ -35,6 +35,7 @@ struct nb_ctx {
     nb_chunk chunks[NB_MAX_CHUNKS];
     int nchunks, cur;
     size_t limit, peak;
+    size_t used_before_cur;     /* bytes used in chunks[0 .. cur), so an allocation knows the total */
     uint64_t mallocs;
     nb_node **tape;
     int64_t tape_len, tape_cap;

@@ -54,11 +54,11 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
             if (c->size - c->used >= n) {
                 void *p = c->base + c->used;
                 c->used += n;
-                size_t used = nb_ctx_bytes_used(ctx);
-                if (used > ctx->peak) ctx->peak = used;
+                if (ctx->used_before_cur + c->used > ctx->peak) ctx->peak = ctx->used_before_cur + c->used;
                 return p;
             }
             if (ctx->cur + 1 < ctx->nchunks) {  /* a later chunk (kept from before) may fit */
+                ctx->used_before_cur += c->used;
                 ctx->cur++;
                 ctx->chunks[ctx->cur].used = 0;
                 continue;
@@ -76,6 +76,7 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
         if (posix_memalign(&base, 64, size) != 0)
             return nb__fail(ctx, NB_ERR_NOMEM, "arena: out of memory allocating %zu bytes", size);
         ctx->mallocs++;
+        if (ctx->cur < ctx->nchunks) ctx->used_before_cur += ctx->chunks[ctx->cur].used;
         ctx->chunks[ctx->nchunks] = (nb_chunk){base, size, 0};
         ctx->cur = ctx->nchunks++;
     }
@@ -98,6 +99,7 @@ void nb_ctx_reset(nb_ctx *ctx) {
     }
     if (ctx->nchunks) ctx->chunks[0].used = 0;
     ctx->cur = 0;
+    ctx->used_before_cur = 0;
     ctx->tape_len = 0;
     ctx->status = NB_OK;
     ctx->msg[0] = 0;
@@ -117,6 +119,8 @@ void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
     ctx->cur = m.chunk;
     if (m.chunk < ctx->nchunks) ctx->chunks[m.chunk].used = m.arena_used;
     for (int i = m.chunk + 1; i < ctx->nchunks; i++) ctx->chunks[i].used = 0;
+    ctx->used_before_cur = 0;
+    for (int i = 0; i < m.chunk && i < ctx->nchunks; i++) ctx->used_before_cur += ctx->chunks[i].used;
     if (m.tape_len < ctx->tape_len) ctx->tape_len = m.tape_len;
 }
 

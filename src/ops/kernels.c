@@ -89,6 +89,40 @@ void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg) {
     }
 }
 
+/* Fast path without an iterator: every operand either contiguous with out's shape (stride 1)
+ * or a single element (stride 0). Tiny ops are dominated by iterator set-up otherwise. Splits
+ * the flat range over threads exactly as nb__iter_run does. */
+static bool run_flat(nb_row_fn fn, const void *arg, int nops, const nb_tensor *const *ts) {
+    const nb_tensor *out = ts[0];
+    const int64_t total = out->numel;
+    int64_t s[NB_ITER_MAX];
+    char *p[NB_ITER_MAX];
+    size_t esz[NB_ITER_MAX];
+    for (int k = 0; k < nops; k++) {
+        const nb_tensor *t = ts[k];
+        if (t->numel == 1 && total != 1) s[k] = 0;
+        else if (t->numel == total && (t == out || nb_same_shape(t, out)) && nb_is_contiguous(t)) s[k] = 1;
+        else return false;
+        if (k == 0 && s[0] != 1 && total != 1) return false;
+        p[k] = t->data;
+        esz[k] = nb_dtype_size(t->dtype);
+    }
+    if (total == 0) return true;
+    if (total < NB_PAR_THRESHOLD || omp_in_parallel() || omp_get_max_threads() == 1) {
+        fn(total, p, s, arg);
+        return true;
+    }
+#pragma omp parallel
+    {
+        const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t b = total * t / T, e = total * (t + 1) / T;
+        char *q[NB_ITER_MAX];
+        for (int k = 0; k < nops; k++) q[k] = p[k] + b * s[k] * (int64_t)esz[k];
+        if (e > b) fn(e - b, q, s, arg);
+    }
+    return true;
+}
+
 /* ---- typed math ------------------------------------------------------------------------- */
 #define M1(fn, v) _Generic((v), float: fn##f, default: fn)(v)
 #define M2(fn, v, w) _Generic((v), float: fn##f, default: fn)(v, w)
@@ -152,9 +186,11 @@ DEFINE_UNARY_ROW(double, f64)
 void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, double p0, double p1) {
     nb_iter it;
     const nb_tensor *ts[2] = {out, x};
-    nb__iter_init(&it, out->ndim, out->shape, 2, ts);
     k_arg a = {k, p0, p1};
-    nb__iter_run(&it, out->dtype == NB_F32 ? unary_row_f32 : unary_row_f64, &a);
+    const nb_row_fn fn = out->dtype == NB_F32 ? unary_row_f32 : unary_row_f64;
+    if (run_flat(fn, &a, 2, ts)) return;
+    nb__iter_init(&it, out->ndim, out->shape, 2, ts);
+    nb__iter_run(&it, fn, &a);
 }
 
 #define LOOP2(EXPR)                                                                    \
@@ -213,9 +249,11 @@ DEFINE_BINARY_ROW(double, f64)
 void nb__binary_kernel(nb_binary_kind k, nb_tensor *out, const nb_tensor *a, const nb_tensor *b) {
     nb_iter it;
     const nb_tensor *ts[3] = {out, a, b};
-    nb__iter_init(&it, out->ndim, out->shape, 3, ts);
     k_arg arg = {k, 0, 0};
-    nb__iter_run(&it, out->dtype == NB_F32 ? binary_row_f32 : binary_row_f64, &arg);
+    const nb_row_fn fn = out->dtype == NB_F32 ? binary_row_f32 : binary_row_f64;
+    if (run_flat(fn, &arg, 3, ts)) return;
+    nb__iter_init(&it, out->ndim, out->shape, 3, ts);
+    nb__iter_run(&it, fn, &arg);
 }
 
 void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src) { nb__binary_kernel(NB_B_ADD, dst, dst, src); }
@@ -263,8 +301,9 @@ static void copy_row(int64_t n, char **p, const int64_t *s, const void *argp) {
 void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src) {
     nb_iter it;
     const nb_tensor *ts[2] = {dst, src};
-    nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
     cp_arg a = {dst->dtype, src->dtype};
+    if (run_flat(copy_row, &a, 2, ts)) return;
+    nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
     nb__iter_run(&it, copy_row, &a);
 }
 
