@@ -114,6 +114,28 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         if (par_batch) {
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
+        } else if (batch == 1 && blis_threads > 1 && flops < ((int64_t)1 << 27)) {
+            /* mid-size product: our threads each take a block of C's columns (or rows) and run
+             * BLIS single-threaded on it. BLIS's own barriers spin without yielding, which on a
+             * shared machine costs a time slice per barrier; one OpenMP region has one barrier.
+             * Every element still gets the same micro-kernel and k order: same bits. */
+            const bool by_cols = N >= M;
+            const int64_t len = by_cols ? N : M;
+#pragma omp parallel num_threads(T)
+            {
+                const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+                const int64_t lo = len * t / nt, hi = len * (t + 1) / nt;
+                if (hi > lo) {
+                    const char *ap = a->data, *bp = b->data;
+                    char *cp = out->data;
+                    if (by_cols)
+                        gemm(a->dtype, M, hi - lo, K, ap, rsa, csa, bp + lo * csb * (int64_t)es, rsb, csb,
+                             cp + lo * (int64_t)es, N, 1, 1);
+                    else
+                        gemm(a->dtype, hi - lo, N, K, ap + lo * rsa * (int64_t)es, rsa, csa, bp, rsb, csb,
+                             cp + lo * N * (int64_t)es, N, 1, 1);
+                }
+            }
         } else {
             for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
         }
