@@ -29,15 +29,17 @@ static double bench_median_of(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Total time budget of one measurement in seconds (shorter with --quick). */
+/* Total time budget of one measurement in seconds, and batches timed (fewer with --quick). */
 static double bench_budget = 1.0;
+static int bench_batches = 7;
 
 typedef void (*bench_fn)(void *arg);
 
 /* Median seconds per call of fn(arg): warm-up of ~15% of the budget (at least 2 calls),
- * then 7 batches whose call count is calibrated to fill the rest of the budget. */
+ * then bench_batches batches whose call count is calibrated to fill the rest of the budget. */
 static double bench_time(bench_fn fn, void *arg) {
-    enum { BATCHES = 7 };
+    enum { MAX_BATCHES = 16 };
+    const int BATCHES = bench_batches < MAX_BATCHES ? bench_batches : MAX_BATCHES;
     double t0 = bench_now();
     long warm = 0;
     do {
@@ -47,7 +49,7 @@ static double bench_time(bench_fn fn, void *arg) {
     double per = (bench_now() - t0) / (double)warm;
     long n = (long)(0.85 * bench_budget / BATCHES / (per > 1e-9 ? per : 1e-9));
     if (n < 1) n = 1;
-    double t[BATCHES];
+    double t[MAX_BATCHES];
     for (int b = 0; b < BATCHES; b++) {
         double s = bench_now();
         for (long i = 0; i < n; i++) fn(arg);

@@ -152,11 +152,12 @@ static void mm_case(const char *cfgname, int nlayers, const int64_t *dims /* M, 
     snprintf(cfg, sizeof cfg, "%s T=%d", cfgname, threads);
     /* interleave the two sides, so drifting load hits both alike */
     double tn[3], tb[3];
-    for (int r = 0; r < 3; r++) {
+    const int reps = bench_batches < 7 ? 1 : 3;
+    for (int r = 0; r < reps; r++) {
         tb[r] = bench_time(mm_blis, &m);
         tn[r] = bench_time(mm_nabla, &m);
     }
-    double n = bench_median_of(tn, 3), b = bench_median_of(tb, 3);
+    double n = bench_median_of(tn, reps), b = bench_median_of(tb, reps);
     bench_report("matmul", cfg, "time", n * 1e3, "ms");
     bench_report("matmul", cfg, "blis_time", b * 1e3, "ms");
     bench_report("matmul", cfg, "blis_gflops", flops / b * 1e-9, "GFLOP/s");
@@ -472,7 +473,7 @@ int main(int argc, char **argv) {
     int nrows = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--quick")) bench_budget = 0.3;
+        else if (!strcmp(argv[i], "--quick")) bench_budget = 0.2, bench_batches = 5;
         else if (nrows < 32) rows[nrows++] = argv[i];
     }
     if (threads < 1) threads = 1;

@@ -147,7 +147,7 @@ def main():
                         order.append(key)
                     samples.setdefault(key + (side,), []).append(v)
         # row 5: a whole MLP training run per side, its own process, peak RSS from getrusage
-        if mem_rows:
+        if mem_rows and (r == 0 or not a.quick):
             env = dict(base, OMP_NUM_THREADS="1", BLIS_NUM_THREADS="1")
             for side, cmd in (("nabla", [NABLA]), ("torch", TORCH)):
                 res, _ = run(cmd + ["--threads", "1"] + quick + ["memory"], env)

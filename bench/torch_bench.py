@@ -13,19 +13,20 @@ import time
 import torch
 
 BUDGET = 1.0
+BATCHES = 7
 
 
 def bench_time(fn):
-    """Median seconds per call of fn(): warm-up, then 7 calibrated batches (as bench.h)."""
+    """Median seconds per call of fn(): warm-up, then BATCHES calibrated batches (as bench.h)."""
     t0 = time.perf_counter()
     warm = 0
     while warm < 2 or time.perf_counter() - t0 < 0.15 * BUDGET:
         fn()
         warm += 1
     per = (time.perf_counter() - t0) / warm
-    n = max(1, int(0.85 * BUDGET / 7 / max(per, 1e-9)))
+    n = max(1, int(0.85 * BUDGET / BATCHES / max(per, 1e-9)))
     ts = []
-    for _ in range(7):
+    for _ in range(BATCHES):
         s = time.perf_counter()
         for _ in range(n):
             fn()
@@ -201,7 +202,7 @@ def row_optim(threads):
 
 
 def main():
-    global BUDGET
+    global BUDGET, BATCHES
     threads, rows, args = 1, [], sys.argv[1:]
     i = 0
     while i < len(args):
@@ -209,7 +210,7 @@ def main():
             threads = int(args[i + 1])
             i += 1
         elif args[i] == "--quick":
-            BUDGET = 0.3
+            BUDGET, BATCHES = 0.2, 5
         else:
             rows.append(args[i])
         i += 1
