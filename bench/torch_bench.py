@@ -39,8 +39,8 @@ def report(row, config, metric, value, unit):
 
 
 def row_info():
-    print(f"I\ttorch\t{torch.__version__}, {torch.get_num_threads()} threads, "
-          f"blas: {'BLAS' if torch.backends.mkl.is_available() is False else 'MKL'}", flush=True)
+    print(f"I\ttorch\t{torch.__version__}, blas: {'MKL' if torch.backends.mkl.is_available() else 'BLAS (libblas.so.3)'}",
+          flush=True)
 
 
 def chain_case(row, n, add_only, threads):
@@ -210,7 +210,7 @@ def main():
             threads = int(args[i + 1])
             i += 1
         elif args[i] == "--quick":
-            BUDGET, BATCHES = 0.2, 5
+            BUDGET, BATCHES = 0.15, 3
         else:
             rows.append(args[i])
         i += 1
