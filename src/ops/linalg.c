@@ -90,11 +90,14 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         const int64_t rsa = a->stride[a->ndim - 2], csa = a->stride[a->ndim - 1];
         const int64_t rsb = b->stride[b->ndim - 2], csb = b->stride[b->ndim - 1];
         const int T = omp_get_max_threads();
-        /* many small products: one thread each; few large ones: BLIS threads each product;
-         * tiny work stays on one thread (waking threads costs more than it saves, much more on
-         * a loaded machine) */
+        /* many products (small ones, or enough to share evenly): one thread each, one parallel
+         * region in all; few large ones: BLIS threads each product (a parallel region and
+         * several barriers per product, which a loaded machine makes very slow); tiny work stays
+         * on one thread (waking threads costs more than it saves). Either way each product is
+         * computed the same way, so results do not depend on the thread count. */
         const int64_t flops = M * N * K, min_par = (int64_t)1 << 18;
-        const bool par_batch = batch >= T && T > 1 && flops < (int64_t)1 << 21 && batch * flops >= min_par && !omp_in_parallel();
+        const bool many = flops < (int64_t)1 << 21 || batch % T == 0 || batch >= 4 * (int64_t)T;
+        const bool par_batch = batch >= T && T > 1 && many && batch * flops >= min_par && !omp_in_parallel();
         const int blis_threads = par_batch || omp_in_parallel() || flops < min_par ? 1 : T;
         /* BLIS's threads must not start inside an (even inactive) OpenMP region of ours: a
          * nested team gets fresh threads on every call, which costs more than the product */

@@ -1,0 +1,169 @@
+/* A small GAN on Fashion-MNIST: an MLP generator maps 64-d Gaussian noise to 28x28 images in
+ * [-1, 1] (tanh), an MLP discriminator (LeakyReLU, dropout) scores images as real or fake. Each
+ * network has its own parameters and its own Adam (lr 2e-4, beta1 0.5, as in DCGAN); they are
+ * trained in turn with the non-saturating logistic loss. Every --sample-every epochs a PNG grid of
+ * 64 samples from fixed noise is written (fashion_gan_epochNNN.png).
+ *
+ * --gp LAMBDA adds WGAN-GP's gradient penalty to the discriminator's loss:
+ * LAMBDA * mean (||d D(x_hat) / d x_hat|| - 1)^2 at random points x_hat between real and fake
+ * images. The input gradient is built with create_graph, so the penalty is differentiated again
+ * w.r.t. the discriminator's weights (nb_gradient_penalty).
+ *
+ *   build/fashion_gan                            # 20 epochs over 60000 images
+ *   build/fashion_gan --epochs 5 --gp 10
+ */
+// ci-args: --subset 2000 --epochs 2 --sample-every 1 --gp 1 --threads 1
+#include "example_util.h"
+
+enum { ZDIM = 64 };
+
+typedef struct {
+    nb_linear_layer fc1, fc2, fc3;
+} mlp3;
+
+static nb_status mlp3_init(mlp3 *m, nb_params *ps, int64_t in, int64_t h1, int64_t h2, int64_t out, nb_rng *rng) {
+    nb_status s = nb_linear_layer_init(&m->fc1, ps, "fc1", in, h1, true, rng);
+    if (!s) s = nb_linear_layer_init(&m->fc2, ps, "fc2", h1, h2, true, rng);
+    if (!s) s = nb_linear_layer_init(&m->fc3, ps, "fc3", h2, out, true, rng);
+    return s;
+}
+
+/* z (N, 64) -> images (N, 784) in [-1, 1] */
+static nb_tensor *generator(nb_ctx *ctx, const mlp3 *g, nb_tensor *z) {
+    nb_tensor *h = nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &g->fc1, z), 0.2);
+    h = nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &g->fc2, h), 0.2);
+    return nb_tanh(ctx, nb_linear_layer_forward(ctx, &g->fc3, h));
+}
+
+/* images (N, 784) -> logits (N, 1): real > 0 > fake. Dropout only in train mode. */
+static nb_tensor *discriminator(nb_ctx *ctx, const mlp3 *d, nb_tensor *x) {
+    nb_tensor *h = nb_dropout(ctx, nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &d->fc1, x), 0.2), 0.3);
+    h = nb_dropout(ctx, nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &d->fc2, h), 0.2), 0.3);
+    return nb_linear_layer_forward(ctx, &d->fc3, h);
+}
+
+/* Write G(z_fixed) as an 8x8 grid (eval mode, no graph). */
+static nb_status save_samples(nb_ctx *ctx, const mlp3 *g, nb_tensor *z_fixed, const char *path) {
+    nb_status s;
+    nb_set_train(ctx, false);
+    NB_NO_GRAD(ctx) {
+        nb_tensor *img = nb_affine(ctx, generator(ctx, g, z_fixed), 0.5, 0.5); /* [-1, 1] -> [0, 1] */
+        s = img ? nb_png_grid(path, img, 8, 2) : nb_ctx_status(ctx);
+    }
+    nb_set_train(ctx, true);
+    nb_ctx_reset(ctx);
+    return s;
+}
+
+int main(int argc, char **argv) {
+    int64_t subset = 0, epochs = 20, batch = 64, hidden = 256, sample_every = 5, threads = 0, seed = 1;
+    double lr = 2e-4, gp = 0;
+    const char *data = NULL, *prefix = "fashion_gan";
+    const ex_opt opts[] = {
+        {"--subset", EX_INT, &subset, 0, 60000, "training images used (0: all)"},
+        {"--epochs", EX_INT, &epochs, 1, 10000, "passes over the training images"},
+        {"--batch", EX_INT, &batch, 2, 60000, "images per step"},
+        {"--lr", EX_REAL, &lr, 1e-9, 10, "learning rate of both Adams"},
+        {"--hidden", EX_INT, &hidden, 1, 65536, "G: 64 -> H -> 2H -> 784, D: 784 -> 2H -> H -> 1"},
+        {"--gp", EX_REAL, &gp, 0, 1e6, "weight of the gradient penalty on D (0: none)"},
+        {"--sample-every", EX_INT, &sample_every, 1, 10000, "write a PNG of samples every this many epochs"},
+        {"--threads", EX_INT, &threads, 0, 1024, "OpenMP/BLIS threads (0: OpenMP's default)"},
+        {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, noise, batch order and dropout"},
+        {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
+        {"--out", EX_STR, &prefix, 0, 0, "prefix of the PNG files"},
+    };
+    if (!ex_parse(argc, argv, "fashion_gan", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
+    if (threads) nb_set_num_threads((int)threads);
+
+    ex_data d; /* (N, 784) in [0, 1], rescaled to [-1, 1] per batch; no validation split needed */
+    if (!ex_load("fashion_gan", data, false, false, subset, 0, 64, (uint64_t)seed, &d)) return 1;
+    printf("train %lld images; %d threads; gradient penalty %g\n", (long long)d.x_train->shape[0], nb_get_num_threads(),
+           gp);
+
+    /* two models, two parameter sets, two optimizers */
+    nb_params *ps_g = nb_params_new(), *ps_d = nb_params_new();
+    nb_rng rng = nb_rng_new((uint64_t)seed);
+    mlp3 G, D;
+    if (mlp3_init(&G, ps_g, ZDIM, hidden, 2 * hidden, 784, &rng) != NB_OK ||
+        mlp3_init(&D, ps_d, 784, 2 * hidden, hidden, 1, &rng) != NB_OK)
+        return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
+    nb_hparams hp = nb_adam.defaults;
+    hp.lr = lr, hp.beta1 = 0.5;
+    nb_optim *opt_g = nb_optim_new(&nb_adam, ps_g, &hp), *opt_d = nb_optim_new(&nb_adam, ps_d, &hp);
+    nb_ctx *ctx = nb_ctx_new();
+    nb_ctx_seed(ctx, (uint64_t)seed); /* noise and dropout come from the context's generator */
+    nb_tensor *z_fixed = nb_tensor_new(NB_F32, NB_SHAPE(64, ZDIM));
+    nb_rng_normal(&rng, z_fixed, 0, 1);
+    nb_batcher *it = nb_batcher_new(d.x_train, NULL, &(nb_batch_opts){.batch_size = batch, .shuffle = true,
+                                                                      .drop_last = true, .seed = (uint64_t)seed});
+    if (!opt_g || !opt_d || !ctx || !it) return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
+    printf("G: %lld parameters, D: %lld parameters\n", (long long)ps_g->total, (long long)ps_d->total);
+
+    double train_time = 0;
+    int64_t seen = 0;
+    for (int64_t epoch = 0; epoch < epochs; epoch++) {
+        double t0 = ex_now(), sum_d = 0, sum_g = 0, sum_real = 0;
+        int64_t steps = 0, epoch_n = 0;
+        nb_batch b;
+        nb_batcher_start(it, epoch);
+        while (nb_batcher_next(it, &b)) {
+            const int64_t n = b.n;
+            nb_tensor *ones = nb_ones(ctx, NB_F32, NB_SHAPE(n, 1)), *zeros = nb_zeros(ctx, NB_F32, NB_SHAPE(n, 1));
+
+            /* 1. discriminator step: real images -> 1, generated ones (constants here) -> 0 */
+            nb_tensor *real = nb_affine(ctx, b.x, 2, -1), *fake;
+            NB_NO_GRAD(ctx) { fake = generator(ctx, &G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM))); }
+            nb_tensor *d_real = discriminator(ctx, &D, real);
+            nb_tensor *loss_d = nb_add(ctx, nb_bce_with_logits(ctx, d_real, ones, NB_REDUCE_MEAN),
+                                       nb_bce_with_logits(ctx, discriminator(ctx, &D, fake), zeros, NB_REDUCE_MEAN));
+            if (gp > 0) {
+                /* x_hat = a*real + (1-a)*fake, a ~ U(0,1) per image: a leaf that requires grad */
+                nb_tensor *a = nb_rand(ctx, NB_F32, NB_SHAPE(n, 1)), *x_hat;
+                NB_NO_GRAD(ctx) { x_hat = nb_add(ctx, fake, nb_mul(ctx, a, nb_sub(ctx, real, fake))); }
+                x_hat = nb_detach(ctx, x_hat);
+                nb_requires_grad(x_hat, true);
+                loss_d = nb_add(ctx, loss_d, nb_gradient_penalty(ctx, discriminator(ctx, &D, x_hat), x_hat, 1.0, gp));
+            }
+            nb_params_zero_grad(ps_d);
+            if (!loss_d || nb_backward(ctx, loss_d, NULL) != NB_OK || nb_optim_step(opt_d) != NB_OK)
+                return fprintf(stderr, "fashion_gan: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
+            sum_d += nb_item(loss_d);
+            for (int64_t i = 0; i < n; i++) sum_real += nb_get(d_real, i) > 0;
+            nb_ctx_reset(ctx);
+
+            /* 2. generator step: make D call fresh samples real (non-saturating loss). The
+             * gradient also reaches D's parameters; D's step above zeroes them first. */
+            ones = nb_ones(ctx, NB_F32, NB_SHAPE(n, 1));
+            nb_tensor *loss_g =
+                nb_bce_with_logits(ctx, discriminator(ctx, &D, generator(ctx, &G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM)))),
+                                   ones, NB_REDUCE_MEAN);
+            nb_params_zero_grad(ps_g);
+            if (!loss_g || nb_backward(ctx, loss_g, NULL) != NB_OK || nb_optim_step(opt_g) != NB_OK)
+                return fprintf(stderr, "fashion_gan: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
+            sum_g += nb_item(loss_g);
+            nb_ctx_reset(ctx);
+            seen += n, epoch_n += n, steps++;
+        }
+        train_time += ex_now() - t0;
+        printf("epoch %3lld  loss_D %.4f  loss_G %.4f  D(real) > 0 on %.1f%%  (%.1f s)\n", (long long)epoch + 1,
+               sum_d / (double)steps, sum_g / (double)steps, 100 * sum_real / (double)epoch_n,
+               ex_now() - t0);
+        if ((epoch + 1) % sample_every == 0 || epoch + 1 == epochs) {
+            char path[512];
+            snprintf(path, sizeof path, "%s_epoch%03lld.png", prefix, (long long)epoch + 1);
+            if (save_samples(ctx, &G, z_fixed, path) != NB_OK)
+                return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
+            printf("wrote %s\n", path);
+        }
+        fflush(stdout);
+    }
+    printf("samples_per_sec=%.0f\n", (double)seen / train_time);
+
+    nb_batcher_free(it);
+    nb_optim_free(opt_g), nb_optim_free(opt_d);
+    nb_params_free(ps_g), nb_params_free(ps_d);
+    nb_tensor_free(z_fixed);
+    nb_ctx_free(ctx);
+    ex_data_free(&d);
+    return 0;
+}
