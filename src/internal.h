@@ -131,6 +131,9 @@ void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 /* dst += src (same shape), not recorded. */
 void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);
 
+/* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
+void nb__blis_init(void);
+
 /* ---- recording ------------------------------------------------------------------------ */
 /* Finish an op: anomaly check of out, then record a node when needed. Returns out (or NULL
  * after an anomaly). *node_out (may be NULL) receives the node or NULL. */

@@ -386,6 +386,7 @@ nb_status nb_rng_normal(nb_rng *rng, nb_tensor *t, double mean, double std) {
 void nb_set_num_threads(int n) {
     if (n < 1) n = 1;
     omp_set_num_threads(n);
+    nb__blis_init();
     bli_thread_set_num_threads(n);
 }
 int nb_get_num_threads(void) { return omp_get_max_threads(); }
