@@ -201,7 +201,7 @@ void nb_dist_abort(const nb_dist *d, const char *why) {
     fprintf(stderr, "nabla dist: rank %d aborting: %s\n", d ? d->rank : -1, why ? why : "");
     fflush(stderr);
     MPI_Abort(d && d->comm != MPI_COMM_NULL ? d->comm : MPI_COMM_WORLD, 1);
-    abort(); /* MPI_Abort does not return; if an implementation does, do not go on */
+    _Exit(EXIT_FAILURE); /* MPI_Abort does not return; if an implementation does, do not go on */
 }
 
 /* ---- broadcasts and reductions (non-blocking + nb_dist_wait, so the timeout applies) ------- */
