@@ -53,9 +53,10 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
 
 /* ---- pooling ------------------------------------------------------------------------------ */
 /* Max over kernel x kernel windows of x (N, C, H, W); stride 0 means stride = kernel (PyTorch's
- * default); padding at most kernel/2. The gradient goes to the arg-max of each window (exact
- * ties share it). Padding acts as -infinity (the dtype's lowest finite value, so anomaly mode
- * stays quiet). */
+ * default); padding at most kernel/2 (padding never wins). The gradient goes to the arg-max of
+ * each window, as in PyTorch: the first maximum in row-major order among exact ties; a NaN in a
+ * window is its maximum. Differentiable to any order (the backward is a scatter-add at the
+ * arg-max positions, whose backward is the gather again). */
 nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);
 /* Mean over windows, zero padding counted (PyTorch's count_include_pad=True). stride 0 = kernel. */
 nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);

@@ -1,6 +1,9 @@
 /* max/avg/adaptive pooling: PyTorch values, gradients, errors. */
 #include "nn_test_util.h"
 
+#include <float.h>
+#include <math.h>
+
 static nb_ctx *ctx;
 static void setup(void) { ctx = nb_ctx_new(); nb_ctx_seed(ctx, 11); }
 static void teardown(void) { nb_ctx_free(ctx); }
@@ -51,8 +54,10 @@ static nb_tensor *f_adaptive(nb_ctx *c, nb_tensor *const *in, void *u) {
 
 Test(pool, gradients) {
     nb_tensor *x = rand_leaf(ctx, NB_SHAPE(2, 2, 5, 5));
-    pool_cfg cases[] = {{3, 2, 1, true}, {2, 0, 0, true}, {3, 2, 1, false}, {2, 1, 0, false}};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_grads(ctx, f_pool, 1, &x, &cases[i], !cases[i].is_max);
+    pool_cfg cases[] = {{3, 2, 1, true}, {2, 0, 0, true}, {2, 1, 1, true}, {3, 1, 0, true}, {4, 3, 2, true},
+                        {3, 2, 1, false}, {2, 1, 0, false}};
+    /* max pooling too to second order: its backward (scatter at the arg-max) is itself an op */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_grads(ctx, f_pool, 1, &x, &cases[i], true);
     check_grads(ctx, f_adaptive, 1, &x, NULL, true);
 }
 
@@ -61,4 +66,86 @@ Test(pool, errors) {
     ASSERT_ERROR(ctx, nb_max_pool2d(ctx, x, 7, 1, 1), NB_ERR_SHAPE, "max_pool2d", "(1,2,4,4)", "7x7", "6x6");
     ASSERT_ERROR(ctx, nb_avg_pool2d(ctx, x, 2, 1, 2), NB_ERR_VALUE, "avg_pool2d", "padding 2");
     ASSERT_ERROR(ctx, nb_max_pool2d(ctx, nb_zeros(ctx, NB_F32, NB_SHAPE(4, 4)), 2, 2, 0), NB_ERR_SHAPE, "(4,4)", "4-D");
+}
+
+/* The composite max pooling nb_max_pool2d used to be (unfold with the lowest finite value as
+ * padding, max over the kernel axis): values must match it exactly, gradients too where no
+ * window has a tie (random normal inputs). */
+static nb_tensor *old_max_pool(nb_ctx *c, nb_tensor *x, int k, int s, int p) {
+    if (s == 0) s = k;
+    const int64_t oh = (x->shape[2] + 2 * p - k) / s + 1, ow = (x->shape[3] + 2 * p - k) / s + 1;
+    nb_tensor *w = nb_unfold(c, x, NB_WINDOW2D(k, s, p, 1), x->dtype == NB_F32 ? -FLT_MAX : -DBL_MAX);
+    w = nb_reshape(c, w, NB_SHAPE(x->shape[0], x->shape[1], (int64_t)k * k, oh * ow));
+    int axis = 2;
+    return nb_reshape(c, nb_max(c, w, 1, &axis, false), NB_SHAPE(x->shape[0], x->shape[1], oh, ow));
+}
+
+Test(pool, max_pool_equals_the_composite) {
+    const pool_cfg cases[] = {{2, 2, 0, true}, {3, 2, 1, true}, {2, 1, 1, true}, {3, 1, 1, true}, {4, 3, 2, true},
+                              {5, 2, 2, true}, {1, 1, 0, true}};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const pool_cfg *k = &cases[i];
+            nb_tensor *x = nb_randn(ctx, dt ? NB_F64 : NB_F32, NB_SHAPE(3, 2, 9, 7));
+            nb_requires_grad(x, true);
+            nb_tensor *a = nb_max_pool2d(ctx, x, k->k, k->s, k->p), *b = old_max_pool(ctx, x, k->k, k->s, k->p);
+            cr_assert(a && b && nb_same_shape(a, b), "%s", nb_ctx_error(ctx));
+            for (int64_t j = 0; j < a->numel; j++) cr_assert_eq(nb_get(a, j), nb_get(b, j), "case %zu value %lld", i, (long long)j);
+            nb_tensor *g = nb_randn(ctx, x->dtype, a->ndim, a->shape), *ga, *gb;
+            cr_assert_eq(nb_grad(ctx, 1, &a, &g, 1, &x, &ga, false), NB_OK, "%s", nb_ctx_error(ctx));
+            cr_assert_eq(nb_grad(ctx, 1, &b, &g, 1, &x, &gb, false), NB_OK, "%s", nb_ctx_error(ctx));
+            for (int64_t j = 0; j < x->numel; j++)
+                assert_close(nb_get(ga, j), nb_get(gb, j), dt ? 1e-14 : 1e-6, 0, "case %zu grad %lld", i, (long long)j);
+        }
+}
+
+Test(pool, max_pool_ties_and_nan_follow_pytorch) {
+    /* ties: the first maximum in row-major order gets the whole gradient (PyTorch's rule) */
+    const double v[8] = {1, 3, 3, 0, /* row 0 */ 3, 2, 0, 0 /* row 1 */};
+    nb_tensor *x = nb_from(ctx, NB_F64, NB_SHAPE(1, 1, 2, 4), v);
+    nb_requires_grad(x, true);
+    nb_tensor *y = nb_max_pool2d(ctx, x, 2, 2, 0);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    const double want_y[2] = {3, 3}, want_g[8] = {0, 1, 1, 0, 0, 0, 0, 0};
+    assert_values(y, want_y, 2, 0);
+    assert_values(x->grad, want_g, 8, 0);
+    /* a NaN anywhere in a window is its maximum, in the unrolled and in the clipped path */
+    const float f[9] = {1, NAN, 2, 3, 4, 5, 6, 7, NAN};
+    nb_tensor *xf = nb_from(ctx, NB_F32, NB_SHAPE(1, 1, 3, 3), f);
+    nb_tensor *m = nb_max_pool2d(ctx, xf, 2, 1, 0), *mp = nb_max_pool2d(ctx, xf, 2, 2, 1);
+    cr_assert(isnan(nb_get(m, 0)) && isnan(nb_get(m, 1)) && nb_get(m, 2) == 7 && isnan(nb_get(m, 3)));
+    cr_assert(nb_get(mp, 0) == 1 && isnan(nb_get(mp, 1)) && nb_get(mp, 2) == 6 && isnan(nb_get(mp, 3)));
+}
+
+Test(pool, max_pool_double_backward_values) {
+    /* y = sum(maxpool(x)^2): dy/dx = 2 x at the arg-maxes; d/dx <dy/dx, v> = 2 v at the arg-maxes */
+    const double v[4] = {0.5, 2.0, -1.0, 1.5};
+    nb_tensor *x = nb_from(ctx, NB_F64, NB_SHAPE(1, 1, 2, 2), v);
+    nb_requires_grad(x, true);
+    nb_tensor *p = nb_max_pool2d(ctx, x, 2, 2, 0);
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, p, p)), *g;
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, true), NB_OK, "%s", nb_ctx_error(ctx));
+    const double want_g[4] = {0, 4, 0, 0};
+    assert_values(g, want_g, 4, 0);
+    nb_tensor *dir = nb_full(ctx, NB_F64, NB_SHAPE(1, 1, 2, 2), 3.0), *h;
+    nb_tensor *gv = nb_sum_all(ctx, nb_mul(ctx, g, dir));
+    cr_assert_eq(nb_grad(ctx, 1, &gv, NULL, 1, &x, &h, false), NB_OK, "%s", nb_ctx_error(ctx));
+    const double want_h[4] = {0, 6, 0, 0};
+    assert_values(h, want_h, 4, 0);
+}
+
+Test(pool, max_pool_same_bits_for_any_thread_count, .timeout = 60) {
+    /* overlapping windows: the backward adds several gradients into one element */
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(8, 16, 24, 24));
+    nb_requires_grad(x, true);
+    nb_tensor *g = nb_randn(ctx, NB_F32, NB_SHAPE(8, 16, 12, 12)), *gr[2], *y[2];
+    const int saved = nb_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        nb_set_num_threads(t + 1);
+        y[t] = nb_max_pool2d(ctx, x, 3, 2, 1);
+        cr_assert_eq(nb_grad(ctx, 1, &y[t], &g, 1, &x, &gr[t], false), NB_OK, "%s", nb_ctx_error(ctx));
+    }
+    nb_set_num_threads(saved);
+    cr_assert(memcmp(y[0]->data, y[1]->data, (size_t)y[0]->numel * 4) == 0);
+    cr_assert(memcmp(gr[0]->data, gr[1]->data, (size_t)gr[0]->numel * 4) == 0);
 }
