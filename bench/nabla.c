@@ -1,6 +1,7 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
- *   bench_nabla [--threads T] [--quick] [ROW ...]     ROW: info chain engine matmul triad
+ *   bench_nabla [--threads T] [--quick] [ROW ...]
+ *       ROW: info mlp cnn conv optim chain engine matmul memory triad, prof-mlp64/prof-mlp256/prof-cnn
  *
  * Prints tab-separated result lines (see bench.h). The thread count is set explicitly
  * (OpenMP and BLIS) from --threads; bench/run.py also sets OMP_NUM_THREADS/BLIS_NUM_THREADS.
@@ -206,6 +207,42 @@ static double row_triad(int64_t n) {
     free(t.b);
     free(t.c);
     return gbs;
+}
+
+/* Row 7: conv2d forward + backward (gradients of x and w for a given output gradient) at the
+ * CNN's two layer shapes, batch 64, 3x3, padding 1, no bias. */
+typedef struct {
+    nb_ctx *ctx;
+    nb_tensor *x, *w, *g;
+} conv_arg;
+
+static void conv_step(void *p) {
+    conv_arg *a = p;
+    nb_tensor *y = nb_conv2d(a->ctx, a->x, a->w, NULL, 1, 1, 1, 1);
+    nb_tensor *ins[2] = {a->x, a->w}, *gr[2];
+    if (nb_grad(a->ctx, 1, &y, &a->g, 2, ins, gr, false) != NB_OK) {
+        fprintf(stderr, "conv: %s\n", nb_ctx_error(a->ctx));
+        exit(1);
+    }
+    nb_ctx_reset(a->ctx);
+}
+
+static void conv_case(int64_t B, int64_t C, int64_t O, int64_t HW) {
+    conv_arg a = {nb_ctx_new(), nb_tensor_new(NB_F32, 4, (int64_t[]){B, C, HW, HW}),
+                  nb_tensor_new(NB_F32, 4, (int64_t[]){O, C, 3, 3}), nb_tensor_new(NB_F32, 4, (int64_t[]){B, O, HW, HW})};
+    nb_rng r = nb_rng_new(11);
+    nb_rng_normal(&r, a.x, 0, 1);
+    nb_rng_normal(&r, a.w, 0, 0.1);
+    nb_rng_normal(&r, a.g, 0, 1);
+    nb_requires_grad(a.x, true);
+    nb_requires_grad(a.w, true);
+    double t = bench_time(conv_step, &a);
+    char cfg[96];
+    snprintf(cfg, sizeof cfg, "B=%lld %lld->%lld %lldx%lld T=%d", (long long)B, (long long)C, (long long)O, (long long)HW,
+             (long long)HW, threads);
+    bench_report("conv", cfg, "time", t * 1e3, "ms");
+    nb_tensor_free(a.x), nb_tensor_free(a.w), nb_tensor_free(a.g);
+    nb_ctx_free(a.ctx);
 }
 
 /* ---- rows 1, 2, 5: training with the optimizer API (on main once optim is merged) -------- */
@@ -439,6 +476,98 @@ static void row_memory(void) {
     free(img);
 }
 
+/* Row 8: one training step of examples/fashion_cnn.c's network (width 32, hidden 128):
+ * conv32-bn-relu-maxpool2, conv64-bn-relu-maxpool2, dropout 0.25, linear 3136->128, relu,
+ * dropout 0.5, linear 10, cross-entropy, Adam (lr 1e-3), batch 64, Fashion-MNIST in memory. */
+typedef struct {
+    nb_ctx *ctx;
+    nb_params *ps;
+    nb_optim *opt;
+    nb_conv2d_layer conv1, conv2;
+    nb_batch_norm_layer bn1, bn2;
+    nb_linear_layer fc1, fc2;
+    nb_tensor *x, *y; /* (N, 1, 28, 28), (N) */
+    int64_t batch, pos;
+} cnn_run;
+
+static void cnn_init(cnn_run *m, nb_tensor *x, nb_tensor *y, int64_t batch) {
+    memset(m, 0, sizeof *m);
+    m->ctx = nb_ctx_new();
+    nb_ctx_seed(m->ctx, 42);
+    m->ps = nb_params_new();
+    nb_rng r = nb_rng_new(5);
+    nb_status s = nb_conv2d_layer_init(&m->conv1, m->ps, "conv1", 1, 32, 3, 1, 1, 1, 1, false, &r);
+    if (!s) s = nb_batch_norm_layer_init(&m->bn1, m->ps, "bn1", 32);
+    if (!s) s = nb_conv2d_layer_init(&m->conv2, m->ps, "conv2", 32, 64, 3, 1, 1, 1, 1, false, &r);
+    if (!s) s = nb_batch_norm_layer_init(&m->bn2, m->ps, "bn2", 64);
+    if (!s) s = nb_linear_layer_init(&m->fc1, m->ps, "fc1", 64 * 7 * 7, 128, true, &r);
+    if (!s) s = nb_linear_layer_init(&m->fc2, m->ps, "fc2", 128, 10, true, &r);
+    nb_hparams hp = nb_adam.defaults;
+    hp.lr = 1e-3;
+    if (!s) m->opt = nb_optim_new(&nb_adam, m->ps, &hp);
+    if (!m->opt) {
+        fprintf(stderr, "cnn: %s\n", nb_last_error());
+        exit(1);
+    }
+    m->x = x;
+    m->y = y;
+    m->batch = batch;
+}
+
+static void cnn_step(void *p) {
+    cnn_run *m = p;
+    nb_ctx *ctx = m->ctx;
+    if (m->pos + m->batch > m->x->shape[0]) m->pos = 0;
+    nb_tensor *xb = nb_reshape(ctx, nb_slice(ctx, m->x, 0, m->pos, m->pos + m->batch, 1), 4,
+                               (int64_t[]){m->batch, 1, 28, 28});
+    nb_tensor *yb = nb_slice(ctx, m->y, 0, m->pos, m->pos + m->batch, 1);
+    m->pos += m->batch;
+    nb_tensor *h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn1, nb_conv2d_layer_forward(ctx, &m->conv1, xb)));
+    h = nb_max_pool2d(ctx, h, 2, 2, 0);
+    h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn2, nb_conv2d_layer_forward(ctx, &m->conv2, h)));
+    h = nb_dropout(ctx, nb_flatten(ctx, nb_max_pool2d(ctx, h, 2, 2, 0), 1), 0.25);
+    h = nb_dropout(ctx, nb_relu(ctx, nb_linear_layer_forward(ctx, &m->fc1, h)), 0.5);
+    nb_tensor *loss = nb_cross_entropy(ctx, nb_linear_layer_forward(ctx, &m->fc2, h), yb, NB_REDUCE_MEAN);
+    nb_params_zero_grad(m->ps);
+    if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(m->opt) != NB_OK) {
+        fprintf(stderr, "cnn: %s / %s\n", nb_ctx_error(ctx), nb_last_error());
+        exit(1);
+    }
+    nb_ctx_reset(ctx);
+}
+
+static void cnn_free(cnn_run *m) {
+    nb_optim_free(m->opt);
+    nb_batch_norm_layer_free(&m->bn1), nb_batch_norm_layer_free(&m->bn2);
+    nb_params_free(m->ps);
+    nb_ctx_free(m->ctx);
+}
+
+static void row_cnn(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    cnn_run m;
+    cnn_init(&m, x, y, 64);
+    double t = bench_time(cnn_step, &m);
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "B=64 T=%d", threads);
+    bench_report("cnn", cfg, "samples/s", 64.0 / t, "samples/s");
+    cnn_free(&m);
+    nb_tensor_free(x), nb_tensor_free(y);
+}
+
+/* For profilers: 200 CNN steps at batch 64 after loading (a fixed amount of work, so that CPU
+ * times of two builds compare on a busy machine), nothing else. */
+static void prof_cnn(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    cnn_run m;
+    cnn_init(&m, x, y, 64);
+    for (int i = 0; i < 200; i++) cnn_step(&m);
+    cnn_free(&m);
+    nb_tensor_free(x), nb_tensor_free(y);
+}
+
 /* Row 2: one step of Adam and of SGD with momentum on a single 10M-element parameter, against
  * the bandwidth bound bytes / triad bandwidth measured just before in the same process. */
 static void opt_step(void *p) { nb_optim_step(p); }
@@ -478,7 +607,7 @@ int main(int argc, char **argv) {
     }
     if (threads < 1) threads = 1;
     nb_set_num_threads(threads);
-    static const char *all[] = {"info", "mlp", "optim", "chain", "engine", "matmul"};
+    static const char *all[] = {"info", "mlp", "cnn", "conv", "optim", "chain", "engine", "matmul"};
     if (!nrows) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) rows[nrows++] = all[i];
     }
@@ -496,17 +625,24 @@ int main(int argc, char **argv) {
             mm_case("1024x1024x1024", 1, (int64_t[]){1024, 1024, 1024});
             mm_case("mlp B=64", 3, (int64_t[]){64, 784, 256, 256, 128, 128, 10});
             mm_case("mlp B=256", 3, (int64_t[]){256, 784, 256, 256, 128, 128, 10});
+        } else if (!strcmp(row, "conv")) {
+            conv_case(64, 1, 32, 28);
+            conv_case(64, 32, 64, 14);
 #ifdef BENCH_HAVE_OPTIM
         } else if (!strcmp(row, "mlp")) {
             row_mlp();
         } else if (!strcmp(row, "optim")) {
             row_optim();
+        } else if (!strcmp(row, "cnn")) {
+            row_cnn();
+        } else if (!strcmp(row, "prof-cnn")) {
+            prof_cnn();
         } else if (!strcmp(row, "memory")) {
             row_memory();
         } else if (!strcmp(row, "prof-mlp64") || !strcmp(row, "prof-mlp256")) {
             prof_mlp(row[8] == '6' ? 64 : 256);
 #else
-        } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory")) {
+        } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory") || !strcmp(row, "cnn")) {
             /* needs the optimizer API (nabla/optim.h) */
 #endif
         } else if (!strcmp(row, "triad")) {

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 NABLA = os.path.join(BUILD, "bench_nabla")
 TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
-ALL_ROWS = ["mlp", "optim", "chain", "matmul", "engine"]
+ALL_ROWS = ["mlp", "cnn", "conv", "optim", "chain", "matmul", "engine"]
 
 # (row, metric) -> (which value the target applies to, comparison, bound) ; per-config bounds
 # as a function of the config string.

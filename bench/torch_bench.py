@@ -180,6 +180,54 @@ def row_memory():
     report("memory", "mlp B=64 T=1", "final_loss", float(r.loss), "")
 
 
+# ---- rows 7 and 8: conv2d forward + backward, the CNN training step ---------------------------
+def conv_case(B, C, O, HW, threads):
+    """conv2d 3x3 padding 1, no bias, forward + gradients of x and w for a given output gradient."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(B, C, HW, HW, generator=g).requires_grad_()
+    w = (0.1 * torch.randn(O, C, 3, 3, generator=g)).requires_grad_()
+    gy = torch.randn(B, O, HW, HW, generator=g)
+
+    def step():
+        y = torch.nn.functional.conv2d(x, w, None, 1, 1)
+        torch.autograd.grad(y, (x, w), gy)
+
+    t = bench_time(step)
+    report("conv", f"B={B} {C}->{O} {HW}x{HW} T={threads}", "time", t * 1e3, "ms")
+
+
+def make_cnn():
+    """examples/fashion_cnn.c's network (width 32, hidden 128) and Adam (lr 1e-3)."""
+    import torch.nn as nn
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(128, 10))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def row_cnn(threads, data):
+    x, y = data[0].view(-1, 1, 28, 28), data[1]
+    model, opt = make_cnn()
+    model.train()
+    state = {"pos": 0}
+    b = 64
+
+    def step():
+        pos = state["pos"]
+        if pos + b > x.shape[0]:
+            pos = 0
+        xb, yb = x[pos:pos + b], y[pos:pos + b]
+        state["pos"] = pos + b
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    t = bench_time(step)
+    report("cnn", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
+
+
 # ---- row 2: one optimizer step on a single 10M-element parameter ------------------------------
 OPT_N = 10_000_000
 
@@ -216,8 +264,8 @@ def main():
         i += 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    rows = rows or ["info", "mlp", "optim", "chain", "engine", "matmul"]
-    data = load_data() if "mlp" in rows else None
+    rows = rows or ["info", "mlp", "cnn", "conv", "optim", "chain", "engine", "matmul"]
+    data = load_data() if "mlp" in rows or "cnn" in rows else None
     for row in rows:
         if row == "info":
             row_info()
@@ -233,6 +281,11 @@ def main():
             mm_case("mlp B=256", [256, 784, 256, 256, 128, 128, 10], threads)
         elif row == "mlp":
             row_mlp(threads, data)
+        elif row == "cnn":
+            row_cnn(threads, data)
+        elif row == "conv":
+            conv_case(64, 1, 32, 28, threads)
+            conv_case(64, 32, 64, 14, threads)
         elif row == "optim":
             row_optim(threads)
         elif row == "memory":
