@@ -602,7 +602,7 @@ int main(int argc, char **argv) {
     int nrows = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--quick")) bench_budget = 0.15, bench_batches = 3;
+        else if (!strcmp(argv[i], "--quick")) bench_budget = 0.1, bench_batches = 3;
         else if (nrows < 32) rows[nrows++] = argv[i];
     }
     if (threads < 1) threads = 1;

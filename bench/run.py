@@ -11,10 +11,11 @@ thread counts explicitly), and the same BLIS sub-configuration (PyTorch's BLAS i
 BLIS library through libblas.so.3). Every figure is the median over rounds of per-process
 medians; warm-up is never timed. Ratios are nabla / PyTorch of the same metric.
 
---quick: 2 rounds with short measurements (under two minutes); the default is 5 rounds.
+--quick: 2 rounds with short measurements (about two minutes); the default is 5 rounds.
 --blis-arch: Debian's BLIS 0.9 does not know CPUs newer than Zen3 and falls back to its slow
-reference kernels; 'auto' (default) then picks the AVX-512 (skx) or AVX2 (haswell) kernels
-for both sides, 'default' leaves BLIS's own choice.
+reference kernels; 'auto' (default) gives both sides the AVX-512 (skx) kernels on a CPU with
+AVX-512 (as nabla itself does), or the AVX2 (haswell) ones where BLIS would fall back to
+generic; 'default' leaves BLIS's own choice.
 """
 import argparse
 import os
@@ -79,12 +80,16 @@ def blis_env(choice, base_env):
         if choice not in ids:
             sys.exit(f"run.py: BLIS has no sub-configuration '{choice}' (known: {' '.join(ids)})")
         return ids[choice]
+    # nabla itself picks skx on any CPU with these AVX-512 subsets (src/ops/linalg.c), so
+    # bench_nabla's info reports skx there whatever BLIS would pick: mirror that rule, so that
+    # PyTorch (the same BLIS) gets the same kernels
+    flags = open("/proc/cpuinfo").read()
+    if "skx" in ids and all(f" {f} " in flags for f in ["avx512f", "avx512dq", "avx512bw", "avx512vl"]):
+        return ids["skx"]
     if info.get("blis_auto", "") != "generic":
         return None
-    flags = open("/proc/cpuinfo").read()
-    for name, need in (("skx", ["avx512f", "avx512dq", "avx512bw", "avx512vl"]), ("haswell", ["avx2", "fma"])):
-        if name in ids and all(f" {f} " in flags for f in need):
-            return ids[name]
+    if "haswell" in ids and all(f" {f} " in flags for f in ["avx2", "fma"]):
+        return ids["haswell"]
     return None
 
 

@@ -258,7 +258,7 @@ def main():
             threads = int(args[i + 1])
             i += 1
         elif args[i] == "--quick":
-            BUDGET, BATCHES = 0.15, 3
+            BUDGET, BATCHES = 0.1, 3
         else:
             rows.append(args[i])
         i += 1
