@@ -121,7 +121,9 @@ typedef enum {
 } nb_unary_kind;
 typedef enum {
     NB_B_ADD, NB_B_SUB, NB_B_MUL, NB_B_DIV, NB_B_POW, NB_B_MAX, NB_B_MIN,
-    NB_B_EQ, NB_B_NE, NB_B_LT, NB_B_LE, NB_B_GT, NB_B_GE
+    NB_B_EQ, NB_B_NE, NB_B_LT, NB_B_LE, NB_B_GT, NB_B_GE,
+    NB_B_TANH_GRAD,    /* g * (1 - y^2): tanh backward from its output y, one pass */
+    NB_B_SIGMOID_GRAD  /* g * y * (1 - y) */
 } nb_binary_kind;
 /* out (contiguous or not, same dtype as x) = f(x) elementwise, x broadcast to out. */
 void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, double p0, double p1);

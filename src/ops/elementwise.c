@@ -205,12 +205,32 @@ static nb_status elu_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor *
     gin[0] = nb_where(ctx, mask_gtz(ctx, X(n)), g, nb_mul(ctx, g, nb_add_scalar(ctx, n->out, n->fattr[0])));
     return NB_OK;
 }
+/* tanh and sigmoid backward are one fused op each, (g, y) -> g*f'(y), since the three-op
+ * composition dominated chains of small ops (bench/ chain row); the fused ops have backward
+ * rules of their own, so second derivatives still work. */
+static nb_status tanh_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin);
+static nb_status sigmoid_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin);
+static const nb_op OP_TANH_GRAD = {"tanh_backward", tanh_grad_bw, false},
+                   OP_SIGMOID_GRAD = {"sigmoid_backward", sigmoid_grad_bw, false};
+
+static nb_status tanh_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin) {
+    nb_tensor *g = n->in[0], *y = n->in[1];  /* out = g (1 - y^2) */
+    if (g->requires_grad) gin[0] = binary(ctx, &OP_TANH_GRAD, NB_B_TANH_GRAD, gg, y, true);
+    if (y->requires_grad) gin[1] = nb_mul(ctx, gg, nb_mul_scalar(ctx, nb_mul(ctx, g, y), -2.0));
+    return NB_OK;
+}
+static nb_status sigmoid_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin) {
+    nb_tensor *g = n->in[0], *y = n->in[1];  /* out = g y (1 - y) */
+    if (g->requires_grad) gin[0] = binary(ctx, &OP_SIGMOID_GRAD, NB_B_SIGMOID_GRAD, gg, y, true);
+    if (y->requires_grad) gin[1] = nb_mul(ctx, gg, nb_mul(ctx, g, nb_affine(ctx, y, -2.0, 1.0)));
+    return NB_OK;
+}
 static nb_status sigmoid_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = nb_mul(ctx, g, nb_mul(ctx, n->out, nb_affine(ctx, n->out, -1.0, 1.0)));
+    gin[0] = binary(ctx, &OP_SIGMOID_GRAD, NB_B_SIGMOID_GRAD, g, n->out, true);
     return NB_OK;
 }
 static nb_status tanh_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = nb_mul(ctx, g, nb_affine(ctx, nb_mul(ctx, n->out, n->out), -1.0, 1.0));
+    gin[0] = binary(ctx, &OP_TANH_GRAD, NB_B_TANH_GRAD, g, n->out, true);
     return NB_OK;
 }
 static nb_status gelu_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {

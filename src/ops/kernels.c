@@ -241,6 +241,8 @@ void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, doubl
         case NB_B_LE: LOOP2(u <= v ? one : zero);                                                 \
         case NB_B_GT: LOOP2(u > v ? one : zero);                                                  \
         case NB_B_GE: LOOP2(u >= v ? one : zero);                                                 \
+        case NB_B_TANH_GRAD: LOOP2(u * (one - v * v));                                            \
+        case NB_B_SIGMOID_GRAD: LOOP2(u * v * (one - v));                                         \
         }                                                                                         \
     }
 DEFINE_BINARY_ROW(float, f32)

@@ -226,3 +226,31 @@ Test(elementwise, cast_gradient_keeps_input_dtype) {
     cr_assert(!i->requires_grad);
     assert_values(i, (double[]){1, -2, 0}, 3, 0);
 }
+
+/* tanh/sigmoid backward are fused ops with rules of their own: check them through nested
+ * activations (the incoming gradient then depends on x) and a third derivative. */
+static nb_tensor *nested_tanh(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    return nb_tanh(c, nb_mul(c, nb_tanh(c, in[0]), in[1]));
+}
+static nb_tensor *nested_sigmoid(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    return nb_sigmoid(c, nb_mul(c, nb_sigmoid(c, in[0]), in[1]));
+}
+
+Test(elementwise, fused_activation_backward_is_differentiable) {
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(3, 4)), *w = rand_leaf(ctx, NB_SHAPE(4));
+    check_grads_named(nested_tanh, 2, (nb_tensor *[]){x, w}, NULL, true, "tanh(tanh(x)*w)");
+    check_grads_named(nested_sigmoid, 2, (nb_tensor *[]){x, w}, NULL, true, "sigmoid(sigmoid(x)*w)");
+    /* third derivative of tanh at x0: d3/dx3 tanh = -2 (1 - t^2)(1 - 3 t^2), t = tanh x0 */
+    const double x0 = 0.37, t = tanh(x0);
+    nb_tensor *a = nb_scalar(ctx, NB_F64, x0);
+    nb_requires_grad(a, true);
+    nb_tensor *g1, *g2, *g3, *y = nb_tanh(ctx, a);
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &a, &g1, true), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_grad(ctx, 1, &g1, NULL, 1, &a, &g2, true), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_grad(ctx, 1, &g2, NULL, 1, &a, &g3, false), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_close(nb_item(g1), 1 - t * t, 1e-12, 1e-12);
+    assert_close(nb_item(g2), -2 * t * (1 - t * t), 1e-12, 1e-12);
+    assert_close(nb_item(g3), -2 * (1 - t * t) * (1 - 3 * t * t), 1e-12, 1e-12);
+}
