@@ -159,6 +159,7 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         }
         nb_tensor *g = out->hooks ? run_hooks(ctx, out, out->acc_) : out->acc_;
         if (!g) return ctx->status;
+        out->acc_ = g;  /* what nb_grad returns for an intermediate input is the hooked gradient too */
         /* with create_graph the input gradients must depend on the inputs differentiably; a
          * fused backward gives constants, even when g itself is constant (e.g. ones) */
         if (create_graph && n->op->once_differentiable) {

@@ -241,7 +241,9 @@ nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool k
     unsigned mask;
     if (nb__null(ctx, "mean", 1, x) || !nb__axes_mask(ctx, "mean", x, naxes, axes, &mask)) return NULL;
     int64_t c = reduced_count(x, mask);
-    return nb_mul_scalar(ctx, nb_sum(ctx, x, naxes, axes, keepdim), c ? 1.0 / (double)c : NAN);
+    if (c == 0) /* like PyTorch: the mean of nothing is NaN (0/0), not an error */
+        return nb_div(ctx, nb_sum(ctx, x, naxes, axes, keepdim), nb_scalar(ctx, x->dtype, 0.0));
+    return nb_mul_scalar(ctx, nb_sum(ctx, x, naxes, axes, keepdim), 1.0 / (double)c);
 }
 nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x) { return nb_mean(ctx, x, 0, NULL, false); }
 

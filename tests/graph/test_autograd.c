@@ -206,6 +206,26 @@ Test(autograd, hooks_on_leaves_and_intermediates) {
     cr_assert(hm.calls == 3 && hx.calls == 3);
 }
 
+Test(autograd, grad_wrt_an_intermediate_returns_its_hooked_gradient) {
+    nb_tensor *x = leaf((double[]){1, 2}, NB_SHAPE(2));
+    nb_tensor *m = nb_mul(ctx, x, x);
+    hook_state hm = {.scale = 3};
+    cr_assert_eq(nb_add_hook(ctx, m, hook_fn, &hm), NB_OK);
+    nb_tensor *y = nb_sum_all(ctx, nb_mul_scalar(ctx, m, 2)); /* dy/dm = 2, hooked: 6 */
+    nb_tensor *g;
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &m, &g, false), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_values(g, (double[]){6, 6}, 2, 0);
+    cr_assert_eq(hm.calls, 1);
+}
+
+Test(autograd, mean_of_an_empty_axis_is_nan) {
+    nb_tensor *e = nb_zeros(ctx, NB_F64, NB_SHAPE(0, 3));
+    nb_tensor *m = nb_mean(ctx, e, 1, (int[]){0}, false);
+    cr_assert_not_null(m, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(m->numel, 3);
+    cr_assert(isnan(nb_get(m, 0)));
+}
+
 static nb_tensor *bad_hook(nb_ctx *c, nb_tensor *g, void *user) { return nb_zeros(c, NB_F64, NB_SHAPE(5)); }
 
 Test(autograd, hook_returning_wrong_shape_fails) {
