@@ -39,23 +39,7 @@ static nb_tensor *cnn_forward(nb_ctx *ctx, const cnn *m, nb_tensor *x) {
     return nb_linear_layer_forward(ctx, &m->fc2, h);
 }
 
-/* Accuracy over (x, y) in eval mode, without a graph, in batches (one arena reset per batch). */
-static double evaluate(nb_ctx *ctx, const cnn *m, const nb_tensor *x, const nb_tensor *y) {
-    nb_batcher *it = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 500});
-    int64_t correct = 0;
-    nb_batch b;
-    nb_set_train(ctx, false);
-    NB_NO_GRAD(ctx) {
-        while (it && nb_batcher_next(it, &b)) {
-            nb_tensor *pred = nb_argmax(ctx, cnn_forward(ctx, m, b.x), 1, false);
-            for (int64_t i = 0; pred && i < b.n; i++) correct += nb_get(pred, i) == nb_get(b.y, i);
-            nb_ctx_reset(ctx);
-        }
-    }
-    nb_set_train(ctx, true);
-    nb_batcher_free(it);
-    return (double)correct / (double)x->shape[0];
-}
+static nb_tensor *cnn_forward_any(nb_ctx *ctx, const void *m, nb_tensor *x) { return cnn_forward(ctx, m, x); }
 
 int main(int argc, char **argv) {
     int64_t subset = 0, val = -1, test = 0, epochs = 12, batch = 64, width = 32, hidden = 128, threads = 0, seed = 1;
@@ -119,12 +103,12 @@ int main(int argc, char **argv) {
             nb_ctx_reset(ctx); /* the step's tensors and graph go; the memory stays for the next step */
         }
         train_time += ex_now() - t0;
-        double val_acc = evaluate(ctx, &m, d.x_val, d.y_val);
+        double val_acc = ex_accuracy(ctx, cnn_forward_any, &m, d.x_val, d.y_val);
         printf("epoch %2d  train_loss %.4f  val_accuracy %.4f  lr %.2e  (%.1f s)\n", epoch + 1,
                loss_sum / (double)d.x_train->shape[0], val_acc, opt->hp.lr, ex_now() - t0);
         fflush(stdout);
     }
-    double test_acc = evaluate(ctx, &m, d.x_test, d.y_test);
+    double test_acc = ex_accuracy(ctx, cnn_forward_any, &m, d.x_test, d.y_test);
     printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)seen / train_time);
 
     nb_batcher_free(it);

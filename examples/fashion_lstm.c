@@ -24,23 +24,7 @@ static nb_tensor *forward(nb_ctx *ctx, const rnn_classifier *m, nb_tensor *x) {
     return nb_linear_layer_forward(ctx, &m->head, h_last);
 }
 
-/* Accuracy over (x, y) in eval mode, without a graph, one arena reset per batch. */
-static double evaluate(nb_ctx *ctx, const rnn_classifier *m, const nb_tensor *x, const nb_tensor *y) {
-    nb_batcher *it = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 500});
-    int64_t correct = 0;
-    nb_batch b;
-    nb_set_train(ctx, false);
-    NB_NO_GRAD(ctx) {
-        while (it && nb_batcher_next(it, &b)) {
-            nb_tensor *pred = nb_argmax(ctx, forward(ctx, m, b.x), 1, false);
-            for (int64_t i = 0; pred && i < b.n; i++) correct += nb_get(pred, i) == nb_get(b.y, i);
-            nb_ctx_reset(ctx);
-        }
-    }
-    nb_set_train(ctx, true);
-    nb_batcher_free(it);
-    return (double)correct / (double)x->shape[0];
-}
+static nb_tensor *forward_any(nb_ctx *ctx, const void *m, nb_tensor *x) { return forward(ctx, m, x); }
 
 int main(int argc, char **argv) {
     int64_t subset = 0, val = -1, test = 0, epochs = 10, batch = 64, hidden = 128, threads = 0, seed = 1;
@@ -101,12 +85,12 @@ int main(int argc, char **argv) {
             nb_ctx_reset(ctx); /* the step's tensors and graph go; the memory stays */
         }
         train_time += ex_now() - t0;
-        double val_acc = evaluate(ctx, &m, d.x_val, d.y_val);
+        double val_acc = ex_accuracy(ctx, forward_any, &m, d.x_val, d.y_val);
         printf("epoch %2lld  train_loss %.4f  val_accuracy %.4f  lr %.2e  (%.1f s)\n", (long long)epoch + 1,
                loss_sum / (double)d.x_train->shape[0], val_acc, opt->hp.lr, ex_now() - t0);
         fflush(stdout);
     }
-    double test_acc = evaluate(ctx, &m, d.x_test, d.y_test);
+    double test_acc = ex_accuracy(ctx, forward_any, &m, d.x_test, d.y_test);
     printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)seen / train_time);
 
     nb_batcher_free(it);
