@@ -203,9 +203,14 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int 
     int64_t OH, OW;
     if (!window_out(ctx, "conv2d", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
     const int64_t K = w->shape[1] * win.kh * win.kw, L = OH * OW;
-    /* (G, O/G, K) x (N, G, K, L) -> (N, G, O/G, L): one GEMM per (sample, group) */
+    /* The batch goes into the GEMM's columns: (G, O/G, K) x (G, K, N*L) -> (G, O/G, N*L), one GEMM
+     * per group. The weight gradient is then one GEMM per group too, with no sum over the batch
+     * (a per-sample GEMM broadcasting w costs N small GEMMs plus a reduction). The price is one
+     * copy of the columns to (G, K, N, L) and one of the output back to (N, G, O/G, L). */
     nb_tensor *cols = nb_reshape(ctx, nb_unfold(ctx, x, win, 0.0), NB_SHAPE(N, G, K, L));
+    cols = nb_reshape(ctx, nb_permute(ctx, cols, (int[]){1, 2, 0, 3}), NB_SHAPE(G, K, N * L));
     nb_tensor *y = nb_matmul(ctx, nb_reshape(ctx, w, NB_SHAPE(G, O / G, K)), cols);
+    y = nb_permute(ctx, nb_reshape(ctx, y, NB_SHAPE(G, O / G, N, L)), (int[]){2, 0, 1, 3});
     return add_channel_bias(ctx, nb_reshape(ctx, y, NB_SHAPE(N, O, OH, OW)), b);
 }
 
