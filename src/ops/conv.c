@@ -239,9 +239,13 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
                         nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw), stride, padding, (long long)OH,
                         (long long)OW);
     }
-    /* (G, Og*k*k, C/G) x (N, G, C/G, H*W) -> (N, G, Og*k*k, H*W), then col2im */
-    nb_tensor *wt = nb_transpose(ctx, nb_reshape(ctx, w, NB_SHAPE(G, C / G, Og * kh * kw)), 1, 2);
-    nb_tensor *cols = nb_matmul(ctx, wt, nb_reshape(ctx, x, NB_SHAPE(N, G, C / G, H * W)));
-    nb_tensor *y = nb_fold(ctx, nb_reshape(ctx, cols, NB_SHAPE(N, G * Og * kh * kw, H * W)), OH, OW, win);
+    /* (G, Og*k*k, C/G) x (G, C/G, N*H*W) -> (G, Og*k*k, N*H*W), one GEMM per group with the batch
+     * in the columns (as in conv2d), back to (N, G*Og*k*k, H*W) (one copy), then col2im */
+    const int64_t Kc = Og * kh * kw, L = H * W;
+    nb_tensor *wt = nb_transpose(ctx, nb_reshape(ctx, w, NB_SHAPE(G, C / G, Kc)), 1, 2);
+    nb_tensor *xg = nb_permute(ctx, nb_reshape(ctx, x, NB_SHAPE(N, G, C / G, L)), (int[]){1, 2, 0, 3});
+    nb_tensor *cols = nb_matmul(ctx, wt, nb_reshape(ctx, xg, NB_SHAPE(G, C / G, N * L)));
+    cols = nb_permute(ctx, nb_reshape(ctx, cols, NB_SHAPE(G, Kc, N, L)), (int[]){2, 0, 1, 3});
+    nb_tensor *y = nb_fold(ctx, nb_reshape(ctx, cols, NB_SHAPE(N, G * Kc, L)), OH, OW, win);
     return add_channel_bias(ctx, y, b);
 }
