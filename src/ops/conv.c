@@ -35,7 +35,7 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
  * fixed order, so results do not depend on the thread count. */
 #define DEFINE_IM2COL(T, SUF)                                                                                 \
     static void unfold_##SUF(const nb_tensor *x, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW,       \
-                             double padv) {                                                                   \
+                             double padv, bool bl) {                                                          \
         const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], L = OH * OW;        \
         const int64_t xs0 = x->stride[0], xs1 = x->stride[1], xs2 = x->stride[2], xs3 = x->stride[3];         \
         const T pad = (T)padv;                                                                                \
@@ -47,7 +47,7 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
             const T *xp = xd + n * xs0 + c * xs1;                                                             \
             for (int64_t i = 0; i < w.kh; i++)                                                                \
                 for (int64_t j = 0; j < w.kw; j++) {                                                          \
-                    T *o = od + (p * w.kh * w.kw + i * w.kw + j) * L;                                         \
+                    T *o = od + COLS_ROW(p, i * w.kw + j) * L;                                                \
                     for (int64_t r = 0; r < OH; r++) {                                                        \
                         const int64_t ih = r * w.sh - w.ph + i * w.dh;                                        \
                         T *orow = o + r * OW;                                                                 \
@@ -64,8 +64,10 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
                 }                                                                                             \
         }                                                                                                     \
     }                                                                                                         \
-    /* cols contiguous (N, C*kh*kw, OH*OW); out contiguous (N, C, H, W), zeroed here */                      \
-    static void fold_##SUF(const nb_tensor *cols, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW) {    \
+    /* cols contiguous (N, C*kh*kw, OH*OW), or (C*kh*kw, N, OH*OW) if bl; out contiguous (N, C, H, W),     \
+     * zeroed here */                                                                                         \
+    static void fold_##SUF(const nb_tensor *cols, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW,      \
+                           bool bl) {                                                                         \
         const int64_t N = out->shape[0], C = out->shape[1], H = out->shape[2], W = out->shape[3], L = OH * OW; \
         const T *cd = (const T *)cols->data;                                                                  \
         T *od = (T *)out->data;                                                                               \
@@ -75,7 +77,7 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
             for (int64_t e = 0; e < H * W; e++) op[e] = 0;                                                    \
             for (int64_t i = 0; i < w.kh; i++)                                                                \
                 for (int64_t j = 0; j < w.kw; j++) {                                                          \
-                    const T *cp = cd + (p * w.kh * w.kw + i * w.kw + j) * L;                                  \
+                    const T *cp = cd + COLS_ROW(p, i * w.kw + j) * L;                                         \
                     for (int64_t r = 0; r < OH; r++) {                                                        \
                         const int64_t ih = r * w.sh - w.ph + i * w.dh;                                        \
                         if (ih < 0 || ih >= H) continue;                                                      \
@@ -89,6 +91,10 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
                 }                                                                                             \
         }                                                                                                     \
     }
+/* Row of column matrix for plane p = n*C + c and kernel tap ij: (N, C*kk, L) layout, or the
+ * batch-last (C*kk, N, L) one when bl (uses N, C, w of the kernel's scope). */
+#define COLS_ROW(p, ij) \
+    (bl ? (((p) % C * w.kh * w.kw + (ij)) * N + (p) / C) : ((p) * w.kh * w.kw + (ij)))
 DEFINE_IM2COL(float, f32)
 DEFINE_IM2COL(double, f64)
 
@@ -128,8 +134,8 @@ nb_tensor *nb_unfold(nb_ctx *ctx, nb_tensor *x, nb_window2d win, double pad_valu
     int64_t shape[3] = {x->shape[0], x->shape[1] * win.kh * win.kw, OH * OW};
     nb_tensor *out = nb__new(ctx, x->dtype, 3, shape);
     if (!out) return NULL;
-    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, pad_value);
-    else unfold_f64(x, out, win, OH, OW, pad_value);
+    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, pad_value, false);
+    else unfold_f64(x, out, win, OH, OW, pad_value, false);
     nb_node *n;
     out = nb__finish(ctx, &OP_UNFOLD, out, 1, &x, &n);
     if (n) save_window(n, win);
@@ -153,11 +159,61 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
     int64_t shape[4] = {cols->shape[0], cols->shape[1] / kk, H, W};
     nb_tensor *out = nb__new(ctx, cols->dtype, 4, shape);
     if (!out) return NULL;
-    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW);
-    else fold_f64(c, out, win, OH, OW);
+    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW, false);
+    else fold_f64(c, out, win, OH, OW, false);
     nb_node *n;
     out = nb__finish(ctx, &OP_FOLD, out, 1, &c, &n);
     if (n) save_window(n, win);
+    return out;
+}
+
+/* Batch-last unfold/fold for conv2d: columns (C*kh*kw, N, OH*OW), so that a group's rows are one
+ * (K, N*L) matrix with no copy. Internal; the caller has checked x, the window and the shapes.
+ * Each is the other's backward rule, as for nb_unfold / nb_fold. */
+static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW);
+static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win);
+static nb_status unfold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    gin[0] = fold_bl(ctx, g, n->in[0]->shape[2], n->in[0]->shape[3], node_window(n));
+    return NB_OK;
+}
+static nb_status fold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    gin[0] = unfold_bl(ctx, g, node_window(n), n->iattr[8], n->iattr[9]);
+    return NB_OK;
+}
+static const nb_op OP_UNFOLD_BL = {"unfold_batch_last", unfold_bl_bw, false},
+                   OP_FOLD_BL = {"fold_batch_last", fold_bl_bw, false};
+
+static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW) {
+    if (nb__null(ctx, "unfold", 1, x)) return NULL;
+    const int64_t shape[3] = {x->shape[1] * win.kh * win.kw, x->shape[0], OH * OW};
+    nb_tensor *out = nb__new(ctx, x->dtype, 3, shape);
+    if (!out) return NULL;
+    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, 0.0, true);
+    else unfold_f64(x, out, win, OH, OW, 0.0, true);
+    nb_node *n;
+    out = nb__finish(ctx, &OP_UNFOLD_BL, out, 1, &x, &n);
+    if (n) save_window(n, win);
+    return out;
+}
+
+/* cols (C*kh*kw, N, OH*OW) -> (N, C, H, W) */
+static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win) {
+    if (nb__null(ctx, "fold", 1, cols)) return NULL;
+    const int64_t OH = (H + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1;
+    const int64_t OW = (W + 2 * win.pw - win.dw * (win.kw - 1) - 1) / win.sw + 1;
+    nb_tensor *c = nb_contiguous(ctx, cols);
+    if (!c) return NULL;
+    const int64_t shape[4] = {cols->shape[1], cols->shape[0] / (win.kh * win.kw), H, W};
+    nb_tensor *out = nb__new(ctx, cols->dtype, 4, shape);
+    if (!out) return NULL;
+    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW, true);
+    else fold_f64(c, out, win, OH, OW, true);
+    nb_node *n;
+    out = nb__finish(ctx, &OP_FOLD_BL, out, 1, &c, &n);
+    if (n) {
+        save_window(n, win);
+        n->iattr[8] = OH, n->iattr[9] = OW;
+    }
     return out;
 }
 
@@ -205,10 +261,10 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int 
     const int64_t K = w->shape[1] * win.kh * win.kw, L = OH * OW;
     /* The batch goes into the GEMM's columns: (G, O/G, K) x (G, K, N*L) -> (G, O/G, N*L), one GEMM
      * per group. The weight gradient is then one GEMM per group too, with no sum over the batch
-     * (a per-sample GEMM broadcasting w costs N small GEMMs plus a reduction). The price is one
-     * copy of the columns to (G, K, N, L) and one of the output back to (N, G, O/G, L). */
-    nb_tensor *cols = nb_reshape(ctx, nb_unfold(ctx, x, win, 0.0), NB_SHAPE(N, G, K, L));
-    cols = nb_reshape(ctx, nb_permute(ctx, cols, (int[]){1, 2, 0, 3}), NB_SHAPE(G, K, N * L));
+     * (a per-sample GEMM broadcasting w costs N small GEMMs plus a reduction). The columns are
+     * unfolded batch-last, (C*kh*kw, N, L) = (G, K, N*L), so the one copy is the output's back
+     * to (N, G, O/G, L). */
+    nb_tensor *cols = nb_reshape(ctx, unfold_bl(ctx, x, win, OH, OW), NB_SHAPE(G, K, N * L));
     nb_tensor *y = nb_matmul(ctx, nb_reshape(ctx, w, NB_SHAPE(G, O / G, K)), cols);
     y = nb_permute(ctx, nb_reshape(ctx, y, NB_SHAPE(G, O / G, N, L)), (int[]){2, 0, 1, 3});
     return add_channel_bias(ctx, nb_reshape(ctx, y, NB_SHAPE(N, O, OH, OW)), b);
@@ -240,12 +296,12 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
                         (long long)OW);
     }
     /* (G, Og*k*k, C/G) x (G, C/G, N*H*W) -> (G, Og*k*k, N*H*W), one GEMM per group with the batch
-     * in the columns (as in conv2d), back to (N, G*Og*k*k, H*W) (one copy), then col2im */
+     * in the columns (as in conv2d; the one copy is x's to (G, C/G, N, H*W)), which is the
+     * batch-last column layout (G*Og*k*k, N, H*W) that col2im reads */
     const int64_t Kc = Og * kh * kw, L = H * W;
     nb_tensor *wt = nb_transpose(ctx, nb_reshape(ctx, w, NB_SHAPE(G, C / G, Kc)), 1, 2);
     nb_tensor *xg = nb_permute(ctx, nb_reshape(ctx, x, NB_SHAPE(N, G, C / G, L)), (int[]){1, 2, 0, 3});
     nb_tensor *cols = nb_matmul(ctx, wt, nb_reshape(ctx, xg, NB_SHAPE(G, C / G, N * L)));
-    cols = nb_permute(ctx, nb_reshape(ctx, cols, NB_SHAPE(G, Kc, N, L)), (int[]){2, 0, 1, 3});
-    nb_tensor *y = nb_fold(ctx, nb_reshape(ctx, cols, NB_SHAPE(N, G * Kc, L)), OH, OW, win);
+    nb_tensor *y = fold_bl(ctx, nb_reshape(ctx, cols, NB_SHAPE(G * Kc, N, L)), OH, OW, win);
     return add_channel_bias(ctx, y, b);
 }
