@@ -1,5 +1,6 @@
-/* A fresh temporary directory per test: TestSuite(x, .init = tmpdir_setup, .fini = tmpdir_teardown),
- * then tmp("file.bin") is a path inside it (valid until the next call). */
+/* Files in tests: a fresh temporary directory per test (TestSuite(x, .init = tmpdir_setup,
+ * .fini = tmpdir_teardown), then tmp("file.bin") is a path inside it, valid until the next
+ * call), and slurp() to read a whole file back. */
 #ifndef NABLA_TEST_TMPDIR_H
 #define NABLA_TEST_TMPDIR_H
 
@@ -25,6 +26,21 @@ static inline void tmpdir_teardown(void) {
 static inline const char *tmp(const char *name) {
     snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
     return path_buf;
+}
+
+/* The whole file as a NUL-terminated malloc'd buffer; its length in *len (may be NULL). */
+static inline char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = 0;
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return s;
 }
 
 #endif

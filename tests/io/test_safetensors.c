@@ -16,20 +16,6 @@ static void assert_error(nb_status want, const char *needle) {
     cr_assert(strstr(nb_last_error(), needle), "message '%s' lacks '%s'", nb_last_error(), needle);
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return s;
-}
-
 /* Three tensors with awkward values: -0, inf, NaN with a payload, subnormals, big integers. */
 static void make_tensors(nb_tensor *t[4]) {
     const uint32_t wbits[6] = {0x3f800000u, 0x80000000u, 0x7f800000u, 0x7fc12345u, 0x00000001u, 0xc2f6e979u};
