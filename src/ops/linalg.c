@@ -24,13 +24,22 @@ void nb__blis_init(void) {
     pthread_once(&once, choose_blis_kernels);
 }
 
-/* C = A B for one (M,K)x(K,N) pair; threads: BLIS's own threading when > 1 */
+/* C = A B for one (M,K)x(K,N) pair; threads: BLIS's own threading when > 1.
+ * sup: allow BLIS's small-matrix ("sup") path. On the haswell/zen kernel sets that path picks
+ * its kernels and loop order from the whole product's shape, so a product computed in pieces
+ * (by our threads or by BLIS's) can differ in the last bits from the same product computed
+ * whole. The conventional path gives every element of C the same micro-kernel and k order
+ * however C is cut, so every product that may be cut for threads runs there (see matmul_nd). */
 static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
-                 int64_t rsb, int64_t csb, void *c, int64_t rsc, int64_t csc, int threads) {
+                 int64_t rsb, int64_t csb, void *c, int64_t rsc, int64_t csc, int threads, bool sup) {
     nb__blis_init();
     rntm_t rntm;
     bli_rntm_init(&rntm);
     bli_rntm_set_num_threads(threads, &rntm);
+    if (sup)
+        bli_rntm_enable_l3_sup(&rntm);
+    else
+        bli_rntm_disable_l3_sup(&rntm);
     /* BLIS wants unit-free strides >= 1 even for degenerate dims */
     if (rsa == 0) rsa = 1;
     if (csa == 0) csa = 1;
@@ -119,6 +128,10 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         const bool many = flops < (int64_t)1 << 21 || batch % T == 0 || batch >= 4 * (int64_t)T;
         const bool par_batch = batch >= T && T > 1 && many && batch * flops >= min_par && !omp_in_parallel();
         const int blis_threads = par_batch || omp_in_parallel() || flops < min_par ? 1 : T;
+        /* The path is a function of the shape alone, never of T: a product small enough never
+         * to be cut (below min_par) may take BLIS's sup path; any other product may be cut at
+         * some thread count, so it always takes the conventional path, cut or not. */
+        const bool sup = flops < min_par;
         /* BLIS's threads must not start inside an (even inactive) OpenMP region of ours: a
          * nested team gets fresh threads on every call, which costs more than the product */
 #define NB_MATMUL_ONE(i)                                                                                         \
@@ -132,7 +145,7 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         }                                                                                                        \
         gemm(a->dtype, M, N, K, (const char *)a->data + ao * (int64_t)es, rsa, csa,                              \
              (const char *)b->data + bo * (int64_t)es, rsb, csb, (char *)out->data + (i) * M * N * (int64_t)es, N, 1, \
-             blis_threads);                                                                                      \
+             blis_threads, sup);                                                                                 \
     } while (0)
         if (par_batch) {
 #pragma omp parallel for schedule(static)
@@ -141,7 +154,8 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
             /* mid-size product: our threads each take a block of C's columns (or rows) and run
              * BLIS single-threaded on it. BLIS's own barriers spin without yielding, which on a
              * shared machine costs a time slice per barrier; one OpenMP region has one barrier.
-             * Every element still gets the same micro-kernel and k order: same bits. */
+             * On the conventional path (sup is off here) every element still gets the same
+             * micro-kernel and k order: same bits. */
             const bool by_cols = N >= M;
             const int64_t len = by_cols ? N : M;
 #pragma omp parallel num_threads(T)
@@ -153,10 +167,10 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
                     char *cp = out->data;
                     if (by_cols)
                         gemm(a->dtype, M, hi - lo, K, ap, rsa, csa, bp + lo * csb * (int64_t)es, rsb, csb,
-                             cp + lo * (int64_t)es, N, 1, 1);
+                             cp + lo * (int64_t)es, N, 1, 1, sup);
                     else
                         gemm(a->dtype, hi - lo, N, K, ap + lo * rsa * (int64_t)es, rsa, csa, bp, rsb, csb,
-                             cp + lo * N * (int64_t)es, N, 1, 1);
+                             cp + lo * N * (int64_t)es, N, 1, 1, sup);
                 }
             }
         } else {
