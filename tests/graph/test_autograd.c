@@ -437,36 +437,7 @@ Test(autograd, mark_and_release) {
     }
 }
 
-static void big_ops(nb_ctx *c, nb_tensor *x, nb_tensor *b, nb_tensor **out) {
-    out[0] = nb_sum(c, x, 1, (int[]){1}, false);   /* innermost axis reduced (parallel over rows) */
-    out[1] = nb_sum(c, x, 1, (int[]){0}, false);   /* innermost kept */
-    out[2] = nb_sum_all(c, x);
-    out[3] = nb_exp(c, nb_add(c, x, b));           /* element-wise with broadcasting */
-    out[4] = nb_softmax(c, x, 1);
-    out[5] = nb_matmul(c, x, nb_transpose(c, x, 0, 1));
-}
-
-Test(autograd, results_do_not_depend_on_thread_count) {
-    const int64_t R = 300, C = 1000;  /* 300k elements: above NB_PAR_THRESHOLD */
-    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(R, C)), *b = nb_randn(ctx, NB_F64, NB_SHAPE(C));
-    nb_tensor *r1[6], *r2[6];
-    int prev = nb_get_num_threads();
-    nb_set_num_threads(1);
-    cr_assert_eq(nb_get_num_threads(), 1);
-    big_ops(ctx, x, b, r1);
-    nb_set_num_threads(2);
-    cr_assert_eq(nb_get_num_threads(), 2);
-    big_ops(ctx, x, b, r2);
-    nb_set_num_threads(prev);
-    for (int k = 0; k < 6; k++) {
-        cr_assert(r1[k] && r2[k] && r1[k]->numel == r2[k]->numel);
-        cr_assert_eq(memcmp(r1[k]->data, r2[k]->data, (size_t)r1[k]->numel * sizeof(double)), 0, "result %d differs", k);
-    }
-    /* and the values are right */
-    double s = 0;
-    for (int64_t j = 0; j < C; j++) s += nb_get(x, j);
-    assert_close(nb_get(r1[0], 0), s, 1e-10, 1e-12);
-}
+/* thread-count independence: tests/test_determinism.c, under every BLIS kernel set */
 
 Test(autograd, long_lived_leaf_gets_long_lived_grad) {
     nb_tensor *w = nb_tensor_from(NB_F64, NB_SHAPE(3), (double[]){1, 2, 3});

@@ -97,27 +97,3 @@ Test(fastpaths, dropout_mask_follows_the_documented_counter) {
     }
     cr_assert_eq(nb_ctx_rng(ctx)->offset, before.offset + (uint64_t)n);
 }
-
-Test(fastpaths, split_product_is_bitwise_thread_independent) {
-    /* single products big enough for the column/row split over threads (odd sizes, a
-     * transposed operand): the same bits on 1 and 2 threads */
-    const int64_t sizes[3][3] = {{97, 300, 131}, {301, 200, 37}, {64, 784, 256}}; /* M, K, N */
-    for (int s = 0; s < 3; s++) {
-        const int64_t M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
-        nb_tensor *a = nb_randn(ctx, NB_F32, NB_SHAPE(M, K)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(N, K));
-        nb_tensor *wt = nb_transpose(ctx, w, 0, 1);
-        int prev = nb_get_num_threads();
-        nb_set_num_threads(1);
-        nb_tensor *c1 = nb_matmul(ctx, a, wt);
-        nb_set_num_threads(2);
-        nb_tensor *c2 = nb_matmul(ctx, a, wt);
-        nb_set_num_threads(prev);
-        cr_assert(c1 && c2, "%s", nb_ctx_error(ctx));
-        cr_assert_eq(memcmp(c1->data, c2->data, (size_t)(M * N) * sizeof(float)), 0, "size %d differs", s);
-        for (int64_t i = 0; i < M * N; i += 997) {
-            double want = 0;
-            for (int64_t k = 0; k < K; k++) want += nb_get(a, i / N * K + k) * nb_get(w, i % N * K + k);
-            assert_close(nb_get(c1, i), want, 1e-3, 1e-4);
-        }
-    }
-}
