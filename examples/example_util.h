@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ex_output.h"
+
 /* ---- options ------------------------------------------------------------------------------ */
 typedef enum { EX_INT, EX_REAL, EX_STR } ex_kind;
 typedef struct {

@@ -4,7 +4,7 @@
  * test images and even rows their reconstructions, and prints
  *     test_mse=0.XXXXXX samples_per_sec=N
  *
- *   build/fashion_autoencoder                       # full run: 5 epochs, writes fashion_autoencoder.png
+ *   build/fashion_autoencoder                       # full run: 5 epochs, writes out/fashion_autoencoder.png
  *   build/fashion_autoencoder --subset 5000 --epochs 2 --out ae.png
  */
 // ci-args: --subset 3000 --test 1000 --epochs 3 --threads 1 --max-mse 0.03
@@ -71,7 +71,7 @@ static nb_status save_pairs(nb_ctx *ctx, const autoencoder *m, const nb_tensor *
 int main(int argc, char **argv) {
     int64_t subset = 0, val = -1, test = 0, epochs = 5, batch = 64, width = 16, threads = 0, seed = 1;
     double lr = 5e-3, max_mse = INFINITY;
-    const char *data = NULL, *out = "fashion_autoencoder.png";
+    const char *data = NULL, *out = "out/fashion_autoencoder.png";
     const ex_opt opts[] = {
         {"--subset", EX_INT, &subset, 0, 60000, "training images used, validation included (0: all)"},
         {"--val", EX_INT, &val, -1, 59999, "validation images held out of them (-1: 5000, or a tenth of --subset)"},
@@ -80,13 +80,14 @@ int main(int argc, char **argv) {
         {"--batch", EX_INT, &batch, 1, 60000, "images per step"},
         {"--lr", EX_REAL, &lr, 1e-9, 10, "Adam's peak learning rate (warmup, then cosine decay)"},
         {"--width", EX_INT, &width, 1, 1024, "channels after the first conv (the code has twice as many)"},
-        {"--threads", EX_INT, &threads, 0, 1024, "OpenMP/BLIS threads (0: OpenMP's default)"},
+        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
         {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, split and batch order"},
         {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
         {"--out", EX_STR, &out, 0, 0, "PNG of test images and their reconstructions"},
         {"--max-mse", EX_REAL, &max_mse, 0, INFINITY, "exit with status 1 if the test MSE is above this"},
     };
     if (!ex_parse(argc, argv, "fashion_autoencoder", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
+    if (!ex_prepare_output("fashion_autoencoder", out)) return 2;
     if (val < 0) val = subset ? subset / 10 : 5000;
     if (test > 0 && test < 8) return fprintf(stderr, "fashion_autoencoder: --test %lld: the picture needs at least 8\n", (long long)test), 2;
     if (threads) nb_set_num_threads((int)threads);

@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
         {"--width", EX_INT, &width, 1, 1024, "channels of the first conv block (the second has twice as many)"},
         {"--hidden", EX_INT, &hidden, 1, 65536, "units of the hidden linear layer"},
         {"--dropout", EX_REAL, &dropout, 0, 0.45, "dropout after the convs (twice this after the hidden layer)"},
-        {"--threads", EX_INT, &threads, 0, 1024, "OpenMP/BLIS threads (0: OpenMP's default)"},
+        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
         {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, split, batch order and dropout"},
         {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
         {"--min-accuracy", EX_REAL, &min_accuracy, 0, 1, "exit with status 1 if the test accuracy is below this"},
@@ -67,8 +67,8 @@ int main(int argc, char **argv) {
     /* data: (N, 1, 28, 28), standardized with the training set's mean/std */
     ex_data d;
     if (!ex_load("fashion_cnn", data, true, true, subset, val, test, seed, &d)) return 1;
-    printf("train %lld, validation %lld, test %lld images; %d threads\n", (long long)d.x_train->shape[0],
-           (long long)d.x_val->shape[0], (long long)d.x_test->shape[0], nb_get_num_threads());
+    printf("train %lld, validation %lld, test %lld images; %d threads%s\n", (long long)d.x_train->shape[0],
+           (long long)d.x_val->shape[0], (long long)d.x_test->shape[0], nb_get_num_threads(), nb_threads_auto() ? " (automatic)" : "");
 
     /* model and optimizer (allocated once) */
     nb_params *ps = nb_params_new();

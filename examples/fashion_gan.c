@@ -2,7 +2,7 @@
  * [-1, 1] (tanh), an MLP discriminator (LeakyReLU, dropout) scores images as real or fake. Each
  * network has its own parameters and its own Adam (lr 2e-4, beta1 0.5, as in DCGAN); they are
  * trained in turn with the non-saturating logistic loss. Every --sample-every epochs a PNG grid of
- * 64 samples from fixed noise is written (fashion_gan_epochNNN.png).
+ * 64 samples from fixed noise is written (out/fashion_gan_epochNNN.png).
  *
  * --gp LAMBDA adds WGAN-GP's gradient penalty to the discriminator's loss:
  * LAMBDA * mean (||d D(x_hat) / d x_hat|| - 1)^2 at random points x_hat between real and fake
@@ -58,7 +58,7 @@ static nb_status save_samples(nb_ctx *ctx, const mlp3 *g, nb_tensor *z_fixed, co
 int main(int argc, char **argv) {
     int64_t subset = 0, epochs = 20, batch = 64, hidden = 256, sample_every = 5, threads = 0, seed = 1;
     double lr = 2e-4, gp = 0;
-    const char *data = NULL, *prefix = "fashion_gan";
+    const char *data = NULL, *prefix = "out/fashion_gan";
     const ex_opt opts[] = {
         {"--subset", EX_INT, &subset, 0, 60000, "training images used (0: all)"},
         {"--epochs", EX_INT, &epochs, 1, 10000, "passes over the training images"},
@@ -67,12 +67,13 @@ int main(int argc, char **argv) {
         {"--hidden", EX_INT, &hidden, 1, 65536, "G: 64 -> H -> 2H -> 784, D: 784 -> 2H -> H -> 1"},
         {"--gp", EX_REAL, &gp, 0, 1e6, "weight of the gradient penalty on D (0: none)"},
         {"--sample-every", EX_INT, &sample_every, 1, 10000, "write a PNG of samples every this many epochs"},
-        {"--threads", EX_INT, &threads, 0, 1024, "OpenMP/BLIS threads (0: OpenMP's default)"},
+        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
         {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, noise, batch order and dropout"},
         {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
         {"--out", EX_STR, &prefix, 0, 0, "prefix of the PNG files"},
     };
     if (!ex_parse(argc, argv, "fashion_gan", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
+    if (!ex_prepare_output("fashion_gan", prefix)) return 2;
     if (threads) nb_set_num_threads((int)threads);
 
     ex_data d; /* (N, 784) in [0, 1], rescaled to [-1, 1] per batch; no validation split needed */

@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         {"--lr", EX_REAL, &lr, 1e-9, 10, "Adam's peak learning rate (warmup, then cosine decay)"},
         {"--hidden", EX_INT, &hidden, 1, 4096, "LSTM hidden units"},
         {"--clip", EX_REAL, &clip, 1e-6, 1e6, "maximum global gradient norm"},
-        {"--threads", EX_INT, &threads, 0, 1024, "OpenMP/BLIS threads (0: OpenMP's default)"},
+        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
         {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, split and batch order"},
         {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
         {"--min-accuracy", EX_REAL, &min_accuracy, 0, 1, "exit with status 1 if the test accuracy is below this"},

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "ex_output.h"
 #include "mlp_common.h"
 #ifdef NB_HAVE_DIST
 #include <nabla/dist.h>
@@ -47,14 +48,14 @@ static void usage(FILE *f) {
             "  --batch 64            mini-batch size (global batch with --distributed)\n"
             "  --epochs 30           maximum number of epochs\n"
             "  --patience 3          early stopping: epochs without validation-loss improvement\n"
-            "  --threads N           OpenMP/BLIS threads (default: all cores)\n"
+            "  --threads N           threads (default 0: automatic, 1 or all cores by measurement)\n"
             "  --seed 1              seed for initialisation, shuffling and dropout\n"
             "  --data DIR            Fashion-MNIST directory (default %s)\n"
             "  --val 5000            validation images held out of the 60,000 training images\n"
             "  --subset N            train on the first N training images only (quick runs)\n"
             "  --save PATH           write the final parameters as safetensors\n"
-            "  --log PATH            training history CSV (default fashion_mlp_history.csv)\n"
-            "  --plot PATH           loss/accuracy curves SVG (default fashion_mlp_curves.svg)\n"
+            "  --log PATH            training history CSV (default out/fashion_mlp_history.csv)\n"
+            "  --plot PATH           loss/accuracy curves SVG (default out/fashion_mlp_curves.svg)\n"
             "  --dot PATH            Graphviz DOT of one training step's graph\n"
             "  --checkpoint PATH     write a resumable training checkpoint after every epoch\n"
             "  --resume PATH         continue a run from its checkpoint (same options)\n"
@@ -103,7 +104,7 @@ static const char *const OPTIMIZERS[] = {"adam", "adamw", "sgd", "momentum", "ne
 static int parse_args(int argc, char **argv, options *o) {
     *o = (options){.hidden = {256, 128}, .nhidden = 2, .activation = "relu", .optimizer = "adam", .schedule = "plateau", .lr_factor = 0.5, .dropout = 0.2,
                    .l2 = 1e-4, .lr = 1e-3, .batch = 64, .epochs = 30, .patience = 3, .seed = 1, .val = 5000,
-                   .log = "fashion_mlp_history.csv", .plot = "fashion_mlp_curves.svg", .min_accuracy = 0};
+                   .log = "out/fashion_mlp_history.csv", .plot = "out/fashion_mlp_curves.svg", .min_accuracy = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -147,7 +148,7 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--val")) ok = parse_int(a, v, 1, 30000, &o->val);
         else if (!strcmp(a, "--epochs")) ok = parse_int(a, v, 1, 100000, &n), o->epochs = (int)n;
         else if (!strcmp(a, "--patience")) ok = parse_int(a, v, 0, 100000, &n), o->patience = (int)n;
-        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &n), o->threads = (int)n;
+        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 0, 1024, &n), o->threads = (int)n;
         else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, INT64_MAX, &n), o->seed = (uint64_t)n;
         else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
@@ -213,6 +214,9 @@ int main(int argc, char **argv) {
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
+    const char *outputs[] = {o.log, o.plot, o.dot, o.save, o.checkpoint};
+    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++)
+        if (!ex_prepare_output("fashion_mlp", outputs[i])) return 2;
     if (o.threads) nb_set_num_threads(o.threads);
 
     int rank = 0, world = 1;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "ex_output.h"
 #include "mlp_common.h"
 
 typedef struct {
@@ -96,13 +97,13 @@ static long arg_int(const char *opt, const char *s, long lo, long hi) {
 int main(int argc, char **argv) {
     long subset = 6000, trials = 8, folds = 0, epochs = 3, hidden = 128, seed = 1, threads = 0;
     bool grid = false;
-    const char *data = NULL, *out = "fashion_search.csv";
+    const char *data = NULL, *out = "out/fashion_search.csv";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--grid")) grid = true;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: fashion_search [--subset 6000] [--trials 8] [--grid] [--folds K] [--epochs 3] [--hidden 128]\n"
-                   "                      [--seed 1] [--threads N] [--data DIR] [--out fashion_search.csv]\n"
+                   "                      [--seed 1] [--threads N] [--data DIR] [--out out/fashion_search.csv]\n"
                    "Random search (or --grid) over lr, batch, l2, dropout; --folds K > 1 for K-fold cross-validation.\n");
             return 0;
         } else if (!v) {
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(a, "--epochs")) epochs = arg_int(a, v, 1, 1000);
             else if (!strcmp(a, "--hidden")) hidden = arg_int(a, v, 1, 65536);
             else if (!strcmp(a, "--seed")) seed = arg_int(a, v, 0, 1L << 40);
-            else if (!strcmp(a, "--threads")) threads = arg_int(a, v, 1, 1024);
+            else if (!strcmp(a, "--threads")) threads = arg_int(a, v, 0, 1024);
             else if (!strcmp(a, "--data")) data = v;
             else if (!strcmp(a, "--out")) out = v;
             else {
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (!ex_prepare_output("fashion_search", out)) return 2;
     if (threads) nb_set_num_threads((int)threads);
 
     nb_mnist d;

@@ -48,6 +48,7 @@ struct nb_ctx {
     void *on_ready_user;
     nb_status status;
     char msg[512];
+    double step_end;            /* when the last step ended (the thread tuner's clock) */
 };
 
 /* ---- errors: set ctx (first error kept) and thread-local (latest); return NULL ---------- */
@@ -135,6 +136,28 @@ void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);
 
 /* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
 void nb__blis_init(void);
+
+/* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */
+/* The tuner's state: step times at the current team size, and a trial of the other size
+ * (1 or max) now and then. Pure: nb__tuner_step gets the clock and the step time. */
+typedef struct {
+    int cur, alt, max;            /* team sizes: in use, on trial, all cores */
+    double window[5];             /* the last step times at cur (a ring) */
+    int nwindow;                  /* steps recorded at cur (the ring holds the last 5) */
+    double tries[3];              /* step times of the current trial */
+    int ntries, skip;
+    bool exploring;
+    double best;                  /* best median step at cur since the last trial */
+    double wait, next;            /* seconds between trials (doubling while cur wins); next trial */
+    int64_t explorations, switches;
+} nb_thread_tuner;
+void nb__tuner_init(nb_thread_tuner *t, int max);
+/* Record one step of dt seconds ending at `now`; returns the team size for the next step. */
+int nb__tuner_step(nb_thread_tuner *t, double now, double dt);
+/* Called by nb_ctx_reset: one step of ctx ended (*last: when its previous step ended). */
+void nb__threads_step(const nb_ctx *ctx, double *last);
+/* Called by nb_ctx_free. */
+void nb__threads_forget(const nb_ctx *ctx);
 
 /* ---- recording ------------------------------------------------------------------------ */
 /* Finish an op: anomaly check of out, then record a node when needed. Returns out (or NULL

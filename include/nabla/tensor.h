@@ -127,9 +127,19 @@ void nb_philox(uint64_t key, uint64_t counter, uint32_t out[4]);
 double nb_philox_uniform(uint64_t key, uint64_t index);
 
 /* ---- threads ------------------------------------------------------------------------ */
-/* Number of OpenMP threads for nabla's kernels and BLIS (default: OpenMP's default). */
+/* Threads of nabla's kernels and BLIS. Results are bit-identical for any count.
+ * Default (automatic): all cores OpenMP may use, but the team size is tuned by measurement
+ * at every nb_ctx_reset of the first context that resets (one training step): now and then a
+ * few steps run with the other size (1 thread, or all cores) and the faster one is kept. On a
+ * machine shared with other jobs one thread can be 10x faster than two (each fork/join waits
+ * for a descheduled thread); on a quiet one the trials cost well under 1%.
+ * nb_set_num_threads(n > 0) or OMP_NUM_THREADS fixes the count; n <= 0 returns to automatic. */
 void nb_set_num_threads(int n);
-int nb_get_num_threads(void);
+int nb_get_num_threads(void); /* the count in use now */
+bool nb_threads_auto(void);   /* true while the count is automatic */
+/* Name of the BLIS kernel set in use ("skx", "haswell", "zen3", "generic", ...). nabla picks
+ * skx itself on AVX-512 CPUs that Debian's BLIS 0.9 does not know, unless BLIS_ARCH_TYPE is set. */
+const char *nb_blis_kernels(void);
 
 #ifdef __cplusplus
 }

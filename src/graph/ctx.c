@@ -22,6 +22,7 @@ nb_ctx *nb_ctx_new(void) {
 
 void nb_ctx_free(nb_ctx *ctx) {
     if (!ctx) return;
+    nb__threads_forget(ctx);
     for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
     free(ctx->tape);
     free(ctx->touched);
@@ -103,6 +104,7 @@ void nb_ctx_reset(nb_ctx *ctx) {
     ctx->tape_len = 0;
     ctx->status = NB_OK;
     ctx->msg[0] = 0;
+    nb__threads_step(ctx, &ctx->step_end);
 }
 
 nb_mark nb_ctx_mark(nb_ctx *ctx) {

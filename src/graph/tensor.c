@@ -1,8 +1,6 @@
 /* Tensors: errors, shapes, long-lived tensors, element access, the Philox RNG, threads. */
 #include "../internal.h"
 
-#include <blis.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -382,11 +380,4 @@ nb_status nb_rng_normal(nb_rng *rng, nb_tensor *t, double mean, double std) {
     return rng_fill(rng, t, 1, mean, std);
 }
 
-/* ---- threads --------------------------------------------------------------------------- */
-void nb_set_num_threads(int n) {
-    if (n < 1) n = 1;
-    omp_set_num_threads(n);
-    nb__blis_init();
-    bli_thread_set_num_threads(n);
-}
-int nb_get_num_threads(void) { return omp_get_max_threads(); }
+

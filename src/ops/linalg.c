@@ -7,23 +7,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-/* Debian's BLIS 0.9 does not recognise newer CPUs (e.g. AMD family 0x1A) and falls back to its
- * generic reference kernels, about 5x slower than its AVX-512 ones. Before BLIS starts, and
- * only when the user has not chosen (BLIS_ARCH_TYPE unset), ask for the Skylake-X kernels on a
- * CPU with the AVX-512 subsets they use; any CPU BLIS knows picks the same or better itself. */
-static void choose_blis_kernels(void) {
-    if (getenv("BLIS_ARCH_TYPE")) return;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
-        setenv("BLIS_ARCH_TYPE", "0", 0); /* BLIS_ARCH_SKX */
-}
-
-void nb__blis_init(void) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, choose_blis_kernels);
-}
-
 /* C = A B for one (M,K)x(K,N) pair; threads: BLIS's own threading when > 1.
  * sup: allow BLIS's small-matrix ("sup") path. On the haswell/zen kernel sets that path picks
  * its kernels and loop order from the whole product's shape, so a product computed in pieces

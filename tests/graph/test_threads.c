@@ -1,0 +1,124 @@
+/* The automatic team size (src/graph/threads.c): the tuner is a pure state machine over step
+ * times, driven here by made-up clocks of a quiet and of a busy machine. */
+#include "common.h"
+#include "internal.h"
+
+/* Run `seconds` of simulated training where a step takes step_time(team size) seconds; returns
+ * the team size in use at the end, and how many steps ran at each size. */
+typedef double (*step_time_fn)(int threads, double now);
+
+static int simulate(nb_thread_tuner *t, step_time_fn f, double seconds, int64_t *at1, int64_t *atmax, int *final) {
+    double now = 0;
+    int threads = t->cur;
+    *at1 = *atmax = 0;
+    while (now < seconds) {
+        const double dt = f(threads, now);
+        now += dt;
+        (threads == 1 ? (*at1)++ : (*atmax)++);
+        threads = nb__tuner_step(t, now, dt);
+        cr_assert(threads == 1 || threads == t->max, "team size %d", threads);
+    }
+    *final = threads;
+    return threads;
+}
+
+/* quiet machine: 2 threads 1.6x faster than 1 (the MLP step) */
+static double quiet(int threads, double now) {
+    (void)now;
+    return threads == 1 ? 4.8e-3 : 3.0e-3;
+}
+/* busy machine: every fork/join waits for a descheduled thread, 12x slower (issue 14) */
+static double busy(int threads, double now) {
+    (void)now;
+    return threads == 1 ? 6.0e-3 : 72e-3;
+}
+/* quiet for 20 s, then another job takes the other core */
+static double gets_busy(int threads, double now) { return now < 20 ? quiet(threads, now) : busy(threads, now); }
+/* busy for 20 s, then quiet again */
+static double gets_quiet(int threads, double now) { return now < 20 ? busy(threads, now) : quiet(threads, now); }
+
+TestSuite(threads);
+
+Test(threads, quiet_machine_keeps_all_cores_and_trials_cost_little) {
+    nb_thread_tuner t;
+    nb__tuner_init(&t, 2);
+    int64_t at1, at2;
+    int final;
+    simulate(&t, quiet, 120, &at1, &at2, &final);
+    cr_assert_eq(final, 2);
+    cr_assert_eq(t.switches, 0);
+    /* trials at 1 thread: a few steps every 16 s at most once settled */
+    const double share = (double)at1 / (double)(at1 + at2);
+    cr_assert_lt(share, 0.002, "%.4f of the steps ran on one thread", share);
+    cr_assert_gt(t.explorations, 3, "the tuner kept looking (%lld trials)", (long long)t.explorations);
+}
+
+Test(threads, busy_machine_drops_to_one_thread_quickly) {
+    nb_thread_tuner t;
+    nb__tuner_init(&t, 2);
+    int64_t at1, at2;
+    int final;
+    simulate(&t, busy, 60, &at1, &at2, &final);
+    cr_assert_eq(final, 1);
+    /* time spent at 2 threads: the first ~0.5 s and one step per trial after that */
+    const double slow_time = (double)at2 * busy(2, 0);
+    cr_assert_lt(slow_time, 0.05 * 60, "%.2f s of 60 at two threads", slow_time);
+    /* throughput within 20% of the best fixed choice (one thread) */
+    const double steps = (double)(at1 + at2), best = 60 / busy(1, 0);
+    cr_assert_gt(steps, 0.8 * best, "%.0f steps against %.0f at one thread", steps, best);
+}
+
+Test(threads, follows_the_machine_when_load_changes) {
+    nb_thread_tuner t;
+    nb__tuner_init(&t, 2);
+    int64_t at1, at2;
+    int final;
+    simulate(&t, gets_busy, 60, &at1, &at2, &final);
+    cr_assert_eq(final, 1, "busy after 20 s: one thread");
+    nb__tuner_init(&t, 2);
+    simulate(&t, gets_quiet, 80, &at1, &at2, &final);
+    cr_assert_eq(final, 2, "quiet after 20 s: all cores again");
+}
+
+Test(threads, one_core_never_explores) {
+    nb_thread_tuner t;
+    nb__tuner_init(&t, 1);
+    int64_t at1, at2;
+    int final;
+    simulate(&t, quiet, 10, &at1, &at2, &final);
+    cr_assert_eq(final, 1);
+    cr_assert_eq(at2, 0);
+    cr_assert_eq(t.explorations, 0);
+}
+
+Test(threads, set_num_threads_fixes_and_zero_returns_to_automatic) {
+    const int prev = nb_get_num_threads();
+    nb_set_num_threads(1);
+    cr_assert_eq(nb_get_num_threads(), 1);
+    cr_assert(!nb_threads_auto());
+    nb_set_num_threads(0);
+    cr_assert(nb_threads_auto());
+    cr_assert_geq(nb_get_num_threads(), 1);
+    nb_set_num_threads(prev);
+    cr_assert(!nb_threads_auto());
+}
+
+Test(threads, automatic_mode_switches_during_real_steps) {
+    /* real steps through nb_ctx_reset: the tuner runs and changes nothing in the results
+     * (the thread-independence tests cover the bits); here: it is driven by the first context
+     * that resets and survives contexts coming and going */
+    nb_set_num_threads(0);
+    nb_ctx *a = nb_ctx_new(), *b = nb_ctx_new();
+    for (int s = 0; s < 50; s++) {
+        nb_tensor *x = nb_randn(a, NB_F32, NB_SHAPE(64, 64));
+        cr_assert_not_null(nb_matmul(a, x, x));
+        nb_ctx_reset(a);
+        nb_ctx_reset(b);
+    }
+    nb_ctx_free(a);
+    nb_ctx_reset(b); /* b may drive now */
+    nb_ctx_free(b);
+    const int n = nb_get_num_threads();
+    cr_assert(n >= 1);
+    nb_set_num_threads(2);
+}
