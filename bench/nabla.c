@@ -1,7 +1,9 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
- *       ROW: info mlp cnn conv optim chain engine matmul memory triad, prof-mlp64/prof-mlp256/prof-cnn
+ *       ROW: info mlp cnn conv optim chain engine matmul memory triad steady, prof-mlp64/prof-mlp256/prof-cnn
+ *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
+ *   runs the steady row that way against 1 and 2 fixed threads, on a quiet and a busy machine.
  *
  * Prints tab-separated result lines (see bench.h). The thread count is set explicitly
  * (OpenMP and BLIS) from --threads; bench/run.py also sets OMP_NUM_THREADS/BLIS_NUM_THREADS.
@@ -556,6 +558,36 @@ static void row_cnn(void) {
     nb_tensor_free(x), nb_tensor_free(y);
 }
 
+/* Sustained throughput: train for a fixed wall time from the first step, as a user's run
+ * would (the automatic team size's trials and its first decision included). */
+static void steady_case(const char *model, void (*step)(void *), void *arg, int64_t batch, double seconds) {
+    step(arg); /* warm-up: the arena reaches its size */
+    const double t0 = omp_get_wtime();
+    int64_t steps = 0;
+    while (omp_get_wtime() - t0 < seconds) step(arg), steps++;
+    const double dt = omp_get_wtime() - t0;
+    char cfg[64], team[16] = "auto";
+    if (threads) snprintf(team, sizeof team, "%d", threads);
+    snprintf(cfg, sizeof cfg, "%s B=%lld T=%s", model, (long long)batch, team);
+    bench_report("steady", cfg, "samples/s", (double)(steps * batch) / dt, "samples/s");
+    bench_report("steady", cfg, "threads_at_end", nb_get_num_threads(), "threads");
+}
+
+static void row_steady(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    const double seconds = bench_batches < 7 ? 4 : 10;
+    mlp_run m;
+    mlp_init(&m, x, y, 64);
+    steady_case("mlp", mlp_step, &m, 64, seconds);
+    mlp_free(&m);
+    cnn_run c;
+    cnn_init(&c, x, y, 64);
+    steady_case("cnn", cnn_step, &c, 64, seconds);
+    cnn_free(&c);
+    nb_tensor_free(x), nb_tensor_free(y);
+}
+
 /* For profilers: 200 CNN steps at batch 64 after loading (a fixed amount of work, so that CPU
  * times of two builds compare on a busy machine), nothing else. */
 static void prof_cnn(void) {
@@ -605,8 +637,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) bench_budget = 0.1, bench_batches = 3;
         else if (nrows < 32) rows[nrows++] = argv[i];
     }
-    if (threads < 1) threads = 1;
-    nb_set_num_threads(threads);
+    if (threads < 0) threads = 1;
+    nb_set_num_threads(threads); /* 0: automatic */
     static const char *all[] = {"info", "mlp", "cnn", "conv", "optim", "chain", "engine", "matmul"};
     if (!nrows) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) rows[nrows++] = all[i];
@@ -635,6 +667,8 @@ int main(int argc, char **argv) {
             row_optim();
         } else if (!strcmp(row, "cnn")) {
             row_cnn();
+        } else if (!strcmp(row, "steady")) {
+            row_steady();
         } else if (!strcmp(row, "prof-cnn")) {
             prof_cnn();
         } else if (!strcmp(row, "memory")) {
@@ -642,7 +676,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(row, "prof-mlp64") || !strcmp(row, "prof-mlp256")) {
             prof_mlp(row[8] == '6' ? 64 : 256);
 #else
-        } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory") || !strcmp(row, "cnn")) {
+        } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory") || !strcmp(row, "cnn") ||
+                   !strcmp(row, "steady")) {
             /* needs the optimizer API (nabla/optim.h) */
 #endif
         } else if (!strcmp(row, "triad")) {

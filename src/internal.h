@@ -6,6 +6,7 @@
 #include "nabla/nabla.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #ifdef NDEBUG
@@ -146,18 +147,30 @@ typedef struct {
     int nwindow;                  /* steps recorded at cur (the ring holds the last 5) */
     double tries[3];              /* step times of the current trial */
     int ntries, skip;
-    bool exploring;
-    double best;                  /* best median step at cur since the last trial */
+    bool exploring, aborted;      /* aborted: the trial step was cut short (nb__threads_deadline) */
+    double base;                  /* median step at cur when the trial began */
+    double cost, last_cost;       /* seconds the trial lost against base; the last trial's */
+    double last_trial_end;
+    double deadline;              /* > 0: the next step may last this long at alt, then back to cur */
+    double best;                  /* best median step at cur since the last switch */
     double wait, next;            /* seconds between trials (doubling while cur wins); next trial */
     int64_t explorations, switches;
 } nb_thread_tuner;
-void nb__tuner_init(nb_thread_tuner *t, int max);
+/* start: the size to begin with (1, or anything else for max). */
+void nb__tuner_init(nb_thread_tuner *t, int max, int start);
 /* Record one step of dt seconds ending at `now`; returns the team size for the next step. */
 int nb__tuner_step(nb_thread_tuner *t, double now, double dt);
 /* Called by nb_ctx_reset: one step of ctx ended (*last: when its previous step ended). */
 void nb__threads_step(const nb_ctx *ctx, double *last);
 /* Called by nb_ctx_free. */
 void nb__threads_forget(const nb_ctx *ctx);
+/* Every op checks (nb__finish): a trial of more threads past its deadline ends mid-step. */
+extern _Atomic int64_t nb__tune_deadline_ns;
+void nb__threads_deadline(void);
+static inline void nb__threads_check(void) {
+    if (__builtin_expect(atomic_load_explicit(&nb__tune_deadline_ns, memory_order_relaxed) != 0, 0))
+        nb__threads_deadline();
+}
 
 /* ---- recording ------------------------------------------------------------------------ */
 /* Finish an op: anomaly check of out, then record a node when needed. Returns out (or NULL

@@ -248,6 +248,7 @@ nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb
                       nb_node **node_out) {
     if (node_out) *node_out = NULL;
     if (!out) return NULL;
+    nb__threads_check();
     if (ctx->anomaly && !ctx->in_backward && nb__has_nonfinite(out)) {
         char b[128];
         return nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its output %s (called at %s:%d)",

@@ -10,8 +10,11 @@
 #include "../internal.h"
 
 #include <blis.h>
+#include <dirent.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -65,7 +68,7 @@ void nb_set_num_threads(int n) {
     threads_once();
     if (n <= 0) { /* back to automatic */
         fixed_threads = 0;
-        nb__tuner_init(&tuner, max_threads);
+        driver = NULL; /* the next context to reset starts a fresh tuner */
         apply(max_threads);
         return;
     }
@@ -80,13 +83,15 @@ bool nb_threads_auto(void) {
 
 /* ---- the tuner: a pure state machine over step times (unit-tested with made-up clocks) ---- */
 #define TUNE_WINDOW 5        /* steps at the current size compared against */
-#define TUNE_TRIES 3         /* steps at the other size per exploration */
-#define TUNE_FIRST 0.5       /* seconds before the first exploration */
-#define TUNE_MAX_WAIT 16.0   /* longest wait between explorations */
+#define TUNE_TRIES 3         /* steps at the other size per trial */
+#define TUNE_FIRST 0.5       /* seconds before the first trial */
+#define TUNE_MAX_WAIT 16.0   /* longest wait between trials while the current size wins */
 #define TUNE_GAIN 0.9        /* switch when the other size's median step is below 0.9x */
+#define TUNE_BUDGET 0.02     /* trials may cost at most this share of the time */
 
-void nb__tuner_init(nb_thread_tuner *t, int max) {
-    *t = (nb_thread_tuner){.cur = max, .max = max < 1 ? 1 : max, .wait = TUNE_FIRST, .next = -1};
+void nb__tuner_init(nb_thread_tuner *t, int max, int start) {
+    if (max < 1) max = 1;
+    *t = (nb_thread_tuner){.cur = start == 1 ? 1 : max, .max = max, .wait = TUNE_FIRST, .next = -1};
 }
 
 static double median(const double *v, int n) {
@@ -99,25 +104,40 @@ static double median(const double *v, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+static double window_median(const nb_thread_tuner *t) {
+    return median(t->window, t->nwindow < TUNE_WINDOW ? t->nwindow : TUNE_WINDOW);
+}
+
 int nb__tuner_step(nb_thread_tuner *t, double now, double dt) {
     if (t->max <= 1) return 1;
     if (t->next < 0) t->next = now + t->wait;
     if (t->exploring) {
+        const double base = t->base;
         t->tries[t->ntries++] = dt;
-        const double base = median(t->window, TUNE_WINDOW);
-        /* one step far slower than the current size's median ends the trial at once */
-        const bool hopeless = dt > 2 * base;
-        if (t->ntries < TUNE_TRIES && !hopeless) return t->alt;
+        t->cost += dt - base;
+        /* a step far slower than the current size (or cut short by nb__threads_check, which
+         * went back to the current size mid-step) ends the trial at once */
+        const bool hopeless = t->aborted || dt > 2 * base;
+        if (t->ntries < TUNE_TRIES && !hopeless) {
+            t->deadline = t->alt > t->cur ? 2 * base : 0;
+            return t->alt;
+        }
         t->explorations++;
+        t->last_trial_end = now, t->last_cost = t->cost;
         const bool better = !hopeless && median(t->tries, t->ntries) < TUNE_GAIN * base;
-        t->exploring = false;
+        t->exploring = t->aborted = false;
+        t->deadline = 0;
         if (better) {
             t->cur = t->alt, t->switches++;
-            t->nwindow = 0, t->wait = TUNE_FIRST;
+            t->nwindow = 0, t->wait = TUNE_FIRST, t->best = 0;
         } else {
             t->wait = t->wait * 2 > TUNE_MAX_WAIT ? TUNE_MAX_WAIT : t->wait * 2;
         }
-        t->next = now + t->wait;
+        /* trials cost at most TUNE_BUDGET of the time: a costly trial (a slow step on a busy
+         * machine) waits long enough to pay for itself */
+        double wait = t->wait;
+        if (t->cost / TUNE_BUDGET > wait) wait = t->cost / TUNE_BUDGET;
+        t->next = now + wait;
         t->skip = 1; /* the first step after a change pays for waking or parking threads */
         return t->cur;
     }
@@ -125,27 +145,67 @@ int nb__tuner_step(nb_thread_tuner *t, double now, double dt) {
         t->skip--;
         return t->cur;
     }
-    /* a ring of the last TUNE_WINDOW steps at the current size */
-    t->window[t->nwindow++ % TUNE_WINDOW] = dt;
-    if (t->nwindow < TUNE_WINDOW) return t->cur;
-    /* the machine got slower (another job started?): look again soon */
-    const double m = median(t->window, TUNE_WINDOW);
-    if (t->best > 0 && m > 1.5 * t->best && t->wait > TUNE_FIRST) {
-        t->wait = TUNE_FIRST;
-        if (t->next > now + TUNE_FIRST) t->next = now + TUNE_FIRST;
+    t->window[t->nwindow++ % TUNE_WINDOW] = dt; /* a ring: the last TUNE_WINDOW steps at cur */
+    const double m = window_median(t);
+    if (t->nwindow >= TUNE_WINDOW) {
+        /* the machine got much slower (another job started?): look again soon, within budget */
+        if (t->best > 0 && m > 2 * t->best && t->wait > TUNE_FIRST) {
+            t->wait = TUNE_FIRST;
+            const double soon = t->last_trial_end + t->last_cost / TUNE_BUDGET;
+            if (t->next > soon) t->next = soon > now ? soon : now;
+        }
+        if (t->best <= 0 || m < t->best) t->best = m;
     }
-    if (t->best <= 0 || m < t->best) t->best = m;
     if (now < t->next) return t->cur;
     t->alt = t->cur == 1 ? t->max : 1;
-    t->exploring = true, t->ntries = 0, t->best = 0;
+    t->exploring = true, t->ntries = 0, t->cost = 0, t->base = m;
+    t->deadline = t->alt > t->cur ? 2 * m : 0;
     return t->alt;
 }
 
+/* ---- the tuner's clock: steps of the driving context ----------------------------------- */
 static double seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* Our own threads that are running now (OpenMP workers may still spin after a region). */
+static int own_running(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        const size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        const char *close = strrchr(buf, ')'); /* "tid (name) S ..." */
+        n += close && close[1] == ' ' && close[2] == 'R';
+    }
+    closedir(d);
+    return n > 0 ? n : 1;
+}
+
+/* Other runnable tasks right now (the 4th field of /proc/loadavg counts all, ours included):
+ * when another job already holds a core, start with one thread; the first trial corrects a
+ * wrong guess within a second. */
+static int start_size(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return max_threads;
+    double l1, l5, l15;
+    int running = 0, total = 0;
+    const int got = fscanf(f, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &running, &total);
+    fclose(f);
+    return got == 5 && running - own_running() >= 1 ? 1 : max_threads;
+}
+
+_Atomic int64_t nb__tune_deadline_ns;
+static pthread_t driver_thread;
 
 void nb__threads_step(const nb_ctx *ctx, double *last) {
     threads_once();
@@ -154,20 +214,38 @@ void nb__threads_step(const nb_ctx *ctx, double *last) {
     {
         if (!driver) {
             driver = ctx;
-            nb__tuner_init(&tuner, max_threads);
+            driver_thread = pthread_self();
+            nb__tuner_init(&tuner, max_threads, start_size());
+            *last = 0;
         }
         if (driver == ctx) {
-            const double now = seconds();
-            if (*last > 0) {
-                const int n = nb__tuner_step(&tuner, now, now - *last);
-                if (n != omp_get_max_threads()) apply(n);
-            }
-            *last = seconds();
+            double now = seconds();
+            int n = tuner.cur;
+            if (*last > 0) n = nb__tuner_step(&tuner, now, now - *last);
+            if (n != omp_get_max_threads()) apply(n);
+            *last = now = seconds();
+            atomic_store(&nb__tune_deadline_ns, tuner.deadline > 0 ? (int64_t)(1e9 * (now + tuner.deadline)) : 0);
         }
+    }
+}
+
+void nb__threads_deadline(void) {
+    if (!pthread_equal(pthread_self(), driver_thread) || 1e9 * seconds() < (double)atomic_load(&nb__tune_deadline_ns))
+        return;
+    /* a trial of more threads is already twice as slow as a whole step at the current size:
+     * finish this step at the current size (the bits do not depend on it) */
+    #pragma omp critical(nb_thread_tuner)
+    {
+        atomic_store(&nb__tune_deadline_ns, 0);
+        tuner.aborted = true;
+        apply(tuner.cur);
     }
 }
 
 void nb__threads_forget(const nb_ctx *ctx) {
     #pragma omp critical(nb_thread_tuner)
-    if (driver == ctx) driver = NULL;
+    if (driver == ctx) {
+        driver = NULL;
+        atomic_store(&nb__tune_deadline_ns, 0);
+    }
 }

@@ -41,7 +41,7 @@ TestSuite(threads);
 
 Test(threads, quiet_machine_keeps_all_cores_and_trials_cost_little) {
     nb_thread_tuner t;
-    nb__tuner_init(&t, 2);
+    nb__tuner_init(&t, 2, 2);
     int64_t at1, at2;
     int final;
     simulate(&t, quiet, 120, &at1, &at2, &final);
@@ -55,7 +55,7 @@ Test(threads, quiet_machine_keeps_all_cores_and_trials_cost_little) {
 
 Test(threads, busy_machine_drops_to_one_thread_quickly) {
     nb_thread_tuner t;
-    nb__tuner_init(&t, 2);
+    nb__tuner_init(&t, 2, 2);
     int64_t at1, at2;
     int final;
     simulate(&t, busy, 60, &at1, &at2, &final);
@@ -70,19 +70,19 @@ Test(threads, busy_machine_drops_to_one_thread_quickly) {
 
 Test(threads, follows_the_machine_when_load_changes) {
     nb_thread_tuner t;
-    nb__tuner_init(&t, 2);
+    nb__tuner_init(&t, 2, 2);
     int64_t at1, at2;
     int final;
     simulate(&t, gets_busy, 60, &at1, &at2, &final);
     cr_assert_eq(final, 1, "busy after 20 s: one thread");
-    nb__tuner_init(&t, 2);
+    nb__tuner_init(&t, 2, 2);
     simulate(&t, gets_quiet, 80, &at1, &at2, &final);
     cr_assert_eq(final, 2, "quiet after 20 s: all cores again");
 }
 
 Test(threads, one_core_never_explores) {
     nb_thread_tuner t;
-    nb__tuner_init(&t, 1);
+    nb__tuner_init(&t, 1, 1);
     int64_t at1, at2;
     int final;
     simulate(&t, quiet, 10, &at1, &at2, &final);
