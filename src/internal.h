@@ -40,9 +40,11 @@ struct nb_ctx {
     uint64_t mallocs;
     nb_node **tape;
     int64_t tape_len, tape_cap;
-    nb_tensor **touched;        /* tensors whose acc_ was set during a backward walk */
+    nb_tensor **touched;        /* tensors that received a gradient during a backward walk */
     int64_t ntouched, touched_cap;
-    int64_t walk_id;
+    struct nb_walk_slot *slots; /* a walk's per-tensor state: open addressing by tensor address */
+    int64_t nslots;             /* a power of two (0 before the first walk) */
+    int64_t walk_id;            /* slots of other walks are stale: no clearing between walks */
     bool grad_enabled, train, anomaly, in_backward;
     nb_rng rng;
     nb_grad_ready_fn on_ready;
@@ -51,6 +53,19 @@ struct nb_ctx {
     char msg[512];
     double step_end;            /* when the last step ended (the thread tuner's clock) */
 };
+
+/* ---- a walk's per-tensor state (backward, DOT export), owned by the context ---------------- */
+typedef struct nb_walk_slot {
+    const nb_tensor *t;
+    int64_t walk;     /* the walk this slot belongs to (ctx->walk_id when live) */
+    nb_tensor *acc;   /* gradient under accumulation */
+    int64_t visit;    /* marks and use counts */
+} nb_walk_slot;
+/* Start a new walk over the nodes tape[0..start] and `extra` more tensors (outputs, targets);
+ * false + error on no memory. Only tensors of those nodes may be given slots. */
+bool nb__walk_begin(nb_ctx *ctx, int64_t start, int64_t extra);
+/* t's slot in the current walk, created (acc NULL, visit 0) when absent. */
+nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t);
 
 /* ---- errors: set ctx (first error kept) and thread-local (latest); return NULL ---------- */
 void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -65,10 +65,9 @@ typedef struct nb_tensor {
     nb_node *node;                 /* the op that produced it, NULL for leaves / detached */
     nb_hook *hooks;
     const char *name;              /* optional, shown in errors and DOT export */
-    /* engine-private */
-    struct nb_tensor *acc_;        /* gradient under accumulation during a backward walk */
+    /* engine-private: a walk's scratch (gradients under accumulation, marks) lives in the
+     * context, so contexts on different threads may walk through the same parameters */
     void *alloc_;                  /* malloc'd block of a persistent tensor (NULL for views) */
-    int64_t visit_;                /* backward-walk bookkeeping */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */

@@ -3,7 +3,47 @@
  * summing broadcast gradients back to each input's shape in this one place. */
 #include "../internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+
+/* ---- the walk's per-tensor state, in the context ------------------------------------------ */
+static uint64_t slot_hash(const nb_tensor *t) {
+    uint64_t h = (uint64_t)(uintptr_t)t;
+    h ^= h >> 33, h *= 0xff51afd7ed558ccdULL, h ^= h >> 33;
+    return h;
+}
+
+bool nb__walk_begin(nb_ctx *ctx, int64_t start, int64_t extra) {
+    int64_t tensors = extra;
+    for (int64_t s = 0; s <= start; s++) tensors += 1 + ctx->tape[s]->n_in;
+    ctx->walk_id++;
+    int64_t want = 64;
+    while (want < 2 * tensors) want *= 2;
+    if (want <= ctx->nslots) return true;
+    nb_walk_slot *s = calloc((size_t)want, sizeof *s); /* walk 0 never matches a live walk id */
+    if (!s) {
+        nb__fail(ctx, NB_ERR_NOMEM, "backward: out of memory for %lld tensors", (long long)tensors);
+        return false;
+    }
+    ctx->mallocs++;
+    free(ctx->slots);
+    ctx->slots = s;
+    ctx->nslots = want;
+    return true;
+}
+
+nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t) {
+    const uint64_t mask = (uint64_t)ctx->nslots - 1;
+    for (uint64_t i = slot_hash(t) & mask;; i = (i + 1) & mask) {
+        nb_walk_slot *s = &ctx->slots[i];
+        if (s->walk != ctx->walk_id) { /* free (stale): t is not in this walk yet */
+            *s = (nb_walk_slot){t, ctx->walk_id, NULL, 0};
+            return s;
+        }
+        if (s->t == t) return s;
+    }
+}
+
 
 nb_status nb_requires_grad(nb_tensor *t, bool on) {
     if (!t) return nb_set_error(NB_ERR_NULL, "requires_grad: tensor is NULL");
@@ -34,17 +74,18 @@ static bool touch(nb_ctx *ctx, nb_tensor *t) {
 }
 
 static nb_status accumulate(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
-    if (!t->acc_) {
+    nb_walk_slot *sl = nb__walk_slot(ctx, t);
+    if (!sl->acc) {
         if (!touch(ctx, t)) {
             nb__fail(ctx, NB_ERR_NOMEM, "backward: out of memory");
             return NB_ERR_NOMEM;
         }
-        t->acc_ = g;
+        sl->acc = g;
         return NB_OK;
     }
-    nb_tensor *s = nb_add(ctx, t->acc_, g);
+    nb_tensor *s = nb_add(ctx, sl->acc, g);
     if (!s) return ctx->status ? ctx->status : NB_ERR_NOMEM;
-    t->acc_ = s;
+    sl->acc = s;
     return NB_OK;
 }
 
@@ -82,21 +123,28 @@ static nb_tensor *fit(nb_ctx *ctx, const nb_node *n, int j, nb_tensor *g) {
     return r;
 }
 
+/* .grad of a long-lived leaf may be shared by contexts on several threads (the same
+ * parameters): its allocation and each addition into it take this lock. Two contexts adding
+ * into a zeroed .grad give the exact sum in either order; nb_grad touches no .grad at all. */
+static pthread_mutex_t grad_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* nb_backward: a leaf's gradient is complete; run its hooks, add it into .grad, tell the
  * ready callback (data-parallel training starts reducing it while backward goes on). */
-static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t) {
-    t->visit_ = -1;
-    nb_tensor *g = t->hooks ? run_hooks(ctx, t, t->acc_) : t->acc_;
+static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
+    sl->visit = -1;
+    nb_tensor *g = t->hooks ? run_hooks(ctx, t, sl->acc) : sl->acc;
     if (!g) return ctx->status;
+    if (t->persistent) pthread_mutex_lock(&grad_lock);
     if (!t->grad) {
         t->grad = t->persistent ? nb_tensor_new(t->dtype, t->ndim, t->shape) : nb_zeros_like(ctx, t);
-        if (!t->grad) {
-            nb__fail(ctx, NB_ERR_NOMEM, "backward: cannot allocate .grad");
-            return NB_ERR_NOMEM;
-        }
-        if (t->persistent) ctx->mallocs++;
+        if (t->grad && t->persistent) ctx->mallocs++;
     }
-    nb__accumulate_kernel(t->grad, g);
+    if (t->grad) nb__accumulate_kernel(t->grad, g);
+    if (t->persistent) pthread_mutex_unlock(&grad_lock);
+    if (!t->grad) {
+        nb__fail(ctx, NB_ERR_NOMEM, "backward: cannot allocate .grad");
+        return NB_ERR_NOMEM;
+    }
     if (ctx->on_ready) ctx->on_ready(t, ctx->on_ready_user);
     return NB_OK;
 }
@@ -107,43 +155,42 @@ static bool is_leaf(const nb_tensor *t) { return !t->node && t->requires_grad; }
 static nb_status release_leaves(nb_ctx *ctx, const nb_node *n) {
     for (int j = 0; j < n->n_in; j++) {
         nb_tensor *in = n->in[j];
-        if (is_leaf(in) && in->visit_ > 0 && --in->visit_ == 0 && in->acc_) {
-            nb_status st = finalize_leaf(ctx, in);
+        if (!is_leaf(in)) continue;
+        nb_walk_slot *sl = nb__walk_slot(ctx, in);
+        if (sl->visit > 0 && --sl->visit == 0 && sl->acc) {
+            nb_status st = finalize_leaf(ctx, in, sl);
             if (st != NB_OK) return st;
         }
     }
     return NB_OK;
 }
 
-/* The walk. With targets (n_in > 0) only nodes on a path to a target run; otherwise every
- * tensor that requires grad receives its gradient in acc_. */
+/* The walk. With targets (n_in > 0) only nodes on a path to a target run (visit 1 marks
+ * them); otherwise every tensor that requires grad receives its gradient in its slot's acc,
+ * and a leaf's visit counts its uses left (finalized at 0). */
 static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *gouts, int n_in,
                       nb_tensor *const *targets, bool create_graph) {
-    const int64_t id = ++ctx->walk_id;
     int64_t start = -1;
     for (int k = 0; k < n_out; k++)
         if (outs[k]->node && outs[k]->node->seq > start) start = outs[k]->node->seq;
+    if (!nb__walk_begin(ctx, start, n_out + n_in)) return ctx->status;
 
     if (n_in > 0) {  /* mark what leads to a target */
-        for (int i = 0; i < n_in; i++) targets[i]->visit_ = id;
+        for (int i = 0; i < n_in; i++) nb__walk_slot(ctx, targets[i])->visit = 1;
         for (int64_t s = 0; s <= start; s++) {
             nb_node *n = ctx->tape[s];
             for (int j = 0; j < n->n_in; j++)
-                if (n->in[j]->visit_ == id) {
-                    n->out->visit_ = id;
+                if (nb__walk_slot(ctx, n->in[j])->visit == 1) {
+                    nb__walk_slot(ctx, n->out)->visit = 1;
                     break;
                 }
         }
     }
     const bool leaves = n_in == 0;  /* nb_backward: count each leaf's uses to finalize it early */
-    if (leaves) {
+    if (leaves)
         for (int64_t s = 0; s <= start; s++)
             for (int j = 0; j < ctx->tape[s]->n_in; j++)
-                if (is_leaf(ctx->tape[s]->in[j])) ctx->tape[s]->in[j]->visit_ = 0;
-        for (int64_t s = 0; s <= start; s++)
-            for (int j = 0; j < ctx->tape[s]->n_in; j++)
-                if (is_leaf(ctx->tape[s]->in[j])) ctx->tape[s]->in[j]->visit_++;
-    }
+                if (is_leaf(ctx->tape[s]->in[j])) nb__walk_slot(ctx, ctx->tape[s]->in[j])->visit++;
     nb_status st = NB_OK;
     for (int k = 0; k < n_out && st == NB_OK; k++) {
         nb_tensor *g = gouts && gouts[k] ? gouts[k] : nb_ones_like(ctx, outs[k]);
@@ -153,13 +200,15 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
     for (int64_t s = start; s >= 0 && st == NB_OK; s--) {
         nb_node *n = ctx->tape[s];
         nb_tensor *out = n->out;
-        if (!out->acc_ || (n_in > 0 && out->visit_ != id)) {
+        nb_walk_slot *osl = nb__walk_slot(ctx, out);
+        if (!osl->acc || (n_in > 0 && osl->visit != 1)) {
             if (leaves && (st = release_leaves(ctx, n)) != NB_OK) return st;
             continue;
         }
-        nb_tensor *g = out->hooks ? run_hooks(ctx, out, out->acc_) : out->acc_;
+        nb_tensor *g = out->hooks ? run_hooks(ctx, out, osl->acc) : osl->acc;
         if (!g) return ctx->status;
-        out->acc_ = g;  /* what nb_grad returns for an intermediate input is the hooked gradient too */
+        osl = nb__walk_slot(ctx, out); /* the hooks' ops do not move slots, but be exact */
+        osl->acc = g;  /* what nb_grad returns for an intermediate input is the hooked gradient too */
         /* with create_graph the input gradients must depend on the inputs differentiably; a
          * fused backward gives constants, even when g itself is constant (e.g. ones) */
         if (create_graph && n->op->once_differentiable) {
@@ -184,7 +233,7 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         if (ctx->status != NB_OK) return ctx->status;
         for (int j = 0; j < n->n_in; j++) {
             nb_tensor *in = n->in[j];
-            if (!gp[j] || !in->requires_grad || (n_in > 0 && in->visit_ != id)) continue;
+            if (!gp[j] || !in->requires_grad || (n_in > 0 && nb__walk_slot(ctx, in)->visit != 1)) continue;
             nb_tensor *gj = fit(ctx, n, j, gp[j]);
             if (!gj) return ctx->status;
             if (ctx->anomaly && nb__has_nonfinite(gj)) {
@@ -201,8 +250,8 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
 }
 
 static void clear_walk(nb_ctx *ctx) {
-    for (int64_t i = 0; i < ctx->ntouched; i++) ctx->touched[i]->acc_ = NULL;
     ctx->ntouched = 0;
+    ctx->walk_id++; /* every slot of this walk is stale now */
 }
 
 static nb_status check_outputs(nb_ctx *ctx, const char *fn, int n_out, nb_tensor *const *outs,
@@ -238,7 +287,8 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out) {
     /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {
         nb_tensor *t = ctx->touched[i];
-        if (is_leaf(t) && t->visit_ != -1) st = finalize_leaf(ctx, t);
+        nb_walk_slot *sl = nb__walk_slot(ctx, t);
+        if (is_leaf(t) && sl->visit != -1) st = finalize_leaf(ctx, t, sl);
     }
     clear_walk(ctx);
     nb_set_grad_enabled(ctx, prev);
@@ -259,7 +309,7 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
     st = walk(ctx, n_out, outs, grad_outs, n_in, inputs, create_graph);
     for (int i = 0; i < n_in && st == NB_OK; i++) {
         nb_tensor *t = inputs[i];
-        nb_tensor *g = t->acc_;
+        nb_tensor *g = nb__walk_slot(ctx, t)->acc;
         if (g && !t->node && t->hooks) g = run_hooks(ctx, t, g);
         else if (!g) g = nb_zeros_like(ctx, t);
         if (!g) st = ctx->status ? ctx->status : NB_ERR_NOMEM;

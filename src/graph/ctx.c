@@ -26,6 +26,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
     free(ctx->tape);
     free(ctx->touched);
+    free(ctx->slots);
     free(ctx);
 }
 

@@ -26,29 +26,30 @@ static bool on_tape(const nb_ctx *ctx, const nb_tensor *t) {
 
 nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f) {
     if (!ctx || !out || !f) return nb_set_error(NB_ERR_NULL, "graph_dot: NULL argument");
-    /* visit_ marks: id = reachable, -id = leaf already written */
-    const int64_t id = ++ctx->walk_id;
+    /* slot marks: 1 = reachable, -1 = leaf already written */
+    if (on_tape(ctx, out) && !nb__walk_begin(ctx, out->node->seq, 1)) return ctx->status;
     fprintf(f, "digraph nabla {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
     if (!on_tape(ctx, out)) {
         put_leaf(f, out);
     } else {
-        ((nb_tensor *)out)->visit_ = id;
+        nb__walk_slot(ctx, out)->visit = 1;
         char b[128];
         for (int64_t s = out->node->seq; s >= 0; s--) {
             const nb_node *n = ctx->tape[s];
-            if (n->out->visit_ != id) continue;
+            if (nb__walk_slot(ctx, n->out)->visit != 1) continue;
             fprintf(f, "  \"n%lld\" [shape=box, label=\"", (long long)n->seq);
             put_escaped(f, n->op->name);
             fprintf(f, "\\n%s %s\"];\n", nb_dtype_name(n->out->dtype), nb_shape_str(n->out, b, sizeof b));
             for (int j = 0; j < n->n_in; j++) {
                 nb_tensor *in = n->in[j];
                 if (on_tape(ctx, in)) {
-                    in->visit_ = id;
+                    nb__walk_slot(ctx, in)->visit = 1;
                     fprintf(f, "  \"n%lld\" -> \"n%lld\";\n", (long long)in->node->seq, (long long)n->seq);
                 } else {
-                    if (in->visit_ != -id) {
+                    nb_walk_slot *sl = nb__walk_slot(ctx, in);
+                    if (sl->visit != -1) {
                         put_leaf(f, in);
-                        in->visit_ = -id;
+                        sl->visit = -1;
                     }
                     fprintf(f, "  \"t%p\" -> \"n%lld\";\n", (void *)in, (long long)n->seq);
                 }

@@ -122,3 +122,87 @@ Test(threads, automatic_mode_switches_during_real_steps) {
     cr_assert(n >= 1);
     nb_set_num_threads(2);
 }
+
+/* ---- contexts on two threads through the same parameters ------------------------------------ */
+#include <pthread.h>
+#include <string.h>
+
+typedef struct {
+    nb_params *ps;
+    nb_tensor *w1, *w2;
+    uint64_t seed;
+    bool use_backward; /* nb_backward into the shared .grad, else nb_grad into own tensors */
+    double grads[2][64 * 32];
+    nb_status st;
+} worker;
+
+static void *work(void *p) {
+    worker *w = p;
+    nb_ctx *c = nb_ctx_new();
+    nb_ctx_seed(c, w->seed);
+    for (int rep = 0; rep < 20 && w->st == NB_OK; rep++) {
+        nb_tensor *x = nb_randn(c, NB_F32, NB_SHAPE(128, 64));
+        nb_tensor *loss = nb_sum_all(c, nb_tanh(c, nb_linear(c, nb_relu(c, nb_linear(c, x, w->w1, NULL)), w->w2, NULL)));
+        if (w->use_backward) {
+            w->st = nb_backward(c, loss, NULL);
+        } else {
+            nb_tensor *g[2], *in[2] = {w->w1, w->w2};
+            w->st = nb_grad(c, 1, &loss, NULL, 2, in, g, false);
+            for (int k = 0; k < 2 && w->st == NB_OK; k++)
+                for (int64_t i = 0; i < g[k]->numel; i++) w->grads[k][i] += nb_get(g[k], i);
+        }
+        nb_ctx_reset(c);
+    }
+    nb_ctx_free(c);
+    return NULL;
+}
+
+static void shared_params(nb_params **ps, nb_tensor **w1, nb_tensor **w2) {
+    *ps = nb_params_new();
+    *w1 = nb_params_add(*ps, "w1", NB_SHAPE(32, 64));
+    *w2 = nb_params_add(*ps, "w2", NB_SHAPE(16, 32));
+    nb_rng r = nb_rng_new(3);
+    nb_rng_normal(&r, *w1, 0, 0.2), nb_rng_normal(&r, *w2, 0, 0.2);
+}
+
+Test(threads, two_contexts_walk_the_same_parameters_at_once) {
+    nb_params *ps;
+    nb_tensor *w1, *w2;
+    shared_params(&ps, &w1, &w2);
+    /* nb_grad: each context its own gradients, equal to a run alone */
+    static worker seq[2], par[2];
+    for (int k = 0; k < 2; k++) {
+        seq[k] = (worker){ps, w1, w2, 10 + (uint64_t)k, false, {{0}}, NB_OK};
+        work(&seq[k]);
+        par[k] = (worker){ps, w1, w2, 10 + (uint64_t)k, false, {{0}}, NB_OK};
+    }
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, work, &par[k]);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(par[k].st, NB_OK, "%s", nb_last_error());
+        cr_assert_eq(memcmp(seq[k].grads, par[k].grads, sizeof seq[k].grads), 0, "context %d's gradients differ", k);
+    }
+    /* nb_backward: both add into the shared .grad; two contributions sum exactly in any order */
+    nb_params_zero_grad(ps);
+    worker b0 = {ps, w1, w2, 10, true, {{0}}, NB_OK}, b1 = {ps, w1, w2, 11, true, {{0}}, NB_OK};
+    work(&b0);
+    work(&b1);
+    float *want = malloc((size_t)ps->total * sizeof(float));
+    memcpy(want, ps->grad_flat, (size_t)ps->total * sizeof(float));
+    int differ = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        nb_params_zero_grad(ps);
+        /* one step at a time per context so that the two always add into a zeroed .grad */
+        worker c0 = b0, c1 = b1;
+        c0.st = c1.st = NB_OK;
+        pthread_create(&th[0], NULL, work, &c0);
+        pthread_create(&th[1], NULL, work, &c1);
+        pthread_join(th[0], NULL), pthread_join(th[1], NULL);
+        cr_assert(c0.st == NB_OK && c1.st == NB_OK, "%s", nb_last_error());
+        for (int64_t i = 0; i < ps->total; i++) differ += fabsf(ps->grad_flat[i] - want[i]) > 1e-4f * (1 + fabsf(want[i]));
+    }
+    cr_assert_eq(differ, 0, "%d gradient entries differ from the sequential sum", differ);
+    free(want);
+    nb_params_free(ps);
+}
