@@ -130,25 +130,130 @@ void nb__iter_init(nb_iter *it, int ndim, const int64_t *shape, int nops, const 
 void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg);
 void nb__iter_run_serial(const nb_iter *it, nb_row_fn fn, const void *arg);
 
-/* ---- element-wise kernels --------------------------------------------------------------- */
-typedef enum {
-    NB_U_NEG, NB_U_EXP, NB_U_LOG, NB_U_SQRT, NB_U_ABS, NB_U_SIGN, NB_U_ERF, NB_U_RELU,
-    NB_U_LEAKY, NB_U_ELU, NB_U_SIGMOID, NB_U_TANH, NB_U_GELU, NB_U_SOFTPLUS, NB_U_AFFINE,
-    NB_U_POW, NB_U_CLAMP, NB_U_INRANGE, NB_U_COPY, NB_U_FILL, NB_U_GTZ
-} nb_unary_kind;
-typedef enum {
-    NB_B_ADD, NB_B_SUB, NB_B_MUL, NB_B_DIV, NB_B_POW, NB_B_MAX, NB_B_MIN,
-    NB_B_EQ, NB_B_NE, NB_B_LT, NB_B_LE, NB_B_GT, NB_B_GE,
-    NB_B_TANH_GRAD,    /* g * (1 - y^2): tanh backward from its output y, one pass */
-    NB_B_SIGMOID_GRAD  /* g * y * (1 - y) */
-} nb_binary_kind;
-/* out (contiguous or not, same dtype as x) = f(x) elementwise, x broadcast to out. */
-void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, double p0, double p1);
-void nb__binary_kernel(nb_binary_kind k, nb_tensor *out, const nb_tensor *a, const nb_tensor *b);
+/* ---- element-wise ops: one table entry each (src/ops/unary.c, src/ops/elementwise.c) ------ */
+/* An element-wise op is its descriptor (nb_op: name, backward rule made of ops,
+ * differentiability) plus one row kernel per dtype. The row kernels come from one scalar
+ * expression through NB_UNARY_KERNEL / NB_BINARY_KERNEL below, so the expression is written
+ * once for f32 and f64. The descriptor is initialised positionally: a missing part is a build
+ * error (-Werror=missing-field-initializers in src/ops, and the kernel names must exist).
+ * backward NULL means the op is piecewise constant (sign, floor, comparisons): its output is
+ * a constant with zero gradient, as in PyTorch, and is never recorded. */
+typedef struct nb_unary_def {
+    nb_op op;
+    nb_row_fn f32, f64; /* p[0] out, p[1] x; arg: const nb_uparams * */
+} nb_unary_def;
+typedef struct nb_binary_def {
+    nb_op op;
+    nb_row_fn f32, f64; /* p[0] out, p[1] a, p[2] b; arg unused */
+} nb_binary_def;
+typedef struct {
+    double p0, p1; /* the op's scalar parameters (slope, alpha, bounds, ...) */
+} nb_uparams;
+
+/* out = f(x) (x broadcast to out's shape) / out = f(a, b) (both broadcast to out's shape). */
+void nb__unary_map(const nb_unary_def *d, nb_tensor *out, const nb_tensor *x, double p0, double p1);
+void nb__binary_map(const nb_binary_def *d, nb_tensor *out, const nb_tensor *a, const nb_tensor *b);
+/* The front end of every unary / binary op: checks (NULL, float dtypes, broadcasting), output,
+ * kernel, and the node (p0, p1 go to node->fattr[0..1]) unless the op is piecewise constant. */
+nb_tensor *nb__unary(nb_ctx *ctx, const nb_unary_def *d, nb_tensor *x, double p0, double p1);
+nb_tensor *nb__binary(nb_ctx *ctx, const nb_binary_def *d, nb_tensor *a, nb_tensor *b);
+
+/* Scalar math in the expression's own type: NB_M(exp, v) is expf for float, exp for double. */
+#define NB_M(fn, v) _Generic((v), float: fn##f, default: fn)(v)
+#define NB_M2(fn, v, w) _Generic((v), float: fn##f, default: fn)(v, w)
+
+/* Row loops around a scalar function; always inlined into each op's row kernel, where the
+ * function is a constant, so the loop vectorises as if written out by hand. */
+static inline __attribute__((always_inline)) void nb__unary_rows_f32(int64_t n, char **p, const int64_t *s,
+                                                                   const void *arg, float (*f)(float, float, float)) {
+    const nb_uparams *a = arg;
+    const float p0 = (float)a->p0, p1 = (float)a->p1;
+    float *o = (float *)p[0];
+    const float *x = (const float *)p[1];
+    if (s[0] == 1 && s[1] == 1)
+        for (int64_t i = 0; i < n; i++) o[i] = f(x[i], p0, p1);
+    else
+        for (int64_t i = 0; i < n; i++) o[i * s[0]] = f(x[i * s[1]], p0, p1);
+}
+static inline __attribute__((always_inline)) void nb__unary_rows_f64(int64_t n, char **p, const int64_t *s,
+                                                                   const void *arg, double (*f)(double, double, double)) {
+    const nb_uparams *a = arg;
+    double *o = (double *)p[0];
+    const double *x = (const double *)p[1];
+    if (s[0] == 1 && s[1] == 1)
+        for (int64_t i = 0; i < n; i++) o[i] = f(x[i], a->p0, a->p1);
+    else
+        for (int64_t i = 0; i < n; i++) o[i * s[0]] = f(x[i * s[1]], a->p0, a->p1);
+}
+#define NB_BINARY_ROWS(T, SUF)                                                                          \
+    static inline __attribute__((always_inline)) void nb__binary_rows_##SUF(int64_t n, char **p,      \
+                                                                            const int64_t *s,          \
+                                                                            T (*f)(T, T)) {            \
+        T *o = (T *)p[0];                                                                                \
+        const T *a = (const T *)p[1], *b = (const T *)p[2];                                              \
+        const int64_t so = s[0], sa = s[1], sb = s[2];                                                   \
+        if (so == 1 && sa == 1 && sb == 1)                                                               \
+            for (int64_t i = 0; i < n; i++) o[i] = f(a[i], b[i]);                                        \
+        else if (so == 1 && sa == 1 && sb == 0)                                                          \
+            for (int64_t i = 0; i < n; i++) o[i] = f(a[i], b[0]);                                        \
+        else if (so == 1 && sa == 0 && sb == 1)                                                          \
+            for (int64_t i = 0; i < n; i++) o[i] = f(a[0], b[i]);                                        \
+        else                                                                                             \
+            for (int64_t i = 0; i < n; i++) o[i * so] = f(a[i * sa], b[i * sb]);                         \
+    }
+NB_BINARY_ROWS(float, f32)
+NB_BINARY_ROWS(double, f64)
+#undef NB_BINARY_ROWS
+
+/* NB_UNARY_KERNEL(name, expr): the row kernels name_f32 and name_f64 of `out = expr`, where
+ * expr reads the element v, the op's parameters p0 and p1, and the element type T (write
+ * constants as (T)0.5 and math as NB_M(exp, v)). */
+#define NB_UNARY_KERNEL(NAME, EXPR)                                                                  \
+    static inline float NAME##_scalar_f32(float v, float p0, float p1) {                             \
+        typedef float T __attribute__((unused));                                                     \
+        (void)p0, (void)p1;                                                                          \
+        return (EXPR);                                                                               \
+    }                                                                                                \
+    static inline double NAME##_scalar_f64(double v, double p0, double p1) {                         \
+        typedef double T __attribute__((unused));                                                    \
+        (void)p0, (void)p1;                                                                          \
+        return (EXPR);                                                                               \
+    }                                                                                                \
+    static void NAME##_f32(int64_t n, char **p, const int64_t *s, const void *a) {                   \
+        nb__unary_rows_f32(n, p, s, a, NAME##_scalar_f32);                                           \
+    }                                                                                                \
+    static void NAME##_f64(int64_t n, char **p, const int64_t *s, const void *a) {                   \
+        nb__unary_rows_f64(n, p, s, a, NAME##_scalar_f64);                                           \
+    }
+/* NB_BINARY_KERNEL(name, expr): the same for `out = expr(u, v)`, u from a and v from b. */
+#define NB_BINARY_KERNEL(NAME, EXPR)                                                                 \
+    static inline float NAME##_scalar_f32(float u, float v) {                                        \
+        typedef float T __attribute__((unused));                                                     \
+        return (EXPR);                                                                               \
+    }                                                                                                \
+    static inline double NAME##_scalar_f64(double u, double v) {                                     \
+        typedef double T __attribute__((unused));                                                    \
+        return (EXPR);                                                                               \
+    }                                                                                                \
+    static void NAME##_f32(int64_t n, char **p, const int64_t *s, const void *a) {                   \
+        (void)a;                                                                                     \
+        nb__binary_rows_f32(n, p, s, NAME##_scalar_f32);                                             \
+    }                                                                                                \
+    static void NAME##_f64(int64_t n, char **p, const int64_t *s, const void *a) {                   \
+        (void)a;                                                                                     \
+        nb__binary_rows_f64(n, p, s, NAME##_scalar_f64);                                             \
+    }
+
+/* The fused backward of tanh / sigmoid from the output y: g (1 - y^2), g y (1 - y). */
+nb_tensor *nb__tanh_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
+nb_tensor *nb__sigmoid_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
+
+/* Kernels the engine uses outside any op (not recorded). */
+void nb__fill_kernel(nb_tensor *t, double v);                         /* every element = v */
+void nb__affine_kernel(nb_tensor *out, const nb_tensor *x, double scale, double shift);
+void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);   /* dst += src (same shape) */
 /* Copy with dtype conversion, src broadcast to dst's shape. */
 void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
-/* dst += src (same shape), not recorded. */
-void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);
 
 /* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
 void nb__blis_init(void);

@@ -116,20 +116,37 @@ struct nb_node {
 
 /* An op's backward rule: set gin[i] to d(loss)/d(node->in[i]) given gout = d(loss)/d(out),
  * using nabla ops on ctx, for each input with in[i]->requires_grad (others may be left NULL).
- * gin[i] may have out's broadcast shape: the engine sums it back to the input's shape. */
+ * gin[i] may have out's broadcast shape: the engine sums it back to the input's shape.
+ * Return NB_OK, or fail with nb_ctx_fail (its status) to stop the backward with your message. */
 typedef nb_status (*nb_backward_fn)(nb_ctx *ctx, const nb_node *node, nb_tensor *gout, nb_tensor **gin);
 
+/* How an op's gradient behaves (PyTorch: a plain Function, once_differentiable, or an op
+ * without a derivative formula). */
+typedef enum {
+    NB_DIFFERENTIABLE = 0,      /* backward is made of ops: create_graph differentiates it again */
+    NB_ONCE_DIFFERENTIABLE = 1, /* backward is a fused kernel, not itself differentiable: a
+                                   second-order request through it fails with NB_ERR_UNSUPPORTED */
+    NB_NOT_DIFFERENTIABLE = 2   /* no gradient at all: backward may be NULL; a backward walk that
+                                   needs a gradient through the node fails with NB_ERR_UNSUPPORTED */
+} nb_differentiability;
+
+/* An op's descriptor (static, one per op): {"name", backward, NB_DIFFERENTIABLE}. */
 typedef struct nb_op {
     const char *name;
     nb_backward_fn backward;
-    /* true if backward is a fused kernel that is not itself differentiable: a second-order
-     * request through it fails with NB_ERR_UNSUPPORTED instead of giving a wrong answer. */
-    bool once_differentiable;
+    nb_differentiability diff;
 } nb_op;
 
 /* Record out as produced by op from in[0..n_in). Returns the node, or NULL when nothing needs
- * recording (grad mode off or no input requires grad) — then out is simply a constant. */
+ * recording (grad mode off or no input requires grad) — then out is simply a constant — or on
+ * error (the context's status says which): a NULL argument, or a NULL backward on an op that
+ * is not marked NB_NOT_DIFFERENTIABLE. */
 nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in);
+
+/* Fail the context as a built-in op does: the first error since the last reset/clear is kept
+ * (nb_ctx_error), the thread-local error is set too (nb_last_error). Returns NULL, so a custom
+ * op can `return nb_ctx_fail(ctx, NB_ERR_SHAPE, "softsign: x %s ...", ...);`. ctx may be NULL. */
+void *nb_ctx_fail(nb_ctx *ctx, nb_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Allocate n bytes of step memory (64-byte aligned) in the arena; NULL + NB_ERR_NOMEM on failure. */
 void *nb_ctx_alloc(nb_ctx *ctx, size_t n);

@@ -38,8 +38,9 @@ nb_tensor *nb_sub(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_mul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_div(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_pow(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);      /* a^b, a > 0 where b is not an integer */
-nb_tensor *nb_maximum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);  /* ties split the gradient evenly */
+nb_tensor *nb_maximum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);  /* NaN wins; ties split the gradient evenly */
 nb_tensor *nb_minimum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+nb_tensor *nb_atan2(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);    /* angle of the point (b, a), torch.atan2 */
 /* Comparisons (no grad): 1.0 where true, 0.0 where false, in the inputs' dtype. */
 nb_tensor *nb_eq(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_ne(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
@@ -56,25 +57,58 @@ nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, double s);
 nb_tensor *nb_mul_scalar(nb_ctx *ctx, nb_tensor *x, double s);
 nb_tensor *nb_pow_scalar(nb_ctx *ctx, nb_tensor *x, double p);
 
-/* Unary */
+/* Unary, as the torch functions of the same name. NaN in gives NaN out. */
 nb_tensor *nb_neg(nb_ctx *ctx, nb_tensor *x);
 nb_tensor *nb_exp(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_expm1(nb_ctx *ctx, nb_tensor *x);   /* exp(x) - 1, exact near 0 */
 nb_tensor *nb_log(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_log1p(nb_ctx *ctx, nb_tensor *x);   /* log(1 + x), exact near 0 */
+nb_tensor *nb_log2(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_log10(nb_ctx *ctx, nb_tensor *x);
 nb_tensor *nb_sqrt(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_rsqrt(nb_ctx *ctx, nb_tensor *x);   /* 1/sqrt(x) */
+nb_tensor *nb_square(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_reciprocal(nb_ctx *ctx, nb_tensor *x);
 nb_tensor *nb_abs(nb_ctx *ctx, nb_tensor *x);     /* gradient sign(x), 0 at 0 */
-nb_tensor *nb_sign(nb_ctx *ctx, nb_tensor *x);    /* (no grad) */
+nb_tensor *nb_sign(nb_ctx *ctx, nb_tensor *x);    /* (no grad: zero gradient) */
+nb_tensor *nb_floor(nb_ctx *ctx, nb_tensor *x);   /* (no grad: zero gradient) */
+nb_tensor *nb_ceil(nb_ctx *ctx, nb_tensor *x);    /* (no grad: zero gradient) */
+nb_tensor *nb_round(nb_ctx *ctx, nb_tensor *x);   /* half to even, as torch.round (no grad) */
 nb_tensor *nb_erf(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_erfc(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_sin(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_cos(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_tan(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_asin(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_acos(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_atan(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_sinh(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_cosh(nb_ctx *ctx, nb_tensor *x);
 /* Clamp to [lo, hi]; pass -INFINITY / INFINITY for an open side. Gradient 1 where lo <= x <= hi. */
 nb_tensor *nb_clamp(nb_ctx *ctx, nb_tensor *x, double lo, double hi);
 
 /* ---- activations ----------------------------------------------------------------------- */
-nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x);
+/* As torch.nn.functional; parameters must be finite (NB_ERR_VALUE otherwise). */
+nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x);                       /* relu(NaN) = NaN */
 nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, double slope);   /* PyTorch default 0.01 */
 nb_tensor *nb_elu(nb_ctx *ctx, nb_tensor *x, double alpha);          /* PyTorch default 1.0 */
+nb_tensor *nb_selu(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_celu(nb_ctx *ctx, nb_tensor *x, double alpha);         /* PyTorch default 1.0; alpha != 0 */
 nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_logsigmoid(nb_ctx *ctx, nb_tensor *x);
 nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x);
 nb_tensor *nb_gelu(nb_ctx *ctx, nb_tensor *x);                       /* exact (erf) form */
-nb_tensor *nb_softplus(nb_ctx *ctx, nb_tensor *x);                   /* log(1+e^x), stable */
+nb_tensor *nb_gelu_tanh(nb_ctx *ctx, nb_tensor *x);                  /* gelu(approximate="tanh") */
+nb_tensor *nb_silu(nb_ctx *ctx, nb_tensor *x);                       /* x sigmoid(x) */
+nb_tensor *nb_mish(nb_ctx *ctx, nb_tensor *x);                       /* x tanh(softplus(x)) */
+nb_tensor *nb_softsign(nb_ctx *ctx, nb_tensor *x);                   /* x / (1 + |x|) */
+/* softplus(x) = log(1 + exp(beta x))/beta, exactly x where beta x > threshold. nb_softplus is
+ * PyTorch's default, beta 1 and threshold 20. beta must be finite and non-zero. */
+nb_tensor *nb_softplus(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb_softplus_ex(nb_ctx *ctx, nb_tensor *x, double beta, double threshold);
+nb_tensor *nb_hardtanh(nb_ctx *ctx, nb_tensor *x, double min_val, double max_val); /* PyTorch: -1, 1 */
+nb_tensor *nb_hardsigmoid(nb_ctx *ctx, nb_tensor *x);                /* clamp(x/6 + 1/2, 0, 1) */
+nb_tensor *nb_hardswish(nb_ctx *ctx, nb_tensor *x);                  /* x hardsigmoid(x) */
 nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
 nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
 

@@ -28,7 +28,7 @@ nb_status nb_standardize(nb_tensor *x, double mean, double std) {
     if (x->dtype == NB_I64) return nb_set_error(NB_ERR_DTYPE, "standardize: tensor must be f32 or f64, got i64");
     if (!(std > 0) || !isfinite(std) || !isfinite(mean))
         return nb_set_error(NB_ERR_VALUE, "standardize: need finite mean and std > 0, got %g and %g", mean, std);
-    nb__unary_kernel(NB_U_AFFINE, x, x, 1.0 / std, -mean / std);
+    nb__affine_kernel(x, x, 1.0 / std, -mean / std);
     return NB_OK;
 }
 

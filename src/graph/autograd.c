@@ -211,7 +211,14 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         osl->acc = g;  /* what nb_grad returns for an intermediate input is the hooked gradient too */
         /* with create_graph the input gradients must depend on the inputs differentiably; a
          * fused backward gives constants, even when g itself is constant (e.g. ones) */
-        if (create_graph && n->op->once_differentiable) {
+        if (n->op->diff == NB_NOT_DIFFERENTIABLE || !n->op->backward) {
+            int j = 0;
+            while (j < n->n_in && !n->in[j]->requires_grad) j++;
+            nb__fail(ctx, NB_ERR_UNSUPPORTED, "backward of %s: this op is not differentiable (input %d requires grad)",
+                     n->op->name, j);
+            return NB_ERR_UNSUPPORTED;
+        }
+        if (create_graph && n->op->diff == NB_ONCE_DIFFERENTIABLE) {
             nb__fail(ctx, NB_ERR_UNSUPPORTED, "backward of %s: this op is once-differentiable; create_graph cannot differentiate it twice",
                      n->op->name);
             return NB_ERR_UNSUPPORTED;

@@ -207,6 +207,11 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
         nb__fail(ctx, NB_ERR_NULL, "record: NULL argument");
         return NULL;
     }
+    if (!op->backward && op->diff != NB_NOT_DIFFERENTIABLE) {
+        nb__fail(ctx, NB_ERR_STATE, "record: op '%s' has no backward rule (give it one, or mark it NB_NOT_DIFFERENTIABLE)",
+                 op->name ? op->name : "?");
+        return NULL;
+    }
     if (!ctx->grad_enabled) return NULL;
     bool need = false;
     for (int i = 0; i < n_in; i++) {

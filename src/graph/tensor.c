@@ -32,15 +32,29 @@ nb_status nb_set_error(nb_status s, const char *fmt, ...) {
     return s;
 }
 
-void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static void *fail_ctx(nb_ctx *ctx, nb_status s, const char *fmt, va_list ap) {
     set_tl(s, fmt, ap);
-    va_end(ap);
     if (ctx && ctx->status == NB_OK) {
         ctx->status = s;
         memcpy(ctx->msg, tl_msg, sizeof ctx->msg);
     }
+    return NULL;
+}
+
+void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_ctx(ctx, s, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+void *nb_ctx_fail(nb_ctx *ctx, nb_status status, const char *fmt, ...) {
+    if (status == NB_OK) status = NB_ERR_STATE; /* failing with "ok" would be no failure at all */
+    va_list ap;
+    va_start(ap, fmt);
+    fail_ctx(ctx, status, fmt ? fmt : "custom op failed", ap);
+    va_end(ap);
     return NULL;
 }
 
@@ -297,7 +311,7 @@ nb_status nb_fill(nb_tensor *t, double v) {
         for (int64_t i = 0; i < t->numel; i++) ((int64_t *)t->data)[nb__offset(t, i)] = (int64_t)v;
         return NB_OK;
     }
-    nb__unary_kernel(NB_U_FILL, t, t, v, 0);
+    nb__fill_kernel(t, v);
     return NB_OK;
 }
 

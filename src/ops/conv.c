@@ -116,7 +116,7 @@ static nb_status fold_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor 
     gin[0] = nb_unfold(ctx, g, node_window(n), 0.0);
     return NB_OK;
 }
-static const nb_op OP_UNFOLD = {"unfold", unfold_bw, false}, OP_FOLD = {"fold", fold_bw, false};
+static const nb_op OP_UNFOLD = {"unfold", unfold_bw, NB_DIFFERENTIABLE}, OP_FOLD = {"fold", fold_bw, NB_DIFFERENTIABLE};
 
 static bool float_input(nb_ctx *ctx, const char *op, const nb_tensor *x, int ndim, const char *layout) {
     char b[128];
@@ -180,8 +180,8 @@ static nb_status fold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
     gin[0] = unfold_bl(ctx, g, node_window(n), n->iattr[8], n->iattr[9]);
     return NB_OK;
 }
-static const nb_op OP_UNFOLD_BL = {"unfold_batch_last", unfold_bl_bw, false},
-                   OP_FOLD_BL = {"fold_batch_last", fold_bl_bw, false};
+static const nb_op OP_UNFOLD_BL = {"unfold_batch_last", unfold_bl_bw, NB_DIFFERENTIABLE},
+                   OP_FOLD_BL = {"fold_batch_last", fold_bl_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW) {
     if (nb__null(ctx, "unfold", 1, x)) return NULL;

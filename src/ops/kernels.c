@@ -123,142 +123,25 @@ static bool run_flat(nb_row_fn fn, const void *arg, int nops, const nb_tensor *c
     return true;
 }
 
-/* ---- typed math ------------------------------------------------------------------------- */
-#define M1(fn, v) _Generic((v), float: fn##f, default: fn)(v)
-#define M2(fn, v, w) _Generic((v), float: fn##f, default: fn)(v, w)
-
-typedef struct {
-    int kind;
-    double p0, p1;
-} k_arg;
-
-/* LOOP1: o = EXPR(v) with fast path for unit strides */
-#define LOOP1(EXPR)                                                                    \
-    if (so == 1 && sx == 1) {                                                          \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t v = x[i];                                                                \
-            o[i] = (EXPR);                                                             \
-        }                                                                              \
-    } else {                                                                           \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t v = x[i * sx];                                                           \
-            o[i * so] = (EXPR);                                                        \
-        }                                                                              \
-    }                                                                                  \
-    break
-
-#define DEFINE_UNARY_ROW(T, SUF)                                                                  \
-    static void unary_row_##SUF(int64_t n, char **p, const int64_t *s, const void *argp) {        \
-        typedef T elem_t;                                                                         \
-        const k_arg *A = argp;                                                                    \
-        T *o = (T *)p[0];                                                                         \
-        const T *x = (const T *)p[1];                                                             \
-        const int64_t so = s[0], sx = s[1];                                                       \
-        const T p0 = (T)A->p0, p1 = (T)A->p1, one = 1, zero = 0;                                  \
-        switch (A->kind) {                                                                        \
-        case NB_U_NEG: LOOP1(-v);                                                                 \
-        case NB_U_EXP: LOOP1(M1(exp, v));                                                         \
-        case NB_U_LOG: LOOP1(M1(log, v));                                                         \
-        case NB_U_SQRT: LOOP1(M1(sqrt, v));                                                       \
-        case NB_U_ABS: LOOP1(M1(fabs, v));                                                        \
-        case NB_U_SIGN: LOOP1((T)((v > zero) - (v < zero)));                                     \
-        case NB_U_ERF: LOOP1(M1(erf, v));                                                         \
-        case NB_U_RELU: LOOP1(v > zero ? v : zero);                                               \
-        case NB_U_GTZ: LOOP1(v > zero ? one : zero);                                              \
-        case NB_U_LEAKY: LOOP1(v > zero ? v : v * p0);                                            \
-        case NB_U_ELU: LOOP1(v > zero ? v : p0 * M1(expm1, v));                                   \
-        case NB_U_SIGMOID:                                                                        \
-            LOOP1(v >= zero ? one / (one + M1(exp, -v)) : M1(exp, v) / (one + M1(exp, v)));       \
-        case NB_U_TANH: LOOP1(M1(tanh, v));                                                       \
-        case NB_U_GELU: LOOP1((T)0.5 * v * (one + M1(erf, v * (T)0.70710678118654752440)));      \
-        case NB_U_SOFTPLUS: LOOP1((v > zero ? v : zero) + M1(log1p, M1(exp, -M1(fabs, v))));      \
-        case NB_U_AFFINE: LOOP1(p0 * v + p1);                                                     \
-        case NB_U_POW: LOOP1(A->p0 == 2.0 ? v * v : M2(pow, v, p0));                              \
-        case NB_U_CLAMP: LOOP1(v < p0 ? p0 : (v > p1 ? p1 : v));                                  \
-        case NB_U_INRANGE: LOOP1((v >= p0 && v <= p1) ? one : zero);                              \
-        case NB_U_COPY: LOOP1(v);                                                                 \
-        case NB_U_FILL: LOOP1(((void)v, p0));                                                     \
-        }                                                                                         \
-    }
-DEFINE_UNARY_ROW(float, f32)
-DEFINE_UNARY_ROW(double, f64)
-
-void nb__unary_kernel(nb_unary_kind k, nb_tensor *out, const nb_tensor *x, double p0, double p1) {
+/* ---- element-wise maps: the row kernels come from each op's table entry ------------------- */
+void nb__unary_map(const nb_unary_def *d, nb_tensor *out, const nb_tensor *x, double p0, double p1) {
     nb_iter it;
     const nb_tensor *ts[2] = {out, x};
-    k_arg a = {k, p0, p1};
-    const nb_row_fn fn = out->dtype == NB_F32 ? unary_row_f32 : unary_row_f64;
+    const nb_uparams a = {p0, p1};
+    const nb_row_fn fn = out->dtype == NB_F32 ? d->f32 : d->f64;
     if (run_flat(fn, &a, 2, ts)) return;
     nb__iter_init(&it, out->ndim, out->shape, 2, ts);
     nb__iter_run(&it, fn, &a);
 }
 
-#define LOOP2(EXPR)                                                                    \
-    if (so == 1 && sa == 1 && sb == 1) {                                               \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t u = a[i], v = b[i];                                                      \
-            o[i] = (EXPR);                                                             \
-        }                                                                              \
-    } else if (so == 1 && sa == 1 && sb == 0) {                                        \
-        const elem_t v = b[0];                                                              \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t u = a[i];                                                                \
-            o[i] = (EXPR);                                                             \
-        }                                                                              \
-    } else if (so == 1 && sa == 0 && sb == 1) {                                        \
-        const elem_t u = a[0];                                                              \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t v = b[i];                                                                \
-            o[i] = (EXPR);                                                             \
-        }                                                                              \
-    } else {                                                                           \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            elem_t u = a[i * sa], v = b[i * sb];                                            \
-            o[i * so] = (EXPR);                                                        \
-        }                                                                              \
-    }                                                                                  \
-    break
-
-#define DEFINE_BINARY_ROW(T, SUF)                                                                 \
-    static void binary_row_##SUF(int64_t n, char **p, const int64_t *s, const void *argp) {       \
-        typedef T elem_t;                                                                         \
-        const k_arg *A = argp;                                                                    \
-        T *o = (T *)p[0];                                                                         \
-        const T *a = (const T *)p[1], *b = (const T *)p[2];                                       \
-        const int64_t so = s[0], sa = s[1], sb = s[2];                                            \
-        const T one = 1, zero = 0;                                                                \
-        switch (A->kind) {                                                                        \
-        case NB_B_ADD: LOOP2(u + v);                                                              \
-        case NB_B_SUB: LOOP2(u - v);                                                              \
-        case NB_B_MUL: LOOP2(u * v);                                                              \
-        case NB_B_DIV: LOOP2(u / v);                                                              \
-        case NB_B_POW: LOOP2(M2(pow, u, v));                                                      \
-        case NB_B_MAX: LOOP2(u > v ? u : (u < v ? v : u + (v - u) * (T)0.5));                     \
-        case NB_B_MIN: LOOP2(u < v ? u : (u > v ? v : u + (v - u) * (T)0.5));                     \
-        case NB_B_EQ: LOOP2(u == v ? one : zero);                                                 \
-        case NB_B_NE: LOOP2(u != v ? one : zero);                                                 \
-        case NB_B_LT: LOOP2(u < v ? one : zero);                                                  \
-        case NB_B_LE: LOOP2(u <= v ? one : zero);                                                 \
-        case NB_B_GT: LOOP2(u > v ? one : zero);                                                  \
-        case NB_B_GE: LOOP2(u >= v ? one : zero);                                                 \
-        case NB_B_TANH_GRAD: LOOP2(u * (one - v * v));                                            \
-        case NB_B_SIGMOID_GRAD: LOOP2(u * v * (one - v));                                         \
-        }                                                                                         \
-    }
-DEFINE_BINARY_ROW(float, f32)
-DEFINE_BINARY_ROW(double, f64)
-
-void nb__binary_kernel(nb_binary_kind k, nb_tensor *out, const nb_tensor *a, const nb_tensor *b) {
+void nb__binary_map(const nb_binary_def *d, nb_tensor *out, const nb_tensor *a, const nb_tensor *b) {
     nb_iter it;
     const nb_tensor *ts[3] = {out, a, b};
-    k_arg arg = {k, 0, 0};
-    const nb_row_fn fn = out->dtype == NB_F32 ? binary_row_f32 : binary_row_f64;
-    if (run_flat(fn, &arg, 3, ts)) return;
+    const nb_row_fn fn = out->dtype == NB_F32 ? d->f32 : d->f64;
+    if (run_flat(fn, NULL, 3, ts)) return;
     nb__iter_init(&it, out->ndim, out->shape, 3, ts);
-    nb__iter_run(&it, fn, &arg);
+    nb__iter_run(&it, fn, NULL);
 }
-
-void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src) { nb__binary_kernel(NB_B_ADD, dst, dst, src); }
 
 /* ---- copies with conversion ---------------------------------------------------------------- */
 typedef struct {

@@ -58,7 +58,7 @@ static nb_status matmul_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tenso
                               : nb_matmul(ctx, nb_transpose(ctx, a, -1, -2), g);
     return NB_OK;
 }
-static const nb_op OP_MATMUL = {"matmul", matmul_bw, false};
+static const nb_op OP_MATMUL = {"matmul", matmul_bw, NB_DIFFERENTIABLE};
 
 /* BLIS needs positive strides inside each matrix; broadcast (stride-0) matrices are copied */
 static bool blis_strides(const nb_tensor *t) {

@@ -121,8 +121,8 @@ static nb_status pool_scatter_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb
     gin[0] = pool_gather(ctx, g, n->saved[0]);
     return NB_OK;
 }
-static const nb_op OP_MAX_POOL = {"max_pool2d", pool_gather_bw, false},
-                   OP_MAX_POOL_BW = {"max_pool2d_backward", pool_scatter_bw, false};
+static const nb_op OP_MAX_POOL = {"max_pool2d", pool_gather_bw, NB_DIFFERENTIABLE},
+                   OP_MAX_POOL_BW = {"max_pool2d_backward", pool_scatter_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *record_pool(nb_ctx *ctx, const nb_op *op, nb_tensor *out, nb_tensor *in, nb_tensor *idx, int64_t H,
                               int64_t W) {

@@ -186,8 +186,8 @@ static nb_status extremum_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_ten
     gin[0] = nb_mul(ctx, stretch(ctx, g, n), share);
     return NB_OK;
 }
-static const nb_op OP_SUM = {"sum", sum_bw, false}, OP_MAX = {"max", extremum_bw, false},
-                   OP_MIN = {"min", extremum_bw, false};
+static const nb_op OP_SUM = {"sum", sum_bw, NB_DIFFERENTIABLE}, OP_MAX = {"max", extremum_bw, NB_DIFFERENTIABLE},
+                   OP_MIN = {"min", extremum_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *reduce(nb_ctx *ctx, const nb_op *op, nb_reduce_kind kind, nb_tensor *x, int naxes, const int *axes,
                          bool keepdim) {
@@ -329,7 +329,7 @@ static nb_status softmax_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
     gin[0] = nb_mul(ctx, y, nb_sub(ctx, g, nb_sum(ctx, nb_mul(ctx, g, y), 1, &axis, true)));
     return NB_OK;
 }
-static const nb_op OP_LOG_SOFTMAX = {"log_softmax", log_softmax_bw, false}, OP_SOFTMAX = {"softmax", softmax_bw, false};
+static const nb_op OP_LOG_SOFTMAX = {"log_softmax", log_softmax_bw, NB_DIFFERENTIABLE}, OP_SOFTMAX = {"softmax", softmax_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *softmax_op(nb_ctx *ctx, const nb_op *op, nb_tensor *x, int axis, bool logp) {
     if (nb__null(ctx, op->name, 1, x)) return NULL;

@@ -41,7 +41,7 @@ static nb_status reshape_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
     gin[0] = nb_reshape(ctx, g, n->in[0]->ndim, n->in[0]->shape);
     return NB_OK;
 }
-static const nb_op OP_RESHAPE = {"reshape", reshape_bw, false};
+static const nb_op OP_RESHAPE = {"reshape", reshape_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_reshape(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
     if (nb__null(ctx, "reshape", 1, x)) return NULL;
@@ -108,7 +108,7 @@ static nb_status permute_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
     gin[0] = nb_permute(ctx, g, inv);
     return NB_OK;
 }
-static const nb_op OP_PERMUTE = {"permute", permute_bw, false};
+static const nb_op OP_PERMUTE = {"permute", permute_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_permute(nb_ctx *ctx, nb_tensor *x, const int *perm) {
     if (nb__null(ctx, "permute", 1, x)) return NULL;
@@ -157,7 +157,7 @@ static nb_status slice_backward_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, 
     gin[0] = nb_slice(ctx, g, (int)n->iattr[0], n->iattr[1], n->iattr[2], n->iattr[3]);
     return NB_OK;
 }
-static const nb_op OP_SLICE = {"slice", slice_bw, false}, OP_SLICE_BACKWARD = {"slice_backward", slice_backward_bw, false};
+static const nb_op OP_SLICE = {"slice", slice_bw, NB_DIFFERENTIABLE}, OP_SLICE_BACKWARD = {"slice_backward", slice_backward_bw, NB_DIFFERENTIABLE};
 
 /* zeros shaped like `like`, with g written into like[slice at] */
 static nb_tensor *slice_backward(nb_ctx *ctx, nb_tensor *g, const nb_tensor *like, const int64_t *at) {
@@ -206,7 +206,7 @@ static nb_status expand_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tenso
     gin[0] = nb_sum_to(ctx, g, n->in[0]->ndim, n->in[0]->shape);
     return NB_OK;
 }
-static const nb_op OP_EXPAND = {"expand", expand_bw, false};
+static const nb_op OP_EXPAND = {"expand", expand_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_expand(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
     if (nb__null(ctx, "expand", 1, x)) return NULL;
@@ -236,7 +236,7 @@ static nb_status identity_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_ten
     gin[0] = g;
     return NB_OK;
 }
-static const nb_op OP_CONTIGUOUS = {"contiguous", identity_bw, false};
+static const nb_op OP_CONTIGUOUS = {"contiguous", identity_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_contiguous(nb_ctx *ctx, nb_tensor *x) {
     if (nb__null(ctx, "contiguous", 1, x)) return NULL;
@@ -258,7 +258,7 @@ static nb_status concat_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tenso
     }
     return NB_OK;
 }
-static const nb_op OP_CONCAT = {"concat", concat_bw, false};
+static const nb_op OP_CONCAT = {"concat", concat_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_concat(nb_ctx *ctx, int n, nb_tensor *const *xs, int axis) {
     if (!ctx) return nb_set_error(NB_ERR_NULL, "concat: context is NULL"), NULL;
@@ -351,7 +351,7 @@ static nb_status index_add_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_te
     if (n->in[2]->requires_grad) gin[2] = nb_index_select(ctx, g, (int)n->iattr[0], n->in[1]);
     return NB_OK;
 }
-static const nb_op OP_INDEX_SELECT = {"index_select", index_select_bw, false}, OP_INDEX_ADD = {"index_add", index_add_bw, false};
+static const nb_op OP_INDEX_SELECT = {"index_select", index_select_bw, NB_DIFFERENTIABLE}, OP_INDEX_ADD = {"index_add", index_add_bw, NB_DIFFERENTIABLE};
 
 nb_tensor *nb_index_select(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx) {
     if (nb__null(ctx, "index_select", 2, x, idx)) return NULL;
@@ -413,7 +413,7 @@ static nb_status scatter_add_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_
     if (n->in[2]->requires_grad) gin[2] = nb_gather(ctx, g, (int)n->iattr[0], n->in[1]);
     return NB_OK;
 }
-static const nb_op OP_GATHER = {"gather", gather_bw, false}, OP_SCATTER_ADD = {"scatter_add", scatter_add_bw, false};
+static const nb_op OP_GATHER = {"gather", gather_bw, NB_DIFFERENTIABLE}, OP_SCATTER_ADD = {"scatter_add", scatter_add_bw, NB_DIFFERENTIABLE};
 
 static bool check_gather(nb_ctx *ctx, const char *op, const nb_tensor *x, int axis, const nb_tensor *idx, int *a) {
     char b[128], c[128];

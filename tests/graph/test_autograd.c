@@ -255,7 +255,7 @@ static nb_status cube_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **
     gin[0] = nb_mul(c, g, nb_mul_scalar(c, nb_mul(c, n->in[0], n->in[0]), 3.0));
     return NB_OK;
 }
-static const nb_op OP_CUBE = {"cube", cube_bw, false};
+static const nb_op OP_CUBE = {"cube", cube_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *my_cube(nb_ctx *c, nb_tensor *x) {
     if (!x) return NULL;
@@ -278,7 +278,7 @@ static nb_status fused_square_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_t
     gin[0] = r;
     return NB_OK;
 }
-static const nb_op OP_FUSED_SQUARE = {"fused_square", fused_square_bw, true};
+static const nb_op OP_FUSED_SQUARE = {"fused_square", fused_square_bw, NB_ONCE_DIFFERENTIABLE};
 
 static nb_tensor *fused_square(nb_ctx *c, nb_tensor *x) {
     nb_tensor *out = nb_empty(c, NB_F64, x->ndim, x->shape);
@@ -455,4 +455,72 @@ Test(autograd, long_lived_leaf_gets_long_lived_grad) {
     assert_values(c, (double[]){0, 3, 1, 4, 2, 5}, 6, 0);
     nb_tensor_free(c);
     nb_tensor_free(w);  /* with its .grad and hooks (checked by the sanitizer build) */
+}
+
+/* ---- the custom-op API cannot crash -------------------------------------------------------------- */
+/* a user's op that refuses an input with its own message on the context */
+static nb_tensor *picky_op(nb_ctx *c, nb_tensor *x) {
+    if (x->ndim != 2) {
+        char s[64];
+        return nb_ctx_fail(c, NB_ERR_SHAPE, "picky: x %s must be 2-D", nb_shape_str(x, s, sizeof s));
+    }
+    return nb_mul_scalar(c, x, 2.0);
+}
+
+Test(autograd, custom_op_fails_the_context_with_its_message) {
+    nb_tensor *x = test_leaf(ctx, NB_SHAPE(3), LAYOUT_CONTIG, DOM_ANY);
+    cr_assert_null(picky_op(ctx, x));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE);
+    cr_assert_str_eq(nb_ctx_error(ctx), "picky: x (3) must be 2-D");
+    cr_assert_str_eq(nb_last_error(), "picky: x (3) must be 2-D");
+    /* the next op given the NULL keeps the first error */
+    cr_assert_null(nb_sum_all(ctx, picky_op(ctx, x)));
+    cr_assert_str_eq(nb_ctx_error(ctx), "picky: x (3) must be 2-D");
+    /* failing with NB_OK is still a failure; a NULL context only sets the thread-local error */
+    nb_ctx_clear_error(ctx);
+    cr_assert_null(nb_ctx_fail(ctx, NB_OK, "odd"));
+    cr_assert_neq(nb_ctx_status(ctx), NB_OK);
+    cr_assert_null(nb_ctx_fail(NULL, NB_ERR_VALUE, "no context %d", 7));
+    cr_assert_str_eq(nb_last_error(), "no context 7");
+}
+
+static const nb_op OP_NO_BACKWARD = {"forgot_backward", NULL, NB_DIFFERENTIABLE};
+static const nb_op OP_ARGSORTISH = {"argsortish", NULL, NB_NOT_DIFFERENTIABLE};
+
+Test(autograd, record_refuses_a_missing_backward) {
+    nb_tensor *x = test_leaf(ctx, NB_SHAPE(3), LAYOUT_CONTIG, DOM_ANY);
+    nb_tensor *out = nb_zeros_like(ctx, x);
+    cr_assert_null(nb_record(ctx, &OP_NO_BACKWARD, out, 1, &x));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_STATE);
+    cr_assert(strstr(nb_ctx_error(ctx), "forgot_backward") && strstr(nb_ctx_error(ctx), "NB_NOT_DIFFERENTIABLE"), "%s",
+              nb_ctx_error(ctx));
+    cr_assert(!out->requires_grad && !out->node, "nothing was recorded");
+}
+
+Test(autograd, backward_through_a_non_differentiable_node_is_an_error) {
+    nb_tensor *x = test_leaf(ctx, NB_SHAPE(3), LAYOUT_CONTIG, DOM_ANY);
+    nb_tensor *out = nb_zeros_like(ctx, x);
+    cr_assert_not_null(nb_record(ctx, &OP_ARGSORTISH, out, 1, &x), "%s", nb_ctx_error(ctx));
+    nb_tensor *loss = nb_sum_all(ctx, nb_mul(ctx, out, x)); /* x also reaches the loss directly */
+    cr_assert_eq(nb_backward(ctx, loss, NULL), NB_ERR_UNSUPPORTED);
+    cr_assert(strstr(nb_ctx_error(ctx), "argsortish") && strstr(nb_ctx_error(ctx), "not differentiable"), "%s",
+              nb_ctx_error(ctx));
+    /* the context works again after clearing */
+    nb_ctx_clear_error(ctx);
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, x, x)), *g;
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, false), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int i = 0; i < 3; i++) assert_close(nb_get(g, i), 2 * nb_get(x, i), 1e-14, 1e-14);
+}
+
+Test(autograd, nan_propagates_through_activations_as_in_pytorch) {
+    const double nan = NAN;
+    nb_tensor *x = test_from(ctx, (double[]){nan, -1, 2}, NB_SHAPE(3));
+    nb_tensor *outs[] = {nb_relu(ctx, x), nb_leaky_relu(ctx, x, 0.1), nb_hardtanh(ctx, x, -1, 1), nb_clamp(ctx, x, 0, 1),
+                         nb_elu(ctx, x, 1), nb_silu(ctx, x), nb_gelu(ctx, x), nb_softplus(ctx, x), nb_hardswish(ctx, x),
+                         nb_maximum(ctx, x, nb_zeros_like(ctx, x)), nb_minimum(ctx, nb_zeros_like(ctx, x), x)};
+    for (size_t k = 0; k < sizeof outs / sizeof *outs; k++) {
+        cr_assert_not_null(outs[k], "%s", nb_ctx_error(ctx));
+        cr_assert(isnan(nb_get(outs[k], 0)), "output %zu: NaN in, %g out", k, nb_get(outs[k], 0));
+        cr_assert(!isnan(nb_get(outs[k], 1)) && !isnan(nb_get(outs[k], 2)), "output %zu", k);
+    }
 }

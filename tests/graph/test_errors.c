@@ -167,7 +167,7 @@ static nb_status wrong_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor *
     gin[1] = nb_add(c, nb_mul(c, g, n->in[0]), bump);
     return NB_OK;
 }
-static const nb_op OP_WRONG = {"wrong_mul", wrong_bw, false};
+static const nb_op OP_WRONG = {"wrong_mul", wrong_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *wrong_mul(nb_ctx *c, nb_tensor *const *in, void *u) {
     nb_tensor *out;
