@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <nabla/nabla.h>
 
 /* A fresh context per test: `static nb_ctx *ctx;` + TestSuite(x, .init = ctx_setup, .fini = ctx_teardown) */
@@ -17,12 +18,15 @@ static inline void ctx_teardown(void) {
     ctx = NULL;
 }
 
-/* |a - b| <= atol + rtol * |b| */
-#define assert_close(a, b, atol, rtol, ...)                                                              \
-    do {                                                                                                 \
-        double a_ = (a), b_ = (b);                                                                       \
-        cr_assert(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_), "%s = %.10g, expected %.10g " __VA_ARGS__, \
-                  #a, a_, b_);                                                                           \
+/* |a - b| <= atol + rtol * |b|; an optional printf-style note follows: (..., "(%s)", name) */
+#define assert_close(a, b, atol, rtol, ...)                                                               \
+    do {                                                                                                  \
+        double a_ = (a), b_ = (b);                                                                        \
+        if (!(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_))) {                                                \
+            char note_[256];                                                                              \
+            snprintf(note_, sizeof note_, " " __VA_ARGS__);                                               \
+            cr_assert_fail("%s = %.10g, expected %.10g%s", #a, a_, b_, note_);                            \
+        }                                                                                                 \
     } while (0)
 
 /* Every element of t against the array want[] */

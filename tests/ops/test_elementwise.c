@@ -14,32 +14,65 @@ static nb_tensor *clamp_(nb_ctx *c, nb_tensor *x) { return nb_clamp(c, x, -0.5, 
 static nb_tensor *pow15(nb_ctx *c, nb_tensor *x) { return nb_pow_scalar(c, x, 1.5); }
 static nb_tensor *cube(nb_ctx *c, nb_tensor *x) { return nb_pow_scalar(c, x, 3.0); }
 static nb_tensor *affine(nb_ctx *c, nb_tensor *x) { return nb_affine(c, x, 2.0, -1.0); }
+static nb_tensor *celu07(nb_ctx *c, nb_tensor *x) { return nb_celu(c, x, 0.7); }
+static nb_tensor *softplus_b2(nb_ctx *c, nb_tensor *x) { return nb_softplus_ex(c, x, 2.0, 1.5); }
+static nb_tensor *hardtanh1(nb_ctx *c, nb_tensor *x) { return nb_hardtanh(c, x, -1.0, 1.0); }
 
 typedef struct {
     const char *name;
     unary_fn f;
-    test_domain dom;
-    const double *ref;    /* PyTorch's values at REF_X (DOM_ANY/AWAY0) or REF_P (DOM_POS) */
+    test_domain dom;      /* of the random inputs of the gradient checks */
+    const double *in;     /* the (3,4) input of the forward check */
+    const double *ref;    /* PyTorch's values there */
 } unary_case;
 
+/* Every differentiable unary op of ops.h; the piecewise-constant ones (sign, floor, ceil,
+ * round) are in constant_ops_do_not_record. */
 static const unary_case UNARY[] = {
-    {"neg", nb_neg, DOM_ANY, REF_U_NEG},
-    {"exp", nb_exp, DOM_ANY, REF_U_EXP},
-    {"log", nb_log, DOM_POS, REF_U_LOG},
-    {"sqrt", nb_sqrt, DOM_POS, REF_U_SQRT},
-    {"abs", nb_abs, DOM_AWAY0, REF_U_ABS},
-    {"erf", nb_erf, DOM_ANY, REF_U_ERF},
-    {"relu", nb_relu, DOM_AWAY0, REF_U_RELU},
-    {"leaky_relu", leaky, DOM_AWAY0, REF_U_LEAKY_RELU},
-    {"elu", elu1, DOM_AWAY0, REF_U_ELU},
-    {"sigmoid", nb_sigmoid, DOM_ANY, REF_U_SIGMOID},
-    {"tanh", nb_tanh, DOM_ANY, REF_U_TANH},
-    {"gelu", nb_gelu, DOM_ANY, REF_U_GELU},
-    {"softplus", nb_softplus, DOM_ANY, REF_U_SOFTPLUS},
-    {"clamp", clamp_, DOM_ANY, REF_U_CLAMP},
-    {"pow_scalar", pow15, DOM_POS, REF_U_POW_SCALAR},
-    {"cube", cube, DOM_ANY, REF_U_CUBE},
-    {"affine", affine, DOM_ANY, REF_U_AFFINE},
+    {"neg", nb_neg, DOM_ANY, REF_X, REF_U_NEG},
+    {"exp", nb_exp, DOM_ANY, REF_X, REF_U_EXP},
+    {"expm1", nb_expm1, DOM_ANY, REF_X, REF_U_EXPM1},
+    {"log", nb_log, DOM_POS, REF_P, REF_U_LOG},
+    {"log1p", nb_log1p, DOM_POS, REF_P, REF_U_LOG1P},
+    {"log2", nb_log2, DOM_POS, REF_P, REF_U_LOG2},
+    {"log10", nb_log10, DOM_POS, REF_P, REF_U_LOG10},
+    {"sqrt", nb_sqrt, DOM_POS, REF_P, REF_U_SQRT},
+    {"rsqrt", nb_rsqrt, DOM_POS, REF_P, REF_U_RSQRT},
+    {"square", nb_square, DOM_ANY, REF_X, REF_U_SQUARE},
+    {"reciprocal", nb_reciprocal, DOM_AWAY0, REF_X, REF_U_RECIPROCAL},
+    {"abs", nb_abs, DOM_AWAY0, REF_X, REF_U_ABS},
+    {"erf", nb_erf, DOM_ANY, REF_X, REF_U_ERF},
+    {"erfc", nb_erfc, DOM_ANY, REF_X, REF_U_ERFC},
+    {"sin", nb_sin, DOM_ANY, REF_X, REF_U_SIN},
+    {"cos", nb_cos, DOM_ANY, REF_X, REF_U_COS},
+    {"tan", nb_tan, DOM_UNIT, REF_UX, REF_U_TAN},
+    {"asin", nb_asin, DOM_UNIT, REF_UX, REF_U_ASIN},
+    {"acos", nb_acos, DOM_UNIT, REF_UX, REF_U_ACOS},
+    {"atan", nb_atan, DOM_ANY, REF_X, REF_U_ATAN},
+    {"sinh", nb_sinh, DOM_ANY, REF_X, REF_U_SINH},
+    {"cosh", nb_cosh, DOM_ANY, REF_X, REF_U_COSH},
+    {"relu", nb_relu, DOM_AWAY0, REF_X, REF_U_RELU},
+    {"leaky_relu", leaky, DOM_AWAY0, REF_X, REF_U_LEAKY_RELU},
+    {"elu", elu1, DOM_AWAY0, REF_X, REF_U_ELU},
+    {"selu", nb_selu, DOM_AWAY0, REF_X, REF_U_SELU},
+    {"celu", celu07, DOM_AWAY0, REF_X, REF_U_CELU},
+    {"sigmoid", nb_sigmoid, DOM_ANY, REF_X, REF_U_SIGMOID},
+    {"logsigmoid", nb_logsigmoid, DOM_ANY, REF_X, REF_U_LOGSIGMOID},
+    {"tanh", nb_tanh, DOM_ANY, REF_X, REF_U_TANH},
+    {"gelu", nb_gelu, DOM_ANY, REF_X, REF_U_GELU},
+    {"gelu_tanh", nb_gelu_tanh, DOM_ANY, REF_X, REF_U_GELU_TANH},
+    {"silu", nb_silu, DOM_ANY, REF_X, REF_U_SILU},
+    {"mish", nb_mish, DOM_ANY, REF_X, REF_U_MISH},
+    {"softsign", nb_softsign, DOM_AWAY0, REF_X, REF_U_SOFTSIGN},
+    {"softplus", nb_softplus, DOM_ANY, REF_X, REF_U_SOFTPLUS},
+    {"softplus(beta 2, threshold 1.5)", softplus_b2, DOM_AWAY0, REF_X, REF_U_SOFTPLUS_EX},
+    {"hardtanh", hardtanh1, DOM_AWAY0, REF_X, REF_U_HARDTANH},
+    {"hardsigmoid", nb_hardsigmoid, DOM_ANY, REF_H, REF_U_HARDSIGMOID},
+    {"hardswish", nb_hardswish, DOM_ANY, REF_H, REF_U_HARDSWISH},
+    {"clamp", clamp_, DOM_ANY, REF_X, REF_U_CLAMP},
+    {"pow_scalar", pow15, DOM_POS, REF_P, REF_U_POW_SCALAR},
+    {"cube", cube, DOM_ANY, REF_X, REF_U_CUBE},
+    {"affine", affine, DOM_ANY, REF_X, REF_U_AFFINE},
 };
 #define N_UNARY (int)(sizeof UNARY / sizeof *UNARY)
 
@@ -58,7 +91,7 @@ Test(elementwise, unary_forward_matches_torch) {
     int64_t s[2] = {3, 4};
     for (int k = 0; k < N_UNARY; k++) {
         const unary_case *c = &UNARY[k];
-        nb_tensor *x = test_from(ctx, c->dom == DOM_POS ? REF_P : REF_X, 2, s);
+        nb_tensor *x = test_from(ctx, c->in, 2, s);
         nb_tensor *y = c->f(ctx, x);
         cr_assert_not_null(y, "%s: %s", c->name, nb_ctx_error(ctx));
         for (int64_t i = 0; i < 12; i++)
@@ -101,6 +134,17 @@ Test(elementwise, constant_ops_do_not_record) {
     static const double sign_ref[12] = {-1, -1, -1, 1, 1, 1, 1, 1, -1, 1, -1, 1};
     assert_values(nb_sign(ctx, y), sign_ref, 12, 0);
     assert_values(nb_sign(ctx, y), REF_U_SIGN, 12, 0);
+    /* rounding: PyTorch's values (round: half to even), constants with zero gradient */
+    nb_tensor *h = test_from(ctx, REF_H, NB_SHAPE(3, 4));
+    nb_requires_grad(h, true);
+    nb_tensor *(*rnd[])(nb_ctx *, nb_tensor *) = {nb_floor, nb_ceil, nb_round};
+    const double *rref[] = {REF_U_FLOOR, REF_U_CEIL, REF_U_ROUND};
+    for (int k = 0; k < 3; k++) {
+        nb_tensor *r = rnd[k](ctx, h);
+        assert_values(r, rref[k], 12, 0);
+        cr_assert(!r->requires_grad && !r->node, "rounding op %d is a constant", k);
+        assert_values(rnd[k](ctx, nb_cast(ctx, h, NB_F32)), rref[k], 12, 0);
+    }
     nb_tensor *(*cmp[])(nb_ctx *, nb_tensor *, nb_tensor *) = {nb_eq, nb_ne, nb_lt, nb_le, nb_gt, nb_ge};
     nb_tensor *z = nb_scalar(ctx, NB_F64, 0.1);
     for (int k = 0; k < 6; k++) {
@@ -134,6 +178,7 @@ static const binary_case BINARY[] = {
     {"pow", nb_pow, DOM_POS, DOM_ANY, REF_B_POW},
     {"maximum", nb_maximum, DOM_ANY, DOM_ANY, REF_B_MAXIMUM},
     {"minimum", nb_minimum, DOM_ANY, DOM_ANY, REF_B_MINIMUM},
+    {"atan2", nb_atan2, DOM_ANY, DOM_AWAY0, REF_B_ATAN2},
 };
 #define N_BINARY (int)(sizeof BINARY / sizeof *BINARY)
 

@@ -36,11 +36,26 @@ unary = {
     "sigmoid": X.sigmoid(), "tanh": X.tanh(), "gelu": F.gelu(X), "softplus": F.softplus(X),
     "clamp": X.clamp(-0.5, 0.8), "pow_scalar": P.pow(1.5), "cube": X.pow(3.0), "affine": 2 * X - 1,
 }
+# inputs of the ops whose domain or interesting points differ: U in (-1, 1) (asin, acos, tan),
+# H = 2.5 X (halves for round, both sides of the hard gates' +-3 kinks)
+U = 0.4 * X
+H = 2.5 * X
+emit("REF_UX", U)
+emit("REF_H", H)
+unary.update({
+    "expm1": X.expm1(), "log1p": P.log1p(), "log2": P.log2(), "log10": P.log10(), "rsqrt": P.rsqrt(),
+    "square": X.square(), "reciprocal": X.reciprocal(), "erfc": X.erfc(), "sin": X.sin(), "cos": X.cos(),
+    "tan": U.tan(), "asin": U.asin(), "acos": U.acos(), "atan": X.atan(), "sinh": X.sinh(), "cosh": X.cosh(),
+    "selu": F.selu(X), "celu": F.celu(X, 0.7), "logsigmoid": F.logsigmoid(X), "gelu_tanh": F.gelu(X, approximate="tanh"),
+    "silu": F.silu(X), "mish": F.mish(X), "softsign": F.softsign(X), "softplus_ex": F.softplus(X, beta=2.0, threshold=1.5),
+    "hardtanh": F.hardtanh(X, -1.0, 1.0), "hardsigmoid": F.hardsigmoid(H), "hardswish": F.hardswish(H),
+    "floor": H.floor(), "ceil": H.ceil(), "round": H.round(),
+})
 for k, v in unary.items():
     emit("REF_U_" + k.upper(), v)
 Ap = A.abs() + 0.1
 binary = {"add": A + B, "sub": A - B, "mul": A * B, "div": A / B, "pow": Ap.pow(B),
-          "maximum": torch.maximum(A, B), "minimum": torch.minimum(A, B)}
+          "maximum": torch.maximum(A, B), "minimum": torch.minimum(A, B), "atan2": torch.atan2(A, B)}
 for k, v in binary.items():
     emit("REF_B_" + k.upper(), v)
 
