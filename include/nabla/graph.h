@@ -111,6 +111,7 @@ struct nb_node {
     void *user;                     /* custom-op state (arena memory or the user's) */
     const char *file;               /* where the user called the op (for anomaly reports) */
     int line;
+    const char *site_op;            /* the public op the user called (it may be made of this one) */
     int64_t seq;                    /* position on the tape */
 };
 
@@ -151,9 +152,22 @@ void *nb_ctx_fail(nb_ctx *ctx, nb_status status, const char *fmt, ...) __attribu
 /* Allocate n bytes of step memory (64-byte aligned) in the arena; NULL + NB_ERR_NOMEM on failure. */
 void *nb_ctx_alloc(nb_ctx *ctx, size_t n);
 
-/* Call-site capture for anomaly reports (set by the op macros in ops.h; not for direct use). */
-extern _Thread_local const char *nb__site_file;
-extern _Thread_local int nb__site_line;
+/* Call-site capture for anomaly reports: every public op of ops.h, nn.h and regularize.h is
+ * wrapped by a macro (NB__AT, end of ops.h) that pushes the op's name and the caller's
+ * file:line on a per-thread stack for the duration of the call. Reports name the outermost
+ * op the user called and where; outside any call the stack is empty, so a site is never stale.
+ * Not for direct use. */
+void nb__site_push(const char *op, const char *file, int line);
+nb_tensor *nb__site_pop(nb_tensor *result);
+/* The user's op being run on this thread (NULL outside any): its name, file and line. */
+const char *nb__site_op(const char **file, int *line);
+/* Every public op returning a tensor is also a macro that records the call site: the header
+ * that declares it ends with `#define nb_op(...) NB__AT(nb_op, __VA_ARGS__)` for each
+ * (tests/test_headers.c checks that none is missing). Defining NB_NO_SITE before including
+ * nabla turns this off; taking an op's address works either way. */
+#if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
+#define NB__AT(f, ...) (nb__site_push(#f, __FILE__, __LINE__), nb__site_pop(f(__VA_ARGS__)))
+#endif
 
 /* ---- gradcheck ----------------------------------------------------------------------- */
 /* A function under test: builds its output from inputs with ops on ctx. */
@@ -201,4 +215,9 @@ nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f);
 #ifdef __cplusplus
 }
 #endif
+/* call-site capture for anomaly reports (see NB__AT in graph.h) */
+#if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
+#define nb_detach(...) NB__AT(nb_detach, __VA_ARGS__)
+#endif
+
 #endif

@@ -200,4 +200,30 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #ifdef __cplusplus
 }
 #endif
+/* call-site capture for anomaly reports (see NB__AT in graph.h) */
+#if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
+#define nb_unfold(...) NB__AT(nb_unfold, __VA_ARGS__)
+#define nb_fold(...) NB__AT(nb_fold, __VA_ARGS__)
+#define nb_conv2d(...) NB__AT(nb_conv2d, __VA_ARGS__)
+#define nb_conv_transpose2d(...) NB__AT(nb_conv_transpose2d, __VA_ARGS__)
+#define nb_max_pool2d(...) NB__AT(nb_max_pool2d, __VA_ARGS__)
+#define nb_avg_pool2d(...) NB__AT(nb_avg_pool2d, __VA_ARGS__)
+#define nb_adaptive_avg_pool2d(...) NB__AT(nb_adaptive_avg_pool2d, __VA_ARGS__)
+#define nb_batch_norm(...) NB__AT(nb_batch_norm, __VA_ARGS__)
+#define nb_layer_norm(...) NB__AT(nb_layer_norm, __VA_ARGS__)
+#define nb_group_norm(...) NB__AT(nb_group_norm, __VA_ARGS__)
+#define nb_embedding(...) NB__AT(nb_embedding, __VA_ARGS__)
+#define nb_rnn_cell(...) NB__AT(nb_rnn_cell, __VA_ARGS__)
+#define nb_lstm_cell(...) NB__AT(nb_lstm_cell, __VA_ARGS__)
+#define nb_gru_cell(...) NB__AT(nb_gru_cell, __VA_ARGS__)
+#define nb_rnn_unroll(...) NB__AT(nb_rnn_unroll, __VA_ARGS__)
+#define nb_linear_layer_forward(...) NB__AT(nb_linear_layer_forward, __VA_ARGS__)
+#define nb_conv2d_layer_forward(...) NB__AT(nb_conv2d_layer_forward, __VA_ARGS__)
+#define nb_conv_transpose2d_layer_forward(...) NB__AT(nb_conv_transpose2d_layer_forward, __VA_ARGS__)
+#define nb_batch_norm_layer_forward(...) NB__AT(nb_batch_norm_layer_forward, __VA_ARGS__)
+#define nb_layer_norm_layer_forward(...) NB__AT(nb_layer_norm_layer_forward, __VA_ARGS__)
+#define nb_embedding_layer_forward(...) NB__AT(nb_embedding_layer_forward, __VA_ARGS__)
+#define nb_rnn_layer_forward(...) NB__AT(nb_rnn_layer_forward, __VA_ARGS__)
+#endif
+
 #endif

@@ -112,4 +112,18 @@ void nb_early_stop_free(nb_early_stop *es); /* frees the snapshot; es itself is 
 #ifdef __cplusplus
 }
 #endif
+/* call-site capture for anomaly reports (see NB__AT in graph.h) */
+#if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
+#define nb_l2_penalty(...) NB__AT(nb_l2_penalty, __VA_ARGS__)
+#define nb_l1_penalty(...) NB__AT(nb_l1_penalty, __VA_ARGS__)
+#define nb_elastic_net_penalty(...) NB__AT(nb_elastic_net_penalty, __VA_ARGS__)
+#define nb_group_lasso_penalty(...) NB__AT(nb_group_lasso_penalty, __VA_ARGS__)
+#define nb_l2_penalty_params(...) NB__AT(nb_l2_penalty_params, __VA_ARGS__)
+#define nb_l1_penalty_params(...) NB__AT(nb_l1_penalty_params, __VA_ARGS__)
+#define nb_elastic_net_penalty_params(...) NB__AT(nb_elastic_net_penalty_params, __VA_ARGS__)
+#define nb_group_lasso_penalty_params(...) NB__AT(nb_group_lasso_penalty_params, __VA_ARGS__)
+#define nb_gradient_penalty(...) NB__AT(nb_gradient_penalty, __VA_ARGS__)
+#define nb_dropout(...) NB__AT(nb_dropout, __VA_ARGS__)
+#endif
+
 #endif

@@ -244,8 +244,13 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
             nb_tensor *gj = fit(ctx, n, j, gp[j]);
             if (!gj) return ctx->status;
             if (ctx->anomaly && nb__has_nonfinite(gj)) {
-                nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: backward of %s (called at %s:%d) produced NaN/Inf in the gradient of input %d",
-                         n->op->name, n->file ? n->file : "?", n->line, j);
+                char where[160] = "";
+                if (n->site_op && strcmp(n->site_op, n->op->name) != 0)
+                    snprintf(where, sizeof where, " inside %s (called at %s:%d)", n->site_op, n->file, n->line);
+                else if (n->site_op)
+                    snprintf(where, sizeof where, " (called at %s:%d)", n->file, n->line);
+                nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: backward of %s%s produced NaN/Inf in the gradient of input %d",
+                         n->op->name, where, j);
                 return NB_ERR_NUMERIC;
             }
             st = accumulate(ctx, in, gj);

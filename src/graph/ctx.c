@@ -3,8 +3,36 @@
 
 #include <stdlib.h>
 
-_Thread_local const char *nb__site_file;
-_Thread_local int nb__site_line;
+/* ---- call sites: a per-thread stack of the public ops being run (see graph.h) ---------- */
+#define NB_SITE_DEPTH 32
+typedef struct {
+    const char *op, *file;
+    int line;
+} nb_site;
+static _Thread_local nb_site site_stack[NB_SITE_DEPTH];
+static _Thread_local int site_depth;
+
+void nb__site_push(const char *op, const char *file, int line) {
+    if (site_depth < NB_SITE_DEPTH) site_stack[site_depth] = (nb_site){op, file, line};
+    site_depth++;
+}
+nb_tensor *nb__site_pop(nb_tensor *result) {
+    if (site_depth > 0) site_depth--;
+    return result;
+}
+/* the outermost public op: a library op made of other public ops calls them as functions,
+ * not through the macros, so inner entries come only from the user's nested calls */
+const char *nb__site_op(const char **file, int *line) {
+    const int top = site_depth > NB_SITE_DEPTH ? NB_SITE_DEPTH - 1 : site_depth - 1;
+    if (top < 0) {
+        if (file) *file = NULL;
+        if (line) *line = 0;
+        return NULL;
+    }
+    if (file) *file = site_stack[top].file;
+    if (line) *line = site_stack[top].line;
+    return site_stack[top].op;
+}
 
 #define NB_FIRST_CHUNK (1u << 20)
 
@@ -230,8 +258,7 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
     n->n_in = n_in;
     n->in = (nb_tensor **)(n + 1);
     for (int i = 0; i < n_in; i++) n->in[i] = in[i];
-    n->file = nb__site_file;
-    n->line = nb__site_line;
+    n->site_op = nb__site_op(&n->file, &n->line);
     if (!tape_push(ctx, n)) {
         nb__fail(ctx, NB_ERR_NOMEM, "%s: cannot grow the tape", op->name);
         return NULL;
@@ -256,10 +283,16 @@ nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb
     if (!out) return NULL;
     nb__threads_check();
     if (ctx->anomaly && !ctx->in_backward && nb__has_nonfinite(out)) {
-        char b[128];
-        return nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its output %s (called at %s:%d)",
-                        op->name, nb_shape_str(out, b, sizeof b), nb__site_file ? nb__site_file : "?",
-                        nb__site_line);
+        char b[128], where[160] = "";
+        const char *file;
+        int line;
+        const char *user_op = nb__site_op(&file, &line);
+        if (user_op && strcmp(user_op, op->name) != 0)
+            snprintf(where, sizeof where, " inside %s (called at %s:%d)", user_op, file, line);
+        else if (user_op)
+            snprintf(where, sizeof where, " (called at %s:%d)", file, line);
+        return nb__fail(ctx, NB_ERR_NUMERIC, "anomaly: %s produced NaN/Inf in its output %s%s", op->name,
+                        nb_shape_str(out, b, sizeof b), where);
     }
     nb_node *n = NULL;
     if (ctx->grad_enabled) {
