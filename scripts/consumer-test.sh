@@ -19,7 +19,7 @@ dpkg-query -W -f='${Status}' nabla 2>/dev/null | grep -q "ok installed" && deb_w
 deb_installed_here=0
 cleanup() {
   if [ "$deb_installed_here" = 1 ] && [ "${NABLA_KEEP_DEB:-0}" != 1 ]; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get purge -y -qq nabla nabla-dist >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 purge -y -qq nabla nabla-dist >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
 }
@@ -120,7 +120,7 @@ no_native "$work/deb"
 deb=$(ls "$work"/deb/nabla_*.deb)
 debs=("$deb"); [ $have_dist = 0 ] || debs+=("$(ls "$work"/deb/nabla-dist_*.deb)")
 deb_installed_here=$((1 - deb_was_installed))
-DEBIAN_FRONTEND=noninteractive q $SUDO apt-get install -y --no-install-recommends "${debs[@]}"
+DEBIAN_FRONTEND=noninteractive q $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${debs[@]}"
 ok "$(basename "$deb"): Depends: $(dpkg-deb -f "$deb" Depends)"
 
 begin "find_package(nabla), pkg-config and the README's cc -lnabla against the system install"
