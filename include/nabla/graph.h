@@ -204,6 +204,40 @@ nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inputs,
 nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inputs, void *user,
                            const nb_gradcheck_opts *opts, nb_gradcheck_report *report);
 
+/* ---- opcheck: every property nabla checks of its own ops, for yours ------------------------ */
+#define NB_OPCHECK_MAX_INPUTS 8
+typedef struct {
+    const char *name;  /* the op's name: its errors must contain it */
+    nb_fn f;           /* builds the op's output from the inputs (as for nb_gradcheck) */
+    int n_in;          /* 1..NB_OPCHECK_MAX_INPUTS */
+    /* The input shapes of case k (k = 0, 1, ... until it returns false): ndim[i] and shape[i].
+     * Case -1 is a shape the op must refuse (return false if there is none). */
+    bool (*shapes)(int k, int n_in, int *ndim, int64_t shape[][NB_MAX_DIMS], void *user);
+    double lo, hi;     /* input values uniform in [lo, hi] (keep them away from kinks and poles) */
+    bool smooth;       /* twice differentiable there: gradgradcheck too */
+    bool check_nan;    /* a NaN in any input must reach the output */
+    void *user;        /* passed to f and shapes */
+} nb_opcheck_def;
+
+typedef struct {
+    bool ok;
+    char property[16];  /* the first that failed: gradcheck, f32, threads, nan, bad_shape, arena, shapes */
+    char message[768];  /* what failed, with the case, layout, element and values */
+    int checks;         /* properties x cases that passed */
+} nb_opcheck_report;
+
+/* Check a user's op as nabla checks its own (like torch.library.opcheck), for every case:
+ * - gradcheck (and gradgradcheck when smooth) in f64 on contiguous inputs, transposed and
+ *   sliced views, and broadcast (stride-0) views of the same values;
+ * - f32 inputs give f32 outputs within 1e-4 + 1e-3|y| of the f64 ones;
+ * - output and input gradients bit-identical with 1 and 2 threads;
+ * - a NaN in an input reaches the output (if check_nan);
+ * - case -1 fails with an error naming the op, and the context works after clearing it;
+ * - repeated forward+backward calls do not grow the arena or malloc.
+ * Returns NB_OK, or NB_ERR_NUMERIC with report->property and ->message naming the first
+ * failure (also in nb_last_error). The context's error is cleared; its grad mode restored. */
+nb_status nb_opcheck(nb_ctx *ctx, const nb_opcheck_def *op, nb_opcheck_report *report);
+
 /* ---- inspection ---------------------------------------------------------------------- */
 /* Write the graph that produced `out` as Graphviz DOT (ops, shapes, which leaves require grad):
  * ops are boxes "name\n<dtype> <shape>", leaves and constants ellipses with their name (if
