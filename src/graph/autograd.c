@@ -47,8 +47,9 @@ nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t) {
 
 nb_status nb_requires_grad(nb_tensor *t, bool on) {
     if (!t) return nb_set_error(NB_ERR_NULL, "requires_grad: tensor is NULL");
-    if (t->node) return nb_set_error(NB_ERR_STATE, "requires_grad: only a leaf can be changed (this tensor was made by %s)",
-                                     t->node->op->name);
+    if (t->node) /* name the op the user called (nb_mul_scalar), not the one it is made of (affine) */
+        return nb_set_error(NB_ERR_STATE, "requires_grad: only a leaf can be changed (this tensor was made by %s)",
+                            t->node->site_op ? t->node->site_op : t->node->op->name);
     if (on && t->dtype == NB_I64) return nb_set_error(NB_ERR_DTYPE, "requires_grad: an i64 tensor cannot have gradients");
     t->requires_grad = on;
     return NB_OK;

@@ -32,8 +32,23 @@ nb_status nb_set_error(nb_status s, const char *fmt, ...) {
     return s;
 }
 
+/* Name the op the user called when the failure happened inside another one it is made of
+ * ("linear_layer_forward: linear: input (3,4) does not fit weight (2,3)"). */
+static void name_user_op(void) {
+    const char *op = nb__site_op(NULL, NULL);
+    if (!op) return;
+    if (!strncmp(op, "nb_", 3)) op += 3;
+    const size_t n = strlen(op);
+    if (!strncmp(tl_msg, op, n) && (tl_msg[n] == ':' || tl_msg[n] == ' ')) return;
+    char msg[sizeof tl_msg + 64];
+    snprintf(msg, sizeof msg, "%s: %s", op, tl_msg);
+    memcpy(tl_msg, msg, sizeof tl_msg - 1);
+    tl_msg[sizeof tl_msg - 1] = 0;
+}
+
 static void *fail_ctx(nb_ctx *ctx, nb_status s, const char *fmt, va_list ap) {
     set_tl(s, fmt, ap);
+    name_user_op();
     if (ctx && ctx->status == NB_OK) {
         ctx->status = s;
         memcpy(ctx->msg, tl_msg, sizeof ctx->msg);

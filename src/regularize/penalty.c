@@ -20,10 +20,11 @@ static bool check_list(nb_ctx *ctx, const char *fn, int n, nb_tensor *const *ws)
     return true;
 }
 
-/* sqrt(s) with value 0 and gradient 0 where s == 0 (plain sqrt would give 0 * inf = NaN there). */
+/* sqrt(s) of s >= 0 with value 0 and gradient 0 where s == 0 (plain sqrt would give
+ * 0 * inf = NaN there); a NaN in s stays NaN (s != 0 holds for it). */
 static nb_tensor *safe_sqrt(nb_ctx *ctx, nb_tensor *s) {
     if (!s) return NULL;
-    nb_tensor *zero = nb_scalar(ctx, s->dtype, 0.0), *pos = nb_gt(ctx, s, zero);
+    nb_tensor *zero = nb_scalar(ctx, s->dtype, 0.0), *pos = nb_ne(ctx, s, zero);
     nb_tensor *s1 = nb_where(ctx, pos, s, nb_scalar(ctx, s->dtype, 1.0));
     return nb_where(ctx, pos, nb_sqrt(ctx, s1), zero);
 }

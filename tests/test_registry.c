@@ -1,0 +1,342 @@
+/* The op registry: every public op of ops.h, nn.h and regularize.h is either here, where
+ * nb_opcheck runs every property on it (gradcheck and gradgradcheck in f64 on contiguous,
+ * transposed, sliced and broadcast inputs, f32 against f64, the same bits at 1 and 2 threads,
+ * NaN propagation where every input element reaches the output, the bad-shape error naming
+ * the op, no arena growth), or in the list of ops without a gradient, with the reason. A test
+ * fails when a header declares an op that is in neither: an op is tested the moment it is
+ * added. The family tests (tests/ops/...) add values against PyTorch and special cases. */
+#include "common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+TestSuite(registry, .init = ctx_setup, .fini = ctx_teardown);
+
+typedef struct {
+    int ndim;
+    int64_t s[4];
+} shp;
+typedef nb_tensor *(*u1_fn)(nb_ctx *, nb_tensor *);
+typedef nb_tensor *(*b2_fn)(nb_ctx *, nb_tensor *, nb_tensor *);
+
+typedef struct reg {
+    const char *name;  /* the op as declared (nb_<name>) */
+    int n_in;
+    shp c[2][4];       /* the input shapes of cases 0 and 1 */
+    shp bad[4];        /* a case the op must refuse (ndim 0 in bad[0]: none) */
+    double lo, hi;     /* input values */
+    bool smooth, nan;
+    u1_fn u1;          /* the op itself when it is unary / binary, else f */
+    b2_fn b2;
+    nb_fn f;
+} reg;
+
+static nb_tensor *call(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const reg *r = u;
+    if (r->u1) return r->u1(c, in[0]);
+    if (r->b2) return r->b2(c, in[0], in[1]);
+    return r->f(c, in, NULL);
+}
+static bool shapes(int k, int n_in, int *ndim, int64_t shape[][NB_MAX_DIMS], void *u) {
+    const reg *r = u;
+    const shp *src = k == -1 ? r->bad : (k >= 0 && k < 2 ? r->c[k] : NULL);
+    if (!src || src[0].ndim == 0) return false;
+    for (int i = 0; i < n_in; i++) {
+        ndim[i] = src[i].ndim;
+        for (int d = 0; d < src[i].ndim; d++) shape[i][d] = src[i].s[d];
+    }
+    return true;
+}
+
+/* ---- wrappers: the op with its non-tensor arguments fixed ------------------------------------ */
+#define W(name, expr) \
+    static nb_tensor *w_##name(nb_ctx *c, nb_tensor *const *in, void *u) { (void)u; return (expr); }
+static int ax1[] = {1}, ax02[] = {0, 2}, perm[] = {2, 0, 1};
+static nb_tensor *labels(nb_ctx *c, int64_t n, int64_t classes) {
+    if (classes < 1) classes = 1; /* a bad-shape case: the op is to refuse the logits */
+    nb_tensor *y = nb_empty(c, NB_I64, 1, &n);
+    for (int64_t i = 0; i < n; i++) nb_set(y, i, (double)((i * 7 + 3) % classes));
+    return y;
+}
+static nb_tensor *index_of(nb_ctx *c, const nb_tensor *x, int axis, int64_t n) {
+    nb_tensor *y = nb_empty(c, NB_I64, 1, &n);
+    for (int64_t i = 0; i < n; i++) nb_set(y, i, (double)((i * 5 + 1) % x->shape[axis]));
+    return y;
+}
+static nb_tensor *gather_index(nb_ctx *c, const nb_tensor *x) { /* x's shape, values along axis 1 */
+    nb_tensor *y = nb_empty(c, NB_I64, x->ndim, x->shape);
+    for (int64_t i = 0; i < y->numel; i++) nb_set(y, i, (double)((i * 3 + 1) % x->shape[1]));
+    return y;
+}
+
+W(affine, nb_affine(c, in[0], 1.5, -0.5))
+W(add_scalar, nb_add_scalar(c, in[0], 0.7))
+W(mul_scalar, nb_mul_scalar(c, in[0], -1.3))
+W(pow_scalar, nb_pow_scalar(c, in[0], 2.5))
+W(clamp, nb_clamp(c, in[0], 0.4, 1.2))
+W(leaky_relu, nb_leaky_relu(c, in[0], 0.1))
+W(elu, nb_elu(c, in[0], 0.8))
+W(celu, nb_celu(c, in[0], 0.7))
+W(softplus_ex, nb_softplus_ex(c, in[0], 2.0, 1.5))
+W(hardtanh, nb_hardtanh(c, in[0], -0.5, 0.5))
+W(softmax, nb_softmax(c, in[0], 1))
+W(log_softmax, nb_log_softmax(c, in[0], -1))
+W(where, nb_where(c, nb_gt(c, in[0], nb_scalar(c, in[0]->dtype, 0.5)), in[0], in[1]))
+W(sum, nb_sum(c, in[0], 1, ax1, false))
+W(mean, nb_mean(c, in[0], 2, ax02, true))
+W(max, nb_max(c, in[0], 1, ax1, false))
+W(min, nb_min(c, in[0], 1, ax1, true))
+W(var, nb_var(c, in[0], 1, ax1, 1, false))
+W(logsumexp, nb_logsumexp(c, in[0], 1, ax1, false))
+W(sum_to, nb_sum_to(c, in[0], 2, (int64_t[]){1, in[0]->shape[in[0]->ndim - 1]}))
+W(reshape, nb_reshape(c, in[0], 2, (int64_t[]){-1, 2}))
+W(permute, nb_permute(c, in[0], perm))
+W(transpose, nb_transpose(c, in[0], 0, -1))
+W(slice, nb_slice(c, in[0], -1, 1, 4, 2))
+W(expand, nb_expand(c, in[0], 3, (int64_t[]){2, in[0]->shape[0], in[0]->shape[1]}))
+W(contiguous, nb_contiguous(c, nb_transpose(c, in[0], 0, 1)))
+W(squeeze, nb_squeeze(c, nb_unsqueeze(c, in[0], 1), 1))
+W(unsqueeze, nb_unsqueeze(c, in[0], -1))
+W(flatten, nb_flatten(c, in[0], 1))
+W(concat, nb_concat(c, 2, in, 0))
+W(stack, nb_stack(c, 2, in, 1))
+W(index_select, nb_index_select(c, in[0], 0, index_of(c, in[0], 0, 5)))
+W(index_add, nb_index_add(c, in[0], 0, index_of(c, in[0], 0, in[1]->shape[0]), in[1]))
+W(gather, nb_gather(c, in[0], 1, gather_index(c, in[0])))
+W(scatter_add, nb_scatter_add(c, in[0], 1, gather_index(c, in[1]), in[1]))
+W(matmul, nb_matmul(c, in[0], in[1]))
+W(linear, nb_linear(c, in[0], in[1], in[2]))
+#define CLASSES(x) ((x)->ndim > 1 ? (x)->shape[1] : 0)
+W(cross_entropy, nb_cross_entropy(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), NB_REDUCE_MEAN))
+W(cross_entropy_smooth, nb_cross_entropy_smooth(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), 0.1, NB_REDUCE_SUM))
+W(nll_loss, nb_nll_loss(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), NB_REDUCE_NONE))
+W(mse_loss, nb_mse_loss(c, in[0], in[1], NB_REDUCE_MEAN))
+W(bce_with_logits, nb_bce_with_logits(c, in[0], in[1], NB_REDUCE_MEAN))
+W(unfold, nb_unfold(c, in[0], NB_WINDOW2D(2, 1, 1, 1), 0.0))
+W(fold, nb_fold(c, in[0], 3, 3, NB_WINDOW2D(2, 1, 0, 1)))
+W(conv2d, nb_conv2d(c, in[0], in[1], in[2], 1, 1, 1, 1))
+W(conv_transpose2d, nb_conv_transpose2d(c, in[0], in[1], in[2], 2, 1, 1, 1, 1))
+W(max_pool2d, nb_max_pool2d(c, in[0], 2, 2, 0))
+W(avg_pool2d, nb_avg_pool2d(c, in[0], 2, 1, 1))
+W(adaptive_avg_pool2d, nb_adaptive_avg_pool2d(c, in[0], 2, 2))
+W(batch_norm, nb_batch_norm(c, in[0], in[1], in[2], NULL, NULL, 0.1, 1e-5))
+W(layer_norm, nb_layer_norm(c, in[0], 1, in[1], in[2], 1e-5))
+W(group_norm, nb_group_norm(c, in[0], 2, in[1], in[2], 1e-5))
+W(embedding, nb_embedding(c, in[0], index_of(c, in[0], 0, 6)))
+W(rnn_cell, nb_rnn_cell(c, in[0], in[1], in[2], in[3], NULL, NULL))
+W(gru_cell, nb_gru_cell(c, in[0], in[1], in[2], in[3], NULL, NULL))
+static nb_tensor *w_lstm_cell(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_tensor *cell, *h = nb_lstm_cell(c, in[0], in[1], in[1], in[2], in[3], NULL, NULL, &cell);
+    return h ? nb_concat(c, 2, (nb_tensor *[]){h, cell}, 1) : NULL;
+}
+W(rnn_unroll, nb_rnn_unroll(c, NB_GRU, in[0], NULL, NULL, in[1], in[2], NULL, NULL, NULL, NULL))
+W(l2_penalty, nb_l2_penalty(c, 2, in, 0.3))
+W(l1_penalty, nb_l1_penalty(c, 2, in, 0.3))
+W(elastic_net_penalty, nb_elastic_net_penalty(c, 2, in, 0.2, 0.4))
+W(group_lasso_penalty, nb_group_lasso_penalty(c, 2, in, 0.5, 0))
+static nb_tensor *w_gradient_penalty(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u; /* out depends on x through a weight: the penalty on d out / d x, differentiated w.r.t. both */
+    nb_tensor *out = nb_sum(c, nb_tanh(c, nb_matmul(c, in[0], in[1])), 1, ax1, false);
+    return nb_gradient_penalty(c, out, in[0], 1.0, 0.5);
+}
+static nb_tensor *w_linear_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_linear_layer l = {in[1], in[2], in[1]->shape[1], in[1]->shape[0]};
+    return nb_linear_layer_forward(c, &l, in[0]);
+}
+static nb_tensor *w_conv2d_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_conv2d_layer l = {in[1], NULL, 1, 0, 1, 1};
+    return nb_conv2d_layer_forward(c, &l, in[0]);
+}
+static nb_tensor *w_layer_norm_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_layer_norm_layer l = {in[1], in[2], 1e-5};
+    return nb_layer_norm_layer_forward(c, &l, in[0]);
+}
+static nb_tensor *w_embedding_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_embedding_layer l = {in[0]};
+    return nb_embedding_layer_forward(c, &l, index_of(c, in[0], 0, 4));
+}
+#undef W
+
+/* ---- the registry ------------------------------------------------------------------------------ */
+#define S1(a) {1, {a}}
+#define S2(a, b) {2, {a, b}}
+#define S3(a, b, c) {3, {a, b, c}}
+#define S4(a, b, c, d) {4, {a, b, c, d}}
+#define UNARY(op, lo, hi, smooth) {#op, 1, {{S2(3, 4)}, {S3(2, 3, 2)}}, {{0}}, lo, hi, smooth, true, nb_##op, NULL, NULL}
+#define BINARY(op, lo, hi, smooth) \
+    {#op, 2, {{S2(3, 4), S2(3, 4)}, {S3(2, 1, 4), S2(3, 4)}}, {S2(3, 4), S2(2, 4)}, lo, hi, smooth, true, NULL, nb_##op, NULL}
+#define OP(op, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##op}
+#define NONE {{0}}
+#define COMMA ,
+
+static const reg REGISTRY[] = {
+    /* element-wise (values against PyTorch: tests/ops/test_elementwise.c) */
+    UNARY(neg, -2, 2, true), UNARY(exp, -2, 2, true), UNARY(expm1, -2, 2, true), UNARY(log, 0.2, 3, true),
+    UNARY(log1p, 0.2, 3, true), UNARY(log2, 0.2, 3, true), UNARY(log10, 0.2, 3, true), UNARY(sqrt, 0.2, 3, true),
+    UNARY(rsqrt, 0.2, 3, true), UNARY(square, -2, 2, true), UNARY(reciprocal, 0.3, 2, true), UNARY(abs, 0.2, 2, true),
+    UNARY(erf, -2, 2, true), UNARY(erfc, -2, 2, true), UNARY(sin, -2, 2, true), UNARY(cos, -2, 2, true),
+    UNARY(tan, -1, 1, true), UNARY(asin, -0.8, 0.8, true), UNARY(acos, -0.8, 0.8, true), UNARY(atan, -2, 2, true),
+    UNARY(sinh, -2, 2, true), UNARY(cosh, -2, 2, true), UNARY(relu, 0.1, 2, true), UNARY(selu, 0.1, 2, true),
+    UNARY(sigmoid, -3, 3, true), UNARY(logsigmoid, -3, 3, true), UNARY(tanh, -2, 2, true), UNARY(gelu, -2, 2, true),
+    UNARY(gelu_tanh, -2, 2, true), UNARY(silu, -2, 2, true), UNARY(mish, -2, 2, true), UNARY(softsign, 0.1, 2, true),
+    UNARY(softplus, -2, 2, true), UNARY(hardsigmoid, -2.5, 2.5, true), UNARY(hardswish, -2.5, 2.5, true),
+    OP(affine, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(add_scalar, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(mul_scalar, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(pow_scalar, 1, {S2(3, 4)}, {S1(5)}, NONE, 0.3, 2, true, true),
+    OP(clamp, 1, {S2(3, 4)}, {S1(5)}, NONE, 0.5, 1.1, true, true),
+    OP(leaky_relu, 1, {S2(3, 4)}, {S1(5)}, NONE, 0.1, 2, true, true),
+    OP(elu, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, -0.1, true, true),
+    OP(celu, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, -0.1, true, true),
+    OP(softplus_ex, 1, {S2(3, 4)}, {S1(5)}, NONE, -1, 0.7, true, true),
+    OP(hardtanh, 1, {S2(3, 4)}, {S1(5)}, NONE, -0.45, 0.45, true, true),
+    BINARY(add, -2, 2, true), BINARY(sub, -2, 2, true), BINARY(mul, -2, 2, true), BINARY(div, 0.3, 2, true),
+    BINARY(pow, 0.3, 2, true), BINARY(maximum, -2, 2, true), BINARY(minimum, -2, 2, true), BINARY(atan2, 0.2, 2, true),
+    OP(where, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 3) COMMA S1(3)}, NONE, 0, 1, true, false),
+    OP(softmax, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(log_softmax, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    /* reductions */
+    OP(sum, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(mean, 1, {S3(2, 3, 2)}, {S3(3, 1, 2)}, NONE, -2, 2, true, true),
+    OP(max, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, false, false),
+    OP(min, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, false, false),
+    OP(var, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(logsumexp, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    UNARY(sum_all, -2, 2, true), UNARY(mean_all, -2, 2, true),
+    OP(sum_to, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    /* shapes and views (selection ops drop elements: no NaN property) */
+    OP(reshape, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(5)}, -2, 2, true, true),
+    OP(permute, 1, {S3(2, 3, 2)}, {S3(1, 2, 3)}, {S2(3, 4)}, -2, 2, true, true),
+    OP(transpose, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(slice, 1, {S2(3, 5)}, {S3(2, 3, 6)}, NONE, -2, 2, true, false),
+    OP(expand, 1, {S2(1, 4)}, {S2(3, 1)}, NONE, -2, 2, true, true),
+    OP(contiguous, 1, {S2(3, 4)}, {S2(1, 5)}, NONE, -2, 2, true, true),
+    OP(squeeze, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(unsqueeze, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(flatten, 1, {S3(2, 3, 2)}, {S4(2, 1, 2, 3)}, NONE, -2, 2, true, true),
+    OP(concat, 2, {S2(3, 4) COMMA S2(2, 4)}, {S1(3) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 5)}, -2, 2, true, true),
+    OP(stack, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(3) COMMA S1(3)}, {S2(3, 4) COMMA S2(2, 4)}, -2, 2, true, true),
+    OP(index_select, 1, {S2(3, 4)}, {S2(5, 2)}, NONE, -2, 2, true, false),
+    OP(index_add, 2, {S2(3, 4) COMMA S2(5, 4)}, {S2(4, 2) COMMA S2(2, 2)}, NONE, -2, 2, true, true),
+    OP(gather, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, false),
+    OP(scatter_add, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 5) COMMA S2(2, 5)}, NONE, -2, 2, true, true),
+    /* linear algebra */
+    OP(matmul, 2, {S2(3, 4) COMMA S2(4, 2)}, {S3(2, 3, 4) COMMA S1(4)}, {S2(3, 4) COMMA S2(3, 4)}, -1, 1, true, true),
+    OP(linear, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S3(2, 3, 2) COMMA S2(3, 2) COMMA S1(3)},
+       {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
+    /* losses */
+    OP(cross_entropy, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
+    OP(cross_entropy_smooth, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
+    OP(nll_loss, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, false),
+    OP(mse_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, -2, 2, true, true),
+    OP(bce_with_logits, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, 0.1, 0.9, true,
+       true),
+    /* convolution, pooling, normalisation, embeddings, recurrent cells (nn.h) */
+    OP(unfold, 1, {S4(1, 2, 3, 3)}, {S4(2, 1, 2, 4)}, {S2(3, 4)}, -2, 2, true, false),
+    OP(fold, 1, {S3(1, 8, 4)}, {S3(2, 4, 4)}, {S3(1, 8, 5)}, -2, 2, true, true),
+    OP(conv2d, 3, {S4(1, 2, 4, 4) COMMA S4(3, 2, 3, 3) COMMA S1(3)}, {S4(2, 1, 3, 3) COMMA S4(2, 1, 3, 3) COMMA S1(2)},
+       {S4(1, 2, 4, 4) COMMA S4(3, 4, 3, 3) COMMA S1(3)}, -1, 1, true, true),
+    OP(conv_transpose2d, 3, {S4(1, 2, 3, 3) COMMA S4(2, 3, 3, 3) COMMA S1(3)},
+       {S4(2, 1, 2, 2) COMMA S4(1, 2, 3, 3) COMMA S1(2)}, {S4(1, 2, 3, 3) COMMA S4(3, 3, 3, 3) COMMA S1(3)}, -1, 1,
+       true, true),
+    OP(max_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 4, 2)}, {S2(4, 4)}, -2, 2, false, false),
+    OP(avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 3, 2)}, {S2(4, 4)}, -2, 2, true, true),
+    OP(adaptive_avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 6, 6)}, {S2(4, 4)}, -2, 2, true, true),
+    OP(batch_norm, 3, {S4(3, 2, 2, 2) COMMA S1(2) COMMA S1(2)}, {S2(4, 3) COMMA S1(3) COMMA S1(3)},
+       {S4(3, 2, 2, 2) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
+    OP(layer_norm, 3, {S2(3, 4) COMMA S1(4) COMMA S1(4)}, {S3(2, 2, 3) COMMA S1(3) COMMA S1(3)},
+       {S2(3, 4) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
+    OP(group_norm, 3, {S3(2, 4, 3) COMMA S1(4) COMMA S1(4)}, {S4(1, 2, 2, 2) COMMA S1(2) COMMA S1(2)},
+       {S3(2, 3, 3) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
+    OP(embedding, 1, {S2(4, 3)}, {S2(3, 2)}, NONE, -2, 2, true, false),
+    OP(rnn_cell, 4, {S2(2, 3) COMMA S2(2, 4) COMMA S2(4, 3) COMMA S2(4, 4)},
+       {S2(1, 2) COMMA S2(1, 3) COMMA S2(3, 2) COMMA S2(3, 3)}, {S2(2, 3) COMMA S2(2, 4) COMMA S2(4, 2) COMMA S2(4, 4)},
+       -1, 1, true, true),
+    OP(lstm_cell, 4, {S2(2, 3) COMMA S2(2, 2) COMMA S2(8, 3) COMMA S2(8, 2)},
+       {S2(1, 2) COMMA S2(1, 1) COMMA S2(4, 2) COMMA S2(4, 1)}, {S2(2, 3) COMMA S2(2, 2) COMMA S2(8, 2) COMMA S2(8, 2)},
+       -1, 1, true, true),
+    OP(gru_cell, 4, {S2(2, 3) COMMA S2(2, 2) COMMA S2(6, 3) COMMA S2(6, 2)},
+       {S2(1, 2) COMMA S2(1, 1) COMMA S2(3, 2) COMMA S2(3, 1)}, {S2(2, 3) COMMA S2(2, 2) COMMA S2(6, 2) COMMA S2(6, 2)},
+       -1, 1, true, true),
+    OP(rnn_unroll, 3, {S3(3, 2, 2) COMMA S2(6, 2) COMMA S2(6, 2)}, {S3(2, 1, 3) COMMA S2(3, 3) COMMA S2(3, 1)},
+       {S2(3, 2) COMMA S2(6, 2) COMMA S2(6, 2)}, -1, 1, true, true),
+    OP(linear_layer_forward, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S1(3) COMMA S2(2, 3) COMMA S1(2)},
+       {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
+    OP(conv2d_layer_forward, 2, {S4(1, 2, 4, 4) COMMA S4(3, 2, 3, 3)}, {S4(2, 1, 3, 3) COMMA S4(2, 1, 2, 2)},
+       {S4(1, 2, 4, 4) COMMA S4(3, 3, 3, 3)}, -1, 1, true, true),
+    OP(layer_norm_layer_forward, 3, {S2(3, 4) COMMA S1(4) COMMA S1(4)}, {S3(2, 2, 3) COMMA S1(3) COMMA S1(3)},
+       {S2(3, 4) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
+    OP(embedding_layer_forward, 1, {S2(4, 3)}, {S2(3, 2)}, NONE, -2, 2, true, false),
+    /* penalties (regularize.h) */
+    OP(l2_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, -2, 2, true, true),
+    OP(l1_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, 0.2, 2, true, true),
+    OP(elastic_net_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, 0.2, 2, true, true),
+    OP(group_lasso_penalty, 2, {S2(3, 4) COMMA S2(2, 3)}, {S2(2, 2) COMMA S2(3, 1)}, NONE, 0.2, 2, true, true),
+    OP(gradient_penalty, 2, {S2(3, 2) COMMA S2(2, 4)}, {S2(2, 3) COMMA S2(3, 2)}, NONE, -1, 1, true, true),
+};
+
+/* Ops with no gradient (or not checkable this way), and where they are tested instead. */
+static const char *const WITHOUT_GRADIENT[][2] = {
+    {"empty", "constructor"}, {"zeros", "constructor"}, {"ones", "constructor"}, {"full", "constructor"},
+    {"scalar", "constructor"}, {"from", "constructor"}, {"arange", "constructor"}, {"zeros_like", "constructor"},
+    {"ones_like", "constructor"}, {"rand", "random constructor"}, {"randn", "random constructor"},
+    {"eq", "comparison (zero gradient)"}, {"ne", "comparison"}, {"lt", "comparison"}, {"le", "comparison"},
+    {"gt", "comparison"}, {"ge", "comparison"}, {"sign", "piecewise constant"}, {"floor", "piecewise constant"},
+    {"ceil", "piecewise constant"}, {"round", "piecewise constant"}, {"argmax", "integer result"},
+    {"detach", "cuts the graph"},
+    {"cast", "an f32 round trip is below finite differences' step: tests/ops/test_elementwise.c checks its gradient"},
+    {"dropout", "random mask per call: tests/regularize/test_dropout.c checks mask, scale and gradient"},
+    {"conv_transpose2d_layer_forward", "layer wrapper of conv_transpose2d (registered above)"},
+    {"batch_norm_layer_forward", "layer wrapper of batch_norm with running statistics: tests/nn/test_layers.c"},
+    {"rnn_layer_forward", "layer wrapper of rnn_unroll (registered above)"},
+    {"l2_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
+    {"l1_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
+    {"elastic_net_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
+    {"group_lasso_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
+};
+
+static bool registered(const char *name, const char **why) {
+    for (size_t i = 0; i < sizeof REGISTRY / sizeof *REGISTRY; i++)
+        if (!strcmp(REGISTRY[i].name, name)) return true;
+    for (size_t i = 0; i < sizeof WITHOUT_GRADIENT / sizeof *WITHOUT_GRADIENT; i++)
+        if (!strcmp(WITHOUT_GRADIENT[i][0], name)) {
+            if (why) *why = WITHOUT_GRADIENT[i][1];
+            return true;
+        }
+    return false;
+}
+
+Test(registry, every_op_of_the_headers_is_registered) {
+    static const char *headers[] = {"ops.h", "nn.h", "regularize.h"};
+    int seen = 0;
+    for (size_t h = 0; h < sizeof headers / sizeof *headers; h++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/include/nabla/%s", NB_SOURCE_DIR, headers[h]);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "%s", path);
+        char line[1024], name[128];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "nb_tensor *nb_%127[a-z0-9_](nb_ctx *ctx", name) == 1 && strstr(line, "(nb_ctx *ctx")) {
+                cr_assert(registered(name, NULL), "%s declares nb_%s, which is not in tests/test_registry.c", headers[h], name);
+                seen++;
+            }
+        fclose(f);
+    }
+    cr_assert_gt(seen, 130, "only %d ops found", seen);
+}
+
+Test(registry, every_registered_op_passes_opcheck) {
+    for (size_t i = 0; i < sizeof REGISTRY / sizeof *REGISTRY; i++) {
+        const reg *r = &REGISTRY[i];
+        nb_opcheck_def d = {.name = r->name, .f = call, .n_in = r->n_in, .shapes = shapes, .lo = r->lo, .hi = r->hi,
+                            .smooth = r->smooth, .check_nan = r->nan, .user = (void *)r};
+        nb_opcheck_report rep;
+        nb_status st = nb_opcheck(ctx, &d, &rep);
+        cr_assert_eq(st, NB_OK, "%s: %s: %s", r->name, rep.property, rep.message);
+    }
+}
