@@ -116,6 +116,10 @@ W(unfold, nb_unfold(c, in[0], NB_WINDOW2D(2, 1, 1, 1), 0.0))
 W(fold, nb_fold(c, in[0], 3, 3, NB_WINDOW2D(2, 1, 0, 1)))
 W(conv2d, nb_conv2d(c, in[0], in[1], in[2], 1, 1, 1, 1))
 W(conv_transpose2d, nb_conv_transpose2d(c, in[0], in[1], in[2], 2, 1, 1, 1, 1))
+W(conv2d_ex, nb_conv2d_ex(c, in[0], in[1], NULL, &(nb_conv_opts){.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}}))
+W(conv_transpose2d_ex, nb_conv_transpose2d_ex(c, in[0], in[1], NULL,
+                                              &(nb_conv_opts){.stride = {2, 1}, .padding = {0, 1}, .output_padding = {1, 0},
+                                                              .dilation = {1, 2}}))
 W(max_pool2d, nb_max_pool2d(c, in[0], 2, 2, 0))
 W(avg_pool2d, nb_avg_pool2d(c, in[0], 2, 1, 1))
 W(adaptive_avg_pool2d, nb_adaptive_avg_pool2d(c, in[0], 2, 2))
@@ -244,6 +248,10 @@ static const reg REGISTRY[] = {
     OP(conv_transpose2d, 3, {S4(1, 2, 3, 3) COMMA S4(2, 3, 3, 3) COMMA S1(3)},
        {S4(2, 1, 2, 2) COMMA S4(1, 2, 3, 3) COMMA S1(2)}, {S4(1, 2, 3, 3) COMMA S4(3, 3, 3, 3) COMMA S1(3)}, -1, 1,
        true, true),
+    OP(conv2d_ex, 2, {S4(1, 2, 5, 6) COMMA S4(3, 2, 3, 2)}, {S4(2, 1, 4, 4) COMMA S4(2, 1, 2, 2)},
+       {S4(1, 2, 5, 6) COMMA S4(3, 3, 3, 2)}, -1, 1, true, true),
+    OP(conv_transpose2d_ex, 2, {S4(1, 2, 3, 3) COMMA S4(2, 3, 2, 3)}, {S4(2, 1, 2, 2) COMMA S4(1, 2, 3, 2)},
+       {S4(1, 2, 3, 3) COMMA S4(3, 3, 2, 3)}, -1, 1, true, true),
     OP(max_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 4, 2)}, {S2(4, 4)}, -2, 2, false, false),
     OP(avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 3, 2)}, {S2(4, 4)}, -2, 2, true, true),
     OP(adaptive_avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 6, 6)}, {S2(4, 4)}, -2, 2, true, true),

@@ -43,6 +43,21 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
  * OH = (H + 2*padding - dilation*(kh-1) - 1)/stride + 1. stride/padding/dilation apply to both
  * axes. Errors (NB_ERR_SHAPE / NB_ERR_VALUE): channel mismatch, groups not dividing C or O,
  * kernel larger than the padded input, bias of the wrong size. */
+/* Options of the conv family, per axis (h, w) like PyTorch's tuples; zero fields take the
+ * defaults (stride 1, dilation 1, groups 1; padding and output_padding 0), so a designated
+ * initializer names only what differs: &(nb_conv_opts){.stride = {2, 1}, .padding = {1, 0}}.
+ * same: PyTorch's padding="same" (conv2d, stride 1; nabla pads symmetrically, so the dilated
+ * kernel must be odd on each axis, where PyTorch would pad one more on the right). */
+typedef struct {
+    int64_t stride[2], padding[2], dilation[2], output_padding[2];
+    int64_t groups;
+    bool same;
+} nb_conv_opts;
+/* conv2d / conv_transpose2d with per-axis options (opts NULL: all defaults). output_padding
+ * (transposed only) must be below max(stride, dilation) on each axis, as in PyTorch. */
+nb_tensor *nb_conv2d_ex(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts);
+nb_tensor *nb_conv_transpose2d_ex(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts);
+/* The same with one value for both axes, in PyTorch's positional orders. */
 nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int stride, int padding, int dilation,
                      int groups);
 /* PyTorch's conv_transpose2d: x (N, C, H, W), w (C, O/groups, kh, kw), b (O) or NULL ->
@@ -205,6 +220,8 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_unfold(...) NB__AT(nb_unfold, __VA_ARGS__)
 #define nb_fold(...) NB__AT(nb_fold, __VA_ARGS__)
 #define nb_conv2d(...) NB__AT(nb_conv2d, __VA_ARGS__)
+#define nb_conv2d_ex(...) NB__AT(nb_conv2d_ex, __VA_ARGS__)
+#define nb_conv_transpose2d_ex(...) NB__AT(nb_conv_transpose2d_ex, __VA_ARGS__)
 #define nb_conv_transpose2d(...) NB__AT(nb_conv_transpose2d, __VA_ARGS__)
 #define nb_max_pool2d(...) NB__AT(nb_max_pool2d, __VA_ARGS__)
 #define nb_avg_pool2d(...) NB__AT(nb_avg_pool2d, __VA_ARGS__)

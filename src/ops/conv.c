@@ -171,9 +171,11 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
  * (K, N*L) matrix with no copy. Internal; the caller has checked x, the window and the shapes.
  * Each is the other's backward rule, as for nb_unfold / nb_fold. */
 static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW);
-static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win);
+/* fold_bl: OH x OW windows (given, not derived from H x W: a transposed convolution's
+ * output_padding may exceed its stride when dilation does, and adds no window) */
+static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW);
 static nb_status unfold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = fold_bl(ctx, g, n->in[0]->shape[2], n->in[0]->shape[3], node_window(n));
+    gin[0] = fold_bl(ctx, g, n->in[0]->shape[2], n->in[0]->shape[3], node_window(n), n->iattr[8], n->iattr[9]);
     return NB_OK;
 }
 static nb_status fold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
@@ -192,15 +194,16 @@ static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t 
     else unfold_f64(x, out, win, OH, OW, 0.0, true);
     nb_node *n;
     out = nb__finish(ctx, &OP_UNFOLD_BL, out, 1, &x, &n);
-    if (n) save_window(n, win);
+    if (n) {
+        save_window(n, win);
+        n->iattr[8] = OH, n->iattr[9] = OW;
+    }
     return out;
 }
 
 /* cols (C*kh*kw, N, OH*OW) -> (N, C, H, W) */
-static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win) {
+static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW) {
     if (nb__null(ctx, "fold", 1, cols)) return NULL;
-    const int64_t OH = (H + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1;
-    const int64_t OW = (W + 2 * win.pw - win.dw * (win.kw - 1) - 1) / win.sw + 1;
     nb_tensor *c = nb_contiguous(ctx, cols);
     if (!c) return NULL;
     const int64_t shape[4] = {cols->shape[1], cols->shape[0] / (win.kh * win.kw), H, W};
@@ -250,12 +253,61 @@ static nb_tensor *add_channel_bias(nb_ctx *ctx, nb_tensor *y, nb_tensor *b) {
     return nb_add(ctx, y, nb_reshape(ctx, b, NB_SHAPE(b->shape[0], 1, 1)));
 }
 
+/* The options with their defaults filled in (zero fields: stride 1, dilation 1, groups 1),
+ * and "same" padding resolved for a kernel (kh, kw); false + error when "same" cannot hold. */
+static bool conv_opts(nb_ctx *ctx, const char *op, const nb_conv_opts *in, bool defaults, int64_t kh, int64_t kw,
+                      nb_window2d *win, int64_t op_pad[2], int64_t *groups) {
+    const nb_conv_opts o = in ? *in : (nb_conv_opts){0};
+#define DEFAULT1(v) ((v) || !defaults ? (v) : 1)
+    const int64_t k[2] = {kh, kw};
+    int64_t st[2], pd[2], dl[2];
+    for (int a = 0; a < 2; a++) {
+        st[a] = DEFAULT1(o.stride[a]);
+        dl[a] = DEFAULT1(o.dilation[a]);
+        pd[a] = o.padding[a];
+        op_pad[a] = o.output_padding[a];
+        if (o.same) {
+            const int64_t span = dl[a] * (k[a] - 1); /* PyTorch pads span/2 left, the rest right */
+            if (st[a] != 1 || span % 2 != 0)
+                return nb__fail(ctx, NB_ERR_VALUE,
+                                "%s: padding \"same\" needs stride 1 and an odd dilated kernel on each axis (axis %d: stride "
+                                "%lld, kernel %lld, dilation %lld)",
+                                op, a, (long long)st[a], (long long)k[a], (long long)dl[a]),
+                       false;
+            pd[a] = span / 2;
+        }
+    }
+    *groups = DEFAULT1(o.groups);
+#undef DEFAULT1
+    if (*groups < 1 || *groups > INT32_MAX)
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: groups %lld must be >= 1", op, (long long)o.groups), false;
+    *win = (nb_window2d){kh, kw, st[0], st[1], pd[0], pd[1], dl[0], dl[1]};
+    return true;
+}
+
+static nb_tensor *conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts, bool defaults);
+static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts,
+                                   bool defaults);
+
+/* The positional forms take no defaults: a 0 stride stays an error there. */
 nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int stride, int padding, int dilation,
                      int groups) {
+    return conv2d(ctx, x, w, b,
+                        &(nb_conv_opts){.stride = {stride, stride}, .padding = {padding, padding},
+                                        .dilation = {dilation, dilation}, .groups = groups}, false);
+}
+nb_tensor *nb_conv2d_ex(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts) {
+    return conv2d(ctx, x, w, b, opts, true);
+}
+
+static nb_tensor *conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts, bool defaults) {
     if (nb__null(ctx, "conv2d", 2, x, w)) return NULL;
-    if (!conv_args(ctx, "conv2d", x, w, b, groups, w->ndim == 4 ? w->shape[1] * groups : -1, w->shape[0])) return NULL;
-    const int64_t N = x->shape[0], O = w->shape[0], G = groups;
-    nb_window2d win = {w->shape[2], w->shape[3], stride, stride, padding, padding, dilation, dilation};
+    nb_window2d win;
+    int64_t G, op_pad[2];
+    if (!conv_opts(ctx, "conv2d", opts, defaults, w->ndim == 4 ? w->shape[2] : 1, w->ndim == 4 ? w->shape[3] : 1, &win, op_pad, &G))
+        return NULL;
+    if (!conv_args(ctx, "conv2d", x, w, b, (int)G, w->ndim == 4 ? w->shape[1] * G : -1, w->shape[0])) return NULL;
+    const int64_t N = x->shape[0], O = w->shape[0];
     int64_t OH, OW;
     if (!window_out(ctx, "conv2d", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
     const int64_t K = w->shape[1] * win.kh * win.kw, L = OH * OW;
@@ -272,28 +324,53 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int 
 
 nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int stride, int padding,
                                int output_padding, int groups, int dilation) {
+    return conv_transpose2d(ctx, x, w, b,
+                                  &(nb_conv_opts){.stride = {stride, stride},
+                                                  .padding = {padding, padding},
+                                                  .dilation = {dilation, dilation},
+                                                  .output_padding = {output_padding, output_padding},
+                                                  .groups = groups}, false);
+}
+nb_tensor *nb_conv_transpose2d_ex(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts) {
+    return conv_transpose2d(ctx, x, w, b, opts, true);
+}
+
+static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts,
+                                   bool defaults) {
     if (nb__null(ctx, "conv_transpose2d", 2, x, w)) return NULL;
-    if (!conv_args(ctx, "conv_transpose2d", x, w, b, groups, w->ndim == 4 ? w->shape[0] : -1,
-                   w->ndim == 4 ? w->shape[1] * groups : -1))
+    if (opts && opts->same)
+        return nb__fail(ctx, NB_ERR_VALUE, "conv_transpose2d: padding \"same\" is not defined (as in PyTorch)");
+    nb_window2d win;
+    int64_t G, op_pad[2];
+    if (!conv_opts(ctx, "conv_transpose2d", opts, defaults, w->ndim == 4 ? w->shape[2] : 1, w->ndim == 4 ? w->shape[3] : 1, &win,
+                   op_pad, &G))
         return NULL;
-    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], G = groups;
+    if (!conv_args(ctx, "conv_transpose2d", x, w, b, (int)G, w->ndim == 4 ? w->shape[0] : -1,
+                   w->ndim == 4 ? w->shape[1] * G : -1))
+        return NULL;
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t Og = w->shape[1], kh = w->shape[2], kw = w->shape[3];
-    nb_window2d win = {kh, kw, stride, stride, padding, padding, dilation, dilation};
-    if (stride < 1 || dilation < 1 || padding < 0) {
+    if (win.sh < 1 || win.sw < 1 || win.dh < 1 || win.dw < 1 || win.ph < 0 || win.pw < 0) {
         int64_t dummy;
         window_out(ctx, "conv_transpose2d", x, H, W, win, &dummy, &dummy);
         return NULL;
     }
-    if (output_padding < 0 || output_padding >= stride)
-        return nb__fail(ctx, NB_ERR_VALUE, "conv_transpose2d: output_padding %d must be in [0, stride %d)", output_padding,
-                        stride);
-    const int64_t OH = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1;
-    const int64_t OW = (W - 1) * stride - 2 * padding + dilation * (kw - 1) + output_padding + 1;
+    /* PyTorch's rule: output_padding < max(stride, dilation) on each axis */
+    const int64_t lim[2] = {win.sh > win.dh ? win.sh : win.dh, win.sw > win.dw ? win.sw : win.dw};
+    for (int a = 0; a < 2; a++)
+        if (op_pad[a] < 0 || op_pad[a] >= lim[a])
+            return nb__fail(ctx, NB_ERR_VALUE,
+                            "conv_transpose2d: output_padding %lld on axis %d must be in [0, max(stride, dilation) = %lld)",
+                            (long long)op_pad[a], a, (long long)lim[a]);
+    const int64_t OH = (H - 1) * win.sh - 2 * win.ph + win.dh * (kh - 1) + op_pad[0] + 1;
+    const int64_t OW = (W - 1) * win.sw - 2 * win.pw + win.dw * (kw - 1) + op_pad[1] + 1;
     if (OH < 1 || OW < 1) {
         char sx[128], sw[128];
-        return nb__fail(ctx, NB_ERR_SHAPE, "conv_transpose2d: input %s with weight %s, stride %d, padding %d gives an empty %lldx%lld output",
-                        nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw), stride, padding, (long long)OH,
-                        (long long)OW);
+        return nb__fail(ctx, NB_ERR_SHAPE,
+                        "conv_transpose2d: input %s with weight %s, stride %lldx%lld, padding %lldx%lld gives an empty "
+                        "%lldx%lld output",
+                        nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw), (long long)win.sh,
+                        (long long)win.sw, (long long)win.ph, (long long)win.pw, (long long)OH, (long long)OW);
     }
     /* (G, Og*k*k, C/G) x (G, C/G, N*H*W) -> (G, Og*k*k, N*H*W), one GEMM per group with the batch
      * in the columns (as in conv2d; the one copy is x's to (G, C/G, N, H*W)), which is the
@@ -302,6 +379,6 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
     nb_tensor *wt = nb_transpose(ctx, nb_reshape(ctx, w, NB_SHAPE(G, C / G, Kc)), 1, 2);
     nb_tensor *xg = nb_permute(ctx, nb_reshape(ctx, x, NB_SHAPE(N, G, C / G, L)), (int[]){1, 2, 0, 3});
     nb_tensor *cols = nb_matmul(ctx, wt, nb_reshape(ctx, xg, NB_SHAPE(G, C / G, N * L)));
-    nb_tensor *y = fold_bl(ctx, nb_reshape(ctx, cols, NB_SHAPE(G * Kc, N, L)), OH, OW, win);
+    nb_tensor *y = fold_bl(ctx, nb_reshape(ctx, cols, NB_SHAPE(G * Kc, N, L)), OH, OW, win, H, W);
     return add_channel_bias(ctx, y, b);
 }

@@ -57,6 +57,49 @@ Test(conv, conv_transpose2d_matches_pytorch) {
     assert_ref(nb_conv_transpose2d(ctx, x, w, NULL, 2, 0, 1, 1, 2), REF_CONVT_DIL);
 }
 
+Test(conv, per_axis_options_and_same_padding_match_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 2, 7, 8), 1.1, false), *w = ref_tensor(ctx, NB_SHAPE(3, 2, 3, 2), 1.2, false);
+    nb_tensor *b = ref_tensor(ctx, NB_SHAPE(3), 1.3, false);
+    nb_tensor *y = nb_conv2d_ex(ctx, x, w, b, &(nb_conv_opts){.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}});
+    cr_assert(y && y->shape[2] == 4 && y->shape[3] == 6, "%s", nb_ctx_error(ctx));
+    assert_ref(y, REF_CONV2D_AXES);
+    nb_tensor *w5 = ref_tensor(ctx, NB_SHAPE(3, 2, 3, 5), 1.4, false);
+    nb_tensor *same = nb_conv2d_ex(ctx, x, w5, NULL, &(nb_conv_opts){.same = true, .dilation = {2, 1}});
+    cr_assert(same && same->shape[2] == 7 && same->shape[3] == 8, "%s", nb_ctx_error(ctx));
+    assert_ref(same, REF_CONV2D_SAME);
+    nb_tensor *xt = ref_tensor(ctx, NB_SHAPE(1, 2, 3, 4), 1.5, false), *wt = ref_tensor(ctx, NB_SHAPE(2, 3, 2, 3), 1.6, false);
+    nb_tensor *bt = ref_tensor(ctx, NB_SHAPE(3), 1.7, false);
+    assert_ref(nb_conv_transpose2d_ex(ctx, xt, wt, bt,
+                                      &(nb_conv_opts){.stride = {2, 1}, .padding = {0, 1}, .output_padding = {1, 1},
+                                                      .dilation = {1, 2}}),
+               REF_CONVT_AXES);
+    /* NULL options are the defaults; the positional forms agree with the options */
+    assert_ref(nb_conv2d_ex(ctx, ref_tensor(ctx, NB_SHAPE(1, 3, 5, 5), 0.4, false), ref_tensor(ctx, NB_SHAPE(2, 3, 2, 3), 0.5, false),
+                            NULL, NULL),
+               REF_CONV2D_RECT);
+}
+
+Test(conv, per_axis_option_errors) {
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(1, 2, 5, 5)), *w = nb_randn(ctx, NB_F64, NB_SHAPE(2, 2, 2, 3));
+    /* "same" needs an odd dilated kernel on every axis (2 is even) and stride 1 */
+    cr_assert_null(nb_conv2d_ex(ctx, x, w, NULL, &(nb_conv_opts){.same = true}));
+    cr_assert(strstr(nb_ctx_error(ctx), "conv2d") && strstr(nb_ctx_error(ctx), "same"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    nb_tensor *w3 = nb_randn(ctx, NB_F64, NB_SHAPE(2, 2, 3, 3));
+    cr_assert_null(nb_conv2d_ex(ctx, x, w3, NULL, &(nb_conv_opts){.same = true, .stride = {2, 1}}));
+    nb_ctx_clear_error(ctx);
+    /* output_padding < max(stride, dilation) per axis: 1 is fine with stride 1 and dilation 2 */
+    nb_tensor *wt = nb_randn(ctx, NB_F64, NB_SHAPE(2, 2, 2, 2));
+    cr_assert_not_null(nb_conv_transpose2d_ex(ctx, x, wt, NULL, &(nb_conv_opts){.dilation = {2, 2}, .output_padding = {1, 1}}),
+                       "%s", nb_ctx_error(ctx));
+    cr_assert_null(nb_conv_transpose2d_ex(ctx, x, wt, NULL, &(nb_conv_opts){.stride = {2, 1}, .output_padding = {0, 1}}));
+    cr_assert(strstr(nb_ctx_error(ctx), "output_padding 1 on axis 1"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    /* the positional forms keep refusing a zero stride */
+    cr_assert_null(nb_conv2d(ctx, x, w3, NULL, 0, 0, 1, 1));
+    cr_assert(strstr(nb_ctx_error(ctx), "invalid window"), "%s", nb_ctx_error(ctx));
+}
+
 /* ---- gradients ------------------------------------------------------------------------------ */
 typedef struct { int stride, padding, dilation, groups, output_padding; } conv_cfg;
 

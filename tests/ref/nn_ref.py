@@ -36,6 +36,13 @@ x = fill((2, 4, 3, 3), 0.6); w = fill((4, 3, 3, 3), 0.7); b = fill((6,), 0.8)
 emit("REF_CONVT_G2", F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2))
 x = fill((1, 2, 3, 2), 0.9); w = fill((2, 2, 2, 2), 1.0)
 emit("REF_CONVT_DIL", F.conv_transpose2d(x, w, None, stride=2, padding=0, output_padding=1, dilation=2))
+# per-axis options (nb_conv2d_ex / nb_conv_transpose2d_ex) and padding="same"
+x = fill((2, 2, 7, 8), 1.1); w = fill((3, 2, 3, 2), 1.2); b = fill((3,), 1.3)
+emit("REF_CONV2D_AXES", F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), dilation=(1, 2)))
+w = fill((3, 2, 3, 5), 1.4)
+emit("REF_CONV2D_SAME", F.conv2d(x, w, None, padding="same", dilation=(2, 1)))
+x = fill((1, 2, 3, 4), 1.5); w = fill((2, 3, 2, 3), 1.6); b = fill((3,), 1.7)
+emit("REF_CONVT_AXES", F.conv_transpose2d(x, w, b, stride=(2, 1), padding=(0, 1), output_padding=(1, 1), dilation=(1, 2)))
 
 # ---- pooling
 x = fill((2, 3, 7, 7), 1.1)
