@@ -69,6 +69,7 @@ typedef struct nb_tensor {
     struct nb_tensor *acc_;        /* gradient under accumulation during a backward walk */
     void *alloc_;                  /* malloc'd block of a persistent tensor (NULL for views) */
     int64_t visit_;                /* backward-walk bookkeeping */
+    uint64_t gen_;                 /* step tensors: the context generation that made it (0 otherwise) */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */
