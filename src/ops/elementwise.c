@@ -281,9 +281,13 @@ nb_tensor *nb_sign(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_SIGN, NB_U
 nb_tensor *nb_erf(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_ERF, NB_U_ERF, x, 0, 0, true); }
 nb_tensor *nb_relu(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_RELU, NB_U_RELU, x, 0, 0, true); }
 nb_tensor *nb_leaky_relu(nb_ctx *ctx, nb_tensor *x, double slope) {
+    if (!isfinite(slope)) return nb__fail(ctx, NB_ERR_VALUE, "leaky_relu: slope %g must be finite", slope);
     return unary(ctx, &OP_LEAKY, NB_U_LEAKY, x, slope, 0, true);
 }
-nb_tensor *nb_elu(nb_ctx *ctx, nb_tensor *x, double alpha) { return unary(ctx, &OP_ELU, NB_U_ELU, x, alpha, 0, true); }
+nb_tensor *nb_elu(nb_ctx *ctx, nb_tensor *x, double alpha) {
+    if (!isfinite(alpha)) return nb__fail(ctx, NB_ERR_VALUE, "elu: alpha %g must be finite", alpha);
+    return unary(ctx, &OP_ELU, NB_U_ELU, x, alpha, 0, true);
+}
 nb_tensor *nb_sigmoid(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_SIGMOID, NB_U_SIGMOID, x, 0, 0, true); }
 nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_TANH, NB_U_TANH, x, 0, 0, true); }
 nb_tensor *nb_gelu(nb_ctx *ctx, nb_tensor *x) { return unary(ctx, &OP_GELU, NB_U_GELU, x, 0, 0, true); }
@@ -295,7 +299,10 @@ nb_tensor *nb_affine(nb_ctx *ctx, nb_tensor *x, double scale, double shift) {
 }
 nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, double s) { return nb_affine(ctx, x, 1.0, s); }
 nb_tensor *nb_mul_scalar(nb_ctx *ctx, nb_tensor *x, double s) { return nb_affine(ctx, x, s, 0.0); }
-nb_tensor *nb_pow_scalar(nb_ctx *ctx, nb_tensor *x, double p) { return unary(ctx, &OP_POWS, NB_U_POW, x, p, 0, true); }
+nb_tensor *nb_pow_scalar(nb_ctx *ctx, nb_tensor *x, double p) {
+    if (isnan(p)) return nb__fail(ctx, NB_ERR_VALUE, "pow_scalar: exponent is NaN");
+    return unary(ctx, &OP_POWS, NB_U_POW, x, p, 0, true);
+}
 nb_tensor *nb_clamp(nb_ctx *ctx, nb_tensor *x, double lo, double hi) {
     if (isnan(lo) || isnan(hi) || lo > hi) return nb__fail(ctx, NB_ERR_VALUE, "clamp: invalid range [%g, %g]", lo, hi);
     return unary(ctx, &OP_CLAMP, NB_U_CLAMP, x, lo, hi, true);
@@ -312,6 +319,10 @@ nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt) {
     if (nb__null(ctx, "cast", 1, x)) return NULL;
     if ((unsigned)dt > NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "cast: unknown dtype %d", (int)dt);
     if (dt == x->dtype) return x;
+    int64_t bad;
+    double v;
+    if (dt == NB_I64 && !nb__i64_convertible(x, &bad, &v))
+        return nb__fail(ctx, NB_ERR_VALUE, "cast: element %lld (%g) is not representable as an i64", (long long)bad, v);
     nb_tensor *out = nb__new(ctx, dt, x->ndim, x->shape);
     if (!out) return NULL;
     nb__copy_kernel(out, x);
