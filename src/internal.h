@@ -83,6 +83,10 @@ bool nb__size(int ndim, const int64_t *shape, size_t esz, int64_t *numel, size_t
 /* As nb__size, failing on ctx (NB_ERR_SHAPE, naming op and the shape) when it does not fit. */
 bool nb__size_ok(nb_ctx *ctx, const char *op, int ndim, const int64_t *shape, size_t esz, int64_t *numel);
 
+/* True when a reader may allocate `bytes` for the tensors of one file (nb_read_limit);
+ * otherwise false with NB_ERR_FORMAT naming fn, path and the cap. */
+bool nb__read_budget(const char *fn, const char *path, uint64_t bytes);
+
 /* ---- float -> int64: the one conversion used wherever a float value becomes an I64 ------- */
 /* v truncated toward zero into *out when v is finite and inside [-2^63, 2^63); otherwise false
  * and *out = 0 (never undefined behaviour). */

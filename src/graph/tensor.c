@@ -4,6 +4,7 @@
 #include <blis.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -188,6 +189,19 @@ bool nb__broadcast_shape(int na, const int64_t *sa, int nbd, const int64_t *sb, 
     }
     *nout = n;
     return true;
+}
+
+/* ---- the readers' size cap ----------------------------------------------------------------- */
+static _Atomic size_t read_limit = NB_READ_LIMIT_DEFAULT;
+size_t nb_set_read_limit(size_t max_bytes) { return atomic_exchange(&read_limit, max_bytes); }
+size_t nb_read_limit(void) { return atomic_load(&read_limit); }
+
+bool nb__read_budget(const char *fn, const char *path, uint64_t bytes) {
+    const size_t cap = nb_read_limit();
+    if (cap == 0 || bytes <= cap) return true;
+    nb_set_error(NB_ERR_FORMAT, "%s: '%s' needs %llu bytes of memory, over the readers' cap of %zu bytes "
+                 "(raise it with nb_set_read_limit, see data.h)", fn, path ? path : "?", (unsigned long long)bytes, cap);
+    return false;
 }
 
 /* ---- long-lived tensors ------------------------------------------------------------------- */
