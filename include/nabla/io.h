@@ -35,19 +35,28 @@ typedef struct {
     nb_tensor **tensors;     /* long-lived, contiguous; freed by nb_tensor_list_free */
     int nmeta;
     char **meta_keys, **meta_values;
+    bool checksummed;        /* the file carried nabla's CRC-32s (header + each tensor) and they matched */
 } nb_tensor_list;
 
 /* Write n tensors (any dtype among F32/F64/I64, any strides, step or long-lived) under unique
  * names, plus optional metadata given as a NULL-terminated array of alternating keys and values
- * (meta may be NULL). Atomic: the file is written to a temporary file in the same directory,
- * flushed, fsync'ed and renamed over path, so a crash leaves the old file or the new one.
- * Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or reserved name), NB_ERR_IO. */
+ * (meta may be NULL). Atomic: the file is written to path + ".tmp" in the same directory (locked,
+ * so concurrent saves to one path take turns), flushed, fsync'ed and renamed over path, so a
+ * crash leaves the old file or the new one, plus at most that one temporary file, which the next
+ * save reuses. Checksums: the first metadata entry, "nabla.crc32", holds the CRC-32 (zlib's) of
+ * the header and of each tensor's bytes, so the file stays valid safetensors for other readers
+ * and nb_safetensors_load detects damage. Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or
+ * reserved name, metadata key "nabla.crc32"), NB_ERR_SHAPE, NB_ERR_IO. */
 nb_status nb_safetensors_save(const char *path, int n, const char *const *names, const nb_tensor *const *tensors,
                               const char *const *meta);
 
 /* Read every tensor of a file. NULL on error: NB_ERR_IO, NB_ERR_FORMAT (header length beyond the
- * file or over 100 MB, invalid JSON, duplicate names, unknown dtype, bad or overflowing shape,
- * data offsets out of range / overlapping / leaving gaps / not dtype size * numel, ...). */
+ * file or over 100 MB, invalid JSON, duplicate names, \u0000 in a string, unknown dtype, bad or
+ * overflowing shape, data offsets out of range / overlapping / leaving gaps / not dtype size *
+ * numel, tensors over the readers' cap (nb_set_read_limit in data.h), and "is damaged" naming
+ * the header or the tensor whose checksum does not match). A file with nabla's checksums is
+ * verified completely (->checksummed); files of other writers have none and load unverified.
+ * The checksum entry is not listed in meta_keys. */
 nb_tensor_list *nb_safetensors_load(const char *path);
 void nb_tensor_list_free(nb_tensor_list *l);
 nb_tensor *nb_tensor_list_find(const nb_tensor_list *l, const char *name);   /* NULL if absent */

@@ -47,7 +47,8 @@ Test(safetensors, round_trip_bit_exact) {
         cr_assert(u->persistent);
         cr_assert_eq(memcmp(u->data, t[i]->data, (size_t)t[i]->numel * nb_dtype_size(t[i]->dtype)), 0, "%s bits", names4[i]);
     }
-    cr_assert_eq(l->nmeta, 2);
+    cr_assert_eq(l->nmeta, 2, "the checksum is not user metadata");
+    cr_assert(l->checksummed);
     cr_assert_str_eq(nb_tensor_list_meta(l, "epoch"), "12");
     cr_assert_str_eq(nb_tensor_list_meta(l, "note"), "quote \" and \\ slash");
     cr_assert_null(nb_tensor_list_meta(l, "nope"));
@@ -65,13 +66,18 @@ Test(safetensors, header_bytes) {
                  NB_OK);
     size_t len;
     char *s = slurp(tmp("h.safetensors"), &len);
-    const char json[] = "{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    /* the checksums come first: CRC-32 of the header with its digits zeroed, then of a's bytes */
+    const char json[] = "{\"__metadata__\":{\"nabla.crc32\":\"################\",\"k\":\"v\"},"
+                        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
     const size_t jl = strlen(json), hl = (jl + 7) / 8 * 8; /* padded with spaces to 8 bytes */
     uint64_t n = 0;
     for (int k = 0; k < 8; k++) n |= (uint64_t)(uint8_t)s[k] << (8 * k);
     cr_assert_eq(n, hl, "header length %llu, expected %zu", (unsigned long long)n, hl);
     cr_assert_eq(len, 8 + hl + 8);
-    cr_assert_eq(memcmp(s + 8, json, jl), 0, "header: %.*s", (int)hl, s + 8);
+    for (size_t k = 0; k < jl; k++)
+        if (json[k] == '#') cr_assert(strchr("0123456789abcdef", s[8 + k]), "checksum digit %zu: %.*s", k, (int)hl, s + 8);
+        else cr_assert_eq(s[8 + k], json[k], "header byte %zu: %.*s", k, (int)hl, s + 8);
+    cr_assert_eq(memcmp(s + 8 + 32 + 8, "ccdf2c3a", 8), 0, "CRC-32 of a's bytes (Python: zlib.crc32)");
     for (size_t k = jl; k < hl; k++) cr_assert_eq(s[8 + k], ' ');
     const uint8_t data[8] = {0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0x00, 0xc0}; /* little-endian 1.5f, -2.0f */
     cr_assert_eq(memcmp(s + 8 + hl, data, 8), 0);
@@ -101,7 +107,7 @@ Test(safetensors, python_reader_agrees) {
     if (!python("read", file, out)) cr_skip_test("no /usr/bin/python3");
     /* what the reader must print: values formatted with %.17g (same digits in C and Python) */
     char want[2048];
-    int k = snprintf(want, sizeof want, "meta epoch 3\nmeta format pt\ntensor layer.weight F32 (2,3)");
+    int k = snprintf(want, sizeof want, "checksum ok\nmeta epoch 3\nmeta format pt\ntensor layer.weight F32 (2,3)");
     for (int i = 0; i < 6; i++) k += snprintf(want + k, sizeof want - k, " %.17g", nb_get(t[0], i));
     k += snprintf(want + k, sizeof want - k, "\ntensor layer.bias F64 (3)");
     for (int i = 0; i < 3; i++) k += snprintf(want + k, sizeof want - k, " %.17g", nb_get(t[1], i));
@@ -210,7 +216,7 @@ Test(safetensors, atomic_write_and_save_errors) {
     nb_ctx_free(c), nb_tensor_free(m);
     /* errors */
     cr_assert_eq(nb_safetensors_save("/nonexistent-dir/x.safetensors", 1, names4, (const nb_tensor *const *)t, NULL), NB_ERR_IO);
-    assert_error(NB_ERR_IO, "cannot create a temporary file");
+    assert_error(NB_ERR_IO, "cannot create the temporary file");
     const char *dup[2] = {"w", "w"};
     cr_assert_eq(nb_safetensors_save(tmp("y"), 2, dup, (const nb_tensor *const *)t, NULL), NB_ERR_VALUE);
     assert_error(NB_ERR_VALUE, "two tensors are named 'w'");
