@@ -280,6 +280,14 @@ static const hostile_case cases[] = {
     {"{\"__metadata__\":{\"k\":1}}", 0, "value of 'k' is not a string"},
     {"{\"__metadata__\":[\"k\"]}", 0, "__metadata__ is not an object"},
     {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "has key 'k' twice"},
+    /* libcjson decodes \u0000 to a NUL that would cut the name short: "a" instead of "a\0b" */
+    {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\\u0000 escape"},
+    {"{\"__metadata__\":{\"k\":\"x\\u0000y\"}}", 0, "\\u0000 escape"},
+    /* nabla's checksum: anywhere but first, malformed, or not matching */
+    {"{\"__metadata__\":{\"k\":\"v\",\"nabla.crc32\":\"00000000\"}}", 0, "checksum is not at the start"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"0000\"}}", 0, "does not have 8 digits for 0 tensors"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"0000000g\"}}", 0, "checksum holds 'g'"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"12345678\"}}", 0, "the header (names, shapes, metadata) does not match"},
 };
 
 Test(safetensors, hostile_headers) {
@@ -295,6 +303,10 @@ Test(safetensors, hostile_headers) {
     nb_tensor_list *l = nb_safetensors_load(
         write_hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ", 0, 8));
     cr_assert_not_null(l, "%s", nb_last_error());
+    nb_tensor_list_free(l);
+    l = nb_safetensors_load(write_hostile("{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 4));
+    cr_assert_not_null(l, "an escaped backslash before u0000 is not a NUL: %s", nb_last_error());
+    cr_assert_str_eq(l->names[0], "a\\u0000");
     nb_tensor_list_free(l);
     l = nb_safetensors_load(write_hostile("{}", 0, 0)); /* no tensors at all */
     cr_assert_not_null(l, "%s", nb_last_error());
