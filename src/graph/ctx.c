@@ -67,7 +67,7 @@ void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes) {
 void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
     if (!ctx) return nb_set_error(NB_ERR_NULL, "ctx_alloc: context is NULL"), NULL;
     const char *op = nb__op_name ? nb__op_name : "ctx_alloc";
-    if (n > SIZE_MAX / 2) return nb__fail(ctx, NB_ERR_NOMEM, "%s: cannot allocate %zu bytes", op, n);
+    if (n > SIZE_MAX / 2) return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes", op, n);
     n = (n + 63) & ~(size_t)63;
     for (;;) {
         if (ctx->cur < ctx->nchunks) {
@@ -91,11 +91,11 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
         if (size < n) size = n;
         if (ctx->limit && cap + size > ctx->limit) size = ctx->limit > cap ? ctx->limit - cap : 0;
         if (size < n || ctx->nchunks == NB_MAX_CHUNKS)
-            return nb__fail(ctx, NB_ERR_NOMEM, "%s: arena cannot allocate %zu bytes (arena holds %zu, limit %zu)", op, n,
+            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes (arena holds %zu, limit %zu)", op, n,
                             cap, ctx->limit);
         void *base = NULL;
         if (posix_memalign(&base, 64, size) != 0)
-            return nb__fail(ctx, NB_ERR_NOMEM, "%s: arena out of memory allocating %zu bytes", op, size);
+            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc out of memory allocating %zu bytes", op, size);
         ctx->mallocs++;
         if (ctx->cur < ctx->nchunks) ctx->used_before_cur += ctx->chunks[ctx->cur].used;
         ctx->chunks[ctx->nchunks] = (nb_chunk){base, size, 0};

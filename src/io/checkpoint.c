@@ -207,7 +207,11 @@ static const nb_tensor *need(const nb_tensor_list *l, const char *path, const ch
 nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st) {
     if (!path || !ps || !st) return nb_set_error(NB_ERR_NULL, "checkpoint_load: NULL argument");
     nb_tensor_list *l = nb_safetensors_load(path);
-    if (!l) return nb_last_status();
+    if (!l) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return nb_set_error(nb_last_status(), "checkpoint_load: %s", why);
+    }
     nb_status rc = NB_ERR_FORMAT;
     const char *fmt = nb_tensor_list_meta(l, "format");
     if (!fmt || (strcmp(fmt, FORMAT) != 0 && strcmp(fmt, FORMAT_V1) != 0)) {

@@ -637,7 +637,11 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
     static const char fn[] = "safetensors_load_params";
     if (!ps) return nb_set_error(NB_ERR_NULL, "%s: params is NULL", fn);
     nb_tensor_list *l = nb_safetensors_load(path);
-    if (!l) return nb_last_status();
+    if (!l) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return nb_set_error(nb_last_status(), "%s: %s", fn, why);
+    }
     nb_status s = NB_OK;
     char a[128], b[128];
     for (int i = 0; i < ps->n && s == NB_OK; i++) {

@@ -25,26 +25,30 @@ nb_tensor *nb_empty(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
     return nb__new(ctx, dt, ndim, shape);
 }
 
-nb_tensor *nb_full(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double v) {
-    if (!check_new(ctx, "full", dt, ndim, shape)) return NULL;
+/* nb_full and the constructors built on it, each failing under its own name */
+static nb_tensor *full(nb_ctx *ctx, const char *op, nb_dtype dt, int ndim, const int64_t *shape, double v) {
+    if (!check_new(ctx, op, dt, ndim, shape)) return NULL;
     int64_t iv;
-    if (dt == NB_I64 && !nb__f2i(v, &iv)) return nb__fail(ctx, NB_ERR_VALUE, "full: %g is not representable as an i64", v);
+    if (dt == NB_I64 && !nb__f2i(v, &iv)) return nb__fail(ctx, NB_ERR_VALUE, "%s: %g is not representable as an i64", op, v);
     nb_tensor *t = nb__new(ctx, dt, ndim, shape);
     if (t) nb_fill(t, v);
     return t;
 }
 
-nb_tensor *nb_zeros(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) { return nb_full(ctx, dt, ndim, shape, 0.0); }
-nb_tensor *nb_ones(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) { return nb_full(ctx, dt, ndim, shape, 1.0); }
-nb_tensor *nb_scalar(nb_ctx *ctx, nb_dtype dt, double v) { return nb_full(ctx, dt, 0, NULL, v); }
+nb_tensor *nb_full(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double v) {
+    return full(ctx, "full", dt, ndim, shape, v);
+}
+nb_tensor *nb_zeros(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) { return full(ctx, "zeros", dt, ndim, shape, 0.0); }
+nb_tensor *nb_ones(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) { return full(ctx, "ones", dt, ndim, shape, 1.0); }
+nb_tensor *nb_scalar(nb_ctx *ctx, nb_dtype dt, double v) { return full(ctx, "scalar", dt, 0, NULL, v); }
 
 nb_tensor *nb_zeros_like(nb_ctx *ctx, const nb_tensor *t) {
     if (nb__null(ctx, "zeros_like", 1, t)) return NULL;
-    return nb_full(ctx, t->dtype, t->ndim, t->shape, 0.0);
+    return full(ctx, "zeros_like", t->dtype, t->ndim, t->shape, 0.0);
 }
 nb_tensor *nb_ones_like(nb_ctx *ctx, const nb_tensor *t) {
     if (nb__null(ctx, "ones_like", 1, t)) return NULL;
-    return nb_full(ctx, t->dtype, t->ndim, t->shape, 1.0);
+    return full(ctx, "ones_like", t->dtype, t->ndim, t->shape, 1.0);
 }
 
 nb_tensor *nb_from(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, const void *data) {
