@@ -84,13 +84,19 @@ typedef struct {
     double values[NB_CHECKPOINT_MAX_VALUES];
 } nb_train_state;
 
-/* Write a checkpoint (one safetensors file, written atomically: a crash leaves the previous
- * one intact). opt and es may be NULL. Doubles are stored exactly (C99 hex floats). */
+/* Write a checkpoint (one safetensors file with checksums, written atomically: a crash leaves
+ * the previous one intact, plus at most path.tmp, which the next save reuses). opt and es may be
+ * NULL. Doubles are stored exactly (C99 hex floats). The state is checked as nb_checkpoint_load
+ * checks it, so a checkpoint that saves also loads: NB_ERR_VALUE for an epoch or optimizer step
+ * outside [0, 2^53], invalid hyperparameters, inconsistent early-stopping counters. */
 nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_optim *opt, const nb_early_stop *es,
                              const nb_train_state *st);
 /* Restore a checkpoint into objects built with the same configuration. All or nothing: on any
- * error (unreadable or corrupt file, another optimizer, parameter names/shapes that differ,
- * state sizes that differ) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT says why. */
+ * error (unreadable file, damaged file — checksum mismatch naming the header or the tensor —,
+ * another optimizer, parameter names/shapes that differ, state sizes that differ, implausible
+ * state: optimizer step outside [0, 2^53], hyperparameters nb_optim_validate refuses, flags not
+ * 0/1, inconsistent early-stopping counters) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT
+ * says why. Parameter names of any length work. */
 nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st);
 
 /* ---- pictures ------------------------------------------------------------------------------ */

@@ -146,7 +146,7 @@ void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
     const bool here = ctx->cur < ctx->nchunks ? m.chunk == ctx->cur && m.arena_used <= ctx->chunks[ctx->cur].used
                                               : m.chunk == ctx->cur && m.arena_used == 0;
     const bool before = m.chunk >= 0 && m.chunk < ctx->cur && m.chunk < ctx->nchunks &&
-                        m.arena_used <= ctx->chunks[m.chunk].size;
+                        m.arena_used <= ctx->chunks[m.chunk].used;
     if (m.gen != ctx->gen || !(here || before) || m.tape_len < 0 || m.tape_len > ctx->tape_len) {
         nb__fail(ctx, NB_ERR_STATE, "ctx_release: the mark is not a position of this context's current step "
                  "(taken before a reset, already released, or not made by nb_ctx_mark)");
