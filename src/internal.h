@@ -64,7 +64,8 @@ extern _Thread_local const char *nb__op_name;
 
 /* ---- errors: set ctx (first error kept) and thread-local (latest); return NULL ---------- */
 void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* True (after recording NB_ERR_NULL) if ctx or any of the n tensors is NULL. */
+/* True (after recording NB_ERR_NULL) if ctx or any of the n tensors is NULL, or (NB_ERR_STATE)
+ * if one is a step tensor released by a reset / release or made by another context. */
 bool nb__null(nb_ctx *ctx, const char *op, int n, ...);
 
 /* ---- tensors -------------------------------------------------------------------------- */

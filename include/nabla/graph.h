@@ -21,8 +21,9 @@ nb_ctx *nb_ctx_new(void);                 /* NULL on out of memory (see nb_last_
 void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the graph */
 /* Release every step tensor and the graph at once. Memory is kept: after the first few steps
  * a training loop makes no malloc at all. Errors are cleared too. A step tensor made before
- * the reset must not be used afterwards; nb_backward / nb_grad on one fail with NB_ERR_STATE
- * (each reset starts a new generation, stamped into the step tensors it makes). */
+ * the reset must not be used afterwards: ops, nb_backward and nb_grad given one fail with
+ * NB_ERR_STATE (each reset starts a new generation, stamped into the step tensors it makes).
+ * Step tensors belong to their context: another context's ops refuse them the same way. */
 void nb_ctx_reset(nb_ctx *ctx);
 /* Cap on the arena's size in bytes (0 = unlimited, the default); past it ops fail with NB_ERR_NOMEM. */
 void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);

@@ -58,10 +58,15 @@ bool nb__null(nb_ctx *ctx, const char *op, int n, ...) {
     va_list ap;
     va_start(ap, n);
     for (int i = 0; i < n; i++) {
-        if (!va_arg(ap, const void *)) {
+        const nb_tensor *t = va_arg(ap, const nb_tensor *);
+        if (!t) {
             va_end(ap);
             /* keep the first error: a NULL input usually means an earlier op failed */
             if (ctx->status == NB_OK) nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", op, i);
+            return true;
+        }
+        if (nb__stale(ctx, op, t)) { /* computing on a released tensor would read reused memory */
+            va_end(ap);
             return true;
         }
     }

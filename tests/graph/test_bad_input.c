@@ -368,6 +368,24 @@ static void arena_full(void) {
 static nb_optim *adam;
 #define STATUS_CASES(X)                                                                                                  \
     /* autograd misuse */                                                                                                \
+    X(op_after_reset, "exp", NB_ERR_STATE, ({                                                                            \
+          nb_tensor *x_ = F.a;                                                                                           \
+          nb_ctx_reset(ctx);                                                                                             \
+          nb_exp(ctx, x_) ? NB_OK : nb_ctx_status(ctx);                                                                  \
+      }))                                                                                                                \
+    X(op_on_tensor_of_other_context, "matmul", NB_ERR_STATE, ({                                                          \
+          nb_ctx *o_ = nb_ctx_new();                                                                                     \
+          nb_tensor *y_ = nb_ones(o_, NB_F64, NB_SHAPE(3, 2));                                                           \
+          nb_status s_ = nb_matmul(ctx, F.a, y_) ? NB_OK : nb_ctx_status(ctx);                                           \
+          nb_ctx_free(o_);                                                                                               \
+          s_;                                                                                                            \
+      }))                                                                                                                \
+    X(op_after_release, "sum", NB_ERR_STATE, ({                                                                          \
+          nb_mark m_ = nb_ctx_mark(ctx);                                                                                 \
+          nb_tensor *y_ = nb_mul(ctx, F.a, F.a);                                                                         \
+          nb_ctx_release(ctx, m_);                                                                                       \
+          nb_sum(ctx, y_, 0, NULL, false) ? NB_OK : nb_ctx_status(ctx);                                                  \
+      }))                                                                                                                \
     X(backward_after_reset, "backward", NB_ERR_STATE, ({                                                                 \
           nb_tensor *l_ = nb_sum_all(ctx, nb_mul(ctx, F.a, F.a));                                                        \
           nb_ctx_reset(ctx);                                                                                             \
