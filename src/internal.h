@@ -52,6 +52,7 @@ struct nb_ctx {
     nb_status status;
     char msg[512];
     double step_end;            /* when the last step ended (the thread tuner's clock) */
+    uint64_t gen;               /* generation of the current step: stamped into step tensors, new at every reset */
 };
 
 /* ---- a walk's per-tensor state (backward, DOT export), owned by the context ---------------- */
@@ -67,9 +68,21 @@ bool nb__walk_begin(nb_ctx *ctx, int64_t start, int64_t extra);
 /* t's slot in the current walk, created (acc NULL, visit 0) when absent. */
 nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t);
 
+/* A fresh generation number, unique in the process (so a step tensor of another context or of
+ * an earlier step never matches). */
+uint64_t nb__next_gen(void);
+/* True (after failing with NB_ERR_STATE naming fn) if t is a step tensor released by
+ * nb_ctx_reset / nb_ctx_release, or one of another context. */
+bool nb__stale(nb_ctx *ctx, const char *fn, const nb_tensor *t);
+
+/* The op the user called (set by nb__null at the start of every op), so that failures deep
+ * inside an op (allocation, size overflow) name it. Nested ops overwrite it with their own. */
+extern _Thread_local const char *nb__op_name;
+
 /* ---- errors: set ctx (first error kept) and thread-local (latest); return NULL ---------- */
 void *nb__fail(nb_ctx *ctx, nb_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* True (after recording NB_ERR_NULL) if ctx or any of the n tensors is NULL. */
+/* True (after recording NB_ERR_NULL) if ctx or any of the n tensors is NULL, or (NB_ERR_STATE)
+ * if one is a step tensor released by a reset / release or made by another context. */
 bool nb__null(nb_ctx *ctx, const char *op, int n, ...);
 
 /* ---- tensors -------------------------------------------------------------------------- */
@@ -79,7 +92,33 @@ nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
 nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t *shape,
                     const int64_t *stride, void *data);
 void nb__contig_strides(int ndim, const int64_t *shape, int64_t *stride);
-int64_t nb__numel(int ndim, const int64_t *shape);
+int64_t nb__numel(int ndim, const int64_t *shape);  /* for shapes already checked by nb__size */
+/* The one overflow check for sizes. True when every dim is >= 0 and the element count, the
+ * byte size (count * esz) and every contiguous stride in bytes fit in int64, so no offset
+ * computed from the shape can overflow; then *numel and *bytes (either may be NULL) are set.
+ * Every constructor, view, reshape/expand and file reader goes through it. */
+bool nb__size(int ndim, const int64_t *shape, size_t esz, int64_t *numel, size_t *bytes);
+/* As nb__size, failing on ctx (NB_ERR_SHAPE, naming op and the shape) when it does not fit. */
+bool nb__size_ok(nb_ctx *ctx, const char *op, int ndim, const int64_t *shape, size_t esz, int64_t *numel);
+
+/* True when a reader may allocate `bytes` for the tensors of one file (nb_read_limit);
+ * otherwise false with NB_ERR_FORMAT naming fn, path and the cap. */
+bool nb__read_budget(const char *fn, const char *path, uint64_t bytes);
+
+/* ---- float -> int64: the one conversion used wherever a float value becomes an I64 ------- */
+/* v truncated toward zero into *out when v is finite and inside [-2^63, 2^63); otherwise false
+ * and *out = 0 (never undefined behaviour). */
+static inline bool nb__f2i(double v, int64_t *out) {
+    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) {
+        *out = (int64_t)v;
+        return true;
+    }
+    *out = 0;
+    return false;
+}
+/* True when every element of a float tensor converts with nb__f2i (always for I64); else false
+ * with the first offending flat index and value. */
+bool nb__i64_convertible(const nb_tensor *t, int64_t *bad_index, double *bad_value);
 /* Offset (elements) of logical flat index i in t. */
 int64_t nb__offset(const nb_tensor *t, int64_t i);
 /* Normalise an axis; -1 when out of range. */

@@ -36,6 +36,20 @@
 extern "C" {
 #endif
 
+/* ---- size cap of the readers ---------------------------------------------------------------- *
+ * A small file can claim, or decompress to, a huge payload (a 1 MB gzip IDX file may expand to
+ * 1 GiB, i.e. 5 GiB of buffers and floats). Every reader — nb_idx_load_images/labels,
+ * nb_csv_load, nb_safetensors_load, nb_safetensors_load_params, nb_checkpoint_load — therefore
+ * refuses, with NB_ERR_FORMAT naming the cap, a file whose tensors and read buffers would take
+ * more than the cap, before allocating them. The default is NB_READ_LIMIT_DEFAULT (2 GiB, about
+ * ten times Fashion-MNIST as floats). Raise or remove it (0 = no cap) with nb_set_read_limit,
+ * e.g. nb_set_read_limit((size_t)16 << 30) before loading a 10 GB model. The cap is
+ * process-wide and may be changed from any thread. */
+#define NB_READ_LIMIT_DEFAULT ((size_t)2 << 30)
+/* Set the cap in bytes (0 = unlimited); returns the previous value. */
+size_t nb_set_read_limit(size_t max_bytes);
+size_t nb_read_limit(void);
+
 /* ---- IDX files (MNIST, Fashion-MNIST), gzip-compressed or plain --------------------------- */
 typedef struct {
     bool nchw;          /* images as (N, 1, rows, cols); default (N, rows*cols) */

@@ -20,7 +20,10 @@ extern "C" {
 nb_ctx *nb_ctx_new(void);                 /* NULL on out of memory (see nb_last_error) */
 void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the graph */
 /* Release every step tensor and the graph at once. Memory is kept: after the first few steps
- * a training loop makes no malloc at all. Errors are cleared too. */
+ * a training loop makes no malloc at all. Errors are cleared too. A step tensor made before
+ * the reset must not be used afterwards: ops, nb_backward and nb_grad given one fail with
+ * NB_ERR_STATE (each reset starts a new generation, stamped into the step tensors it makes).
+ * Step tensors belong to their context: another context's ops refuse them the same way. */
 void nb_ctx_reset(nb_ctx *ctx);
 /* Cap on the arena's size in bytes (0 = unlimited, the default); past it ops fail with NB_ERR_NOMEM. */
 void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);
@@ -31,8 +34,10 @@ uint64_t nb_ctx_mallocs(const nb_ctx *ctx);
 /* Number of nodes currently on the tape. */
 int64_t nb_ctx_nodes(const nb_ctx *ctx);
 
-/* Scoped temporary work: everything made after a mark is released by nb_ctx_release. */
-typedef struct { size_t arena_used; int64_t tape_len; int chunk; } nb_mark;
+/* Scoped temporary work: everything made after a mark is released by nb_ctx_release. A mark
+ * that is not one of this context's current step (taken before a reset, already released
+ * past, or made up) changes nothing and sets NB_ERR_STATE on the context. */
+typedef struct { size_t arena_used; int64_t tape_len; int chunk; uint64_t gen; } nb_mark;
 nb_mark nb_ctx_mark(nb_ctx *ctx);
 void nb_ctx_release(nb_ctx *ctx, nb_mark m);
 
@@ -42,6 +47,8 @@ const char *nb_ctx_error(const nb_ctx *ctx);   /* "" when none */
 void nb_ctx_clear_error(nb_ctx *ctx);
 
 /* ---- modes ---------------------------------------------------------------------------- */
+/* Every function below accepts a NULL context: setters do nothing and set the thread-local
+ * error (NB_ERR_NULL), getters return false / NULL. */
 /* Grad mode (default on). Returns the previous value. */
 bool nb_set_grad_enabled(nb_ctx *ctx, bool on);
 bool nb_grad_enabled(const nb_ctx *ctx);
@@ -149,7 +156,8 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
  * op can `return nb_ctx_fail(ctx, NB_ERR_SHAPE, "softsign: x %s ...", ...);`. ctx may be NULL. */
 void *nb_ctx_fail(nb_ctx *ctx, nb_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Allocate n bytes of step memory (64-byte aligned) in the arena; NULL + NB_ERR_NOMEM on failure. */
+/* Allocate n bytes of step memory (64-byte aligned) in the arena; NULL + NB_ERR_NOMEM on failure
+ * (NB_ERR_NULL for a NULL context). */
 void *nb_ctx_alloc(nb_ctx *ctx, size_t n);
 
 /* Call-site capture for anomaly reports: every public op of ops.h, nn.h and regularize.h is

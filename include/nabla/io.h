@@ -35,19 +35,28 @@ typedef struct {
     nb_tensor **tensors;     /* long-lived, contiguous; freed by nb_tensor_list_free */
     int nmeta;
     char **meta_keys, **meta_values;
+    bool checksummed;        /* the file carried nabla's CRC-32s (header + each tensor) and they matched */
 } nb_tensor_list;
 
 /* Write n tensors (any dtype among F32/F64/I64, any strides, step or long-lived) under unique
  * names, plus optional metadata given as a NULL-terminated array of alternating keys and values
- * (meta may be NULL). Atomic: the file is written to a temporary file in the same directory,
- * flushed, fsync'ed and renamed over path, so a crash leaves the old file or the new one.
- * Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or reserved name), NB_ERR_IO. */
+ * (meta may be NULL). Atomic: the file is written to path + ".tmp" in the same directory (locked,
+ * so concurrent saves to one path take turns), flushed, fsync'ed and renamed over path, so a
+ * crash leaves the old file or the new one, plus at most that one temporary file, which the next
+ * save reuses. Checksums: the first metadata entry, "nabla.crc32", holds the CRC-32 (zlib's) of
+ * the header and of each tensor's bytes, so the file stays valid safetensors for other readers
+ * and nb_safetensors_load detects damage. Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or
+ * reserved name, metadata key "nabla.crc32"), NB_ERR_SHAPE, NB_ERR_IO. */
 nb_status nb_safetensors_save(const char *path, int n, const char *const *names, const nb_tensor *const *tensors,
                               const char *const *meta);
 
 /* Read every tensor of a file. NULL on error: NB_ERR_IO, NB_ERR_FORMAT (header length beyond the
- * file or over 100 MB, invalid JSON, duplicate names, unknown dtype, bad or overflowing shape,
- * data offsets out of range / overlapping / leaving gaps / not dtype size * numel, ...). */
+ * file or over 100 MB, invalid JSON, duplicate names, \u0000 in a string, unknown dtype, bad or
+ * overflowing shape, data offsets out of range / overlapping / leaving gaps / not dtype size *
+ * numel, tensors over the readers' cap (nb_set_read_limit in data.h), and "is damaged" naming
+ * the header or the tensor whose checksum does not match). A file with nabla's checksums is
+ * verified completely (->checksummed); files of other writers have none and load unverified.
+ * The checksum entry is not listed in meta_keys. */
 nb_tensor_list *nb_safetensors_load(const char *path);
 void nb_tensor_list_free(nb_tensor_list *l);
 nb_tensor *nb_tensor_list_find(const nb_tensor_list *l, const char *name);   /* NULL if absent */
@@ -75,13 +84,19 @@ typedef struct {
     double values[NB_CHECKPOINT_MAX_VALUES];
 } nb_train_state;
 
-/* Write a checkpoint (one safetensors file, written atomically: a crash leaves the previous
- * one intact). opt and es may be NULL. Doubles are stored exactly (C99 hex floats). */
+/* Write a checkpoint (one safetensors file with checksums, written atomically: a crash leaves
+ * the previous one intact, plus at most path.tmp, which the next save reuses). opt and es may be
+ * NULL. Doubles are stored exactly (C99 hex floats). The state is checked as nb_checkpoint_load
+ * checks it, so a checkpoint that saves also loads: NB_ERR_VALUE for an epoch or optimizer step
+ * outside [0, 2^53], invalid hyperparameters, inconsistent early-stopping counters. */
 nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_optim *opt, const nb_early_stop *es,
                              const nb_train_state *st);
 /* Restore a checkpoint into objects built with the same configuration. All or nothing: on any
- * error (unreadable or corrupt file, another optimizer, parameter names/shapes that differ,
- * state sizes that differ) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT says why. */
+ * error (unreadable file, damaged file — checksum mismatch naming the header or the tensor —,
+ * another optimizer, parameter names/shapes that differ, state sizes that differ, implausible
+ * state: optimizer step outside [0, 2^53], hyperparameters nb_optim_validate refuses, flags not
+ * 0/1, inconsistent early-stopping counters) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT
+ * says why. Parameter names of any length work. */
 nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st);
 
 /* ---- pictures ------------------------------------------------------------------------------ */

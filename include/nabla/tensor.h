@@ -68,6 +68,7 @@ typedef struct nb_tensor {
     /* engine-private: a walk's scratch (gradients under accumulation, marks) lives in the
      * context, so contexts on different threads may walk through the same parameters */
     void *alloc_;                  /* malloc'd block of a persistent tensor (NULL for views) */
+    uint64_t gen_;                 /* step tensors: the context generation that made it (0 otherwise) */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */

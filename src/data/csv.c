@@ -52,8 +52,18 @@ nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts) {
                              (long long)lineno, (long long)col + 1, w, p);
                 goto done;
             }
+            int64_t iv;
+            if (dt == NB_I64 && !nb__f2i(v, &iv)) {
+                nb_set_error(NB_ERR_FORMAT, "%s: '%s' line %lld, column %lld: %g is not representable as an i64", fn,
+                             path, (long long)lineno, (long long)col + 1, v);
+                goto done;
+            }
             if (nvals == cap) {
+                /* the values buffer plus the tensor made from it count against the readers' cap */
+                const uint64_t per = sizeof *vals + nb_dtype_size(dt), lim = nb_read_limit();
+                if (!nb__read_budget(fn, path, (uint64_t)(nvals + 1) * per)) goto done;
                 int64_t ncap = cap ? cap * 2 : 1024;
+                if (lim && (uint64_t)ncap * per > lim) ncap = (int64_t)(lim / per); /* >= nvals + 1 */
                 double *nv = realloc(vals, (size_t)ncap * sizeof *nv);
                 if (!nv) {
                     nb_set_error(NB_ERR_NOMEM, "%s: out of memory after %lld values", fn, (long long)nvals);
@@ -90,7 +100,10 @@ done:
     if (ok) {
         nb_tensor src = {.dtype = NB_F64, .ndim = 2, .shape = {rows, cols}, .stride = {cols, 1}, .numel = nvals, .data = vals};
         t = nb_tensor_new(dt, 2, src.shape);
-        if (t) nb_copy_into(t, &src);
+        if (t && nb_copy_into(t, &src) != NB_OK) {
+            nb_tensor_free(t);
+            t = NULL;
+        }
     }
     free(vals);
     return t;

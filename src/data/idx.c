@@ -57,8 +57,9 @@ static int64_t read_full(const char *fn, const char *path, rfile f, void *buf, s
 
 /* Open an IDX file, check its magic (0x0000 0x08=ubyte, ndim) and read its dims and payload.
  * The payload buffer grows with the data actually read, so a header that lies about its size
- * costs at most twice the real file. */
-static uint8_t *idx_read(const char *fn, const char *path, unsigned magic, int64_t *dims) {
+ * costs at most twice the real file. out_esz: bytes per element of the tensor the caller will
+ * make, counted with the payload against the readers' cap before anything is read. */
+static uint8_t *idx_read(const char *fn, const char *path, unsigned magic, size_t out_esz, int64_t *dims) {
     const int ndim = (int)(magic & 0xff);
     if (!path) return nb_set_error(NB_ERR_NULL, "%s: path is NULL", fn), NULL;
     errno = 0;
@@ -91,18 +92,25 @@ static uint8_t *idx_read(const char *fn, const char *path, unsigned magic, int64
         nb_set_error(NB_ERR_FORMAT, "%s: '%s' is truncated inside its header", fn, path);
         goto fail;
     }
-    uint64_t bytes = 1;
     for (int i = 0; i < ndim; i++) {
         const uint8_t *p = head + 4 + 4 * i;
         dims[i] = (int64_t)((uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3]);
-        bytes *= (uint64_t)dims[i]; /* each factor < 2^32 and bytes <= 2^32 before it: no overflow */
-        if (bytes > IDX_MAX_BYTES) {
-            char b[96];
-            nb_set_error(NB_ERR_FORMAT, "%s: '%s' header claims dims %s, over the %llu-byte limit", fn, path,
-                         nb__dims_str(ndim, dims, b, sizeof b), (unsigned long long)IDX_MAX_BYTES);
-            goto fail;
-        }
     }
+    /* all dims are read before any message prints them; the product of max(dim, 1) is bounded
+     * too, so zero images of 2^32 x 2^32 pixels cannot overflow the (N, rows*cols) shape */
+    uint64_t span = 1, count = 1;
+    for (int i = 0; i < ndim && span <= IDX_MAX_BYTES; i++) { /* factors < 2^32, span <= 2^32: no overflow */
+        span *= dims[i] ? (uint64_t)dims[i] : 1;
+        count *= (uint64_t)dims[i];
+    }
+    if (span > IDX_MAX_BYTES) {
+        char b[96];
+        nb_set_error(NB_ERR_FORMAT, "%s: '%s' header claims dims %s, over the %llu-byte limit", fn, path,
+                     nb__dims_str(ndim, dims, b, sizeof b), (unsigned long long)IDX_MAX_BYTES);
+        goto fail;
+    }
+    const uint64_t bytes = count;
+    if (!nb__read_budget(fn, path, bytes * (1 + out_esz))) goto fail;
     size_t cap = bytes < (1u << 20) ? (size_t)bytes : (1u << 20), have = 0;
     buf = malloc(cap ? cap : 1);
     if (!buf) {
@@ -149,7 +157,7 @@ fail:
 nb_tensor *nb_idx_load_images(const char *path, nb_image_opts *opts) {
     static const char fn[] = "idx_load_images";
     int64_t d[3];
-    uint8_t *raw = idx_read(fn, path, IDX_IMAGES, d);
+    uint8_t *raw = idx_read(fn, path, IDX_IMAGES, sizeof(float), d);
     if (!raw) return NULL;
     if (d[1] == 0 || d[2] == 0) {
         free(raw);
@@ -180,7 +188,7 @@ fail:
 nb_tensor *nb_idx_load_labels(const char *path, int64_t num_classes) {
     static const char fn[] = "idx_load_labels";
     int64_t n;
-    uint8_t *raw = idx_read(fn, path, IDX_LABELS, &n);
+    uint8_t *raw = idx_read(fn, path, IDX_LABELS, sizeof(int64_t), &n);
     if (!raw) return NULL;
     for (int64_t i = 0; num_classes > 0 && i < n; i++) {
         if (raw[i] >= num_classes) {

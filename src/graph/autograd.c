@@ -275,6 +275,7 @@ static nb_status check_outputs(nb_ctx *ctx, const char *fn, int n_out, nb_tensor
     for (int k = 0; k < n_out; k++) {
         char a[128], b[128];
         if (!outs[k]) return nb__fail(ctx, NB_ERR_NULL, "%s: output %d is NULL", fn, k), NB_ERR_NULL;
+        if (nb__stale(ctx, fn, outs[k]) || (gouts && nb__stale(ctx, fn, gouts[k]))) return NB_ERR_STATE;
         if (!outs[k]->requires_grad)
             return nb__fail(ctx, NB_ERR_STATE, "%s: output %d does not require grad (no input requires grad, or grad mode was off)", fn, k),
                    NB_ERR_STATE;
@@ -315,6 +316,7 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
     if (n_in < 1 || !inputs || !grads) return nb__fail(ctx, NB_ERR_NULL, "grad: no inputs"), NB_ERR_NULL;
     for (int i = 0; i < n_in; i++) {
         if (!inputs[i]) return nb__fail(ctx, NB_ERR_NULL, "grad: input %d is NULL", i), NB_ERR_NULL;
+        if (nb__stale(ctx, "grad", inputs[i])) return NB_ERR_STATE;
         if (!inputs[i]->requires_grad)
             return nb__fail(ctx, NB_ERR_STATE, "grad: input %d does not require grad", i), NB_ERR_STATE;
     }

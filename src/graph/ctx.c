@@ -1,6 +1,7 @@
 /* The context: a bump arena for step tensors, the tape, modes and the sticky error. */
 #include "../internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ---- call sites: a per-thread stack of the public ops being run (see graph.h) ---------- */
@@ -36,6 +37,22 @@ const char *nb__site_op(const char **file, int *line) {
 
 #define NB_FIRST_CHUNK (1u << 20)
 
+uint64_t nb__next_gen(void) {
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
+}
+
+bool nb__stale(nb_ctx *ctx, const char *fn, const nb_tensor *t) {
+    if (!t || t->persistent || t->gen_ == 0) return false;
+    bool stale = t->gen_ != ctx->gen;
+    /* a node of this step that a nb_ctx_release dropped from the tape */
+    if (!stale && t->node) stale = t->node->seq >= ctx->tape_len || ctx->tape[t->node->seq] != t->node;
+    if (stale)
+        nb__fail(ctx, NB_ERR_STATE, "%s: tensor was released by nb_ctx_reset or nb_ctx_release (or belongs to another "
+                 "context); compute it again in this step", fn);
+    return stale;
+}
+
 nb_ctx *nb_ctx_new(void) {
     nb_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
@@ -45,6 +62,7 @@ nb_ctx *nb_ctx_new(void) {
     ctx->grad_enabled = true;
     ctx->train = true;
     ctx->mallocs = 1;
+    ctx->gen = nb__next_gen();
     return ctx;
 }
 
@@ -77,6 +95,9 @@ void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes) {
 }
 
 void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
+    if (!ctx) return nb_set_error(NB_ERR_NULL, "ctx_alloc: context is NULL"), NULL;
+    const char *op = nb__op_name ? nb__op_name : "ctx_alloc";
+    if (n > SIZE_MAX / 2) return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes", op, n);
     n = (n + 63) & ~(size_t)63;
     for (;;) {
         if (ctx->cur < ctx->nchunks) {
@@ -100,11 +121,11 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
         if (size < n) size = n;
         if (ctx->limit && cap + size > ctx->limit) size = ctx->limit > cap ? ctx->limit - cap : 0;
         if (size < n || ctx->nchunks == NB_MAX_CHUNKS)
-            return nb__fail(ctx, NB_ERR_NOMEM, "arena: cannot allocate %zu bytes (arena holds %zu, limit %zu)", n,
+            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes (arena holds %zu, limit %zu)", op, n,
                             cap, ctx->limit);
         void *base = NULL;
         if (posix_memalign(&base, 64, size) != 0)
-            return nb__fail(ctx, NB_ERR_NOMEM, "arena: out of memory allocating %zu bytes", size);
+            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc out of memory allocating %zu bytes", op, size);
         ctx->mallocs++;
         if (ctx->cur < ctx->nchunks) ctx->used_before_cur += ctx->chunks[ctx->cur].used;
         ctx->chunks[ctx->nchunks] = (nb_chunk){base, size, 0};
@@ -133,20 +154,35 @@ void nb_ctx_reset(nb_ctx *ctx) {
     ctx->tape_len = 0;
     ctx->status = NB_OK;
     ctx->msg[0] = 0;
+    ctx->gen = nb__next_gen();
     nb__threads_step(ctx, &ctx->step_end);
 }
 
 nb_mark nb_ctx_mark(nb_ctx *ctx) {
-    nb_mark m = {0, 0, 0};
+    nb_mark m = {0, 0, 0, 0};
     if (!ctx) return m;
     m.chunk = ctx->cur;
     m.arena_used = ctx->cur < ctx->nchunks ? ctx->chunks[ctx->cur].used : 0;
     m.tape_len = ctx->tape_len;
+    m.gen = ctx->gen;
     return m;
 }
 
 void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
-    if (!ctx) return;
+    if (!ctx) {
+        nb_set_error(NB_ERR_NULL, "ctx_release: context is NULL");
+        return;
+    }
+    /* only a position at or before the current one, in this step, can be released to */
+    const bool here = ctx->cur < ctx->nchunks ? m.chunk == ctx->cur && m.arena_used <= ctx->chunks[ctx->cur].used
+                                              : m.chunk == ctx->cur && m.arena_used == 0;
+    const bool before = m.chunk >= 0 && m.chunk < ctx->cur && m.chunk < ctx->nchunks &&
+                        m.arena_used <= ctx->chunks[m.chunk].used;
+    if (m.gen != ctx->gen || !(here || before) || m.tape_len < 0 || m.tape_len > ctx->tape_len) {
+        nb__fail(ctx, NB_ERR_STATE, "ctx_release: the mark is not a position of this context's current step "
+                 "(taken before a reset, already released, or not made by nb_ctx_mark)");
+        return;
+    }
     ctx->cur = m.chunk;
     if (m.chunk < ctx->nchunks) ctx->chunks[m.chunk].used = m.arena_used;
     for (int i = m.chunk + 1; i < ctx->nchunks; i++) ctx->chunks[i].used = 0;
@@ -163,31 +199,47 @@ void nb_ctx_clear_error(nb_ctx *ctx) {
     ctx->msg[0] = 0;
 }
 
+/* setters given a NULL context record the error and do nothing; getters say false / NULL */
+static bool null_ctx(const nb_ctx *ctx, const char *fn) {
+    if (ctx) return false;
+    nb_set_error(NB_ERR_NULL, "%s: context is NULL", fn);
+    return true;
+}
+
 bool nb_set_grad_enabled(nb_ctx *ctx, bool on) {
+    if (null_ctx(ctx, "set_grad_enabled")) return false;
     bool prev = ctx->grad_enabled;
     ctx->grad_enabled = on;
     return prev;
 }
-bool nb_grad_enabled(const nb_ctx *ctx) { return ctx->grad_enabled; }
-void nb_set_train(nb_ctx *ctx, bool train) { ctx->train = train; }
-bool nb_is_train(const nb_ctx *ctx) { return ctx->train; }
-void nb_set_anomaly(nb_ctx *ctx, bool on) { ctx->anomaly = on; }
-nb_rng *nb_ctx_rng(nb_ctx *ctx) { return &ctx->rng; }
-void nb_ctx_seed(nb_ctx *ctx, uint64_t seed) { ctx->rng = nb_rng_new(seed); }
+bool nb_grad_enabled(const nb_ctx *ctx) { return ctx && ctx->grad_enabled; }
+void nb_set_train(nb_ctx *ctx, bool train) {
+    if (!null_ctx(ctx, "set_train")) ctx->train = train;
+}
+bool nb_is_train(const nb_ctx *ctx) { return ctx && ctx->train; }
+void nb_set_anomaly(nb_ctx *ctx, bool on) {
+    if (!null_ctx(ctx, "set_anomaly")) ctx->anomaly = on;
+}
+nb_rng *nb_ctx_rng(nb_ctx *ctx) { return null_ctx(ctx, "ctx_rng") ? NULL : &ctx->rng; }
+void nb_ctx_seed(nb_ctx *ctx, uint64_t seed) {
+    if (!null_ctx(ctx, "ctx_seed")) ctx->rng = nb_rng_new(seed);
+}
 void nb_ctx_on_grad_ready(nb_ctx *ctx, nb_grad_ready_fn fn, void *user) {
+    if (null_ctx(ctx, "ctx_on_grad_ready")) return;
     ctx->on_ready = fn;
     ctx->on_ready_user = user;
 }
 
 /* ---- step tensors ---------------------------------------------------------------------- */
 nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim > NB_MAX_DIMS) return nb__fail(ctx, NB_ERR_SHAPE, "new: %d dimensions (at most %d)", ndim, NB_MAX_DIMS);
-    int64_t n = nb__numel(ndim, shape);
+    int64_t n;
+    if (!nb__size_ok(ctx, nb__op_name ? nb__op_name : "new", ndim, shape, nb_dtype_size(dt), &n)) return NULL;
     size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63;
     char *p = nb_ctx_alloc(ctx, hdr + (size_t)n * nb_dtype_size(dt));
     if (!p) return NULL;
     nb_tensor *t = (nb_tensor *)p;
     memset(t, 0, sizeof *t);
+    t->gen_ = ctx->gen;
     t->dtype = dt;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
@@ -199,13 +251,16 @@ nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
 
 nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t *shape,
                     const int64_t *stride, void *data) {
+    int64_t n;
+    if (!nb__size_ok(ctx, nb__op_name ? nb__op_name : "view", ndim, shape, nb_dtype_size(base->dtype), &n)) return NULL;
     nb_tensor *t = nb_ctx_alloc(ctx, sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
+    t->gen_ = ctx->gen;
     t->dtype = base->dtype;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i], t->stride[i] = stride[i];
-    t->numel = nb__numel(ndim, shape);
+    t->numel = n;
     t->data = data;
     return t;
 }

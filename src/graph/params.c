@@ -45,10 +45,13 @@ static void repoint(nb_params *ps) {
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape) {
     if (!ps || !name) return nb_set_error(NB_ERR_NULL, "params_add: NULL argument"), NULL;
     if (nb_params_find(ps, name)) return nb_set_error(NB_ERR_VALUE, "params_add: a parameter named '%s' exists", name), NULL;
-    nb_tensor *probe = nb_tensor_new(NB_F32, ndim, shape); /* validates the shape */
-    if (!probe) return NULL;
-    int64_t n = probe->numel, start = (ps->total + 15) & ~(int64_t)15; /* 64-byte aligned slices */
-    nb_tensor_free(probe);
+    int64_t n, start = (ps->total + 15) & ~(int64_t)15; /* 64-byte aligned slices */
+    if (!nb__size(ndim, shape, sizeof(float), &n, NULL) || start + n > INT64_MAX / 8) {
+        char b[200];
+        return nb_set_error(NB_ERR_SHAPE, "params_add: '%s' has an invalid or too large shape %s", name,
+                            ndim >= 0 && ndim <= NB_MAX_DIMS && shape ? nb__dims_str(ndim, shape, b, sizeof b) : "?"),
+               NULL;
+    }
     if (ps->n == ps->cap_) {
         int cap = ps->cap_ ? ps->cap_ * 2 : 16;
         nb_tensor **p = realloc(ps->p, (size_t)cap * sizeof *p);
@@ -63,7 +66,7 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
         ps->cap_ = cap;
     }
     if (start + n > ps->cap_elems_) {
-        int64_t cap = ps->cap_elems_ * 2 > start + n ? ps->cap_elems_ * 2 : start + n + 1024;
+        int64_t cap = ps->cap_elems_ * 2 > start + n ? ps->cap_elems_ * 2 : start + n + 1024; /* < 2^62: no overflow */
         float *f = grow_buffer(ps->flat, ps->cap_elems_, cap);
         if (f) ps->flat = f;
         float *g = f ? grow_buffer(ps->grad_flat, ps->cap_elems_, cap) : NULL;

@@ -2,6 +2,7 @@
 #include "../internal.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -73,7 +74,10 @@ void *nb_ctx_fail(nb_ctx *ctx, nb_status status, const char *fmt, ...) {
     return NULL;
 }
 
+_Thread_local const char *nb__op_name;
+
 bool nb__null(nb_ctx *ctx, const char *op, int n, ...) {
+    nb__op_name = op;
     if (!ctx) {
         nb_set_error(NB_ERR_NULL, "%s: context is NULL", op);
         return true;
@@ -81,10 +85,15 @@ bool nb__null(nb_ctx *ctx, const char *op, int n, ...) {
     va_list ap;
     va_start(ap, n);
     for (int i = 0; i < n; i++) {
-        if (!va_arg(ap, const void *)) {
+        const nb_tensor *t = va_arg(ap, const nb_tensor *);
+        if (!t) {
             va_end(ap);
             /* keep the first error: a NULL input usually means an earlier op failed */
             if (ctx->status == NB_OK) nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", op, i);
+            return true;
+        }
+        if (nb__stale(ctx, op, t)) { /* computing on a released tensor would read reused memory */
+            va_end(ap);
             return true;
         }
     }
@@ -125,6 +134,42 @@ int64_t nb__numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
+}
+
+bool nb__size(int ndim, const int64_t *shape, size_t esz, int64_t *numel, size_t *bytes) {
+    if (ndim < 0 || ndim > NB_MAX_DIMS || (ndim > 0 && !shape)) return false;
+    /* the product of max(dim, 1) bounds both the count and every contiguous stride */
+    int64_t n = 1, span = esz ? (int64_t)esz : 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return false;
+        if (__builtin_mul_overflow(span, shape[i] > 0 ? shape[i] : 1, &span)) return false;
+        n *= shape[i];  /* |n| <= span / esz: cannot overflow */
+    }
+    if (numel) *numel = n;
+    if (bytes) *bytes = (size_t)n * (esz ? esz : 1);
+    return true;
+}
+
+bool nb__size_ok(nb_ctx *ctx, const char *op, int ndim, const int64_t *shape, size_t esz, int64_t *numel) {
+    if (nb__size(ndim, shape, esz, numel, NULL)) return true;
+    char b[200];
+    nb__fail(ctx, NB_ERR_SHAPE, "%s: shape %s is invalid or too large (its size in bytes must fit in 63 bits)", op,
+             ndim >= 0 && ndim <= NB_MAX_DIMS && shape ? nb__dims_str(ndim, shape, b, sizeof b) : "?");
+    return false;
+}
+
+bool nb__i64_convertible(const nb_tensor *t, int64_t *bad_index, double *bad_value) {
+    if (t->dtype == NB_I64) return true;
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t r;
+        double v = nb_get(t, i);
+        if (!nb__f2i(v, &r)) {
+            if (bad_index) *bad_index = i;
+            if (bad_value) *bad_value = v;
+            return false;
+        }
+    }
+    return true;
 }
 
 void nb__contig_strides(int ndim, const int64_t *shape, int64_t *stride) {
@@ -178,6 +223,19 @@ bool nb__broadcast_shape(int na, const int64_t *sa, int nbd, const int64_t *sb, 
     return true;
 }
 
+/* ---- the readers' size cap ----------------------------------------------------------------- */
+static _Atomic size_t read_limit = NB_READ_LIMIT_DEFAULT;
+size_t nb_set_read_limit(size_t max_bytes) { return atomic_exchange(&read_limit, max_bytes); }
+size_t nb_read_limit(void) { return atomic_load(&read_limit); }
+
+bool nb__read_budget(const char *fn, const char *path, uint64_t bytes) {
+    const size_t cap = nb_read_limit();
+    if (cap == 0 || bytes <= cap) return true;
+    nb_set_error(NB_ERR_FORMAT, "%s: '%s' needs %llu bytes of memory, over the readers' cap of %zu bytes "
+                 "(raise it with nb_set_read_limit, see data.h)", fn, path ? path : "?", (unsigned long long)bytes, cap);
+    return false;
+}
+
 /* ---- long-lived tensors ------------------------------------------------------------------- */
 static bool shape_ok(const char *fn, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > NB_MAX_DIMS) {
@@ -188,14 +246,11 @@ static bool shape_ok(const char *fn, int ndim, const int64_t *shape) {
         nb_set_error(NB_ERR_NULL, "%s: shape is NULL", fn);
         return false;
     }
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / 8 / shape[i])) {
-            char b[128];
-            nb_set_error(NB_ERR_SHAPE, "%s: invalid shape %s", fn, nb__dims_str(ndim, shape, b, sizeof b));
-            return false;
-        }
-        n *= shape[i];
+    if (!nb__size(ndim, shape, 8, NULL, NULL)) {
+        char b[200];
+        nb_set_error(NB_ERR_SHAPE, "%s: invalid shape %s (negative, or its size in bytes does not fit in 63 bits)", fn,
+                     nb__dims_str(ndim, shape, b, sizeof b));
+        return false;
     }
     return true;
 }
@@ -276,11 +331,13 @@ nb_status nb_set(nb_tensor *t, int64_t i, double v) {
     if (i < 0 || i >= t->numel)
         return nb_set_error(NB_ERR_INDEX, "set: index %lld out of range for %lld elements", (long long)i,
                             (long long)t->numel);
-    int64_t off = nb__offset(t, i);
+    int64_t off = nb__offset(t, i), iv = 0;
+    if (t->dtype == NB_I64 && !nb__f2i(v, &iv))
+        return nb_set_error(NB_ERR_VALUE, "set: %g is not representable as an i64", v);
     switch (t->dtype) {
     case NB_F32: ((float *)t->data)[off] = (float)v; break;
     case NB_F64: ((double *)t->data)[off] = v; break;
-    case NB_I64: ((int64_t *)t->data)[off] = (int64_t)v; break;
+    case NB_I64: ((int64_t *)t->data)[off] = iv; break;
     }
     return NB_OK;
 }
@@ -295,8 +352,18 @@ double nb_item(const nb_tensor *t) {
     return load(t, 0);
 }
 
+/* Refuse a float -> i64 copy of a value that has no i64 (NaN, Inf, |v| >= 2^63). */
+static nb_status i64_check(const char *fn, nb_dtype dst, const nb_tensor *src) {
+    int64_t bad;
+    double v;
+    if (dst != NB_I64 || nb__i64_convertible(src, &bad, &v)) return NB_OK;
+    return nb_set_error(NB_ERR_VALUE, "%s: element %lld (%g) is not representable as an i64", fn, (long long)bad, v);
+}
+
 nb_status nb_copy_out(const nb_tensor *t, nb_dtype dt, void *dst) {
     if (!t || !dst) return nb_set_error(NB_ERR_NULL, "copy_out: NULL argument");
+    if ((unsigned)dt > NB_I64) return nb_set_error(NB_ERR_DTYPE, "copy_out: unknown dtype %d", (int)dt);
+    if (i64_check("copy_out", dt, t) != NB_OK) return NB_ERR_VALUE;
     nb_tensor d = *t;
     d.dtype = dt;
     d.data = dst;
@@ -316,6 +383,7 @@ nb_status nb_copy_into(nb_tensor *dst, const nb_tensor *src) {
         return nb_set_error(NB_ERR_SHAPE, "copy_into: source %s does not broadcast to destination %s",
                             nb_shape_str(src, a, sizeof a), nb_shape_str(dst, b, sizeof b));
     }
+    if (i64_check("copy_into", dst->dtype, src) != NB_OK) return NB_ERR_VALUE;
     nb__copy_kernel(dst, src);
     return NB_OK;
 }
@@ -323,7 +391,9 @@ nb_status nb_copy_into(nb_tensor *dst, const nb_tensor *src) {
 nb_status nb_fill(nb_tensor *t, double v) {
     if (!t) return nb_set_error(NB_ERR_NULL, "fill: tensor is NULL");
     if (t->dtype == NB_I64) {
-        for (int64_t i = 0; i < t->numel; i++) ((int64_t *)t->data)[nb__offset(t, i)] = (int64_t)v;
+        int64_t iv;
+        if (!nb__f2i(v, &iv)) return nb_set_error(NB_ERR_VALUE, "fill: %g is not representable as an i64", v);
+        for (int64_t i = 0; i < t->numel; i++) ((int64_t *)t->data)[nb__offset(t, i)] = iv;
         return NB_OK;
     }
     nb__fill_kernel(t, v);

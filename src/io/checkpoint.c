@@ -5,10 +5,14 @@
 #include "../internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 
-#define FORMAT "nabla-checkpoint-1"
+/* version 2 carries safetensors checksums (required); version 1 files have none and still load */
+#define FORMAT "nabla-checkpoint-2"
+#define FORMAT_V1 "nabla-checkpoint-1"
+#define MAX_COUNT ((int64_t)1 << 53) /* counters beyond this are not plausible (and exact in doubles) */
 
 typedef struct {
     char keys[64][40];
@@ -33,12 +37,45 @@ static void put(meta_buf *m, const char *k, const char *fmt, ...) {
         X(initial_accumulator_value) X(user[0]) X(user[1]) X(user[2]) X(user[3])
 #define HP_FLAGS(X) X(nesterov) X(amsgrad) X(centered)
 
+/* Everything a checkpoint restores besides raw tensors, checked the same way when saving (so a
+ * checkpoint that saves also loads) and when loading (before anything is changed): a step of
+ * INT64_MAX would overflow on the next step and NaN every weight, lr -1 with beta1 7 would
+ * diverge. fn is "checkpoint_save" / "checkpoint_load", bad the status to report. */
+static bool valid_state(const char *fn, const char *path, nb_status bad, const nb_optim_def *def, const nb_hparams *hp,
+                        int64_t step, const nb_early_stop *e, const nb_train_state *s) {
+    if (s->epoch < 0 || s->epoch > MAX_COUNT)
+        return nb_set_error(bad, "%s: %s: epoch %lld is outside [0, 2^53]", fn, path, (long long)s->epoch), false;
+    if (def) {
+        if (step < 0 || step > MAX_COUNT)
+            return nb_set_error(bad, "%s: %s: optimizer step %lld is outside [0, 2^53]", fn, path, (long long)step), false;
+        if (nb_optim_validate(def, hp) != NB_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", nb_last_error());
+            return nb_set_error(bad, "%s: %s: invalid optimizer hyperparameters: %s", fn, path, why), false;
+        }
+    }
+    if (e) {
+        const bool ok = e->epoch >= 0 && e->epoch <= MAX_COUNT && e->best_epoch >= -1 && e->best_epoch < e->epoch + 1 &&
+                        e->wait >= 0 && e->wait <= e->epoch && e->stopped_epoch >= -1 && e->stopped_epoch <= e->epoch &&
+                        !isnan(e->best) && (e->best_epoch >= 0 || isinf(e->best));
+        if (!ok)
+            return nb_set_error(bad, "%s: %s: inconsistent early-stopping state (epoch %lld, best_epoch %lld, wait %d, "
+                                "stopped_epoch %lld, best %g)", fn, path, (long long)e->epoch, (long long)e->best_epoch,
+                                e->wait, (long long)e->stopped_epoch, e->best),
+                   false;
+    }
+    return true;
+}
+
 nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_optim *opt, const nb_early_stop *es,
                              const nb_train_state *st) {
     if (!path || !ps || !st) return nb_set_error(NB_ERR_NULL, "checkpoint_save: NULL argument");
     if (st->n_values < 0 || st->n_values > NB_CHECKPOINT_MAX_VALUES)
         return nb_set_error(NB_ERR_VALUE, "checkpoint_save: %lld values (at most %d)", (long long)st->n_values,
                             NB_CHECKPOINT_MAX_VALUES);
+    if (!valid_state("checkpoint_save", path, NB_ERR_VALUE, opt ? opt->def : NULL, opt ? &opt->hp : NULL,
+                     opt ? opt->step : 0, es, st))
+        return NB_ERR_VALUE;
     meta_buf m = {.n = 0};
     put(&m, "format", FORMAT);
     put(&m, "train.epoch", "%lld", (long long)st->epoch);
@@ -110,6 +147,14 @@ static bool meta_int(const nb_tensor_list *l, const char *path, const char *key,
     return true;
 }
 
+/* a 0/1 flag */
+static bool meta_flag(const nb_tensor_list *l, const char *path, const char *key, int64_t *out) {
+    if (!meta_int(l, path, key, out)) return false;
+    if (*out == 0 || *out == 1) return true;
+    nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: metadata '%s' is %lld, not 0 or 1", path, key, (long long)*out);
+    return false;
+}
+
 static bool meta_u64(const nb_tensor_list *l, const char *path, const char *key, uint64_t *out) {
     const char *s = nb_tensor_list_meta(l, key);
     char *end;
@@ -135,17 +180,25 @@ static bool meta_double(const nb_tensor_list *l, const char *path, const char *k
     return true;
 }
 
+/* the tensor "param/<name>" (no copy of the name: names of any length work) */
+static const nb_tensor *find_param(const nb_tensor_list *l, const char *name) {
+    for (int i = 0; i < l->n; i++)
+        if (strncmp(l->names[i], "param/", 6) == 0 && strcmp(l->names[i] + 6, name) == 0) return l->tensors[i];
+    return NULL;
+}
+
 /* the tensor `name`, required to be F32/F64 with n elements */
-static const nb_tensor *need(const nb_tensor_list *l, const char *path, const char *name, nb_dtype dt, int64_t n) {
-    const nb_tensor *t = nb_tensor_list_find(l, name);
+static const nb_tensor *need(const nb_tensor_list *l, const char *path, const char *name, nb_dtype dt, int64_t n,
+                             bool param) {
+    const nb_tensor *t = param ? find_param(l, name) : nb_tensor_list_find(l, name);
     if (!t) {
-        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s has no tensor '%s'", path, name);
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s has no tensor '%s%s'", path, param ? "param/" : "", name);
         return NULL;
     }
     if (t->dtype != dt || t->numel != n) {
         char b[64];
-        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: '%s' is %s %s, expected %s with %lld elements", path, name,
-                     nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b), nb_dtype_name(dt), (long long)n);
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: '%s%s' is %s %s, expected %s with %lld elements", path,
+                     param ? "param/" : "", name, nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b), nb_dtype_name(dt), (long long)n);
         return NULL;
     }
     return t;
@@ -154,11 +207,19 @@ static const nb_tensor *need(const nb_tensor_list *l, const char *path, const ch
 nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st) {
     if (!path || !ps || !st) return nb_set_error(NB_ERR_NULL, "checkpoint_load: NULL argument");
     nb_tensor_list *l = nb_safetensors_load(path);
-    if (!l) return nb_last_status();
+    if (!l) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return nb_set_error(nb_last_status(), "checkpoint_load: %s", why);
+    }
     nb_status rc = NB_ERR_FORMAT;
     const char *fmt = nb_tensor_list_meta(l, "format");
-    if (!fmt || strcmp(fmt, FORMAT) != 0) {
+    if (!fmt || (strcmp(fmt, FORMAT) != 0 && strcmp(fmt, FORMAT_V1) != 0)) {
         nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s is not a nabla checkpoint (format '%s')", path, fmt ? fmt : "none");
+        goto out;
+    }
+    if (strcmp(fmt, FORMAT) == 0 && !l->checksummed) {
+        nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s is damaged: its checksums are missing", path);
         goto out;
     }
     /* parameters: exactly the model's, by name and shape */
@@ -169,9 +230,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         goto out;
     }
     for (int i = 0; i < ps->n; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "param/%s", ps->names[i]);
-        const nb_tensor *t = need(l, path, name, NB_F32, ps->p[i]->numel);
+        const nb_tensor *t = need(l, path, ps->names[i], NB_F32, ps->p[i]->numel, true);
         if (!t) goto out;
         if (!nb_same_shape(t, ps->p[i])) {
             char a[64], b[64];
@@ -204,10 +263,10 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         }
         if (!meta_int(l, path, "optim.step", &step)) goto out;
 #define LOAD_HP(f) if (!meta_double(l, path, "optim." #f, &hp.f)) goto out;
-#define LOAD_FLAG(f) if (!meta_int(l, path, "optim." #f, &flag)) goto out; hp.f = flag != 0;
+#define LOAD_FLAG(f) if (!meta_flag(l, path, "optim." #f, &flag)) goto out; hp.f = flag != 0;
         HP_FIELDS(LOAD_HP) HP_FLAGS(LOAD_FLAG)
         int64_t numel = nb_optim_state_numel(opt);
-        if (numel > 0 && !(state = need(l, path, "optim/state", NB_F32, numel))) goto out;
+        if (numel > 0 && !(state = need(l, path, "optim/state", NB_F32, numel, false))) goto out;
     }
     nb_early_stop e = es ? *es : (nb_early_stop){0};
     const nb_tensor *best = NULL;
@@ -215,20 +274,24 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         int64_t wait, stopped;
         if (!meta_double(l, path, "early_stop.best", &e.best) || !meta_int(l, path, "early_stop.best_epoch", &e.best_epoch) ||
             !meta_int(l, path, "early_stop.epoch", &e.epoch) || !meta_int(l, path, "early_stop.wait", &wait) ||
-            !meta_int(l, path, "early_stop.stopped", &stopped) ||
+            !meta_flag(l, path, "early_stop.stopped", &stopped) ||
             !meta_int(l, path, "early_stop.stopped_epoch", &e.stopped_epoch))
             goto out;
+        if (wait < 0 || wait > INT_MAX) {
+            nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: early_stop.wait %lld is out of range", path, (long long)wait);
+            goto out;
+        }
         e.wait = (int)wait;
         e.stopped = stopped != 0;
-        if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", NB_F32, es->ps->total))) goto out;
+        if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", NB_F32, es->ps->total, false))) goto out;
     }
 
+    if (!valid_state("checkpoint_load", path, NB_ERR_FORMAT, opt ? opt->def : NULL, &hp, step, es ? &e : NULL, &s))
+        goto out;
+
     /* everything checked: apply */
-    for (int i = 0; i < ps->n; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "param/%s", ps->names[i]);
-        memcpy(ps->p[i]->data, nb_tensor_list_find(l, name)->data, (size_t)ps->p[i]->numel * sizeof(float));
-    }
+    for (int i = 0; i < ps->n; i++)
+        memcpy(ps->p[i]->data, find_param(l, ps->names[i])->data, (size_t)ps->p[i]->numel * sizeof(float));
     if (opt) {
         opt->hp = hp;
         opt->step = step;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,48 @@
 
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's cap */
 #define ST_META "__metadata__"
+/* Checksums: the header starts with exactly ST_CRC_PREFIX, followed by 8 hex digits of the
+ * CRC-32 of the file's first 8 + L bytes with those digits (all of them) written as '0', then 8
+ * per tensor, in data order, of each tensor's bytes. The file stays plain safetensors (a string
+ * in __metadata__), and a damaged file names the part that changed. */
+#define ST_CRC_KEY "nabla.crc32"
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define ST_CRC_ENFORCED false /* fuzzers must get past the checksums to reach the parser behind them */
+#else
+#define ST_CRC_ENFORCED true
+#endif
+#define ST_CRC_PREFIX "{\"" ST_META "\":{\"" ST_CRC_KEY "\":\""
+
+#ifdef NB_HAVE_ZLIB
+#include <zlib.h>
+static uint32_t crc32_update(uint32_t crc, const void *p, size_t n) {
+    const Bytef *b = p;
+    while (n > 0) { /* zlib counts in uInt */
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, k);
+        b += k, n -= k;
+    }
+    return crc;
+}
+#else
+/* zlib's CRC-32 (reflected 0xEDB88320), so files agree whichever way nabla was built */
+static uint32_t crc32_update(uint32_t crc, const void *p, size_t n) {
+    static uint32_t table[256];
+    static _Atomic int ready;
+    if (!ready) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        ready = 1;
+    }
+    const uint8_t *b = p;
+    crc = ~crc;
+    while (n--) crc = table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+#endif
 
 void nb_tensor_list_free(nb_tensor_list *l) {
     if (!l) return;
@@ -75,11 +118,13 @@ static char *make_header(int n, const char *const *names, const nb_tensor *const
                          size_t *len) {
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
-    if (ok && meta && meta[0]) {
-        cJSON *m = cJSON_AddObjectToObject(root, ST_META);
-        ok = m != NULL;
-        for (int i = 0; ok && meta[i]; i += 2) ok = cJSON_AddStringToObject(m, meta[i], meta[i + 1]) != NULL;
-    }
+    /* the checksum placeholder comes first, so it sits right after ST_CRC_PREFIX */
+    char *zeros = calloc(8 * ((size_t)n + 1) + 1, 1);
+    if (zeros) memset(zeros, '0', 8 * ((size_t)n + 1));
+    cJSON *m = ok && zeros ? cJSON_AddObjectToObject(root, ST_META) : NULL;
+    ok = m && cJSON_AddStringToObject(m, ST_CRC_KEY, zeros);
+    free(zeros);
+    for (int i = 0; ok && meta && meta[i]; i += 2) ok = cJSON_AddStringToObject(m, meta[i], meta[i + 1]) != NULL;
     uint64_t off = 0;
     for (int i = 0; ok && i < n; i++) {
         cJSON *e = cJSON_AddObjectToObject(root, names[i]);
@@ -110,14 +155,51 @@ static char *make_header(int n, const char *const *names, const nb_tensor *const
     return h;
 }
 
-static bool write_tensor(FILE *f, const nb_tensor *t) {
+/* write t's bytes and return their CRC in *crc */
+static bool write_tensor(FILE *f, const nb_tensor *t, uint32_t *crc) {
     const size_t bytes = (size_t)t->numel * nb_dtype_size(t->dtype);
+    *crc = 0;
     if (bytes == 0) return true;
-    if (nb_is_contiguous(t)) return fwrite(t->data, 1, bytes, f) == bytes;
+    if (nb_is_contiguous(t)) return *crc = crc32_update(0, t->data, bytes), fwrite(t->data, 1, bytes, f) == bytes;
     nb_tensor *c = nb_tensor_clone(t);
     bool ok = c && fwrite(c->data, 1, bytes, f) == bytes;
+    if (c) *crc = crc32_update(0, c->data, bytes);
     nb_tensor_free(c);
     return ok;
+}
+
+static void put_hex(char *dst, uint32_t v) {
+    static const char hex[] = "0123456789abcdef";
+    for (int k = 0; k < 8; k++) dst[k] = hex[(v >> (28 - 4 * k)) & 0xf];
+}
+
+/* Open (creating) the temporary file of `path` and lock it. The name is fixed, path + ".tmp",
+ * so the leftover of a save killed mid-way is reused, not accumulated; the lock serialises
+ * concurrent saves to one path (a killed holder releases it). Returns the fd or -1 (errno). */
+static int open_locked_tmp(const char *tmp) {
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return -1;
+        if (flock(fd, LOCK_EX) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        /* the previous holder may have renamed this very inode into place: use it only if
+         * the name still refers to it */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            if (ftruncate(fd, 0) == 0) return fd;
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        close(fd);
+    }
+    errno = EAGAIN;
+    return -1;
 }
 
 nb_status nb_safetensors_save(const char *path, int n, const char *const *names, const nb_tensor *const *tensors,
@@ -128,11 +210,16 @@ nb_status nb_safetensors_save(const char *path, int n, const char *const *names,
     for (int i = 0; i < n; i++) {
         if (!names[i] || !tensors[i]) return nb_set_error(NB_ERR_NULL, "%s: name or tensor %d is NULL", fn, i);
         if (strcmp(names[i], ST_META) == 0) return nb_set_error(NB_ERR_VALUE, "%s: '%s' is a reserved name", fn, ST_META);
+        if (!nb__size(tensors[i]->ndim, tensors[i]->shape, nb_dtype_size(tensors[i]->dtype), NULL, NULL))
+            return nb_set_error(NB_ERR_SHAPE, "%s: '%s' has an invalid shape", fn, names[i]);
         if ((unsigned)tensors[i]->dtype > NB_I64) return nb_set_error(NB_ERR_DTYPE, "%s: '%s' has an unknown dtype", fn, names[i]);
     }
     int nm = 0;
-    for (; meta && meta[nm]; nm += 2)
+    for (; meta && meta[nm]; nm += 2) {
         if (!meta[nm + 1]) return nb_set_error(NB_ERR_NULL, "%s: metadata key '%s' has no value", fn, meta[nm]);
+        if (strcmp(meta[nm], ST_CRC_KEY) == 0)
+            return nb_set_error(NB_ERR_VALUE, "%s: metadata key '%s' is reserved for the checksum", fn, ST_CRC_KEY);
+    }
     int dup = find_duplicate((const char **)names, n);
     if (dup >= 0) return nb_set_error(NB_ERR_VALUE, "%s: two tensors are named '%s'", fn, names[dup]);
     const char **mk = malloc((size_t)(nm / 2 + 1) * sizeof *mk);
@@ -145,40 +232,50 @@ nb_status nb_safetensors_save(const char *path, int n, const char *const *names,
     size_t hlen;
     char *header = make_header(n, names, tensors, meta, &hlen);
     if (!header) return nb_set_error(NB_ERR_NOMEM, "%s: cannot build the JSON header", fn);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
+    const size_t pre = strlen(ST_CRC_PREFIX);
+    if (hlen < pre + 8 || memcmp(header, ST_CRC_PREFIX, pre) != 0) {
         free(header);
+        return nb_set_error(NB_ERR_UNSUPPORTED, "%s: libcjson did not write the checksum first", fn);
+    }
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 8);
+    uint32_t *crcs = malloc(((size_t)n + 1) * sizeof *crcs);
+    char *hex = malloc(8 * ((size_t)n + 1));
+    if (!tmp || !crcs || !hex) {
+        free(header), free(tmp), free(crcs), free(hex);
         return nb_set_error(NB_ERR_NOMEM, "%s: out of memory", fn);
     }
-    snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path); /* same directory: rename stays atomic */
-    int fd = mkstemp(tmp);
+    snprintf(tmp, plen + 8, "%s.tmp", path); /* same directory: rename stays atomic */
+    int fd = open_locked_tmp(tmp);
     if (fd < 0) {
-        nb_set_error(NB_ERR_IO, "%s: cannot create a temporary file next to '%s': %s", fn, path, strerror(errno));
-        free(header), free(tmp);
+        nb_set_error(NB_ERR_IO, "%s: cannot create the temporary file '%s': %s", fn, tmp, strerror(errno));
+        free(header), free(tmp), free(crcs), free(hex);
         return NB_ERR_IO;
     }
-    fchmod(fd, 0644);
     FILE *f = fdopen(fd, "wb");
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)hlen >> (8 * k));
+    crcs[0] = crc32_update(crc32_update(0, len8, 8), header, hlen);
     bool ok = f && fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
-    for (int i = 0; ok && i < n; i++) ok = write_tensor(f, tensors[i]);
+    for (int i = 0; ok && i < n; i++) ok = write_tensor(f, tensors[i], &crcs[i + 1]);
+    for (int i = 0; i <= n; i++) put_hex(hex + 8 * i, crcs[i]);
+    ok = ok && fseeko(f, (off_t)(8 + pre), SEEK_SET) == 0 && fwrite(hex, 1, 8 * ((size_t)n + 1), f) == 8 * ((size_t)n + 1);
     ok = ok && fflush(f) == 0 && fsync(fd) == 0;
     int err = errno;
+    /* rename while still holding the lock, so no other save can touch the file meanwhile */
+    if (ok && rename(tmp, path) != 0) ok = false, err = errno;
+    if (!ok) unlink(tmp);
     if (f) ok = fclose(f) == 0 && ok;
     else close(fd);
-    if (ok && rename(tmp, path) != 0) ok = false, err = errno;
     if (ok) { /* make the rename itself durable */
         char *d = strdup(path);
         int dfd = d ? open(dirname(d), O_RDONLY | O_DIRECTORY) : -1;
         if (dfd >= 0) fsync(dfd), close(dfd);
         free(d);
     } else {
-        unlink(tmp);
         nb_set_error(NB_ERR_IO, "%s: writing '%s' failed: %s", fn, path, strerror(err));
     }
-    free(header), free(tmp);
+    free(header), free(tmp), free(crcs), free(hex);
     return ok ? NB_OK : NB_ERR_IO;
 }
 
@@ -308,6 +405,10 @@ static bool parse_header(const char *fn, const char *path, const cJSON *root, ui
         if (!l->meta_keys || !l->meta_values) return nb_set_error(NB_ERR_NOMEM, "%s: out of memory", fn), false;
         for (const cJSON *c = meta->child; c; c = c->next) {
             if (!cJSON_IsString(c)) return BAD("%s: '%s': %s value of '%s' is not a string", fn, path, ST_META, c->string);
+            if (strcmp(c->string, ST_CRC_KEY) == 0) { /* verified by the caller, not user metadata */
+                l->checksummed = true;
+                continue;
+            }
             int i = l->nmeta++;
             l->meta_keys[i] = dup_str(c->string);
             l->meta_values[i] = dup_str(c->valuestring);
@@ -336,6 +437,49 @@ static bool parse_header(const char *fn, const char *path, const cJSON *root, ui
     return true;
 }
 
+/* Offset of the first \u0000 escape inside a JSON string of h[0..n), or -1. libcjson decodes
+ * it to a NUL byte, which would silently cut a name or value short. */
+static long find_nul_escape(const char *h, size_t n) {
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_str) {
+            in_str = h[i] == '"';
+        } else if (h[i] == '"') {
+            in_str = false;
+        } else if (h[i] == '\\' && i + 1 < n) {
+            if (h[i + 1] == 'u' && i + 5 < n && memcmp(h + i + 2, "0000", 4) == 0) return (long)i;
+            i++; /* skip the escaped character */
+        }
+    }
+    return -1;
+}
+
+/* The stored checksums (header, then one per tensor) when the header carries them: 1; none: 0;
+ * malformed: -1 (error set). */
+static int stored_crcs(const char *fn, const char *path, const char *header, size_t hlen, int n, uint32_t *crcs) {
+    const size_t pre = strlen(ST_CRC_PREFIX), nd = 8 * ((size_t)n + 1);
+    if (hlen < pre || memcmp(header, ST_CRC_PREFIX, pre) != 0) return 0;
+    if (hlen < pre + nd + 1 || header[pre + nd] != '"') {
+        nb_set_error(NB_ERR_FORMAT, "%s: '%s' is damaged: its checksum does not have %zu digits for %d tensors", fn, path,
+                     nd, n);
+        return -1;
+    }
+    for (int i = 0; i <= n; i++) {
+        uint32_t v = 0;
+        for (int k = 0; k < 8; k++) {
+            char c = header[pre + 8 * (size_t)i + (size_t)k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) {
+                nb_set_error(NB_ERR_FORMAT, "%s: '%s' is damaged: its checksum holds '%c'", fn, path, c);
+                return -1;
+            }
+            v = v << 4 | (uint32_t)d;
+        }
+        crcs[i] = v;
+    }
+    return 1;
+}
+
 nb_tensor_list *nb_safetensors_load(const char *path) {
     static const char fn[] = "safetensors_load";
     if (!path) return nb_set_error(NB_ERR_NULL, "%s: path is NULL", fn), NULL;
@@ -344,6 +488,7 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
     if (!f) return nb_set_error(NB_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno)), NULL;
     nb_tensor_list *l = calloc(1, sizeof *l);
     st_entry *es = NULL;
+    uint32_t *crcs = NULL;
     char *header = NULL;
     cJSON *root = NULL;
     bool ok = false;
@@ -385,6 +530,12 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
         goto done;
     }
     header[hlen] = 0;
+    long nul = find_nul_escape(header, hlen);
+    if (nul >= 0) {
+        nb_set_error(NB_ERR_FORMAT, "%s: '%s': the header holds a \\u0000 escape (byte %ld); names and values cannot "
+                     "contain NUL", fn, path, nul);
+        goto done;
+    }
     const char *end = NULL;
     root = hlen ? cJSON_ParseWithLengthOpts(header, hlen, &end, false) : NULL;
     if (!root) {
@@ -402,6 +553,38 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
     const uint64_t data_size = size - 8 - hlen;
     int n = 0;
     if (!parse_header(fn, path, root, data_size, l, &es, &n)) goto done;
+    if (!nb__read_budget(fn, path, data_size)) goto done;
+    /* checksums: required when the metadata names one, verified before anything is returned */
+    crcs = malloc(((size_t)n + 1) * sizeof *crcs);
+    if (!crcs) {
+        nb_set_error(NB_ERR_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    int has_crc = stored_crcs(fn, path, header, hlen, n, crcs);
+    if (has_crc < 0) goto done;
+    if (!has_crc && l->checksummed) {
+        nb_set_error(NB_ERR_FORMAT, "%s: '%s' is damaged: its checksum is not at the start of the header", fn, path);
+        goto done;
+    }
+    if (has_crc) {
+        const size_t pre = strlen(ST_CRC_PREFIX), nd = 8 * ((size_t)n + 1);
+        char *digits = malloc(nd);
+        if (!digits) {
+            nb_set_error(NB_ERR_NOMEM, "%s: out of memory", fn);
+            goto done;
+        }
+        memcpy(digits, header + pre, nd);
+        memset(header + pre, '0', nd);
+        uint32_t c = crc32_update(crc32_update(0, len8, 8), header, hlen);
+        memcpy(header + pre, digits, nd);
+        free(digits);
+        l->checksummed = true;
+        if (c != crcs[0] && ST_CRC_ENFORCED) {
+            nb_set_error(NB_ERR_FORMAT, "%s: '%s' is damaged: the header (names, shapes, metadata) does not match its "
+                         "checksum (stored %08x, computed %08x)", fn, path, (unsigned)crcs[0], (unsigned)c);
+            goto done;
+        }
+    }
     for (int i = 0; i < n; i++) {
         l->names[i] = dup_str(es[i].name);
         l->tensors[i] = nb_tensor_new(es[i].dtype, es[i].ndim, es[i].shape);
@@ -416,12 +599,21 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
             nb_set_error(NB_ERR_IO, "%s: cannot read the data of '%s' from '%s'", fn, es[i].name, path);
             goto done;
         }
+        uint32_t c = bytes ? crc32_update(0, l->tensors[i]->data, bytes) : 0;
+        if (has_crc && c != crcs[i + 1] && ST_CRC_ENFORCED) {
+            nb_set_error(NB_ERR_FORMAT, "%s: '%s' is damaged: the data of tensor '%s' (bytes %llu..%llu of the data) "
+                         "does not match its checksum (stored %08x, computed %08x)", fn, path, es[i].name,
+                         (unsigned long long)es[i].begin, (unsigned long long)es[i].end, (unsigned)crcs[i + 1],
+                         (unsigned)c);
+            goto done;
+        }
     }
     ok = true;
 done:
     cJSON_Delete(root);
     free(header);
     free(es);
+    free(crcs);
     fclose(f);
     if (!ok) {
         nb_tensor_list_free(l);
@@ -450,7 +642,11 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
     static const char fn[] = "safetensors_load_params";
     if (!ps) return nb_set_error(NB_ERR_NULL, "%s: params is NULL", fn);
     nb_tensor_list *l = nb_safetensors_load(path);
-    if (!l) return nb_last_status();
+    if (!l) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return nb_set_error(nb_last_status(), "%s: %s", fn, why);
+    }
     nb_status s = NB_OK;
     char a[128], b[128];
     for (int i = 0; i < ps->n && s == NB_OK; i++) {

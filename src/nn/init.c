@@ -26,8 +26,14 @@ nb_status nb_init_fans(const nb_tensor *t, int64_t *fan_in, int64_t *fan_out) {
 
 static nb_status fans(const char *op, const nb_tensor *t, nb_rng *rng, int64_t *fi, int64_t *fo) {
     if (!rng) return nb_set_error(NB_ERR_NULL, "%s: rng is NULL", op);
+    if (t && t->dtype == NB_I64) return nb_set_error(NB_ERR_DTYPE, "%s: tensor must be f32 or f64, got i64", op);
     nb_status s = nb_init_fans(t, fi, fo);
-    if (s == NB_OK && (*fi == 0 || *fo == 0)) {
+    if (s != NB_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return nb_set_error(s, "%s: %s", op, why);
+    }
+    if (*fi == 0 || *fo == 0) {
         char b[128];
         return nb_set_error(NB_ERR_SHAPE, "%s: tensor %s has no elements to take a fan from", op, nb_shape_str(t, b, sizeof b));
     }

@@ -144,7 +144,15 @@ nb_tensor *nb_layer_norm_layer_forward(nb_ctx *ctx, const nb_layer_norm_layer *l
 nb_tensor *nb_embedding(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx) {
     if (nb__null(ctx, "embedding", 2, weight, idx)) return NULL;
     char a[128], b[128];
-    if (weight->ndim != 2 || idx->dtype != NB_I64 || idx->ndim + 1 > NB_MAX_DIMS)
+    if (idx->dtype != NB_I64)
+        return nb__fail(ctx, NB_ERR_DTYPE, "embedding: indices must be i64, got %s", nb_dtype_name(idx->dtype));
+    for (int64_t i = 0; weight->ndim == 2 && i < idx->numel; i++) {
+        const int64_t k = (int64_t)nb_get(idx, i);
+        if (k < 0 || k >= weight->shape[0])
+            return nb__fail(ctx, NB_ERR_INDEX, "embedding: index %lld at position %lld is outside [0, %lld)", (long long)k,
+                            (long long)i, (long long)weight->shape[0]);
+    }
+    if (weight->ndim != 2 || idx->ndim + 1 > NB_MAX_DIMS)
         return nb__fail(ctx, NB_ERR_SHAPE, "embedding: weight %s must be (V, D) and indices %s %s i64", nb_shape_str(weight, a, sizeof a),
                         nb_dtype_name(idx->dtype), nb_shape_str(idx, b, sizeof b));
     nb_tensor *rows = nb_index_select(ctx, weight, 0, nb_reshape(ctx, idx, NB_SHAPE(-1)));

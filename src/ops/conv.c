@@ -17,6 +17,14 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
                         op, nb_shape_str(x, b, sizeof b), (long long)w.kh, (long long)w.kw, (long long)w.sh,
                         (long long)w.sw, (long long)w.ph, (long long)w.pw, (long long)w.dh, (long long)w.dw),
                false;
+    /* every size below 2^31, so the window and output arithmetic below cannot overflow */
+    const int64_t big = INT32_MAX;
+    if (w.kh > big || w.kw > big || w.sh > big || w.sw > big || w.dh > big || w.dw > big || w.ph > big || w.pw > big)
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: window sizes must be below 2^31 (input %s)", op, nb_shape_str(x, b, sizeof b)),
+               false;
+    if (H < 0 || W < 0 || H > big || W > big)
+        return nb__fail(ctx, NB_ERR_SHAPE, "%s: image size %lldx%lld must be in [0, 2^31)", op, (long long)H, (long long)W),
+               false;
     int64_t ekh = w.dh * (w.kh - 1) + 1, ekw = w.dw * (w.kw - 1) + 1;
     if (ekh > H + 2 * w.ph || ekw > W + 2 * w.pw)
         return nb__fail(ctx, NB_ERR_SHAPE,
@@ -362,6 +370,9 @@ static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_t
             return nb__fail(ctx, NB_ERR_VALUE,
                             "conv_transpose2d: output_padding %lld on axis %d must be in [0, max(stride, dilation) = %lld)",
                             (long long)op_pad[a], a, (long long)lim[a]);
+    if (H > INT32_MAX || W > INT32_MAX || kh > INT32_MAX || kw > INT32_MAX || win.sh > INT32_MAX || win.sw > INT32_MAX ||
+        win.ph > INT32_MAX || win.pw > INT32_MAX || win.dh > INT32_MAX || win.dw > INT32_MAX) /* then the sizes below fit */
+        return nb__fail(ctx, NB_ERR_SHAPE, "conv_transpose2d: input, kernel and window sizes must be below 2^31");
     const int64_t OH = (H - 1) * win.sh - 2 * win.ph + win.dh * (kh - 1) + op_pad[0] + 1;
     const int64_t OW = (W - 1) * win.sw - 2 * win.pw + win.dw * (kw - 1) + op_pad[1] + 1;
     if (OH < 1 || OW < 1) {

@@ -216,6 +216,10 @@ nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt) {
     if (nb__null(ctx, "cast", 1, x)) return NULL;
     if ((unsigned)dt > NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "cast: unknown dtype %d", (int)dt);
     if (dt == x->dtype) return x;
+    int64_t bad;
+    double v;
+    if (dt == NB_I64 && !nb__i64_convertible(x, &bad, &v))
+        return nb__fail(ctx, NB_ERR_VALUE, "cast: element %lld (%g) is not representable as an i64", (long long)bad, v);
     nb_tensor *out = nb__new(ctx, dt, x->ndim, x->shape);
     if (!out) return NULL;
     nb__copy_kernel(out, x);

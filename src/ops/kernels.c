@@ -178,7 +178,7 @@ static void copy_row(int64_t n, char **p, const int64_t *s, const void *argp) {
         switch (A->dst) {
         case NB_F32: *(float *)dst = (float)v; break;
         case NB_F64: *(double *)dst = v; break;
-        default: *(int64_t *)dst = (int64_t)v; break;
+        default: nb__f2i(v, (int64_t *)dst); break; /* callers refuse values out of range */
         }
     }
 }

@@ -1,13 +1,13 @@
 /* Losses, composed from ops (their gradients come from the ops' rules). */
 #include "../internal.h"
 
-static nb_tensor *reduce_loss(nb_ctx *ctx, nb_tensor *per_elem, nb_reduction red) {
+static nb_tensor *reduce_loss(nb_ctx *ctx, const char *op, nb_tensor *per_elem, nb_reduction red) {
     switch (red) {
     case NB_REDUCE_MEAN: return nb_mean_all(ctx, per_elem);
     case NB_REDUCE_SUM: return nb_sum_all(ctx, per_elem);
     case NB_REDUCE_NONE: return per_elem;
     }
-    return nb__fail(ctx, NB_ERR_VALUE, "loss: unknown reduction %d", (int)red);
+    return nb__fail(ctx, NB_ERR_VALUE, "%s: unknown reduction %d", op, (int)red);
 }
 
 static bool check_labels(nb_ctx *ctx, const char *op, const nb_tensor *x, const nb_tensor *labels) {
@@ -38,12 +38,12 @@ static nb_tensor *picked(nb_ctx *ctx, nb_tensor *logp, nb_tensor *labels) {
 
 nb_tensor *nb_nll_loss(nb_ctx *ctx, nb_tensor *logp, nb_tensor *labels, nb_reduction red) {
     if (nb__null(ctx, "nll_loss", 2, logp, labels) || !check_labels(ctx, "nll_loss", logp, labels)) return NULL;
-    return reduce_loss(ctx, picked(ctx, logp, labels), red);
+    return reduce_loss(ctx, "nll_loss", picked(ctx, logp, labels), red);
 }
 
 nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, nb_reduction red) {
     if (nb__null(ctx, "cross_entropy", 2, logits, labels) || !check_labels(ctx, "cross_entropy", logits, labels)) return NULL;
-    return reduce_loss(ctx, picked(ctx, nb_log_softmax(ctx, logits, 1), labels), red);
+    return reduce_loss(ctx, "cross_entropy", picked(ctx, nb_log_softmax(ctx, logits, 1), labels), red);
 }
 
 nb_tensor *nb_cross_entropy_smooth(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, double eps, nb_reduction red) {
@@ -57,7 +57,7 @@ nb_tensor *nb_cross_entropy_smooth(nb_ctx *ctx, nb_tensor *logits, nb_tensor *la
     /* (1-eps) * (-logp[y]) + eps * mean_c(-logp[c]) : PyTorch's label_smoothing */
     nb_tensor *uniform = nb_mul_scalar(ctx, nb_mean(ctx, logp, 1, &ax, false), -eps);
     nb_tensor *per = nb_add(ctx, nb_mul_scalar(ctx, picked(ctx, logp, labels), 1.0 - eps), uniform);
-    return reduce_loss(ctx, per, red);
+    return reduce_loss(ctx, "cross_entropy_smooth", per, red);
 }
 
 nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduction red) {
@@ -68,7 +68,7 @@ nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduc
                         nb_shape_str(target, b, sizeof b));
     }
     nb_tensor *d = nb_sub(ctx, pred, target);
-    return reduce_loss(ctx, nb_mul(ctx, d, d), red);
+    return reduce_loss(ctx, "mse_loss", nb_mul(ctx, d, d), red);
 }
 
 nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduction red) {
@@ -78,5 +78,5 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
         return nb__fail(ctx, NB_ERR_SHAPE, "bce_with_logits: logits %s and targets %s differ in shape", nb_shape_str(x, a, sizeof a),
                         nb_shape_str(y, b, sizeof b));
     }
-    return reduce_loss(ctx, nb_sub(ctx, nb_softplus(ctx, x), nb_mul(ctx, x, y)), red);
+    return reduce_loss(ctx, "bce_with_logits", nb_sub(ctx, nb_softplus(ctx, x), nb_mul(ctx, x, y)), red);
 }

@@ -57,7 +57,7 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
         return NULL;
     if ((running_mean == NULL) != (running_var == NULL))
         return nb__fail(ctx, NB_ERR_NULL, "batch_norm: give both running_mean and running_var, or neither");
-    if (!(eps >= 0) || !(momentum >= 0 && momentum <= 1))
+    if (!(eps >= 0) || !isfinite(eps) || !(momentum >= 0 && momentum <= 1))
         return nb__fail(ctx, NB_ERR_VALUE, "batch_norm: momentum %g must be in [0, 1] and eps %g >= 0", momentum, eps);
     /* statistics over every axis but 1; per-channel tensors broadcast as (C, 1, ..., 1) */
     int axes[NB_MAX_DIMS], na = 0;
@@ -96,6 +96,7 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
 
 nb_tensor *nb_layer_norm(nb_ctx *ctx, nb_tensor *x, int ndims, nb_tensor *weight, nb_tensor *bias, double eps) {
     if (nb__null(ctx, "layer_norm", 1, x) || !float_x(ctx, "layer_norm", x, 1)) return NULL;
+    if (!(eps >= 0) || !isfinite(eps)) return nb__fail(ctx, NB_ERR_VALUE, "layer_norm: eps %g must be finite and >= 0", eps);
     char a[128], b[128], c[128];
     if (ndims < 1 || ndims > x->ndim)
         return nb__fail(ctx, NB_ERR_AXIS, "layer_norm: cannot normalise the last %d axes of %s", ndims, nb_shape_str(x, a, sizeof a));
@@ -115,6 +116,7 @@ nb_tensor *nb_layer_norm(nb_ctx *ctx, nb_tensor *x, int ndims, nb_tensor *weight
 
 nb_tensor *nb_group_norm(nb_ctx *ctx, nb_tensor *x, int groups, nb_tensor *weight, nb_tensor *bias, double eps) {
     if (nb__null(ctx, "group_norm", 1, x) || !float_x(ctx, "group_norm", x, 2)) return NULL;
+    if (!(eps >= 0) || !isfinite(eps)) return nb__fail(ctx, NB_ERR_VALUE, "group_norm: eps %g must be finite and >= 0", eps);
     const int64_t N = x->shape[0], C = x->shape[1];
     if (groups < 1 || C % groups != 0) {
         char b[128];

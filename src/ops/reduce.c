@@ -18,6 +18,7 @@ bool nb__axes_mask(nb_ctx *ctx, const char *op, const nb_tensor *x, int naxes, c
             return nb__fail(ctx, NB_ERR_AXIS, "%s: axis %d out of range for shape %s", op, axes[i], nb_shape_str(x, b, sizeof b)),
                    false;
         }
+        if (m >> a & 1) return nb__fail(ctx, NB_ERR_AXIS, "%s: axis %d appears twice in the axes list", op, axes[i]), false;
         m |= 1u << a;
     }
     *mask = m;
@@ -228,7 +229,14 @@ nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool ke
 nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
     return reduce(ctx, &OP_MIN, NB_R_MIN, x, naxes, axes, keepdim);
 }
-nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x) { return nb_sum(ctx, x, 0, NULL, false); }
+/* checks under the name the user called, before the general op does the work */
+static bool all_ok(nb_ctx *ctx, const char *op, const nb_tensor *x) {
+    if (nb__null(ctx, op, 1, x)) return false;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64, got i64", op), false;
+    return true;
+}
+
+nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x) { return all_ok(ctx, "sum_all", x) ? nb_sum(ctx, x, 0, NULL, false) : NULL; }
 
 static int64_t reduced_count(const nb_tensor *x, unsigned mask) {
     int64_t c = 1;
@@ -245,7 +253,7 @@ nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool k
         return nb_div(ctx, nb_sum(ctx, x, naxes, axes, keepdim), nb_scalar(ctx, x->dtype, 0.0));
     return nb_mul_scalar(ctx, nb_sum(ctx, x, naxes, axes, keepdim), 1.0 / (double)c);
 }
-nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x) { return nb_mean(ctx, x, 0, NULL, false); }
+nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x) { return all_ok(ctx, "mean_all", x) ? nb_mean(ctx, x, 0, NULL, false) : NULL; }
 
 nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int correction, bool keepdim) {
     unsigned mask;

@@ -53,12 +53,12 @@ nb_tensor *nb_reshape(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape)
     for (int i = 0; i < ndim; i++) {
         s[i] = shape[i];
         if (s[i] == -1 && infer < 0) infer = i;
-        else if (s[i] < 0)
+        else if (s[i] < 0 || __builtin_mul_overflow(known, s[i], &known))
             return nb__fail(ctx, NB_ERR_SHAPE, "reshape: invalid target shape %s", nb__dims_str(ndim, shape, b, sizeof b));
-        else known *= s[i];
     }
     if (infer >= 0) s[infer] = known ? x->numel / known : 0;
-    if (nb__numel(ndim, s) != x->numel)
+    int64_t n;
+    if (!nb__size(ndim, s, nb_dtype_size(x->dtype), &n, NULL) || n != x->numel)
         return nb__fail(ctx, NB_ERR_SHAPE, "reshape: cannot reshape %s (%lld elements) to %s", nb_shape_str(x, a, sizeof a),
                         (long long)x->numel, nb__dims_str(ndim, shape, b, sizeof b));
     int64_t st[NB_MAX_DIMS];
@@ -168,7 +168,7 @@ static nb_tensor *slice_backward(nb_ctx *ctx, nb_tensor *g, const nb_tensor *lik
     int ax = (int)at[0];
     nb_tensor win = *out;
     win.shape[ax] = g->shape[ax];
-    win.stride[ax] = out->stride[ax] * at[3];
+    win.stride[ax] = g->shape[ax] > 1 ? out->stride[ax] * at[3] : out->stride[ax];
     win.data = (char *)out->data + at[1] * out->stride[ax] * (int64_t)nb_dtype_size(out->dtype);
     win.numel = g->numel;
     nb__copy_kernel(&win, g);
@@ -192,8 +192,8 @@ nb_tensor *nb_slice(nb_ctx *ctx, nb_tensor *x, int axis, int64_t start, int64_t 
     int64_t s[NB_MAX_DIMS], st[NB_MAX_DIMS];
     memcpy(s, x->shape, sizeof s);
     memcpy(st, x->stride, sizeof st);
-    s[a] = (stop - start + step - 1) / step;
-    st[a] = x->stride[a] * step;
+    s[a] = stop > start ? (stop - start - 1) / step + 1 : 0;  /* no overflow for any step */
+    st[a] = s[a] > 1 ? x->stride[a] * step : x->stride[a];   /* step < len here: in range */
     void *data = (char *)x->data + start * x->stride[a] * (int64_t)nb_dtype_size(x->dtype);
     nb_node *n;
     nb_tensor *v = view_of(ctx, &OP_SLICE, x, x->ndim, s, st, data, &n);
@@ -213,6 +213,7 @@ nb_tensor *nb_expand(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) 
     char a[128], b[128];
     if (ndim < x->ndim || ndim > NB_MAX_DIMS || (ndim > 0 && !shape))
         return nb__fail(ctx, NB_ERR_SHAPE, "expand: cannot expand %s to rank %d", nb_shape_str(x, a, sizeof a), ndim);
+    if (!nb__size_ok(ctx, "expand", ndim, shape, nb_dtype_size(x->dtype), NULL)) return NULL;
     int64_t st[NB_MAX_DIMS];
     bool same = ndim == x->ndim;
     for (int i = 0; i < ndim; i++) {

@@ -88,6 +88,8 @@ nb_status nb_optim_step(nb_optim *opt) {
     if (slots_for(def, &opt->hp) > opt->nslots)
         return nb_set_error(NB_ERR_STATE, "%s: these options need %d state slots, the optimizer was made with %d",
                             def->name, slots_for(def, &opt->hp), opt->nslots);
+    if (opt->step < 0 || opt->step == INT64_MAX)
+        return nb_set_error(NB_ERR_STATE, "%s: step counter %lld cannot advance", def->name, (long long)opt->step);
     const int64_t step = ++opt->step;
     nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
     hp_plain.weight_decay = 0.0;

@@ -45,7 +45,8 @@ bool nb_early_stop_update(nb_early_stop *es, double metric) {
 }
 
 nb_status nb_early_stop_restore(nb_early_stop *es) {
-    if (!es || !es->restore_best || !es->best_weights)
+    if (!es) return nb_set_error(NB_ERR_NULL, "early_stop_restore: state is NULL");
+    if (!es->restore_best || !es->best_weights)
         return nb_set_error(NB_ERR_STATE, "early_stop_restore: no snapshot (restore_best was off)");
     if (es->best_epoch < 0) return nb_set_error(NB_ERR_STATE, "early_stop_restore: no epoch has been recorded yet");
     nb_params_load_from(es->ps, es->best_weights);

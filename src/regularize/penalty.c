@@ -98,18 +98,18 @@ static nb_tensor **select_params(nb_ctx *ctx, const char *fn, const nb_params *p
     return CALL
 
 nb_tensor *nb_l2_penalty_params(nb_ctx *ctx, const nb_params *ps, const bool *include, double lambda) {
-    PARAMS_FORM("l2_penalty", nb_l2_penalty(ctx, n, ws, lambda));
+    PARAMS_FORM("l2_penalty_params", nb_l2_penalty(ctx, n, ws, lambda));
 }
 nb_tensor *nb_l1_penalty_params(nb_ctx *ctx, const nb_params *ps, const bool *include, double lambda) {
-    PARAMS_FORM("l1_penalty", nb_l1_penalty(ctx, n, ws, lambda));
+    PARAMS_FORM("l1_penalty_params", nb_l1_penalty(ctx, n, ws, lambda));
 }
 nb_tensor *nb_elastic_net_penalty_params(nb_ctx *ctx, const nb_params *ps, const bool *include, double l1,
                                          double l2) {
-    PARAMS_FORM("elastic_net_penalty", nb_elastic_net_penalty(ctx, n, ws, l1, l2));
+    PARAMS_FORM("elastic_net_penalty_params", nb_elastic_net_penalty(ctx, n, ws, l1, l2));
 }
 nb_tensor *nb_group_lasso_penalty_params(nb_ctx *ctx, const nb_params *ps, const bool *include, double lambda,
                                          int axis) {
-    PARAMS_FORM("group_lasso_penalty", nb_group_lasso_penalty(ctx, n, ws, lambda, axis));
+    PARAMS_FORM("group_lasso_penalty_params", nb_group_lasso_penalty(ctx, n, ws, lambda, axis));
 }
 
 /* ---- gradient penalty ---------------------------------------------------------------------- */

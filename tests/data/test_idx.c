@@ -155,11 +155,24 @@ Test(idx, oversized_dims) {
     write_raw(tmp("huge"), false, h, 16);
     cr_assert_null(nb_idx_load_images(tmp("huge"), NULL));
     assert_error(NB_ERR_FORMAT, "over the 4294967296-byte limit");
-    /* claims 2^31 bytes (within the limit) but holds 5: no 2 GiB allocation, just an error */
+    /* every dim is read before the message prints them (the last one used to be uninitialised) */
+    assert_error(NB_ERR_FORMAT, "dims (4294967295,4294967295,4294967295)");
+    /* claims 2^31 bytes (within the format's limit) but holds 5: the readers' cap refuses the
+     * 10 GiB of buffer and floats up front; without the cap, no 2 GiB allocation, just an error */
     uint8_t h2[21] = {0, 0, 8, 3, 0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5};
     write_raw(tmp("liar.gz"), true, h2, sizeof h2);
     cr_assert_null(nb_idx_load_images(tmp("liar.gz"), NULL));
+    assert_error(NB_ERR_FORMAT, "over the readers' cap");
+    size_t was = nb_set_read_limit(0);
+    cr_assert_eq(was, NB_READ_LIMIT_DEFAULT);
+    cr_assert_null(nb_idx_load_images(tmp("liar.gz"), NULL));
     assert_error(NB_ERR_FORMAT, "need 2147483648 data bytes, file has 5");
+    nb_set_read_limit(was);
+    /* zero images of 2^31 x 2^31 pixels: rows*cols would overflow the (N, rows*cols) shape */
+    uint8_t h3[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0x80, 0, 0, 0, 0x80, 0, 0, 0};
+    write_raw(tmp("zero"), false, h3, 16);
+    cr_assert_null(nb_idx_load_images(tmp("zero"), NULL));
+    assert_error(NB_ERR_FORMAT, "(0,2147483648,2147483648)");
 }
 
 Test(idx, missing_file_and_null) {

@@ -47,7 +47,8 @@ Test(safetensors, round_trip_bit_exact) {
         cr_assert(u->persistent);
         cr_assert_eq(memcmp(u->data, t[i]->data, (size_t)t[i]->numel * nb_dtype_size(t[i]->dtype)), 0, "%s bits", names4[i]);
     }
-    cr_assert_eq(l->nmeta, 2);
+    cr_assert_eq(l->nmeta, 2, "the checksum is not user metadata");
+    cr_assert(l->checksummed);
     cr_assert_str_eq(nb_tensor_list_meta(l, "epoch"), "12");
     cr_assert_str_eq(nb_tensor_list_meta(l, "note"), "quote \" and \\ slash");
     cr_assert_null(nb_tensor_list_meta(l, "nope"));
@@ -65,13 +66,18 @@ Test(safetensors, header_bytes) {
                  NB_OK);
     size_t len;
     char *s = slurp(tmp("h.safetensors"), &len);
-    const char json[] = "{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    /* the checksums come first: CRC-32 of the header with its digits zeroed, then of a's bytes */
+    const char json[] = "{\"__metadata__\":{\"nabla.crc32\":\"################\",\"k\":\"v\"},"
+                        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
     const size_t jl = strlen(json), hl = (jl + 7) / 8 * 8; /* padded with spaces to 8 bytes */
     uint64_t n = 0;
     for (int k = 0; k < 8; k++) n |= (uint64_t)(uint8_t)s[k] << (8 * k);
     cr_assert_eq(n, hl, "header length %llu, expected %zu", (unsigned long long)n, hl);
     cr_assert_eq(len, 8 + hl + 8);
-    cr_assert_eq(memcmp(s + 8, json, jl), 0, "header: %.*s", (int)hl, s + 8);
+    for (size_t k = 0; k < jl; k++)
+        if (json[k] == '#') cr_assert(strchr("0123456789abcdef", s[8 + k]), "checksum digit %zu: %.*s", k, (int)hl, s + 8);
+        else cr_assert_eq(s[8 + k], json[k], "header byte %zu: %.*s", k, (int)hl, s + 8);
+    cr_assert_eq(memcmp(s + 8 + 32 + 8, "ccdf2c3a", 8), 0, "CRC-32 of a's bytes (Python: zlib.crc32)");
     for (size_t k = jl; k < hl; k++) cr_assert_eq(s[8 + k], ' ');
     const uint8_t data[8] = {0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0x00, 0xc0}; /* little-endian 1.5f, -2.0f */
     cr_assert_eq(memcmp(s + 8 + hl, data, 8), 0);
@@ -101,7 +107,7 @@ Test(safetensors, python_reader_agrees) {
     if (!python("read", file, out)) cr_skip_test("no /usr/bin/python3");
     /* what the reader must print: values formatted with %.17g (same digits in C and Python) */
     char want[2048];
-    int k = snprintf(want, sizeof want, "meta epoch 3\nmeta format pt\ntensor layer.weight F32 (2,3)");
+    int k = snprintf(want, sizeof want, "checksum ok\nmeta epoch 3\nmeta format pt\ntensor layer.weight F32 (2,3)");
     for (int i = 0; i < 6; i++) k += snprintf(want + k, sizeof want - k, " %.17g", nb_get(t[0], i));
     k += snprintf(want + k, sizeof want - k, "\ntensor layer.bias F64 (3)");
     for (int i = 0; i < 3; i++) k += snprintf(want + k, sizeof want - k, " %.17g", nb_get(t[1], i));
@@ -210,7 +216,7 @@ Test(safetensors, atomic_write_and_save_errors) {
     nb_ctx_free(c), nb_tensor_free(m);
     /* errors */
     cr_assert_eq(nb_safetensors_save("/nonexistent-dir/x.safetensors", 1, names4, (const nb_tensor *const *)t, NULL), NB_ERR_IO);
-    assert_error(NB_ERR_IO, "cannot create a temporary file");
+    assert_error(NB_ERR_IO, "cannot create the temporary file");
     const char *dup[2] = {"w", "w"};
     cr_assert_eq(nb_safetensors_save(tmp("y"), 2, dup, (const nb_tensor *const *)t, NULL), NB_ERR_VALUE);
     assert_error(NB_ERR_VALUE, "two tensors are named 'w'");
@@ -274,6 +280,14 @@ static const hostile_case cases[] = {
     {"{\"__metadata__\":{\"k\":1}}", 0, "value of 'k' is not a string"},
     {"{\"__metadata__\":[\"k\"]}", 0, "__metadata__ is not an object"},
     {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "has key 'k' twice"},
+    /* libcjson decodes \u0000 to a NUL that would cut the name short: "a" instead of "a\0b" */
+    {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\\u0000 escape"},
+    {"{\"__metadata__\":{\"k\":\"x\\u0000y\"}}", 0, "\\u0000 escape"},
+    /* nabla's checksum: anywhere but first, malformed, or not matching */
+    {"{\"__metadata__\":{\"k\":\"v\",\"nabla.crc32\":\"00000000\"}}", 0, "checksum is not at the start"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"0000\"}}", 0, "does not have 8 digits for 0 tensors"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"0000000g\"}}", 0, "checksum holds 'g'"},
+    {"{\"__metadata__\":{\"nabla.crc32\":\"12345678\"}}", 0, "the header (names, shapes, metadata) does not match"},
 };
 
 Test(safetensors, hostile_headers) {
@@ -289,6 +303,10 @@ Test(safetensors, hostile_headers) {
     nb_tensor_list *l = nb_safetensors_load(
         write_hostile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ", 0, 8));
     cr_assert_not_null(l, "%s", nb_last_error());
+    nb_tensor_list_free(l);
+    l = nb_safetensors_load(write_hostile("{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 4));
+    cr_assert_not_null(l, "an escaped backslash before u0000 is not a NUL: %s", nb_last_error());
+    cr_assert_str_eq(l->names[0], "a\\u0000");
     nb_tensor_list_free(l);
     l = nb_safetensors_load(write_hostile("{}", 0, 0)); /* no tensors at all */
     cr_assert_not_null(l, "%s", nb_last_error());

@@ -2,6 +2,7 @@
 """Independent safetensors reader/writer for nabla's tests (json + struct only).
 
   read_safetensors.py read FILE    print a canonical dump of FILE, exit 1 if it is malformed:
+                                     checksum ok                   (nabla's CRC-32s, when present)
                                      meta KEY VALUE                (sorted by key)
                                      tensor NAME DTYPE (d0,d1) v0 v1 ...   (in data order;
                                      floats as %.17g, integers as %d)
@@ -10,6 +11,7 @@
 import json
 import struct
 import sys
+import zlib
 
 FMT = {"F32": ("f", 4), "F64": ("d", 8), "I64": ("q", 8)}
 
@@ -29,6 +31,18 @@ def read(path):
     header = json.loads(data[8:8 + n].decode("utf-8"))
     buf = data[8 + n:]
     meta = header.pop("__metadata__", {})
+    crc = meta.pop("nabla.crc32", None)
+    if crc is not None:  # header CRC with the digits zeroed, then one CRC per tensor in data order
+        prefix = b'{"__metadata__":{"nabla.crc32":"'
+        if not data[8:].startswith(prefix):
+            fail("checksum not at the start of the header")
+        at = 8 + len(prefix)
+        zeroed = data[:at] + b"0" * len(crc) + data[at + len(crc):8 + n]
+        ends = sorted(e["data_offsets"] for e in header.values())
+        want = [zlib.crc32(zeroed)] + [zlib.crc32(data[8 + n + b:8 + n + e]) for b, e in ends]
+        if crc != "".join("%08x" % c for c in want):
+            fail("checksum mismatch")
+        print("checksum ok")
     for k in sorted(meta):
         print("meta %s %s" % (k, meta[k]))
     at = 0
