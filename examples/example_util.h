@@ -133,7 +133,7 @@ static inline double ex_accuracy(nb_ctx *ctx, ex_forward_fn forward, const void 
     nb_batcher *it = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 500});
     int64_t correct = 0;
     nb_batch b;
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         while (it && nb_batcher_next(it, &b)) {
             nb_tensor *pred = nb_argmax(ctx, forward(ctx, model, b.x), 1, false);
@@ -141,7 +141,7 @@ static inline double ex_accuracy(nb_ctx *ctx, ex_forward_fn forward, const void 
             nb_ctx_reset(ctx);
         }
     }
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     nb_batcher_free(it);
     return (double)correct / (double)x->shape[0];
 }

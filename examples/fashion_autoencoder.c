@@ -37,14 +37,14 @@ static double evaluate(nb_ctx *ctx, const autoencoder *m, const nb_tensor *x) {
     nb_batcher *it = nb_batcher_new(x, NULL, &(nb_batch_opts){.batch_size = 500});
     double sse = 0;
     nb_batch b;
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         while (it && nb_batcher_next(it, &b)) {
             sse += nb_item(nb_mse_loss(ctx, ae_forward(ctx, m, b.x), b.x, NB_REDUCE_SUM));
             nb_ctx_reset(ctx);
         }
     }
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     nb_batcher_free(it);
     return sse / (double)x->numel;
 }
@@ -52,7 +52,7 @@ static double evaluate(nb_ctx *ctx, const autoencoder *m, const nb_tensor *x) {
 /* Write `n` test images (row 1, 3, ...) above their reconstructions (row 2, 4, ...), 8 per row. */
 static nb_status save_pairs(nb_ctx *ctx, const autoencoder *m, const nb_tensor *x, int64_t n, const char *path) {
     nb_status s = NB_OK;
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         nb_tensor *in = nb_slice(ctx, (nb_tensor *)x, 0, 0, n, 1), *rows[16];
         nb_tensor *out = ae_forward(ctx, m, in);
@@ -64,7 +64,7 @@ static nb_status save_pairs(nb_ctx *ctx, const autoencoder *m, const nb_tensor *
         nb_tensor *grid = nb_concat(ctx, k, rows, 0);
         s = grid ? nb_png_grid(path, grid, 8, 2) : nb_ctx_status(ctx);
     }
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     return s;
 }
 

@@ -45,12 +45,12 @@ static nb_tensor *discriminator(nb_ctx *ctx, const mlp3 *d, nb_tensor *x) {
 /* Write G(z_fixed) as an 8x8 grid (eval mode, no graph). */
 static nb_status save_samples(nb_ctx *ctx, const mlp3 *g, nb_tensor *z_fixed, const char *path) {
     nb_status s;
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         nb_tensor *img = nb_affine(ctx, generator(ctx, g, z_fixed), 0.5, 0.5); /* [-1, 1] -> [0, 1] */
         s = img ? nb_png_grid(path, img, 8, 2) : nb_ctx_status(ctx);
     }
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     nb_ctx_reset(ctx);
     return s;
 }

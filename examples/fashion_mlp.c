@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
         double t0 = now(), lsum = 0;
         int64_t seen = 0;
         nb_batch b;
-        nb_set_train(ctx, true);
+        nb_ctx_set_train(ctx, true);
         nb_batcher_start(it, epoch);
         while (nb_batcher_next(it, &b)) {
             nb_ctx_reset(ctx);

@@ -55,7 +55,7 @@ static nb_status train_and_score(const nb_hp_config *cfg, int fold, int k, void 
                                                           .seed = sd->seed})))
         goto fail;
     nb_ctx *ctx = sd->ctx;
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     for (int e = 0; e < sd->epochs; e++) {
         nb_batch b;
         nb_batcher_start(it, e);

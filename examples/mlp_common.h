@@ -58,8 +58,8 @@ static inline nb_status evaluate(nb_ctx *ctx, const mlp *m, nb_tensor *x, nb_ten
     const int64_t n = x->shape[0];
     double lsum = 0;
     int64_t correct = 0;
-    bool was_train = nb_is_train(ctx);
-    nb_set_train(ctx, false);
+    bool was_train = nb_ctx_is_train(ctx);
+    nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         for (int64_t s = 0; s < n; s += 1000) {
             int64_t e = s + 1000 < n ? s + 1000 : n;
@@ -73,7 +73,7 @@ static inline nb_status evaluate(nb_ctx *ctx, const mlp *m, nb_tensor *x, nb_ten
             nb_ctx_reset(ctx);
         }
     }
-    nb_set_train(ctx, was_train);
+    nb_ctx_set_train(ctx, was_train);
     if (nb_ctx_status(ctx) != NB_OK) return nb_ctx_status(ctx);
     *loss = lsum / (double)n;
     *acc = (double)correct / (double)n;

@@ -44,7 +44,7 @@ Test(headers, every_public_op_records_its_call_site) {
 }
 
 Test(headers, anomaly_names_the_outermost_op_and_the_users_line) {
-    nb_set_anomaly(ctx, true);
+    nb_ctx_set_anomaly(ctx, true);
     /* a NaN made inside batch norm (a composite: its inner ops are not the user's call) */
     nb_tensor *x = nb_full(ctx, NB_F64, NB_SHAPE(2, 3, 2, 2), 1.0);
     nb_tensor *w = nb_full(ctx, NB_F64, NB_SHAPE(3), NAN);

@@ -50,17 +50,24 @@ void nb_ctx_clear_error(nb_ctx *ctx);
 /* Every function below accepts a NULL context: setters do nothing and set the thread-local
  * error (NB_ERR_NULL), getters return false / NULL. */
 /* Grad mode (default on). Returns the previous value. */
-bool nb_set_grad_enabled(nb_ctx *ctx, bool on);
-bool nb_grad_enabled(const nb_ctx *ctx);
+bool nb_ctx_set_grad_enabled(nb_ctx *ctx, bool on);
+bool nb_ctx_grad_enabled(const nb_ctx *ctx);
 /* A no-grad scope: NB_NO_GRAD(ctx) { ... }  (do not leave it with break/return/goto). */
 #define NB_NO_GRAD(ctx)                                                                        \
-    for (bool nb__prev_ = nb_set_grad_enabled((ctx), false), nb__once_ = true; nb__once_;      \
-         nb_set_grad_enabled((ctx), nb__prev_), nb__once_ = false)
+    for (bool nb__prev_ = nb_ctx_set_grad_enabled((ctx), false), nb__once_ = true; nb__once_;  \
+         nb_ctx_set_grad_enabled((ctx), nb__prev_), nb__once_ = false)
 /* Train/eval mode (default train), followed by dropout, batch norm and every mode-dependent op. */
+void nb_ctx_set_train(nb_ctx *ctx, bool train);
+bool nb_ctx_is_train(const nb_ctx *ctx);
+/* Anomaly mode: every op output and every gradient is checked for NaN/Inf; the first one found
+ * fails with NB_ERR_NUMERIC naming the op and the file:line where the user called it (the
+ * outermost public op: "mul produced NaN ... inside nb_batch_norm (called at f.c:13)"). */
+void nb_ctx_set_anomaly(nb_ctx *ctx, bool on);
+/* The same under their names before 0.1 (kept so that existing programs build). */
+bool nb_set_grad_enabled(nb_ctx *ctx, bool on);
+bool nb_grad_enabled(const nb_ctx *ctx);
 void nb_set_train(nb_ctx *ctx, bool train);
 bool nb_is_train(const nb_ctx *ctx);
-/* Anomaly mode: every op output and every gradient is checked for NaN/Inf; the first one found
- * fails with NB_ERR_NUMERIC naming the op and the file:line where the user called it. */
 void nb_set_anomaly(nb_ctx *ctx, bool on);
 /* The context's random generator (dropout, nb_randn/nb_rand). Seed 0 by default. */
 nb_rng *nb_ctx_rng(nb_ctx *ctx);

@@ -9,7 +9,7 @@
  * Layers are plain structs holding pointers to their parameters, which live in a caller-given
  * nb_params under names like "fc1.weight"; there is no hidden registry. Initialisation follows
  * PyTorch's formulas and defaults and draws from a caller-given nb_rng, so a seed fixes a model.
- * Mode-dependent ops (batch norm) follow the context's train flag (nb_set_train).
+ * Mode-dependent ops (batch norm) follow the context's train flag (nb_ctx_set_train).
  */
 #ifndef NABLA_NN_H
 #define NABLA_NN_H
@@ -81,7 +81,7 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t
 
 /* ---- normalisation ---------------------------------------------------------------------- */
 /* Batch norm of x (N, C, H, W) per channel over (N, H, W), or of x (N, C) over N.
- * Training (nb_is_train): batch mean and biased variance normalise; running_mean/running_var
+ * Training (nb_ctx_is_train): batch mean and biased variance normalise; running_mean/running_var
  * (C, long-lived, may be NULL) are updated in place, not recorded:
  *   running = (1 - momentum) * running + momentum * batch_stat, with the unbiased variance.
  * Eval: the running statistics normalise (batch statistics if they are NULL).

@@ -55,7 +55,7 @@ nb_tensor *nb_group_lasso_penalty_params(nb_ctx *ctx, const nb_params *ps, const
 nb_tensor *nb_gradient_penalty(nb_ctx *ctx, nb_tensor *out, nb_tensor *x, double target, double lambda);
 
 /* ---- dropout -------------------------------------------------------------------------------- */
-/* Inverted dropout: in train mode (nb_is_train) each element is kept with probability 1-p and
+/* Inverted dropout: in train mode (nb_ctx_is_train) each element is kept with probability 1-p and
  * scaled by 1/(1-p), so the expectation is unchanged; in eval mode, or with p = 0, x itself is
  * returned. The mask comes from the context's counter-based generator (nb_ctx_rng, advanced by
  * x->numel), element i of x using counter offset+i: the same mask for any thread count, and

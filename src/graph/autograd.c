@@ -296,7 +296,7 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out) {
     nb_tensor *outs[1] = {out}, *gouts[1] = {grad_out};
     nb_status st = check_outputs(ctx, "backward", 1, outs, gouts);
     if (st != NB_OK) return st;
-    bool prev = nb_set_grad_enabled(ctx, false);
+    bool prev = nb_ctx_set_grad_enabled(ctx, false);
     st = walk(ctx, 1, outs, gouts, 0, NULL, false);
     /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {
@@ -305,7 +305,7 @@ nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out) {
         if (is_leaf(t) && sl->visit != -1) st = finalize_leaf(ctx, t, sl);
     }
     clear_walk(ctx);
-    nb_set_grad_enabled(ctx, prev);
+    nb_ctx_set_grad_enabled(ctx, prev);
     return st;
 }
 
@@ -320,7 +320,7 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
         if (!inputs[i]->requires_grad)
             return nb__fail(ctx, NB_ERR_STATE, "grad: input %d does not require grad", i), NB_ERR_STATE;
     }
-    bool prev = nb_set_grad_enabled(ctx, create_graph);
+    bool prev = nb_ctx_set_grad_enabled(ctx, create_graph);
     st = walk(ctx, n_out, outs, grad_outs, n_in, inputs, create_graph);
     for (int i = 0; i < n_in && st == NB_OK; i++) {
         nb_tensor *t = inputs[i];
@@ -331,6 +331,6 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
         grads[i] = g;
     }
     clear_walk(ctx);
-    nb_set_grad_enabled(ctx, prev);
+    nb_ctx_set_grad_enabled(ctx, prev);
     return st;
 }

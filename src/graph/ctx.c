@@ -206,20 +206,26 @@ static bool null_ctx(const nb_ctx *ctx, const char *fn) {
     return true;
 }
 
-bool nb_set_grad_enabled(nb_ctx *ctx, bool on) {
-    if (null_ctx(ctx, "set_grad_enabled")) return false;
+bool nb_ctx_set_grad_enabled(nb_ctx *ctx, bool on) {
+    if (null_ctx(ctx, "ctx_set_grad_enabled")) return false;
     bool prev = ctx->grad_enabled;
     ctx->grad_enabled = on;
     return prev;
 }
-bool nb_grad_enabled(const nb_ctx *ctx) { return ctx && ctx->grad_enabled; }
-void nb_set_train(nb_ctx *ctx, bool train) {
-    if (!null_ctx(ctx, "set_train")) ctx->train = train;
+bool nb_ctx_grad_enabled(const nb_ctx *ctx) { return ctx && ctx->grad_enabled; }
+void nb_ctx_set_train(nb_ctx *ctx, bool train) {
+    if (!null_ctx(ctx, "ctx_set_train")) ctx->train = train;
 }
-bool nb_is_train(const nb_ctx *ctx) { return ctx && ctx->train; }
-void nb_set_anomaly(nb_ctx *ctx, bool on) {
-    if (!null_ctx(ctx, "set_anomaly")) ctx->anomaly = on;
+bool nb_ctx_is_train(const nb_ctx *ctx) { return ctx && ctx->train; }
+void nb_ctx_set_anomaly(nb_ctx *ctx, bool on) {
+    if (!null_ctx(ctx, "ctx_set_anomaly")) ctx->anomaly = on;
 }
+/* the names before 0.1 */
+bool nb_set_grad_enabled(nb_ctx *ctx, bool on) { return nb_ctx_set_grad_enabled(ctx, on); }
+bool nb_grad_enabled(const nb_ctx *ctx) { return nb_ctx_grad_enabled(ctx); }
+void nb_set_train(nb_ctx *ctx, bool train) { nb_ctx_set_train(ctx, train); }
+bool nb_is_train(const nb_ctx *ctx) { return nb_ctx_is_train(ctx); }
+void nb_set_anomaly(nb_ctx *ctx, bool on) { nb_ctx_set_anomaly(ctx, on); }
 nb_rng *nb_ctx_rng(nb_ctx *ctx) { return null_ctx(ctx, "ctx_rng") ? NULL : &ctx->rng; }
 void nb_ctx_seed(nb_ctx *ctx, uint64_t seed) {
     if (!null_ctx(ctx, "ctx_seed")) ctx->rng = nb_rng_new(seed);

@@ -284,10 +284,10 @@ nb_status nb_opcheck(nb_ctx *ctx, const nb_opcheck_def *d, nb_opcheck_report *r)
     if (d->n_in < 1 || d->n_in > NB_OPCHECK_MAX_INPUTS)
         return nb__fail(ctx, NB_ERR_VALUE, "opcheck: %d inputs (1 to %d)", d->n_in, NB_OPCHECK_MAX_INPUTS), NB_ERR_VALUE;
     if (!(d->lo < d->hi)) return nb__fail(ctx, NB_ERR_VALUE, "opcheck: value range [%g, %g] is empty", d->lo, d->hi), NB_ERR_VALUE;
-    const bool grad_was = nb_set_grad_enabled(ctx, true);
+    const bool grad_was = nb_ctx_set_grad_enabled(ctx, true);
     bool ok = prop_gradients(ctx, d, r) && prop_f32_agrees(ctx, d, r) && prop_threads(ctx, d, r) &&
               (!d->check_nan || prop_nan(ctx, d, r)) && prop_bad_shape(ctx, d, r) && prop_arena(ctx, d, r);
-    nb_set_grad_enabled(ctx, grad_was);
+    nb_ctx_set_grad_enabled(ctx, grad_was);
     if (ok) {
         snprintf(r->message, sizeof r->message, "%s: ok (%d checks)", d->name, r->checks);
         return NB_OK;

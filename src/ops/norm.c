@@ -68,7 +68,7 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
     for (int d = 1; d < x->ndim - 1; d++) cshape[d] = 1;
     const int cnd = x->ndim - 1;
     const int64_t count = x->numel / (C ? C : 1);
-    const bool use_batch = nb_is_train(ctx) || !running_mean;
+    const bool use_batch = nb_ctx_is_train(ctx) || !running_mean;
     if (use_batch && count < 2) {
         char b[128];
         return nb__fail(ctx, NB_ERR_SHAPE, "batch_norm: input %s has %lld value per channel; training needs more than 1",
@@ -79,7 +79,7 @@ nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor
         nb_tensor *mean, *var;
         y = standardize(ctx, x, na, axes, eps, &mean, &var);
         if (!y) return NULL;
-        if (nb_is_train(ctx) && running_mean) { /* state update, outside the graph */
+        if (nb_ctx_is_train(ctx) && running_mean) { /* state update, outside the graph */
             const double unbias = (double)count / (double)(count - 1);
             for (int64_t c = 0; c < C; c++) {
                 nb_set(running_mean, c, (1 - momentum) * nb_get(running_mean, c) + momentum * nb_get(mean, c));

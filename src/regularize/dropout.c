@@ -19,7 +19,7 @@ nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, double p) {
     if (nb__null(ctx, "dropout", 1, x)) return NULL;
     if (!(p >= 0.0 && p < 1.0)) return nb__fail(ctx, NB_ERR_VALUE, "dropout: p = %g outside [0, 1)", p);
     if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "dropout: expected an f32 or f64 input, got i64");
-    if (!nb_is_train(ctx) || p == 0.0) return x;
+    if (!nb_ctx_is_train(ctx) || p == 0.0) return x;
     nb_tensor *mask = nb__new(ctx, x->dtype, x->ndim, x->shape);
     if (!mask) return NULL;
     nb_rng *rng = nb_ctx_rng(ctx);

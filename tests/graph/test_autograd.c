@@ -131,19 +131,19 @@ Test(autograd, no_grad_and_detach) {
     int64_t n0 = nb_ctx_nodes(ctx);
     nb_tensor *y = NULL;
     NB_NO_GRAD(ctx) {
-        cr_assert(!nb_grad_enabled(ctx));
+        cr_assert(!nb_ctx_grad_enabled(ctx));
         y = nb_exp(ctx, nb_mul(ctx, x, x));
     }
-    cr_assert(nb_grad_enabled(ctx));
+    cr_assert(nb_ctx_grad_enabled(ctx));
     cr_assert(!y->requires_grad && y->node == NULL);
     cr_assert_eq(nb_ctx_nodes(ctx), n0);
     cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_STATE);
     nb_ctx_clear_error(ctx);
     /* nested scopes restore the outer mode */
-    nb_set_grad_enabled(ctx, false);
+    nb_ctx_set_grad_enabled(ctx, false);
     NB_NO_GRAD(ctx) {}
-    cr_assert(!nb_grad_enabled(ctx));
-    nb_set_grad_enabled(ctx, true);
+    cr_assert(!nb_ctx_grad_enabled(ctx));
+    nb_ctx_set_grad_enabled(ctx, true);
 
     nb_tensor *d = nb_detach(ctx, nb_mul(ctx, x, x));  /* a constant x^2 sharing data */
     cr_assert(!d->requires_grad && !d->node);
@@ -316,7 +316,7 @@ Test(autograd, once_differentiable_op_rejects_create_graph) {
 
 /* ---- anomaly mode ----------------------------------------------------------------------------- */
 Test(autograd, anomaly_names_op_and_call_site_forward) {
-    nb_set_anomaly(ctx, true);
+    nb_ctx_set_anomaly(ctx, true);
     nb_tensor *x = leaf((double[]){1, -1}, NB_SHAPE(2));
     nb_tensor *ok = nb_exp(ctx, x);
     cr_assert_not_null(ok);
@@ -332,13 +332,13 @@ Test(autograd, anomaly_names_op_and_call_site_forward) {
     cr_assert(strstr(nb_ctx_error(ctx), site));
     /* without anomaly mode NaN flows silently */
     nb_ctx_reset(ctx);
-    nb_set_anomaly(ctx, false);
+    nb_ctx_set_anomaly(ctx, false);
     x = leaf((double[]){1, -1}, NB_SHAPE(2));
     cr_assert(isnan(nb_get(nb_log(ctx, x), 1)));
 }
 
 Test(autograd, anomaly_names_op_and_call_site_backward) {
-    nb_set_anomaly(ctx, true);
+    nb_ctx_set_anomaly(ctx, true);
     nb_tensor *x = leaf((double[]){0, 4}, NB_SHAPE(2));
     const int line = __LINE__ + 1;
     nb_tensor *r = nb_sqrt(ctx, x);  /* finite forward, infinite gradient at 0 */
@@ -523,4 +523,20 @@ Test(autograd, nan_propagates_through_activations_as_in_pytorch) {
         cr_assert(isnan(nb_get(outs[k], 0)), "output %zu: NaN in, %g out", k, nb_get(outs[k], 0));
         cr_assert(!isnan(nb_get(outs[k], 1)) && !isnan(nb_get(outs[k], 2)), "output %zu", k);
     }
+}
+
+Test(autograd, context_settings_under_old_and_new_names) {
+    cr_assert(nb_ctx_is_train(ctx) && nb_ctx_grad_enabled(ctx));
+    nb_set_train(ctx, false); /* the names before 0.1 still work */
+    cr_assert(!nb_ctx_is_train(ctx) && !nb_is_train(ctx));
+    cr_assert(nb_set_grad_enabled(ctx, false));
+    cr_assert(!nb_ctx_set_grad_enabled(ctx, true));
+    cr_assert(nb_grad_enabled(ctx));
+    nb_set_anomaly(ctx, true);
+    nb_ctx_set_anomaly(ctx, false);
+    /* NULL-safe: setters do nothing and say so, getters say false */
+    nb_ctx_set_train(NULL, true);
+    cr_assert(strstr(nb_last_error(), "ctx_set_train: context is NULL"), "%s", nb_last_error());
+    cr_assert(!nb_ctx_is_train(NULL) && !nb_ctx_grad_enabled(NULL) && !nb_ctx_set_grad_enabled(NULL, true));
+    nb_ctx_set_anomaly(NULL, true);
 }

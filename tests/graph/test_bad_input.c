@@ -448,12 +448,12 @@ static nb_optim *adam;
           nb_ctx_release(ctx, m_);                                                                                       \
           nb_ctx_status(ctx);                                                                                            \
       }))                                                                                                                \
-    X(set_grad_enabled_null_ctx, "set_grad_enabled", NB_ERR_NULL, (nb_set_grad_enabled(NULL, false), nb_last_status()))  \
+    X(set_grad_enabled_null_ctx, "set_grad_enabled", NB_ERR_NULL, (nb_ctx_set_grad_enabled(NULL, false), nb_last_status()))  \
     X(ctx_seed_null_ctx, "ctx_seed", NB_ERR_NULL, (nb_ctx_seed(NULL, 3), nb_last_status()))                              \
     X(ctx_alloc_null_ctx, "ctx_alloc", NB_ERR_NULL, (nb_ctx_alloc(NULL, 16), nb_last_status()))                          \
     X(ctx_alloc_huge, "ctx_alloc", NB_ERR_NOMEM, (nb_ctx_alloc(ctx, SIZE_MAX - 8), nb_ctx_status(ctx)))                  \
-    X(set_train_null_ctx, "set_train", NB_ERR_NULL, (nb_set_train(NULL, false), nb_last_status()))                       \
-    X(set_anomaly_null_ctx, "set_anomaly", NB_ERR_NULL, (nb_set_anomaly(NULL, true), nb_last_status()))                  \
+    X(set_train_null_ctx, "set_train", NB_ERR_NULL, (nb_ctx_set_train(NULL, false), nb_last_status()))                       \
+    X(set_anomaly_null_ctx, "set_anomaly", NB_ERR_NULL, (nb_ctx_set_anomaly(NULL, true), nb_last_status()))                  \
     X(ctx_rng_null_ctx, "ctx_rng", NB_ERR_NULL, (nb_ctx_rng(NULL), nb_last_status()))                                    \
     X(on_grad_ready_null_ctx, "ctx_on_grad_ready", NB_ERR_NULL, (nb_ctx_on_grad_ready(NULL, NULL, NULL), nb_last_status())) \
     X(add_hook_null, "add_hook", NB_ERR_NULL, nb_add_hook(ctx, F.a, NULL, NULL))                                         \

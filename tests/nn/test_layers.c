@@ -118,11 +118,11 @@ Test(layers, batch_norm_layer_running_stats_and_modes) {
     assert_values(bn.running_mean, REF_BN_RMEAN, 3, 1e-5);
     assert_values(bn.running_var, REF_BN_RVAR, 3, 1e-5);
     /* eval: y = (x - running_mean) / sqrt(running_var + eps) with weight 1, bias 0 */
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     nb_tensor *y = nb_batch_norm_layer_forward(ctx, &bn, x1);
     int64_t i = 1 * 75 + 2 * 25 + 7; /* sample 1, channel 2 */
     assert_close(nb_get(y, i), (nb_get(x1, i) - REF_BN_RMEAN[2]) / sqrt(REF_BN_RVAR[2] + 1e-5), 1e-5, 1e-5);
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     nb_batch_norm_layer_free(&bn);
 
     nb_layer_norm_layer ln;

@@ -17,11 +17,11 @@ Test(norm, batch_norm_matches_pytorch_over_two_steps_and_eval) {
     cr_assert_not_null(nb_batch_norm(ctx, x2, w, b, rm, rv, 0.1, 1e-5));
     assert_values(rm, REF_BN_RMEAN, 3, 1e-6); /* f32 running statistics */
     assert_values(rv, REF_BN_RVAR, 3, 1e-6);
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     nb_tensor *y = nb_batch_norm(ctx, x1, w, b, rm, rv, 0.1, 1e-5);
     assert_values(y, REF_BN_EVAL, 300, 1e-5);
     assert_values(rm, REF_BN_RMEAN, 3, 1e-6); /* eval leaves them alone */
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     /* 2-D input (N, C): statistics over N */
     nb_fill(rv, 1.0);
     nb_fill(rm, 0.0);
@@ -60,9 +60,9 @@ Test(norm, gradients_train_and_eval) {
     check_grads(ctx, f_bn, 3, in, stats, false); /* train: batch statistics */
     nb_tensor *in2[3] = {rand_leaf(ctx, NB_SHAPE(5, 3)), rand_leaf(ctx, NB_SHAPE(3)), rand_leaf(ctx, NB_SHAPE(3))};
     check_grads(ctx, f_bn, 3, in2, NULL, false);
-    nb_set_train(ctx, false);
+    nb_ctx_set_train(ctx, false);
     check_grads(ctx, f_bn, 3, in, stats, false); /* eval: running statistics are constants */
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     nb_tensor_free(stats[0]);
     nb_tensor_free(stats[1]);
 

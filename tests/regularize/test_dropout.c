@@ -29,10 +29,10 @@ Test(dropout, keep_rate_within_binomial_bound_and_scaled) {
 Test(dropout, eval_mode_and_p_zero_are_identity) {
     nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(4, 5));
     nb_rng before = *nb_ctx_rng(ctx);
-    nb_set_train(ctx, false);
-    cr_assert(!nb_is_train(ctx));
+    nb_ctx_set_train(ctx, false);
+    cr_assert(!nb_ctx_is_train(ctx));
     cr_assert_eq(nb_dropout(ctx, x, 0.5), x);
-    nb_set_train(ctx, true);
+    nb_ctx_set_train(ctx, true);
     cr_assert_eq(nb_dropout(ctx, x, 0.0), x);
     cr_assert_eq(nb_ctx_rng(ctx)->offset, before.offset, "identity paths draw nothing");
 }
