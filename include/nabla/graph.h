@@ -84,6 +84,10 @@ nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *t);
  * leaf's .grad is long-lived (allocated on first use); a step leaf's .grad is in the arena.
  * The graph is kept, so backward may be called again (gradients add up). */
 nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out);
+/* Several outputs at once (torch.autograd.backward(tensors, grad_tensors)): the gradient of
+ * sum_k <outs[k], grad_outs[k]> in one walk, so shared parts of the graph are walked once.
+ * grad_outs may be NULL, or hold NULL for 1-element outputs. */
+nb_status nb_backward_many(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *grad_outs);
 
 /* Function-style gradients: grads[i] = d(sum_k <outs[k], grad_outs[k]>)/d(inputs[i]), returned
  * as new step tensors without touching .grad. grad_outs may be NULL (all outputs 1-element).

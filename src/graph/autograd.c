@@ -294,10 +294,14 @@ static nb_status check_outputs(nb_ctx *ctx, const char *fn, int n_out, nb_tensor
 
 nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out) {
     nb_tensor *outs[1] = {out}, *gouts[1] = {grad_out};
-    nb_status st = check_outputs(ctx, "backward", 1, outs, gouts);
+    return nb_backward_many(ctx, 1, outs, gouts);
+}
+
+nb_status nb_backward_many(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *const *grad_outs) {
+    nb_status st = check_outputs(ctx, "backward", n_out, outs, grad_outs);
     if (st != NB_OK) return st;
     bool prev = nb_ctx_set_grad_enabled(ctx, false);
-    st = walk(ctx, 1, outs, gouts, 0, NULL, false);
+    st = walk(ctx, n_out, outs, grad_outs, 0, NULL, false);
     /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {
         nb_tensor *t = ctx->touched[i];

@@ -540,3 +540,22 @@ Test(autograd, context_settings_under_old_and_new_names) {
     cr_assert(!nb_ctx_is_train(NULL) && !nb_ctx_grad_enabled(NULL) && !nb_ctx_set_grad_enabled(NULL, true));
     nb_ctx_set_anomaly(NULL, true);
 }
+
+Test(autograd, backward_of_several_outputs_is_the_sum_of_their_backwards) {
+    nb_tensor *x = test_leaf(ctx, NB_SHAPE(3, 4), LAYOUT_T, DOM_ANY), *w = test_leaf(ctx, NB_SHAPE(4), LAYOUT_CONTIG, DOM_ANY);
+    nb_tensor *h = nb_tanh(ctx, nb_mul(ctx, x, w)); /* shared by both outputs */
+    nb_tensor *y1 = nb_sum_all(ctx, nb_exp(ctx, h)), *y2 = nb_sum(ctx, nb_mul(ctx, h, h), 1, (int[]){0}, false);
+    nb_tensor *g2 = nb_randn(ctx, NB_F64, NB_SHAPE(4));
+    nb_tensor *outs[2] = {y1, y2}, *gouts[2] = {NULL, g2};
+    cr_assert_eq(nb_backward_many(ctx, 2, outs, gouts), NB_OK, "%s", nb_ctx_error(ctx));
+    /* against nb_grad of <y1, 1> + <y2, g2> */
+    nb_tensor *want[2], *in[2] = {x, w};
+    nb_tensor *total = nb_add(ctx, y1, nb_sum_all(ctx, nb_mul(ctx, y2, g2)));
+    cr_assert_eq(nb_grad(ctx, 1, &total, NULL, 2, in, want, false), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < in[k]->numel; i++) assert_close(nb_get(in[k]->grad, i), nb_get(want[k], i), 1e-12, 1e-12);
+    /* a non-scalar output without its gradient is an error naming it */
+    gouts[1] = NULL;
+    cr_assert_eq(nb_backward_many(ctx, 2, outs, gouts), NB_ERR_SHAPE);
+    cr_assert(strstr(nb_ctx_error(ctx), "output 1"), "%s", nb_ctx_error(ctx));
+}
