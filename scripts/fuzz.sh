@@ -3,7 +3,8 @@
 # (default 30) from the seeds fuzz/make_seeds.c writes. Usage: scripts/fuzz.sh [SECONDS] [NAME...]
 #   NAME: idx csv safetensors checkpoint (default all). Corpora grow in build-fuzz/corpus/NAME;
 #   a crash is saved as build-fuzz/crash-NAME-* and makes the script fail (after all have run).
-#   Reproduce one: build-fuzz/fuzz_NAME build-fuzz/crash-NAME-...
+#   Reproduce one: build-fuzz/fuzz_NAME build-fuzz/crash-NAME-... ; once fixed, keep it in
+#   fuzz/regressions/NAME/ (run first, as seeds, every time) and add a test of the defect.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
@@ -39,8 +40,9 @@ for n in "${names[@]}"; do
   mkdir -p "build-fuzz/corpus/$n"
   echo "== fuzz_$n: ${secs}s"
   log="build-fuzz/fuzz_$n.log"
+  regress=(); [ -d "fuzz/regressions/$n" ] && regress=("fuzz/regressions/$n")
   if ! build-fuzz/"fuzz_$n" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-       -artifact_prefix="build-fuzz/crash-$n-" "build-fuzz/corpus/$n" "$seeds/$n" >"$log" 2>&1; then
+       -artifact_prefix="build-fuzz/crash-$n-" "build-fuzz/corpus/$n" "$seeds/$n" "${regress[@]}" >"$log" 2>&1; then
     echo "fuzz_$n FAILED, see $log:"; grep -E "ERROR|runtime error|SUMMARY" "$log" | head -5
     status=1
   fi

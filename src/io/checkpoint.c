@@ -41,8 +41,9 @@ static void put(meta_buf *m, const char *k, const char *fmt, ...) {
  * checkpoint that saves also loads) and when loading (before anything is changed): a step of
  * INT64_MAX would overflow on the next step and NaN every weight, lr -1 with beta1 7 would
  * diverge. fn is "checkpoint_save" / "checkpoint_load", bad the status to report. */
-static bool valid_state(const char *fn, const char *path, nb_status bad, const nb_optim_def *def, const nb_hparams *hp,
+static bool valid_state(const char *fn, const char *path, nb_status bad, const nb_optim *opt, const nb_hparams *hp,
                         int64_t step, const nb_early_stop *e, const nb_train_state *s) {
+    const nb_optim_def *def = opt ? opt->def : NULL;
     if (s->epoch < 0 || s->epoch > MAX_COUNT)
         return nb_set_error(bad, "%s: %s: epoch %lld is outside [0, 2^53]", fn, path, (long long)s->epoch), false;
     if (def) {
@@ -53,6 +54,12 @@ static bool valid_state(const char *fn, const char *path, nb_status bad, const n
             snprintf(why, sizeof why, "%s", nb_last_error());
             return nb_set_error(bad, "%s: %s: invalid optimizer hyperparameters: %s", fn, path, why), false;
         }
+        /* e.g. amsgrad on for an Adam made without it: the next step would refuse to run */
+        const int slots = def->slots_for ? def->slots_for(hp) : def->nslots;
+        if (slots > opt->nslots)
+            return nb_set_error(bad, "%s: %s: these %s hyperparameters need %d state slots, the optimizer has %d", fn, path,
+                                def->name, slots, opt->nslots),
+                   false;
     }
     if (e) {
         const bool ok = e->epoch >= 0 && e->epoch <= MAX_COUNT && e->best_epoch >= -1 && e->best_epoch < e->epoch + 1 &&
@@ -73,7 +80,7 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
     if (st->n_values < 0 || st->n_values > NB_CHECKPOINT_MAX_VALUES)
         return nb_set_error(NB_ERR_VALUE, "checkpoint_save: %lld values (at most %d)", (long long)st->n_values,
                             NB_CHECKPOINT_MAX_VALUES);
-    if (!valid_state("checkpoint_save", path, NB_ERR_VALUE, opt ? opt->def : NULL, opt ? &opt->hp : NULL,
+    if (!valid_state("checkpoint_save", path, NB_ERR_VALUE, opt, opt ? &opt->hp : NULL,
                      opt ? opt->step : 0, es, st))
         return NB_ERR_VALUE;
     meta_buf m = {.n = 0};
@@ -286,7 +293,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", NB_F32, es->ps->total, false))) goto out;
     }
 
-    if (!valid_state("checkpoint_load", path, NB_ERR_FORMAT, opt ? opt->def : NULL, &hp, step, es ? &e : NULL, &s))
+    if (!valid_state("checkpoint_load", path, NB_ERR_FORMAT, opt, &hp, step, es ? &e : NULL, &s))
         goto out;
 
     /* everything checked: apply */

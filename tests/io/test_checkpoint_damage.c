@@ -164,6 +164,9 @@ static const meta_case bad_state[] = {
     {"optim.lr", "nan", "learning rate nan"},
     {"optim.beta1", "7", "beta"},
     {"optim.amsgrad", "2", "'optim.amsgrad' is 2, not 0 or 1"},
+    /* found by fuzz_checkpoint: amsgrad needs a third state slot this Adam does not have, so the
+     * next nb_optim_step failed after a load that succeeded */
+    {"optim.amsgrad", "1", "need 3 state slots, the optimizer has 2"},
     {"train.epoch", "-3", "epoch -3 is outside"},
     {"early_stop.wait", "99", "inconsistent early-stopping state"},
     {"early_stop.wait", "9999999999", "early_stop.wait 9999999999 is out of range"},
