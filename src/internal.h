@@ -44,6 +44,7 @@ struct nb_ctx {
     int64_t ntouched, touched_cap;
     struct nb_walk_slot *slots; /* a walk's per-tensor state: open addressing by tensor address */
     int64_t nslots;             /* a power of two (0 before the first walk) */
+    struct nb_walk_slot *last_slot; /* the slot found last (a one-entry cache) */
     int64_t walk_id;            /* slots of other walks are stale: no clearing between walks */
     bool grad_enabled, train, anomaly, in_backward;
     nb_rng rng;

@@ -28,19 +28,24 @@ bool nb__walk_begin(nb_ctx *ctx, int64_t start, int64_t extra) {
     ctx->mallocs++;
     free(ctx->slots);
     ctx->slots = s;
+    ctx->last_slot = NULL;
     ctx->nslots = want;
     return true;
 }
 
 nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t) {
+    /* the last slot found: a walk asks for the same tensor (a parameter used by every node of
+     * a chain, a node's output just accumulated into) several times in a row */
+    nb_walk_slot *last = ctx->last_slot;
+    if (last && last->t == t && last->walk == ctx->walk_id) return last;
     const uint64_t mask = (uint64_t)ctx->nslots - 1;
     for (uint64_t i = slot_hash(t) & mask;; i = (i + 1) & mask) {
         nb_walk_slot *s = &ctx->slots[i];
         if (s->walk != ctx->walk_id) { /* free (stale): t is not in this walk yet */
             *s = (nb_walk_slot){t, ctx->walk_id, NULL, 0};
-            return s;
+            return ctx->last_slot = s;
         }
-        if (s->t == t) return s;
+        if (s->t == t) return ctx->last_slot = s;
     }
 }
 
