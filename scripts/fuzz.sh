@@ -47,6 +47,14 @@ for n in "${names[@]}"; do
     status=1
   fi
   # executions and coverage (edges of the instrumented library) at the end of the run
-  grep -E "DONE +cov:" "$log" | tail -1 || true
+  done_line=$(grep -E "DONE +cov:" "$log" | tail -1 || true)
+  echo "$done_line"
+  # a handful of edges means the library itself was not instrumented (or the harness returns
+  # before parsing): the run would look green while fuzzing nothing
+  cov=$(echo "$done_line" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+  if [ -n "$cov" ] && [ "$cov" -lt 50 ]; then
+    echo "fuzz_$n FAILED: coverage $cov edges; is the library built with -fsanitize=fuzzer-no-link?"
+    status=1
+  fi
 done
 exit $status
