@@ -2,25 +2,14 @@
  * tensor from a context has its call-site macro (anomaly reports name the user's call), and
  * anomaly reports name the outermost op the user called, never a stale site. */
 #include "common.h"
-
-#include <stdio.h>
-#include <string.h>
+#include "tmpdir.h" /* slurp() */
 
 TestSuite(headers, .init = ctx_setup, .fini = ctx_teardown);
 
 static char *slurp_header(const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s/include/nabla/%s", NB_SOURCE_DIR, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    return s;
+    return slurp(path, NULL);
 }
 
 Test(headers, every_public_op_records_its_call_site) {
