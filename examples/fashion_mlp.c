@@ -390,7 +390,18 @@ int main(int argc, char **argv) {
     if (rank == 0) {
         write_history(&o, epoch, h_tl, h_vl, h_va, h_lr);
         if (o.save) {
-            const char *meta[] = {"model", "mlp", "activation", o.activation, NULL};
+            /* what a user of the file needs to run it, e.g. from PyTorch: the layers
+             * (fc1..fcN, PyTorch Linear layout), the activation between them, and the input
+             * scaling x = (pixel/255 - mean) / std on flattened 28x28 images */
+            char layers[256] = "784", mean[32], std[32];
+            for (int l = 0; l < o.nhidden; l++)
+                snprintf(layers + strlen(layers), sizeof layers - strlen(layers), ",%lld", (long long)o.hidden[l]);
+            snprintf(layers + strlen(layers), sizeof layers - strlen(layers), ",10");
+            snprintf(mean, sizeof mean, "%.9g", io.mean);
+            snprintf(std, sizeof std, "%.9g", io.std);
+            const char *meta[] = {"model", "mlp", "layers", layers, "activation", o.activation, "input",
+                                  "flattened 28x28 image, pixel/255", "input_mean", mean, "input_std", std,
+                                  "output", "logits of the 10 Fashion-MNIST classes", NULL};
             if (nb_safetensors_save_params(ps, o.save, meta) != NB_OK) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
         }
         printf("test_loss=%.4f\n", test_loss);
