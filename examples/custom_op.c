@@ -9,6 +9,8 @@
 // ci-args:
 #include <math.h>
 #include <nabla/nabla.h>
+
+#include "example_util.h"
 #include <stdio.h>
 
 /* backward: with r = 1/sqrt(1 + |x|^2) per row, dy/dx = r I - r^3 x x^T, so
@@ -67,7 +69,8 @@ static bool softnorm_shapes(int k, int n_in, int *ndim, int64_t shape[][NB_MAX_D
     return true;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (!ex_parse(argc, argv, "custom_op", NULL, 0)) return 2; /* no options; --help says so */
     nb_ctx *ctx = nb_ctx_new();
     nb_opcheck_def def = {.name = "softnorm", .f = softnorm_f, .n_in = 1, .shapes = softnorm_shapes, .lo = -2, .hi = 2,
                           .smooth = true, .check_nan = true, .user = (void *)&SOFTNORM};

@@ -5,6 +5,8 @@
 // ci-args:
 #include <nabla/nabla.h>
 
+#include "example_util.h"
+
 static void lion_update(float *w, const float *g, float *const *state, int64_t n, const nb_hparams *hp, int64_t step) {
     (void)step;
     float *m = state[0]; /* slot 0: the momentum, zero before the first step */
@@ -26,7 +28,8 @@ static nb_status lion_validate(const nb_optim_def *def, const nb_hparams *hp) {
 static const nb_optim_def lion = {.name = "lion", .nslots = 1, .defaults = {.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.99},
                                   .validate = lion_validate, .update = lion_update};
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (!ex_parse(argc, argv, "custom_optimizer", NULL, 0)) return 2; /* no options; --help says so */
     /* a small regression problem: y = 3 x0 - 2 x1 + 0.5 on 64 samples */
     nb_ctx *ctx = nb_ctx_new();
     nb_params *ps = nb_params_new();

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <nabla/nabla.h>
 
+#include "example_util.h"
+
 /* lambda * ||W^T W - I||_F^2 for W (out, in), out >= in: pushes the columns towards an orthonormal set */
 static nb_tensor *ortho_penalty(nb_ctx *ctx, nb_tensor *W, double lambda) {
     int64_t n = W->shape[1];
@@ -37,7 +39,8 @@ static nb_tensor *gp_fn(nb_ctx *ctx, nb_tensor *const *in, void *u) {
     return input_grad_penalty(ctx, mlp(ctx, in[0], in[1], in[2], in[3]), in[0], 0.5);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (!ex_parse(argc, argv, "custom_regularizer", NULL, 0)) return 2; /* no options; --help says so */
     nb_ctx *ctx = nb_ctx_new();
     /* 1. check both penalties on random f64 tensors */
     nb_tensor *t[4] = {nb_randn(ctx, NB_F64, NB_SHAPE(5, 2)), nb_randn(ctx, NB_F64, NB_SHAPE(6, 2)),

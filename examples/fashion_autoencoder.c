@@ -73,16 +73,16 @@ int main(int argc, char **argv) {
     double lr = 5e-3, max_mse = INFINITY;
     const char *data = NULL, *out = "out/fashion_autoencoder.png";
     const ex_opt opts[] = {
-        {"--subset", EX_INT, &subset, 0, 60000, "training images used, validation included (0: all)"},
+        EX_SUBSET(&subset),
         {"--val", EX_INT, &val, -1, 59999, "validation images held out of them (-1: 5000, or a tenth of --subset)"},
         {"--test", EX_INT, &test, 0, 10000, "test images evaluated, at least 8 (0: all)"},
-        {"--epochs", EX_INT, &epochs, 1, 1000, "passes over the training images"},
-        {"--batch", EX_INT, &batch, 1, 60000, "images per step"},
-        {"--lr", EX_REAL, &lr, 1e-9, 10, "Adam's peak learning rate (warmup, then cosine decay)"},
+        EX_EPOCHS(&epochs),
+        EX_BATCH(&batch),
+        EX_LR(&lr, "Adam's peak learning rate (warmup, then cosine decay)"),
         {"--width", EX_INT, &width, 1, 1024, "channels after the first conv (the code has twice as many)"},
-        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
-        {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, split and batch order"},
-        {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
+        EX_THREADS(&threads),
+        EX_SEED(&seed),
+        EX_DATA(&data),
         {"--out", EX_STR, &out, 0, 0, "PNG of test images and their reconstructions"},
         {"--max-mse", EX_REAL, &max_mse, 0, INFINITY, "exit with status 1 if the test MSE is above this"},
     };

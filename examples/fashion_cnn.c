@@ -46,18 +46,18 @@ int main(int argc, char **argv) {
     double lr = 2e-3, dropout = 0.25, min_accuracy = 0;
     const char *data = NULL;
     const ex_opt opts[] = {
-        {"--subset", EX_INT, &subset, 0, 60000, "training images used, validation included (0: all)"},
+        EX_SUBSET(&subset),
         {"--val", EX_INT, &val, -1, 59999, "validation images held out of them (-1: 5000, or a tenth of --subset)"},
         {"--test", EX_INT, &test, 0, 10000, "test images evaluated (0: all)"},
-        {"--epochs", EX_INT, &epochs, 1, 1000, "passes over the training images"},
-        {"--batch", EX_INT, &batch, 2, 60000, "images per step"},
-        {"--lr", EX_REAL, &lr, 1e-9, 10, "Adam's peak learning rate (warmup, then cosine decay)"},
+        EX_EPOCHS(&epochs),
+        EX_BATCH(&batch),
+        EX_LR(&lr, "Adam's peak learning rate (warmup, then cosine decay)"),
         {"--width", EX_INT, &width, 1, 1024, "channels of the first conv block (the second has twice as many)"},
         {"--hidden", EX_INT, &hidden, 1, 65536, "units of the hidden linear layer"},
         {"--dropout", EX_REAL, &dropout, 0, 0.45, "dropout after the convs (twice this after the hidden layer)"},
-        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
-        {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, split, batch order and dropout"},
-        {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
+        EX_THREADS(&threads),
+        EX_SEED(&seed),
+        EX_DATA(&data),
         {"--min-accuracy", EX_REAL, &min_accuracy, 0, 1, "exit with status 1 if the test accuracy is below this"},
     };
     if (!ex_parse(argc, argv, "fashion_cnn", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;

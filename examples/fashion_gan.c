@@ -60,16 +60,16 @@ int main(int argc, char **argv) {
     double lr = 2e-4, gp = 0;
     const char *data = NULL, *prefix = "out/fashion_gan";
     const ex_opt opts[] = {
-        {"--subset", EX_INT, &subset, 0, 60000, "training images used (0: all)"},
-        {"--epochs", EX_INT, &epochs, 1, 10000, "passes over the training images"},
-        {"--batch", EX_INT, &batch, 2, 60000, "images per step"},
-        {"--lr", EX_REAL, &lr, 1e-9, 10, "learning rate of both Adams"},
+        EX_SUBSET(&subset),
+        EX_EPOCHS(&epochs),
+        EX_BATCH(&batch),
+        EX_LR(&lr, "learning rate of both Adams"),
         {"--hidden", EX_INT, &hidden, 1, 65536, "G: 64 -> H -> 2H -> 784, D: 784 -> 2H -> H -> 1"},
         {"--gp", EX_REAL, &gp, 0, 1e6, "weight of the gradient penalty on D (0: none)"},
         {"--sample-every", EX_INT, &sample_every, 1, 10000, "write a PNG of samples every this many epochs"},
-        {"--threads", EX_INT, &threads, 0, 1024, "threads (0: automatic, 1 or all cores by measurement)"},
-        {"--seed", EX_INT, &seed, 0, 1e15, "seed of the initialisation, noise, batch order and dropout"},
-        {"--data", EX_STR, &data, 0, 0, "directory of the Fashion-MNIST files (default: the Debian package's)"},
+        EX_THREADS(&threads),
+        EX_SEED(&seed),
+        EX_DATA(&data),
         {"--out", EX_STR, &prefix, 0, 0, "prefix of the PNG files"},
     };
     if (!ex_parse(argc, argv, "fashion_gan", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;

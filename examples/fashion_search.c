@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "ex_output.h"
+#include "example_util.h"
 #include "mlp_common.h"
 
 typedef struct {
@@ -83,49 +83,23 @@ out:
     return st;
 }
 
-static long arg_int(const char *opt, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "fashion_search: %s: '%s' is not an integer in [%ld, %ld]\n", opt, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv) {
-    long subset = 6000, trials = 8, folds = 0, epochs = 3, hidden = 128, seed = 1, threads = 0;
+    int64_t subset = 6000, trials = 8, folds = 0, epochs = 3, hidden = 128, seed = 1, threads = 0;
     bool grid = false;
     const char *data = NULL, *out = "out/fashion_search.csv";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--grid")) grid = true;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: fashion_search [--subset 6000] [--trials 8] [--grid] [--folds K] [--epochs 3] [--hidden 128]\n"
-                   "                      [--seed 1] [--threads N] [--data DIR] [--out out/fashion_search.csv]\n"
-                   "Random search (or --grid) over lr, batch, l2, dropout; --folds K > 1 for K-fold cross-validation.\n");
-            return 0;
-        } else if (!v) {
-            fprintf(stderr, "fashion_search: %s: missing value or unknown option (see --help)\n", a);
-            return 2;
-        } else {
-            i++;
-            if (!strcmp(a, "--subset")) subset = arg_int(a, v, 100, 60000);
-            else if (!strcmp(a, "--trials")) trials = arg_int(a, v, 1, 10000);
-            else if (!strcmp(a, "--folds")) folds = arg_int(a, v, 0, 20);
-            else if (!strcmp(a, "--epochs")) epochs = arg_int(a, v, 1, 1000);
-            else if (!strcmp(a, "--hidden")) hidden = arg_int(a, v, 1, 65536);
-            else if (!strcmp(a, "--seed")) seed = arg_int(a, v, 0, 1L << 40);
-            else if (!strcmp(a, "--threads")) threads = arg_int(a, v, 0, 1024);
-            else if (!strcmp(a, "--data")) data = v;
-            else if (!strcmp(a, "--out")) out = v;
-            else {
-                fprintf(stderr, "fashion_search: unknown option %s (see --help)\n", a);
-                return 2;
-            }
-        }
-    }
+    const ex_opt opts[] = {
+        {"--subset", EX_INT, &subset, 100, 60000, "training images searched over"},
+        {"--trials", EX_INT, &trials, 1, 10000, "configurations tried (random search)"},
+        {"--grid", EX_FLAG, &grid, 0, 0, "grid search instead of random"},
+        {"--folds", EX_INT, &folds, 0, 20, "K-fold cross-validation when K > 1 (else a holdout)"},
+        EX_EPOCHS(&epochs),
+        {"--hidden", EX_INT, &hidden, 1, 65536, "units of the hidden layer"},
+        EX_SEED(&seed),
+        EX_THREADS(&threads),
+        EX_DATA(&data),
+        {"--out", EX_STR, &out, 0, 0, "leaderboard CSV"},
+    };
+    if (!ex_parse(argc, argv, "fashion_search", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
     if (!ex_prepare_output("fashion_search", out)) return 2;
     if (threads) nb_set_num_threads((int)threads);
 
@@ -154,9 +128,9 @@ int main(int argc, char **argv) {
                                 {"dropout", NB_HP_CHOICE, 0, 0, 2, dropout_grid}};
     nb_search_opts so = {.space = grid ? grid_space : random_space, .n_hp = 4, .random = !grid, .n_trials = (int)trials,
                          .k_folds = (int)folds, .seed = (uint64_t)seed, .maximize = true};
-    printf("fashion_search: %s search, %lld configurations, %s on %ld images, %ld epoch(s) each\n", grid ? "grid" : "random",
+    printf("fashion_search: %s search, %lld configurations, %s on %lld images, %lld epoch(s) each\n", grid ? "grid" : "random",
            (long long)(grid ? nb_search_grid_size(&so) : trials), folds > 1 ? "k-fold cross-validation" : "validation split",
-           subset, epochs);
+           (long long)subset, (long long)epochs);
     nb_search_result res;
     int rc = 1;
     if (!sd.x || !sd.y || !sd.ctx) {

@@ -1,8 +1,14 @@
 /* The README's first program: a tiny MLP, one backward, its gradients. */
 // ci-args:
 #include <nabla/nabla.h>
+#include <string.h>
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no options: say so rather than ignore them */
+        const bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr, "usage: tiny_mlp (it takes no options)\n");
+        return help ? 0 : 2;
+    }
     nb_ctx *ctx = nb_ctx_new();                              /* arena + tape for one step */
     nb_params *ps = nb_params_new();                         /* long-lived parameters */
     nb_tensor *w1 = nb_params_add(ps, "w1", NB_SHAPE(16, 4)), *w2 = nb_params_add(ps, "w2", NB_SHAPE(3, 16));
