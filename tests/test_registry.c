@@ -105,6 +105,12 @@ W(index_add, nb_index_add(c, in[0], 0, index_of(c, in[0], 0, in[1]->shape[0]), i
 W(gather, nb_gather(c, in[0], 1, gather_index(c, in[0])))
 W(scatter_add, nb_scatter_add(c, in[0], 1, gather_index(c, in[1]), in[1]))
 W(matmul, nb_matmul(c, in[0], in[1]))
+W(tril, nb_tril(c, in[0], 0))
+W(triu, nb_triu(c, in[0], 1))
+W(masked_fill, nb_masked_fill(c, in[0], nb_gt(c, in[1], nb_scalar(c, in[1]->dtype, 0.5)), -2.5))
+W(flip, nb_flip(c, in[0], -1))
+W(roll, nb_roll(c, in[0], 2, 0))
+W(outer, nb_outer(c, in[0], in[1]))
 W(linear, nb_linear(c, in[0], in[1], in[2]))
 #define CLASSES(x) ((x)->ndim > 1 ? (x)->shape[1] : 0)
 W(cross_entropy, nb_cross_entropy(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), NB_REDUCE_MEAN))
@@ -229,6 +235,13 @@ static const reg REGISTRY[] = {
     OP(index_add, 2, {S2(3, 4) COMMA S2(5, 4)}, {S2(4, 2) COMMA S2(2, 2)}, NONE, -2, 2, true, true),
     OP(gather, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, false),
     OP(scatter_add, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 5) COMMA S2(2, 5)}, NONE, -2, 2, true, true),
+    /* composites (src/ops/composite.c) */
+    OP(tril, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S1(4)}, -2, 2, true, false),
+    OP(triu, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S1(4)}, -2, 2, true, false),
+    OP(masked_fill, 2, {S2(3, 4) COMMA S2(3, 4)}, {S3(2, 3, 4) COMMA S1(4)}, {S2(3, 4) COMMA S2(2, 4)}, 0, 1, true, false),
+    OP(flip, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(roll, 1, {S2(3, 4)}, {S3(4, 2, 2)}, NONE, -2, 2, true, true),
+    OP(outer, 2, {S1(3) COMMA S1(4)}, {S1(1) COMMA S1(5)}, {S2(3, 4) COMMA S1(4)}, -2, 2, true, true),
     /* linear algebra */
     OP(matmul, 2, {S2(3, 4) COMMA S2(4, 2)}, {S3(2, 3, 4) COMMA S1(4)}, {S2(3, 4) COMMA S2(3, 4)}, -1, 1, true, true),
     OP(linear, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S3(2, 3, 2) COMMA S2(3, 2) COMMA S1(3)},
@@ -297,6 +310,7 @@ static const char *const WITHOUT_GRADIENT[][2] = {
     {"gt", "comparison"}, {"ge", "comparison"}, {"sign", "piecewise constant"}, {"floor", "piecewise constant"},
     {"ceil", "piecewise constant"}, {"round", "piecewise constant"}, {"argmax", "integer result"},
     {"detach", "cuts the graph"},
+    {"one_hot", "integer labels in: tests/ops/test_composite.c"},
     {"cast", "an f32 round trip is below finite differences' step: tests/ops/test_elementwise.c checks its gradient"},
     {"dropout", "random mask per call: tests/regularize/test_dropout.c checks mask, scale and gradient"},
     {"conv_transpose2d_layer_forward", "layer wrapper of conv_transpose2d (registered above)"},

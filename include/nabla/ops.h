@@ -152,6 +152,16 @@ nb_tensor *nb_index_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_
 nb_tensor *nb_gather(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx);
 /* torch.scatter_add: out = x, out[i][idx[i][j]] += src[i][j] (axis 1). */
 nb_tensor *nb_scatter_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src);
+/* Composites (src/ops/composite.c), as the torch functions of the same name. */
+nb_tensor *nb_tril(nb_ctx *ctx, nb_tensor *x, int64_t diagonal); /* keep j - i <= diagonal of the last 2 axes */
+nb_tensor *nb_triu(nb_ctx *ctx, nb_tensor *x, int64_t diagonal); /* keep j - i >= diagonal */
+/* value where mask != 0 (mask of any dtype, broadcast to x), x elsewhere; no gradient to x there */
+nb_tensor *nb_masked_fill(nb_ctx *ctx, nb_tensor *x, nb_tensor *mask, double value);
+nb_tensor *nb_flip(nb_ctx *ctx, nb_tensor *x, int axis);
+nb_tensor *nb_roll(nb_ctx *ctx, nb_tensor *x, int64_t shift, int axis);   /* element i moves to i + shift */
+nb_tensor *nb_outer(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);            /* (M), (N) -> (M, N) */
+/* labels (...) i64 in [0, num_classes) -> (..., num_classes) of dt (no grad) */
+nb_tensor *nb_one_hot(nb_ctx *ctx, nb_tensor *labels, int64_t num_classes, nb_dtype dt);
 /* Convert dtype (F32 <-> F64 differentiable; to/from I64 no grad). */
 nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt);
 
@@ -286,6 +296,13 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 #define nb_gather(...) NB__AT(nb_gather, __VA_ARGS__)
 #define nb_scatter_add(...) NB__AT(nb_scatter_add, __VA_ARGS__)
 #define nb_cast(...) NB__AT(nb_cast, __VA_ARGS__)
+#define nb_tril(...) NB__AT(nb_tril, __VA_ARGS__)
+#define nb_triu(...) NB__AT(nb_triu, __VA_ARGS__)
+#define nb_masked_fill(...) NB__AT(nb_masked_fill, __VA_ARGS__)
+#define nb_flip(...) NB__AT(nb_flip, __VA_ARGS__)
+#define nb_roll(...) NB__AT(nb_roll, __VA_ARGS__)
+#define nb_outer(...) NB__AT(nb_outer, __VA_ARGS__)
+#define nb_one_hot(...) NB__AT(nb_one_hot, __VA_ARGS__)
 #define nb_matmul(...) NB__AT(nb_matmul, __VA_ARGS__)
 #define nb_linear(...) NB__AT(nb_linear, __VA_ARGS__)
 #define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)

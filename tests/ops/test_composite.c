@@ -1,0 +1,38 @@
+/* Composite tensor ops (src/ops/composite.c): values against their definitions (the registry
+ * gradchecks them). */
+#include "common.h"
+
+TestSuite(composite, .init = ctx_setup, .fini = ctx_teardown);
+
+Test(composite, tril_triu_keep_their_band) {
+    nb_tensor *x = nb_reshape(ctx, nb_arange(ctx, NB_F64, 1, 13, 1), NB_SHAPE(3, 4));
+    assert_values(nb_tril(ctx, x, 0), (double[]){1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0}, 12, 0);
+    assert_values(nb_triu(ctx, x, 1), (double[]){0, 2, 3, 4, 0, 0, 7, 8, 0, 0, 0, 12}, 12, 0);
+    assert_values(nb_tril(ctx, x, -1), (double[]){0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0}, 12, 0);
+    cr_assert_null(nb_tril(ctx, nb_arange(ctx, NB_F64, 0, 3, 1), 0));
+    cr_assert(strstr(nb_ctx_error(ctx), "tril") && strstr(nb_ctx_error(ctx), "(3)"), "%s", nb_ctx_error(ctx));
+}
+
+Test(composite, masked_fill_flip_roll_outer) {
+    nb_tensor *x = test_from(ctx, (double[]){1, 2, 3, 4, 5, 6}, NB_SHAPE(2, 3));
+    nb_tensor *m = test_from(ctx, (double[]){0, 1, 0}, NB_SHAPE(3));
+    assert_values(nb_masked_fill(ctx, x, m, -9), (double[]){1, -9, 3, 4, -9, 6}, 6, 0);
+    assert_values(nb_flip(ctx, x, 1), (double[]){3, 2, 1, 6, 5, 4}, 6, 0);
+    assert_values(nb_flip(ctx, x, 0), (double[]){4, 5, 6, 1, 2, 3}, 6, 0);
+    assert_values(nb_roll(ctx, x, 1, 1), (double[]){3, 1, 2, 6, 4, 5}, 6, 0);   /* torch.roll(x, 1, 1) */
+    assert_values(nb_roll(ctx, x, -4, 1), (double[]){2, 3, 1, 5, 6, 4}, 6, 0);  /* -4 = -1 mod 3 */
+    nb_tensor *a = test_from(ctx, (double[]){1, 2}, NB_SHAPE(2)), *b = test_from(ctx, (double[]){3, 4, 5}, NB_SHAPE(3));
+    assert_values(nb_outer(ctx, a, b), (double[]){3, 4, 5, 6, 8, 10}, 6, 0);
+    cr_assert_null(nb_masked_fill(ctx, x, test_from(ctx, (double[]){1, 0}, NB_SHAPE(2)), 0));
+    cr_assert(strstr(nb_ctx_error(ctx), "masked_fill"), "%s", nb_ctx_error(ctx));
+}
+
+Test(composite, one_hot_values_and_errors) {
+    nb_tensor *y = nb_from(ctx, NB_I64, NB_SHAPE(2, 2), (int64_t[]){2, 0, 1, 2});
+    nb_tensor *h = nb_one_hot(ctx, y, 3, NB_F32);
+    cr_assert(h && h->ndim == 3 && h->shape[2] == 3 && h->dtype == NB_F32, "%s", nb_ctx_error(ctx));
+    assert_values(h, (double[]){0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 12, 0);
+    cr_assert_null(nb_one_hot(ctx, y, 2, NB_F32));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_INDEX);
+    cr_assert(strstr(nb_ctx_error(ctx), "one_hot") && strstr(nb_ctx_error(ctx), "[0, 2)"), "%s", nb_ctx_error(ctx));
+}
