@@ -232,7 +232,7 @@ int main(int argc, char **argv) {
     int64_t trained = 0, nbatches = nb_batcher_num_batches(it);
     int epoch = (int)ts.epoch;
     for (; epoch < o.epochs && !es.stopped; epoch++) {
-        double t0 = now(), lsum = 0;
+        double t0 = ex_now(), lsum = 0;
         int64_t seen = 0;
         nb_batch b;
         nb_ctx_set_train(ctx, true);
@@ -258,9 +258,9 @@ int main(int argc, char **argv) {
             seen += b.n;
             if (bar && (b.index % 20 == 0 || b.index + 1 == nbatches))
                 progress(epoch + 1, o.epochs, b.index + 1, nbatches, lsum / (double)seen,
-                         (double)seen * world / (now() - t0), now() - t0);
+                         (double)seen * world / (ex_now() - t0), ex_now() - t0);
         }
-        double dt = now() - t0;
+        double dt = ex_now() - t0;
         train_time += dt;
         trained += seen;
         double train_loss = lsum / (double)seen, val_loss, val_acc;

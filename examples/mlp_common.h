@@ -80,10 +80,4 @@ static inline nb_status evaluate(nb_ctx *ctx, const mlp *m, nb_tensor *x, nb_ten
     return NB_OK;
 }
 
-static inline double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 #endif

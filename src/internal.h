@@ -301,11 +301,13 @@ void nb__blis_init(void);
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */
 /* The tuner's state: step times at the current team size, and a trial of the other size
  * (1 or max) now and then. Pure: nb__tuner_step gets the clock and the step time. */
+#define NB_TUNE_WINDOW 5          /* steps at the current size a trial is compared against */
+#define NB_TUNE_TRIES 3           /* steps at the other size per trial */
 typedef struct {
     int cur, alt, max;            /* team sizes: in use, on trial, all cores */
-    double window[5];             /* the last step times at cur (a ring) */
-    int nwindow;                  /* steps recorded at cur (the ring holds the last 5) */
-    double tries[3];              /* step times of the current trial */
+    double window[NB_TUNE_WINDOW]; /* the last step times at cur (a ring) */
+    int nwindow;                  /* steps recorded at cur (the ring holds the last NB_TUNE_WINDOW) */
+    double tries[NB_TUNE_TRIES];  /* step times of the current trial */
     int ntries, skip;
     bool exploring, aborted;      /* aborted: the trial step was cut short (nb__threads_deadline) */
     double base;                  /* median step at cur when the trial began */

@@ -82,8 +82,6 @@ bool nb_threads_auto(void) {
 }
 
 /* ---- the tuner: a pure state machine over step times (unit-tested with made-up clocks) ---- */
-#define TUNE_WINDOW 5        /* steps at the current size compared against */
-#define TUNE_TRIES 3         /* steps at the other size per trial */
 #define TUNE_FIRST 0.5       /* seconds before the first trial */
 #define TUNE_MAX_WAIT 16.0   /* longest wait between trials while the current size wins */
 #define TUNE_GAIN 0.9        /* switch when the other size's median step is below 0.9x */
@@ -95,7 +93,7 @@ void nb__tuner_init(nb_thread_tuner *t, int max, int start) {
 }
 
 static double median(const double *v, int n) {
-    double s[TUNE_WINDOW > TUNE_TRIES ? TUNE_WINDOW : TUNE_TRIES];
+    double s[NB_TUNE_WINDOW > NB_TUNE_TRIES ? NB_TUNE_WINDOW : NB_TUNE_TRIES];
     for (int i = 0; i < n; i++) {
         int j = i;
         for (; j > 0 && s[j - 1] > v[i]; j--) s[j] = s[j - 1];
@@ -105,7 +103,7 @@ static double median(const double *v, int n) {
 }
 
 static double window_median(const nb_thread_tuner *t) {
-    return median(t->window, t->nwindow < TUNE_WINDOW ? t->nwindow : TUNE_WINDOW);
+    return median(t->window, t->nwindow < NB_TUNE_WINDOW ? t->nwindow : NB_TUNE_WINDOW);
 }
 
 int nb__tuner_step(nb_thread_tuner *t, double now, double dt) {
@@ -118,7 +116,7 @@ int nb__tuner_step(nb_thread_tuner *t, double now, double dt) {
         /* a step far slower than the current size (or cut short by nb__threads_check, which
          * went back to the current size mid-step) ends the trial at once */
         const bool hopeless = t->aborted || dt > 2 * base;
-        if (t->ntries < TUNE_TRIES && !hopeless) {
+        if (t->ntries < NB_TUNE_TRIES && !hopeless) {
             t->deadline = t->alt > t->cur ? 2 * base : 0;
             return t->alt;
         }
@@ -145,9 +143,9 @@ int nb__tuner_step(nb_thread_tuner *t, double now, double dt) {
         t->skip--;
         return t->cur;
     }
-    t->window[t->nwindow++ % TUNE_WINDOW] = dt; /* a ring: the last TUNE_WINDOW steps at cur */
+    t->window[t->nwindow++ % NB_TUNE_WINDOW] = dt; /* a ring: the last NB_TUNE_WINDOW steps at cur */
     const double m = window_median(t);
-    if (t->nwindow >= TUNE_WINDOW) {
+    if (t->nwindow >= NB_TUNE_WINDOW) {
         /* the machine got much slower (another job started?): look again soon, within budget */
         if (t->best > 0 && m > 2 * t->best && t->wait > TUNE_FIRST) {
             t->wait = TUNE_FIRST;
