@@ -297,6 +297,10 @@ void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 
 /* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
 void nb__blis_init(void);
+/* C = A B + beta C through BLIS (strides in elements), with matmul's rule for BLIS's paths and
+ * threads, so the bits do not depend on the thread count; m or n 0: nothing. */
+void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
+              int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc);
 
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */
 /* The tuner's state: step times at the current team size, and a trial of the other size

@@ -1,9 +1,10 @@
 /* nabla/nn.h — building blocks for custom architectures: convolution, pooling, normalisation,
  * embeddings, recurrent cells (all ops, differentiable twice), initialisation, and layers.
  *
- * Images are (N, C, H, W). Convolution is unfold (im2col) + nb_matmul + reshape; unfold and fold
- * (col2im) are two primitive ops whose backward rules are each other, so every op here has
- * gradients of any order. Ops follow ops.h: the context first, a step tensor back, NULL on error
+ * Images are (N, C, H, W). Convolution is three primitive ops (the forward, its input gradient,
+ * which is also the transposed convolution, and its weight gradient), each the others' backward
+ * rule, so it has gradients of any order; a sample's im2col columns are scratch that no tensor
+ * keeps. unfold and fold (col2im) are public ops too, each the other's backward rule. Ops follow ops.h: the context first, a step tensor back, NULL on error
  * with a message naming the op and the shapes (nb_ctx_error / nb_last_error).
  *
  * Layers are plain structs holding pointers to their parameters, which live in a caller-given

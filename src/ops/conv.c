@@ -1,6 +1,6 @@
-/* Convolution: unfold (im2col) and fold (col2im) are the two primitives, each the other's
- * backward rule, so gradients of every order come free. conv2d and conv_transpose2d are
- * unfold/fold + nb_matmul (BLIS) + reshapes; their gradients come from those ops' rules. */
+/* Convolution. unfold (im2col) and fold (col2im) are public ops, each the other's backward
+ * rule. conv2d and conv_transpose2d are three primitives over the same im2col/col2im kernels
+ * and BLIS (see "convolution as three primitives" below), so no column matrix is kept. */
 #include "../internal.h"
 
 #include <omp.h>
@@ -43,7 +43,7 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
  * fixed order, so results do not depend on the thread count. */
 #define DEFINE_IM2COL(T, SUF)                                                                                 \
     static void unfold_##SUF(const nb_tensor *x, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW,       \
-                             double padv, bool bl) {                                                          \
+                             double padv) {                                                          \
         const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], L = OH * OW;        \
         const int64_t xs0 = x->stride[0], xs1 = x->stride[1], xs2 = x->stride[2], xs3 = x->stride[3];         \
         const T pad = (T)padv;                                                                                \
@@ -72,10 +72,8 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
                 }                                                                                             \
         }                                                                                                     \
     }                                                                                                         \
-    /* cols contiguous (N, C*kh*kw, OH*OW), or (C*kh*kw, N, OH*OW) if bl; out contiguous (N, C, H, W),     \
-     * zeroed here */                                                                                         \
-    static void fold_##SUF(const nb_tensor *cols, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW,      \
-                           bool bl) {                                                                         \
+    /* cols contiguous (N, C*kh*kw, OH*OW); out contiguous (N, C, H, W), zeroed here */                      \
+    static void fold_##SUF(const nb_tensor *cols, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW) {   \
         const int64_t N = out->shape[0], C = out->shape[1], H = out->shape[2], W = out->shape[3], L = OH * OW; \
         const T *cd = (const T *)cols->data;                                                                  \
         T *od = (T *)out->data;                                                                               \
@@ -99,10 +97,8 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
                 }                                                                                             \
         }                                                                                                     \
     }
-/* Row of column matrix for plane p = n*C + c and kernel tap ij: (N, C*kk, L) layout, or the
- * batch-last (C*kk, N, L) one when bl (uses N, C, w of the kernel's scope). */
-#define COLS_ROW(p, ij) \
-    (bl ? (((p) % C * w.kh * w.kw + (ij)) * N + (p) / C) : ((p) * w.kh * w.kw + (ij)))
+/* Row of the column matrix (N, C*kh*kw, L) for plane p = n*C + c and kernel tap ij */
+#define COLS_ROW(p, ij) ((p) * w.kh * w.kw + (ij))
 DEFINE_IM2COL(float, f32)
 DEFINE_IM2COL(double, f64)
 
@@ -142,8 +138,8 @@ nb_tensor *nb_unfold(nb_ctx *ctx, nb_tensor *x, nb_window2d win, double pad_valu
     int64_t shape[3] = {x->shape[0], x->shape[1] * win.kh * win.kw, OH * OW};
     nb_tensor *out = nb__new(ctx, x->dtype, 3, shape);
     if (!out) return NULL;
-    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, pad_value, false);
-    else unfold_f64(x, out, win, OH, OW, pad_value, false);
+    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, pad_value);
+    else unfold_f64(x, out, win, OH, OW, pad_value);
     nb_node *n;
     out = nb__finish(ctx, &OP_UNFOLD, out, 1, &x, &n);
     if (n) save_window(n, win);
@@ -167,65 +163,294 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
     int64_t shape[4] = {cols->shape[0], cols->shape[1] / kk, H, W};
     nb_tensor *out = nb__new(ctx, cols->dtype, 4, shape);
     if (!out) return NULL;
-    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW, false);
-    else fold_f64(c, out, win, OH, OW, false);
+    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW);
+    else fold_f64(c, out, win, OH, OW);
     nb_node *n;
     out = nb__finish(ctx, &OP_FOLD, out, 1, &c, &n);
     if (n) save_window(n, win);
     return out;
 }
 
-/* Batch-last unfold/fold for conv2d: columns (C*kh*kw, N, OH*OW), so that a group's rows are one
- * (K, N*L) matrix with no copy. Internal; the caller has checked x, the window and the shapes.
- * Each is the other's backward rule, as for nb_unfold / nb_fold. */
-static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW);
-/* fold_bl: OH x OW windows (given, not derived from H x W: a transposed convolution's
- * output_padding may exceed its stride when dilation does, and adds no window) */
-static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW);
-static nb_status unfold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = fold_bl(ctx, g, n->in[0]->shape[2], n->in[0]->shape[3], node_window(n), n->iattr[8], n->iattr[9]);
-    return NB_OK;
-}
-static nb_status fold_bl_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = unfold_bl(ctx, g, node_window(n), n->iattr[8], n->iattr[9]);
-    return NB_OK;
-}
-static const nb_op OP_UNFOLD_BL = {"unfold_batch_last", unfold_bl_bw, NB_DIFFERENTIABLE},
-                   OP_FOLD_BL = {"fold_batch_last", fold_bl_bw, NB_DIFFERENTIABLE};
+/* ---- convolution as three primitives ----------------------------------------------------
+ * conv(x, w), the forward; conv_bx(g, w), its adjoint in x (the input gradient, and the
+ * transposed convolution); conv_bw(x, g), its adjoint in w (the weight gradient). Each is the
+ * others' backward rule, so gradients of every order stay inside these three ops:
+ *   y  = conv(x, w):     dx = conv_bx(gy, w),   dw = conv_bw(x, gy)
+ *   z  = conv_bx(g, w):  dg = conv(gz, w),      dw = conv_bw(gz, g)
+ *   gw = conv_bw(x, g):  dx = conv_bx(g, ggw),  dg = conv(x, ggw)
+ * The kernels go one sample at a time. A sample's column matrix (C*kh*kw, OH*OW) is scratch:
+ * one per thread, in the arena, released before the op returns, never on the tape. The GEMMs
+ * read and write each sample's own (channels, positions) matrices, so nothing is permuted or
+ * copied, and a 1x1 window with stride 1 and no padding reads the image itself as columns.
+ * Samples are split over threads; the weight gradient sums the samples in a fixed number of
+ * chunks (a function of the shapes only) added in a fixed order, so the bits do not depend on
+ * the thread count. */
+typedef struct {
+    nb_window2d win;
+    int64_t G, H, W, OH, OW; /* groups; the image side (H, W) and the window side (OH, OW) */
+} conv_geom;
 
-static nb_tensor *unfold_bl(nb_ctx *ctx, nb_tensor *x, nb_window2d win, int64_t OH, int64_t OW) {
-    if (nb__null(ctx, "unfold", 1, x)) return NULL;
-    const int64_t shape[3] = {x->shape[1] * win.kh * win.kw, x->shape[0], OH * OW};
-    nb_tensor *out = nb__new(ctx, x->dtype, 3, shape);
-    if (!out) return NULL;
-    if (x->dtype == NB_F32) unfold_f32(x, out, win, OH, OW, 0.0, true);
-    else unfold_f64(x, out, win, OH, OW, 0.0, true);
-    nb_node *n;
-    out = nb__finish(ctx, &OP_UNFOLD_BL, out, 1, &x, &n);
-    if (n) {
-        save_window(n, win);
-        n->iattr[8] = OH, n->iattr[9] = OW;
+static conv_geom node_geom(const nb_node *n) {
+    return (conv_geom){node_window(n), n->iattr[8], n->iattr[9], n->iattr[10], n->iattr[11], n->iattr[12]};
+}
+static void save_geom(nb_node *n, const conv_geom *q) {
+    if (!n) return;
+    save_window(n, q->win);
+    n->iattr[8] = q->G, n->iattr[9] = q->H, n->iattr[10] = q->W, n->iattr[11] = q->OH, n->iattr[12] = q->OW;
+}
+
+/* One call of a kernel: the tensors, the sizes, and the per-thread scratch. */
+typedef struct {
+    conv_geom q;
+    nb_dtype dt;
+    int64_t es, N, C, O, Cg, Og, K, L, HW; /* K = C/G*kh*kw, L = OH*OW, HW = H*W */
+    const nb_tensor *x, *w, *b, *gy;         /* the inputs that this kernel reads */
+    nb_tensor *out;
+    char *scratch;   /* per thread: cols_bytes each */
+    size_t cols_bytes;
+    char *partial;   /* conv_bw: chunks 1.. of the weight gradient */
+    int64_t chunks;
+} conv_job;
+
+static conv_job make_job(const conv_geom *q, nb_dtype dt, int64_t N, int64_t C, int64_t O) {
+    conv_job j = {.q = *q, .dt = dt, .es = (int64_t)nb_dtype_size(dt), .N = N, .C = C, .O = O};
+    j.Cg = C / q->G, j.Og = O / q->G;
+    j.K = j.Cg * q->win.kh * q->win.kw;
+    j.L = q->OH * q->OW, j.HW = q->H * q->W;
+    return j;
+}
+
+/* the image is its own column matrix: 1x1 window, stride 1, no padding, planes contiguous */
+static bool direct_cols(const conv_job *j, const nb_tensor *x) {
+    const nb_window2d w = j->q.win;
+    return w.kh == 1 && w.kw == 1 && w.sh == 1 && w.sw == 1 && w.ph == 0 && w.pw == 0 && j->L == j->HW &&
+           x->stride[3] == 1 && (x->stride[2] == j->q.W || j->q.H == 1);
+}
+
+/* Sample n's column matrix (C*kh*kw, L), row stride *rs: x's planes, or unfolded into buf. */
+static const char *sample_cols(const conv_job *j, const nb_tensor *x, int64_t n, char *buf, int64_t *rs) {
+    const char *xn = (const char *)x->data + n * x->stride[0] * j->es;
+    if (direct_cols(j, x)) {
+        *rs = x->stride[1];
+        return xn;
     }
+    nb_tensor xs = *x, cs = {.dtype = j->dt, .ndim = 3, .shape = {1, j->C * j->q.win.kh * j->q.win.kw, j->L}, .data = buf};
+    xs.shape[0] = 1, xs.numel = j->C * j->HW, xs.data = (void *)xn;
+    nb__contig_strides(3, cs.shape, cs.stride);
+    cs.numel = cs.shape[1] * j->L;
+    if (j->dt == NB_F32) unfold_f32(&xs, &cs, j->q.win, j->q.OH, j->q.OW, 0.0);
+    else unfold_f64(&xs, &cs, j->q.win, j->q.OH, j->q.OW, 0.0);
+    *rs = j->L;
+    return buf;
+}
+
+/* rows (n_rows, len) of a sample set to the per-row value b[r] (bias), or left for beta 0 */
+static void fill_rows(nb_dtype dt, char *dst, const nb_tensor *b, int64_t rows, int64_t len) {
+    for (int64_t r = 0; r < rows; r++) {
+        const double v = nb_get(b, r);
+        if (dt == NB_F32)
+            for (int64_t i = 0; i < len; i++) ((float *)dst)[r * len + i] = (float)v;
+        else
+            for (int64_t i = 0; i < len; i++) ((double *)dst)[r * len + i] = v;
+    }
+}
+
+#define AT(p, off) ((const char *)(p) + (off) * j->es)
+#define AT_MUT(p, off) ((char *)(p) + (off) * j->es)
+
+/* y_n = W cols_n (+ b), one GEMM per group */
+static void conv_fwd_sample(const conv_job *j, int64_t n, char *scratch) {
+    int64_t rs;
+    const char *cols = sample_cols(j, j->x, n, scratch, &rs);
+    char *yn = AT_MUT(j->out->data, n * j->O * j->L);
+    if (j->b) fill_rows(j->dt, yn, j->b, j->O, j->L);
+    for (int64_t g = 0; g < j->q.G; g++)
+        nb__gemm(j->dt, j->Og, j->L, j->K, AT(j->w->data, g * j->Og * j->K), j->K, 1, cols + g * j->K * rs * j->es, rs, 1,
+                 j->b ? 1.0 : 0.0, AT_MUT(yn, g * j->Og * j->L), j->L, 1);
+}
+
+/* z_n = fold(W^T gy_n) (+ b); with direct columns W^T gy_n is z_n itself */
+static void conv_bx_sample(const conv_job *j, int64_t n, char *scratch) {
+    char *zn = AT_MUT(j->out->data, n * j->C * j->HW);
+    const char *gn = AT(j->gy->data, n * j->O * j->L);
+    const bool direct = direct_cols(j, j->out);
+    char *cols = direct ? zn : scratch;
+    for (int64_t g = 0; g < j->q.G; g++)
+        nb__gemm(j->dt, j->K, j->L, j->Og, AT(j->w->data, g * j->Og * j->K), 1, j->K, AT(gn, g * j->Og * j->L), j->L, 1,
+                 0.0, AT_MUT(cols, g * j->K * j->L), j->L, 1);
+    if (!direct) {
+        nb_tensor cs = {.dtype = j->dt, .ndim = 3, .shape = {1, j->C * j->q.win.kh * j->q.win.kw, j->L}, .data = cols};
+        nb_tensor zs = {.dtype = j->dt, .ndim = 4, .shape = {1, j->C, j->q.H, j->q.W}, .data = zn};
+        nb__contig_strides(3, cs.shape, cs.stride);
+        nb__contig_strides(4, zs.shape, zs.stride);
+        cs.numel = cs.shape[1] * j->L, zs.numel = j->C * j->HW;
+        if (j->dt == NB_F32) fold_f32(&cs, &zs, j->q.win, j->q.OH, j->q.OW);
+        else fold_f64(&cs, &zs, j->q.win, j->q.OH, j->q.OW);
+    }
+    if (j->b) /* bias after the fold: the sample is still in cache */
+        for (int64_t c = 0; c < j->C; c++) {
+            const double v = nb_get(j->b, c);
+            for (int64_t i = 0; i < j->HW; i++)
+                if (j->dt == NB_F32) ((float *)zn)[c * j->HW + i] += (float)v;
+                else ((double *)zn)[c * j->HW + i] += v;
+        }
+}
+
+/* chunk c of the weight gradient: sum over its samples of gy_n cols_n^T, per group */
+static void conv_bw_chunk(const conv_job *j, int64_t c, char *scratch) {
+    const int64_t lo = j->N * c / j->chunks, hi = j->N * (c + 1) / j->chunks;
+    char *acc = c == 0 ? (char *)j->out->data : j->partial + (c - 1) * j->O * j->K * j->es;
+    for (int64_t n = lo; n < hi; n++) {
+        int64_t rs;
+        const char *cols = sample_cols(j, j->x, n, scratch, &rs);
+        const char *gn = AT(j->gy->data, n * j->O * j->L);
+        for (int64_t g = 0; g < j->q.G; g++)
+            nb__gemm(j->dt, j->Og, j->K, j->L, AT(gn, g * j->Og * j->L), j->L, 1, cols + g * j->K * rs * j->es, 1, rs,
+                     n == lo ? 0.0 : 1.0, AT_MUT(acc, g * j->Og * j->K), j->K, 1);
+    }
+}
+#undef AT
+#undef AT_MUT
+
+typedef void (*conv_item_fn)(const conv_job *j, int64_t item, char *scratch);
+
+/* Threads over items when there are enough of them and the work pays for the threads; else
+ * one item after another, each GEMM threaded by BLIS (outside any OpenMP region of ours). */
+static int conv_threads(int64_t items, int64_t flops) {
+    const int T = omp_get_max_threads();
+    return T > 1 && items >= T && flops >= ((int64_t)1 << 20) && !omp_in_parallel() ? T : 1;
+}
+static void run_items(const conv_job *j, int64_t items, int threads, conv_item_fn f) {
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            char *s = j->scratch + (size_t)omp_get_thread_num() * j->cols_bytes;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < items; i++) f(j, i, s);
+        }
+    } else {
+        for (int64_t i = 0; i < items; i++) f(j, i, j->scratch);
+    }
+}
+
+/* The scratch of one call, in the arena above the output; released by finish_prim. */
+static bool job_scratch(nb_ctx *ctx, conv_job *j, int threads, bool cols, size_t partial_bytes) {
+    j->cols_bytes = cols ? (size_t)(j->C * j->q.win.kh * j->q.win.kw * j->L * j->es) : 0;
+    const size_t total = (size_t)threads * j->cols_bytes + partial_bytes;
+    char *p = total ? nb_ctx_alloc(ctx, total) : NULL;
+    if (total && !p) return false;
+    j->scratch = p;
+    j->partial = p ? p + (size_t)threads * j->cols_bytes : NULL;
+    return true;
+}
+
+static const nb_op OP_CONV, OP_CONV_BX, OP_CONV_BW;
+static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const conv_geom *q);
+static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tensor *b, const conv_geom *q);
+static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const conv_geom *q);
+
+static nb_tensor *channel_sum(nb_ctx *ctx, nb_tensor *g) { return nb_sum(ctx, g, 3, (int[]){0, 2, 3}, false); }
+
+static nb_status conv_rule(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    const conv_geom q = node_geom(n);
+    if (n->in[0]->requires_grad) gin[0] = conv_bx_prim(ctx, g, n->in[1], NULL, &q);
+    if (n->in[1]->requires_grad) gin[1] = conv_bw_prim(ctx, n->in[0], g, &q);
+    if (n->n_in > 2 && n->in[2]->requires_grad) gin[2] = channel_sum(ctx, g);
+    return NB_OK;
+}
+static nb_status conv_bx_rule(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    const conv_geom q = node_geom(n);
+    if (n->in[0]->requires_grad) gin[0] = conv_prim(ctx, g, n->in[1], NULL, &q);
+    if (n->in[1]->requires_grad) gin[1] = conv_bw_prim(ctx, g, n->in[0], &q);
+    if (n->n_in > 2 && n->in[2]->requires_grad) gin[2] = channel_sum(ctx, g);
+    return NB_OK;
+}
+static nb_status conv_bw_rule(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    const conv_geom q = node_geom(n);
+    if (n->in[0]->requires_grad) gin[0] = conv_bx_prim(ctx, n->in[1], g, NULL, &q);
+    if (n->in[1]->requires_grad) gin[1] = conv_prim(ctx, n->in[0], g, NULL, &q);
+    return NB_OK;
+}
+static const nb_op OP_CONV = {"conv2d", conv_rule, NB_DIFFERENTIABLE},
+                   OP_CONV_BX = {"conv2d_input_grad", conv_bx_rule, NB_DIFFERENTIABLE},
+                   OP_CONV_BW = {"conv2d_weight_grad", conv_bw_rule, NB_DIFFERENTIABLE};
+
+/* release the scratch, record the node */
+static nb_tensor *finish_prim(nb_ctx *ctx, nb_mark m, const nb_op *op, nb_tensor *out, int n_in, nb_tensor **in,
+                              const conv_geom *q) {
+    nb_ctx_release(ctx, m);
+    nb_node *n;
+    out = nb__finish(ctx, op, out, n_in, in, &n);
+    save_geom(n, q);
     return out;
 }
 
-/* cols (C*kh*kw, N, OH*OW) -> (N, C, H, W) */
-static nb_tensor *fold_bl(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW) {
-    if (nb__null(ctx, "fold", 1, cols)) return NULL;
-    nb_tensor *c = nb_contiguous(ctx, cols);
-    if (!c) return NULL;
-    const int64_t shape[4] = {cols->shape[1], cols->shape[0] / (win.kh * win.kw), H, W};
-    nb_tensor *out = nb__new(ctx, cols->dtype, 4, shape);
-    if (!out) return NULL;
-    if (c->dtype == NB_F32) fold_f32(c, out, win, OH, OW, true);
-    else fold_f64(c, out, win, OH, OW, true);
-    nb_node *n;
-    out = nb__finish(ctx, &OP_FOLD_BL, out, 1, &c, &n);
-    if (n) {
-        save_window(n, win);
-        n->iattr[8] = OH, n->iattr[9] = OW;
+/* x (N, C, H, W) any strides, w (O, C/G, kh, kw), b (O) or NULL -> (N, O, OH, OW) */
+static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const conv_geom *q) {
+    if (!x || !(w = nb_contiguous(ctx, w))) return NULL;
+    conv_job j = make_job(q, x->dtype, x->shape[0], x->shape[1], w->shape[0]);
+    nb_tensor *y = nb__new(ctx, x->dtype, NB_SHAPE(j.N, j.O, q->OH, q->OW));
+    if (!y) return NULL;
+    j.x = x, j.w = w, j.b = b, j.out = y;
+    const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
+    nb_mark m = nb_ctx_mark(ctx);
+    if (!job_scratch(ctx, &j, T, !direct_cols(&j, x), 0)) return NULL;
+    run_items(&j, j.N, T, conv_fwd_sample);
+    nb_tensor *in[3] = {x, w, b};
+    return finish_prim(ctx, m, &OP_CONV, y, b ? 3 : 2, in, q);
+}
+
+/* gy (N, O, OH, OW), w (O, C/G, kh, kw), b (C) or NULL -> (N, C, H, W) */
+static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tensor *b, const conv_geom *q) {
+    if (!(gy = nb_contiguous(ctx, gy)) || !(w = nb_contiguous(ctx, w))) return NULL;
+    conv_job j = make_job(q, gy->dtype, gy->shape[0], w->shape[1] * q->G, gy->shape[1]);
+    nb_tensor *z = nb__new(ctx, gy->dtype, NB_SHAPE(j.N, j.C, q->H, q->W));
+    if (!z) return NULL;
+    j.gy = gy, j.w = w, j.b = b, j.out = z;
+    const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
+    nb_mark m = nb_ctx_mark(ctx);
+    if (!job_scratch(ctx, &j, T, !direct_cols(&j, z), 0)) return NULL;
+    run_items(&j, j.N, T, conv_bx_sample);
+    nb_tensor *in[3] = {gy, w, b};
+    return finish_prim(ctx, m, &OP_CONV_BX, z, b ? 3 : 2, in, q);
+}
+
+/* Chunks of the weight gradient's sum over samples: up to 8, fewer when the partial sums of a
+ * large weight would pass 8 MiB (then each chunk's GEMMs are large enough to thread alone). */
+static int64_t bw_chunks(const conv_job *j) {
+    int64_t c = j->N < 8 ? j->N : 8;
+    const int64_t wbytes = j->O * j->K * j->es;
+    while (c > 1 && (c - 1) * wbytes > ((int64_t)8 << 20)) c--;
+    return c > 0 ? c : 1;
+}
+
+/* x (N, C, H, W) any strides, gy (N, O, OH, OW) -> (O, C/G, kh, kw) */
+static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const conv_geom *q) {
+    if (!x || !(gy = nb_contiguous(ctx, gy))) return NULL;
+    conv_job j = make_job(q, x->dtype, x->shape[0], x->shape[1], gy->shape[1]);
+    nb_tensor *gw = nb__new(ctx, x->dtype, NB_SHAPE(j.O, j.Cg, q->win.kh, q->win.kw));
+    if (!gw) return NULL;
+    j.x = x, j.gy = gy, j.out = gw;
+    j.chunks = bw_chunks(&j);
+    const int T = conv_threads(j.chunks, j.N * j.O * j.K * j.L);
+    nb_mark m = nb_ctx_mark(ctx);
+    if (!job_scratch(ctx, &j, T, !direct_cols(&j, x), (size_t)((j.chunks - 1) * j.O * j.K * j.es))) return NULL;
+    if (j.N == 0) nb_fill(gw, 0.0);
+    run_items(&j, j.chunks, T, conv_bw_chunk);
+    const int64_t len = j.O * j.K; /* chunk 0 is gw itself; add the others in order */
+    for (int64_t c = 1; c < j.chunks; c++) {
+        if (j.dt == NB_F32) {
+            float *d = gw->data;
+            const float *s = (const float *)j.partial + (c - 1) * len;
+            for (int64_t i = 0; i < len; i++) d[i] += s[i];
+        } else {
+            double *d = gw->data;
+            const double *s = (const double *)j.partial + (c - 1) * len;
+            for (int64_t i = 0; i < len; i++) d[i] += s[i];
+        }
     }
-    return out;
+    nb_tensor *in[2] = {x, gy};
+    return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);
 }
 
 /* ---- conv2d / conv_transpose2d -------------------------------------------------------------- */
@@ -254,11 +479,6 @@ static bool conv_args(nb_ctx *ctx, const char *op, const nb_tensor *x, const nb_
                         (long long)bias_len, sw),
                false;
     return true;
-}
-
-static nb_tensor *add_channel_bias(nb_ctx *ctx, nb_tensor *y, nb_tensor *b) {
-    if (!b || !y) return y;
-    return nb_add(ctx, y, nb_reshape(ctx, b, NB_SHAPE(b->shape[0], 1, 1)));
 }
 
 /* The options with their defaults filled in (zero fields: stride 1, dilation 1, groups 1),
@@ -315,19 +535,10 @@ static nb_tensor *conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, 
     if (!conv_opts(ctx, "conv2d", opts, defaults, w->ndim == 4 ? w->shape[2] : 1, w->ndim == 4 ? w->shape[3] : 1, &win, op_pad, &G))
         return NULL;
     if (!conv_args(ctx, "conv2d", x, w, b, (int)G, w->ndim == 4 ? w->shape[1] * G : -1, w->shape[0])) return NULL;
-    const int64_t N = x->shape[0], O = w->shape[0];
     int64_t OH, OW;
     if (!window_out(ctx, "conv2d", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
-    const int64_t K = w->shape[1] * win.kh * win.kw, L = OH * OW;
-    /* The batch goes into the GEMM's columns: (G, O/G, K) x (G, K, N*L) -> (G, O/G, N*L), one GEMM
-     * per group. The weight gradient is then one GEMM per group too, with no sum over the batch
-     * (a per-sample GEMM broadcasting w costs N small GEMMs plus a reduction). The columns are
-     * unfolded batch-last, (C*kh*kw, N, L) = (G, K, N*L), so the one copy is the output's back
-     * to (N, G, O/G, L). */
-    nb_tensor *cols = nb_reshape(ctx, unfold_bl(ctx, x, win, OH, OW), NB_SHAPE(G, K, N * L));
-    nb_tensor *y = nb_matmul(ctx, nb_reshape(ctx, w, NB_SHAPE(G, O / G, K)), cols);
-    y = nb_permute(ctx, nb_reshape(ctx, y, NB_SHAPE(G, O / G, N, L)), (int[]){2, 0, 1, 3});
-    return add_channel_bias(ctx, nb_reshape(ctx, y, NB_SHAPE(N, O, OH, OW)), b);
+    const conv_geom q = {win, G, x->shape[2], x->shape[3], OH, OW};
+    return conv_prim(ctx, x, w, b, &q);
 }
 
 nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int stride, int padding,
@@ -356,8 +567,7 @@ static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_t
     if (!conv_args(ctx, "conv_transpose2d", x, w, b, (int)G, w->ndim == 4 ? w->shape[0] : -1,
                    w->ndim == 4 ? w->shape[1] * G : -1))
         return NULL;
-    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    const int64_t Og = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    const int64_t H = x->shape[2], W = x->shape[3], kh = w->shape[2], kw = w->shape[3];
     if (win.sh < 1 || win.sw < 1 || win.dh < 1 || win.dw < 1 || win.ph < 0 || win.pw < 0) {
         int64_t dummy;
         window_out(ctx, "conv_transpose2d", x, H, W, win, &dummy, &dummy);
@@ -383,13 +593,7 @@ static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_t
                         nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw), (long long)win.sh,
                         (long long)win.sw, (long long)win.ph, (long long)win.pw, (long long)OH, (long long)OW);
     }
-    /* (G, Og*k*k, C/G) x (G, C/G, N*H*W) -> (G, Og*k*k, N*H*W), one GEMM per group with the batch
-     * in the columns (as in conv2d; the one copy is x's to (G, C/G, N, H*W)), which is the
-     * batch-last column layout (G*Og*k*k, N, H*W) that col2im reads */
-    const int64_t Kc = Og * kh * kw, L = H * W;
-    nb_tensor *wt = nb_transpose(ctx, nb_reshape(ctx, w, NB_SHAPE(G, C / G, Kc)), 1, 2);
-    nb_tensor *xg = nb_permute(ctx, nb_reshape(ctx, x, NB_SHAPE(N, G, C / G, L)), (int[]){1, 2, 0, 3});
-    nb_tensor *cols = nb_matmul(ctx, wt, nb_reshape(ctx, xg, NB_SHAPE(G, C / G, N * L)));
-    nb_tensor *y = fold_bl(ctx, nb_reshape(ctx, cols, NB_SHAPE(G * Kc, N, L)), OH, OW, win, H, W);
-    return add_channel_bias(ctx, y, b);
+    /* the adjoint in x of a convolution over the (OH, OW) output, whose windows are x's pixels */
+    const conv_geom q = {win, G, OH, OW, H, W};
+    return conv_bx_prim(ctx, x, w, b, &q);
 }

@@ -13,8 +13,9 @@
  * (by our threads or by BLIS's) can differ in the last bits from the same product computed
  * whole. The conventional path gives every element of C the same micro-kernel and k order
  * however C is cut, so every product that may be cut for threads runs there (see matmul_nd). */
-static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
-                 int64_t rsb, int64_t csb, void *c, int64_t rsc, int64_t csc, int threads, bool sup) {
+static void gemm_beta(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa,
+                      const void *b, int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc, int threads,
+                      bool sup) {
     nb__blis_init();
     rntm_t rntm;
     bli_rntm_init(&rntm);
@@ -29,14 +30,29 @@ static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, in
     if (rsb == 0) rsb = 1;
     if (csb == 0) csb = 1;
     if (dt == NB_F32) {
-        float one = 1.0f, zero = 0.0f;
-        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, (float *)a, rsa, csa, (float *)b, rsb, csb, &zero,
+        float one = 1.0f, fb = (float)beta;
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, (float *)a, rsa, csa, (float *)b, rsb, csb, &fb,
                      (float *)c, rsc, csc, NULL, &rntm);
     } else {
-        double one = 1.0, zero = 0.0;
+        double one = 1.0;
         bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &one, (double *)a, rsa, csa, (double *)b, rsb, csb,
-                     &zero, (double *)c, rsc, csc, NULL, &rntm);
+                     &beta, (double *)c, rsc, csc, NULL, &rntm);
     }
+}
+static void gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
+                 int64_t rsb, int64_t csb, void *c, int64_t rsc, int64_t csc, int threads, bool sup) {
+    gemm_beta(dt, m, n, k, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc, threads, sup);
+}
+
+/* The same product rule as matmul's, for kernels that call GEMM themselves (convolution):
+ * sup only below 2^18 flops, where a product is never cut; inside an OpenMP region (the
+ * caller's threads own the work) BLIS runs on one thread, outside on all of ours. */
+void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
+              int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc) {
+    if (m <= 0 || n <= 0) return;
+    const int64_t flops = m * n * k, min_par = (int64_t)1 << 18;
+    const int threads = omp_in_parallel() || flops < min_par ? 1 : omp_get_max_threads();
+    gemm_beta(dt, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, threads, flops < min_par);
 }
 
 /* A matrix stored column by column (a transposed view, as the weight in nb_linear). */

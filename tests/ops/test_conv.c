@@ -177,3 +177,112 @@ Test(conv, errors_name_the_shapes) {
     cr_assert_null(nb_conv2d(ctx, NULL, x, NULL, 1, 0, 1, 1));
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_NULL);
 }
+
+/* ---- the convolution primitives against unfold + matmul ------------------------------------- */
+/* conv2d by its definition: unfold, one matmul per group, reshape (the composite the primitive
+ * replaced), with the same inputs. */
+static nb_tensor *conv_by_unfold(nb_ctx *c, nb_tensor *x, nb_tensor *w, nb_window2d win, int64_t G) {
+    const int64_t N = x->shape[0], O = w->shape[0], K = w->shape[1] * win.kh * win.kw;
+    nb_tensor *cols = nb_unfold(c, x, win, 0.0); /* (N, C*kk, L) */
+    const int64_t L = cols->shape[2];
+    nb_tensor *cg = nb_reshape(c, cols, NB_SHAPE(N, G, K, L));
+    nb_tensor *wg = nb_reshape(c, w, NB_SHAPE(G, O / G, K));
+    nb_tensor *y = nb_matmul(c, wg, cg); /* (N, G, O/G, L) */
+    const int64_t OH = (x->shape[2] + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1;
+    return nb_reshape(c, y, NB_SHAPE(N, O, OH, L / OH));
+}
+
+typedef struct {
+    int64_t N, C, H, W, O, k, stride, pad, dil, G;
+    bool strided_x; /* x a transposed view (H and W swapped in memory) */
+} conv_case;
+
+static void assert_same_values(nb_tensor *a, nb_tensor *b, double tol, const char *what) {
+    cr_assert_not_null(a, "%s: %s", what, nb_ctx_error(ctx));
+    cr_assert_not_null(b, "%s: %s", what, nb_ctx_error(ctx));
+    cr_assert(nb_same_shape(a, b), "%s: shapes differ", what);
+    for (int64_t i = 0; i < a->numel; i++)
+        assert_close(nb_get(a, i), nb_get(b, i), tol, tol, "%s: element %lld", what, (long long)i);
+}
+
+/* forward, input and weight gradients, and the gradient of a gradient, against the composite */
+static void check_against_unfold(const conv_case *k, nb_dtype dt) {
+    nb_tensor *x = nb_randn(ctx, dt, NB_SHAPE(k->N, k->C, k->strided_x ? k->W : k->H, k->strided_x ? k->H : k->W));
+    if (k->strided_x) x = nb_transpose(ctx, x, 2, 3);
+    nb_tensor *w = nb_randn(ctx, dt, NB_SHAPE(k->O, k->C / k->G, k->k, k->k));
+    nb_requires_grad(x, true), nb_requires_grad(w, true);
+    const nb_window2d win = {k->k, k->k, k->stride, k->stride, k->pad, k->pad, k->dil, k->dil};
+    nb_tensor *y = nb_conv2d(ctx, x, w, NULL, (int)k->stride, (int)k->pad, (int)k->dil, (int)k->G);
+    nb_tensor *yr = conv_by_unfold(ctx, x, w, win, k->G);
+    const double tol = dt == NB_F32 ? 2e-4 : 1e-11;
+    assert_same_values(y, yr, tol, "forward");
+    nb_tensor *gy = nb_randn(ctx, dt, y->ndim, y->shape);
+    /* a scalar of the gradients, so the second order runs through every primitive */
+    nb_tensor *in[2] = {x, w}, *g[2], *gr[2];
+    cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, true), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_grad(ctx, 1, &yr, &gy, 2, in, gr, true), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_same_values(g[0], gr[0], tol, "input gradient");
+    assert_same_values(g[1], gr[1], tol * 10, "weight gradient");
+    nb_tensor *s = nb_add(ctx, nb_sum_all(ctx, nb_mul(ctx, g[0], g[0])), nb_sum_all(ctx, nb_mul(ctx, g[1], g[1])));
+    nb_tensor *sr = nb_add(ctx, nb_sum_all(ctx, nb_mul(ctx, gr[0], gr[0])), nb_sum_all(ctx, nb_mul(ctx, gr[1], gr[1])));
+    nb_tensor *h[2], *hr[2];
+    cr_assert_eq(nb_grad(ctx, 1, &s, NULL, 2, in, h, false), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_grad(ctx, 1, &sr, NULL, 2, in, hr, false), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_same_values(h[0], hr[0], tol * 100, "second order, x");
+    assert_same_values(h[1], hr[1], tol * 100, "second order, w");
+}
+
+Test(conv, primitives_match_unfold_matmul) {
+    const conv_case cases[] = {
+        {3, 4, 7, 6, 6, 3, 1, 1, 1, 1, false}, /* plain 3x3 */
+        {2, 4, 9, 8, 4, 3, 2, 1, 2, 2, true},  /* stride, dilation, groups, strided input */
+        {3, 6, 5, 5, 6, 1, 1, 0, 1, 3, false}, /* 1x1: the image is its own columns */
+        {2, 3, 5, 4, 5, 1, 1, 0, 1, 1, true},  /* 1x1 on a strided image: unfolded */
+        {2, 4, 6, 6, 4, 3, 1, 1, 1, 4, false}, /* depthwise */
+        {2, 3, 6, 5, 2, 2, 2, 0, 1, 1, false}, /* even kernel, stride 2 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_against_unfold(&cases[i], NB_F64);
+        nb_ctx_reset(ctx);
+    }
+}
+
+/* Large enough for the threaded paths: samples split over threads, the weight gradient in
+ * chunks; f32 against the f64 composite, and the same bits at 1 and 2 threads. */
+Test(conv, threaded_path_same_bits_any_thread_count) {
+    const conv_case big = {20, 8, 12, 12, 16, 3, 1, 1, 1, 1, false};
+    check_against_unfold(&big, NB_F32);
+    nb_ctx_reset(ctx);
+    nb_tensor *res[2][3];
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 8, 12, 12)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 8, 3, 3));
+    nb_requires_grad(x, true), nb_requires_grad(w, true);
+    nb_tensor *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 12, 12));
+    for (int t = 0; t < 2; t++) {
+        nb_set_num_threads(t + 1);
+        nb_tensor *y = nb_conv2d(ctx, x, w, NULL, 1, 1, 1, 1), *in[2] = {x, w}, *g[2];
+        cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+        res[t][0] = y, res[t][1] = g[0], res[t][2] = g[1];
+    }
+    nb_set_num_threads(0);
+    for (int r = 0; r < 3; r++)
+        cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
+                  "result %d differs between 1 and 2 threads", r);
+}
+
+/* The column matrix (N*C*kh*kw*OH*OW floats, 29 MB here) is never on the tape: a training
+ * step's arena holds the input, the output, their gradients and a bounded scratch. */
+Test(conv, columns_stay_out_of_the_arena) {
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(64, 16, 28, 28)), *w = nb_tensor_new(NB_F32, NB_SHAPE(16, 16, 3, 3));
+    nb_rng r = nb_rng_new(3);
+    nb_rng_normal(&r, x, 0, 1), nb_rng_normal(&r, w, 0, 0.1);
+    nb_requires_grad(x, true), nb_requires_grad(w, true);
+    const size_t image = (size_t)x->numel * sizeof(float), cols = image * 9;
+    const size_t before = nb_ctx_bytes_used(ctx);
+    nb_tensor *y = nb_conv2d(ctx, x, w, NULL, 1, 1, 1, 1);
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    cr_assert_lt(nb_ctx_bytes_used(ctx) - before, image + 4096, "the forward kept more than its output");
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    /* y, the (materialised) ones gradient, x's gradient, w's, one sample's columns per thread */
+    cr_assert_lt(nb_ctx_bytes_peak(ctx), 5 * image, "peak %zu bytes; the columns alone are %zu", nb_ctx_bytes_peak(ctx), cols);
+    nb_tensor_free(x), nb_tensor_free(w);
+}
