@@ -560,6 +560,35 @@ static void row_cnn(void) {
 
 /* Sustained throughput: train for a fixed wall time from the first step, as a user's run
  * would (the automatic team size's trials and its first decision included). */
+/* Row 9: memory of fashion_cnn's network. The arena (and backward pool) peak of one training
+ * step at batch 64, and of a no-grad evaluation forward at batch 500; the process's peak RSS. */
+static void row_cnn_memory(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    cnn_run m;
+    cnn_init(&m, x, y, 64);
+    for (int i = 0; i < 3; i++) cnn_step(&m);
+    bench_report("cnn-memory", "train B=64", "step_peak", (double)nb_ctx_bytes_peak(m.ctx) / 1048576.0, "MiB");
+    nb_ctx *ev = nb_ctx_new();
+    nb_ctx_set_train(ev, false);
+    NB_NO_GRAD(ev) {
+        nb_tensor *xb = nb_reshape(ev, nb_slice(ev, x, 0, 0, 500, 1), 4, (int64_t[]){500, 1, 28, 28});
+        nb_tensor *h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn1, nb_conv2d_layer_forward(ev, &m.conv1, xb)));
+        h = nb_max_pool2d(ev, h, 2, 2, 0);
+        h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn2, nb_conv2d_layer_forward(ev, &m.conv2, h)));
+        h = nb_flatten(ev, nb_max_pool2d(ev, h, 2, 2, 0), 1);
+        h = nb_linear_layer_forward(ev, &m.fc2, nb_relu(ev, nb_linear_layer_forward(ev, &m.fc1, h)));
+        if (!h) fprintf(stderr, "cnn-memory: %s\n", nb_ctx_error(ev)), exit(1);
+    }
+    bench_report("cnn-memory", "eval B=500", "forward_peak", (double)nb_ctx_bytes_peak(ev) / 1048576.0, "MiB");
+    nb_ctx_free(ev);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    bench_report("cnn-memory", "process", "peak_rss", (double)ru.ru_maxrss / 1024.0, "MiB");
+    cnn_free(&m);
+    nb_tensor_free(x), nb_tensor_free(y);
+}
+
 static void steady_case(const char *model, void (*step)(void *), void *arg, int64_t batch, double seconds) {
     step(arg); /* warm-up: the arena reaches its size */
     const double t0 = omp_get_wtime();
@@ -667,6 +696,8 @@ int main(int argc, char **argv) {
             row_optim();
         } else if (!strcmp(row, "cnn")) {
             row_cnn();
+        } else if (!strcmp(row, "cnn-memory")) {
+            row_cnn_memory();
         } else if (!strcmp(row, "steady")) {
             row_steady();
         } else if (!strcmp(row, "prof-cnn")) {

@@ -54,7 +54,26 @@ struct nb_ctx {
     char msg[512];
     double step_end;            /* when the last step ended (the thread tuner's clock) */
     uint64_t gen;               /* generation of the current step: stamped into step tensors, new at every reset */
+    /* the backward pool (src/graph/pool.c) */
+    struct nb_block *pool_free, *pool_used, *pool_born;
+    size_t pool_bytes, pool_live; /* held from the system; in use now */
+    bool pool_on;                 /* a backward walk without create_graph is running */
 };
+
+/* ---- the backward pool (src/graph/pool.c) ------------------------------------------------ */
+typedef struct nb_block nb_block;
+/* Data for a new tensor from the pool when a walk has it on and bytes is large enough; else
+ * NULL (the arena takes it). *block is the tensor's block. */
+void *nb__pool_alloc(nb_ctx *ctx, size_t bytes, nb_block **block);
+void nb__pool_ref(nb_tensor *t);                  /* a slot holds t */
+void nb__pool_unref(nb_ctx *ctx, nb_tensor *t);   /* a slot let go of t: free its block if dead */
+void nb__pool_retain(nb_tensor *t);               /* t's block stays until the reset */
+bool nb__pool_exclusive(const nb_tensor *t);      /* t is its block's whole data, held by one slot */
+void nb__pool_node_done(nb_ctx *ctx);             /* free what the node made that no slot holds */
+void nb__pool_walk_end(nb_ctx *ctx);              /* pool off; what is held stays until the reset */
+void nb__pool_reset(nb_ctx *ctx);                 /* every block free again (nb_ctx_reset) */
+void nb__pool_destroy(nb_ctx *ctx);               /* blocks back to the system (nb_ctx_free) */
+void nb__note_peak(nb_ctx *ctx);                  /* peak = max(peak, arena in use + pool in use) */
 
 /* ---- a walk's per-tensor state (backward, DOT export), owned by the context ---------------- */
 typedef struct nb_walk_slot {

@@ -27,8 +27,14 @@ void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the gra
 void nb_ctx_reset(nb_ctx *ctx);
 /* Cap on the arena's size in bytes (0 = unlimited, the default); past it ops fail with NB_ERR_NOMEM. */
 void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);
+/* Bytes of step data in use now (the arena, plus the backward pool's live blocks), and the
+ * most in use at once since creation or nb_ctx_reset_peak. A backward pass without
+ * create_graph keeps its gradients and its rules' temporaries in a pool of its own and frees
+ * each the moment it is dead, so a step's peak is about its saved activations plus a few
+ * gradients, not everything the backward ever made. */
 size_t nb_ctx_bytes_used(const nb_ctx *ctx);
 size_t nb_ctx_bytes_peak(const nb_ctx *ctx);
+void nb_ctx_reset_peak(nb_ctx *ctx);
 /* Number of malloc calls the context has made since creation (for no-malloc-per-step checks). */
 uint64_t nb_ctx_mallocs(const nb_ctx *ctx);
 /* Number of nodes currently on the tape. */

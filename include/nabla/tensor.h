@@ -69,6 +69,7 @@ typedef struct nb_tensor {
      * context, so contexts on different threads may walk through the same parameters */
     void *alloc_;                  /* malloc'd block of a persistent tensor (NULL for views) */
     uint64_t gen_;                 /* step tensors: the context generation that made it (0 otherwise) */
+    struct nb_block *block_;       /* data in the backward pool (src/graph/pool.c), NULL otherwise */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */

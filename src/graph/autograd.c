@@ -79,6 +79,9 @@ static bool touch(nb_ctx *ctx, nb_tensor *t) {
     return true;
 }
 
+/* A slot holds its gradient's pool block (if any) until the walk lets go of it. A sum goes
+ * into the held gradient itself when that is a whole block no other slot holds (the same
+ * additions in the same order as a new tensor, so the same bits). */
 static nb_status accumulate(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
     nb_walk_slot *sl = nb__walk_slot(ctx, t);
     if (!sl->acc) {
@@ -87,17 +90,34 @@ static nb_status accumulate(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
             return NB_ERR_NOMEM;
         }
         sl->acc = g;
+        nb__pool_ref(g);
+        return NB_OK;
+    }
+    if (nb__pool_exclusive(sl->acc) && nb_same_shape(sl->acc, g) && sl->acc->dtype == g->dtype) {
+        nb__accumulate_kernel(sl->acc, g);
         return NB_OK;
     }
     nb_tensor *s = nb_add(ctx, sl->acc, g);
     if (!s) return ctx->status ? ctx->status : NB_ERR_NOMEM;
+    nb__pool_ref(s);
+    nb__pool_unref(ctx, sl->acc);
     sl->acc = s;
     return NB_OK;
 }
 
+/* hooks and long-lived results take their memory from the arena, never from the pool */
+static bool pool_pause(nb_ctx *ctx) {
+    bool was = ctx->pool_on;
+    ctx->pool_on = false;
+    return was;
+}
+
 static nb_tensor *run_hooks(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
+    nb__pool_retain(g); /* a hook may keep the gradient it sees: it stays until the reset */
     for (nb_hook *h = t->hooks; h && g; h = h->next) {
+        const bool was = pool_pause(ctx); /* what a hook makes or keeps outlives the walk */
         nb_tensor *r = h->fn(ctx, g, h->user);
+        ctx->pool_on = was;
         if (!r) {
             if (ctx->status == NB_OK) nb__fail(ctx, NB_ERR_STATE, "backward: a gradient hook returned NULL");
             return NULL;
@@ -142,11 +162,14 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
     if (!g) return ctx->status;
     if (t->persistent) pthread_mutex_lock(&grad_lock);
     if (!t->grad) {
+        const bool was = pool_pause(ctx);
         t->grad = t->persistent ? nb_tensor_new(t->dtype, t->ndim, t->shape) : nb_zeros_like(ctx, t);
+        ctx->pool_on = was;
         if (t->grad && t->persistent) ctx->mallocs++;
     }
     if (t->grad) nb__accumulate_kernel(t->grad, g);
     if (t->persistent) pthread_mutex_unlock(&grad_lock);
+    nb__pool_unref(ctx, sl->acc); /* in .grad now */
     if (!t->grad) {
         nb__fail(ctx, NB_ERR_NOMEM, "backward: cannot allocate .grad");
         return NB_ERR_NOMEM;
@@ -171,6 +194,12 @@ static nb_status release_leaves(nb_ctx *ctx, const nb_node *n) {
     return NB_OK;
 }
 
+static bool is_target(const nb_tensor *t, int n_in, nb_tensor *const *targets) {
+    for (int i = 0; i < n_in; i++)
+        if (targets[i] == t) return true;
+    return false;
+}
+
 /* The walk. With targets (n_in > 0) only nodes on a path to a target run (visit 1 marks
  * them); otherwise every tensor that requires grad receives its gradient in its slot's acc,
  * and a leaf's visit counts its uses left (finalized at 0). */
@@ -180,6 +209,7 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
     for (int k = 0; k < n_out; k++)
         if (outs[k]->node && outs[k]->node->seq > start) start = outs[k]->node->seq;
     if (!nb__walk_begin(ctx, start, n_out + n_in)) return ctx->status;
+    ctx->pool_on = !create_graph;
 
     if (n_in > 0) {  /* mark what leads to a target */
         for (int i = 0; i < n_in; i++) nb__walk_slot(ctx, targets[i])->visit = 1;
@@ -211,6 +241,7 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
             if (leaves && (st = release_leaves(ctx, n)) != NB_OK) return st;
             continue;
         }
+        nb_tensor *held = osl->acc; /* the output's gradient: dead after this node, unless a target */
         nb_tensor *g = out->hooks ? run_hooks(ctx, out, osl->acc) : osl->acc;
         if (!g) return ctx->status;
         osl = nb__walk_slot(ctx, out); /* the hooks' ops do not move slots, but be exact */
@@ -263,6 +294,8 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
             if (st != NB_OK) return st;
         }
         if (leaves) st = release_leaves(ctx, n);
+        if (!is_target(out, n_in, targets)) nb__pool_unref(ctx, held);
+        nb__pool_node_done(ctx);
     }
     return st;
 }
@@ -307,6 +340,7 @@ nb_status nb_backward_many(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_te
     if (st != NB_OK) return st;
     bool prev = nb_ctx_set_grad_enabled(ctx, false);
     st = walk(ctx, n_out, outs, grad_outs, 0, NULL, false);
+    nb__pool_walk_end(ctx);
     /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {
         nb_tensor *t = ctx->touched[i];
@@ -331,6 +365,7 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
     }
     bool prev = nb_ctx_set_grad_enabled(ctx, create_graph);
     st = walk(ctx, n_out, outs, grad_outs, n_in, inputs, create_graph);
+    nb__pool_walk_end(ctx);
     for (int i = 0; i < n_in && st == NB_OK; i++) {
         nb_tensor *t = inputs[i];
         nb_tensor *g = nb__walk_slot(ctx, t)->acc;

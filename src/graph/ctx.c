@@ -70,6 +70,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     if (!ctx) return;
     nb__threads_forget(ctx);
     for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
+    nb__pool_destroy(ctx);
     free(ctx->tape);
     free(ctx->touched);
     free(ctx->slots);
@@ -83,9 +84,18 @@ static size_t arena_capacity(const nb_ctx *ctx) {
 }
 
 size_t nb_ctx_bytes_used(const nb_ctx *ctx) {
-    size_t s = 0;
+    size_t s = ctx ? ctx->pool_live : 0;
     for (int i = 0; ctx && i <= ctx->cur && i < ctx->nchunks; i++) s += ctx->chunks[i].used;
     return s;
+}
+void nb__note_peak(nb_ctx *ctx) {
+    const size_t now = ctx->used_before_cur + (ctx->cur < ctx->nchunks ? ctx->chunks[ctx->cur].used : 0) + ctx->pool_live;
+    if (now > ctx->peak) ctx->peak = now;
+}
+void nb_ctx_reset_peak(nb_ctx *ctx) {
+    if (!ctx) return;
+    ctx->peak = 0;
+    nb__note_peak(ctx);
 }
 size_t nb_ctx_bytes_peak(const nb_ctx *ctx) { return ctx ? ctx->peak : 0; }
 uint64_t nb_ctx_mallocs(const nb_ctx *ctx) { return ctx ? ctx->mallocs : 0; }
@@ -105,7 +115,7 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
             if (c->size - c->used >= n) {
                 void *p = c->base + c->used;
                 c->used += n;
-                if (ctx->used_before_cur + c->used > ctx->peak) ctx->peak = ctx->used_before_cur + c->used;
+                nb__note_peak(ctx);
                 return p;
             }
             if (ctx->cur + 1 < ctx->nchunks) {  /* a later chunk (kept from before) may fit */
@@ -149,6 +159,7 @@ void nb_ctx_reset(nb_ctx *ctx) {
         }
     }
     if (ctx->nchunks) ctx->chunks[0].used = 0;
+    nb__pool_reset(ctx);
     ctx->cur = 0;
     ctx->used_before_cur = 0;
     ctx->tape_len = 0;
@@ -240,18 +251,21 @@ void nb_ctx_on_grad_ready(nb_ctx *ctx, nb_grad_ready_fn fn, void *user) {
 nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
     int64_t n;
     if (!nb__size_ok(ctx, nb__op_name ? nb__op_name : "new", ndim, shape, nb_dtype_size(dt), &n)) return NULL;
-    size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63;
-    char *p = nb_ctx_alloc(ctx, hdr + (size_t)n * nb_dtype_size(dt));
+    size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63, bytes = (size_t)n * nb_dtype_size(dt);
+    nb_block *block;
+    void *data = nb__pool_alloc(ctx, bytes, &block);
+    char *p = nb_ctx_alloc(ctx, data ? sizeof(nb_tensor) : hdr + bytes);
     if (!p) return NULL;
     nb_tensor *t = (nb_tensor *)p;
     memset(t, 0, sizeof *t);
+    t->block_ = block;
     t->gen_ = ctx->gen;
     t->dtype = dt;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     nb__contig_strides(ndim, shape, t->stride);
     t->numel = n;
-    t->data = p + hdr;
+    t->data = data ? data : p + hdr;
     return t;
 }
 
@@ -268,6 +282,7 @@ nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t 
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i], t->stride[i] = stride[i];
     t->numel = n;
     t->data = data;
+    t->block_ = base->block_;
     return t;
 }
 
