@@ -571,12 +571,13 @@ static void row_cnn_memory(void) {
     bench_report("cnn-memory", "train B=64", "step_peak", (double)nb_ctx_bytes_peak(m.ctx) / 1048576.0, "MiB");
     nb_ctx *ev = nb_ctx_new();
     nb_ctx_set_train(ev, false);
-    NB_NO_GRAD(ev) {
+    NB_NO_GRAD(ev) { /* each block's temporaries released once its output is kept (nb_ctx_keep) */
         nb_tensor *xb = nb_reshape(ev, nb_slice(ev, x, 0, 0, 500, 1), 4, (int64_t[]){500, 1, 28, 28});
+        const nb_mark mk = nb_ctx_mark(ev);
         nb_tensor *h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn1, nb_conv2d_layer_forward(ev, &m.conv1, xb)));
-        h = nb_max_pool2d(ev, h, 2, 2, 0);
+        h = nb_ctx_keep(ev, mk, nb_max_pool2d(ev, h, 2, 2, 0));
         h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn2, nb_conv2d_layer_forward(ev, &m.conv2, h)));
-        h = nb_flatten(ev, nb_max_pool2d(ev, h, 2, 2, 0), 1);
+        h = nb_ctx_keep(ev, mk, nb_flatten(ev, nb_max_pool2d(ev, h, 2, 2, 0), 1));
         h = nb_linear_layer_forward(ev, &m.fc2, nb_relu(ev, nb_linear_layer_forward(ev, &m.fc1, h)));
         if (!h) fprintf(stderr, "cnn-memory: %s\n", nb_ctx_error(ev)), exit(1);
     }

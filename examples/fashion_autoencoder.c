@@ -25,10 +25,12 @@ static nb_status ae_init(autoencoder *m, nb_params *ps, int64_t c, nb_rng *rng) 
 }
 
 /* x (N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1) */
+/* nb_ctx_keep: under no-grad one layer's temporaries at a time (see fashion_cnn.c) */
 static nb_tensor *ae_forward(nb_ctx *ctx, const autoencoder *m, nb_tensor *x) {
-    nb_tensor *h = nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc1, x));     /* (N, C, 14, 14) */
-    h = nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc2, h));                  /* (N, 2C, 7, 7): the code */
-    h = nb_relu(ctx, nb_conv_transpose2d_layer_forward(ctx, &m->dec1, h));        /* (N, C, 14, 14) */
+    const nb_mark mk = nb_ctx_mark(ctx);
+    nb_tensor *h = nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc1, x));          /* (N, C, 14, 14) */
+    h = nb_ctx_keep(ctx, mk, nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc2, h))); /* (N, 2C, 7, 7): the code */
+    h = nb_ctx_keep(ctx, mk, nb_relu(ctx, nb_conv_transpose2d_layer_forward(ctx, &m->dec1, h))); /* (N, C, 14, 14) */
     return nb_sigmoid(ctx, nb_conv_transpose2d_layer_forward(ctx, &m->dec2, h)); /* (N, 1, 28, 28) */
 }
 

@@ -30,11 +30,16 @@ static nb_status cnn_init(cnn *m, nb_params *ps, int64_t c, int64_t hidden, doub
 }
 
 /* x (N, 1, 28, 28) -> logits (N, 10). Dropout and batch norm read the context's train flag. */
+/* Under no-grad, nb_ctx_keep lets each block's temporaries go as soon as its output is kept,
+ * so evaluation holds one block at a time; when training, the graph needs them all and
+ * nb_ctx_keep changes nothing. */
 static nb_tensor *cnn_forward(nb_ctx *ctx, const cnn *m, nb_tensor *x) {
+    const nb_mark mk = nb_ctx_mark(ctx);
     nb_tensor *h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn1, nb_conv2d_layer_forward(ctx, &m->conv1, x)));
-    h = nb_max_pool2d(ctx, h, 2, 2, 0);                                                /* (N, C, 14, 14) */
+    h = nb_ctx_keep(ctx, mk, nb_max_pool2d(ctx, h, 2, 2, 0));                          /* (N, C, 14, 14) */
     h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn2, nb_conv2d_layer_forward(ctx, &m->conv2, h)));
     h = nb_dropout(ctx, nb_flatten(ctx, nb_max_pool2d(ctx, h, 2, 2, 0), 1), m->dropout); /* (N, 2C*7*7) */
+    h = nb_ctx_keep(ctx, mk, h);
     h = nb_dropout(ctx, nb_relu(ctx, nb_linear_layer_forward(ctx, &m->fc1, h)), 2 * m->dropout);
     return nb_linear_layer_forward(ctx, &m->fc2, h);
 }

@@ -28,13 +28,16 @@ static inline nb_tensor *activate(nb_ctx *ctx, const char *name, nb_tensor *x) {
 }
 
 /* logits (N, 10) of x (N, 784); dropout follows the context's train/eval mode */
+/* Under no-grad, nb_ctx_keep holds one layer's temporaries at a time; training keeps all. */
 static inline nb_tensor *forward(nb_ctx *ctx, const mlp *m, nb_tensor *x) {
+    const nb_mark mk = nb_ctx_mark(ctx);
     for (int i = 0; i < m->nlayers; i++) {
         x = nb_linear_layer_forward(ctx, &m->layer[i], x);
         if (i + 1 < m->nlayers) {
             x = activate(ctx, m->activation, x);
             if (m->dropout > 0) x = nb_dropout(ctx, x, m->dropout);
         }
+        x = nb_ctx_keep(ctx, mk, x);
     }
     return x;
 }

@@ -58,6 +58,8 @@ struct nb_ctx {
     struct nb_block *pool_free, *pool_used, *pool_born;
     size_t pool_bytes, pool_live; /* held from the system; in use now */
     bool pool_on;                 /* a backward walk without create_graph is running */
+    void *keep_buf;               /* nb_ctx_keep's staging buffer */
+    size_t keep_cap;
 };
 
 /* ---- the backward pool (src/graph/pool.c) ------------------------------------------------ */

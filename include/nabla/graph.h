@@ -46,6 +46,19 @@ int64_t nb_ctx_nodes(const nb_ctx *ctx);
 typedef struct { size_t arena_used; int64_t tape_len; int chunk; uint64_t gen; } nb_mark;
 nb_mark nb_ctx_mark(nb_ctx *ctx);
 void nb_ctx_release(nb_ctx *ctx, nb_mark m);
+/* Bounded-memory inference: release everything made since the mark except t, whose values come
+ * back in a step tensor made at the mark (t itself if long-lived). Without it, a forward pass
+ * keeps every intermediate until the reset, even under no-grad. Keep each block's output of a
+ * network to one mark, so the peak is one block's work, not the whole network's:
+ *     NB_NO_GRAD(ctx) {
+ *         nb_mark m = nb_ctx_mark(ctx);
+ *         for (int b = 0; b < nblocks; b++)  // the previous h goes too: only the new one stays
+ *             h = nb_ctx_keep(ctx, m, block_forward(ctx, &blocks[b], h));
+ *     }
+ * When ops since the mark recorded a graph (grad mode, inputs requiring grad), it releases
+ * nothing and returns t: a backward pass needs all of it. A NULL t (an op failed) releases and
+ * returns NULL with the error kept. No malloc once its staging buffer has grown. */
+nb_tensor *nb_ctx_keep(nb_ctx *ctx, nb_mark m, nb_tensor *t);
 
 /* Sticky error of the context: the first failure since the last reset/clear. */
 nb_status nb_ctx_status(const nb_ctx *ctx);
@@ -277,6 +290,7 @@ nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f);
 /* call-site capture for anomaly reports (see NB__AT in graph.h) */
 #if !defined(NB_NO_SITE) && !defined(NB_INTERNAL)
 #define nb_detach(...) NB__AT(nb_detach, __VA_ARGS__)
+#define nb_ctx_keep(...) NB__AT(nb_ctx_keep, __VA_ARGS__)
 #endif
 
 #endif

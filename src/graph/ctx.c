@@ -71,6 +71,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     nb__threads_forget(ctx);
     for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
     nb__pool_destroy(ctx);
+    free(ctx->keep_buf);
     free(ctx->tape);
     free(ctx->touched);
     free(ctx->slots);
@@ -179,27 +180,65 @@ nb_mark nb_ctx_mark(nb_ctx *ctx) {
     return m;
 }
 
-void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
-    if (!ctx) {
-        nb_set_error(NB_ERR_NULL, "ctx_release: context is NULL");
-        return;
-    }
-    /* only a position at or before the current one, in this step, can be released to */
+/* only a position at or before the current one, in this step, can be released to */
+static bool mark_ok(nb_ctx *ctx, const char *fn, nb_mark m) {
     const bool here = ctx->cur < ctx->nchunks ? m.chunk == ctx->cur && m.arena_used <= ctx->chunks[ctx->cur].used
                                               : m.chunk == ctx->cur && m.arena_used == 0;
     const bool before = m.chunk >= 0 && m.chunk < ctx->cur && m.chunk < ctx->nchunks &&
                         m.arena_used <= ctx->chunks[m.chunk].used;
     if (m.gen != ctx->gen || !(here || before) || m.tape_len < 0 || m.tape_len > ctx->tape_len) {
-        nb__fail(ctx, NB_ERR_STATE, "ctx_release: the mark is not a position of this context's current step "
-                 "(taken before a reset, already released, or not made by nb_ctx_mark)");
-        return;
+        nb__fail(ctx, NB_ERR_STATE, "%s: the mark is not a position of this context's current step "
+                 "(taken before a reset, already released, or not made by nb_ctx_mark)", fn);
+        return false;
     }
+    return true;
+}
+
+static void release(nb_ctx *ctx, nb_mark m) {
     ctx->cur = m.chunk;
     if (m.chunk < ctx->nchunks) ctx->chunks[m.chunk].used = m.arena_used;
     for (int i = m.chunk + 1; i < ctx->nchunks; i++) ctx->chunks[i].used = 0;
     ctx->used_before_cur = 0;
     for (int i = 0; i < m.chunk && i < ctx->nchunks; i++) ctx->used_before_cur += ctx->chunks[i].used;
     if (m.tape_len < ctx->tape_len) ctx->tape_len = m.tape_len;
+}
+
+void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
+    if (!ctx) {
+        nb_set_error(NB_ERR_NULL, "ctx_release: context is NULL");
+        return;
+    }
+    if (mark_ok(ctx, "ctx_release", m)) release(ctx, m);
+}
+
+nb_tensor *nb_ctx_keep(nb_ctx *ctx, nb_mark m, nb_tensor *t) {
+    if (!ctx) return nb_set_error(NB_ERR_NULL, "ctx_keep: context is NULL"), NULL;
+    if (!mark_ok(ctx, "ctx_keep", m)) return NULL;
+    if (ctx->tape_len > m.tape_len) return t; /* the graph since the mark needs all of it */
+    if (!t || ctx->status != NB_OK || nb__stale(ctx, "ctx_keep", t)) {
+        release(ctx, m);
+        return NULL;
+    }
+    if (t->persistent) {
+        release(ctx, m);
+        return t;
+    }
+    /* t's values wait in the context's staging buffer while everything since the mark goes */
+    const size_t bytes = (size_t)t->numel * nb_dtype_size(t->dtype);
+    if (bytes > ctx->keep_cap) {
+        void *p = realloc(ctx->keep_buf, bytes);
+        if (!p) return nb__fail(ctx, NB_ERR_NOMEM, "ctx_keep: out of memory staging %zu bytes", bytes);
+        ctx->mallocs++;
+        ctx->keep_buf = p, ctx->keep_cap = bytes;
+    }
+    nb_tensor stage = {.dtype = t->dtype, .ndim = t->ndim, .numel = t->numel, .data = ctx->keep_buf};
+    memcpy(stage.shape, t->shape, sizeof t->shape);
+    nb__contig_strides(t->ndim, t->shape, stage.stride);
+    nb__copy_kernel(&stage, t);
+    release(ctx, m);
+    nb_tensor *k = nb__new(ctx, stage.dtype, stage.ndim, stage.shape);
+    if (k) memcpy(k->data, ctx->keep_buf, bytes);
+    return k;
 }
 
 nb_status nb_ctx_status(const nb_ctx *ctx) { return ctx ? ctx->status : NB_ERR_NULL; }

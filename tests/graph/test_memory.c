@@ -1,11 +1,12 @@
-/* The backward pool: a backward pass without create_graph frees each gradient and each
- * temporary of a rule when it is dead. Same gradients as the graph-building pass, bits and
- * all; a peak near the saved activations; what a hook or nb_grad hands out stays valid. */
+/* Step memory. The backward pool: a backward pass without create_graph frees each gradient and
+ * each temporary of a rule when it is dead (same gradients as the graph-building pass, bits and
+ * all; a peak near the saved activations; what a hook or nb_grad hands out stays valid). And
+ * nb_ctx_keep: inference whose peak is one block of the network. */
 #include "common.h"
 
 #include <string.h>
 
-TestSuite(backward_pool, .init = ctx_setup, .fini = ctx_teardown);
+TestSuite(memory, .init = ctx_setup, .fini = ctx_teardown);
 
 /* a chain of element-wise ops with a residual reuse of x every few steps: each op saves its
  * output, and the backward makes a few temporaries per op */
@@ -18,7 +19,7 @@ static nb_tensor *chain(nb_ctx *c, nb_tensor *x, int depth) {
     return nb_sum_all(c, nb_mul(c, h, h));
 }
 
-Test(backward_pool, same_gradients_as_the_graph_building_pass) {
+Test(memory, same_gradients_as_the_graph_building_pass) {
     nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(64, 1000));
     nb_rng r = nb_rng_new(1);
     nb_rng_normal(&r, x, 0, 1);
@@ -36,7 +37,7 @@ Test(backward_pool, same_gradients_as_the_graph_building_pass) {
     nb_tensor_free(x);
 }
 
-Test(backward_pool, backward_peak_is_near_the_saved_activations) {
+Test(memory, backward_peak_is_near_the_saved_activations) {
     const int depth = 40;
     nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(256, 1024)); /* 1 MiB */
     nb_rng r = nb_rng_new(2);
@@ -67,7 +68,7 @@ static nb_tensor *keep(nb_ctx *c, nb_tensor *g, void *user) {
     return g;
 }
 
-Test(backward_pool, what_hooks_and_grad_hand_out_stays_valid) {
+Test(memory, what_hooks_and_grad_hand_out_stays_valid) {
     nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(32, 300));
     nb_requires_grad(x, true);
     nb_tensor *h = nb_mul_scalar(ctx, x, 3.0), *seen = NULL;
@@ -84,4 +85,71 @@ Test(backward_pool, what_hooks_and_grad_hand_out_stays_valid) {
         assert_close(nb_get(seen, i), dh, 1e-12, 1e-12, "hooked gradient %lld", (long long)i);
         assert_close(nb_get(gx, i), 3 * dh, 1e-12, 1e-12, "nb_grad result %lld", (long long)i);
     }
+}
+
+/* a block of a network: a few full-size temporaries, one output */
+static nb_tensor *block(nb_ctx *c, nb_tensor *h, double s) {
+    nb_tensor *a = nb_tanh(c, nb_mul_scalar(c, h, s));
+    return nb_add(c, nb_mul(c, a, a), nb_mul_scalar(c, h, 0.5));
+}
+
+Test(memory, keep_bounds_inference_to_one_block) {
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(128, 2048)); /* 1 MiB */
+    nb_rng r = nb_rng_new(4);
+    nb_rng_normal(&r, x, 0, 1);
+    const size_t one = (size_t)x->numel * sizeof(float);
+    nb_tensor *plain = NULL, *kept = NULL;
+    NB_NO_GRAD(ctx) {
+        nb_tensor *h = x;
+        for (int b = 0; b < 30; b++) h = block(ctx, h, 0.9 + 0.001 * b);
+        plain = h;
+    }
+    cr_assert_gt(nb_ctx_bytes_used(ctx), 100 * one, "without keep every temporary stays");
+    nb_ctx_reset(ctx);
+    nb_ctx_reset_peak(ctx);
+    const uint64_t m0 = nb_ctx_mallocs(ctx);
+    for (int pass = 0; pass < 2; pass++) {
+        NB_NO_GRAD(ctx) {
+            nb_tensor *h = x;
+            nb_mark m = nb_ctx_mark(ctx); /* one mark: each keep lets the previous block's output go */
+            for (int b = 0; b < 30; b++) h = nb_ctx_keep(ctx, m, block(ctx, h, 0.9 + 0.001 * b));
+            kept = h;
+        }
+        if (pass == 0) nb_ctx_reset(ctx);
+    }
+    cr_assert_not_null(kept, "%s", nb_ctx_error(ctx));
+    cr_assert_lt(nb_ctx_bytes_peak(ctx), 8 * one, "peak %zu with keep", nb_ctx_bytes_peak(ctx));
+    cr_assert_leq(nb_ctx_mallocs(ctx) - m0, 1, "keep allocates once (its staging buffer)");
+    nb_ctx *c2 = nb_ctx_new(); /* the same values as without keep, recomputed */
+    NB_NO_GRAD(c2) {
+        nb_tensor *h = x;
+        for (int b = 0; b < 30; b++) h = block(c2, h, 0.9 + 0.001 * b);
+        plain = h;
+        cr_assert(memcmp(plain->data, kept->data, one) == 0, "kept values differ");
+    }
+    nb_ctx_free(c2);
+    nb_tensor_free(x);
+}
+
+Test(memory, keep_releases_nothing_a_graph_needs) {
+    nb_tensor *w = nb_randn(ctx, NB_F64, NB_SHAPE(4, 4));
+    nb_requires_grad(w, true);
+    nb_mark m = nb_ctx_mark(ctx);
+    nb_tensor *h = nb_tanh(ctx, nb_mul_scalar(ctx, w, 2.0));
+    cr_assert_eq(nb_ctx_keep(ctx, m, h), h, "in grad mode with a graph, keep changes nothing");
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, h), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    /* a stale mark is refused, naming the function */
+    nb_ctx_reset(ctx);
+    cr_assert_null(nb_ctx_keep(ctx, m, NULL));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_STATE);
+    cr_assert(strstr(nb_ctx_error(ctx), "ctx_keep"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    /* a failed op inside the block: NULL back, the op's error kept, the block released */
+    nb_tensor *x = nb_zeros(ctx, NB_F32, NB_SHAPE(2, 3));
+    m = nb_ctx_mark(ctx);
+    const size_t before = nb_ctx_bytes_used(ctx);
+    nb_tensor *bad = nb_add(ctx, nb_exp(ctx, x), nb_zeros(ctx, NB_F32, NB_SHAPE(4)));
+    cr_assert_null(nb_ctx_keep(ctx, m, bad));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_ctx_bytes_used(ctx), before);
 }
