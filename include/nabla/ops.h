@@ -116,7 +116,8 @@ nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
 /* Over the naxes axes listed (naxes = 0: all axes). keepdim keeps reduced axes as size 1. */
 nb_tensor *nb_sum(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
-/* Max/min: the gradient goes to the arg-max (split evenly among exact ties). */
+/* Max/min over axes, as torch.amax / torch.amin: the gradient goes to the arg-max, split evenly
+ * among exact ties (nb_max_dim below gives it to one index, as torch.max(x, dim)). */
 nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 /* torch.amax / torch.amin: nb_max / nb_min under PyTorch's names (ties split the gradient evenly,
@@ -194,11 +195,12 @@ nb_tensor *nb_outer(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);            /* (M),
 /* labels (...) i64 in [0, num_classes) -> (..., num_classes) of dt (no grad) */
 nb_tensor *nb_one_hot(nb_ctx *ctx, nb_tensor *labels, int64_t num_classes, nb_dtype dt);
 /* F.pad(x, pad, mode, value): pad[2k] and pad[2k+1] are added before and after axis ndim-1-k
- * (the last axis first); npad is even and at most 2 ndim; negative pads crop. The result's
- * length n + before + after must be >= 0 (constant, circular) or >= 1 (reflect, replicate);
- * reflect needs each pad < n (the edge is not repeated), circular each pad <= n, replicate
- * n >= 1. value is used by the constant mode only. PyTorch 1.13 pads only the last 1-3 axes
- * of a 2-D to 5-D input in the non-constant modes; here every mode pads any axes. */
+ * (the last axis first); npad is even and at most 2 ndim; negative pads crop. For an axis of
+ * length n: constant needs a result >= 0 long; reflect (about the edge, which is not repeated)
+ * each pad < n and a result >= 1; replicate n >= 1 and a result >= 1; circular, as PyTorch's,
+ * crops first and wraps what is left at most once (each pad <= that length). value is used by
+ * the constant mode only. PyTorch 1.13 pads only the last 1-3 axes of a 2-D to 5-D input in
+ * the non-constant modes; here every mode pads any axes, of a tensor of any rank. */
 typedef enum { NB_PAD_CONSTANT = 0, NB_PAD_REFLECT = 1, NB_PAD_REPLICATE = 2, NB_PAD_CIRCULAR = 3 } nb_pad_mode;
 nb_tensor *nb_pad(nb_ctx *ctx, nb_tensor *x, int npad, const int64_t *pad, nb_pad_mode mode, double value);
 /* x.repeat(*repeats) for n >= ndim (extra leading axes), torch.tile(x, repeats) for n < ndim

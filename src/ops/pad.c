@@ -1,8 +1,9 @@
 /* Padding and repetition: pad (constant, reflect, replicate, circular), repeat/tile and
- * repeat_interleave. Constant padding is one primitive (fill, then copy x into a window) whose
- * backward is a window of slices; every other mode and the repeats are index_select along
- * one axis with an index map, so their gradients are index_add and both orders come from the
- * parts. The index modes cost one pass per padded axis (PyTorch: one pass in all). */
+ * repeat_interleave. Negative pads crop by slicing (a view). Constant padding is one primitive
+ * (fill, then copy x into a window) whose backward is a window of slices; every other mode and
+ * the repeats are index_select along one axis with an index map, so their gradients are
+ * index_add and both orders come from the parts. The index modes cost one pass per padded axis
+ * (PyTorch's kernels one pass in all). */
 #include "../internal.h"
 
 /* ---- constant padding: out = value, out[lo + i] = x[i] --------------------------------------- */

@@ -407,6 +407,7 @@ nb_tensor *nb_argmin(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) { return
 
 /* torch.max(x, dim): the values are gathered at the index, so the gradient goes to it alone */
 static nb_tensor *ext_dim(nb_ctx *ctx, const char *op, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices, bool min) {
+    if (indices) *indices = NULL;
     nb_tensor *idx = argext(ctx, op, x, axis, true, min);
     if (!idx) return NULL;
     nb_tensor *v = nb_gather(ctx, x, axis, idx);

@@ -29,13 +29,14 @@ static int cmp_down(const void *pa, const void *pb) {
 }
 
 typedef struct {
-    keyed *scratch; /* one line per thread */
+    keyed *scratch; /* one line per thread of nb__lines' team */
+    bool per_thread; /* false inside a caller's parallel region, where nb__lines runs serially */
     bool f32, descending;
 } sort_arg;
 
 static void argsort_line(int64_t len, const char *xp, int64_t xs, char *op, int64_t os, const void *argp) {
     const sort_arg *A = argp;
-    keyed *k = A->scratch + (int64_t)omp_get_thread_num() * len;
+    keyed *k = A->scratch + (A->per_thread ? (int64_t)omp_get_thread_num() * len : 0);
     for (int64_t i = 0; i < len; i++) k[i] = (keyed){A->f32 ? ((const float *)xp)[i * xs] : ((const double *)xp)[i * xs], i};
     qsort(k, (size_t)len, sizeof *k, A->descending ? cmp_down : cmp_up);
     for (int64_t i = 0; i < len; i++) ((int64_t *)op)[i * os] = k[i].i;
@@ -51,9 +52,11 @@ static nb_tensor *argsort(nb_ctx *ctx, const char *op, nb_tensor *x, int axis, b
     if (!idx) return NULL;
     const int64_t len = x->shape[a];
     const nb_mark m = nb_ctx_mark(ctx); /* the scratch is gone when the op returns */
-    keyed *scratch = len ? nb_ctx_alloc(ctx, (size_t)omp_get_max_threads() * (size_t)len * sizeof(keyed)) : NULL;
+    const bool per_thread = !omp_in_parallel();
+    const size_t slots = per_thread ? (size_t)omp_get_max_threads() : 1;
+    keyed *scratch = len ? nb_ctx_alloc(ctx, slots * (size_t)len * sizeof(keyed)) : NULL;
     if (len && !scratch) return NULL;
-    const sort_arg arg = {scratch, x->dtype == NB_F32, descending};
+    const sort_arg arg = {scratch, per_thread, x->dtype == NB_F32, descending};
     nb__lines(x, idx, a, argsort_line, &arg);
     nb_ctx_release(ctx, m);
     return idx;
@@ -74,15 +77,14 @@ nb_tensor *nb_sort(nb_ctx *ctx, nb_tensor *x, int axis, bool descending, nb_tens
 nb_tensor *nb_topk(nb_ctx *ctx, nb_tensor *x, int64_t k, int axis, bool largest, bool sorted, nb_tensor **indices) {
     (void)sorted; /* the result is always sorted, which PyTorch's sorted=False allows */
     if (indices) *indices = NULL;
-    nb_tensor *idx = argsort(ctx, "topk", x, axis, largest);
-    if (!idx) return NULL;
+    if (nb__null(ctx, "topk", 1, x)) return NULL;
     const int a = nb__axis(axis, x->ndim);
-    if (k < 0 || k > x->shape[a]) {
+    if (a >= 0 && (k < 0 || k > x->shape[a])) {
         char s[128];
         return nb__fail(ctx, NB_ERR_VALUE, "topk: k = %lld is out of range for axis %d of %s", (long long)k, a,
                         nb_shape_str(x, s, sizeof s));
     }
-    idx = nb_slice(ctx, idx, a, 0, k, 1);
+    nb_tensor *idx = nb_slice(ctx, argsort(ctx, "topk", x, axis, largest), a, 0, k, 1);
     nb_tensor *v = nb_gather(ctx, x, a, idx);
     if (indices) *indices = v ? idx : NULL;
     return v;
