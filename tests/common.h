@@ -105,4 +105,15 @@ static inline void check_grads_in(nb_ctx *c, nb_fn f, int n, nb_tensor *const *i
 }
 #define check_grads_named(...) check_grads_in(ctx, __VA_ARGS__)
 
+/* d sum(w * y) / dx, y computed from the leaf x and w[] holding y->numel weights; with
+ * create_graph the result can be differentiated again (a Hessian-vector product is then
+ * weighted_grad(c, weighted_grad(c, y, w, x, true), v, x, false)). */
+static inline nb_tensor *weighted_grad(nb_ctx *c, nb_tensor *y, const double *w, nb_tensor *x, bool create_graph) {
+    cr_assert_not_null(y, "%s", nb_ctx_error(c));
+    nb_tensor *wt = nb_cast(c, nb_from(c, NB_F64, y->ndim, y->shape, w), y->dtype);
+    nb_tensor *s = nb_sum_all(c, nb_mul(c, y, wt)), *g = NULL;
+    cr_assert_eq(nb_grad(c, 1, &s, NULL, 1, &x, &g, create_graph), NB_OK, "%s", nb_ctx_error(c));
+    return g;
+}
+
 #endif

@@ -170,6 +170,27 @@ static nb_tensor *w_embedding_layer_forward(nb_ctx *c, nb_tensor *const *in, voi
     nb_embedding_layer l = {in[0]};
     return nb_embedding_layer_forward(c, &l, index_of(c, in[0], 0, 4));
 }
+/* pad, repeat, scans, norms, sorting, scatter (src/ops/pad.c, scan.c, sort.c, reduce.c, shape.c) */
+W(pad, nb_pad(c, in[0], 4, (int64_t[]){1, 2, -1, 1}, NB_PAD_CONSTANT, 0.5))
+W(pad_reflect, nb_pad(c, in[0], 4, (int64_t[]){2, 1, 1, 2}, NB_PAD_REFLECT, 0))
+W(pad_replicate, nb_pad(c, in[0], 4, (int64_t[]){3, 1, 0, 2}, NB_PAD_REPLICATE, 0))
+W(pad_circular, nb_pad(c, in[0], 4, (int64_t[]){1, 2, 2, -1}, NB_PAD_CIRCULAR, 0))
+W(repeat, nb_repeat(c, in[0], 3, (int64_t[]){2, 1, 3}))
+W(repeat_interleave, nb_repeat_interleave(c, in[0], 3, 0))
+W(cumsum, nb_cumsum(c, in[0], 1))
+W(cumprod, nb_cumprod(c, in[0], -1))
+W(prod, nb_prod(c, in[0], 1, ax1, false))
+W(norm, nb_norm(c, in[0], 2, 1, ax1, false))
+W(norm_p3, nb_norm(c, in[0], 3, 2, ax02, true))
+W(norm_inf, nb_norm(c, in[0], INFINITY, 0, NULL, false))
+W(amax, nb_amax(c, in[0], 1, ax1, false))
+W(amin, nb_amin(c, in[0], 2, ax02, true))
+W(max_dim, nb_max_dim(c, in[0], 1, false, NULL))
+W(min_dim, nb_min_dim(c, in[0], 0, true, NULL))
+W(sort, nb_sort(c, in[0], 1, true, NULL))
+W(topk, nb_topk(c, in[0], 2, -1, true, true, NULL))
+W(take_along_dim, nb_take_along_dim(c, in[0], nb_argsort(c, in[0], 1, false), 1))
+W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
 #undef W
 
 /* ---- the registry ------------------------------------------------------------------------------ */
@@ -182,6 +203,8 @@ static nb_tensor *w_embedding_layer_forward(nb_ctx *c, nb_tensor *const *in, voi
     {#op, 2, {{S2(3, 4), S2(3, 4)}, {S3(2, 1, 4), S2(3, 4)}}, {S2(3, 4), S2(2, 4)}, lo, hi, smooth, true, NULL, nb_##op, NULL}
 #define OP(op, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##op}
 #define NONE {{0}}
+/* another configuration of an op already listed (the errors still name the op) */
+#define OPV(op, variant, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##variant}
 #define COMMA ,
 
 static const reg REGISTRY[] = {
@@ -235,6 +258,28 @@ static const reg REGISTRY[] = {
     OP(index_add, 2, {S2(3, 4) COMMA S2(5, 4)}, {S2(4, 2) COMMA S2(2, 2)}, NONE, -2, 2, true, true),
     OP(gather, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, false),
     OP(scatter_add, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 5) COMMA S2(2, 5)}, NONE, -2, 2, true, true),
+    /* padding, repetition, scans, norms, sorting, scatter (tests/ops/test_pad.c, test_scan.c,
+     * test_sort.c, test_reduce.c, test_shape.c) */
+    OP(pad, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S1(4)}, -2, 2, true, false),
+    OPV(pad, pad_reflect, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S2(1, 4)}, -2, 2, true, true),
+    OPV(pad, pad_replicate, 1, {S2(3, 4)}, {S3(2, 1, 2)}, {S2(0, 4)}, -2, 2, true, true),
+    OPV(pad, pad_circular, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S2(3, 1)}, -2, 2, true, false),
+    OP(repeat, 1, {S2(3, 4)}, {S3(2, 1, 2)}, NONE, -2, 2, true, true),
+    OP(repeat_interleave, 1, {S2(3, 4)}, {S1(2)}, NONE, -2, 2, true, true),
+    OP(cumsum, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, -2, 2, true, true),
+    OP(cumprod, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),
+    OP(prod, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, -2, 2, true, true),
+    OP(norm, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, 0.2, 2, true, true),
+    OPV(norm, norm_p3, 1, {S3(2, 3, 2)}, {S3(3, 1, 2)}, {S2(3, 4)}, -2, -0.2, true, true),
+    OPV(norm, norm_inf, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, false, true),
+    OP(amax, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, -2, 2, false, false),
+    OP(amin, 1, {S3(2, 3, 2)}, {S3(2, 1, 4)}, {S2(3, 4)}, -2, 2, false, false),
+    OP(max_dim, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, -2, 2, true, false),
+    OP(min_dim, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, false),
+    OP(sort, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(3)}, -2, 2, true, true),
+    OP(topk, 1, {S2(3, 4)}, {S3(2, 3, 2)}, {S1(1)}, -2, 2, true, false),
+    OP(take_along_dim, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, false),
+    OP(scatter, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 5) COMMA S2(2, 5)}, {S2(3, 4) COMMA S2(4, 4)}, -2, 2, true, false),
     /* composites (src/ops/composite.c) */
     OP(tril, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S1(4)}, -2, 2, true, false),
     OP(triu, 1, {S2(3, 4)}, {S3(2, 3, 3)}, {S1(4)}, -2, 2, true, false),
@@ -309,6 +354,7 @@ static const char *const WITHOUT_GRADIENT[][2] = {
     {"eq", "comparison (zero gradient)"}, {"ne", "comparison"}, {"lt", "comparison"}, {"le", "comparison"},
     {"gt", "comparison"}, {"ge", "comparison"}, {"sign", "piecewise constant"}, {"floor", "piecewise constant"},
     {"ceil", "piecewise constant"}, {"round", "piecewise constant"}, {"argmax", "integer result"},
+    {"argmin", "integer result: tests/ops/test_reduce.c"}, {"argsort", "integer result: tests/ops/test_sort.c"},
     {"detach", "cuts the graph"},
     {"one_hot", "integer labels in: tests/ops/test_composite.c"},
     {"cast", "an f32 round trip is below finite differences' step: tests/ops/test_elementwise.c checks its gradient"},

@@ -116,16 +116,40 @@ nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis);
 /* Over the naxes axes listed (naxes = 0: all axes). keepdim keeps reduced axes as size 1. */
 nb_tensor *nb_sum(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_mean(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
-/* Max/min: the gradient goes to the arg-max (split evenly among exact ties). */
+/* Max/min over axes, as torch.amax / torch.amin: the gradient goes to the arg-max, split evenly
+ * among exact ties (nb_max_dim below gives it to one index, as torch.max(x, dim)). */
 nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+/* torch.amax / torch.amin: nb_max / nb_min under PyTorch's names (ties split the gradient evenly,
+ * as torch.amax and torch.max(x) without an axis do). */
+nb_tensor *nb_amax(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+nb_tensor *nb_amin(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+/* torch.max(x, axis, keepdim) / torch.min(x, axis, keepdim): the values, and in *indices (if not
+ * NULL) their NB_I64 positions, those of nb_argmax / nb_argmin; the whole gradient goes to
+ * that one position, as in PyTorch (not split among ties as by nb_amax). */
+nb_tensor *nb_max_dim(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices);
+nb_tensor *nb_min_dim(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices);
+/* Product over axes (naxes = 0: all; 1 over an empty axis). The gradient is exact where x has
+ * zeros, to any order (torch.prod takes one axis or all; this takes any set). */
+nb_tensor *nb_prod(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
+/* torch.linalg.vector_norm(x, p, axes, keepdim): (sum |x|^p)^(1/p); p = 2 over all axes is the
+ * Frobenius norm, p = INFINITY / -INFINITY the max / min of |x| (ties split the gradient), p = 0
+ * the count of non-zeros (no grad). As in PyTorch, the gradient at a zero norm is 0 and |x|^p
+ * for p < 1 contributes 0 at x = 0. p must not be NaN. */
+nb_tensor *nb_norm(nb_ctx *ctx, nb_tensor *x, double p, int naxes, const int *axes, bool keepdim);
+/* torch.cumsum / torch.cumprod along axis, accumulated in double. cumprod's gradient is exact
+ * where x has zeros, to any order. */
+nb_tensor *nb_cumsum(nb_ctx *ctx, nb_tensor *x, int axis);
+nb_tensor *nb_cumprod(nb_ctx *ctx, nb_tensor *x, int axis);
 /* Variance with `correction` subtracted from the count (1 = unbiased, PyTorch's default). */
 nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int correction, bool keepdim);
 nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x);   /* 0-d */
 nb_tensor *nb_mean_all(nb_ctx *ctx, nb_tensor *x);  /* 0-d */
-/* Index of the maximum along axis, NB_I64 (no grad). */
+/* Index of the maximum / minimum along axis, NB_I64 (no grad): the first of ties, and the first
+ * NaN if there is one, as torch.argmax / torch.argmin. */
 nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim);
+nb_tensor *nb_argmin(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim);
 /* Sum a broadcast gradient back to `shape` (the inverse of broadcasting). */
 nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape);
 
@@ -152,6 +176,14 @@ nb_tensor *nb_index_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_
 nb_tensor *nb_gather(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx);
 /* torch.scatter_add: out = x, out[i][idx[i][j]] += src[i][j] (axis 1). */
 nb_tensor *nb_scatter_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src);
+/* torch.scatter: out = x, out[i][idx[i][j]] = src[i][j] (axis 1); src is at least idx's shape and
+ * its leading idx-shaped block is used. x's gradient is zero where written; src's is g gathered.
+ * Where idx repeats a target PyTorch leaves the result undefined: here the last write in idx's
+ * row-major order wins, and only it gets a gradient. */
+nb_tensor *nb_scatter(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src);
+/* torch.take_along_dim(x, idx, axis): gather, with x and idx (same ndim) broadcast against each
+ * other on every axis but axis. */
+nb_tensor *nb_take_along_dim(nb_ctx *ctx, nb_tensor *x, nb_tensor *idx, int axis);
 /* Composites (src/ops/composite.c), as the torch functions of the same name. */
 nb_tensor *nb_tril(nb_ctx *ctx, nb_tensor *x, int64_t diagonal); /* keep j - i <= diagonal of the last 2 axes */
 nb_tensor *nb_triu(nb_ctx *ctx, nb_tensor *x, int64_t diagonal); /* keep j - i >= diagonal */
@@ -162,6 +194,29 @@ nb_tensor *nb_roll(nb_ctx *ctx, nb_tensor *x, int64_t shift, int axis);   /* ele
 nb_tensor *nb_outer(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);            /* (M), (N) -> (M, N) */
 /* labels (...) i64 in [0, num_classes) -> (..., num_classes) of dt (no grad) */
 nb_tensor *nb_one_hot(nb_ctx *ctx, nb_tensor *labels, int64_t num_classes, nb_dtype dt);
+/* F.pad(x, pad, mode, value): pad[2k] and pad[2k+1] are added before and after axis ndim-1-k
+ * (the last axis first); npad is even and at most 2 ndim; negative pads crop. For an axis of
+ * length n: constant needs a result >= 0 long; reflect (about the edge, which is not repeated)
+ * each pad < n and a result >= 1; replicate n >= 1 and a result >= 1; circular, as PyTorch's,
+ * crops first and wraps what is left at most once (each pad <= that length). value is used by
+ * the constant mode only. PyTorch 1.13 pads only the last 1-3 axes of a 2-D to 5-D input in
+ * the non-constant modes; here every mode pads any axes, of a tensor of any rank. */
+typedef enum { NB_PAD_CONSTANT = 0, NB_PAD_REFLECT = 1, NB_PAD_REPLICATE = 2, NB_PAD_CIRCULAR = 3 } nb_pad_mode;
+nb_tensor *nb_pad(nb_ctx *ctx, nb_tensor *x, int npad, const int64_t *pad, nb_pad_mode mode, double value);
+/* x.repeat(*repeats) for n >= ndim (extra leading axes), torch.tile(x, repeats) for n < ndim
+ * (leading repeats of 1); repeats >= 0. */
+nb_tensor *nb_repeat(nb_ctx *ctx, nb_tensor *x, int n, const int64_t *repeats);
+/* torch.repeat_interleave(x, repeats, axis): each element repeated `repeats` >= 0 times in place. */
+nb_tensor *nb_repeat_interleave(nb_ctx *ctx, nb_tensor *x, int64_t repeats, int axis);
+/* torch.sort(x, axis, descending, stable=True): equal values keep their input order and NaN sorts
+ * as the largest value. *indices (if not NULL) gets the NB_I64 positions; the values are x
+ * gathered at them, so the gradient goes back to the sorted positions. */
+nb_tensor *nb_sort(nb_ctx *ctx, nb_tensor *x, int axis, bool descending, nb_tensor **indices);
+nb_tensor *nb_argsort(nb_ctx *ctx, nb_tensor *x, int axis, bool descending); /* (no grad) */
+/* torch.topk: the k largest (largest = true) or smallest values along axis, in sorted order, ties
+ * in input order, NaN the largest; 0 <= k <= the axis length. The result is sorted also for
+ * sorted = false, where PyTorch leaves the order unspecified. */
+nb_tensor *nb_topk(nb_ctx *ctx, nb_tensor *x, int64_t k, int axis, bool largest, bool sorted, nb_tensor **indices);
 /* Convert dtype (F32 <-> F64 differentiable; to/from I64 no grad). */
 nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt);
 
@@ -295,6 +350,23 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 #define nb_index_add(...) NB__AT(nb_index_add, __VA_ARGS__)
 #define nb_gather(...) NB__AT(nb_gather, __VA_ARGS__)
 #define nb_scatter_add(...) NB__AT(nb_scatter_add, __VA_ARGS__)
+#define nb_scatter(...) NB__AT(nb_scatter, __VA_ARGS__)
+#define nb_take_along_dim(...) NB__AT(nb_take_along_dim, __VA_ARGS__)
+#define nb_pad(...) NB__AT(nb_pad, __VA_ARGS__)
+#define nb_repeat(...) NB__AT(nb_repeat, __VA_ARGS__)
+#define nb_repeat_interleave(...) NB__AT(nb_repeat_interleave, __VA_ARGS__)
+#define nb_sort(...) NB__AT(nb_sort, __VA_ARGS__)
+#define nb_argsort(...) NB__AT(nb_argsort, __VA_ARGS__)
+#define nb_topk(...) NB__AT(nb_topk, __VA_ARGS__)
+#define nb_amax(...) NB__AT(nb_amax, __VA_ARGS__)
+#define nb_amin(...) NB__AT(nb_amin, __VA_ARGS__)
+#define nb_max_dim(...) NB__AT(nb_max_dim, __VA_ARGS__)
+#define nb_min_dim(...) NB__AT(nb_min_dim, __VA_ARGS__)
+#define nb_prod(...) NB__AT(nb_prod, __VA_ARGS__)
+#define nb_norm(...) NB__AT(nb_norm, __VA_ARGS__)
+#define nb_cumsum(...) NB__AT(nb_cumsum, __VA_ARGS__)
+#define nb_cumprod(...) NB__AT(nb_cumprod, __VA_ARGS__)
+#define nb_argmin(...) NB__AT(nb_argmin, __VA_ARGS__)
 #define nb_cast(...) NB__AT(nb_cast, __VA_ARGS__)
 #define nb_tril(...) NB__AT(nb_tril, __VA_ARGS__)
 #define nb_triu(...) NB__AT(nb_triu, __VA_ARGS__)

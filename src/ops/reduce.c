@@ -1,5 +1,6 @@
-/* Reductions (sum, max, min as primitives; mean, var, logsumexp composed), softmax and
- * log-softmax along an axis, argmax, and sum_to (the inverse of broadcasting). */
+/* Reductions (sum, max/amax, min/amin as primitives; mean, var, logsumexp and p-norms composed),
+ * softmax and log-softmax along an axis, argmax/argmin and max/min along an axis with their
+ * indices, and sum_to (the inverse of broadcasting). prod is in scan.c. */
 #include "../internal.h"
 
 #include <omp.h>
@@ -188,7 +189,8 @@ static nb_status extremum_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_ten
     return NB_OK;
 }
 static const nb_op OP_SUM = {"sum", sum_bw, NB_DIFFERENTIABLE}, OP_MAX = {"max", extremum_bw, NB_DIFFERENTIABLE},
-                   OP_MIN = {"min", extremum_bw, NB_DIFFERENTIABLE};
+                   OP_MIN = {"min", extremum_bw, NB_DIFFERENTIABLE}, OP_AMAX = {"amax", extremum_bw, NB_DIFFERENTIABLE},
+                   OP_AMIN = {"amin", extremum_bw, NB_DIFFERENTIABLE};
 
 static nb_tensor *reduce(nb_ctx *ctx, const nb_op *op, nb_reduce_kind kind, nb_tensor *x, int naxes, const int *axes,
                          bool keepdim) {
@@ -228,6 +230,12 @@ nb_tensor *nb_max(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool ke
 }
 nb_tensor *nb_min(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
     return reduce(ctx, &OP_MIN, NB_R_MIN, x, naxes, axes, keepdim);
+}
+nb_tensor *nb_amax(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    return reduce(ctx, &OP_AMAX, NB_R_MAX, x, naxes, axes, keepdim);
+}
+nb_tensor *nb_amin(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
+    return reduce(ctx, &OP_AMIN, NB_R_MIN, x, naxes, axes, keepdim);
 }
 /* checks under the name the user called, before the general op does the work */
 static bool all_ok(nb_ctx *ctx, const char *op, const nb_tensor *x) {
@@ -358,26 +366,27 @@ static nb_tensor *softmax_op(nb_ctx *ctx, const nb_op *op, nb_tensor *x, int axi
 nb_tensor *nb_log_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_op(ctx, &OP_LOG_SOFTMAX, x, axis, true); }
 nb_tensor *nb_softmax(nb_ctx *ctx, nb_tensor *x, int axis) { return softmax_op(ctx, &OP_SOFTMAX, x, axis, false); }
 
-/* ---- argmax ---------------------------------------------------------------------------- */
-static void argmax_line(int64_t len, const char *xp, int64_t xs, char *op, int64_t os, const void *arg) {
+/* ---- argmax / argmin and max / min along an axis with their indices ------------------------------ */
+/* the first index of the extremum; a NaN counts as the extremum (the first NaN wins), as in PyTorch */
+static void argext_line(int64_t len, const char *xp, int64_t xs, char *op, int64_t os, const void *arg) {
     (void)os;
-    const bool f32 = *(const bool *)arg;
+    const bool f32 = ((const bool *)arg)[0], min = ((const bool *)arg)[1];
     int64_t best = 0;
-    double bv = -INFINITY;
+    double bv = min ? INFINITY : -INFINITY;
     for (int64_t i = 0; i < len; i++) {
         double v = f32 ? ((const float *)xp)[i * xs] : ((const double *)xp)[i * xs];
-        if (v > bv || (v != v && bv == bv)) bv = v, best = i;
+        if ((min ? v < bv : v > bv) || (v != v && bv == bv)) bv = v, best = i;
     }
     *(int64_t *)op = best;
 }
 
-nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) {
-    if (nb__null(ctx, "argmax", 1, x)) return NULL;
-    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "argmax: expected f32 or f64, got i64");
+static nb_tensor *argext(nb_ctx *ctx, const char *op, nb_tensor *x, int axis, bool keepdim, bool min) {
+    if (nb__null(ctx, op, 1, x)) return NULL;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64, got i64", op);
     int a = nb__axis(axis, x->ndim);
     if (a < 0 || x->shape[a] == 0) {
         char b[128];
-        return nb__fail(ctx, a < 0 ? NB_ERR_AXIS : NB_ERR_SHAPE, "argmax: axis %d invalid for shape %s", axis,
+        return nb__fail(ctx, a < 0 ? NB_ERR_AXIS : NB_ERR_SHAPE, "%s: axis %d invalid for shape %s", op, axis,
                         nb_shape_str(x, b, sizeof b));
     }
     int kn, on;
@@ -386,10 +395,62 @@ nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) {
     nb__reduced_shape(x, 1u << a, keepdim, &on, os);
     nb_tensor *out = nb__new(ctx, NB_I64, kn, ks);
     if (!out) return NULL;
-    bool f32 = x->dtype == NB_F32;
-    nb__lines(x, out, a, argmax_line, &f32);
+    const bool arg[2] = {x->dtype == NB_F32, min};
+    nb__lines(x, out, a, argext_line, arg);
     out->ndim = on;
     for (int d = 0; d < on; d++) out->shape[d] = os[d];
     nb__contig_strides(on, os, out->stride);
     return out;
+}
+nb_tensor *nb_argmax(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) { return argext(ctx, "argmax", x, axis, keepdim, false); }
+nb_tensor *nb_argmin(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim) { return argext(ctx, "argmin", x, axis, keepdim, true); }
+
+/* torch.max(x, dim): the values are gathered at the index, so the gradient goes to it alone */
+static nb_tensor *ext_dim(nb_ctx *ctx, const char *op, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices, bool min) {
+    if (indices) *indices = NULL;
+    nb_tensor *idx = argext(ctx, op, x, axis, true, min);
+    if (!idx) return NULL;
+    nb_tensor *v = nb_gather(ctx, x, axis, idx);
+    if (!keepdim) {
+        v = nb_squeeze(ctx, v, axis);
+        idx = nb_squeeze(ctx, idx, axis);
+    }
+    if (indices) *indices = v ? idx : NULL;
+    return v;
+}
+nb_tensor *nb_max_dim(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices) {
+    return ext_dim(ctx, "max_dim", x, axis, keepdim, indices, false);
+}
+nb_tensor *nb_min_dim(nb_ctx *ctx, nb_tensor *x, int axis, bool keepdim, nb_tensor **indices) {
+    return ext_dim(ctx, "min_dim", x, axis, keepdim, indices, true);
+}
+
+/* ---- p-norms ------------------------------------------------------------------------------- */
+/* t^e where t != 0, `at_zero` where t == 0, with a zero gradient there (PyTorch's subgradient):
+ * the power is taken of a masked copy, so no inf * 0 reaches the gradient */
+static nb_tensor *pow_off_zero(nb_ctx *ctx, nb_tensor *t, double e, double at_zero) {
+    if (!t) return NULL;
+    nb_tensor *zero = nb_eq(ctx, t, nb_scalar(ctx, t->dtype, 0.0));
+    nb_tensor *safe = nb_where(ctx, zero, nb_scalar(ctx, t->dtype, 1.0), t);
+    return nb_where(ctx, zero, nb_scalar(ctx, t->dtype, at_zero), nb_pow_scalar(ctx, safe, e));
+}
+
+nb_tensor *nb_norm(nb_ctx *ctx, nb_tensor *x, double p, int naxes, const int *axes, bool keepdim) {
+    unsigned mask;
+    if (nb__null(ctx, "norm", 1, x)) return NULL;
+    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "norm: expected f32 or f64, got i64");
+    if (isnan(p)) return nb__fail(ctx, NB_ERR_VALUE, "norm: p is NaN");
+    if (!nb__axes_mask(ctx, "norm", x, naxes, axes, &mask)) return NULL;
+    if (isinf(p) && reduced_count(x, mask) == 0) {
+        char b[128];
+        return nb__fail(ctx, NB_ERR_SHAPE, "norm: the %s norm of the empty reduction of %s is undefined", p > 0 ? "inf" : "-inf",
+                        nb_shape_str(x, b, sizeof b));
+    }
+    if (p == 0) return nb_sum(ctx, nb_ne(ctx, x, nb_scalar(ctx, x->dtype, 0.0)), naxes, axes, keepdim); /* a count: no grad */
+    if (p == 1) return nb_sum(ctx, nb_abs(ctx, x), naxes, axes, keepdim);
+    if (isinf(p)) return (p > 0 ? nb_amax : nb_amin)(ctx, nb_abs(ctx, x), naxes, axes, keepdim);
+    nb_tensor *t = p == 2 ? nb_square(ctx, x) : nb_abs(ctx, x);
+    if (p != 2) t = p < 1 ? pow_off_zero(ctx, t, p, p < 0 ? INFINITY : 0.0) : nb_pow_scalar(ctx, t, p);
+    nb_tensor *s = nb_sum(ctx, t, naxes, axes, keepdim);
+    return p > 0 ? pow_off_zero(ctx, s, 1.0 / p, 0.0) : nb_pow_scalar(ctx, s, 1.0 / p);
 }

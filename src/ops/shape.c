@@ -1,5 +1,5 @@
 /* Shape ops: views (reshape, permute, slice, expand), copies (contiguous, concat) and
- * indexing (index_select/index_add, gather/scatter_add). Views share their input's data;
+ * indexing (index_select/index_add, gather/scatter_add/scatter). Views share their input's data;
  * their backward rules are again shape ops. */
 #include "../internal.h"
 
@@ -415,6 +415,8 @@ static nb_status scatter_add_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_
     return NB_OK;
 }
 static const nb_op OP_GATHER = {"gather", gather_bw, NB_DIFFERENTIABLE}, OP_SCATTER_ADD = {"scatter_add", scatter_add_bw, NB_DIFFERENTIABLE};
+static nb_status scatter_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin);
+static const nb_op OP_SCATTER = {"scatter", scatter_bw, NB_DIFFERENTIABLE};
 
 static bool check_gather(nb_ctx *ctx, const char *op, const nb_tensor *x, int axis, const nb_tensor *idx, int *a) {
     char b[128], c[128];
@@ -476,6 +478,62 @@ nb_tensor *nb_scatter_add(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, n
     nb_tensor *in[3] = {x, idx, src};
     nb_node *n;
     out = nb__finish(ctx, &OP_SCATTER_ADD, out, 3, in, &n);
+    if (n) n->iattr[0] = a;
+    return out;
+}
+
+/* ---- scatter: the last write wins -------------------------------------------------------------- */
+/* 1 where element i of idx is the last (in row-major order) to write its target, else 0;
+ * *dup tells whether any target is written twice */
+static nb_tensor *last_writers(nb_ctx *ctx, const nb_tensor *x, const nb_tensor *idx, int a, nb_dtype dt, bool *dup) {
+    nb_tensor *writer = nb__new(ctx, NB_I64, x->ndim, x->shape), *win = nb__new(ctx, dt, idx->ndim, idx->shape);
+    if (!writer || !win) return NULL;
+    int64_t *w = writer->data;
+    for (int64_t i = 0; i < idx->numel; i++) w[gather_offset(writer, idx, a, i)] = i;
+    *dup = false;
+    for (int64_t i = 0; i < idx->numel; i++) {
+        const bool last = w[gather_offset(writer, idx, a, i)] == i;
+        *dup |= !last;
+        nb_set(win, i, last ? 1.0 : 0.0);
+    }
+    return win;
+}
+
+static nb_status scatter_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    const int a = (int)n->iattr[0];
+    nb_tensor *idx = n->in[1], *src = n->in[2];
+    if (n->in[0]->requires_grad) gin[0] = nb_scatter(ctx, g, a, idx, nb_zeros_like(ctx, src)); /* overwritten: no gradient */
+    if (src->requires_grad) {
+        bool dup;
+        nb_tensor *last = last_writers(ctx, n->out, idx, a, g->dtype, &dup), *gs = nb_gather(ctx, g, a, idx);
+        gin[2] = last && dup ? nb_mul(ctx, gs, last) : (last ? gs : NULL);
+    }
+    return NB_OK;
+}
+
+nb_tensor *nb_scatter(nb_ctx *ctx, nb_tensor *x, int axis, nb_tensor *idx, nb_tensor *src) {
+    int a;
+    if (nb__null(ctx, "scatter", 3, x, idx, src) || !check_gather(ctx, "scatter", x, axis, idx, &a)) return NULL;
+    char b[128], c[128];
+    if (src->dtype != x->dtype) return nb__fail(ctx, NB_ERR_DTYPE, "scatter: source is %s, target is %s", nb_dtype_name(src->dtype), nb_dtype_name(x->dtype));
+    bool ok = src->ndim == idx->ndim;
+    for (int d = 0; ok && d < idx->ndim; d++) ok = src->shape[d] >= idx->shape[d];
+    if (!ok)
+        return nb__fail(ctx, NB_ERR_SHAPE, "scatter: source %s is smaller than the index %s", nb_shape_str(src, b, sizeof b),
+                        nb_shape_str(idx, c, sizeof c));
+    for (int d = 0; d < idx->ndim && src; d++) /* like PyTorch, only src's leading idx-shaped block is used */
+        if (src->shape[d] != idx->shape[d]) src = nb_slice(ctx, src, d, 0, idx->shape[d], 1);
+    nb_tensor *out = src ? nb__new(ctx, x->dtype, x->ndim, x->shape) : NULL;
+    if (!out) return NULL;
+    nb__copy_kernel(out, x);
+    for (int64_t i = 0; i < idx->numel; i++) {
+        int64_t off = gather_offset(out, idx, a, i), so = nb__offset(src, i);
+        if (x->dtype == NB_F32) ((float *)out->data)[off] = ((const float *)src->data)[so];
+        else ((double *)out->data)[off] = ((const double *)src->data)[so];
+    }
+    nb_tensor *in[3] = {x, idx, src};
+    nb_node *n;
+    out = nb__finish(ctx, &OP_SCATTER, out, 3, in, &n);
     if (n) n->iattr[0] = a;
     return out;
 }

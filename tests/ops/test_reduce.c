@@ -119,3 +119,138 @@ Test(reduce, stable_and_degenerate_values) {
     cr_assert_null(nb_max(ctx, e, 1, AX1, false));
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE);
 }
+
+/* ---- amax/amin, max/min along an axis with indices, argmin, p-norms (PyTorch 1.13 references in
+ * tests/ref/tensor_refs.h) ---------------------------------------------------------------------- */
+#include "ref/tensor_refs.h"
+
+static nb_tensor *ties_leaf(void) {
+    nb_tensor *t = test_from(ctx, TR_TIES, NB_SHAPE(2, 4));
+    nb_requires_grad(t, true);
+    return t;
+}
+
+Test(reduce, amax_splits_ties_and_max_dim_picks_the_first) {
+    const double ones[2] = {1, 1};
+    nb_tensor *t = ties_leaf(), *idx;
+    assert_values(weighted_grad(ctx, nb_amax(ctx, t, 1, AX1, false), ones, t, false), TR_AMAX_TIES_GRAD, 8, 0);
+    assert_values(weighted_grad(ctx, nb_amin(ctx, t, 1, AX1, false), ones, t, false), TR_AMIN_TIES_GRAD, 8, 0);
+    nb_tensor *m = nb_max_dim(ctx, t, 1, false, &idx);
+    cr_assert(m && m->ndim == 1 && nb_get(m, 0) == 3 && nb_get(m, 1) == 0.5, "%s", nb_ctx_error(ctx));
+    cr_assert(idx && idx->dtype == NB_I64 && idx->ndim == 1);
+    for (int i = 0; i < 2; i++) cr_assert_eq((int64_t)nb_get(idx, i), TR_MAXDIM_TIES_IDX[i]);
+    assert_values(weighted_grad(ctx, m, ones, t, false), TR_MAXDIM_TIES_GRAD, 8, 0);
+    nb_tensor *mn = nb_min_dim(ctx, t, -1, true, &idx);
+    cr_assert(mn && mn->ndim == 2 && mn->shape[1] == 1 && idx->ndim == 2);
+    for (int i = 0; i < 2; i++) cr_assert_eq((int64_t)nb_get(idx, i), TR_MINDIM_TIES_IDX[i]);
+    assert_values(weighted_grad(ctx, mn, ones, t, false), TR_MINDIM_TIES_GRAD, 8, 0);
+    /* on REF_R-like data along axis 0, and argmin along the last axis */
+    nb_tensor *x = test_from(ctx, TR_X, NB_SHAPE(2, 3, 4));
+    assert_values(nb_min_dim(ctx, x, 0, false, &idx), TR_MINDIM_X_0, 12, 0);
+    for (int i = 0; i < 12; i++) cr_assert_eq((int64_t)nb_get(idx, i), TR_MINDIM_X_0_IDX[i]);
+    nb_tensor *am = nb_argmin(ctx, nb_cast(ctx, x, NB_F32), 2, false);
+    cr_assert(am && am->ndim == 2 && am->dtype == NB_I64);
+    for (int i = 0; i < 6; i++) cr_assert_eq((int64_t)nb_get(am, i), TR_ARGMIN_X_2[i]);
+    /* the first NaN is both the argmax and the argmin, as in torch */
+    nb_tensor *nan = test_from(ctx, (double[]){1, NAN, 0, NAN}, NB_SHAPE(4));
+    cr_assert(nb_get(nb_argmin(ctx, nan, 0, false), 0) == 1 && nb_get(nb_argmax(ctx, nan, 0, false), 0) == 1);
+    cr_assert(isnan(nb_item(nb_max_dim(ctx, nan, 0, false, NULL))));
+    cr_assert_null(nb_max_dim(ctx, x, 3, false, &idx));
+    cr_assert(strstr(nb_ctx_error(ctx), "max_dim: axis 3 invalid for shape (2,3,4)"), "%s", nb_ctx_error(ctx));
+}
+
+static nb_tensor *max_dim_1(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_tensor *y = nb_max_dim(c, in[0], 1, true, NULL);
+    return nb_mul(c, y, nb_min_dim(c, in[0], 0, true, NULL));
+}
+
+typedef struct {
+    const char *name;
+    double p;
+    const double *ref, *grad;
+} norm_case;
+static const norm_case NORMS[] = {
+    {"2", 2, TR_NORM_2, TR_NORM_2_GRAD},          {"1", 1, TR_NORM_1, TR_NORM_1_GRAD},
+    {"3", 3, TR_NORM_3, TR_NORM_3_GRAD},          {"0.5", 0.5, TR_NORM_HALF, TR_NORM_HALF_GRAD},
+    {"inf", INFINITY, TR_NORM_INF, TR_NORM_INF_GRAD}, {"-inf", -INFINITY, TR_NORM_NINF, TR_NORM_NINF_GRAD},
+    {"0", 0, TR_NORM_0, NULL},                    {"-1.5", -1.5, TR_NORM_M15, TR_NORM_M15_GRAD},
+};
+
+Test(reduce, norms_match_torch) {
+    double w1[8];
+    for (int i = 0; i < 8; i++) w1[i] = cos((double)i);
+    for (size_t k = 0; k < sizeof NORMS / sizeof *NORMS; k++) {
+        const norm_case *c = &NORMS[k];
+        nb_tensor *x = test_from(ctx, TR_X, NB_SHAPE(2, 3, 4));
+        nb_requires_grad(x, true);
+        nb_tensor *n = nb_norm(ctx, x, c->p, 1, AX1, false);
+        cr_assert(n && n->ndim == 2 && n->shape[1] == 4, "%s: %s", c->name, nb_ctx_error(ctx));
+        for (int i = 0; i < 8; i++) assert_close(nb_get(n, i), c->ref[i], 1e-14, 1e-13, "(p = %s)", c->name);
+        if (c->grad) {
+            nb_tensor *g = weighted_grad(ctx, n, w1, x, false);
+            for (int i = 0; i < 24; i++) assert_close(nb_get(g, i), c->grad[i], 1e-14, 1e-12, "(p = %s gradient %d)", c->name, i);
+        } else {
+            cr_assert(!n->requires_grad, "p = 0 counts: no gradient");
+        }
+        nb_tensor *n32 = nb_norm(ctx, nb_cast(ctx, x, NB_F32), c->p, 1, AX1, true);
+        cr_assert(n32 && n32->dtype == NB_F32 && n32->ndim == 3);
+        for (int i = 0; i < 8; i++) assert_close(nb_get(n32, i), c->ref[i], 1e-5, 1e-5, "(p = %s, f32)", c->name);
+    }
+    nb_tensor *x = test_from(ctx, TR_X, NB_SHAPE(2, 3, 4));
+    nb_requires_grad(x, true);
+    assert_close(nb_item(nb_norm(ctx, x, 2, 0, NULL, false)), TR_NORM_FRO[0], 0, 1e-15);
+    double v[24];
+    for (int i = 0; i < 24; i++) v[i] = cos(TR_X[i]);
+    nb_tensor *g = weighted_grad(ctx, nb_norm(ctx, x, 2, 1, AX1, false), w1, x, true);
+    assert_values(weighted_grad(ctx, g, v, x, false), TR_NORM_2_HVP, 24, 1e-13);
+}
+
+Test(reduce, norms_at_zero_have_torchs_subgradient) {
+    static const struct {
+        double p;
+        const double *ref, *grad;
+    } z[] = {{2, TR_NORMZ_2, TR_NORMZ_2_GRAD}, {0.5, TR_NORMZ_HALF, TR_NORMZ_HALF_GRAD}, {3, TR_NORMZ_3, TR_NORMZ_3_GRAD},
+             {-1, TR_NORMZ_M1, TR_NORMZ_M1_GRAD}, {INFINITY, TR_NORMZ_INF, TR_NORMZ_INF_GRAD}};
+    for (size_t k = 0; k < sizeof z / sizeof *z; k++) {
+        nb_tensor *x = test_from(ctx, (double[]){0, 0, 0, 0, 2, -1}, NB_SHAPE(2, 3));
+        nb_requires_grad(x, true);
+        nb_tensor *n = nb_norm(ctx, x, z[k].p, 1, AX1, false);
+        for (int i = 0; i < 2; i++) assert_close(nb_get(n, i), z[k].ref[i], 1e-15, 1e-14, "(p = %g)", z[k].p);
+        nb_tensor *g = weighted_grad(ctx, n, (double[]){1, 1}, x, false);
+        for (int i = 0; i < 6; i++) assert_close(nb_get(g, i), z[k].grad[i], 1e-15, 1e-14, "(p = %g, gradient %d)", z[k].p, i);
+    }
+    /* errors name the op */
+    nb_tensor *x = nb_zeros(ctx, NB_F64, NB_SHAPE(2, 0));
+    cr_assert_null(nb_norm(ctx, x, INFINITY, 1, AX1, false));
+    cr_assert(strstr(nb_ctx_error(ctx), "norm: the inf norm of the empty reduction of (2,0)"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert(nb_item(nb_norm(ctx, x, 2, 0, NULL, false)) == 0);
+    cr_assert_null(nb_norm(ctx, x, NAN, 0, NULL, false));
+    cr_assert(strstr(nb_ctx_error(ctx), "norm: p is NaN"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert_null(nb_norm(ctx, x, 2, 1, (int[]){2}, false));
+    cr_assert(strstr(nb_ctx_error(ctx), "norm: axis 2 out of range"), "%s", nb_ctx_error(ctx));
+}
+
+static nb_tensor *norm_f(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const double p = *(const double *)u;
+    return nb_mul(c, nb_norm(c, in[0], p, 2, AX02, true), in[0]);
+}
+
+Test(reduce, norm_and_max_dim_gradients_every_layout) {
+    static const double ps[] = {2, 3, 0.5, 1.5, -1.5, INFINITY, -INFINITY, 1};
+    for (size_t k = 0; k < sizeof ps / sizeof *ps; k++)
+        for (int lay = LAYOUT_CONTIG; lay <= LAYOUT_SLICE; lay++) {
+            nb_mark m = nb_ctx_mark(ctx);
+            nb_tensor *x = test_leaf(ctx, NB_SHAPE(2, 3, 4), (test_layout)lay, DOM_AWAY0);
+            char what[64];
+            snprintf(what, sizeof what, "norm p = %g layout %d", ps[k], lay);
+            check_grads_named(norm_f, 1, &x, (void *)&ps[k], true, what);
+            nb_ctx_release(ctx, m);
+        }
+    for (int lay = LAYOUT_CONTIG; lay <= LAYOUT_SLICE; lay++) {
+        nb_tensor *x = test_leaf(ctx, NB_SHAPE(2, 3, 4), (test_layout)lay, DOM_ANY);
+        check_grads_named(max_dim_1, 1, &x, NULL, true, "max_dim / min_dim");
+    }
+}

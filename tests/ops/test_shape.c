@@ -147,3 +147,51 @@ Test(shape, concat_stack_and_indexing_values) {
     nb_tensor *g0 = nb_gather(ctx, m, 0, idx_tensor(ctx, NB_SHAPE(1, 3), (int64_t[]){1, 0, 1}));
     assert_values(g0, (double[]){4, 2, 6}, 3, 0);
 }
+
+/* ---- scatter (PyTorch 1.13 references in tests/ref/tensor_refs.h) ------------------------------- */
+#include "ref/tensor_refs.h"
+
+Test(shape, scatter_matches_torch_and_last_write_wins) {
+    nb_tensor *x = test_from(ctx, TR_X, NB_SHAPE(2, 4));
+    nb_tensor *idx = idx_tensor(ctx, NB_SHAPE(2, 3), TR_SCATTER_IDX);
+    nb_tensor *src = test_from(ctx, TR_SCATTER_SRC, NB_SHAPE(2, 4)); /* larger than idx: its (2,3) block is used */
+    assert_values(nb_scatter(ctx, x, 1, idx, src), TR_SCATTER, 8, 0);
+    nb_tensor *s3 = nb_contiguous(ctx, nb_slice(ctx, src, 1, 0, 3, 1));
+    nb_requires_grad(x, true);
+    nb_requires_grad(s3, true);
+    nb_tensor *y = nb_scatter(ctx, x, 1, idx, s3);
+    double w[8];
+    for (int i = 0; i < 8; i++) w[i] = sin((double)i);
+    assert_values(weighted_grad(ctx, y, w, x, false), TR_SCATTER_GRAD_X, 8, 0);
+    assert_values(weighted_grad(ctx, y, w, s3, false), TR_SCATTER_GRAD_SRC, 6, 0);
+    /* repeated targets (undefined in PyTorch): the last write in idx's order wins and alone gets
+     * src's gradient */
+    nb_tensor *v = nb_zeros(ctx, NB_F64, NB_SHAPE(4));
+    nb_tensor *d = test_from(ctx, (double[]){1, 2, 3, 4}, NB_SHAPE(4));
+    nb_requires_grad(d, true);
+    nb_tensor *yd = nb_scatter(ctx, v, 0, idx_tensor(ctx, NB_SHAPE(4), (int64_t[]){2, 0, 2, 2}), d);
+    assert_values(yd, (double[]){2, 0, 4, 0}, 4, 0);
+    assert_values(weighted_grad(ctx, yd, (double[]){10, 20, 30, 40}, d, false), (double[]){0, 10, 0, 30}, 4, 0);
+}
+
+static nb_tensor *f_scatter(nb_ctx *c, nb_tensor *const *in, void *u) { SQ(nb_scatter(c, in[0], 1, u, in[1])); }
+
+Test(shape, scatter_gradients_and_errors) {
+    /* duplicates included: (0,0,*) and (1,1,*) write twice to some targets */
+    nb_tensor *gat = idx_tensor(ctx, NB_SHAPE(2, 2, 4), (int64_t[]){0, 1, 2, 0, 2, 2, 1, 0, 1, 1, 0, 2, 0, 0, 2, 1});
+    for (int lay = LAYOUT_CONTIG; lay <= LAYOUT_SLICE; lay++) {
+        nb_tensor *in[2] = {test_leaf(ctx, NB_SHAPE(2, 3, 4), (test_layout)lay, DOM_ANY),
+                            test_leaf(ctx, NB_SHAPE(2, 2, 4), (test_layout)lay, DOM_ANY)};
+        check_grads_named(f_scatter, 2, in, gat, true, "scatter");
+    }
+    nb_tensor *x = nb_zeros(ctx, NB_F64, NB_SHAPE(2, 3));
+    cr_assert_null(nb_scatter(ctx, x, 1, idx_tensor(ctx, NB_SHAPE(2, 2), (int64_t[]){0, 3, 1, 1}), nb_ones(ctx, NB_F64, NB_SHAPE(2, 2))));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_INDEX);
+    cr_assert(strstr(nb_ctx_error(ctx), "scatter: index 3"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert_null(nb_scatter(ctx, x, 1, idx_tensor(ctx, NB_SHAPE(2, 2), (int64_t[]){0, 1, 1, 1}), nb_ones(ctx, NB_F64, NB_SHAPE(2, 1))));
+    cr_assert(strstr(nb_ctx_error(ctx), "scatter: source (2,1) is smaller than the index (2,2)"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert_null(nb_scatter(ctx, x, 1, idx_tensor(ctx, NB_SHAPE(2, 2), (int64_t[]){0, 1, 1, 1}), nb_ones(ctx, NB_F32, NB_SHAPE(2, 2))));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_DTYPE);
+}
