@@ -118,6 +118,42 @@ W(cross_entropy_smooth, nb_cross_entropy_smooth(c, in[0], labels(c, in[0]->shape
 W(nll_loss, nb_nll_loss(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), NB_REDUCE_NONE))
 W(mse_loss, nb_mse_loss(c, in[0], in[1], NB_REDUCE_MEAN))
 W(bce_with_logits, nb_bce_with_logits(c, in[0], in[1], NB_REDUCE_MEAN))
+/* labels of scores x (N, C, d1..dk): x's shape without axis 1, every third one `ignore` */
+static nb_tensor *nd_labels(nb_ctx *c, const nb_tensor *x, int64_t ignore) {
+    int64_t s[NB_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d != 1) s[n++] = x->shape[d];
+    nb_tensor *y = nb_empty(c, NB_I64, n, s);
+    for (int64_t i = 0; i < y->numel; i++) nb_set(y, i, i % 3 == 2 ? (double)ignore : (double)((i * 7 + 3) % x->shape[1]));
+    return y;
+}
+static nb_tensor *signs(nb_ctx *c, const nb_tensor *x, int ndim) { /* +-1 of x's leading ndim axes */
+    nb_tensor *y = nb_empty(c, x->dtype, ndim, x->shape);
+    for (int64_t i = 0; i < y->numel; i++) nb_set(y, i, (i * 5 + 1) % 3 ? 1.0 : -1.0);
+    return y;
+}
+W(cross_entropy_ex, nb_cross_entropy_ex(c, in[0], nd_labels(c, in[0], 1),
+                                        &(nb_class_loss_opts){.weight = in[1], .ignore_index = 1, .has_ignore_index = true,
+                                                              .label_smoothing = 0.1}))
+W(cross_entropy_probs, nb_cross_entropy_ex(c, in[0], in[1], &(nb_class_loss_opts){.weight = in[2], .label_smoothing = 0.2}))
+W(nll_loss_ex, nb_nll_loss_ex(c, in[0], nd_labels(c, in[0], 0),
+                              &(nb_class_loss_opts){.reduction = NB_REDUCE_SUM, .weight = in[1], .has_ignore_index = true}))
+W(bce_with_logits_ex, nb_bce_with_logits_ex(c, in[0], in[1], &(nb_bce_loss_opts){.weight = in[2], .pos_weight = in[3]}))
+W(binary_cross_entropy, nb_binary_cross_entropy(c, in[0], in[1], &(nb_bce_loss_opts){.reduction = NB_REDUCE_SUM, .weight = in[2]}))
+W(l1_loss, nb_l1_loss(c, in[0], in[1], NB_REDUCE_MEAN))
+W(smooth_l1_loss, nb_smooth_l1_loss(c, in[0], in[1], &(nb_regression_loss_opts){.beta = 0.5}))
+W(huber_loss, nb_huber_loss(c, in[0], in[1], &(nb_regression_loss_opts){.reduction = NB_REDUCE_NONE, .delta = 0.7}))
+W(kl_div, nb_kl_div(c, in[0], in[1], &(nb_prob_loss_opts){.reduction = NB_REDUCE_BATCHMEAN}))
+W(poisson_nll_loss, nb_poisson_nll_loss(c, in[0], in[1], &(nb_prob_loss_opts){.rate_input = true, .full = true}))
+W(gaussian_nll_loss, nb_gaussian_nll_loss(c, in[0], in[1], in[2], &(nb_prob_loss_opts){.full = true}))
+W(cosine_embedding_loss, nb_cosine_embedding_loss(c, in[0], in[1], signs(c, in[0], in[0]->ndim - 1),
+                                                  &(nb_margin_loss_opts){.margin = 0.2}))
+W(margin_ranking_loss, nb_margin_ranking_loss(c, in[0], in[1], in[2], &(nb_margin_loss_opts){.margin = 0.1}))
+W(hinge_embedding_loss, nb_hinge_embedding_loss(c, in[0], signs(c, in[0], in[0]->ndim),
+                                                &(nb_margin_loss_opts){.reduction = NB_REDUCE_SUM, .margin = 1.5}))
+W(soft_margin_loss, nb_soft_margin_loss(c, in[0], signs(c, in[0], in[0]->ndim), NB_REDUCE_MEAN))
+W(triplet_margin_loss, nb_triplet_margin_loss(c, in[0], in[1], in[2], &(nb_margin_loss_opts){.margin = 0.5, .swap = true}))
 W(unfold, nb_unfold(c, in[0], NB_WINDOW2D(2, 1, 1, 1), 0.0))
 W(fold, nb_fold(c, in[0], 3, 3, NB_WINDOW2D(2, 1, 0, 1)))
 W(conv2d, nb_conv2d(c, in[0], in[1], in[2], 1, 1, 1, 1))
@@ -202,6 +238,8 @@ W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
 #define BINARY(op, lo, hi, smooth) \
     {#op, 2, {{S2(3, 4), S2(3, 4)}, {S3(2, 1, 4), S2(3, 4)}}, {S2(3, 4), S2(2, 4)}, lo, hi, smooth, true, NULL, nb_##op, NULL}
 #define OP(op, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##op}
+/* a second configuration of op, run by the wrapper w_variant */
+#define OPV(op, variant, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##variant}
 #define NONE {{0}}
 /* another configuration of an op already listed (the errors still name the op) */
 #define OPV(op, variant, n, c0, c1, bad, lo, hi, smooth, nan) {#op, n, {c0, c1}, bad, lo, hi, smooth, nan, NULL, NULL, w_##variant}
@@ -291,13 +329,38 @@ static const reg REGISTRY[] = {
     OP(matmul, 2, {S2(3, 4) COMMA S2(4, 2)}, {S3(2, 3, 4) COMMA S1(4)}, {S2(3, 4) COMMA S2(3, 4)}, -1, 1, true, true),
     OP(linear, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S3(2, 3, 2) COMMA S2(3, 2) COMMA S1(3)},
        {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
-    /* losses */
+    /* losses (values against PyTorch, options and errors: tests/ops/test_loss.c) */
     OP(cross_entropy, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
     OP(cross_entropy_smooth, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
     OP(nll_loss, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, false),
     OP(mse_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, -2, 2, true, true),
     OP(bce_with_logits, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, 0.1, 0.9, true,
        true),
+    OP(cross_entropy_ex, 2, {S2(4, 3) COMMA S1(3)}, {S3(2, 4, 3) COMMA S1(4)}, {S2(4, 3) COMMA S1(4)}, 0.5, 2, true, true),
+    OPV(cross_entropy_ex, cross_entropy_probs, 3, {S2(4, 3) COMMA S2(4, 3) COMMA S1(3)},
+        {S3(2, 3, 2) COMMA S3(2, 3, 2) COMMA S1(3)}, {S2(4, 3) COMMA S2(4, 2) COMMA S1(3)}, 0.1, 2, true, true),
+    OP(nll_loss_ex, 2, {S2(4, 3) COMMA S1(3)}, {S3(2, 3, 2) COMMA S1(3)}, {S2(4, 3) COMMA S1(2)}, 0.5, 2, true, false),
+    OP(bce_with_logits_ex, 4, {S2(3, 4) COMMA S2(3, 4) COMMA S2(3, 1) COMMA S1(4)},
+       {S3(2, 2, 3) COMMA S3(2, 2, 3) COMMA S1(3) COMMA S1(3)}, {S2(3, 4) COMMA S2(3, 4) COMMA S2(3, 4) COMMA S1(3)}, 0.1,
+       0.9, true, true),
+    OP(binary_cross_entropy, 3, {S2(3, 4) COMMA S2(3, 4) COMMA S1(4)}, {S1(5) COMMA S1(5) COMMA S1(1)},
+       {S2(3, 4) COMMA S2(3, 4) COMMA S1(3)}, 0.1, 0.9, true, false),
+    OP(l1_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(4, 3)}, -2, 2, true, true),
+    OP(smooth_l1_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S3(2, 1, 3) COMMA S3(2, 1, 3)}, {S2(3, 4) COMMA S1(4)}, -2, 2, true,
+       true),
+    OP(huber_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(3, 1)}, -2, 2, true, true),
+    OP(kl_div, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, 0.1, 2, true, true),
+    OP(poisson_nll_loss, 2, {S2(3, 4) COMMA S2(3, 4)}, {S1(5) COMMA S1(5)}, {S2(3, 4) COMMA S2(2, 4)}, 0.1, 2, true, true),
+    OP(gaussian_nll_loss, 3, {S2(3, 4) COMMA S2(3, 4) COMMA S2(3, 4)}, {S2(2, 3) COMMA S2(2, 3) COMMA S1(2)},
+       {S2(3, 4) COMMA S2(3, 4) COMMA S1(4)}, 0.1, 2, true, true),
+    OP(cosine_embedding_loss, 2, {S2(4, 3) COMMA S2(4, 3)}, {S1(5) COMMA S1(5)}, {S2(4, 3) COMMA S2(4, 2)}, -2, 2, true,
+       true),
+    OP(margin_ranking_loss, 3, {S2(3, 4) COMMA S2(3, 4) COMMA S2(3, 4)}, {S2(3, 1) COMMA S2(3, 4) COMMA S2(1, 4)},
+       {S2(3, 4) COMMA S2(3, 4) COMMA S1(4)}, -2, 2, true, true),
+    OP(hinge_embedding_loss, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, 2, true, true),
+    OP(soft_margin_loss, 1, {S2(3, 4)}, {S3(2, 1, 3)}, NONE, -3, 3, true, true),
+    OP(triplet_margin_loss, 3, {S2(4, 3) COMMA S2(4, 3) COMMA S2(4, 3)}, {S1(5) COMMA S1(5) COMMA S1(5)},
+       {S2(4, 3) COMMA S2(4, 3) COMMA S2(4, 2)}, -2, 2, true, true),
     /* convolution, pooling, normalisation, embeddings, recurrent cells (nn.h) */
     OP(unfold, 1, {S4(1, 2, 3, 3)}, {S4(2, 1, 2, 4)}, {S2(3, 4)}, -2, 2, true, false),
     OP(fold, 1, {S3(1, 8, 4)}, {S3(2, 4, 4)}, {S3(1, 8, 5)}, -2, 2, true, true),

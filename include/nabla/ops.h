@@ -229,18 +229,132 @@ nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
 
 /* ---- losses -------------------------------------------------------------------------- */
-typedef enum { NB_REDUCE_MEAN = 0, NB_REDUCE_SUM = 1, NB_REDUCE_NONE = 2 } nb_reduction;
-/* Cross-entropy from logits (N, C) and integer labels (N) in [0, C) (NB_I64); numerically
- * stable (log-softmax). A label out of range is an NB_ERR_INDEX error. */
+/* As torch.nn.functional in PyTorch 1.13, composed from the ops above, so every loss is
+ * differentiable to any order where it is smooth; inputs, targets, variances and class weights
+ * all get gradients (labels and +-1 targets do not). reduction: mean (the default, the zero
+ * value), sum, or none (the per-element losses, the loss's natural shape); batchmean (the sum
+ * divided by the size of axis 0) is kl_div's only. Each family of losses has one options
+ * struct; as for nb_conv_opts, zero fields take PyTorch's defaults, so a designated
+ * initializer names only what differs, and opts NULL is all defaults. Errors name the loss:
+ * a shape or dtype mismatch, a label out of range, a bad option (NB_ERR_VALUE), an option of
+ * another loss of the family. Where PyTorch broadcasts a target of another shape (with a
+ * warning), nabla refuses it: input and target have one shape. */
+typedef enum { NB_REDUCE_MEAN = 0, NB_REDUCE_SUM = 1, NB_REDUCE_NONE = 2, NB_REDUCE_BATCHMEAN = 3 } nb_reduction;
+
+/* cross_entropy and nll_loss. weight: (C) class weights of the logits' dtype, or NULL for all
+ * 1; a weighted mean divides by the sum of the targets' weights. ignore_index: targets equal
+ * to it add nothing to the loss nor to the mean's divisor (a mean over no target is NaN, as in
+ * PyTorch); it is PyTorch's -100 unless has_ignore_index is set, so that class 0 can be
+ * ignored too. label_smoothing in [0, 1] (cross_entropy only): the target becomes (1 - ls) on
+ * the label plus ls / C on every class. */
+typedef struct {
+    nb_reduction reduction;
+    nb_tensor *weight;
+    int64_t ignore_index;
+    bool has_ignore_index;
+    double label_smoothing;
+} nb_class_loss_opts;
+/* F.cross_entropy: logits (N, C, d1, ..., dk) (or (C) unbatched) against either i64 labels
+ * (N, d1, ..., dk) in [0, C) or == ignore_index, or class probabilities of the logits' shape
+ * and dtype (then a mean divides by N d1 ... dk, and ignore_index must not be set). Stable:
+ * through log_softmax over axis 1. reduction none gives (N, d1, ..., dk). */
+nb_tensor *nb_cross_entropy_ex(nb_ctx *ctx, nb_tensor *logits, nb_tensor *target, const nb_class_loss_opts *opts);
+/* F.nll_loss: log-probabilities (N, C, d1, ..., dk) (or (C)) and i64 labels, as above. */
+nb_tensor *nb_nll_loss_ex(nb_ctx *ctx, nb_tensor *logp, nb_tensor *labels, const nb_class_loss_opts *opts);
+/* The positional forms: cross-entropy of logits (N, C) and labels (N) with defaults; with label
+ * smoothing eps; negative log-likelihood of log-probabilities. */
 nb_tensor *nb_cross_entropy(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, nb_reduction red);
-/* With label smoothing eps: target (1-eps) on the label and eps/C spread over all classes. */
 nb_tensor *nb_cross_entropy_smooth(nb_ctx *ctx, nb_tensor *logits, nb_tensor *labels, double eps,
                                    nb_reduction red);
-/* Negative log-likelihood from log-probabilities (N, C). */
 nb_tensor *nb_nll_loss(nb_ctx *ctx, nb_tensor *logp, nb_tensor *labels, nb_reduction red);
-nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduction red);
-/* Binary cross-entropy on logits x with targets y in [0,1]: softplus(x) - x*y, stable. */
+
+/* binary_cross_entropy and bce_with_logits. weight: rescales each element's loss, broadcast to
+ * the input's shape. pos_weight (bce_with_logits only): the weight of the positive term,
+ * broadcast along the last axis (C) like PyTorch's: loss = (1 - y) x + (1 + (pw - 1) y)
+ * softplus(-x). */
+typedef struct {
+    nb_reduction reduction;
+    nb_tensor *weight;
+    nb_tensor *pos_weight;
+} nb_bce_loss_opts;
+/* F.binary_cross_entropy_with_logits: x logits, y targets in [0, 1] (differentiable), stable. */
+nb_tensor *nb_bce_with_logits_ex(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_bce_loss_opts *opts);
 nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduction red);
+/* F.binary_cross_entropy: -(y log p + (1 - y) log(1 - p)) on probabilities p in [0, 1] (others,
+ * and NaN, are an NB_ERR_VALUE error, as in PyTorch), each log clamped to >= -100. The gradient
+ * is that of the clamped loss: PyTorch instead floors p (1 - p) at 1e-12 in its gradient, so the
+ * two differ where p or 1 - p is below about 1e-12 (at p = 0 or 1 exactly nabla's is finite). */
+nb_tensor *nb_binary_cross_entropy(nb_ctx *ctx, nb_tensor *p, nb_tensor *y, const nb_bce_loss_opts *opts);
+
+/* Regression: F.mse_loss (x - y)^2 and F.l1_loss |x - y| (gradient 0 at x == y, as PyTorch). */
+nb_tensor *nb_mse_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduction red);
+nb_tensor *nb_l1_loss(nb_ctx *ctx, nb_tensor *pred, nb_tensor *target, nb_reduction red);
+/* smooth_l1_loss and huber_loss. beta (smooth_l1, > 0, default 1; for beta 0, which PyTorch
+ * allows, use l1_loss, its value then) and delta (huber, > 0, default 1): where the quadratic
+ * part ends. Second derivatives are PyTorch's: 1/beta (1) inside, 0 outside. */
+typedef struct {
+    nb_reduction reduction;
+    double beta;
+    double delta;
+} nb_regression_loss_opts;
+/* F.smooth_l1_loss: with d = |x - y|, 0.5 d^2 / beta where d < beta, else d - 0.5 beta. */
+nb_tensor *nb_smooth_l1_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_regression_loss_opts *opts);
+/* F.huber_loss: 0.5 d^2 where d < delta, else delta (d - 0.5 delta). */
+nb_tensor *nb_huber_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_regression_loss_opts *opts);
+
+/* Losses on distributions (kl_div, poisson_nll_loss, gaussian_nll_loss). log_target (kl_div):
+ * the target is given as log-probabilities. rate_input (poisson_nll): the input is the rate
+ * itself, PyTorch's log_input=False (the default, log_input=True, is the zero value). full:
+ * add the constant terms (poisson: Stirling's log(y!) where y > 1; gaussian: log(2 pi) / 2).
+ * eps (>= 0; 0 takes the default): poisson's 1e-8 in log(x + eps) for rate inputs, gaussian's
+ * 1e-6 floor on the variance. */
+typedef struct {
+    nb_reduction reduction;
+    bool log_target;
+    bool rate_input;
+    bool full;
+    double eps;
+} nb_prob_loss_opts;
+/* F.kl_div: input log q, target p (or log p with log_target): p (log p - input), 0 where p = 0
+ * (xlogy). Reductions include batchmean (PyTorch's mean is per element, as here). */
+nb_tensor *nb_kl_div(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, const nb_prob_loss_opts *opts);
+/* F.poisson_nll_loss: exp(x) - y x (log-rate input) or x - y log(x + eps) (rate input). */
+nb_tensor *nb_poisson_nll_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_prob_loss_opts *opts);
+/* F.gaussian_nll_loss: 0.5 (log v + (x - y)^2 / v), v = max(var, eps) with PyTorch's gradient
+ * (it passes var's gradient through the floor). var has the input's shape, or that shape with
+ * the last axis 1 or dropped (one variance per sample); a negative var is an NB_ERR_VALUE error. */
+nb_tensor *nb_gaussian_nll_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_tensor *var, const nb_prob_loss_opts *opts);
+
+/* Margin losses. margin: PyTorch's default is 0 for cosine_embedding and margin_ranking and 1
+ * for hinge_embedding and triplet_margin; the zero value takes it, and has_margin makes the
+ * margin field count as given (so a margin of 0 is possible everywhere). triplet_margin: p (>
+ * 0, default 2) of the p-norm distance, eps (>= 0, default 1e-6) added to the difference, swap
+ * (use the smaller of d(a, n) and d(p, n)). The +-1 targets y of cosine_embedding,
+ * hinge_embedding and soft_margin may be f32, f64 or i64; any other value than 1 or -1 is an
+ * NB_ERR_VALUE error (PyTorch gives it a partial or zero loss). */
+typedef struct {
+    nb_reduction reduction;
+    double margin;
+    bool has_margin;
+    double p;
+    double eps;
+    bool swap;
+} nb_margin_loss_opts;
+/* F.cosine_embedding_loss: x1, x2 (N, D) or (D), y (N) or (): 1 - cos where y = 1, max(0, cos -
+ * margin) where y = -1; cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)) over the last axis. */
+nb_tensor *nb_cosine_embedding_loss(nb_ctx *ctx, nb_tensor *x1, nb_tensor *x2, nb_tensor *y,
+                                    const nb_margin_loss_opts *opts);
+/* F.margin_ranking_loss: max(0, -y (x1 - x2) + margin); x1, x2, y of one float dtype and one
+ * ndim, broadcast together; y (any real, not checked) gets a gradient. */
+nb_tensor *nb_margin_ranking_loss(nb_ctx *ctx, nb_tensor *x1, nb_tensor *x2, nb_tensor *y, const nb_margin_loss_opts *opts);
+/* F.hinge_embedding_loss: x where y = 1, max(0, margin - x) where y = -1; y of x's shape. */
+nb_tensor *nb_hinge_embedding_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_margin_loss_opts *opts);
+/* F.soft_margin_loss: log(1 + exp(-y x)), y +-1 of x's shape; stable where PyTorch's overflows. */
+nb_tensor *nb_soft_margin_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduction red);
+/* F.triplet_margin_loss: anchor, positive, negative of one shape (..., D): max(0, margin +
+ * d(a, p) - d(a, n)), d(u, v) = ||u - v + eps||_p over the last axis; (...) per element. */
+nb_tensor *nb_triplet_margin_loss(nb_ctx *ctx, nb_tensor *anchor, nb_tensor *positive, nb_tensor *negative,
+                                  const nb_margin_loss_opts *opts);
 
 #ifdef __cplusplus
 }
@@ -377,11 +491,26 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 #define nb_one_hot(...) NB__AT(nb_one_hot, __VA_ARGS__)
 #define nb_matmul(...) NB__AT(nb_matmul, __VA_ARGS__)
 #define nb_linear(...) NB__AT(nb_linear, __VA_ARGS__)
+#define nb_cross_entropy_ex(...) NB__AT(nb_cross_entropy_ex, __VA_ARGS__)
+#define nb_nll_loss_ex(...) NB__AT(nb_nll_loss_ex, __VA_ARGS__)
 #define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)
 #define nb_cross_entropy_smooth(...) NB__AT(nb_cross_entropy_smooth, __VA_ARGS__)
 #define nb_nll_loss(...) NB__AT(nb_nll_loss, __VA_ARGS__)
-#define nb_mse_loss(...) NB__AT(nb_mse_loss, __VA_ARGS__)
+#define nb_bce_with_logits_ex(...) NB__AT(nb_bce_with_logits_ex, __VA_ARGS__)
 #define nb_bce_with_logits(...) NB__AT(nb_bce_with_logits, __VA_ARGS__)
+#define nb_binary_cross_entropy(...) NB__AT(nb_binary_cross_entropy, __VA_ARGS__)
+#define nb_mse_loss(...) NB__AT(nb_mse_loss, __VA_ARGS__)
+#define nb_l1_loss(...) NB__AT(nb_l1_loss, __VA_ARGS__)
+#define nb_smooth_l1_loss(...) NB__AT(nb_smooth_l1_loss, __VA_ARGS__)
+#define nb_huber_loss(...) NB__AT(nb_huber_loss, __VA_ARGS__)
+#define nb_kl_div(...) NB__AT(nb_kl_div, __VA_ARGS__)
+#define nb_poisson_nll_loss(...) NB__AT(nb_poisson_nll_loss, __VA_ARGS__)
+#define nb_gaussian_nll_loss(...) NB__AT(nb_gaussian_nll_loss, __VA_ARGS__)
+#define nb_cosine_embedding_loss(...) NB__AT(nb_cosine_embedding_loss, __VA_ARGS__)
+#define nb_margin_ranking_loss(...) NB__AT(nb_margin_ranking_loss, __VA_ARGS__)
+#define nb_hinge_embedding_loss(...) NB__AT(nb_hinge_embedding_loss, __VA_ARGS__)
+#define nb_soft_margin_loss(...) NB__AT(nb_soft_margin_loss, __VA_ARGS__)
+#define nb_triplet_margin_loss(...) NB__AT(nb_triplet_margin_loss, __VA_ARGS__)
 #endif
 
 #endif
