@@ -31,6 +31,16 @@ nb_tensor *nb_ones_like(nb_ctx *ctx, const nb_tensor *t);
 /* Random tensors from the context's generator (nb_ctx_rng): uniform [0,1) and standard normal. */
 nb_tensor *nb_rand(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
 nb_tensor *nb_randn(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+/* Random integers and events (no grad), as the torch functions of the same name. Draw i of a
+ * call comes from the generator's counter offset + i alone: the same values for any thread count. */
+nb_tensor *nb_randint(nb_ctx *ctx, int64_t low, int64_t high, int ndim, const int64_t *shape); /* i64 in [low, high) */
+nb_tensor *nb_bernoulli(nb_ctx *ctx, nb_tensor *p); /* 1 with probability p (each in [0, 1]), else 0; p's dtype */
+/* Category indices (i64, (num_samples) or (N, num_samples)) drawn from the weights probs (C) or
+ * (N, C): finite, >= 0, a positive sum per row, not necessarily normalised. Without replacement a
+ * row holds distinct categories in the order drawn and needs num_samples positive weights
+ * (PyTorch 1.13 would fill the rest with zero-weight categories instead). */
+nb_tensor *nb_multinomial(nb_ctx *ctx, nb_tensor *probs, int64_t num_samples, bool replacement);
+nb_tensor *nb_randperm(nb_ctx *ctx, int64_t n); /* a uniformly random permutation of 0..n-1, i64 */
 
 /* ---- element-wise, broadcasting --------------------------------------------------------- */
 nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
@@ -204,6 +214,10 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 #define nb_ones_like(...) NB__AT(nb_ones_like, __VA_ARGS__)
 #define nb_rand(...) NB__AT(nb_rand, __VA_ARGS__)
 #define nb_randn(...) NB__AT(nb_randn, __VA_ARGS__)
+#define nb_randint(...) NB__AT(nb_randint, __VA_ARGS__)
+#define nb_bernoulli(...) NB__AT(nb_bernoulli, __VA_ARGS__)
+#define nb_multinomial(...) NB__AT(nb_multinomial, __VA_ARGS__)
+#define nb_randperm(...) NB__AT(nb_randperm, __VA_ARGS__)
 #define nb_add(...) NB__AT(nb_add, __VA_ARGS__)
 #define nb_sub(...) NB__AT(nb_sub, __VA_ARGS__)
 #define nb_mul(...) NB__AT(nb_mul, __VA_ARGS__)
