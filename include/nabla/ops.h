@@ -182,6 +182,16 @@ nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt);
 nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 /* x (..., in) times w (out, in) transposed, plus b (out) if not NULL: PyTorch's Linear. */
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
+/* torch.einsum: "ij,jk->ik" (matmul), "bij,bjk->bik" (batched), "...ij,...jk->...ik", "ij->ji",
+ * "ii->i" (diagonal), "ii" (trace), "ij->" (sum), "i,j->ij" (outer), over n operands of one
+ * float dtype. Letters name axes (a letter repeated in one operand takes its diagonal); "..."
+ * stands for the axes no letter names, aligned from the right. Without "->" the output is the
+ * ellipsis, then the letters used once in ASCII order. Labels missing from the output are summed;
+ * axes of size 1 broadcast. Operands are contracted left to right, each pair one batched matmul
+ * (no search for a cheaper order). Errors name the spec: a bad character or ellipsis, the wrong
+ * number of operands or of subscripts for an operand's dims, sizes that do not broadcast, an
+ * output label in no operand or repeated. */
+nb_tensor *nb_einsum(nb_ctx *ctx, const char *spec, int n, nb_tensor *const *inputs);
 
 /* ---- losses -------------------------------------------------------------------------- */
 typedef enum { NB_REDUCE_MEAN = 0, NB_REDUCE_SUM = 1, NB_REDUCE_NONE = 2 } nb_reduction;
@@ -319,6 +329,7 @@ nb_tensor *nb_bce_with_logits(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, nb_reduct
 #define nb_one_hot(...) NB__AT(nb_one_hot, __VA_ARGS__)
 #define nb_matmul(...) NB__AT(nb_matmul, __VA_ARGS__)
 #define nb_linear(...) NB__AT(nb_linear, __VA_ARGS__)
+#define nb_einsum(...) NB__AT(nb_einsum, __VA_ARGS__)
 #define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)
 #define nb_cross_entropy_smooth(...) NB__AT(nb_cross_entropy_smooth, __VA_ARGS__)
 #define nb_nll_loss(...) NB__AT(nb_nll_loss, __VA_ARGS__)
