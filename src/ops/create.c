@@ -198,7 +198,8 @@ nb_tensor *nb_multinomial(nb_ctx *ctx, nb_tensor *probs, int64_t num_samples, bo
     if (num_samples < 1 || (!replacement && num_samples > C))
         return nb__fail(ctx, NB_ERR_VALUE, "multinomial: %lld samples %s from probs %s", (long long)num_samples,
                         replacement ? "with replacement (at least 1)" : "without replacement (1 to C)", s);
-    nb_tensor *out = nb_empty(ctx, NB_I64, probs->ndim, (int64_t[]){probs->ndim == 2 ? N : num_samples, num_samples});
+    const int64_t shape[2] = {probs->ndim == 2 ? N : num_samples, num_samples};
+    nb_tensor *out = check_new(ctx, "multinomial", NB_I64, probs->ndim, shape) ? nb__new(ctx, NB_I64, probs->ndim, shape) : NULL;
     if (!out) return NULL;
     nb_mark m = nb_ctx_mark(ctx); /* the weights and a row's scratch, released before returning */
     double *w = nb_ctx_alloc(ctx, (size_t)(N * C) * sizeof *w);

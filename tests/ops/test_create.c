@@ -77,6 +77,8 @@ Test(create, multinomial_with_replacement_frequencies) {
     nb_tensor *one = nb_multinomial(ctx, test_from(ctx, (double[]){0, 2}, NB_SHAPE(2)), 5, true);
     cr_assert(one && one->ndim == 1 && one->shape[0] == 5);
     for (int i = 0; i < 5; i++) cr_assert_eq(at(one, i), 1);
+    nb_tensor *none = nb_multinomial(ctx, nb_ones(ctx, NB_F64, NB_SHAPE(0, 3)), 2, true);
+    cr_assert(none && none->ndim == 2 && none->shape[0] == 0 && none->shape[1] == 2, "%s", nb_ctx_error(ctx));
 }
 
 Test(create, multinomial_without_replacement_is_sequential_sampling) {
