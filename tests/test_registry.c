@@ -112,6 +112,7 @@ W(flip, nb_flip(c, in[0], -1))
 W(roll, nb_roll(c, in[0], 2, 0))
 W(outer, nb_outer(c, in[0], in[1]))
 W(linear, nb_linear(c, in[0], in[1], in[2]))
+W(einsum, nb_einsum(c, "bij,bjk->bki", 2, in))
 #define CLASSES(x) ((x)->ndim > 1 ? (x)->shape[1] : 0)
 W(cross_entropy, nb_cross_entropy(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), NB_REDUCE_MEAN))
 W(cross_entropy_smooth, nb_cross_entropy_smooth(c, in[0], labels(c, in[0]->shape[0], CLASSES(in[0])), 0.1, NB_REDUCE_SUM))
@@ -329,6 +330,8 @@ static const reg REGISTRY[] = {
     OP(matmul, 2, {S2(3, 4) COMMA S2(4, 2)}, {S3(2, 3, 4) COMMA S1(4)}, {S2(3, 4) COMMA S2(3, 4)}, -1, 1, true, true),
     OP(linear, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S3(2, 3, 2) COMMA S2(3, 2) COMMA S1(3)},
        {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
+    OP(einsum, 2, {S3(2, 3, 4) COMMA S3(2, 4, 2)}, {S3(1, 2, 3) COMMA S3(3, 3, 2)}, {S3(2, 3, 4) COMMA S3(2, 5, 2)}, -1, 1,
+       true, true),
     /* losses (values against PyTorch, options and errors: tests/ops/test_loss.c) */
     OP(cross_entropy, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
     OP(cross_entropy_smooth, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
@@ -414,6 +417,9 @@ static const char *const WITHOUT_GRADIENT[][2] = {
     {"empty", "constructor"}, {"zeros", "constructor"}, {"ones", "constructor"}, {"full", "constructor"},
     {"scalar", "constructor"}, {"from", "constructor"}, {"arange", "constructor"}, {"zeros_like", "constructor"},
     {"ones_like", "constructor"}, {"rand", "random constructor"}, {"randn", "random constructor"},
+    {"randint", "random integers: tests/ops/test_create.c"}, {"randperm", "random permutation: tests/ops/test_create.c"},
+    {"bernoulli", "random 0/1 events (zero gradient almost everywhere): tests/ops/test_create.c"},
+    {"multinomial", "random integer categories: tests/ops/test_create.c"},
     {"eq", "comparison (zero gradient)"}, {"ne", "comparison"}, {"lt", "comparison"}, {"le", "comparison"},
     {"gt", "comparison"}, {"ge", "comparison"}, {"sign", "piecewise constant"}, {"floor", "piecewise constant"},
     {"ceil", "piecewise constant"}, {"round", "piecewise constant"}, {"argmax", "integer result"},

@@ -4,8 +4,9 @@
  * ops.h (the differentiable ops), params.h (flat parameter buffers). Then: optim.h
  * (optimizers), regularize.h (penalties, dropout, early stopping), nn.h (layers), data.h
  * (data sets and batches), io.h (safetensors, checkpoints, DOT and plots),
- * search.h (hyperparameter search). dist.h (MPI
- * data-parallel training) is separate, built only when MPI is found. */
+ * search.h (hyperparameter search), functional.h (vjp, jvp, hvp, Jacobians, Hessians,
+ * per-sample gradients). dist.h (MPI data-parallel training) is separate, built only when MPI
+ * is found. */
 #ifndef NABLA_H
 #define NABLA_H
 
@@ -19,5 +20,6 @@
 #include "data.h"
 #include "io.h"
 #include "search.h"
+#include "functional.h"
 
 #endif

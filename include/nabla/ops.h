@@ -31,6 +31,16 @@ nb_tensor *nb_ones_like(nb_ctx *ctx, const nb_tensor *t);
 /* Random tensors from the context's generator (nb_ctx_rng): uniform [0,1) and standard normal. */
 nb_tensor *nb_rand(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
 nb_tensor *nb_randn(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape);
+/* Random integers and events (no grad), as the torch functions of the same name. Draw i of a
+ * call comes from the generator's counter offset + i alone: the same values for any thread count. */
+nb_tensor *nb_randint(nb_ctx *ctx, int64_t low, int64_t high, int ndim, const int64_t *shape); /* i64 in [low, high) */
+nb_tensor *nb_bernoulli(nb_ctx *ctx, nb_tensor *p); /* 1 with probability p (each in [0, 1]), else 0; p's dtype */
+/* Category indices (i64, (num_samples) or (N, num_samples)) drawn from the weights probs (C) or
+ * (N, C): finite, >= 0, a positive sum per row, not necessarily normalised. Without replacement a
+ * row holds distinct categories in the order drawn and needs num_samples positive weights
+ * (PyTorch 1.13 would fill the rest with zero-weight categories instead). */
+nb_tensor *nb_multinomial(nb_ctx *ctx, nb_tensor *probs, int64_t num_samples, bool replacement);
+nb_tensor *nb_randperm(nb_ctx *ctx, int64_t n); /* a uniformly random permutation of 0..n-1, i64 */
 
 /* ---- element-wise, broadcasting --------------------------------------------------------- */
 nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
@@ -227,6 +237,16 @@ nb_tensor *nb_cast(nb_ctx *ctx, nb_tensor *x, nb_dtype dt);
 nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 /* x (..., in) times w (out, in) transposed, plus b (out) if not NULL: PyTorch's Linear. */
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
+/* torch.einsum: "ij,jk->ik" (matmul), "bij,bjk->bik" (batched), "...ij,...jk->...ik", "ij->ji",
+ * "ii->i" (diagonal), "ii" (trace), "ij->" (sum), "i,j->ij" (outer), over n operands of one
+ * float dtype. Letters name axes (a letter repeated in one operand takes its diagonal); "..."
+ * stands for the axes no letter names, aligned from the right. Without "->" the output is the
+ * ellipsis, then the letters used once in ASCII order. Labels missing from the output are summed;
+ * axes of size 1 broadcast. Operands are contracted left to right, each pair one batched matmul
+ * (no search for a cheaper order). Errors name the spec: a bad character or ellipsis, the wrong
+ * number of operands or of subscripts for an operand's dims, sizes that do not broadcast, an
+ * output label in no operand or repeated. */
+nb_tensor *nb_einsum(nb_ctx *ctx, const char *spec, int n, nb_tensor *const *inputs);
 
 /* ---- losses -------------------------------------------------------------------------- */
 /* As torch.nn.functional in PyTorch 1.13, composed from the ops above, so every loss is
@@ -373,6 +393,10 @@ nb_tensor *nb_triplet_margin_loss(nb_ctx *ctx, nb_tensor *anchor, nb_tensor *pos
 #define nb_ones_like(...) NB__AT(nb_ones_like, __VA_ARGS__)
 #define nb_rand(...) NB__AT(nb_rand, __VA_ARGS__)
 #define nb_randn(...) NB__AT(nb_randn, __VA_ARGS__)
+#define nb_randint(...) NB__AT(nb_randint, __VA_ARGS__)
+#define nb_bernoulli(...) NB__AT(nb_bernoulli, __VA_ARGS__)
+#define nb_multinomial(...) NB__AT(nb_multinomial, __VA_ARGS__)
+#define nb_randperm(...) NB__AT(nb_randperm, __VA_ARGS__)
 #define nb_add(...) NB__AT(nb_add, __VA_ARGS__)
 #define nb_sub(...) NB__AT(nb_sub, __VA_ARGS__)
 #define nb_mul(...) NB__AT(nb_mul, __VA_ARGS__)
@@ -491,6 +515,7 @@ nb_tensor *nb_triplet_margin_loss(nb_ctx *ctx, nb_tensor *anchor, nb_tensor *pos
 #define nb_one_hot(...) NB__AT(nb_one_hot, __VA_ARGS__)
 #define nb_matmul(...) NB__AT(nb_matmul, __VA_ARGS__)
 #define nb_linear(...) NB__AT(nb_linear, __VA_ARGS__)
+#define nb_einsum(...) NB__AT(nb_einsum, __VA_ARGS__)
 #define nb_cross_entropy_ex(...) NB__AT(nb_cross_entropy_ex, __VA_ARGS__)
 #define nb_nll_loss_ex(...) NB__AT(nb_nll_loss_ex, __VA_ARGS__)
 #define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)
