@@ -298,6 +298,9 @@ void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 /* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
 void nb__blis_init(void);
 
+/* Write s as DOT label text: quotes and backslashes escaped, newlines as \n (src/graph/dot.c). */
+void nb__dot_escaped(FILE *f, const char *s);
+
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */
 /* The tuner's state: step times at the current team size, and a trial of the other size
  * (1 or max) now and then. Pure: nb__tuner_step gets the clock and the step time. */
