@@ -68,9 +68,9 @@ static char *copy_str(const char *s) {
 }
 
 /* the given name, or the kind in lower case numbered Keras's way: "conv2d", "conv2d_1", ... */
-static char *module_name(nb_model *model, const char *kind, const char *name) {
+static char *module_name(nb_model *model, const char *fn, const char *kind, const char *name) {
     if (name && *name) {
-        if (name_taken(model, name)) return model_fail(model, NB_ERR_VALUE, "module '%s': the name is taken", name);
+        if (name_taken(model, name)) return model_fail(model, NB_ERR_VALUE, "%s: the name '%s' is taken", fn, name);
         return copy_str(name);
     }
     char base[48], auto_name[64];
@@ -84,17 +84,19 @@ static char *module_name(nb_model *model, const char *kind, const char *name) {
     }
 }
 
-nb_module *nb_module_new(nb_model *model, const char *kind, const char *name, nb_module_fn forward,
-                         size_t state_size) {
-    if (!model_ok(model, "module_new")) return NULL;
-    if (!kind || !*kind || !forward) return model_fail(model, NB_ERR_NULL, "module_new: kind or forward is missing");
+/* nb_module_new for the constructor fn ("nb_linear_module"), whose name the errors carry */
+static nb_module *make(nb_model *model, const char *fn, const char *kind, const char *name, nb_module_fn forward,
+                       size_t state_size) {
+    fn += 3; /* without "nb_" */
+    if (!model_ok(model, fn)) return NULL;
+    if (!kind || !*kind || !forward) return model_fail(model, NB_ERR_NULL, "%s: kind or forward is missing", fn);
     nb_module **all = realloc(model->modules_, ((size_t)model->n_modules_ + 1) * sizeof *all);
-    if (!all) return model_fail(model, NB_ERR_NOMEM, "module_new: out of memory");
+    if (!all) return model_fail(model, NB_ERR_NOMEM, "%s: out of memory", fn);
     model->modules_ = all;
     nb_module *m = calloc(1, sizeof *m);
-    if (!m) return model_fail(model, NB_ERR_NOMEM, "module_new: out of memory");
+    if (!m) return model_fail(model, NB_ERR_NOMEM, "%s: out of memory", fn);
     m->kind = copy_str(kind);
-    m->name = m->kind ? module_name(model, kind, name) : NULL;
+    m->name = m->kind ? module_name(model, fn, kind, name) : NULL;
     m->state = state_size ? calloc(1, state_size) : NULL;
     m->forward = forward;
     m->model = model;
@@ -107,8 +109,13 @@ nb_module *nb_module_new(nb_model *model, const char *kind, const char *name, nb
     m->in_dtype = NB_F32;
     all[model->n_modules_++] = m; /* owned from here on, whatever fails next */
     if (!m->kind || !m->name || (state_size && !m->state))
-        return model->status ? NULL : model_fail(model, NB_ERR_NOMEM, "module_new: out of memory");
+        return model->status ? NULL : model_fail(model, NB_ERR_NOMEM, "%s: out of memory", fn);
     return m;
+}
+
+nb_module *nb_module_new(nb_model *model, const char *kind, const char *name, nb_module_fn forward,
+                         size_t state_size) {
+    return make(model, __func__, kind, name, forward, state_size);
 }
 
 nb_status nb_module_add_buffer(nb_module *m, nb_tensor *t) {
@@ -146,7 +153,7 @@ nb_tensor *nb_module_param(nb_module *m, const char *param, int ndim, const int6
         return model_fail(m->model, NB_ERR_VALUE, "module_param: name '%s.%s' is too long", m->name, param);
     const int first = m->model->ps->n;
     nb_tensor *t = nb_params_add(m->model->ps, full, ndim, shape);
-    if (!t) return model_fail(m->model, nb_last_status(), "%s", nb_last_error());
+    if (!t) return model_fail(m->model, nb_last_status(), "module_param: %s", nb_last_error());
     return adopt_params(m, first) == NB_OK ? t : NULL;
 }
 
@@ -232,11 +239,13 @@ static nb_tensor *residual_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x
 }
 
 /* a container of the children (which must all be there), taking the first one's input dtype */
-static nb_module *container(nb_model *model, const char *kind, const char *name, nb_module_fn forward, int n,
-                            nb_module *const *children) {
-    if (!model_ok(model, kind)) return NULL;
-    if (n < 1 || !children) return model_fail(model, NB_ERR_VALUE, "%s: %d children (at least 1 needed)", kind, n);
-    nb_module *m = nb_module_new(model, kind, name, forward, 0);
+static nb_module *container(nb_model *model, const char *fn, const char *kind, const char *name, nb_module_fn forward,
+                            int n, nb_module *const *children) {
+    if (!model_ok(model, fn + 3)) return NULL;
+    if (n < 1 || !children) return model_fail(model, NB_ERR_VALUE, "%s: %d children (at least 1 needed)", fn + 3, n);
+    for (int i = 0; i < n; i++)
+        if (!children[i]) return model_fail(model, NB_ERR_NULL, "%s: child %d is NULL", fn + 3, i);
+    nb_module *m = make(model, fn, kind, name, forward, 0);
     for (int i = 0; m && i < n; i++)
         if (nb_module_add_child(m, children[i]) != NB_OK) return NULL;
     if (m) m->in_dtype = children[0]->in_dtype;
@@ -244,20 +253,20 @@ static nb_module *container(nb_model *model, const char *kind, const char *name,
 }
 
 nb_module *nb_sequential(nb_model *model, const char *name, int n, nb_module *const *children) {
-    return container(model, "Sequential", name, sequential_forward, n, children);
+    return container(model, __func__, "Sequential", name, sequential_forward, n, children);
 }
 
 nb_module *nb_residual(nb_model *model, const char *name, nb_module *body, nb_module *shortcut) {
-    nb_module *m = container(model, "Residual", name, residual_forward, 1, &body);
+    nb_module *m = container(model, __func__, "Residual", name, residual_forward, 1, &body);
     if (m && shortcut && nb_module_add_child(m, shortcut) != NB_OK) return NULL;
     if (m) info_add(m, "%s", shortcut ? "+ shortcut" : "+ identity");
     return m;
 }
 
 /* ---- layers ------------------------------------------------------------------------------------- */
-/* The end of a layer's constructor: its init status, then the parameters it added become m's. */
-static nb_module *finish(nb_module *m, int first, nb_status init) {
-    if (init != NB_OK) return model_fail(m->model, init, "%s", nb_last_error());
+/* The end of constructor fn: its layer's init status, then the parameters it added become m's. */
+static nb_module *finish(nb_module *m, const char *fn, int first, nb_status init) {
+    if (init != NB_OK) return model_fail(m->model, init, "%s: %s", fn + 3, nb_last_error());
     return adopt_params(m, first) == NB_OK ? m : NULL;
 }
 
@@ -266,11 +275,11 @@ static nb_tensor *linear_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) 
 }
 
 nb_module *nb_linear_module(nb_model *model, nb_linear_opts o) {
-    nb_module *m = nb_module_new(model, "Linear", o.name, linear_forward, sizeof(nb_linear_layer));
+    nb_module *m = make(model, __func__, "Linear", o.name, linear_forward, sizeof(nb_linear_layer));
     if (!m) return NULL;
     info_add(m, "%lld->%lld%s", (long long)o.in, (long long)o.out, o.no_bias ? ", no bias" : "");
     const int first = model->ps->n;
-    return finish(m, first, nb_linear_layer_init(m->state, model->ps, m->name, o.in, o.out, !o.no_bias, &m->rng));
+    return finish(m, __func__, first, nb_linear_layer_init(m->state, model->ps, m->name, o.in, o.out, !o.no_bias, &m->rng));
 }
 
 typedef struct {
@@ -284,13 +293,13 @@ static nb_tensor *conv2d_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) 
 }
 
 nb_module *nb_conv2d_module(nb_model *model, nb_conv2d_opts o) {
-    nb_module *m = nb_module_new(model, "Conv2d", o.name, conv2d_forward, sizeof(conv2d_state));
+    nb_module *m = make(model, __func__, "Conv2d", o.name, conv2d_forward, sizeof(conv2d_state));
     if (!m) return NULL;
     const int64_t stride = o.stride ? o.stride : 1, dil = o.dilation ? o.dilation : 1, groups = o.groups ? o.groups : 1;
     if (stride < 1 || dil < 1 || o.padding < 0 || stride > INT32_MAX || dil > INT32_MAX || o.padding > INT32_MAX ||
         o.kernel > INT32_MAX || groups > INT32_MAX)
-        return model_fail(model, NB_ERR_VALUE, "conv2d_module '%s': stride %lld, padding %lld, dilation %lld, groups %lld out of range",
-                          m->name, (long long)o.stride, (long long)o.padding, (long long)o.dilation, (long long)o.groups);
+        return model_fail(model, NB_ERR_VALUE, "%s '%s': stride %lld, padding %lld, dilation %lld, groups %lld out of range",
+                          __func__ + 3, m->name, (long long)o.stride, (long long)o.padding, (long long)o.dilation, (long long)o.groups);
     conv2d_state *s = m->state;
     s->opts = (nb_conv_opts){.stride = {stride, stride}, .padding = {o.padding, o.padding}, .dilation = {dil, dil},
                              .groups = groups, .same = o.same};
@@ -301,7 +310,7 @@ nb_module *nb_conv2d_module(nb_model *model, nb_conv2d_opts o) {
     if (dil > 1) info_add(m, ", dilation %lld", (long long)dil);
     if (groups > 1) info_add(m, ", groups %lld", (long long)groups);
     const int first = model->ps->n;
-    return finish(m, first, nb_conv2d_layer_init(&s->layer, model->ps, m->name, o.in, o.out, (int)o.kernel, (int)stride,
+    return finish(m, __func__, first, nb_conv2d_layer_init(&s->layer, model->ps, m->name, o.in, o.out, (int)o.kernel, (int)stride,
                                                  (int)o.padding, (int)dil, (int)groups, !o.no_bias, &m->rng));
 }
 
@@ -310,11 +319,11 @@ static nb_tensor *batch_norm_forward(nb_ctx *ctx, const nb_module *m, nb_tensor 
 }
 
 nb_module *nb_batch_norm_module(nb_model *model, nb_batch_norm_opts o) {
-    nb_module *m = nb_module_new(model, "BatchNorm", o.name, batch_norm_forward, sizeof(nb_batch_norm_layer));
+    nb_module *m = make(model, __func__, "BatchNorm", o.name, batch_norm_forward, sizeof(nb_batch_norm_layer));
     if (!m) return NULL;
     nb_batch_norm_layer *l = m->state;
     const int first = model->ps->n;
-    if (!finish(m, first, nb_batch_norm_layer_init(l, model->ps, m->name, o.channels))) return NULL;
+    if (!finish(m, __func__, first, nb_batch_norm_layer_init(l, model->ps, m->name, o.channels))) return NULL;
     if (o.momentum) l->momentum = o.momentum;
     if (o.eps) l->eps = o.eps;
     info_add(m, "%lld", (long long)o.channels);
@@ -328,11 +337,11 @@ static nb_tensor *layer_norm_forward(nb_ctx *ctx, const nb_module *m, nb_tensor 
 }
 
 nb_module *nb_layer_norm_module(nb_model *model, nb_layer_norm_opts o) {
-    nb_module *m = nb_module_new(model, "LayerNorm", o.name, layer_norm_forward, sizeof(nb_layer_norm_layer));
+    nb_module *m = make(model, __func__, "LayerNorm", o.name, layer_norm_forward, sizeof(nb_layer_norm_layer));
     if (!m) return NULL;
     nb_layer_norm_layer *l = m->state;
     const int first = model->ps->n;
-    if (!finish(m, first, nb_layer_norm_layer_init(l, model->ps, m->name, o.features))) return NULL;
+    if (!finish(m, __func__, first, nb_layer_norm_layer_init(l, model->ps, m->name, o.features))) return NULL;
     if (o.eps) l->eps = o.eps;
     info_add(m, "%lld", (long long)o.features);
     return m;
@@ -343,12 +352,12 @@ static nb_tensor *embedding_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *
 }
 
 nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o) {
-    nb_module *m = nb_module_new(model, "Embedding", o.name, embedding_forward, sizeof(nb_embedding_layer));
+    nb_module *m = make(model, __func__, "Embedding", o.name, embedding_forward, sizeof(nb_embedding_layer));
     if (!m) return NULL;
     m->in_dtype = NB_I64;
     info_add(m, "%lld x %lld", (long long)o.num, (long long)o.dim);
     const int first = model->ps->n;
-    return finish(m, first, nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
+    return finish(m, __func__, first, nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
 }
 
 /* ---- layers without parameters ------------------------------------------------------------------ */
@@ -366,21 +375,21 @@ static nb_tensor *avg_pool_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x
     return nb_avg_pool2d(ctx, x, s->kernel, s->stride, s->padding);
 }
 
-static nb_module *pool(nb_model *model, const char *kind, nb_module_fn forward, nb_pool2d_opts o) {
-    nb_module *m = nb_module_new(model, kind, o.name, forward, sizeof(pool_state));
+static nb_module *pool(nb_model *model, const char *fn, const char *kind, nb_module_fn forward, nb_pool2d_opts o) {
+    nb_module *m = make(model, fn, kind, o.name, forward, sizeof(pool_state));
     if (!m) return NULL;
     const int64_t stride = o.stride ? o.stride : o.kernel;
     if (o.kernel < 1 || o.kernel > INT32_MAX || stride < 1 || stride > INT32_MAX || o.padding < 0 || o.padding > o.kernel / 2)
         return model_fail(model, NB_ERR_VALUE, "%s '%s': kernel %lld, stride %lld, padding %lld (kernel >= 1, stride >= 0, "
-                          "padding in [0, kernel/2])", kind, m->name, (long long)o.kernel, (long long)o.stride, (long long)o.padding);
+                          "padding in [0, kernel/2])", fn + 3, m->name, (long long)o.kernel, (long long)o.stride, (long long)o.padding);
     *(pool_state *)m->state = (pool_state){(int)o.kernel, (int)stride, (int)o.padding};
     info_add(m, "%lldx%lld, stride %lld%s", (long long)o.kernel, (long long)o.kernel,
              (long long)stride, o.padding ? ", padded" : "");
     return m;
 }
 
-nb_module *nb_max_pool2d_module(nb_model *model, nb_pool2d_opts o) { return pool(model, "MaxPool2d", max_pool_forward, o); }
-nb_module *nb_avg_pool2d_module(nb_model *model, nb_pool2d_opts o) { return pool(model, "AvgPool2d", avg_pool_forward, o); }
+nb_module *nb_max_pool2d_module(nb_model *model, nb_pool2d_opts o) { return pool(model, __func__, "MaxPool2d", max_pool_forward, o); }
+nb_module *nb_avg_pool2d_module(nb_model *model, nb_pool2d_opts o) { return pool(model, __func__, "AvgPool2d", avg_pool_forward, o); }
 
 static nb_tensor *adaptive_pool_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     const int64_t *out = m->state;
@@ -388,12 +397,12 @@ static nb_tensor *adaptive_pool_forward(nb_ctx *ctx, const nb_module *m, nb_tens
 }
 
 nb_module *nb_adaptive_avg_pool2d_module(nb_model *model, nb_adaptive_pool2d_opts o) {
-    nb_module *m = nb_module_new(model, "AdaptiveAvgPool2d", o.name, adaptive_pool_forward, 2 * sizeof(int64_t));
+    nb_module *m = make(model, __func__, "AdaptiveAvgPool2d", o.name, adaptive_pool_forward, 2 * sizeof(int64_t));
     if (!m) return NULL;
     int64_t *out = m->state;
     out[0] = o.out_h ? o.out_h : 1, out[1] = o.out_w ? o.out_w : 1;
     if (out[0] < 1 || out[1] < 1)
-        return model_fail(model, NB_ERR_VALUE, "adaptive_avg_pool2d_module '%s': output %lldx%lld", m->name,
+        return model_fail(model, NB_ERR_VALUE, "%s '%s': output %lldx%lld", __func__ + 3, m->name,
                           (long long)out[0], (long long)out[1]);
     info_add(m, "to %lldx%lld", (long long)out[0], (long long)out[1]);
     return m;
@@ -403,30 +412,34 @@ static nb_tensor *unary_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     return (*(const nb_unary_op *)m->state)(ctx, x);
 }
 
-nb_module *nb_unary_module(nb_model *model, const char *kind, nb_unary_op op, const char *name) {
-    if (!model_ok(model, "unary_module")) return NULL;
-    if (!op) return model_fail(model, NB_ERR_NULL, "unary_module: op is NULL");
-    nb_module *m = nb_module_new(model, kind, name, unary_forward, sizeof op);
+static nb_module *unary(nb_model *model, const char *fn, const char *kind, nb_unary_op op, const char *name) {
+    if (!model_ok(model, fn + 3)) return NULL;
+    if (!op) return model_fail(model, NB_ERR_NULL, "%s: op is NULL", fn + 3);
+    nb_module *m = make(model, fn, kind, name, unary_forward, sizeof op);
     if (m) *(nb_unary_op *)m->state = op;
     return m;
 }
 
+nb_module *nb_unary_module(nb_model *model, const char *kind, nb_unary_op op, const char *name) {
+    return unary(model, __func__, kind, op, name);
+}
+
 static nb_tensor *flatten1(nb_ctx *ctx, nb_tensor *x) { return nb_flatten(ctx, x, 1); }
 
-nb_module *nb_relu_module(nb_model *model, const char *name) { return nb_unary_module(model, "ReLU", nb_relu, name); }
-nb_module *nb_gelu_module(nb_model *model, const char *name) { return nb_unary_module(model, "GELU", nb_gelu, name); }
-nb_module *nb_tanh_module(nb_model *model, const char *name) { return nb_unary_module(model, "Tanh", nb_tanh, name); }
-nb_module *nb_sigmoid_module(nb_model *model, const char *name) { return nb_unary_module(model, "Sigmoid", nb_sigmoid, name); }
-nb_module *nb_flatten_module(nb_model *model, const char *name) { return nb_unary_module(model, "Flatten", flatten1, name); }
+nb_module *nb_relu_module(nb_model *model, const char *name) { return unary(model, __func__, "ReLU", nb_relu, name); }
+nb_module *nb_gelu_module(nb_model *model, const char *name) { return unary(model, __func__, "GELU", nb_gelu, name); }
+nb_module *nb_tanh_module(nb_model *model, const char *name) { return unary(model, __func__, "Tanh", nb_tanh, name); }
+nb_module *nb_sigmoid_module(nb_model *model, const char *name) { return unary(model, __func__, "Sigmoid", nb_sigmoid, name); }
+nb_module *nb_flatten_module(nb_model *model, const char *name) { return unary(model, __func__, "Flatten", flatten1, name); }
 
 static nb_tensor *dropout_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     return nb_dropout(ctx, x, *(const double *)m->state);
 }
 
 nb_module *nb_dropout_module(nb_model *model, const char *name, double p) {
-    nb_module *m = nb_module_new(model, "Dropout", name, dropout_forward, sizeof p);
+    nb_module *m = make(model, __func__, "Dropout", name, dropout_forward, sizeof p);
     if (!m) return NULL;
-    if (!(p >= 0.0 && p < 1.0)) return model_fail(model, NB_ERR_VALUE, "dropout_module '%s': p = %g outside [0, 1)", m->name, p);
+    if (!(p >= 0.0 && p < 1.0)) return model_fail(model, NB_ERR_VALUE, "%s '%s': p = %g outside [0, 1)", __func__ + 3, m->name, p);
     *(double *)m->state = p;
     info_add(m, "p = %g", p);
     return m;

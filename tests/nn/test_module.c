@@ -189,7 +189,7 @@ Test(module, custom_module) {
 Test(module, construction_errors_are_sticky_and_name_the_layer) {
     cr_assert_null(nb_conv2d_module(model, (nb_conv2d_opts){.in = 0, .out = 4, .kernel = 3}));
     cr_assert_eq(model->status, NB_ERR_VALUE);
-    cr_assert_not_null(strstr(model->error, "conv2d_layer_init 'conv2d'"), "%s", model->error);
+    cr_assert_not_null(strstr(model->error, "conv2d_module: conv2d_layer_init 'conv2d': size 0"), "%s", model->error);
     char first[512];
     snprintf(first, sizeof first, "%s", model->error);
     /* everything after a failure fails with the first error */
@@ -226,11 +226,11 @@ Test(module, bad_options) {
         nb_status status;
         const char *want;
     } cases[] = {
-        {taken_name, NB_ERR_VALUE, "module 'act': the name is taken"},
-        {bad_pool, NB_ERR_VALUE, "MaxPool2d 'maxpool2d': kernel 2, stride 0, padding 2"},
+        {taken_name, NB_ERR_VALUE, "tanh_module: the name 'act' is taken"},
+        {bad_pool, NB_ERR_VALUE, "max_pool2d_module 'maxpool2d': kernel 2, stride 0, padding 2"},
         {bad_dropout, NB_ERR_VALUE, "dropout_module 'dropout': p = 1 outside [0, 1)"},
         {bad_stride, NB_ERR_VALUE, "conv2d_module 'conv2d': stride -1"},
-        {no_children, NB_ERR_VALUE, "Sequential: 0 children"},
+        {no_children, NB_ERR_VALUE, "sequential: 0 children"},
         {cycle, NB_ERR_VALUE, "'outer' inside 'outer' would make a cycle"},
         {foreign_child, NB_ERR_VALUE, "'foreign' belongs to another model"},
     };
