@@ -31,13 +31,14 @@
  *           nb_max_pool2d_module(model, (nb_pool2d_opts){.kernel = 2}),
  *           nb_flatten_module(model, NULL),
  *           nb_linear_module(model, (nb_linear_opts){.in = 16 * 14 * 14, .out = 10})));
+ *       if (!net) return fprintf(stderr, "%s\n", model->error), 1;  // the first construction error
  *       nb_ctx *ctx = nb_ctx_new();
- *       if (!net || !ctx) return fprintf(stderr, "%s\n", model->error), 1;
  *       nb_module_summary(net, ctx, NB_SHAPE(64, 1, 28, 28), stdout);  // layers, shapes, counts
- *       nb_tensor *logits = nb_module_forward(ctx, net, nb_randn(ctx, NB_F32, NB_SHAPE(64, 1, 28, 28)));
- *       printf("logits %lld x %lld\n", (long long)logits->shape[0], (long long)logits->shape[1]);
+ *       nb_tensor *y = nb_module_forward(ctx, net, nb_randn(ctx, NB_F32, NB_SHAPE(64, 1, 28, 28)));
+ *       const int failed = !y;  // else y holds (64, 10) logits; nb_backward(ctx, loss, NULL) trains
+ *       if (failed) fprintf(stderr, "%s\n", nb_ctx_error(ctx));  // names the layer that failed
  *       nb_ctx_free(ctx), nb_model_free(model);  // every parameter, buffer and module
- *       return 0;
+ *       return failed;
  *   }
  */
 #ifndef NABLA_MODULE_H
@@ -93,6 +94,8 @@ struct nb_model {
 nb_model *nb_model_new(uint64_t seed);
 /* Free the model and everything it owns: modules, parameters, buffers. NULL is fine. */
 void nb_model_free(nb_model *model);
+/* The module of that name (torch's get_submodule), NULL if there is none. */
+nb_module *nb_model_find(const nb_model *model, const char *name);
 
 /* ---- running a module ------------------------------------------------------------------- */
 /* y = m(x). A failure inside a layer is reported naming it: "conv2d_1 (Conv2d): conv2d: ...". */

@@ -56,10 +56,10 @@ static bool model_ok(nb_model *model, const char *fn) {
     return true;
 }
 
-static bool name_taken(const nb_model *model, const char *name) {
-    for (int i = 0; i < model->n_modules_; i++)
-        if (!strcmp(model->modules_[i]->name, name)) return true;
-    return false;
+nb_module *nb_model_find(const nb_model *model, const char *name) {
+    for (int i = 0; model && name && i < model->n_modules_; i++) /* a module that failed may have no name */
+        if (model->modules_[i]->name && !strcmp(model->modules_[i]->name, name)) return model->modules_[i];
+    return NULL;
 }
 
 static char *copy_str(const char *s) {
@@ -70,7 +70,7 @@ static char *copy_str(const char *s) {
 /* the given name, or the kind in lower case numbered Keras's way: "conv2d", "conv2d_1", ... */
 static char *module_name(nb_model *model, const char *fn, const char *kind, const char *name) {
     if (name && *name) {
-        if (name_taken(model, name)) return model_fail(model, NB_ERR_VALUE, "%s: the name '%s' is taken", fn, name);
+        if (nb_model_find(model, name)) return model_fail(model, NB_ERR_VALUE, "%s: the name '%s' is taken", fn, name);
         return copy_str(name);
     }
     char base[48], auto_name[64];
@@ -80,7 +80,7 @@ static char *module_name(nb_model *model, const char *fn, const char *kind, cons
     for (int i = 0;; i++) {
         if (i) snprintf(auto_name, sizeof auto_name, "%s_%d", base, i);
         else snprintf(auto_name, sizeof auto_name, "%s", base);
-        if (!name_taken(model, auto_name)) return copy_str(auto_name);
+        if (!nb_model_find(model, auto_name)) return copy_str(auto_name);
     }
 }
 

@@ -67,6 +67,8 @@ Test(module, names_parameters_and_initial_values) {
     cr_assert_str_eq(all->name, "sequential");
     cr_assert_eq(nb_module_num_params(all), 12 + 3 + 6);
     cr_assert_eq(nb_module_num_params(c), 72 + 4);
+    cr_assert_eq(nb_model_find(model, "linear_1"), b);
+    cr_assert_null(nb_model_find(model, "linear_2"));
 }
 
 Test(module, sequential_equals_the_ops_and_shared_modules_count_once) {
@@ -488,10 +490,8 @@ Test(module, residual_cnn_equals_the_network_written_by_hand) {
     for (int i = 0; i < 6; i++) {
         char bn[64];
         snprintf(bn, sizeof bn, "%s.bn", hand_names[i]);
-        const nb_module *m = NULL;
-        for (int k = 0; k < model->n_modules_; k++)
-            if (!strcmp(model->modules_[k]->name, bn)) m = model->modules_[k];
-        cr_assert_not_null(m);
+        const nb_module *m = nb_model_find(model, bn);
+        cr_assert(m && !strcmp(m->kind, "BatchNorm"));
         assert_same(m->buffers[0], h.bn[i].running_mean, bn);
         assert_same(m->buffers[1], h.bn[i].running_var, bn);
         cr_assert_neq(nb_get(m->buffers[0], 0), 0.0);
