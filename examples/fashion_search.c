@@ -31,20 +31,14 @@ static nb_status train_and_score(const nb_hp_config *cfg, int fold, int k, void 
     nb_batcher *it = NULL;
     nb_status st = NB_ERR_NOMEM;
     if (!tr || !va || !ps) goto out;
-    if (k > 1) {
-        if ((st = nb_kfold_split(n, k, fold, sd->seed, tr, &ntr, va, &nva)) != NB_OK) goto out;
-    } else {  /* one split: the last fifth of a seeded permutation validates */
-        nb_rng r = nb_rng_new(sd->seed);
-        nb_rng_permutation(&r, n, tr);
-        nva = n / 5, ntr = n - nva;
-        memcpy(va, tr + ntr, (size_t)nva * sizeof *va);
-    }
+    /* k folds, or with k = 1 a holdout of a fifth; the same rows in every trial (the search's seed) */
+    if ((st = nb_kfold_split(n, k, fold, sd->seed, tr, &ntr, va, &nva)) != NB_OK) goto out;
     xtr = nb_take_rows(sd->x, tr, ntr), ytr = nb_take_rows(sd->y, tr, ntr);
     xva = nb_take_rows(sd->x, va, nva), yva = nb_take_rows(sd->y, va, nva);
     if (!xtr || !ytr || !xva || !yva) goto fail;
 
-    mlp m;
-    nb_rng init = nb_rng_new(sd->seed);
+    mlp m; /* initialisation, batch order and dropout from the trial's own seed */
+    nb_rng init = nb_rng_new(cfg->seed);
     const int64_t hidden[1] = {sd->hidden};
     if ((st = mlp_init(&m, ps, xtr->shape[1], hidden, 1, 10, "relu", nb_hp_get(cfg, "dropout"), &init)) != NB_OK) goto out;
     nb_hparams hp = nb_adam.defaults;
@@ -52,10 +46,11 @@ static nb_status train_and_score(const nb_hp_config *cfg, int fold, int k, void 
     const double l2 = nb_hp_get(cfg, "l2");
     if (!(opt = nb_optim_new(&nb_adam, ps, &hp))) goto fail;
     if (!(it = nb_batcher_new(xtr, ytr, &(nb_batch_opts){.batch_size = (int64_t)nb_hp_get(cfg, "batch"), .shuffle = true,
-                                                          .seed = sd->seed})))
+                                                          .seed = cfg->seed})))
         goto fail;
     nb_ctx *ctx = sd->ctx;
     nb_ctx_set_train(ctx, true);
+    nb_ctx_seed(ctx, cfg->seed);
     for (int e = 0; e < sd->epochs; e++) {
         nb_batch b;
         nb_batcher_start(it, e);
@@ -81,6 +76,15 @@ out:
     nb_params_free(ps);
     free(tr), free(va);
     return st;
+}
+
+/* One line per finished trial. */
+static void progress(const nb_search_progress *p, void *user) {
+    (void)user;
+    const nb_hp_config *c = &p->result->cfg;
+    printf("trial %d/%d  lr %.2e  batch %3g  l2 %.1e  dropout %.2f  accuracy %.4f  (best %.4f, %.0f s)\n", p->trial + 1,
+           p->n_trials, c->values[0], c->values[1], c->values[2], c->values[3], p->result->score, p->best->score, p->elapsed);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv) {
@@ -127,9 +131,9 @@ int main(int argc, char **argv) {
                                 {"l2", NB_HP_CHOICE, 0, 0, 2, l2_grid},
                                 {"dropout", NB_HP_CHOICE, 0, 0, 2, dropout_grid}};
     nb_search_opts so = {.space = grid ? grid_space : random_space, .n_hp = 4, .random = !grid, .n_trials = (int)trials,
-                         .k_folds = (int)folds, .seed = (uint64_t)seed, .maximize = true};
+                         .k_folds = (int)folds, .seed = (uint64_t)seed, .maximize = true, .progress = progress};
     printf("fashion_search: %s search, %lld configurations, %s on %lld images, %lld epoch(s) each\n", grid ? "grid" : "random",
-           (long long)(grid ? nb_search_grid_size(&so) : trials), folds > 1 ? "k-fold cross-validation" : "validation split",
+           (long long)(grid ? nb_search_grid_size(&so) : trials), folds > 1 ? "k-fold cross-validation" : "a holdout of a fifth",
            (long long)subset, (long long)epochs);
     nb_search_result res;
     int rc = 1;

@@ -323,6 +323,9 @@ void nb__blis_init(void);
 void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
               int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc);
 
+/* Write s as DOT label text: quotes and backslashes escaped, newlines as \n (src/graph/dot.c). */
+void nb__dot_escaped(FILE *f, const char *s);
+
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */
 /* The tuner's state: step times at the current team size, and a trial of the other size
  * (1 or max) now and then. Pure: nb__tuner_step gets the clock and the step time. */

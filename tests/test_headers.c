@@ -1,8 +1,11 @@
 /* The public headers are the manual and the op list: every op declared there returning a
- * tensor from a context has its call-site macro (anomaly reports name the user's call), and
+ * tensor from a context has its call-site macro (anomaly reports name the user's call), the
+ * example programs in their comments compile without a warning under -Wall -Wextra, and
  * anomaly reports name the outermost op the user called, never a stale site. */
 #include "common.h"
 #include "tmpdir.h" /* slurp() */
+
+#include <dirent.h>
 
 TestSuite(headers, .init = ctx_setup, .fini = ctx_teardown);
 
@@ -13,7 +16,7 @@ static char *slurp_header(const char *name) {
 }
 
 Test(headers, every_public_op_records_its_call_site) {
-    static const char *headers[] = {"graph.h", "ops.h", "nn.h", "regularize.h"};
+    static const char *headers[] = {"graph.h", "ops.h", "nn.h", "regularize.h", "module.h"};
     int ops = 0;
     for (size_t h = 0; h < sizeof headers / sizeof *headers; h++) {
         char *s = slurp_header(headers[h]);
@@ -52,4 +55,49 @@ Test(headers, anomaly_names_the_outermost_op_and_the_users_line) {
     const char *file;
     int l;
     cr_assert_null(nb__site_op(&file, &l));
+}
+
+/* A header's example program: the comment lines after EXAMPLE_MARK, indented by " *   ". */
+#define EXAMPLE_MARK " * Example (a complete program, compiled by tests/test_headers.c):\n"
+
+static bool write_example(const char *header, FILE *out) {
+    const char *p = strstr(header, EXAMPLE_MARK);
+    if (!p) return false;
+    fputs("#include <nabla/nabla.h>\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n", out);
+    for (p += strlen(EXAMPLE_MARK); !strncmp(p, " *   ", 5) || !strncmp(p, " *\n", 3);) {
+        const char *eol = strchr(p, '\n');
+        if (p[2] != '\n') fwrite(p + 5, 1, (size_t)(eol - p - 4), out);
+        else fputc('\n', out);
+        p = eol + 1;
+    }
+    return true;
+}
+
+Test(headers, examples_compile_without_warnings) {
+    char incdir[512];
+    snprintf(incdir, sizeof incdir, "%s/include/nabla", NB_SOURCE_DIR);
+    DIR *d = opendir(incdir);
+    cr_assert_not_null(d);
+    tmpdir_setup();
+    int compiled = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strstr(e->d_name, ".h")) continue;
+        char *text = slurp_header(e->d_name);
+        FILE *f = fopen(tmp("example.c"), "w");
+        const bool has = write_example(text, f);
+        fclose(f);
+        free(text);
+        if (!has) continue;
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s -std=c11 -Wall -Wextra -Werror -I%s/include -c %s/example.c -o %s/example.o 2> %s/cc.log",
+                 NB_C_COMPILER, NB_SOURCE_DIR, dir, dir, dir);
+        if (system(cmd) != 0) {
+            char *log = slurp(tmp("cc.log"), NULL), *src = slurp(tmp("example.c"), NULL);
+            cr_assert_fail("the example of %s does not compile cleanly:\n%s\n%s", e->d_name, log, src);
+        }
+        compiled++;
+    }
+    closedir(d);
+    tmpdir_teardown();
+    cr_assert_geq(compiled, 2, "found %d examples (module.h, search.h at least)", compiled);
 }

@@ -2,8 +2,7 @@
  * topological order, so one reverse pass from out's node finds everything out depends on. */
 #include "../internal.h"
 
-/* label text with DOT's special characters escaped */
-static void put_escaped(FILE *f, const char *s) {
+void nb__dot_escaped(FILE *f, const char *s) {
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') fputc('\\', f);
         if (*s == '\n') fputs("\\n", f);
@@ -14,7 +13,7 @@ static void put_escaped(FILE *f, const char *s) {
 static void put_leaf(FILE *f, const nb_tensor *t) {
     char b[128];
     fprintf(f, "  \"t%p\" [shape=ellipse, label=\"", (const void *)t);
-    put_escaped(f, t->name ? t->name : (t->requires_grad ? "leaf" : "const"));
+    nb__dot_escaped(f, t->name ? t->name : (t->requires_grad ? "leaf" : "const"));
     fprintf(f, "\\n%s %s%s\"%s];\n", nb_dtype_name(t->dtype), nb_shape_str(t, b, sizeof b),
             t->requires_grad ? "\\nrequires_grad" : "", t->requires_grad ? ", style=filled, fillcolor=lightblue" : "");
 }
@@ -38,7 +37,7 @@ nb_status nb_graph_dot(nb_ctx *ctx, const nb_tensor *out, FILE *f) {
             const nb_node *n = ctx->tape[s];
             if (nb__walk_slot(ctx, n->out)->visit != 1) continue;
             fprintf(f, "  \"n%lld\" [shape=box, label=\"", (long long)n->seq);
-            put_escaped(f, n->op->name);
+            nb__dot_escaped(f, n->op->name);
             fprintf(f, "\\n%s %s\"];\n", nb_dtype_name(n->out->dtype), nb_shape_str(n->out, b, sizeof b));
             for (int j = 0; j < n->n_in; j++) {
                 nb_tensor *in = n->in[j];

@@ -1,8 +1,9 @@
 /* Hyperparameter search: configurations from a grid or from seeded random draws, scores from
- * the caller's trial function, averaged over k folds. */
+ * the caller's trial function, averaged over k folds (or one holdout). */
 #include "../internal.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 double nb_hp_get(const nb_hp_config *cfg, const char *name) {
     for (int i = 0; cfg && name && i < cfg->n_hp; i++)
@@ -53,9 +54,11 @@ int64_t nb_search_grid_size(const nb_search_opts *o) {
 nb_status nb_search_config(const nb_search_opts *o, int64_t idx, nb_hp_config *cfg) {
     nb_status st = check_opts(o);
     if (st != NB_OK) return st;
-    if (!cfg || idx < 0) return nb_set_error(NB_ERR_VALUE, "search_config: bad index or NULL config");
+    if (!cfg || idx < 0 || idx > INT32_MAX) return nb_set_error(NB_ERR_VALUE, "search_config: bad index or NULL config");
     cfg->n_hp = o->n_hp;
     cfg->space = o->space;
+    cfg->trial = (int)idx;
+    cfg->seed = nb_rng_stream(o->seed, (uint64_t)idx).seed;
     if (!o->random) {
         int64_t total = nb_search_grid_size(o);
         if (total < 0) return nb_last_status();
@@ -95,6 +98,8 @@ nb_status nb_search_run(const nb_search_opts *o, nb_trial_fn fn, void *user, nb_
     if (!res->trials) return nb_set_error(NB_ERR_NOMEM, "search_run: out of memory");
     res->maximize = o->maximize;
     const int k = o->k_folds > 1 ? o->k_folds : 1;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int64_t t = 0; t < n; t++) {
         nb_trial *tr = &res->trials[t];
         if ((st = nb_search_config(o, t, &tr->cfg)) != NB_OK) break;
@@ -112,6 +117,11 @@ nb_status nb_search_run(const nb_search_opts *o, nb_trial_fn fn, void *user, nb_
         nb_trial *b = &res->trials[res->best];
         bool better = o->maximize ? tr->score > b->score : tr->score < b->score;
         if (t == 0 || better || (isnan(b->score) && !isnan(tr->score))) res->best = (int)t;
+        if (o->progress) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            const double elapsed = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+            o->progress(&(nb_search_progress){(int)t, (int)n, tr, &res->trials[res->best], elapsed}, user);
+        }
     }
     if (st != NB_OK) {
         nb_search_result_free(res);
@@ -175,13 +185,14 @@ void nb_search_print(const nb_search_result *res, FILE *f) {
 nb_status nb_kfold_split(int64_t n, int k, int fold, uint64_t seed, int64_t *train, int64_t *n_train, int64_t *val,
                          int64_t *n_val) {
     if (!train || !n_train || !val || !n_val) return nb_set_error(NB_ERR_NULL, "kfold_split: NULL argument");
-    if (k < 2 || n < k || fold < 0 || fold >= k)
+    if (k < 1 || n < (k == 1 ? 5 : k) || fold < 0 || fold >= k)
         return nb_set_error(NB_ERR_VALUE, "kfold_split: fold %d of k=%d is invalid for %lld samples", fold, k, (long long)n);
+    const int parts = k == 1 ? 5 : k; /* a holdout is fold 0 of 5 */
     int64_t *perm = malloc((size_t)n * sizeof *perm);
     if (!perm) return nb_set_error(NB_ERR_NOMEM, "kfold_split: out of memory");
     nb_rng rng = nb_rng_new(seed);
     nb_rng_permutation(&rng, n, perm);
-    int64_t lo = n * fold / k, hi = n * (fold + 1) / k;
+    int64_t lo = n * fold / parts, hi = n * (fold + 1) / parts;
     *n_train = *n_val = 0;
     for (int64_t i = 0; i < n; i++) {
         if (i >= lo && i < hi) val[(*n_val)++] = perm[i];

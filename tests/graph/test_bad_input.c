@@ -300,6 +300,14 @@ static void arena_full(void) {
     X(gradient_penalty_null, "gradient_penalty", NB_ERR_NULL, nb_gradient_penalty(ctx, NULL, F.a, 1, 10))                \
     /* layers */                                                                                                         \
     X(linear_layer_forward_null, "linear_layer_forward", NB_ERR_NULL, nb_linear_layer_forward(ctx, NULL, F.a))            \
+    /* modules (a fresh model each) */                                                                                    \
+    X(module_forward_null, "module_forward", NB_ERR_NULL, nb_module_forward(ctx, NULL, F.a))                              \
+    X(module_forward_shape, "module_forward", NB_ERR_SHAPE, ({                                                            \
+          nb_model *m_ = nb_model_new(1);                                                                                \
+          nb_tensor *r_ = nb_module_forward(ctx, nb_linear_module(m_, (nb_linear_opts){.in = 2, .out = 2}), F.a);        \
+          nb_model_free(m_);                                                                                             \
+          r_;                                                                                                            \
+      }))                                                                                                                \
     /* long-lived tensors and readers (no context: the thread-local error) */                                           \
     X(tensor_new_overflow, "tensor_new", NB_ERR_SHAPE, nb_tensor_new(NB_F64, NB_SHAPE(BIG, BIG)))                        \
     X(tensor_new_negative, "tensor_new", NB_ERR_SHAPE, nb_tensor_new(NB_F64, NB_SHAPE(3, -3)))                           \
@@ -499,6 +507,20 @@ static nb_optim *adam;
     X(init_kaiming_rank, "kaiming", NB_ERR_SHAPE, nb_init_kaiming_normal(nb_ctx_rng(ctx), nb_scalar(ctx, NB_F64, 0), 1, NB_FAN_IN)) \
     X(linear_layer_init_size, "linear_layer_init", NB_ERR_VALUE, nb_linear_layer_init(&(nb_linear_layer){0}, ps, "fc", -1, 3, true, &(nb_rng){0})) \
     X(conv2d_layer_init_kernel, "conv2d_layer_init", NB_ERR_VALUE, nb_conv2d_layer_init(&(nb_conv2d_layer){0}, ps, "c", 1, 2, 0, 1, 0, 1, 1, true, &(nb_rng){0})) \
+    X(conv2d_module_kernel, "conv2d_module", NB_ERR_VALUE, ({                                                             \
+          nb_model *m_ = nb_model_new(1);                                                                                \
+          nb_module *r_ = nb_conv2d_module(m_, (nb_conv2d_opts){.in = 1, .out = 2, .kernel = 0});                        \
+          nb_model_free(m_);                                                                                             \
+          r_ ? NB_OK : nb_last_status();                                                                                 \
+      }))                                                                                                                \
+    X(sequential_null_child, "sequential", NB_ERR_NULL, ({                                                               \
+          nb_model *m_ = nb_model_new(1);                                                                                \
+          nb_module *r_ = nb_sequential(m_, NULL, NB_MODULES(nb_relu_module(m_, NULL), NULL));                           \
+          nb_model_free(m_);                                                                                             \
+          r_ ? NB_OK : nb_last_status();                                                                                 \
+      }))                                                                                                                \
+    X(module_summary_null, "module_summary", NB_ERR_NULL, nb_module_summary(NULL, ctx, NB_SHAPE(2), stdout))              \
+    X(module_dot_null, "module_dot", NB_ERR_NULL, nb_module_dot(NULL, stdout))                                            \
     /* data utilities */                                                                                                 \
     X(split_n_val, "split", NB_ERR_VALUE, ({                                                                             \
           nb_tensor *a_, *b_, *c_, *d_;                                                                                  \
@@ -507,7 +529,7 @@ static nb_optim *adam;
     X(standardize_std, "standardize", NB_ERR_VALUE, nb_standardize(persist, 0, -1))                                      \
     X(mean_std_null, "mean_std", NB_ERR_NULL, nb_mean_std(NULL, NULL, NULL))                                             \
     X(batcher_new_batch, "batcher_new", NB_ERR_VALUE, (nb_batcher_new(persist, NULL, &(nb_batch_opts){.batch_size = 0}), nb_last_status())) \
-    X(kfold_k, "kfold_split", NB_ERR_VALUE, nb_kfold_split(10, 1, 0, 0, (int64_t[10]){0}, (int64_t[1]){0}, (int64_t[10]){0}, (int64_t[1]){0})) \
+    X(kfold_k, "kfold_split", NB_ERR_VALUE, nb_kfold_split(10, 0, 0, 0, (int64_t[10]){0}, (int64_t[1]){0}, (int64_t[10]){0}, (int64_t[1]){0})) \
     /* writers and file readers returning a status */                                                                   \
     X(idx_save_dims, "idx_save_u8", NB_ERR_SHAPE, nb_idx_save_u8(tmp("x.idx"), false, NB_SHAPE(-1), (uint8_t[1]){0}))    \
     X(idx_save_rank, "idx_save_u8", NB_ERR_SHAPE, nb_idx_save_u8(tmp("x.idx"), false, 0, NULL, NULL))                    \

@@ -130,5 +130,86 @@ Test(search, kfold_partitions_the_samples) {
         for (int64_t i = 0; i < nt; i++) cr_assert_eq(in_val[train[i]], 0, "sample in both train and val");
     }
     for (int64_t i = 0; i < n; i++) cr_assert_eq(hits[i], 1, "sample %lld validated %d times", (long long)i, hits[i]);
-    cr_assert_eq(nb_kfold_split(n, 1, 0, 9, train, &nt, val, &nv), NB_ERR_VALUE);
+    /* k = 1: a holdout, the validation rows of fold 0 of 5 (103/5 = 20 of them) */
+    int64_t t5[103], v5[103], nt5, nv5;
+    cr_assert_eq(nb_kfold_split(n, 1, 0, 9, train, &nt, val, &nv), NB_OK, "%s", nb_last_error());
+    cr_assert_eq(nb_kfold_split(n, 5, 0, 9, t5, &nt5, v5, &nv5), NB_OK);
+    cr_assert_eq(nv, 20);
+    cr_assert_eq(nt, 83);
+    cr_assert(nv == nv5 && memcmp(val, v5, sizeof *val * (size_t)nv) == 0 && memcmp(train, t5, sizeof *train * (size_t)nt) == 0);
+    /* refused: no fold, a fold outside [0, k), fewer samples than folds (5 for a holdout) */
+    cr_assert_eq(nb_kfold_split(n, 0, 0, 9, train, &nt, val, &nv), NB_ERR_VALUE);
+    cr_assert_eq(nb_kfold_split(n, 1, 1, 9, train, &nt, val, &nv), NB_ERR_VALUE);
+    cr_assert_eq(nb_kfold_split(4, 1, 0, 9, train, &nt, val, &nv), NB_ERR_VALUE);
+    cr_assert_eq(nb_kfold_split(3, 4, 0, 9, train, &nt, val, &nv), NB_ERR_VALUE);
+}
+
+/* A trial that splits with nb_kfold_split whatever k is, and records what it was told. */
+typedef struct {
+    int calls, ks[16], trials[16];
+    uint64_t seeds[16];
+    int64_t n_val[16];
+    int progress_calls, progress_trials[8], progress_best[8];
+    double progress_scores[8];
+} spy;
+
+static nb_status split_trial(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
+    spy *s = user;
+    int64_t train[50], val[50], nt, nv;
+    nb_status st = nb_kfold_split(50, k, fold, 3, train, &nt, val, &nv);
+    s->ks[s->calls] = k, s->trials[s->calls] = cfg->trial, s->seeds[s->calls] = cfg->seed, s->n_val[s->calls] = nv;
+    s->calls++;
+    *score = (double)(cfg->trial % 3); /* trials 2 and 5 score best; 2 comes first */
+    return st;
+}
+
+static void record_progress(const nb_search_progress *p, void *user) {
+    spy *s = user;
+    cr_assert_eq(p->n_trials, 6);
+    cr_assert_eq(p->result->cfg.trial, p->trial);
+    cr_assert(p->elapsed >= 0);
+    s->progress_trials[s->progress_calls] = p->trial;
+    s->progress_best[s->progress_calls] = p->best->cfg.trial;
+    s->progress_scores[s->progress_calls] = p->result->score;
+    s->progress_calls++;
+}
+
+Test(search, trials_get_index_seed_and_a_holdout_without_special_case) {
+    nb_hp_space sp[] = {{.name = "lr", .kind = NB_HP_UNIFORM, .lo = 0, .hi = 1}};
+    for (int kf = -1; kf <= 1; kf++) { /* every k_folds <= 1 is one holdout */
+        nb_search_opts o = {.space = sp, .n_hp = 1, .random = true, .n_trials = 6, .k_folds = kf, .seed = 99,
+                            .maximize = true, .progress = record_progress};
+        spy s = {0};
+        nb_search_result r;
+        cr_assert_eq(nb_search_run(&o, split_trial, &s, &r), NB_OK, "%s", nb_last_error());
+        cr_assert_eq(s.calls, 6);
+        for (int t = 0; t < 6; t++) {
+            cr_assert_eq(s.ks[t], 1);
+            cr_assert_eq(s.n_val[t], 10, "holdout of a fifth of 50");
+            cr_assert_eq(s.trials[t], t);
+            cr_assert_eq(s.seeds[t], nb_rng_stream(99, (uint64_t)t).seed);
+            cr_assert_eq(r.trials[t].cfg.seed, s.seeds[t]);
+            for (int u = 0; u < t; u++) cr_assert_neq(s.seeds[t], s.seeds[u]);
+            /* progress after every trial, with the best so far */
+            cr_assert_eq(s.progress_trials[t], t);
+            cr_assert_eq(s.progress_best[t], t < 2 ? t : 2, "after trial %d", t);
+            cr_assert_eq(s.progress_scores[t], (double)(t % 3));
+        }
+        cr_assert_eq(s.progress_calls, 6);
+        cr_assert_eq(r.best, 2);
+        nb_search_result_free(&r);
+    }
+    /* with folds: each trial's seed is the same for all of its folds */
+    nb_search_opts o = {.space = sp, .n_hp = 1, .random = true, .n_trials = 2, .k_folds = 5, .seed = 99};
+    spy s = {0};
+    nb_search_result r;
+    cr_assert_eq(nb_search_run(&o, split_trial, &s, &r), NB_OK, "%s", nb_last_error());
+    cr_assert_eq(s.calls, 10);
+    for (int c = 0; c < 10; c++) {
+        cr_assert_eq(s.ks[c], 5);
+        cr_assert_eq(s.n_val[c], 10);
+        cr_assert_eq(s.trials[c], c / 5);
+        cr_assert_eq(s.seeds[c], s.seeds[c / 5 * 5]);
+    }
+    nb_search_result_free(&r);
 }
