@@ -1,27 +1,400 @@
-/* Normalisation layers composed from ops (mean, sub, mul, sqrt, div), so every gradient and
- * second derivative comes from those ops' rules: batch norm, layer norm, group norm. */
+/* Normalisation as fused primitives: batch norm (train and eval, optionally fused with a ReLU),
+ * group norm and layer norm are one op each, over one layout and one pair of kernels each way.
+ *
+ * Layout. x is read as a contiguous (A, C, S) array: A samples, C channels, S positions. The
+ * affine parameters w, b are per channel; the statistics are per group:
+ *   batch norm (G = 0): group c is channel c over every sample and position (A*S values);
+ *   group norm (G > 0): group (a, g) is the contiguous run of channels [g*C/G, (g+1)*C/G) of a;
+ *   layer norm: group norm with G = 1 on (A = leading axes, C = normalised axes, S = 1).
+ *
+ * Forward, two passes: (1) the statistics, as sums of x - K in double, K being the group's
+ * first value (so a mean large against the spread costs no accuracy, in f32 either), (2) y =
+ * (x - mean) * invstd * w + b, with an optional ReLU. The node keeps x, w, b and the per-group
+ * mean and invstd (f64): nothing of x's size besides x itself and y.
+ * Backward, two passes: (1) per-channel sums of g and g*x̂ (gb and gw) and, for group and layer
+ * norm, per-group sums of w*g and w*g*x̂, (2) gx = invstd * (w*g - mean(w*g) - x̂ * mean(w*g*x̂))
+ * over each group. With the ReLU, g is first masked where y > 0, inside both passes.
+ *
+ * Threads. Sums over the samples are taken per fixed chunk of samples (NORM_CHUNKS, set by the
+ * shape alone) and the chunks are added in order; each run of values is summed in 8 lanes in a
+ * fixed order. So every result has the same bits for any thread count.
+ *
+ * Double backward. The fused backward makes constants. When the engine records the backward
+ * itself (create_graph: it runs backward rules with grad mode on) and an input of the rule
+ * requires grad, the rule builds the same formula from ops instead, statistics recomputed from
+ * x with mean/sub/rsqrt, so second derivatives come from those ops' rules. That keeps one kernel
+ * pair and no adjoint op with a second-order formula of its own; a recorded backward is rare
+ * (gradient penalties, Hessian-vector products) and the composite is exact. */
 #include "../internal.h"
 
-/* (x - mean) / sqrt(var + eps) over the listed axes, biased variance; the statistics go to
- * mean_out and var_out (keepdim shape; either may be NULL). */
-static nb_tensor *standardize(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, double eps, nb_tensor **mean_out,
-                              nb_tensor **var_out) {
-    nb_tensor *mean = nb_mean(ctx, x, naxes, axes, true);
-    nb_tensor *d = nb_sub(ctx, x, mean);
-    nb_tensor *var = nb_mean(ctx, nb_mul(ctx, d, d), naxes, axes, true);
-    if (mean_out) *mean_out = mean;
-    if (var_out) *var_out = var;
-    return nb_div(ctx, d, nb_sqrt(ctx, nb_add_scalar(ctx, var, eps)));
+#include <omp.h>
+
+/* ---- the layout ----------------------------------------------------------------------------- */
+#define NORM_CHUNKS 64 /* sums over samples: at most this many chunks, fixed by the shape */
+#define LANES 8        /* a run of values is summed in this many interleaved partial sums */
+
+typedef struct {
+    int64_t A, C, S;
+    int64_t G;       /* groups per sample; 0: one group per channel across samples (batch norm) */
+    int64_t cg;      /* channels per group (1 for batch norm) */
+    int64_t runs;    /* group runs per sample: G, or C for batch norm */
+    int64_t ngroups; /* A*G, or C */
+    int64_t count;   /* values per group */
+    int64_t nchunks;
+} norm_plan;
+
+static norm_plan make_plan(int64_t A, int64_t C, int64_t S, int64_t G) {
+    norm_plan p = {A, C, S, G, G ? C / G : 1, G ? G : C, G ? A * G : C, G ? C / G * S : A * S,
+                   A < NORM_CHUNKS ? A : NORM_CHUNKS};
+    return p;
+}
+static int64_t chunk_start(const norm_plan *p, int64_t k) {
+    const int64_t q = p->A / p->nchunks, r = p->A % p->nchunks;
+    return q * k + (k < r ? k : r);
+}
+static int64_t group_of(const norm_plan *p, int64_t a, int64_t run) { return p->G ? a * p->G + run : run; }
+static bool parallel(const norm_plan *p) { return p->A * p->C * p->S >= NB_PAR_THRESHOLD && !omp_in_parallel(); }
+
+/* ---- run kernels: n contiguous values from offset `at`, in double, specialised by inlining ---- */
+static inline double ld(const void *p, bool f32, int64_t i) {
+    return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+static inline void st(void *p, bool f32, int64_t i, double v) {
+    if (f32) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+}
+/* the gradient reaching the normalisation: g, or g where y > 0 behind a fused ReLU */
+static inline double grad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
+    return relu && !(ld(y, f32, i) > 0) ? 0.0 : ld(g, f32, i);
 }
 
-/* y * weight + bias, with weight/bias reshaped to `ndim/shape` (NULLs skipped) */
-static nb_tensor *affine_params(nb_ctx *ctx, nb_tensor *y, nb_tensor *weight, nb_tensor *bias, int ndim,
-                                const int64_t *shape) {
-    if (weight) y = nb_mul(ctx, y, nb_reshape(ctx, weight, ndim, shape));
-    if (bias) y = nb_add(ctx, y, nb_reshape(ctx, bias, ndim, shape));
+/* *s += sum(x - k), *q += sum((x - k)^2) */
+static inline __attribute__((always_inline)) void run_moments(const void *x, bool f32, int64_t at, int64_t n, double k,
+                                                             double *s, double *q) {
+    double ls[LANES] = {0}, lq[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const double d = ld(x, f32, at + i + j) - k;
+            ls[j] += d;
+            lq[j] += d * d;
+        }
+    for (int j = 0; i < n; i++, j++) {
+        const double d = ld(x, f32, at + i) - k;
+        ls[j] += d;
+        lq[j] += d * d;
+    }
+    for (int j = 0; j < LANES; j++) *s += ls[j], *q += lq[j];
+}
+
+/* *sg += sum(g'), *sgx += sum(g' (x - m)) */
+static inline __attribute__((always_inline)) void run_dots(const void *g, const void *x, const void *y, bool f32,
+                                                          bool relu, int64_t at, int64_t n, double m, double *sg,
+                                                          double *sgx) {
+    double lg[LANES] = {0}, lx[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const double gv = grad_at(g, y, f32, relu, at + i + j);
+            lg[j] += gv;
+            lx[j] += gv * (ld(x, f32, at + i + j) - m);
+        }
+    for (int j = 0; i < n; i++, j++) {
+        const double gv = grad_at(g, y, f32, relu, at + i);
+        lg[j] += gv;
+        lx[j] += gv * (ld(x, f32, at + i) - m);
+    }
+    for (int j = 0; j < LANES; j++) *sg += lg[j], *sgx += lx[j];
+}
+
+/* y = (x - m) * scale + shift, then max(y, 0) (NaN kept) with the ReLU */
+static inline __attribute__((always_inline)) void run_apply(const void *x, void *y, bool f32, bool relu, int64_t at,
+                                                           int64_t n, double m, double scale, double shift) {
+    for (int64_t i = at; i < at + n; i++) {
+        const double v = (ld(x, f32, i) - m) * scale + shift;
+        st(y, f32, i, relu && v <= 0 ? 0.0 : v);
+    }
+}
+
+/* gx = al g' + be (x - m) + de */
+static inline __attribute__((always_inline)) void run_gx(const void *g, const void *x, const void *y, void *gx, bool f32,
+                                                        bool relu, int64_t at, int64_t n, double m, double al, double be,
+                                                        double de) {
+    for (int64_t i = at; i < at + n; i++)
+        st(gx, f32, i, al * grad_at(g, y, f32, relu, i) + be * (ld(x, f32, i) - m) + de);
+}
+
+/* one plane or group run, the kernel specialised for the dtype (the ReLU test is loop-invariant) */
+static void moments(const void *x, bool f32, int64_t at, int64_t n, double k, double *s, double *q) {
+    if (f32) run_moments(x, true, at, n, k, s, q);
+    else run_moments(x, false, at, n, k, s, q);
+}
+static void dots(const void *g, const void *x, const void *y, bool f32, bool relu, int64_t at, int64_t n, double m,
+                 double *sg, double *sgx) {
+    if (f32) run_dots(g, x, y, true, relu, at, n, m, sg, sgx);
+    else run_dots(g, x, y, false, relu, at, n, m, sg, sgx);
+}
+static void apply(const void *x, void *y, bool f32, bool relu, int64_t at, int64_t n, double m, double scale,
+                  double shift) {
+    if (f32) run_apply(x, y, true, relu, at, n, m, scale, shift);
+    else run_apply(x, y, false, relu, at, n, m, scale, shift);
+}
+static void grad_x(const void *g, const void *x, const void *y, void *gx, bool f32, bool relu, int64_t at, int64_t n,
+                   double m, double al, double be, double de) {
+    if (f32) run_gx(g, x, y, gx, true, relu, at, n, m, al, be, de);
+    else run_gx(g, x, y, gx, false, relu, at, n, m, al, be, de);
+}
+
+/* ---- the passes ----------------------------------------------------------------------------- */
+/* Forward pass 1: mean and biased variance of every group. part: 2*nchunks*C doubles of scratch. */
+static void stats_pass(const norm_plan *p, const void *x, bool f32, double *mean, double *var, double *part) {
+    if (p->count == 0) {
+        for (int64_t i = 0; i < p->ngroups; i++) mean[i] = 0, var[i] = 0;
+        return;
+    }
+    const int64_t C = p->C, S = p->S, n = p->count;
+    if (p->G) { /* a group is one contiguous run */
+#pragma omp parallel for if (parallel(p)) schedule(static)
+        for (int64_t grp = 0; grp < p->ngroups; grp++) {
+            const int64_t at = grp * n;
+            const double k = ld(x, f32, at);
+            double s = 0, q = 0;
+            moments(x, f32, at, n, k, &s, &q);
+            mean[grp] = k + s / n;
+            var[grp] = q / n - (s / n) * (s / n);
+        }
+    } else { /* a group is a channel: chunks of samples, then the chunks in order */
+#pragma omp parallel for if (parallel(p)) schedule(static)
+        for (int64_t ch = 0; ch < p->nchunks; ch++) {
+            double *s = part + 2 * ch * C, *q = s + C;
+            for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0;
+            for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
+                for (int64_t c = 0; c < C; c++) moments(x, f32, (a * C + c) * S, S, ld(x, f32, c * S), &s[c], &q[c]);
+        }
+        for (int64_t c = 0; c < C; c++) {
+            double s = 0, q = 0;
+            for (int64_t ch = 0; ch < p->nchunks; ch++) s += part[2 * ch * C + c], q += part[2 * ch * C + C + c];
+            mean[c] = ld(x, f32, c * S) + s / n;
+            var[c] = q / n - (s / n) * (s / n);
+        }
+    }
+    for (int64_t i = 0; i < p->ngroups; i++)
+        if (var[i] < 0) var[i] = 0; /* rounding; NaN stays */
+}
+
+/* Forward pass 2: y = (x - mean) * invstd * w + b (+ ReLU), over (sample, group run) units. */
+static void apply_pass(const norm_plan *p, const void *x, void *y, bool f32, bool relu, const double *mean,
+                       const double *inv, const double *w, const double *b) {
+#pragma omp parallel for collapse(2) if (parallel(p)) schedule(static)
+    for (int64_t a = 0; a < p->A; a++)
+        for (int64_t r = 0; r < p->runs; r++) {
+            const int64_t grp = group_of(p, a, r);
+            for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++)
+                apply(x, y, f32, relu, (a * p->C + c) * p->S, p->S, mean[grp], inv[grp] * w[c], b[c]);
+        }
+}
+
+/* Backward pass 1: gb[c] = sum g', gw[c] = sum g' x̂ over channel c; sum_wg[grp] = sum w g',
+ * sum_wgx[grp] = sum w g' x̂ over each group. part: 2*nchunks*C doubles of scratch. */
+static void sums_pass(const norm_plan *p, const void *g, const void *x, const void *y, bool f32, bool relu,
+                      const double *mean, const double *inv, const double *w, double *gb, double *gw, double *sum_wg,
+                      double *sum_wgx, double *part) {
+    const int64_t C = p->C, S = p->S;
+#pragma omp parallel for if (parallel(p)) schedule(static)
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        double *pg = part + 2 * ch * C, *px = pg + C;
+        for (int64_t c = 0; c < C; c++) pg[c] = px[c] = 0;
+        for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
+            for (int64_t r = 0; r < p->runs; r++) {
+                const int64_t grp = group_of(p, a, r);
+                if (p->G) sum_wg[grp] = sum_wgx[grp] = 0; /* a group lies in one sample, so in one chunk */
+                for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++) {
+                    double sg = 0, sgx = 0;
+                    dots(g, x, y, f32, relu, (a * C + c) * S, S, mean[grp], &sg, &sgx);
+                    pg[c] += sg;
+                    px[c] += sgx * inv[grp];
+                    if (p->G) sum_wg[grp] += w[c] * sg, sum_wgx[grp] += w[c] * sgx * inv[grp];
+                }
+            }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double sg = 0, sx = 0;
+        for (int64_t ch = 0; ch < p->nchunks; ch++) sg += part[2 * ch * C + c], sx += part[2 * ch * C + C + c];
+        gb[c] = sg, gw[c] = sx;
+        if (!p->G) sum_wg[c] = w[c] * sg, sum_wgx[c] = w[c] * sx;
+    }
+}
+
+/* Backward pass 2: gx = invstd (w g' - mean(w g') - x̂ mean(w g' x̂)); with constant statistics
+ * (batch norm in eval) the two means drop out (sum_wg NULL). */
+static void gx_pass(const norm_plan *p, const void *g, const void *x, const void *y, void *gx, bool f32, bool relu,
+                    const double *mean, const double *inv, const double *w, const double *sum_wg,
+                    const double *sum_wgx) {
+#pragma omp parallel for collapse(2) if (parallel(p)) schedule(static)
+    for (int64_t a = 0; a < p->A; a++)
+        for (int64_t r = 0; r < p->runs; r++) {
+            const int64_t grp = group_of(p, a, r);
+            const double iv = inv[grp];
+            const double be = sum_wg ? -iv * iv * sum_wgx[grp] / p->count : 0;
+            const double de = sum_wg ? -iv * sum_wg[grp] / p->count : 0;
+            for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++)
+                grad_x(g, x, y, gx, f32, relu, (a * p->C + c) * p->S, p->S, mean[grp], iv * w[c], be, de);
+        }
+}
+
+/* ---- the ops -------------------------------------------------------------------------------- */
+/* node: in = {x, w?, b?}; iattr: A, C, S, G, has w, has b, constant statistics, ReLU;
+ * fattr[0] eps; saved: mean and invstd per group (f64) */
+enum { AT_A, AT_C, AT_S, AT_G, AT_W, AT_B, AT_CONST, AT_RELU };
+#define NODE_W(n) ((n)->iattr[AT_W] ? (n)->in[1] : NULL)
+#define NODE_B(n) ((n)->iattr[AT_B] ? (n)->in[1 + (n)->iattr[AT_W]] : NULL)
+
+/* n doubles of step memory */
+static double *scratch(nb_ctx *ctx, int64_t n) { return nb_ctx_alloc(ctx, (size_t)(n > 0 ? n : 1) * sizeof(double)); }
+
+/* the values of a per-channel tensor (any layout) as doubles; `none` where t is NULL */
+static double *channel_values(nb_ctx *ctx, const nb_tensor *t, int64_t C, double none) {
+    double *v = scratch(ctx, C);
+    if (v)
+        for (int64_t c = 0; c < C; c++) v[c] = t ? nb_get(t, c) : none;
+    return v;
+}
+
+/* a step tensor of the given shape holding v (C values, flat order) */
+static nb_tensor *from_values(nb_ctx *ctx, nb_dtype dt, const nb_tensor *like, const double *v) {
+    nb_tensor *t = nb__new(ctx, dt, like->ndim, like->shape);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++) st(t->data, dt == NB_F32, i, v[i]);
+    return t;
+}
+
+/* The backward of the fused kernels: constants (nothing is recorded). */
+static nb_status norm_bw_fused(nb_ctx *ctx, const nb_node *n, const norm_plan *p, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0], *w = NODE_W(n), *b = NODE_B(n);
+    const bool f32 = x->dtype == NB_F32, relu = n->iattr[AT_RELU], fixed = n->iattr[AT_CONST];
+    const bool want_w = w && w->requires_grad, want_b = b && b->requires_grad;
+    const double *mean = n->saved[0]->data, *inv = n->saved[1]->data;
+    nb_tensor *gc = nb_contiguous(ctx, g);
+    double *wv = channel_values(ctx, w, p->C, 1.0);
+    if (!gc || !wv) return ctx->status;
+    double *gb = NULL, *gw = NULL, *sum_wg = NULL, *sum_wgx = NULL;
+    if (want_w || want_b || (x->requires_grad && !fixed)) {
+        gb = scratch(ctx, p->C), gw = scratch(ctx, p->C);
+        sum_wg = scratch(ctx, p->ngroups), sum_wgx = scratch(ctx, p->ngroups);
+        double *part = scratch(ctx, 2 * p->nchunks * p->C);
+        if (!gb || !gw || !sum_wg || !sum_wgx || !part) return ctx->status;
+        sums_pass(p, gc->data, x->data, n->out->data, f32, relu, mean, inv, wv, gb, gw, sum_wg, sum_wgx, part);
+    }
+    if (x->requires_grad) {
+        nb_tensor *gx = nb__new(ctx, x->dtype, x->ndim, x->shape);
+        if (!gx) return ctx->status;
+        gx_pass(p, gc->data, x->data, n->out->data, gx->data, f32, relu, mean, inv, wv, fixed ? NULL : sum_wg, sum_wgx);
+        gin[0] = gx;
+    }
+    if (want_w) gin[1] = from_values(ctx, x->dtype, w, gw);
+    if (want_b) gin[1 + (w != NULL)] = from_values(ctx, x->dtype, b, gb);
+    return ctx->status;
+}
+
+/* The same backward made of ops, so that it can be differentiated again. */
+static nb_status norm_bw_ops(nb_ctx *ctx, const nb_node *n, const norm_plan *p, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0], *w = NODE_W(n), *b = NODE_B(n);
+    const int64_t acs[3] = {p->A, p->C, p->S}, chan[3] = {1, p->C, 1};
+    const int over_channels[2] = {0, 2};
+    nb_tensor *g3 = nb_reshape(ctx, g, 3, acs), *x3 = nb_reshape(ctx, x, 3, acs);
+    if (n->iattr[AT_RELU]) /* the ReLU's mask is piecewise constant */
+        g3 = nb_mul(ctx, g3, nb_gt(ctx, nb_reshape(ctx, n->out, 3, acs), nb_scalar(ctx, x->dtype, 0.0)));
+    nb_tensor *w3 = w ? nb_reshape(ctx, w, 3, chan) : NULL, *xhat, *gx;
+    if (n->iattr[AT_CONST]) { /* statistics are constants (batch norm in eval) */
+        nb_tensor *mean = nb_reshape(ctx, nb_cast(ctx, n->saved[0], x->dtype), 3, chan);
+        nb_tensor *inv = nb_reshape(ctx, nb_cast(ctx, n->saved[1], x->dtype), 3, chan);
+        xhat = nb_mul(ctx, nb_sub(ctx, x3, mean), inv);
+        gx = nb_mul(ctx, g3, w3 ? nb_mul(ctx, w3, inv) : inv);
+    } else { /* the statistics again, now as functions of x */
+        const int64_t view[3] = {p->A, p->G ? p->G : p->C, p->G ? p->cg * p->S : p->S};
+        const int nax = p->G ? 1 : 2, *axes = p->G ? &over_channels[1] : over_channels;
+        nb_tensor *xs = nb_reshape(ctx, x3, 3, view);
+        nb_tensor *d = nb_sub(ctx, xs, nb_mean(ctx, xs, nax, axes, true));
+        nb_tensor *inv = nb_rsqrt(ctx, nb_add_scalar(ctx, nb_mean(ctx, nb_mul(ctx, d, d), nax, axes, true), n->fattr[0]));
+        nb_tensor *xh = nb_mul(ctx, d, inv);
+        nb_tensor *gy = nb_reshape(ctx, w3 ? nb_mul(ctx, g3, w3) : g3, 3, view);
+        nb_tensor *centred = nb_sub(ctx, gy, nb_mean(ctx, gy, nax, axes, true));
+        nb_tensor *along = nb_mul(ctx, xh, nb_mean(ctx, nb_mul(ctx, gy, xh), nax, axes, true));
+        gx = nb_reshape(ctx, nb_mul(ctx, inv, nb_sub(ctx, centred, along)), 3, acs);
+        xhat = nb_reshape(ctx, xh, 3, acs);
+    }
+    if (x->requires_grad) gin[0] = nb_reshape(ctx, gx, x->ndim, x->shape);
+    if (w && w->requires_grad)
+        gin[1] = nb_reshape(ctx, nb_sum(ctx, nb_mul(ctx, g3, xhat), 2, over_channels, false), w->ndim, w->shape);
+    if (b && b->requires_grad) gin[1 + (w != NULL)] = nb_reshape(ctx, nb_sum(ctx, g3, 2, over_channels, false), b->ndim, b->shape);
+    return ctx->status;
+}
+
+static nb_status norm_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    const norm_plan p = make_plan(n->iattr[AT_A], n->iattr[AT_C], n->iattr[AT_S], n->iattr[AT_G]);
+    const nb_tensor *w = NODE_W(n);
+    const bool recorded = nb_ctx_grad_enabled(ctx) && (g->requires_grad || n->in[0]->requires_grad || (w && w->requires_grad));
+    return recorded ? norm_bw_ops(ctx, n, &p, g, gin) : norm_bw_fused(ctx, n, &p, g, gin);
+}
+
+static const nb_op OP_BATCH_NORM = {"batch_norm", norm_bw, NB_DIFFERENTIABLE},
+                   OP_BATCH_NORM_RELU = {"batch_norm_relu", norm_bw, NB_DIFFERENTIABLE},
+                   OP_LAYER_NORM = {"layer_norm", norm_bw, NB_DIFFERENTIABLE},
+                   OP_GROUP_NORM = {"group_norm", norm_bw, NB_DIFFERENTIABLE};
+
+/* Statistics given (running, eval) or computed; running statistics updated when given. */
+typedef struct {
+    const nb_tensor *mean, *var; /* constant statistics (C each), or NULL: the batch's */
+    nb_tensor *run_mean, *run_var; /* running statistics to update, or NULL */
+    double momentum;
+} norm_stats;
+
+/* Checked arguments in; y = norm(x) * w + b (+ ReLU) out, and its node. */
+static nb_tensor *norm_forward(nb_ctx *ctx, const nb_op *op, nb_tensor *x, norm_plan p, nb_tensor *w, nb_tensor *b,
+                               const norm_stats *st, double eps, bool relu) {
+    nb_tensor *xc = nb_contiguous(ctx, x);
+    if (!xc) return NULL;
+    const bool f32 = x->dtype == NB_F32;
+    nb_tensor *y = nb__new(ctx, x->dtype, x->ndim, x->shape);
+    nb_tensor *mean_t = nb__new(ctx, NB_F64, 1, &p.ngroups), *inv_t = nb__new(ctx, NB_F64, 1, &p.ngroups);
+    double *wv = channel_values(ctx, w, p.C, 1.0), *bv = channel_values(ctx, b, p.C, 0.0), *var = scratch(ctx, p.ngroups);
+    if (!y || !mean_t || !inv_t || !wv || !bv || !var) return NULL;
+    double *mean = mean_t->data, *inv = inv_t->data;
+    if (st && st->mean) {
+        for (int64_t c = 0; c < p.C; c++) mean[c] = nb_get(st->mean, c), var[c] = nb_get(st->var, c);
+    } else {
+        double *part = scratch(ctx, 2 * p.nchunks * p.C);
+        if (!part) return NULL;
+        stats_pass(&p, xc->data, f32, mean, var, part);
+    }
+    for (int64_t i = 0; i < p.ngroups; i++) inv[i] = 1.0 / sqrt(var[i] + eps);
+    if (st && st->run_mean) { /* state, outside the graph; PyTorch's unbiased running variance */
+        const double m = st->momentum, unbias = (double)p.count / (double)(p.count - 1);
+        for (int64_t c = 0; c < p.C; c++) {
+            nb_set(st->run_mean, c, (1 - m) * nb_get(st->run_mean, c) + m * mean[c]);
+            nb_set(st->run_var, c, (1 - m) * nb_get(st->run_var, c) + m * var[c] * unbias);
+        }
+    }
+    apply_pass(&p, xc->data, y->data, f32, relu, mean, inv, wv, bv);
+    nb_tensor *in[3] = {xc};
+    int n_in = 1;
+    if (w) in[n_in++] = w;
+    if (b) in[n_in++] = b;
+    nb_node *n;
+    y = nb__finish(ctx, op, y, n_in, in, &n);
+    if (n) {
+        const int64_t attrs[] = {[AT_A] = p.A, [AT_C] = p.C,          [AT_S] = p.S,
+                                 [AT_G] = p.G, [AT_W] = w != NULL,    [AT_B] = b != NULL,
+                                 [AT_CONST] = st && st->mean != NULL, [AT_RELU] = relu};
+        memcpy(n->iattr, attrs, sizeof attrs);
+        n->fattr[0] = eps;
+        n->saved[0] = mean_t;
+        n->saved[1] = inv_t;
+    }
     return y;
 }
 
+/* ---- argument checks and the public functions ---------------------------------------------- */
 /* a per-channel vector t must be float, 1-D of length C; NULL passes */
 static bool channel_vec(nb_ctx *ctx, const char *op, const char *what, const nb_tensor *t, const nb_tensor *x,
                         int64_t C, bool same_dtype) {
@@ -46,52 +419,47 @@ static bool float_x(nb_ctx *ctx, const char *op, const nb_tensor *x, int min_ndi
     return true;
 }
 
-nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, nb_tensor *running_mean,
-                         nb_tensor *running_var, double momentum, double eps) {
-    if (nb__null(ctx, "batch_norm", 1, x) || !float_x(ctx, "batch_norm", x, 2)) return NULL;
+/* (N, C, ...) -> A = N, C, S = the rest */
+static norm_plan channel_plan(const nb_tensor *x, int64_t G) {
+    int64_t S = 1;
+    for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
+    return make_plan(x->shape[0], x->shape[1], S, G);
+}
+
+static nb_tensor *batch_norm(nb_ctx *ctx, const nb_op *op, nb_tensor *x, nb_tensor *weight, nb_tensor *bias,
+                             nb_tensor *running_mean, nb_tensor *running_var, double momentum, double eps, bool relu) {
+    const char *name = op->name;
+    if (nb__null(ctx, name, 1, x) || !float_x(ctx, name, x, 2)) return NULL;
     const int64_t C = x->shape[1];
-    if (!channel_vec(ctx, "batch_norm", "weight", weight, x, C, true) ||
-        !channel_vec(ctx, "batch_norm", "bias", bias, x, C, true) ||
-        !channel_vec(ctx, "batch_norm", "running_mean", running_mean, x, C, false) ||
-        !channel_vec(ctx, "batch_norm", "running_var", running_var, x, C, false))
+    if (!channel_vec(ctx, name, "weight", weight, x, C, true) || !channel_vec(ctx, name, "bias", bias, x, C, true) ||
+        !channel_vec(ctx, name, "running_mean", running_mean, x, C, false) ||
+        !channel_vec(ctx, name, "running_var", running_var, x, C, false))
         return NULL;
     if ((running_mean == NULL) != (running_var == NULL))
-        return nb__fail(ctx, NB_ERR_NULL, "batch_norm: give both running_mean and running_var, or neither");
+        return nb__fail(ctx, NB_ERR_NULL, "%s: give both running_mean and running_var, or neither", name);
     if (!(eps >= 0) || !isfinite(eps) || !(momentum >= 0 && momentum <= 1))
-        return nb__fail(ctx, NB_ERR_VALUE, "batch_norm: momentum %g must be in [0, 1] and eps %g >= 0", momentum, eps);
-    /* statistics over every axis but 1; per-channel tensors broadcast as (C, 1, ..., 1) */
-    int axes[NB_MAX_DIMS], na = 0;
-    int64_t cshape[NB_MAX_DIMS];
-    for (int d = 0; d < x->ndim; d++)
-        if (d != 1) axes[na++] = d;
-    cshape[0] = C;
-    for (int d = 1; d < x->ndim - 1; d++) cshape[d] = 1;
-    const int cnd = x->ndim - 1;
-    const int64_t count = x->numel / (C ? C : 1);
-    const bool use_batch = nb_ctx_is_train(ctx) || !running_mean;
-    if (use_batch && count < 2) {
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: momentum %g must be in [0, 1] and eps %g >= 0", name, momentum, eps);
+    const norm_plan p = channel_plan(x, 0);
+    const bool train = nb_ctx_is_train(ctx);
+    if ((train || !running_mean) && p.count < 2) {
         char b[128];
-        return nb__fail(ctx, NB_ERR_SHAPE, "batch_norm: input %s has %lld value per channel; training needs more than 1",
-                        nb_shape_str(x, b, sizeof b), (long long)count);
+        return nb__fail(ctx, NB_ERR_SHAPE, "%s: input %s has %lld value per channel; training needs more than 1", name,
+                        nb_shape_str(x, b, sizeof b), (long long)p.count);
     }
-    nb_tensor *y;
-    if (use_batch) {
-        nb_tensor *mean, *var;
-        y = standardize(ctx, x, na, axes, eps, &mean, &var);
-        if (!y) return NULL;
-        if (nb_ctx_is_train(ctx) && running_mean) { /* state update, outside the graph */
-            const double unbias = (double)count / (double)(count - 1);
-            for (int64_t c = 0; c < C; c++) {
-                nb_set(running_mean, c, (1 - momentum) * nb_get(running_mean, c) + momentum * nb_get(mean, c));
-                nb_set(running_var, c, (1 - momentum) * nb_get(running_var, c) + momentum * nb_get(var, c) * unbias);
-            }
-        }
-    } else {
-        nb_tensor *mean = nb_reshape(ctx, nb_cast(ctx, running_mean, x->dtype), cnd, cshape);
-        nb_tensor *var = nb_reshape(ctx, nb_cast(ctx, running_var, x->dtype), cnd, cshape);
-        y = nb_div(ctx, nb_sub(ctx, x, mean), nb_sqrt(ctx, nb_add_scalar(ctx, var, eps)));
-    }
-    return affine_params(ctx, y, weight, bias, cnd, cshape);
+    norm_stats st = {NULL, NULL, NULL, NULL, momentum};
+    if (running_mean && train) st.run_mean = running_mean, st.run_var = running_var;
+    if (running_mean && !train) st.mean = running_mean, st.var = running_var;
+    return norm_forward(ctx, op, x, p, weight, bias, &st, eps, relu);
+}
+
+nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, nb_tensor *running_mean,
+                         nb_tensor *running_var, double momentum, double eps) {
+    return batch_norm(ctx, &OP_BATCH_NORM, x, weight, bias, running_mean, running_var, momentum, eps, false);
+}
+
+nb_tensor *nb_batch_norm_relu(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, nb_tensor *running_mean,
+                              nb_tensor *running_var, double momentum, double eps) {
+    return batch_norm(ctx, &OP_BATCH_NORM_RELU, x, weight, bias, running_mean, running_var, momentum, eps, true);
 }
 
 nb_tensor *nb_layer_norm(nb_ctx *ctx, nb_tensor *x, int ndims, nb_tensor *weight, nb_tensor *bias, double eps) {
@@ -108,16 +476,14 @@ nb_tensor *nb_layer_norm(nb_ctx *ctx, nb_tensor *x, int ndims, nb_tensor *weight
             return nb__fail(ctx, NB_ERR_SHAPE, "layer_norm: %s %s %s must be %s %s for input %s", i ? "bias" : "weight",
                             nb_dtype_name(ps[i]->dtype), nb_shape_str(ps[i], a, sizeof a), nb_dtype_name(x->dtype),
                             nb__dims_str(ndims, nshape, b, sizeof b), nb_shape_str(x, c, sizeof c));
-    int axes[NB_MAX_DIMS];
-    for (int i = 0; i < ndims; i++) axes[i] = x->ndim - ndims + i;
-    nb_tensor *y = standardize(ctx, x, ndims, axes, eps, NULL, NULL);
-    return affine_params(ctx, y, weight, bias, ndims, nshape);
+    const int64_t K = nb__numel(ndims, nshape), A = nb__numel(x->ndim - ndims, x->shape);
+    return norm_forward(ctx, &OP_LAYER_NORM, x, make_plan(A, K, 1, 1), weight, bias, NULL, eps, false);
 }
 
 nb_tensor *nb_group_norm(nb_ctx *ctx, nb_tensor *x, int groups, nb_tensor *weight, nb_tensor *bias, double eps) {
     if (nb__null(ctx, "group_norm", 1, x) || !float_x(ctx, "group_norm", x, 2)) return NULL;
     if (!(eps >= 0) || !isfinite(eps)) return nb__fail(ctx, NB_ERR_VALUE, "group_norm: eps %g must be finite and >= 0", eps);
-    const int64_t N = x->shape[0], C = x->shape[1];
+    const int64_t C = x->shape[1];
     if (groups < 1 || C % groups != 0) {
         char b[128];
         return nb__fail(ctx, NB_ERR_VALUE, "group_norm: groups %d must divide the %lld channels of %s", groups, (long long)C,
@@ -125,11 +491,5 @@ nb_tensor *nb_group_norm(nb_ctx *ctx, nb_tensor *x, int groups, nb_tensor *weigh
     }
     if (!channel_vec(ctx, "group_norm", "weight", weight, x, C, true) || !channel_vec(ctx, "group_norm", "bias", bias, x, C, true))
         return NULL;
-    int axis = 2;
-    nb_tensor *y = standardize(ctx, nb_reshape(ctx, x, NB_SHAPE(N, groups, -1)), 1, &axis, eps, NULL, NULL);
-    y = nb_reshape(ctx, y, x->ndim, x->shape);
-    int64_t cshape[NB_MAX_DIMS];
-    cshape[0] = C;
-    for (int d = 1; d < x->ndim - 1; d++) cshape[d] = 1;
-    return affine_params(ctx, y, weight, bias, x->ndim - 1, cshape);
+    return norm_forward(ctx, &OP_GROUP_NORM, x, channel_plan(x, groups), weight, bias, NULL, eps, false);
 }
