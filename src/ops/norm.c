@@ -56,6 +56,12 @@ static int64_t group_of(const norm_plan *p, int64_t a, int64_t run) { return p->
 static bool parallel(const norm_plan *p) { return p->A * p->C * p->S >= NB_PAR_THRESHOLD && !omp_in_parallel(); }
 
 /* ---- run kernels: n contiguous values from offset `at`, in double, specialised by inlining ---- */
+/* LANES values at a time as GCC/Clang vectors (the vectoriser does not turn lane arrays of
+ * double sums of float loads into vector code); the tail one value at a time. */
+typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
+typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
+typedef int64_t vmask __attribute__((vector_size(LANES * sizeof(int64_t))));
+
 static inline double ld(const void *p, bool f32, int64_t i) {
     return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
 }
@@ -63,22 +69,43 @@ static inline void st(void *p, bool f32, int64_t i, double v) {
     if (f32) ((float *)p)[i] = (float)v;
     else ((double *)p)[i] = v;
 }
-/* the gradient reaching the normalisation: g, or g where y > 0 behind a fused ReLU */
+static inline vdouble vld(const void *p, bool f32, int64_t i) {
+    if (f32) {
+        vfloat v;
+        memcpy(&v, (const float *)p + i, sizeof v);
+        return __builtin_convertvector(v, vdouble);
+    }
+    vdouble v;
+    memcpy(&v, (const double *)p + i, sizeof v);
+    return v;
+}
+static inline void vst(void *p, bool f32, int64_t i, vdouble v) {
+    if (f32) {
+        const vfloat w = __builtin_convertvector(v, vfloat);
+        memcpy((float *)p + i, &w, sizeof w);
+    } else {
+        memcpy((double *)p + i, &v, sizeof v);
+    }
+}
+/* the gradient reaching the normalisation: g, or g * (y > 0) behind a fused ReLU (as nb_relu's) */
 static inline double grad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
-    return relu && !(ld(y, f32, i) > 0) ? 0.0 : ld(g, f32, i);
+    return relu ? ld(g, f32, i) * (ld(y, f32, i) > 0) : ld(g, f32, i);
+}
+static inline vdouble vgrad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
+    const vdouble zero = {0};
+    return relu ? vld(g, f32, i) * __builtin_convertvector(-(vld(y, f32, i) > zero), vdouble) : vld(g, f32, i);
 }
 
 /* *s += sum(x - k), *q += sum((x - k)^2) */
 static inline __attribute__((always_inline)) void run_moments(const void *x, bool f32, int64_t at, int64_t n, double k,
                                                              double *s, double *q) {
-    double ls[LANES] = {0}, lq[LANES] = {0};
+    vdouble ls = {0}, lq = {0};
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            const double d = ld(x, f32, at + i + j) - k;
-            ls[j] += d;
-            lq[j] += d * d;
-        }
+    for (; i + LANES <= n; i += LANES) {
+        const vdouble d = vld(x, f32, at + i) - k;
+        ls += d;
+        lq += d * d;
+    }
     for (int j = 0; i < n; i++, j++) {
         const double d = ld(x, f32, at + i) - k;
         ls[j] += d;
@@ -91,14 +118,13 @@ static inline __attribute__((always_inline)) void run_moments(const void *x, boo
 static inline __attribute__((always_inline)) void run_dots(const void *g, const void *x, const void *y, bool f32,
                                                           bool relu, int64_t at, int64_t n, double m, double *sg,
                                                           double *sgx) {
-    double lg[LANES] = {0}, lx[LANES] = {0};
+    vdouble lg = {0}, lx = {0};
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            const double gv = grad_at(g, y, f32, relu, at + i + j);
-            lg[j] += gv;
-            lx[j] += gv * (ld(x, f32, at + i + j) - m);
-        }
+    for (; i + LANES <= n; i += LANES) {
+        const vdouble gv = vgrad_at(g, y, f32, relu, at + i);
+        lg += gv;
+        lx += gv * (vld(x, f32, at + i) - m);
+    }
     for (int j = 0; i < n; i++, j++) {
         const double gv = grad_at(g, y, f32, relu, at + i);
         lg[j] += gv;
@@ -110,7 +136,13 @@ static inline __attribute__((always_inline)) void run_dots(const void *g, const 
 /* y = (x - m) * scale + shift, then max(y, 0) (NaN kept) with the ReLU */
 static inline __attribute__((always_inline)) void run_apply(const void *x, void *y, bool f32, bool relu, int64_t at,
                                                            int64_t n, double m, double scale, double shift) {
-    for (int64_t i = at; i < at + n; i++) {
+    const vdouble zero = {0};
+    int64_t i = at;
+    for (; i + LANES <= at + n; i += LANES) {
+        const vdouble v = (vld(x, f32, i) - m) * scale + shift;
+        vst(y, f32, i, relu ? (vdouble)((vmask)v & ~(v <= zero)) : v);
+    }
+    for (; i < at + n; i++) {
         const double v = (ld(x, f32, i) - m) * scale + shift;
         st(y, f32, i, relu && v <= 0 ? 0.0 : v);
     }
@@ -120,8 +152,10 @@ static inline __attribute__((always_inline)) void run_apply(const void *x, void 
 static inline __attribute__((always_inline)) void run_gx(const void *g, const void *x, const void *y, void *gx, bool f32,
                                                         bool relu, int64_t at, int64_t n, double m, double al, double be,
                                                         double de) {
-    for (int64_t i = at; i < at + n; i++)
-        st(gx, f32, i, al * grad_at(g, y, f32, relu, i) + be * (ld(x, f32, i) - m) + de);
+    int64_t i = at;
+    for (; i + LANES <= at + n; i += LANES)
+        vst(gx, f32, i, al * vgrad_at(g, y, f32, relu, i) + be * (vld(x, f32, i) - m) + de);
+    for (; i < at + n; i++) st(gx, f32, i, al * grad_at(g, y, f32, relu, i) + be * (ld(x, f32, i) - m) + de);
 }
 
 /* one plane or group run, the kernel specialised for the dtype (the ReLU test is loop-invariant) */
