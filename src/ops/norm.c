@@ -31,45 +31,64 @@
 
 /* ---- the layout ----------------------------------------------------------------------------- */
 #define NORM_CHUNKS 64 /* sums over samples: at most this many chunks, fixed by the shape */
-#define LANES 8        /* a run of values is summed in this many interleaved partial sums */
+#define LANES 8        /* values at a time; a sum keeps LANES interleaved partial sums */
 
 typedef struct {
     int64_t A, C, S;
     int64_t G;       /* groups per sample; 0: one group per channel across samples (batch norm) */
     int64_t cg;      /* channels per group (1 for batch norm) */
-    int64_t runs;    /* group runs per sample: G, or C for batch norm */
     int64_t ngroups; /* A*G, or C */
     int64_t count;   /* values per group */
     int64_t nchunks;
 } norm_plan;
 
+/* Chunks: at most NORM_CHUNKS, at most A, and about 16 or more positions per channel in each, so
+ * that the partial sums (2 doubles per chunk and channel) stay below the data's size. */
 static norm_plan make_plan(int64_t A, int64_t C, int64_t S, int64_t G) {
-    norm_plan p = {A, C, S, G, G ? C / G : 1, G ? G : C, G ? A * G : C, G ? C / G * S : A * S,
-                   A < NORM_CHUNKS ? A : NORM_CHUNKS};
-    return p;
+    int64_t chunks = A * S / 16;
+    chunks = chunks > NORM_CHUNKS ? NORM_CHUNKS : chunks;
+    chunks = chunks > A ? A : chunks < 1 && A > 0 ? 1 : chunks;
+    return (norm_plan){A, C, S, G, G ? C / G : 1, G ? A * G : C, G ? C / G * S : A * S, chunks};
 }
 static int64_t chunk_start(const norm_plan *p, int64_t k) {
     const int64_t q = p->A / p->nchunks, r = p->A % p->nchunks;
     return q * k + (k < r ? k : r);
 }
-static int64_t group_of(const norm_plan *p, int64_t a, int64_t run) { return p->G ? a * p->G + run : run; }
 static bool parallel(const norm_plan *p) { return p->A * p->C * p->S >= NB_PAR_THRESHOLD && !omp_in_parallel(); }
 
-/* ---- run kernels: n contiguous values from offset `at`, in double, specialised by inlining ---- */
-/* LANES values at a time as GCC/Clang vectors (the vectoriser does not turn lane arrays of
- * double sums of float loads into vector code); the tail one value at a time. */
+/* The kernels walk segments, runs of contiguous values with one pattern of coefficients:
+ *   PLANE (S > 1): the S positions of one channel of one sample: one channel, one group;
+ *   GROUP (S = 1, group and layer norm): the channels of one group of one sample: a channel
+ *     per value, one group;
+ *   ROW (S = 1, batch norm): all channels of one sample: a channel and a group per value. */
+typedef enum { SEG_PLANE, SEG_GROUP, SEG_ROW } seg_kind;
+typedef struct {
+    int64_t at, n;  /* values [at, at + n) of x */
+    int64_t c, grp; /* channel and group of the first value */
+} segment;
+
+static seg_kind kind_of(const norm_plan *p) { return p->S > 1 ? SEG_PLANE : p->G ? SEG_GROUP : SEG_ROW; }
+static int64_t segments_per_sample(const norm_plan *p) { return p->S > 1 ? p->C : p->G ? p->G : 1; }
+static segment segment_at(const norm_plan *p, int64_t a, int64_t j) {
+    if (p->S > 1) return (segment){(a * p->C + j) * p->S, p->S, j, p->G ? a * p->G + j / p->cg : j};
+    if (p->G) return (segment){a * p->C + j * p->cg, p->cg, j * p->cg, a * p->G + j};
+    return (segment){a * p->C, p->C, 0, 0};
+}
+
+/* ---- segment kernels: in double, specialised for dtype and kind by inlining ------------------ */
+/* LANES values at a time as GCC/Clang vectors (the vectoriser leaves lane arrays of double sums
+ * of float loads scalar); the tail one value at a time. */
 typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
 typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
 typedef int64_t vmask __attribute__((vector_size(LANES * sizeof(int64_t))));
+#define INLINE static inline __attribute__((always_inline))
 
-static inline double ld(const void *p, bool f32, int64_t i) {
-    return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
-}
-static inline void st(void *p, bool f32, int64_t i, double v) {
+INLINE double ld(const void *p, bool f32, int64_t i) { return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i]; }
+INLINE void st(void *p, bool f32, int64_t i, double v) {
     if (f32) ((float *)p)[i] = (float)v;
     else ((double *)p)[i] = v;
 }
-static inline vdouble vld(const void *p, bool f32, int64_t i) {
+INLINE vdouble vld(const void *p, bool f32, int64_t i) {
     if (f32) {
         vfloat v;
         memcpy(&v, (const float *)p + i, sizeof v);
@@ -79,7 +98,7 @@ static inline vdouble vld(const void *p, bool f32, int64_t i) {
     memcpy(&v, (const double *)p + i, sizeof v);
     return v;
 }
-static inline void vst(void *p, bool f32, int64_t i, vdouble v) {
+INLINE void vst(void *p, bool f32, int64_t i, vdouble v) {
     if (f32) {
         const vfloat w = __builtin_convertvector(v, vfloat);
         memcpy((float *)p + i, &w, sizeof w);
@@ -87,18 +106,25 @@ static inline void vst(void *p, bool f32, int64_t i, vdouble v) {
         memcpy((double *)p + i, &v, sizeof v);
     }
 }
+/* coefficient i of a segment (a points at the segment's first): a[i] where it varies, else a[0]
+ * (given as `fixed`, loaded before the loop: stores through y may alias a for all the compiler knows) */
+INLINE double coef(const double *a, bool varies, int64_t i) { return varies ? a[i] : a[0]; }
+INLINE vdouble vcoef(const double *a, bool varies, int64_t i, vdouble fixed) { return varies ? vld(a, false, i) : fixed; }
+INLINE vdouble bcast(const double *a) {
+    const vdouble zero = {0};
+    return zero + a[0];
+}
 /* the gradient reaching the normalisation: g, or g * (y > 0) behind a fused ReLU (as nb_relu's) */
-static inline double grad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
+INLINE double grad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
     return relu ? ld(g, f32, i) * (ld(y, f32, i) > 0) : ld(g, f32, i);
 }
-static inline vdouble vgrad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
+INLINE vdouble vgrad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
     const vdouble zero = {0};
     return relu ? vld(g, f32, i) * __builtin_convertvector(-(vld(y, f32, i) > zero), vdouble) : vld(g, f32, i);
 }
 
-/* *s += sum(x - k), *q += sum((x - k)^2) */
-static inline __attribute__((always_inline)) void run_moments(const void *x, bool f32, int64_t at, int64_t n, double k,
-                                                             double *s, double *q) {
+/* *s += sum(x - k), *q += sum((x - k)^2) over n values */
+INLINE void run_sum_moments(const void *x, bool f32, int64_t at, int64_t n, double k, double *s, double *q) {
     vdouble ls = {0}, lq = {0};
     int64_t i = 0;
     for (; i + LANES <= n; i += LANES) {
@@ -113,102 +139,176 @@ static inline __attribute__((always_inline)) void run_moments(const void *x, boo
     }
     for (int j = 0; j < LANES; j++) *s += ls[j], *q += lq[j];
 }
-
-/* *sg += sum(g'), *sgx += sum(g' (x - m)) */
-static inline __attribute__((always_inline)) void run_dots(const void *g, const void *x, const void *y, bool f32,
-                                                          bool relu, int64_t at, int64_t n, double m, double *sg,
-                                                          double *sgx) {
-    vdouble lg = {0}, lx = {0};
+/* s[i] += x[i] - k[i], q[i] += (x[i] - k[i])^2: a row of channels */
+INLINE void run_add_moments(const void *x, bool f32, int64_t at, int64_t n, const double *k, double *s, double *q) {
     int64_t i = 0;
     for (; i + LANES <= n; i += LANES) {
-        const vdouble gv = vgrad_at(g, y, f32, relu, at + i);
-        lg += gv;
-        lx += gv * (vld(x, f32, at + i) - m);
+        const vdouble d = vld(x, f32, at + i) - vld(k, false, i);
+        vst(s, false, i, vld(s, false, i) + d);
+        vst(q, false, i, vld(q, false, i) + d * d);
     }
-    for (int j = 0; i < n; i++, j++) {
-        const double gv = grad_at(g, y, f32, relu, at + i);
-        lg[j] += gv;
-        lx[j] += gv * (ld(x, f32, at + i) - m);
-    }
-    for (int j = 0; j < LANES; j++) *sg += lg[j], *sgx += lx[j];
-}
-
-/* y = (x - m) * scale + shift, then max(y, 0) (NaN kept) with the ReLU */
-static inline __attribute__((always_inline)) void run_apply(const void *x, void *y, bool f32, bool relu, int64_t at,
-                                                           int64_t n, double m, double scale, double shift) {
-    const vdouble zero = {0};
-    int64_t i = at;
-    for (; i + LANES <= at + n; i += LANES) {
-        const vdouble v = (vld(x, f32, i) - m) * scale + shift;
-        vst(y, f32, i, relu ? (vdouble)((vmask)v & ~(v <= zero)) : v);
-    }
-    for (; i < at + n; i++) {
-        const double v = (ld(x, f32, i) - m) * scale + shift;
-        st(y, f32, i, relu && v <= 0 ? 0.0 : v);
+    for (; i < n; i++) {
+        const double d = ld(x, f32, at + i) - k[i];
+        s[i] += d, q[i] += d * d;
     }
 }
 
-/* gx = al g' + be (x - m) + de */
-static inline __attribute__((always_inline)) void run_gx(const void *g, const void *x, const void *y, void *gx, bool f32,
-                                                        bool relu, int64_t at, int64_t n, double m, double al, double be,
-                                                        double de) {
-    int64_t i = at;
-    for (; i + LANES <= at + n; i += LANES)
-        vst(gx, f32, i, al * vgrad_at(g, y, f32, relu, i) + be * (vld(x, f32, i) - m) + de);
-    for (; i < at + n; i++) st(gx, f32, i, al * grad_at(g, y, f32, relu, i) + be * (ld(x, f32, i) - m) + de);
+/* y = (x - mean) * (invstd * w) + b, then max(y, 0) (NaN kept) with the ReLU. mean and inv point
+ * at the segment's group, w and b at its channel. */
+INLINE void run_apply(seg_kind K, bool f32, bool relu, segment s, const void *x, void *y, const double *mean,
+                      const double *inv, const double *w, const double *b) {
+    const bool cv = K != SEG_PLANE, gv = K == SEG_ROW; /* channels, groups vary along the segment */
+    const vdouble zero = {0}, m0 = bcast(mean), i0 = bcast(inv), w0 = bcast(w), b0 = bcast(b);
+    int64_t i = 0;
+    for (; i + LANES <= s.n; i += LANES) {
+        const vdouble v = (vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) * (vcoef(inv, gv, i, i0) * vcoef(w, cv, i, w0)) +
+                          vcoef(b, cv, i, b0);
+        vst(y, f32, s.at + i, relu ? (vdouble)((vmask)v & ~(v <= zero)) : v);
+    }
+    for (; i < s.n; i++) {
+        const double v = (ld(x, f32, s.at + i) - coef(mean, gv, i)) * (coef(inv, gv, i) * coef(w, cv, i)) + coef(b, cv, i);
+        st(y, f32, s.at + i, relu && v <= 0 ? 0.0 : v);
+    }
 }
 
-/* one plane or group run, the kernel specialised for the dtype (the ReLU test is loop-invariant) */
-static void moments(const void *x, bool f32, int64_t at, int64_t n, double k, double *s, double *q) {
-    if (f32) run_moments(x, true, at, n, k, s, q);
-    else run_moments(x, false, at, n, k, s, q);
+/* Per channel pg += sum g', px += sum g' x̂; over the segment *wg += sum w g', *wgx += sum w g' x̂
+ * (wg NULL: not wanted). pg, px, w point at the segment's channel, mean and inv at its group. */
+INLINE void run_dots(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, const void *y,
+                     const double *mean, const double *inv, const double *w, double *pg, double *px, double *wg,
+                     double *wgx) {
+    vdouble lg = {0}, lx = {0};
+    const vdouble m0 = bcast(mean), i0 = bcast(inv);
+    int64_t i = 0;
+    if (K == SEG_PLANE) { /* one channel: sums of g' and g' (x - mean) */
+        for (; i + LANES <= s.n; i += LANES) {
+            const vdouble gv = vgrad_at(g, y, f32, relu, s.at + i);
+            lg += gv;
+            lx += gv * (vld(x, f32, s.at + i) - m0);
+        }
+        for (int j = 0; i < s.n; i++, j++) {
+            const double gv = grad_at(g, y, f32, relu, s.at + i);
+            lg[j] += gv;
+            lx[j] += gv * (ld(x, f32, s.at + i) - mean[0]);
+        }
+        double sg = 0, sx = 0;
+        for (int j = 0; j < LANES; j++) sg += lg[j], sx += lx[j];
+        sx *= inv[0];
+        pg[0] += sg, px[0] += sx;
+        if (wg) *wg += w[0] * sg, *wgx += w[0] * sx;
+        return;
+    }
+    const bool gv = K == SEG_ROW; /* a channel per value: add into pg, px; sum w g', w g' x̂ */
+    for (; i + LANES <= s.n; i += LANES) {
+        const vdouble gr = vgrad_at(g, y, f32, relu, s.at + i);
+        const vdouble gx = gr * ((vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) * vcoef(inv, gv, i, i0));
+        vst(pg, false, i, vld(pg, false, i) + gr);
+        vst(px, false, i, vld(px, false, i) + gx);
+        lg += vld(w, false, i) * gr;
+        lx += vld(w, false, i) * gx;
+    }
+    for (int j = 0; i < s.n; i++, j++) {
+        const double gr = grad_at(g, y, f32, relu, s.at + i);
+        const double gx = gr * ((ld(x, f32, s.at + i) - coef(mean, gv, i)) * coef(inv, gv, i));
+        pg[i] += gr, px[i] += gx;
+        lg[j] += w[i] * gr;
+        lx[j] += w[i] * gx;
+    }
+    if (wg)
+        for (int j = 0; j < LANES; j++) *wg += lg[j], *wgx += lx[j];
 }
-static void dots(const void *g, const void *x, const void *y, bool f32, bool relu, int64_t at, int64_t n, double m,
-                 double *sg, double *sgx) {
-    if (f32) run_dots(g, x, y, true, relu, at, n, m, sg, sgx);
-    else run_dots(g, x, y, false, relu, at, n, m, sg, sgx);
+
+/* gx = (invstd w) g' + be (x - mean) + de; mean, inv, be, de point at the segment's group, w at
+ * its channel */
+INLINE void run_gx(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, const void *y, void *gx,
+                   const double *mean, const double *inv, const double *w, const double *be, const double *de) {
+    const bool cv = K != SEG_PLANE, gv = K == SEG_ROW;
+    const vdouble m0 = bcast(mean), i0 = bcast(inv), w0 = bcast(w), be0 = bcast(be), de0 = bcast(de);
+    int64_t i = 0;
+    for (; i + LANES <= s.n; i += LANES)
+        vst(gx, f32, s.at + i,
+            vcoef(inv, gv, i, i0) * vcoef(w, cv, i, w0) * vgrad_at(g, y, f32, relu, s.at + i) +
+                vcoef(be, gv, i, be0) * (vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) + vcoef(de, gv, i, de0));
+    for (; i < s.n; i++)
+        st(gx, f32, s.at + i,
+           coef(inv, gv, i) * coef(w, cv, i) * grad_at(g, y, f32, relu, s.at + i) +
+               coef(be, gv, i) * (ld(x, f32, s.at + i) - coef(mean, gv, i)) + coef(de, gv, i));
 }
-static void apply(const void *x, void *y, bool f32, bool relu, int64_t at, int64_t n, double m, double scale,
-                  double shift) {
-    if (f32) run_apply(x, y, true, relu, at, n, m, scale, shift);
-    else run_apply(x, y, false, relu, at, n, m, scale, shift);
+
+/* the kernels specialised: one instance per dtype and kind (the ReLU test is loop-invariant) */
+static void sum_moments(bool f32, int64_t at, int64_t n, const void *x, double k, double *s, double *q) {
+    if (f32) run_sum_moments(x, true, at, n, k, s, q);
+    else run_sum_moments(x, false, at, n, k, s, q);
 }
-static void grad_x(const void *g, const void *x, const void *y, void *gx, bool f32, bool relu, int64_t at, int64_t n,
-                   double m, double al, double be, double de) {
-    if (f32) run_gx(g, x, y, gx, true, relu, at, n, m, al, be, de);
-    else run_gx(g, x, y, gx, false, relu, at, n, m, al, be, de);
+static void add_moments(bool f32, int64_t at, int64_t n, const void *x, const double *k, double *s, double *q) {
+    if (f32) run_add_moments(x, true, at, n, k, s, q);
+    else run_add_moments(x, false, at, n, k, s, q);
 }
+static void apply(seg_kind k, bool f32, bool relu, segment s, const void *x, void *y, const double *mean,
+                  const double *inv, const double *w, const double *b) {
+    if (k == SEG_PLANE && f32) run_apply(SEG_PLANE, true, relu, s, x, y, mean, inv, w, b);
+    else if (k == SEG_PLANE) run_apply(SEG_PLANE, false, relu, s, x, y, mean, inv, w, b);
+    else if (k == SEG_GROUP && f32) run_apply(SEG_GROUP, true, relu, s, x, y, mean, inv, w, b);
+    else if (k == SEG_GROUP) run_apply(SEG_GROUP, false, relu, s, x, y, mean, inv, w, b);
+    else if (f32) run_apply(SEG_ROW, true, relu, s, x, y, mean, inv, w, b);
+    else run_apply(SEG_ROW, false, relu, s, x, y, mean, inv, w, b);
+}
+static void dots(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, const void *y,
+                 const double *mean, const double *inv, const double *w, double *pg, double *px, double *wg,
+                 double *wgx) {
+    if (k == SEG_PLANE && f32) run_dots(SEG_PLANE, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+    else if (k == SEG_PLANE) run_dots(SEG_PLANE, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+    else if (k == SEG_GROUP && f32) run_dots(SEG_GROUP, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+    else if (k == SEG_GROUP) run_dots(SEG_GROUP, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+    else if (f32) run_dots(SEG_ROW, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+    else run_dots(SEG_ROW, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+}
+static void grad_x(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, const void *y, void *gx,
+                   const double *mean, const double *inv, const double *w, const double *be, const double *de) {
+    if (k == SEG_PLANE && f32) run_gx(SEG_PLANE, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
+    else if (k == SEG_PLANE) run_gx(SEG_PLANE, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
+    else if (k == SEG_GROUP && f32) run_gx(SEG_GROUP, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
+    else if (k == SEG_GROUP) run_gx(SEG_GROUP, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
+    else if (f32) run_gx(SEG_ROW, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
+    else run_gx(SEG_ROW, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
+}
+#undef INLINE
 
 /* ---- the passes ----------------------------------------------------------------------------- */
-/* Forward pass 1: mean and biased variance of every group. part: 2*nchunks*C doubles of scratch. */
+/* Forward pass 1: mean and biased variance of every group. part: (2*nchunks + 1)*C doubles of
+ * scratch for batch norm (group and layer norm need none). */
 static void stats_pass(const norm_plan *p, const void *x, bool f32, double *mean, double *var, double *part) {
-    if (p->count == 0) {
+    const int64_t C = p->C, n = p->count;
+    if (n == 0) {
         for (int64_t i = 0; i < p->ngroups; i++) mean[i] = 0, var[i] = 0;
         return;
     }
-    const int64_t C = p->C, S = p->S, n = p->count;
     if (p->G) { /* a group is one contiguous run */
 #pragma omp parallel for if (parallel(p)) schedule(static)
         for (int64_t grp = 0; grp < p->ngroups; grp++) {
-            const int64_t at = grp * n;
-            const double k = ld(x, f32, at);
+            const double k = ld(x, f32, grp * n);
             double s = 0, q = 0;
-            moments(x, f32, at, n, k, &s, &q);
+            sum_moments(f32, grp * n, n, x, k, &s, &q);
             mean[grp] = k + s / n;
             var[grp] = q / n - (s / n) * (s / n);
         }
-    } else { /* a group is a channel: chunks of samples, then the chunks in order */
+    } else { /* a group is a channel: sums around its first value, per chunk of samples, chunks in order */
+        double *shift = part + 2 * p->nchunks * C;
+        for (int64_t c = 0; c < C; c++) shift[c] = ld(x, f32, c * p->S);
 #pragma omp parallel for if (parallel(p)) schedule(static)
         for (int64_t ch = 0; ch < p->nchunks; ch++) {
             double *s = part + 2 * ch * C, *q = s + C;
             for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0;
             for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
-                for (int64_t c = 0; c < C; c++) moments(x, f32, (a * C + c) * S, S, ld(x, f32, c * S), &s[c], &q[c]);
+                for (int64_t j = 0; j < segments_per_sample(p); j++) {
+                    const segment sg = segment_at(p, a, j);
+                    if (kind_of(p) == SEG_PLANE) sum_moments(f32, sg.at, sg.n, x, shift[sg.c], &s[sg.c], &q[sg.c]);
+                    else add_moments(f32, sg.at, sg.n, x, shift, s, q);
+                }
         }
         for (int64_t c = 0; c < C; c++) {
             double s = 0, q = 0;
             for (int64_t ch = 0; ch < p->nchunks; ch++) s += part[2 * ch * C + c], q += part[2 * ch * C + C + c];
-            mean[c] = ld(x, f32, c * S) + s / n;
+            mean[c] = shift[c] + s / n;
             var[c] = q / n - (s / n) * (s / n);
         }
     }
@@ -216,40 +316,38 @@ static void stats_pass(const norm_plan *p, const void *x, bool f32, double *mean
         if (var[i] < 0) var[i] = 0; /* rounding; NaN stays */
 }
 
-/* Forward pass 2: y = (x - mean) * invstd * w + b (+ ReLU), over (sample, group run) units. */
+/* Forward pass 2: y = (x - mean) * invstd * w + b (+ ReLU). */
 static void apply_pass(const norm_plan *p, const void *x, void *y, bool f32, bool relu, const double *mean,
                        const double *inv, const double *w, const double *b) {
+    const seg_kind k = kind_of(p);
 #pragma omp parallel for collapse(2) if (parallel(p)) schedule(static)
     for (int64_t a = 0; a < p->A; a++)
-        for (int64_t r = 0; r < p->runs; r++) {
-            const int64_t grp = group_of(p, a, r);
-            for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++)
-                apply(x, y, f32, relu, (a * p->C + c) * p->S, p->S, mean[grp], inv[grp] * w[c], b[c]);
+        for (int64_t j = 0; j < segments_per_sample(p); j++) {
+            const segment s = segment_at(p, a, j);
+            apply(k, f32, relu, s, x, y, mean + s.grp, inv + s.grp, w + s.c, b + s.c);
         }
 }
 
-/* Backward pass 1: gb[c] = sum g', gw[c] = sum g' x̂ over channel c; sum_wg[grp] = sum w g',
- * sum_wgx[grp] = sum w g' x̂ over each group. part: 2*nchunks*C doubles of scratch. */
+/* Backward pass 1: gb[c] = sum g', gw[c] = sum g' x̂ over channel c; for group and layer norm
+ * also sum_wg[grp] = sum w g', sum_wgx[grp] = sum w g' x̂ over each group (for batch norm these
+ * are w gb and w gw). part: 2*nchunks*C doubles of scratch. */
 static void sums_pass(const norm_plan *p, const void *g, const void *x, const void *y, bool f32, bool relu,
                       const double *mean, const double *inv, const double *w, double *gb, double *gw, double *sum_wg,
                       double *sum_wgx, double *part) {
-    const int64_t C = p->C, S = p->S;
+    const int64_t C = p->C;
+    const seg_kind k = kind_of(p);
 #pragma omp parallel for if (parallel(p)) schedule(static)
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
         double *pg = part + 2 * ch * C, *px = pg + C;
         for (int64_t c = 0; c < C; c++) pg[c] = px[c] = 0;
-        for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
-            for (int64_t r = 0; r < p->runs; r++) {
-                const int64_t grp = group_of(p, a, r);
-                if (p->G) sum_wg[grp] = sum_wgx[grp] = 0; /* a group lies in one sample, so in one chunk */
-                for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++) {
-                    double sg = 0, sgx = 0;
-                    dots(g, x, y, f32, relu, (a * C + c) * S, S, mean[grp], &sg, &sgx);
-                    pg[c] += sg;
-                    px[c] += sgx * inv[grp];
-                    if (p->G) sum_wg[grp] += w[c] * sg, sum_wgx[grp] += w[c] * sgx * inv[grp];
-                }
+        for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++) {
+            for (int64_t r = 0; r < p->G; r++) sum_wg[a * p->G + r] = sum_wgx[a * p->G + r] = 0; /* a sample's groups are in one chunk */
+            for (int64_t j = 0; j < segments_per_sample(p); j++) {
+                const segment s = segment_at(p, a, j);
+                dots(k, f32, relu, s, g, x, y, mean + s.grp, inv + s.grp, w + s.c, pg + s.c, px + s.c,
+                     p->G ? sum_wg + s.grp : NULL, p->G ? sum_wgx + s.grp : NULL);
             }
+        }
     }
     for (int64_t c = 0; c < C; c++) {
         double sg = 0, sx = 0;
@@ -259,20 +357,16 @@ static void sums_pass(const norm_plan *p, const void *g, const void *x, const vo
     }
 }
 
-/* Backward pass 2: gx = invstd (w g' - mean(w g') - x̂ mean(w g' x̂)); with constant statistics
- * (batch norm in eval) the two means drop out (sum_wg NULL). */
+/* Backward pass 2: gx = invstd w g' + be (x - mean) + de, be and de per group: be = -invstd^2
+ * mean(w g' x̂), de = -invstd mean(w g') (both 0 for constant statistics). */
 static void gx_pass(const norm_plan *p, const void *g, const void *x, const void *y, void *gx, bool f32, bool relu,
-                    const double *mean, const double *inv, const double *w, const double *sum_wg,
-                    const double *sum_wgx) {
+                    const double *mean, const double *inv, const double *w, const double *be, const double *de) {
+    const seg_kind k = kind_of(p);
 #pragma omp parallel for collapse(2) if (parallel(p)) schedule(static)
     for (int64_t a = 0; a < p->A; a++)
-        for (int64_t r = 0; r < p->runs; r++) {
-            const int64_t grp = group_of(p, a, r);
-            const double iv = inv[grp];
-            const double be = sum_wg ? -iv * iv * sum_wgx[grp] / p->count : 0;
-            const double de = sum_wg ? -iv * sum_wg[grp] / p->count : 0;
-            for (int64_t c = r * p->cg; c < (r + 1) * p->cg; c++)
-                grad_x(g, x, y, gx, f32, relu, (a * p->C + c) * p->S, p->S, mean[grp], iv * w[c], be, de);
+        for (int64_t j = 0; j < segments_per_sample(p); j++) {
+            const segment s = segment_at(p, a, j);
+            grad_x(k, f32, relu, s, g, x, y, gx, mean + s.grp, inv + s.grp, w + s.c, be + s.grp, de + s.grp);
         }
 }
 
@@ -309,20 +403,22 @@ static nb_status norm_bw_fused(nb_ctx *ctx, const nb_node *n, const norm_plan *p
     const bool want_w = w && w->requires_grad, want_b = b && b->requires_grad;
     const double *mean = n->saved[0]->data, *inv = n->saved[1]->data;
     nb_tensor *gc = nb_contiguous(ctx, g);
-    double *wv = channel_values(ctx, w, p->C, 1.0);
-    if (!gc || !wv) return ctx->status;
-    double *gb = NULL, *gw = NULL, *sum_wg = NULL, *sum_wgx = NULL;
+    double *wv = channel_values(ctx, w, p->C, 1.0), *gb = scratch(ctx, p->C), *gw = scratch(ctx, p->C);
+    double *sum_wg = scratch(ctx, p->ngroups), *sum_wgx = scratch(ctx, p->ngroups);
+    if (!gc || !wv || !gb || !gw || !sum_wg || !sum_wgx) return ctx->status;
     if (want_w || want_b || (x->requires_grad && !fixed)) {
-        gb = scratch(ctx, p->C), gw = scratch(ctx, p->C);
-        sum_wg = scratch(ctx, p->ngroups), sum_wgx = scratch(ctx, p->ngroups);
         double *part = scratch(ctx, 2 * p->nchunks * p->C);
-        if (!gb || !gw || !sum_wg || !sum_wgx || !part) return ctx->status;
+        if (!part) return ctx->status;
         sums_pass(p, gc->data, x->data, n->out->data, f32, relu, mean, inv, wv, gb, gw, sum_wg, sum_wgx, part);
     }
     if (x->requires_grad) {
         nb_tensor *gx = nb__new(ctx, x->dtype, x->ndim, x->shape);
         if (!gx) return ctx->status;
-        gx_pass(p, gc->data, x->data, n->out->data, gx->data, f32, relu, mean, inv, wv, fixed ? NULL : sum_wg, sum_wgx);
+        for (int64_t i = 0; i < p->ngroups; i++) { /* the sums become gx's coefficients */
+            const double be = fixed ? 0 : -inv[i] * inv[i] * sum_wgx[i] / p->count, de = fixed ? 0 : -inv[i] * sum_wg[i] / p->count;
+            sum_wgx[i] = be, sum_wg[i] = de;
+        }
+        gx_pass(p, gc->data, x->data, n->out->data, gx->data, f32, relu, mean, inv, wv, sum_wgx, sum_wg);
         gin[0] = gx;
     }
     if (want_w) gin[1] = from_values(ctx, x->dtype, w, gw);
@@ -397,8 +493,8 @@ static nb_tensor *norm_forward(nb_ctx *ctx, const nb_op *op, nb_tensor *x, norm_
     if (st && st->mean) {
         for (int64_t c = 0; c < p.C; c++) mean[c] = nb_get(st->mean, c), var[c] = nb_get(st->var, c);
     } else {
-        double *part = scratch(ctx, 2 * p.nchunks * p.C);
-        if (!part) return NULL;
+        double *part = p.G ? NULL : scratch(ctx, (2 * p.nchunks + 1) * p.C); /* batch norm's sums */
+        if (!p.G && !part) return NULL;
         stats_pass(&p, xc->data, f32, mean, var, part);
     }
     for (int64_t i = 0; i < p.ngroups; i++) inv[i] = 1.0 / sqrt(var[i] + eps);
