@@ -114,13 +114,20 @@ INLINE vdouble bcast(const double *a) {
     const vdouble zero = {0};
     return zero + a[0];
 }
-/* the gradient reaching the normalisation: g, or g * (y > 0) behind a fused ReLU (as nb_relu's) */
-INLINE double grad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
-    return relu ? ld(g, f32, i) * (ld(y, f32, i) > 0) : ld(g, f32, i);
-}
-INLINE vdouble vgrad_at(const void *g, const void *y, bool f32, bool relu, int64_t i) {
+/* A segment's coefficients: mean and inv point at its group, w and b at its channel. */
+typedef struct {
+    const double *mean, *inv, *w, *b;
+} coefs;
+
+/* the normalised value before the ReLU; the backward recomputes it to find where y > 0 (the same
+ * expression on the same path, so the same bits), instead of reading y */
+INLINE double normed(double x, double m, double iv, double w, double b) { return (x - m) * (iv * w) + b; }
+INLINE vdouble vnormed(vdouble x, vdouble m, vdouble iv, vdouble w, vdouble b) { return (x - m) * (iv * w) + b; }
+/* behind a fused ReLU the gradient passes where y > 0 and is 0 elsewhere (threshold_backward) */
+INLINE double relu_grad(double g, double v) { return v > 0 ? g : 0.0; }
+INLINE vdouble vrelu_grad(vdouble g, vdouble v) {
     const vdouble zero = {0};
-    return relu ? vld(g, f32, i) * __builtin_convertvector(-(vld(y, f32, i) > zero), vdouble) : vld(g, f32, i);
+    return (vdouble)((vmask)g & (v > zero));
 }
 
 /* *s += sum(x - k), *q += sum((x - k)^2) over n values */
@@ -153,85 +160,89 @@ INLINE void run_add_moments(const void *x, bool f32, int64_t at, int64_t n, cons
     }
 }
 
-/* y = (x - mean) * (invstd * w) + b, then max(y, 0) (NaN kept) with the ReLU. mean and inv point
- * at the segment's group, w and b at its channel. */
-INLINE void run_apply(seg_kind K, bool f32, bool relu, segment s, const void *x, void *y, const double *mean,
-                      const double *inv, const double *w, const double *b) {
+/* y = (x - mean) * (invstd * w) + b, then max(y, 0) (NaN kept) with the ReLU */
+INLINE void run_apply(seg_kind K, bool f32, bool relu, segment s, const void *x, void *y, coefs k) {
     const bool cv = K != SEG_PLANE, gv = K == SEG_ROW; /* channels, groups vary along the segment */
-    const vdouble zero = {0}, m0 = bcast(mean), i0 = bcast(inv), w0 = bcast(w), b0 = bcast(b);
+    const vdouble zero = {0}, m0 = bcast(k.mean), i0 = bcast(k.inv), w0 = bcast(k.w), b0 = bcast(k.b);
     int64_t i = 0;
     for (; i + LANES <= s.n; i += LANES) {
-        const vdouble v = (vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) * (vcoef(inv, gv, i, i0) * vcoef(w, cv, i, w0)) +
-                          vcoef(b, cv, i, b0);
+        const vdouble v = vnormed(vld(x, f32, s.at + i), vcoef(k.mean, gv, i, m0), vcoef(k.inv, gv, i, i0),
+                                  vcoef(k.w, cv, i, w0), vcoef(k.b, cv, i, b0));
         vst(y, f32, s.at + i, relu ? (vdouble)((vmask)v & ~(v <= zero)) : v);
     }
     for (; i < s.n; i++) {
-        const double v = (ld(x, f32, s.at + i) - coef(mean, gv, i)) * (coef(inv, gv, i) * coef(w, cv, i)) + coef(b, cv, i);
+        const double v = normed(ld(x, f32, s.at + i), coef(k.mean, gv, i), coef(k.inv, gv, i), coef(k.w, cv, i), coef(k.b, cv, i));
         st(y, f32, s.at + i, relu && v <= 0 ? 0.0 : v);
     }
 }
 
 /* Per channel pg += sum g', px += sum g' x̂; over the segment *wg += sum w g', *wgx += sum w g' x̂
- * (wg NULL: not wanted). pg, px, w point at the segment's channel, mean and inv at its group. */
-INLINE void run_dots(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, const void *y,
-                     const double *mean, const double *inv, const double *w, double *pg, double *px, double *wg,
-                     double *wgx) {
+ * (wg NULL: not wanted). pg and px point at the segment's channel. */
+INLINE void run_dots(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, coefs k, double *pg,
+                     double *px, double *wg, double *wgx) {
+    const bool cv = K != SEG_PLANE, gv = K == SEG_ROW;
+    const vdouble m0 = bcast(k.mean), i0 = bcast(k.inv), w0 = bcast(k.w), b0 = bcast(k.b);
     vdouble lg = {0}, lx = {0};
-    const vdouble m0 = bcast(mean), i0 = bcast(inv);
     int64_t i = 0;
-    if (K == SEG_PLANE) { /* one channel: sums of g' and g' (x - mean) */
-        for (; i + LANES <= s.n; i += LANES) {
-            const vdouble gv = vgrad_at(g, y, f32, relu, s.at + i);
-            lg += gv;
-            lx += gv * (vld(x, f32, s.at + i) - m0);
-        }
-        for (int j = 0; i < s.n; i++, j++) {
-            const double gv = grad_at(g, y, f32, relu, s.at + i);
-            lg[j] += gv;
-            lx[j] += gv * (ld(x, f32, s.at + i) - mean[0]);
-        }
-        double sg = 0, sx = 0;
-        for (int j = 0; j < LANES; j++) sg += lg[j], sx += lx[j];
-        sx *= inv[0];
-        pg[0] += sg, px[0] += sx;
-        if (wg) *wg += w[0] * sg, *wgx += w[0] * sx;
-        return;
-    }
-    const bool gv = K == SEG_ROW; /* a channel per value: add into pg, px; sum w g', w g' x̂ */
     for (; i + LANES <= s.n; i += LANES) {
-        const vdouble gr = vgrad_at(g, y, f32, relu, s.at + i);
-        const vdouble gx = gr * ((vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) * vcoef(inv, gv, i, i0));
-        vst(pg, false, i, vld(pg, false, i) + gr);
-        vst(px, false, i, vld(px, false, i) + gx);
-        lg += vld(w, false, i) * gr;
-        lx += vld(w, false, i) * gx;
+        const vdouble xv = vld(x, f32, s.at + i), m = vcoef(k.mean, gv, i, m0), iv = vcoef(k.inv, gv, i, i0);
+        const vdouble w = vcoef(k.w, cv, i, w0);
+        vdouble gr = vld(g, f32, s.at + i);
+        if (relu) gr = vrelu_grad(gr, vnormed(xv, m, iv, w, vcoef(k.b, cv, i, b0)));
+        if (K == SEG_PLANE) { /* one channel: sums of g' and g' (x - mean), times inv after */
+            lg += gr;
+            lx += gr * (xv - m);
+        } else { /* a channel per value: into pg, px; and the sums of w g', w g' x̂ */
+            const vdouble gx = gr * ((xv - m) * iv);
+            vst(pg, false, i, vld(pg, false, i) + gr);
+            vst(px, false, i, vld(px, false, i) + gx);
+            lg += w * gr;
+            lx += w * gx;
+        }
     }
     for (int j = 0; i < s.n; i++, j++) {
-        const double gr = grad_at(g, y, f32, relu, s.at + i);
-        const double gx = gr * ((ld(x, f32, s.at + i) - coef(mean, gv, i)) * coef(inv, gv, i));
-        pg[i] += gr, px[i] += gx;
-        lg[j] += w[i] * gr;
-        lx[j] += w[i] * gx;
+        const double xv = ld(x, f32, s.at + i), m = coef(k.mean, gv, i), iv = coef(k.inv, gv, i), w = coef(k.w, cv, i);
+        double gr = ld(g, f32, s.at + i);
+        if (relu) gr = relu_grad(gr, normed(xv, m, iv, w, coef(k.b, cv, i)));
+        if (K == SEG_PLANE) {
+            lg[j] += gr;
+            lx[j] += gr * (xv - m);
+        } else {
+            const double gx = gr * ((xv - m) * iv);
+            pg[i] += gr, px[i] += gx;
+            lg[j] += w * gr;
+            lx[j] += w * gx;
+        }
     }
-    if (wg)
-        for (int j = 0; j < LANES; j++) *wg += lg[j], *wgx += lx[j];
+    double sg = 0, sx = 0;
+    for (int j = 0; j < LANES; j++) sg += lg[j], sx += lx[j];
+    if (K == SEG_PLANE) {
+        sx *= k.inv[0];
+        pg[0] += sg, px[0] += sx;
+        sg *= k.w[0], sx *= k.w[0];
+    }
+    if (wg) *wg += sg, *wgx += sx;
 }
 
-/* gx = (invstd w) g' + be (x - mean) + de; mean, inv, be, de point at the segment's group, w at
- * its channel */
-INLINE void run_gx(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, const void *y, void *gx,
-                   const double *mean, const double *inv, const double *w, const double *be, const double *de) {
+/* gx = (invstd w) g' + be (x - mean) + de; be and de point at the segment's group */
+INLINE void run_gx(seg_kind K, bool f32, bool relu, segment s, const void *g, const void *x, void *gx, coefs k,
+                   const double *be, const double *de) {
     const bool cv = K != SEG_PLANE, gv = K == SEG_ROW;
-    const vdouble m0 = bcast(mean), i0 = bcast(inv), w0 = bcast(w), be0 = bcast(be), de0 = bcast(de);
+    const vdouble m0 = bcast(k.mean), i0 = bcast(k.inv), w0 = bcast(k.w), b0 = bcast(k.b), be0 = bcast(be), de0 = bcast(de);
     int64_t i = 0;
-    for (; i + LANES <= s.n; i += LANES)
-        vst(gx, f32, s.at + i,
-            vcoef(inv, gv, i, i0) * vcoef(w, cv, i, w0) * vgrad_at(g, y, f32, relu, s.at + i) +
-                vcoef(be, gv, i, be0) * (vld(x, f32, s.at + i) - vcoef(mean, gv, i, m0)) + vcoef(de, gv, i, de0));
-    for (; i < s.n; i++)
-        st(gx, f32, s.at + i,
-           coef(inv, gv, i) * coef(w, cv, i) * grad_at(g, y, f32, relu, s.at + i) +
-               coef(be, gv, i) * (ld(x, f32, s.at + i) - coef(mean, gv, i)) + coef(de, gv, i));
+    for (; i + LANES <= s.n; i += LANES) {
+        const vdouble xv = vld(x, f32, s.at + i), m = vcoef(k.mean, gv, i, m0), iv = vcoef(k.inv, gv, i, i0);
+        const vdouble w = vcoef(k.w, cv, i, w0);
+        vdouble gr = vld(g, f32, s.at + i);
+        if (relu) gr = vrelu_grad(gr, vnormed(xv, m, iv, w, vcoef(k.b, cv, i, b0)));
+        vst(gx, f32, s.at + i, iv * w * gr + vcoef(be, gv, i, be0) * (xv - m) + vcoef(de, gv, i, de0));
+    }
+    for (; i < s.n; i++) {
+        const double xv = ld(x, f32, s.at + i), m = coef(k.mean, gv, i), iv = coef(k.inv, gv, i), w = coef(k.w, cv, i);
+        double gr = ld(g, f32, s.at + i);
+        if (relu) gr = relu_grad(gr, normed(xv, m, iv, w, coef(k.b, cv, i)));
+        st(gx, f32, s.at + i, iv * w * gr + coef(be, gv, i) * (xv - m) + coef(de, gv, i));
+    }
 }
 
 /* the kernels specialised: one instance per dtype and kind (the ReLU test is loop-invariant) */
@@ -243,33 +254,31 @@ static void add_moments(bool f32, int64_t at, int64_t n, const void *x, const do
     if (f32) run_add_moments(x, true, at, n, k, s, q);
     else run_add_moments(x, false, at, n, k, s, q);
 }
-static void apply(seg_kind k, bool f32, bool relu, segment s, const void *x, void *y, const double *mean,
-                  const double *inv, const double *w, const double *b) {
-    if (k == SEG_PLANE && f32) run_apply(SEG_PLANE, true, relu, s, x, y, mean, inv, w, b);
-    else if (k == SEG_PLANE) run_apply(SEG_PLANE, false, relu, s, x, y, mean, inv, w, b);
-    else if (k == SEG_GROUP && f32) run_apply(SEG_GROUP, true, relu, s, x, y, mean, inv, w, b);
-    else if (k == SEG_GROUP) run_apply(SEG_GROUP, false, relu, s, x, y, mean, inv, w, b);
-    else if (f32) run_apply(SEG_ROW, true, relu, s, x, y, mean, inv, w, b);
-    else run_apply(SEG_ROW, false, relu, s, x, y, mean, inv, w, b);
+static void apply(seg_kind k, bool f32, bool relu, segment s, const void *x, void *y, coefs c) {
+    if (k == SEG_PLANE && f32) run_apply(SEG_PLANE, true, relu, s, x, y, c);
+    else if (k == SEG_PLANE) run_apply(SEG_PLANE, false, relu, s, x, y, c);
+    else if (k == SEG_GROUP && f32) run_apply(SEG_GROUP, true, relu, s, x, y, c);
+    else if (k == SEG_GROUP) run_apply(SEG_GROUP, false, relu, s, x, y, c);
+    else if (f32) run_apply(SEG_ROW, true, relu, s, x, y, c);
+    else run_apply(SEG_ROW, false, relu, s, x, y, c);
 }
-static void dots(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, const void *y,
-                 const double *mean, const double *inv, const double *w, double *pg, double *px, double *wg,
-                 double *wgx) {
-    if (k == SEG_PLANE && f32) run_dots(SEG_PLANE, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
-    else if (k == SEG_PLANE) run_dots(SEG_PLANE, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
-    else if (k == SEG_GROUP && f32) run_dots(SEG_GROUP, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
-    else if (k == SEG_GROUP) run_dots(SEG_GROUP, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
-    else if (f32) run_dots(SEG_ROW, true, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
-    else run_dots(SEG_ROW, false, relu, s, g, x, y, mean, inv, w, pg, px, wg, wgx);
+static void dots(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, coefs c, double *pg,
+                 double *px, double *wg, double *wgx) {
+    if (k == SEG_PLANE && f32) run_dots(SEG_PLANE, true, relu, s, g, x, c, pg, px, wg, wgx);
+    else if (k == SEG_PLANE) run_dots(SEG_PLANE, false, relu, s, g, x, c, pg, px, wg, wgx);
+    else if (k == SEG_GROUP && f32) run_dots(SEG_GROUP, true, relu, s, g, x, c, pg, px, wg, wgx);
+    else if (k == SEG_GROUP) run_dots(SEG_GROUP, false, relu, s, g, x, c, pg, px, wg, wgx);
+    else if (f32) run_dots(SEG_ROW, true, relu, s, g, x, c, pg, px, wg, wgx);
+    else run_dots(SEG_ROW, false, relu, s, g, x, c, pg, px, wg, wgx);
 }
-static void grad_x(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, const void *y, void *gx,
-                   const double *mean, const double *inv, const double *w, const double *be, const double *de) {
-    if (k == SEG_PLANE && f32) run_gx(SEG_PLANE, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
-    else if (k == SEG_PLANE) run_gx(SEG_PLANE, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
-    else if (k == SEG_GROUP && f32) run_gx(SEG_GROUP, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
-    else if (k == SEG_GROUP) run_gx(SEG_GROUP, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
-    else if (f32) run_gx(SEG_ROW, true, relu, s, g, x, y, gx, mean, inv, w, be, de);
-    else run_gx(SEG_ROW, false, relu, s, g, x, y, gx, mean, inv, w, be, de);
+static void grad_x(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, void *gx, coefs c,
+                   const double *be, const double *de) {
+    if (k == SEG_PLANE && f32) run_gx(SEG_PLANE, true, relu, s, g, x, gx, c, be, de);
+    else if (k == SEG_PLANE) run_gx(SEG_PLANE, false, relu, s, g, x, gx, c, be, de);
+    else if (k == SEG_GROUP && f32) run_gx(SEG_GROUP, true, relu, s, g, x, gx, c, be, de);
+    else if (k == SEG_GROUP) run_gx(SEG_GROUP, false, relu, s, g, x, gx, c, be, de);
+    else if (f32) run_gx(SEG_ROW, true, relu, s, g, x, gx, c, be, de);
+    else run_gx(SEG_ROW, false, relu, s, g, x, gx, c, be, de);
 }
 #undef INLINE
 
@@ -324,15 +333,15 @@ static void apply_pass(const norm_plan *p, const void *x, void *y, bool f32, boo
     for (int64_t a = 0; a < p->A; a++)
         for (int64_t j = 0; j < segments_per_sample(p); j++) {
             const segment s = segment_at(p, a, j);
-            apply(k, f32, relu, s, x, y, mean + s.grp, inv + s.grp, w + s.c, b + s.c);
+            apply(k, f32, relu, s, x, y, (coefs){mean + s.grp, inv + s.grp, w + s.c, b + s.c});
         }
 }
 
 /* Backward pass 1: gb[c] = sum g', gw[c] = sum g' x̂ over channel c; for group and layer norm
  * also sum_wg[grp] = sum w g', sum_wgx[grp] = sum w g' x̂ over each group (for batch norm these
  * are w gb and w gw). part: 2*nchunks*C doubles of scratch. */
-static void sums_pass(const norm_plan *p, const void *g, const void *x, const void *y, bool f32, bool relu,
-                      const double *mean, const double *inv, const double *w, double *gb, double *gw, double *sum_wg,
+static void sums_pass(const norm_plan *p, const void *g, const void *x, bool f32, bool relu, const double *mean,
+                      const double *inv, const double *w, const double *b, double *gb, double *gw, double *sum_wg,
                       double *sum_wgx, double *part) {
     const int64_t C = p->C;
     const seg_kind k = kind_of(p);
@@ -344,7 +353,7 @@ static void sums_pass(const norm_plan *p, const void *g, const void *x, const vo
             for (int64_t r = 0; r < p->G; r++) sum_wg[a * p->G + r] = sum_wgx[a * p->G + r] = 0; /* a sample's groups are in one chunk */
             for (int64_t j = 0; j < segments_per_sample(p); j++) {
                 const segment s = segment_at(p, a, j);
-                dots(k, f32, relu, s, g, x, y, mean + s.grp, inv + s.grp, w + s.c, pg + s.c, px + s.c,
+                dots(k, f32, relu, s, g, x, (coefs){mean + s.grp, inv + s.grp, w + s.c, b + s.c}, pg + s.c, px + s.c,
                      p->G ? sum_wg + s.grp : NULL, p->G ? sum_wgx + s.grp : NULL);
             }
         }
@@ -359,14 +368,14 @@ static void sums_pass(const norm_plan *p, const void *g, const void *x, const vo
 
 /* Backward pass 2: gx = invstd w g' + be (x - mean) + de, be and de per group: be = -invstd^2
  * mean(w g' x̂), de = -invstd mean(w g') (both 0 for constant statistics). */
-static void gx_pass(const norm_plan *p, const void *g, const void *x, const void *y, void *gx, bool f32, bool relu,
-                    const double *mean, const double *inv, const double *w, const double *be, const double *de) {
+static void gx_pass(const norm_plan *p, const void *g, const void *x, void *gx, bool f32, bool relu, const double *mean,
+                    const double *inv, const double *w, const double *b, const double *be, const double *de) {
     const seg_kind k = kind_of(p);
 #pragma omp parallel for collapse(2) if (parallel(p)) schedule(static)
     for (int64_t a = 0; a < p->A; a++)
         for (int64_t j = 0; j < segments_per_sample(p); j++) {
             const segment s = segment_at(p, a, j);
-            grad_x(k, f32, relu, s, g, x, y, gx, mean + s.grp, inv + s.grp, w + s.c, be + s.grp, de + s.grp);
+            grad_x(k, f32, relu, s, g, x, gx, (coefs){mean + s.grp, inv + s.grp, w + s.c, b + s.c}, be + s.grp, de + s.grp);
         }
 }
 
@@ -403,13 +412,13 @@ static nb_status norm_bw_fused(nb_ctx *ctx, const nb_node *n, const norm_plan *p
     const bool want_w = w && w->requires_grad, want_b = b && b->requires_grad;
     const double *mean = n->saved[0]->data, *inv = n->saved[1]->data;
     nb_tensor *gc = nb_contiguous(ctx, g);
-    double *wv = channel_values(ctx, w, p->C, 1.0), *gb = scratch(ctx, p->C), *gw = scratch(ctx, p->C);
-    double *sum_wg = scratch(ctx, p->ngroups), *sum_wgx = scratch(ctx, p->ngroups);
-    if (!gc || !wv || !gb || !gw || !sum_wg || !sum_wgx) return ctx->status;
+    double *wv = channel_values(ctx, w, p->C, 1.0), *bv = channel_values(ctx, b, p->C, 0.0);
+    double *gb = scratch(ctx, p->C), *gw = scratch(ctx, p->C), *sum_wg = scratch(ctx, p->ngroups), *sum_wgx = scratch(ctx, p->ngroups);
+    if (!gc || !wv || !bv || !gb || !gw || !sum_wg || !sum_wgx) return ctx->status;
     if (want_w || want_b || (x->requires_grad && !fixed)) {
         double *part = scratch(ctx, 2 * p->nchunks * p->C);
         if (!part) return ctx->status;
-        sums_pass(p, gc->data, x->data, n->out->data, f32, relu, mean, inv, wv, gb, gw, sum_wg, sum_wgx, part);
+        sums_pass(p, gc->data, x->data, f32, relu, mean, inv, wv, bv, gb, gw, sum_wg, sum_wgx, part);
     }
     if (x->requires_grad) {
         nb_tensor *gx = nb__new(ctx, x->dtype, x->ndim, x->shape);
@@ -418,7 +427,7 @@ static nb_status norm_bw_fused(nb_ctx *ctx, const nb_node *n, const norm_plan *p
             const double be = fixed ? 0 : -inv[i] * inv[i] * sum_wgx[i] / p->count, de = fixed ? 0 : -inv[i] * sum_wg[i] / p->count;
             sum_wgx[i] = be, sum_wg[i] = de;
         }
-        gx_pass(p, gc->data, x->data, n->out->data, gx->data, f32, relu, mean, inv, wv, sum_wgx, sum_wg);
+        gx_pass(p, gc->data, x->data, gx->data, f32, relu, mean, inv, wv, bv, sum_wgx, sum_wg);
         gin[0] = gx;
     }
     if (want_w) gin[1] = from_values(ctx, x->dtype, w, gw);
@@ -432,8 +441,10 @@ static nb_status norm_bw_ops(nb_ctx *ctx, const nb_node *n, const norm_plan *p, 
     const int64_t acs[3] = {p->A, p->C, p->S}, chan[3] = {1, p->C, 1};
     const int over_channels[2] = {0, 2};
     nb_tensor *g3 = nb_reshape(ctx, g, 3, acs), *x3 = nb_reshape(ctx, x, 3, acs);
-    if (n->iattr[AT_RELU]) /* the ReLU's mask is piecewise constant */
-        g3 = nb_mul(ctx, g3, nb_gt(ctx, nb_reshape(ctx, n->out, 3, acs), nb_scalar(ctx, x->dtype, 0.0)));
+    if (n->iattr[AT_RELU]) { /* the ReLU's mask is piecewise constant */
+        nb_tensor *zero = nb_scalar(ctx, x->dtype, 0.0);
+        g3 = nb_where(ctx, nb_gt(ctx, nb_reshape(ctx, n->out, 3, acs), zero), g3, zero);
+    }
     nb_tensor *w3 = w ? nb_reshape(ctx, w, 3, chan) : NULL, *xhat, *gx;
     if (n->iattr[AT_CONST]) { /* statistics are constants (batch norm in eval) */
         nb_tensor *mean = nb_reshape(ctx, nb_cast(ctx, n->saved[0], x->dtype), 3, chan);

@@ -209,6 +209,29 @@ Test(norm, fused_ops_equal_the_composite_in_f64_and_f32) {
         }
 }
 
+/* Outputs exactly 0 (x at its channel's mean, bias 0): the ReLU passes no gradient there, in the
+ * fused backward (which finds y > 0 again from x) as in the composite. */
+Test(norm, relu_at_exact_zeros_matches_the_composite) {
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F32 : NB_F64;
+        double xs[24];
+        for (int i = 0; i < 24; i++) xs[i] = (double)(i % 3) - 1.0; /* -1, 0, 1 in every channel of every sample */
+        nb_tensor *x = nb_cast(ctx, test_from(ctx, xs, NB_SHAPE(4, 2, 3)), dt), *w = nb_full(ctx, dt, NB_SHAPE(2), 1.5);
+        nb_requires_grad(x, true);
+        nb_requires_grad(w, true);
+        nb_tensor *in[3] = {x, w, NULL}, *g[2], *gr[2];
+        norm_case fused = {BN_RELU, 0, {NULL, NULL}, false}, ref = {BN_RELU, 0, {NULL, NULL}, true};
+        nb_tensor *y = norm_f(ctx, in, &fused), *yr = norm_f(ctx, in, &ref);
+        int zeros = 0;
+        for (int64_t i = 0; i < y->numel; i++) zeros += nb_get(y, i) == 0;
+        cr_assert_eq(zeros, 16, "outputs at 0: %d", zeros); /* the -1s and the exact 0s */
+        nb_tensor *gout = nb_cast(ctx, nb_randn(ctx, NB_F64, 3, y->shape), dt);
+        cr_assert_eq(nb_grad(ctx, 1, &y, &gout, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, &yr, &gout, 2, in, gr, false), NB_OK, "%s", nb_ctx_error(ctx));
+        for (int i = 0; i < 2; i++) assert_close_all(g[i], gr[i], d ? 1e-5 : 1e-12, "gradient", i);
+    }
+}
+
 /* gradcheck + gradgradcheck in f64, contiguous and strided x (the registry adds broadcast) */
 Test(norm, gradients_and_second_derivatives) {
     const test_layout lays[3] = {LAYOUT_CONTIG, LAYOUT_T, LAYOUT_SLICE};
