@@ -13,11 +13,13 @@
  * mean and invstd (f64): nothing of x's size besides x itself and y.
  * Backward, two passes: (1) per-channel sums of g and g*x̂ (gb and gw) and, for group and layer
  * norm, per-group sums of w*g and w*g*x̂, (2) gx = invstd * (w*g - mean(w*g) - x̂ * mean(w*g*x̂))
- * over each group. With the ReLU, g is first masked where y > 0, inside both passes.
+ * over each group. With the ReLU, g is first zeroed where y <= 0, inside both passes, y > 0 being
+ * found again from x (the forward's expression on the same values), so y is not read. Scratch
+ * (per-channel partial sums) is small and comes from the arena.
  *
- * Threads. Sums over the samples are taken per fixed chunk of samples (NORM_CHUNKS, set by the
- * shape alone) and the chunks are added in order; each run of values is summed in 8 lanes in a
- * fixed order. So every result has the same bits for any thread count.
+ * Threads. Sums over the samples are taken per fixed chunk of samples (make_plan: set by the
+ * shape alone) and the chunks are added in order; each run of values is summed in LANES lanes in
+ * a fixed order. So every result has the same bits for any thread count.
  *
  * Double backward. The fused backward makes constants. When the engine records the backward
  * itself (create_graph: it runs backward rules with grad mode on) and an input of the rule
