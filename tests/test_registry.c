@@ -167,6 +167,7 @@ W(max_pool2d, nb_max_pool2d(c, in[0], 2, 2, 0))
 W(avg_pool2d, nb_avg_pool2d(c, in[0], 2, 1, 1))
 W(adaptive_avg_pool2d, nb_adaptive_avg_pool2d(c, in[0], 2, 2))
 W(batch_norm, nb_batch_norm(c, in[0], in[1], in[2], NULL, NULL, 0.1, 1e-5))
+W(batch_norm_relu, nb_batch_norm_relu(c, in[0], in[1], in[2], NULL, NULL, 0.1, 1e-5))
 W(layer_norm, nb_layer_norm(c, in[0], 1, in[1], in[2], 1e-5))
 W(group_norm, nb_group_norm(c, in[0], 2, in[1], in[2], 1e-5))
 W(embedding, nb_embedding(c, in[0], index_of(c, in[0], 0, 6)))
@@ -380,6 +381,8 @@ static const reg REGISTRY[] = {
     OP(avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 3, 2)}, {S2(4, 4)}, -2, 2, true, true),
     OP(adaptive_avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 6, 6)}, {S2(4, 4)}, -2, 2, true, true),
     OP(batch_norm, 3, {S4(3, 2, 2, 2) COMMA S1(2) COMMA S1(2)}, {S2(4, 3) COMMA S1(3) COMMA S1(3)},
+       {S4(3, 2, 2, 2) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
+    OP(batch_norm_relu, 3, {S4(3, 2, 2, 2) COMMA S1(2) COMMA S1(2)}, {S2(4, 3) COMMA S1(3) COMMA S1(3)},
        {S4(3, 2, 2, 2) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
     OP(layer_norm, 3, {S2(3, 4) COMMA S1(4) COMMA S1(4)}, {S3(2, 2, 3) COMMA S1(3) COMMA S1(3)},
        {S2(3, 4) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),

@@ -81,18 +81,27 @@ nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int 
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow);
 
 /* ---- normalisation ---------------------------------------------------------------------- */
-/* Batch norm of x (N, C, H, W) per channel over (N, H, W), or of x (N, C) over N.
- * Training (nb_ctx_is_train): batch mean and biased variance normalise; running_mean/running_var
- * (C, long-lived, may be NULL) are updated in place, not recorded:
+/* Primitives with fused kernels: two passes over the data forward (statistics, then normalise
+ * with the affine part), two backward; the node keeps only x, the parameters and the per-channel
+ * (per-group) mean and 1/std. Differentiable twice (a recorded backward is built from ops).
+ * Results do not depend on the thread count. */
+/* Batch norm of x (N, C, H, W) per channel over (N, H, W), or of x (N, C) over N
+ * (F.batch_norm). Training (nb_ctx_is_train): batch mean and biased variance normalise;
+ * running_mean/running_var (C, long-lived, may be NULL) are updated in place, not recorded:
  *   running = (1 - momentum) * running + momentum * batch_stat, with the unbiased variance.
  * Eval: the running statistics normalise (batch statistics if they are NULL).
  * weight (gamma) and bias (beta), both (C), may be NULL. PyTorch defaults: momentum 0.1, eps 1e-5. */
 nb_tensor *nb_batch_norm(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, nb_tensor *running_mean,
                          nb_tensor *running_var, double momentum, double eps);
-/* Layer norm over the last `ndims` axes of x; weight/bias (NULL or those axes' shape). */
+/* relu(batch_norm(...)) in the same passes (F.relu(F.batch_norm(...))): the usual conv-BN-ReLU
+ * block without a pass and a tensor for the ReLU. */
+nb_tensor *nb_batch_norm_relu(nb_ctx *ctx, nb_tensor *x, nb_tensor *weight, nb_tensor *bias, nb_tensor *running_mean,
+                              nb_tensor *running_var, double momentum, double eps);
+/* Layer norm over the last `ndims` axes of x; weight/bias (NULL or those axes' shape)
+ * (F.layer_norm(x, x.shape[-ndims:], weight, bias, eps)). */
 nb_tensor *nb_layer_norm(nb_ctx *ctx, nb_tensor *x, int ndims, nb_tensor *weight, nb_tensor *bias, double eps);
 /* Group norm of x (N, C, ...): channels split into `groups`, each normalised over its channels
- * and all spatial positions; weight/bias (C) or NULL. groups == C is instance norm. */
+ * and all spatial positions; weight/bias (C) or NULL (F.group_norm). groups == C is instance norm. */
 nb_tensor *nb_group_norm(nb_ctx *ctx, nb_tensor *x, int groups, nb_tensor *weight, nb_tensor *bias, double eps);
 
 /* ---- embedding ------------------------------------------------------------------------------ */
@@ -175,11 +184,13 @@ nb_status nb_conv_transpose2d_layer_init(nb_conv_transpose2d_layer *l, nb_params
 nb_tensor *nb_conv_transpose2d_layer_forward(nb_ctx *ctx, const nb_conv_transpose2d_layer *l, nb_tensor *x);
 
 /* BatchNorm: weight 1, bias 0 (parameters); running_mean 0 / running_var 1 are long-lived
- * tensors owned by the layer (not parameters): release them with nb_batch_norm_layer_free. */
+ * tensors owned by the layer (not parameters): release them with nb_batch_norm_layer_free.
+ * Set relu after init to apply a ReLU in the same passes (nb_batch_norm_relu). */
 typedef struct {
     nb_tensor *weight, *bias;
     nb_tensor *running_mean, *running_var;
     double momentum, eps; /* 0.1, 1e-5 */
+    bool relu;            /* false */
 } nb_batch_norm_layer;
 nb_status nb_batch_norm_layer_init(nb_batch_norm_layer *l, nb_params *ps, const char *name, int64_t channels);
 nb_tensor *nb_batch_norm_layer_forward(nb_ctx *ctx, const nb_batch_norm_layer *l, nb_tensor *x);
@@ -228,6 +239,7 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_avg_pool2d(...) NB__AT(nb_avg_pool2d, __VA_ARGS__)
 #define nb_adaptive_avg_pool2d(...) NB__AT(nb_adaptive_avg_pool2d, __VA_ARGS__)
 #define nb_batch_norm(...) NB__AT(nb_batch_norm, __VA_ARGS__)
+#define nb_batch_norm_relu(...) NB__AT(nb_batch_norm_relu, __VA_ARGS__)
 #define nb_layer_norm(...) NB__AT(nb_layer_norm, __VA_ARGS__)
 #define nb_group_norm(...) NB__AT(nb_group_norm, __VA_ARGS__)
 #define nb_embedding(...) NB__AT(nb_embedding, __VA_ARGS__)

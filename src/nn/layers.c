@@ -115,7 +115,8 @@ nb_status nb_batch_norm_layer_init(nb_batch_norm_layer *l, nb_params *ps, const 
 
 nb_tensor *nb_batch_norm_layer_forward(nb_ctx *ctx, const nb_batch_norm_layer *l, nb_tensor *x) {
     if (!l) return nb__fail(ctx, NB_ERR_NULL, "batch_norm_layer_forward: layer is NULL");
-    return nb_batch_norm(ctx, x, l->weight, l->bias, l->running_mean, l->running_var, l->momentum, l->eps);
+    return (l->relu ? nb_batch_norm_relu : nb_batch_norm)(ctx, x, l->weight, l->bias, l->running_mean, l->running_var,
+                                                          l->momentum, l->eps);
 }
 
 void nb_batch_norm_layer_free(nb_batch_norm_layer *l) {
