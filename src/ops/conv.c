@@ -41,9 +41,20 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
 
 /* Both kernels loop over (n, c) planes; a plane's output is written by one thread only, in a
  * fixed order, so results do not depend on the thread count. */
+/* Output columns q whose tap j reads inside the image row: iw = q*sw + off in [0, W), with
+ * off = j*dw - pw; [*q0, *q1) within [0, OW). The row loops below need no bounds test inside,
+ * and with stride 1 on a contiguous row they are plain copies and adds that vectorise. */
+static inline void tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *q0, int64_t *q1) {
+    int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t hi = W - 1 - off >= 0 ? (W - 1 - off) / sw + 1 : 0;
+    if (hi > OW) hi = OW;
+    if (lo > hi) lo = hi;
+    *q0 = lo, *q1 = hi;
+}
+
 #define DEFINE_IM2COL(T, SUF)                                                                                 \
     static void unfold_##SUF(const nb_tensor *x, nb_tensor *out, nb_window2d w, int64_t OH, int64_t OW,       \
-                             double padv) {                                                          \
+                             double padv) {                                                                   \
         const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], L = OH * OW;        \
         const int64_t xs0 = x->stride[0], xs1 = x->stride[1], xs2 = x->stride[2], xs3 = x->stride[3];         \
         const T pad = (T)padv;                                                                                \
@@ -56,18 +67,23 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
             for (int64_t i = 0; i < w.kh; i++)                                                                \
                 for (int64_t j = 0; j < w.kw; j++) {                                                          \
                     T *o = od + COLS_ROW(p, i * w.kw + j) * L;                                                \
+                    const int64_t off = j * w.dw - w.pw;                                                      \
+                    int64_t q0, q1;                                                                           \
+                    tap_range(off, w.sw, W, OW, &q0, &q1);                                                    \
                     for (int64_t r = 0; r < OH; r++) {                                                        \
                         const int64_t ih = r * w.sh - w.ph + i * w.dh;                                        \
-                        T *orow = o + r * OW;                                                                 \
+                        T *restrict orow = o + r * OW;                                                        \
                         if (ih < 0 || ih >= H) {                                                              \
                             for (int64_t q = 0; q < OW; q++) orow[q] = pad;                                   \
                             continue;                                                                         \
                         }                                                                                     \
-                        const T *xrow = xp + ih * xs2;                                                        \
-                        for (int64_t q = 0; q < OW; q++) {                                                    \
-                            const int64_t iw = q * w.sw - w.pw + j * w.dw;                                    \
-                            orow[q] = (iw >= 0 && iw < W) ? xrow[iw * xs3] : pad;                             \
-                        }                                                                                     \
+                        const T *restrict xrow = xp + ih * xs2;                                               \
+                        for (int64_t q = 0; q < q0; q++) orow[q] = pad;                                       \
+                        if (w.sw == 1 && xs3 == 1)                                                            \
+                            for (int64_t q = q0; q < q1; q++) orow[q] = xrow[q + off];                        \
+                        else                                                                                  \
+                            for (int64_t q = q0; q < q1; q++) orow[q] = xrow[(q * w.sw + off) * xs3];         \
+                        for (int64_t q = q1; q < OW; q++) orow[q] = pad;                                      \
                     }                                                                                         \
                 }                                                                                             \
         }                                                                                                     \
@@ -84,15 +100,18 @@ static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t 
             for (int64_t i = 0; i < w.kh; i++)                                                                \
                 for (int64_t j = 0; j < w.kw; j++) {                                                          \
                     const T *cp = cd + COLS_ROW(p, i * w.kw + j) * L;                                         \
+                    const int64_t off = j * w.dw - w.pw;                                                      \
+                    int64_t q0, q1;                                                                           \
+                    tap_range(off, w.sw, W, OW, &q0, &q1);                                                    \
                     for (int64_t r = 0; r < OH; r++) {                                                        \
                         const int64_t ih = r * w.sh - w.ph + i * w.dh;                                        \
                         if (ih < 0 || ih >= H) continue;                                                      \
-                        T *orow = op + ih * W;                                                                \
-                        const T *crow = cp + r * OW;                                                          \
-                        for (int64_t q = 0; q < OW; q++) {                                                    \
-                            const int64_t iw = q * w.sw - w.pw + j * w.dw;                                    \
-                            if (iw >= 0 && iw < W) orow[iw] += crow[q];                                       \
-                        }                                                                                     \
+                        T *restrict orow = op + ih * W;                                                       \
+                        const T *restrict crow = cp + r * OW;                                                 \
+                        if (w.sw == 1)                                                                        \
+                            for (int64_t q = q0; q < q1; q++) orow[q + off] += crow[q];                       \
+                        else                                                                                  \
+                            for (int64_t q = q0; q < q1; q++) orow[q * w.sw + off] += crow[q];                \
                     }                                                                                         \
                 }                                                                                             \
         }                                                                                                     \
