@@ -209,7 +209,11 @@ int main(int argc, char **argv) {
     double *h_tl = hist, *h_vl = hist + o.epochs, *h_va = hist + 2 * o.epochs, *h_lr = hist + 3 * o.epochs;
     static nb_train_state ts;  /* large: not on the stack */
     if (o.resume) {
-        CHECK(nb_checkpoint_load(o.resume, ps, opt, &es, &ts) == NB_OK);
+#ifdef NB_HAVE_DIST
+        if (dist) CHECK(nb_dist_checkpoint_load(dist, o.resume, ps, opt, NULL, &es, &ts) == NB_OK); /* rank 0 reads */
+        else
+#endif
+            CHECK(nb_checkpoint_load(o.resume, ps, opt, &es, &ts) == NB_OK);
         *nb_ctx_rng(ctx) = ts.rng;
         /* values: the plateau schedule's state, then 4 history values per epoch */
         if (ts.n_values >= 5) {
@@ -237,6 +241,11 @@ int main(int argc, char **argv) {
         nb_batch b;
         nb_ctx_set_train(ctx, true);
         nb_batcher_start(it, epoch);
+        /* distributed: each rank's dropout masks from (seed, rank, epoch), so a resumed run
+         * draws what the uninterrupted one did without saving every rank's generator */
+        if (world > 1)
+            nb_ctx_seed(ctx, (o.seed + (uint64_t)rank * 0x9e3779b97f4a7c15ull + (uint64_t)epoch * 0xbf58476d1ce4e5b9ull) ^
+                                 0xd1b54a32d192ed03ull);
         while (nb_batcher_next(it, &b)) {
             nb_ctx_reset(ctx);
             nb_params_zero_grad(ps);
@@ -282,7 +291,7 @@ int main(int argc, char **argv) {
                    epoch + 1, (int)o.epochs, train_loss, val_loss, val_acc, h_lr[epoch], (double)seen * world / dt, dt,
                    es.best_epoch == epoch ? "  *" : "");
         fflush(stdout);
-        if (o.checkpoint && rank == 0) {
+        if (o.checkpoint) { /* distributed: every rank takes part, rank 0 writes */
             ts.epoch = epoch + 1;
             ts.rng = *nb_ctx_rng(ctx);
             const double sched[5] = {plateau.lr, plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter,
@@ -293,7 +302,13 @@ int main(int argc, char **argv) {
                 const double row[4] = {h_tl[i], h_vl[i], h_va[i], h_lr[i]};
                 for (int k = 0; k < 4; k++) ts.values[ts.n_values++] = row[k];
             }
-            if (nb_checkpoint_save(o.checkpoint, ps, opt, &es, &ts) != NB_OK) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
+            nb_status saved;
+#ifdef NB_HAVE_DIST
+            if (dist) saved = nb_dist_checkpoint_save(dist, o.checkpoint, ps, opt, NULL, &es, &ts);
+            else
+#endif
+                saved = nb_checkpoint_save(o.checkpoint, ps, opt, &es, &ts);
+            if (saved != NB_OK && rank == 0) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
         }
         if (stop && rank == 0)
             printf("early stopping: no improvement for %d epochs; restoring epoch %lld (val_loss %.4f)\n", (int)o.patience,

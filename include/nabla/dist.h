@@ -53,6 +53,8 @@
 #include <mpi.h>
 
 #include "graph.h"
+#include "io.h"
+#include "optim.h"
 #include "params.h"
 
 #ifdef __cplusplus
@@ -146,6 +148,67 @@ nb_status nb_dist_wait(nb_dist *d, MPI_Request *req, const char *what);
  * MPI_Abort(comm, 1). Does not return. The only nabla function that ends the process; use it
  * after a timeout, when clean agreement is impossible. */
 void nb_dist_abort(const nb_dist *d, const char *why);
+
+/* ---- sharded optimizer state (ZeRO stage 1) ------------------------------------------------- */
+/* Instead of every rank keeping the whole optimizer state (Adam: 2 floats per parameter
+ * element) and applying the same update, rank r owns a contiguous slice of ps->flat (elements
+ * [lo, lo+n), n = total/N give or take one) and keeps state for that slice only, so optimizer
+ * memory per rank is ~1/N of nb_optim's. A step:
+ *   nb_dist_step_finish  reduce-scatters the gradients: ps->grad_flat[lo, lo+n) holds the
+ *                        average over ranks; the rest of grad_flat holds this rank's own
+ *                        gradient (undefined for the update: do not clip by global norm on it);
+ *   nb_dist_optim_step   applies def->update (the same nb_optim_def function, decay flags and
+ *                        block size as nb_optim_step) to this rank's slice, then all-gathers
+ *                        ps->flat, so every rank has all updated parameters.
+ * The parameters equal plain data parallelism + nb_optim_step to float rounding. While an
+ * nb_dist_optim is attached, gradients are not reduced in buckets during backward (one
+ * reduce-scatter after it: opts.overlap is ignored). Fields are public like nb_optim's: change
+ * hp between steps (schedules); step counts the steps taken. */
+typedef struct nb_dist_optim {
+    const nb_optim_def *def;
+    nb_dist *dist;
+    nb_params *ps;
+    nb_hparams hp;
+    int64_t step;
+    int nslots;
+    int64_t lo, n;                      /* this rank's slice of ps->flat */
+    float *state[NB_OPTIM_MAX_SLOTS];   /* slot k: n floats for elements lo.., NULL for k >= nslots */
+    /* private: the block table of the slice */
+    int64_t nblocks_;
+    int *block_param_;
+    int64_t *block_start_, *block_len_;
+} nb_dist_optim;
+/* Attach a sharded optimizer to d (made with the parameters, nb_dist_init(comm, ps, ...));
+ * hp NULL = def's defaults. Collective. NULL with nb_last_error on bad hp, a second attached
+ * optimizer, more than INT_MAX elements, no memory. Free it before d. */
+nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_hparams *hp);
+/* Update this rank's slice from the averaged gradient, then all-gather the parameters.
+ * Collective; call after nb_dist_step_finish returned NB_OK on every rank. */
+nb_status nb_dist_optim_step(nb_dist_optim *o);
+/* Detach from the nb_dist (which reduces gradients by allreduce again) and free. NULL is fine. */
+void nb_dist_optim_free(nb_dist_optim *o);
+/* Floats of optimizer state this rank holds (nslots * n); nb_optim_state_numel is the whole. */
+int64_t nb_dist_optim_state_numel(const nb_dist_optim *o);
+/* Rank 0's full (an nb_optim over the same ps and def) <- every rank's slices, step and hp.
+ * Collective; full is ignored (may be NULL) on other ranks. */
+nb_status nb_dist_optim_gather(nb_dist_optim *o, nb_optim *full);
+/* The inverse: every rank's slice, step and hp <- rank 0's full. Collective. */
+nb_status nb_dist_optim_scatter(nb_dist_optim *o, const nb_optim *full);
+
+/* ---- checkpoints (collective) --------------------------------------------------------------- */
+/* Rank 0 writes one nb_checkpoint_save file (atomic: a crash leaves the previous checkpoint);
+ * every rank returns the same status. Pass the optimizer as opt (plain data parallelism) or as
+ * zopt (sharded: its state is gathered to rank 0 first), the other NULL; es may be NULL.
+ * The file is the same as a one-process checkpoint, so it restores with any number of ranks,
+ * sharded or not, or in a program without MPI. Only rank 0's es and st are written: they must
+ * be the same on every rank (feed every rank the same metrics). */
+nb_status nb_dist_checkpoint_save(nb_dist *d, const char *path, nb_params *ps, const nb_optim *opt,
+                                  nb_dist_optim *zopt, const nb_early_stop *es, const nb_train_state *st);
+/* Rank 0 reads the file (nb_checkpoint_load: all or nothing), then broadcasts parameters,
+ * optimizer state (scattered for zopt), early-stopping state and st to every rank: other ranks
+ * need no access to the file. Every rank returns the same status; on failure nothing changed. */
+nb_status nb_dist_checkpoint_load(nb_dist *d, const char *path, nb_params *ps, nb_optim *opt, nb_dist_optim *zopt,
+                                  nb_early_stop *es, nb_train_state *st);
 
 /* ---- sharding a data set across ranks ------------------------------------------------------ */
 /* perm[0..n) <- a random permutation of 0..n-1 for epoch `epoch` (Philox, keyed by seed and

@@ -1,6 +1,6 @@
 /* Data-parallel training over MPI: bucketed gradient averaging overlapped with backward,
  * broadcasts, metric reductions, status agreement and waits with a deadline. */
-#include "nabla/dist.h"
+#include "internal.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -8,36 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NB_DIST_MSG 384
-#define NB_DIST_CHUNK ((int64_t)1 << 30) /* elements per MPI call (counts are int) */
-
-struct nb_dist {
-    MPI_Comm comm;
-    int rank, size;
-    bool finalize; /* nb_dist_init called MPI_Init */
-    nb_dist_opts opts;
-    nb_params *ps;
-    float *grad_flat; /* as seen at init: parameters added later would move it */
-    int64_t total;
-    /* bucket plan: bucket k holds parameters in reverse order, elements [lo[k], lo[k]+len[k]) */
-    int nbuckets;
-    int64_t *lo, *len;
-    int *nparams;  /* parameters per bucket */
-    int *bucket;   /* bucket of parameter i */
-    /* one step */
-    int *pending;  /* parameters of bucket k not reported yet */
-    bool *seen;    /* parameter i reported */
-    MPI_Request *req;
-    int started;   /* buckets 0..started-1 have their Iallreduce started */
-    bool in_step;
-    nb_ctx *ctx;
-    nb_status cb_status; /* first failure inside the grad-ready callback */
-    char cb_msg[NB_DIST_MSG];
-    nb_dist_stats stats;
-};
-
 /* An MPI return code other than MPI_SUCCESS as NB_ERR_IO naming the rank and the operation. */
-static nb_status mpi_check(const nb_dist *d, int rc, const char *what) {
+nb_status nb__dist_mpi_check(const nb_dist *d, int rc, const char *what) {
     if (rc == MPI_SUCCESS) return NB_OK;
     char s[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
@@ -344,12 +316,11 @@ nb_status nb_dist_step_begin(nb_dist *d, nb_ctx *ctx) {
     d->cb_msg[0] = 0;
     d->in_step = true;
     d->ctx = ctx;
-    nb_ctx_on_grad_ready(ctx, d->opts.overlap ? on_grad_ready : NULL, d);
+    nb_ctx_on_grad_ready(ctx, d->opts.overlap && !d->sharded ? on_grad_ready : NULL, d);
     return NB_OK;
 }
 
-/* All ranks learn whether any failed and, if so, the message of the lowest failing rank. */
-static nb_status agree(nb_dist *d, nb_status local, const char *msg) {
+nb_status nb__dist_agree(nb_dist *d, nb_status local, const char *msg) {
     int pair[2] = {local != NB_OK, d->rank};
     nb_status st = allreduce(d, pair, 1, MPI_2INT, MPI_MAXLOC, "status agreement");
     if (st != NB_OK || !pair[0]) return st;
@@ -373,7 +344,15 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
     else if (d->cb_status != NB_OK) local = d->cb_status, snprintf(msg, sizeof msg, "%s", d->cb_msg);
     const double t0 = MPI_Wtime();
     nb_status st = NB_OK;
-    if (d->opts.overlap) {
+    if (d->sharded) {
+        /* ZeRO-1: this rank receives the sum of its own slice only */
+        MPI_Request r;
+        st = mpi_check(d, MPI_Ireduce_scatter(d->grad_flat, d->shard_grad, d->shard_n, MPI_FLOAT, MPI_SUM, d->comm, &r),
+                       "Ireduce_scatter of gradients");
+        if (st == NB_OK) st = nb_dist_wait(d, &r, "reduce-scatter of gradients");
+        if (st == NB_OK)
+            memcpy(d->grad_flat + d->shard_lo[d->rank], d->shard_grad, (size_t)d->shard_n[d->rank] * sizeof(float));
+    } else if (d->opts.overlap) {
         /* every rank starts every bucket in the same order, failed or not, so none waits forever */
         while (st == NB_OK && d->started < d->nbuckets) {
             st = start_bucket(d, d->started);
@@ -393,13 +372,13 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
                                "allreduce of gradients");
         }
     }
-    if (st == NB_OK) st = agree(d, local, msg);
+    if (st == NB_OK) st = nb__dist_agree(d, local, msg);
     d->stats.wait_s += MPI_Wtime() - t0;
     d->stats.steps++;
     if (st != NB_OK) return st;
     const float inv = 1.0f / (float)d->size;
-    float *g = d->grad_flat;
-    const int64_t n = d->total;
+    float *g = d->sharded ? d->grad_flat + d->shard_lo[d->rank] : d->grad_flat;
+    const int64_t n = d->sharded ? d->shard_n[d->rank] : d->total;
 #pragma omp parallel for simd if (n > 65536) schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] *= inv;
     return NB_OK;

@@ -1,0 +1,48 @@
+/* Private to libnabla_dist: the state of nb_dist, shared by dist.c (steps, collectives) and
+ * zero.c (sharded optimizer state, checkpoints). */
+#ifndef NABLA_DIST_INTERNAL_H
+#define NABLA_DIST_INTERNAL_H
+
+#include "nabla/dist.h"
+
+#define NB_DIST_MSG 384
+#define NB_DIST_CHUNK ((int64_t)1 << 30) /* elements per MPI call (counts are int) */
+
+struct nb_dist {
+    MPI_Comm comm;
+    int rank, size;
+    bool finalize; /* nb_dist_init called MPI_Init */
+    nb_dist_opts opts;
+    nb_params *ps;
+    float *grad_flat; /* as seen at init: parameters added later would move it */
+    int64_t total;
+    /* bucket plan: bucket k holds parameters in reverse order, elements [lo[k], lo[k]+len[k]) */
+    int nbuckets;
+    int64_t *lo, *len;
+    int *nparams;  /* parameters per bucket */
+    int *bucket;   /* bucket of parameter i */
+    /* one step */
+    int *pending;  /* parameters of bucket k not reported yet */
+    bool *seen;    /* parameter i reported */
+    MPI_Request *req;
+    int started;   /* buckets 0..started-1 have their Iallreduce started */
+    bool in_step;
+    nb_ctx *ctx;
+    nb_status cb_status; /* first failure inside the grad-ready callback */
+    char cb_msg[NB_DIST_MSG];
+    nb_dist_stats stats;
+    /* ZeRO stage 1 (an nb_dist_optim is attached): rank r owns elements
+     * [shard_lo[r], shard_lo[r] + shard_n[r]) of the flat buffers; finish reduce-scatters */
+    bool sharded;
+    int *shard_lo, *shard_n;
+    float *shard_grad; /* shard_n[rank] floats: the reduce-scatter's receive buffer */
+};
+
+/* An MPI return code other than MPI_SUCCESS as NB_ERR_IO naming the rank and the operation. */
+nb_status nb__dist_mpi_check(const nb_dist *d, int rc, const char *what);
+#define mpi_check nb__dist_mpi_check
+/* All ranks learn whether any failed (local != NB_OK) and, if so, the message of the lowest
+ * failing rank: NB_OK, or NB_ERR_STATE "dist: rank R failed: <msg>" on every rank. Collective. */
+nb_status nb__dist_agree(nb_dist *d, nb_status local, const char *msg);
+
+#endif

@@ -1,0 +1,232 @@
+/* Sharded optimizer state (ZeRO stage 1) and checkpoints of distributed training: rank 0
+ * writes and reads the one-process checkpoint format; state is gathered to it and scattered
+ * from it, parameters and the rest broadcast. */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int slots_for(const nb_optim_def *def, const nb_hparams *hp) {
+    return def->slots_for ? def->slots_for(hp) : def->nslots;
+}
+
+/* The blocks of nb_optim_step (per parameter, NB_OPTIM_BLOCK elements) cut to [lo, lo+n). */
+static int64_t plan_blocks(nb_dist_optim *o, bool fill) {
+    const nb_params *ps = o->ps;
+    int64_t b = 0, hi = o->lo + o->n;
+    for (int i = 0; i < ps->n; i++) {
+        int64_t a = ps->offset[i], e = a + ps->p[i]->numel;
+        if (a < o->lo) a = o->lo;
+        if (e > hi) e = hi;
+        for (int64_t s = a; s < e; s += NB_OPTIM_BLOCK, b++)
+            if (fill) {
+                o->block_param_[b] = i;
+                o->block_start_[b] = s;
+                o->block_len_[b] = e - s < NB_OPTIM_BLOCK ? e - s : NB_OPTIM_BLOCK;
+            }
+    }
+    return b;
+}
+
+nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_hparams *hp) {
+    if (!d || !def) return nb_set_error(NB_ERR_NULL, "dist_optim_new: NULL argument"), NULL;
+    if (!d->ps) return nb_set_error(NB_ERR_STATE, "dist_optim_new: rank %d: nb_dist_init was given no parameters", d->rank), NULL;
+    if (d->sharded) return nb_set_error(NB_ERR_STATE, "dist_optim_new: rank %d: a sharded optimizer is already attached", d->rank), NULL;
+    if (d->in_step) return nb_set_error(NB_ERR_STATE, "dist_optim_new: rank %d: a step is in progress", d->rank), NULL;
+    if (d->total > INT_MAX)
+        return nb_set_error(NB_ERR_VALUE, "dist_optim_new: %lld elements, more than one MPI message holds",
+                            (long long)d->total), NULL;
+    if (!hp) hp = &def->defaults;
+    if (nb_optim_validate(def, hp) != NB_OK) return NULL;
+    int ns = slots_for(def, hp);
+    if (ns < 0 || ns > NB_OPTIM_MAX_SLOTS || ns > def->nslots)
+        return nb_set_error(NB_ERR_VALUE, "%s: %d state slots (at most %d)", def->name, ns, NB_OPTIM_MAX_SLOTS), NULL;
+    nb_dist_optim *o = calloc(1, sizeof *o);
+    d->shard_lo = calloc((size_t)d->size, sizeof *d->shard_lo);
+    d->shard_n = calloc((size_t)d->size, sizeof *d->shard_n);
+    if (!o || !d->shard_lo || !d->shard_n) goto nomem;
+    for (int r = 0; r < d->size; r++) {
+        d->shard_lo[r] = (int)(d->total * r / d->size);
+        d->shard_n[r] = (int)(d->total * (r + 1) / d->size) - d->shard_lo[r];
+    }
+    o->def = def, o->dist = d, o->ps = d->ps, o->hp = *hp, o->nslots = ns;
+    o->lo = d->shard_lo[d->rank], o->n = d->shard_n[d->rank];
+    const size_t bytes = (size_t)(o->n > 0 ? o->n : 1) * sizeof(float);
+    d->shard_grad = malloc(bytes);
+    if (!d->shard_grad) goto nomem;
+    for (int k = 0; k < ns; k++)
+        if (!(o->state[k] = calloc(1, bytes))) goto nomem;
+    o->nblocks_ = plan_blocks(o, false);
+    const size_t nb = (size_t)(o->nblocks_ ? o->nblocks_ : 1);
+    o->block_param_ = malloc(nb * sizeof(int));
+    o->block_start_ = malloc(nb * sizeof(int64_t));
+    o->block_len_ = malloc(nb * sizeof(int64_t));
+    if (!o->block_param_ || !o->block_start_ || !o->block_len_) goto nomem;
+    plan_blocks(o, true);
+    d->sharded = true;
+    return o;
+nomem:
+    if (o) o->dist = d;
+    nb_dist_optim_free(o);
+    free(d->shard_lo), free(d->shard_n), free(d->shard_grad);
+    d->shard_lo = d->shard_n = NULL, d->shard_grad = NULL;
+    return nb_set_error(NB_ERR_NOMEM, "%s: rank %d: cannot allocate sharded state", def->name, d->rank), NULL;
+}
+
+void nb_dist_optim_free(nb_dist_optim *o) {
+    if (!o) return;
+    nb_dist *d = o->dist;
+    if (d && d->sharded) {
+        free(d->shard_lo), free(d->shard_n), free(d->shard_grad);
+        d->shard_lo = d->shard_n = NULL, d->shard_grad = NULL;
+        d->sharded = false;
+    }
+    for (int k = 0; k < NB_OPTIM_MAX_SLOTS; k++) free(o->state[k]);
+    free(o->block_param_), free(o->block_start_), free(o->block_len_);
+    free(o);
+}
+
+int64_t nb_dist_optim_state_numel(const nb_dist_optim *o) { return o ? o->nslots * o->n : 0; }
+
+nb_status nb_dist_optim_step(nb_dist_optim *o) {
+    if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_step: optimizer is NULL");
+    nb_dist *d = o->dist;
+    nb_params *ps = o->ps;
+    const nb_optim_def *def = o->def;
+    if (ps->total != d->total || ps->flat == NULL)
+        return nb_set_error(NB_ERR_STATE, "%s: rank %d: parameters were added after nb_dist_init", def->name, d->rank);
+    /* every rank has the same hp and step, so every rank takes the same branch: no collective is skipped */
+    nb_status st = nb_optim_validate(def, &o->hp);
+    if (st != NB_OK) return st;
+    if (slots_for(def, &o->hp) > o->nslots)
+        return nb_set_error(NB_ERR_STATE, "%s: these options need %d state slots, the optimizer was made with %d",
+                            def->name, slots_for(def, &o->hp), o->nslots);
+    const int64_t step = ++o->step;
+    nb_hparams hp_decay = o->hp, hp_plain = o->hp;
+    hp_plain.weight_decay = 0.0;
+    const nb_update_fn update = def->update;
+#pragma omp parallel for if (o->n >= 65536) schedule(static)
+    for (int64_t b = 0; b < o->nblocks_; b++) {
+        const int64_t s = o->block_start_[b];
+        float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
+        for (int k = 0; k < o->nslots; k++) st_ptrs[k] = o->state[k] + (s - o->lo);
+        update(ps->flat + s, ps->grad_flat + s, st_ptrs, o->block_len_[b],
+               ps->decay[o->block_param_[b]] ? &hp_decay : &hp_plain, step);
+    }
+    MPI_Request r;
+    st = mpi_check(d, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ps->flat, d->shard_n, d->shard_lo, MPI_FLOAT,
+                                      d->comm, &r),
+                   "Iallgatherv of parameters");
+    return st == NB_OK ? nb_dist_wait(d, &r, "all-gather of parameters") : st;
+}
+
+/* Rank 0's full state <-> the slices: gather (to_root) or scatter, slot by slot. */
+static nb_status move_state(nb_dist_optim *o, nb_optim *full, bool to_root) {
+    nb_dist *d = o->dist;
+    nb_status st = NB_OK;
+    if (d->rank == 0 && (!full || full->def != o->def || full->ps != o->ps || full->nslots != o->nslots))
+        st = nb_set_error(NB_ERR_VALUE, "dist_optim: rank 0's full optimizer is not a %s over the same parameters "
+                          "with %d state slots", o->def->name, o->nslots);
+    st = nb__dist_agree(d, st, nb_last_error());
+    for (int k = 0; st == NB_OK && k < o->nslots; k++) {
+        float *all = d->rank == 0 ? full->state[k] : NULL;
+        MPI_Request r;
+        st = mpi_check(d, to_root ? MPI_Igatherv(o->state[k], (int)o->n, MPI_FLOAT, all, d->shard_n, d->shard_lo, MPI_FLOAT,
+                                                 0, d->comm, &r)
+                                  : MPI_Iscatterv(all, d->shard_n, d->shard_lo, MPI_FLOAT, o->state[k], (int)o->n, MPI_FLOAT,
+                                                  0, d->comm, &r),
+                       to_root ? "Igatherv of optimizer state" : "Iscatterv of optimizer state");
+        if (st == NB_OK) st = nb_dist_wait(d, &r, to_root ? "gather of optimizer state" : "scatter of optimizer state");
+    }
+    if (st != NB_OK) return st;
+    if (to_root) {
+        if (d->rank == 0) full->step = o->step, full->hp = o->hp;
+        return NB_OK;
+    }
+    if (d->rank == 0) o->step = full->step, o->hp = full->hp;
+    st = nb_dist_bcast_bytes(d, &o->step, sizeof o->step);
+    return st == NB_OK ? nb_dist_bcast_bytes(d, &o->hp, sizeof o->hp) : st;
+}
+
+nb_status nb_dist_optim_gather(nb_dist_optim *o, nb_optim *full) {
+    if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_gather: optimizer is NULL");
+    return move_state(o, full, true);
+}
+
+nb_status nb_dist_optim_scatter(nb_dist_optim *o, const nb_optim *full) {
+    if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_scatter: optimizer is NULL");
+    return move_state(o, (nb_optim *)full, false);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+/* On rank 0, the nb_optim that the file is written from / read into: opt itself, or a
+ * temporary full one for a sharded optimizer (NULL when there is none, or out of memory). */
+static nb_optim *root_optim(nb_dist *d, nb_params *ps, nb_optim *opt, nb_dist_optim *zopt, nb_status *st) {
+    if (d->rank != 0 || !zopt) return opt;
+    nb_optim *full = nb_optim_new(zopt->def, ps, &zopt->hp);
+    if (!full) *st = nb_last_status() != NB_OK ? nb_last_status() : NB_ERR_NOMEM;
+    return full;
+}
+
+static nb_status check_args(nb_dist *d, const char *path, nb_params *ps, const void *opt, const void *zopt,
+                            const void *st, const char *who) {
+    if (!d || !path || !ps || !st) return nb_set_error(NB_ERR_NULL, "%s: NULL argument", who);
+    if (opt && zopt) return nb_set_error(NB_ERR_VALUE, "%s: pass opt or zopt, not both", who);
+    return NB_OK;
+}
+
+nb_status nb_dist_checkpoint_save(nb_dist *d, const char *path, nb_params *ps, const nb_optim *opt,
+                                  nb_dist_optim *zopt, const nb_early_stop *es, const nb_train_state *st) {
+    nb_status s = check_args(d, path, ps, opt, zopt, st, "dist_checkpoint_save");
+    if (s != NB_OK) return s;
+    nb_optim *full = root_optim(d, ps, (nb_optim *)opt, zopt, &s);
+    if (zopt) {
+        s = nb__dist_agree(d, s, nb_last_error());
+        if (s == NB_OK) s = nb_dist_optim_gather(zopt, full);
+    }
+    if (s == NB_OK) {
+        nb_status local = d->rank == 0 ? nb_checkpoint_save(path, ps, full, es, st) : NB_OK;
+        s = nb__dist_agree(d, local, nb_last_error());
+    }
+    if (zopt && full) nb_optim_free(full);
+    return s;
+}
+
+/* The early-stopping state (its pointers excepted) as plain data for a broadcast. */
+typedef struct {
+    double best;
+    int64_t best_epoch, epoch, stopped_epoch;
+    int wait;
+    bool stopped;
+} es_state;
+
+static nb_status bcast_early_stop(nb_dist *d, nb_early_stop *es) {
+    es_state v = {es->best, es->best_epoch, es->epoch, es->stopped_epoch, es->wait, es->stopped};
+    nb_status s = nb_dist_bcast_bytes(d, &v, sizeof v);
+    if (s != NB_OK) return s;
+    es->best = v.best, es->best_epoch = v.best_epoch, es->epoch = v.epoch, es->stopped_epoch = v.stopped_epoch;
+    es->wait = v.wait, es->stopped = v.stopped;
+    return es->best_weights && es->ps ? nb_dist_bcast_floats(d, es->best_weights, es->ps->total) : NB_OK;
+}
+
+nb_status nb_dist_checkpoint_load(nb_dist *d, const char *path, nb_params *ps, nb_optim *opt, nb_dist_optim *zopt,
+                                  nb_early_stop *es, nb_train_state *st) {
+    nb_status s = check_args(d, path, ps, opt, zopt, st, "dist_checkpoint_load");
+    if (s != NB_OK) return s;
+    nb_optim *full = root_optim(d, ps, opt, zopt, &s);
+    if (s == NB_OK && d->rank == 0) s = nb_checkpoint_load(path, ps, full, es, st);
+    s = nb__dist_agree(d, s, nb_last_error());
+    if (s == NB_OK) s = nb_dist_bcast_params(d, ps);
+    if (s == NB_OK && zopt) s = nb_dist_optim_scatter(zopt, full);
+    if (s == NB_OK && opt) {
+        s = nb_dist_bcast_bytes(d, &opt->step, sizeof opt->step);
+        if (s == NB_OK) s = nb_dist_bcast_bytes(d, &opt->hp, sizeof opt->hp);
+        for (int k = 0; s == NB_OK && k < opt->nslots; k++) s = nb_dist_bcast_floats(d, opt->state[k], ps->total);
+    }
+    if (s == NB_OK && es) s = bcast_early_stop(d, es);
+    if (s == NB_OK) s = nb_dist_bcast_bytes(d, st, sizeof *st);
+    if (zopt && full) nb_optim_free(full);
+    return s;
+}
