@@ -14,7 +14,7 @@ TestSuite(registry, .init = ctx_setup, .fini = ctx_teardown);
 
 typedef struct {
     int ndim;
-    int64_t s[4];
+    int64_t s[5];
 } shp;
 typedef nb_tensor *(*u1_fn)(nb_ctx *, nb_tensor *);
 typedef nb_tensor *(*b2_fn)(nb_ctx *, nb_tensor *, nb_tensor *);
@@ -174,6 +174,7 @@ W(max_pool1d, nb_max_pool1d(c, in[0], &(nb_pool_opts){.kernel = {3}, .stride = {
 W(avg_pool1d, nb_avg_pool1d(c, in[0], &(nb_pool_opts){.kernel = {4}, .stride = {3}, .padding = {2}, .ceil_mode = true,
                                                       .exclude_pad = true}))
 W(conv1d, nb_conv1d(c, in[0], in[1], in[2], &(nb_conv_opts){.stride = {2}, .padding = {1}, .groups = 2}))
+W(conv3d, nb_conv3d(c, in[0], in[1], in[2], &(nb_conv3d_opts){.stride = {2, 1, 1}, .padding = {1, 0, 1}, .groups = 2}))
 W(interpolate, nb_interpolate(c, in[0], &(nb_interp_opts){.size = {5, 7}, .mode = NB_INTERP_BILINEAR}))
 W(interpolate_nearest, nb_interpolate(c, in[0], &(nb_interp_opts){.scale_factor = {2, 1.5}}))
 W(pixel_shuffle, nb_pixel_shuffle(c, in[0], 2))
@@ -255,6 +256,7 @@ W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
 #define S2(a, b) {2, {a, b}}
 #define S3(a, b, c) {3, {a, b, c}}
 #define S4(a, b, c, d) {4, {a, b, c, d}}
+#define S5(a, b, c, d, e) {5, {a, b, c, d, e}}
 #define UNARY(op, lo, hi, smooth) {#op, 1, {{S2(3, 4)}, {S3(2, 3, 2)}}, {{0}}, lo, hi, smooth, true, nb_##op, NULL, NULL}
 #define BINARY(op, lo, hi, smooth) \
     {#op, 2, {{S2(3, 4), S2(3, 4)}, {S3(2, 1, 4), S2(3, 4)}}, {S2(3, 4), S2(2, 4)}, lo, hi, smooth, true, NULL, nb_##op, NULL}
@@ -405,6 +407,8 @@ static const reg REGISTRY[] = {
     OP(avg_pool1d, 1, {S3(1, 2, 9)}, {S3(2, 1, 7)}, {S2(3, 4)}, -2, 2, true, false),
     OP(conv1d, 3, {S3(1, 4, 7) COMMA S3(4, 2, 3) COMMA S1(4)}, {S3(2, 2, 6) COMMA S3(2, 1, 2) COMMA S1(2)},
        {S3(1, 4, 7) COMMA S3(4, 3, 3) COMMA S1(4)}, -1, 1, true, true),
+    OP(conv3d, 3, {S5(1, 4, 3, 3, 3) COMMA S5(2, 2, 2, 2, 2) COMMA S1(2)}, {S5(2, 2, 2, 3, 2) COMMA S5(4, 1, 1, 2, 2) COMMA S1(4)},
+       {S5(1, 4, 3, 3, 3) COMMA S5(2, 3, 2, 2, 2) COMMA S1(2)}, -1, 1, true, true),
     OP(interpolate, 1, {S4(1, 2, 3, 4)}, {S4(2, 1, 2, 2)}, {S3(2, 3, 4)}, -2, 2, true, false),
     OPV(interpolate, interpolate_nearest, 1, {S4(1, 2, 3, 4)}, {S4(2, 1, 2, 2)}, {S3(2, 3, 4)}, -2, 2, true, false),
     OP(pixel_shuffle, 1, {S4(1, 8, 2, 3)}, {S3(4, 1, 2)}, {S4(1, 6, 2, 2)}, -2, 2, true, true),

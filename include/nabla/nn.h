@@ -71,6 +71,16 @@ nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tenso
  * or NULL -> (N, O, OL): the first entry of opts' stride, padding and dilation (the second must
  * be 0; no output_padding); same as for conv2d. A view over conv2d of (N, C, 1, L). */
 nb_tensor *nb_conv1d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts);
+/* Options of conv3d per axis (d, h, w); zero fields take the defaults (stride 1, padding 0,
+ * dilation 1, groups 1). No padding="same". */
+typedef struct {
+    int64_t stride[3], padding[3], dilation[3];
+    int64_t groups;
+} nb_conv3d_opts;
+/* F.conv3d(x, w, b, stride, padding, dilation, groups) of x (N, C, D, H, W), w (O, C/groups,
+ * kd, kh, kw), b (O) or NULL -> (N, O, OD, OH, OW): a sum over the kd depth taps of conv2d over
+ * depth slices (errors in H, W and channels are conv2d's, on (N*OD, C, H, W) images). */
+nb_tensor *nb_conv3d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv3d_opts *opts);
 
 /* ---- pooling ------------------------------------------------------------------------------ */
 /* Options of max/avg pooling, per axis (h, w) like PyTorch's tuples; zero fields take PyTorch's
@@ -290,6 +300,7 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_embedding(...) NB__AT(nb_embedding, __VA_ARGS__)
 #define nb_embedding_padded(...) NB__AT(nb_embedding_padded, __VA_ARGS__)
 #define nb_conv1d(...) NB__AT(nb_conv1d, __VA_ARGS__)
+#define nb_conv3d(...) NB__AT(nb_conv3d, __VA_ARGS__)
 #define nb_interpolate(...) NB__AT(nb_interpolate, __VA_ARGS__)
 #define nb_pixel_shuffle(...) NB__AT(nb_pixel_shuffle, __VA_ARGS__)
 #define nb_pixel_unshuffle(...) NB__AT(nb_pixel_unshuffle, __VA_ARGS__)

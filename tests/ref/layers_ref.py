@@ -44,6 +44,10 @@ emit("REF_CONV1D", F.conv1d(x, w, b, stride=2, padding=1, dilation=2, groups=2))
 w = fill((3, 4, 3), 0.8)
 emit("REF_CONV1D_SAME", F.conv1d(x, w, None, padding="same", dilation=2))
 
+# ---- conv3d
+x = fill((2, 4, 5, 4, 6), 0.85); w = fill((6, 2, 3, 2, 3), 0.86); b = fill((6,), 0.87)
+emit("REF_CONV3D", F.conv3d(x, w, b, stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2))
+
 # ---- interpolation (x (1, 2, 3, 4) seed 0.9)
 x = fill((1, 2, 3, 4), 0.9)
 emit("REF_NEAREST_X2", F.interpolate(x, scale_factor=2, mode="nearest"))
