@@ -1,10 +1,10 @@
-/* Pooling. Average pooling is a composition: unfold the windows, mean over the kernel axis,
- * reshape. Max pooling is a primitive that keeps the arg-max of each window: its output is a
- * gather from each (H, W) plane at those positions, whose backward is the matching scatter-add,
- * whose backward is the gather again, so gradients of every order come from this pair. */
+/* Pooling. Average pooling is a composition: zero-pad, unfold the windows, sum over the kernel
+ * axis, divide by PyTorch's per-window divisors. Max pooling is a primitive that keeps the
+ * arg-max of each window: its output is a gather from each (H, W) plane at those positions, whose
+ * backward is the matching scatter-add, whose backward is the gather again, so gradients of every
+ * order come from this pair. Options follow PyTorch 1.13 (pool_geometry). */
 #include "../internal.h"
 
-#include <float.h>
 #include <omp.h>
 
 /* ---- max pooling: arg-max gather / scatter over (H, W) planes ------------------------------- */
