@@ -14,7 +14,7 @@ TestSuite(registry, .init = ctx_setup, .fini = ctx_teardown);
 
 typedef struct {
     int ndim;
-    int64_t s[4];
+    int64_t s[5];
 } shp;
 typedef nb_tensor *(*u1_fn)(nb_ctx *, nb_tensor *);
 typedef nb_tensor *(*b2_fn)(nb_ctx *, nb_tensor *, nb_tensor *);
@@ -166,11 +166,32 @@ W(conv_transpose2d_ex, nb_conv_transpose2d_ex(c, in[0], in[1], NULL,
 W(max_pool2d, nb_max_pool2d(c, in[0], 2, 2, 0))
 W(avg_pool2d, nb_avg_pool2d(c, in[0], 2, 1, 1))
 W(adaptive_avg_pool2d, nb_adaptive_avg_pool2d(c, in[0], 2, 2))
+W(max_pool2d_ex, nb_max_pool2d_ex(c, in[0], &(nb_pool_opts){.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1},
+                                                            .dilation = {1, 2}, .ceil_mode = true}))
+W(avg_pool2d_ex, nb_avg_pool2d_ex(c, in[0], &(nb_pool_opts){.kernel = {3, 2}, .stride = {2, 3}, .padding = {1, 1},
+                                                            .ceil_mode = true, .exclude_pad = true}))
+W(max_pool1d, nb_max_pool1d(c, in[0], &(nb_pool_opts){.kernel = {3}, .stride = {2}, .dilation = {2}, .ceil_mode = true}))
+W(avg_pool1d, nb_avg_pool1d(c, in[0], &(nb_pool_opts){.kernel = {4}, .stride = {3}, .padding = {2}, .ceil_mode = true,
+                                                      .exclude_pad = true}))
+W(conv1d, nb_conv1d(c, in[0], in[1], in[2], &(nb_conv_opts){.stride = {2}, .padding = {1}, .groups = 2}))
+W(conv3d, nb_conv3d(c, in[0], in[1], in[2], &(nb_conv3d_opts){.stride = {2, 1, 1}, .padding = {1, 0, 1}, .groups = 2}))
+W(interpolate, nb_interpolate(c, in[0], &(nb_interp_opts){.size = {5, 7}, .mode = NB_INTERP_BILINEAR}))
+W(interpolate_nearest, nb_interpolate(c, in[0], &(nb_interp_opts){.scale_factor = {2, 1.5}}))
+W(pixel_shuffle, nb_pixel_shuffle(c, in[0], 2))
+W(pixel_unshuffle, nb_pixel_unshuffle(c, in[0], 2))
 W(batch_norm, nb_batch_norm(c, in[0], in[1], in[2], NULL, NULL, 0.1, 1e-5))
 W(batch_norm_relu, nb_batch_norm_relu(c, in[0], in[1], in[2], NULL, NULL, 0.1, 1e-5))
 W(layer_norm, nb_layer_norm(c, in[0], 1, in[1], in[2], 1e-5))
 W(group_norm, nb_group_norm(c, in[0], 2, in[1], in[2], 1e-5))
 W(embedding, nb_embedding(c, in[0], index_of(c, in[0], 0, 6)))
+/* rows 1.. only: finite differences would see the padding row 0 change, which its (PyTorch's)
+ * zero gradient ignores; that zero is checked in tests/nn/test_layers.c */
+static nb_tensor *w_embedding_padded(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_tensor *idx = index_of(c, in[0], 0, 6);
+    for (int64_t i = 0; i < idx->numel; i++) nb_set(idx, i, 1 + (int64_t)nb_get(idx, i) % (in[0]->shape[0] - 1));
+    return nb_embedding_padded(c, in[0], idx, 0);
+}
 W(rnn_cell, nb_rnn_cell(c, in[0], in[1], in[2], in[3], NULL, NULL))
 W(gru_cell, nb_gru_cell(c, in[0], in[1], in[2], in[3], NULL, NULL))
 static nb_tensor *w_lstm_cell(nb_ctx *c, nb_tensor *const *in, void *u) {
@@ -236,6 +257,7 @@ W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
 #define S2(a, b) {2, {a, b}}
 #define S3(a, b, c) {3, {a, b, c}}
 #define S4(a, b, c, d) {4, {a, b, c, d}}
+#define S5(a, b, c, d, e) {5, {a, b, c, d, e}}
 #define UNARY(op, lo, hi, smooth) {#op, 1, {{S2(3, 4)}, {S3(2, 3, 2)}}, {{0}}, lo, hi, smooth, true, nb_##op, NULL, NULL}
 #define BINARY(op, lo, hi, smooth) \
     {#op, 2, {{S2(3, 4), S2(3, 4)}, {S3(2, 1, 4), S2(3, 4)}}, {S2(3, 4), S2(2, 4)}, lo, hi, smooth, true, NULL, nb_##op, NULL}
@@ -380,6 +402,18 @@ static const reg REGISTRY[] = {
     OP(max_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 4, 2)}, {S2(4, 4)}, -2, 2, false, false),
     OP(avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 3, 2)}, {S2(4, 4)}, -2, 2, true, true),
     OP(adaptive_avg_pool2d, 1, {S4(1, 2, 4, 4)}, {S4(2, 1, 6, 6)}, {S2(4, 4)}, -2, 2, true, true),
+    OP(max_pool2d_ex, 1, {S4(1, 2, 5, 6)}, {S4(2, 1, 4, 5)}, {S3(2, 4, 4)}, -2, 2, false, false),
+    OP(avg_pool2d_ex, 1, {S4(1, 2, 5, 6)}, {S4(2, 1, 4, 5)}, {S3(2, 4, 4)}, -2, 2, true, false),
+    OP(max_pool1d, 1, {S3(1, 2, 9)}, {S3(2, 1, 7)}, {S2(3, 4)}, -2, 2, false, false),
+    OP(avg_pool1d, 1, {S3(1, 2, 9)}, {S3(2, 1, 7)}, {S2(3, 4)}, -2, 2, true, false),
+    OP(conv1d, 3, {S3(1, 4, 7) COMMA S3(4, 2, 3) COMMA S1(4)}, {S3(2, 2, 6) COMMA S3(2, 1, 2) COMMA S1(2)},
+       {S3(1, 4, 7) COMMA S3(4, 3, 3) COMMA S1(4)}, -1, 1, true, true),
+    OP(conv3d, 3, {S5(1, 4, 3, 3, 3) COMMA S5(2, 2, 2, 2, 2) COMMA S1(2)}, {S5(2, 2, 2, 3, 2) COMMA S5(4, 1, 1, 2, 2) COMMA S1(4)},
+       {S5(1, 4, 3, 3, 3) COMMA S5(2, 3, 2, 2, 2) COMMA S1(2)}, -1, 1, true, true),
+    OP(interpolate, 1, {S4(1, 2, 3, 4)}, {S4(2, 1, 2, 2)}, {S3(2, 3, 4)}, -2, 2, true, false),
+    OPV(interpolate, interpolate_nearest, 1, {S4(1, 2, 3, 4)}, {S4(2, 1, 2, 2)}, {S3(2, 3, 4)}, -2, 2, true, false),
+    OP(pixel_shuffle, 1, {S4(1, 8, 2, 3)}, {S3(4, 1, 2)}, {S4(1, 6, 2, 2)}, -2, 2, true, true),
+    OP(pixel_unshuffle, 1, {S4(1, 2, 4, 6)}, {S3(1, 2, 2)}, {S4(1, 2, 3, 4)}, -2, 2, true, true),
     OP(batch_norm, 3, {S4(3, 2, 2, 2) COMMA S1(2) COMMA S1(2)}, {S2(4, 3) COMMA S1(3) COMMA S1(3)},
        {S4(3, 2, 2, 2) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
     OP(batch_norm_relu, 3, {S4(3, 2, 2, 2) COMMA S1(2) COMMA S1(2)}, {S2(4, 3) COMMA S1(3) COMMA S1(3)},
@@ -389,6 +423,7 @@ static const reg REGISTRY[] = {
     OP(group_norm, 3, {S3(2, 4, 3) COMMA S1(4) COMMA S1(4)}, {S4(1, 2, 2, 2) COMMA S1(2) COMMA S1(2)},
        {S3(2, 3, 3) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
     OP(embedding, 1, {S2(4, 3)}, {S2(3, 2)}, NONE, -2, 2, true, false),
+    OP(embedding_padded, 1, {S2(4, 3)}, {S2(3, 2)}, NONE, -2, 2, true, false),
     OP(rnn_cell, 4, {S2(2, 3) COMMA S2(2, 4) COMMA S2(4, 3) COMMA S2(4, 4)},
        {S2(1, 2) COMMA S2(1, 3) COMMA S2(3, 2) COMMA S2(3, 3)}, {S2(2, 3) COMMA S2(2, 4) COMMA S2(4, 2) COMMA S2(4, 4)},
        -1, 1, true, true),

@@ -67,18 +67,78 @@ nb_tensor *nb_conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int 
 nb_tensor *nb_conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, int stride, int padding,
                                int output_padding, int groups, int dilation);
 
+/* F.conv1d(x, w, b, stride, padding, dilation, groups) of x (N, C, L), w (O, C/groups, k), b (O)
+ * or NULL -> (N, O, OL): the first entry of opts' stride, padding and dilation (the second must
+ * be 0; no output_padding); same as for conv2d. A view over conv2d of (N, C, 1, L). */
+nb_tensor *nb_conv1d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv_opts *opts);
+/* Options of conv3d per axis (d, h, w); zero fields take the defaults (stride 1, padding 0,
+ * dilation 1, groups 1). No padding="same". */
+typedef struct {
+    int64_t stride[3], padding[3], dilation[3];
+    int64_t groups;
+} nb_conv3d_opts;
+/* F.conv3d(x, w, b, stride, padding, dilation, groups) of x (N, C, D, H, W), w (O, C/groups,
+ * kd, kh, kw), b (O) or NULL -> (N, O, OD, OH, OW): a sum over the kd depth taps of conv2d over
+ * depth slices (errors in H, W and channels are conv2d's, on (N*OD, C, H, W) images). */
+nb_tensor *nb_conv3d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const nb_conv3d_opts *opts);
+
 /* ---- pooling ------------------------------------------------------------------------------ */
-/* Max over kernel x kernel windows of x (N, C, H, W); stride 0 means stride = kernel (PyTorch's
- * default); padding at most kernel/2 (padding never wins). The gradient goes to the arg-max of
- * each window, as in PyTorch: the first maximum in row-major order among exact ties; a NaN in a
- * window is its maximum. Differentiable to any order (the backward is a scatter-add at the
- * arg-max positions, whose backward is the gather again). */
+/* Options of max/avg pooling, per axis (h, w) like PyTorch's tuples; zero fields take PyTorch's
+ * defaults (stride = kernel, padding 0, dilation 1, floor mode, count_include_pad=True, no
+ * divisor override), so a designated initializer names only what differs:
+ * &(nb_pool_opts){.kernel = {3, 2}, .stride = {2, 1}, .ceil_mode = true}. kernel is required.
+ * padding <= kernel/2 on each axis (padding never wins a max). ceil_mode: PyTorch's rule, the
+ * output size rounds up, but a last window that would start inside the right padding is
+ * dropped. dilation: max pooling only. exclude_pad (avg only): count_include_pad=False, the
+ * divisor counts the window's elements inside the input; otherwise the divisor counts the
+ * window clipped to the padded input (so ceil-mode windows past the padding count less).
+ * divisor_override (avg only, > 0): the divisor of every window. Max pooling with a dilated
+ * window made only of padding is NB_ERR_VALUE (PyTorch returns -inf there). */
+typedef struct {
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    bool ceil_mode, exclude_pad;
+    int64_t divisor_override;
+} nb_pool_opts;
+/* F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) of x (N, C, H, W). The gradient
+ * goes to the arg-max of each window, as in PyTorch: the first maximum in row-major order among
+ * exact ties; a NaN in a window is its maximum. Differentiable to any order (the backward is a
+ * scatter-add at the arg-max positions, whose backward is the gather again). */
+nb_tensor *nb_max_pool2d_ex(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts);
+/* F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad = !exclude_pad,
+ * divisor_override) of x (N, C, H, W). */
+nb_tensor *nb_avg_pool2d_ex(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts);
+/* F.max_pool1d / F.avg_pool1d of x (N, C, L): the first entry of each pair of opts (the second
+ * must be 0); 2-D pooling of (N, C, 1, L). */
+nb_tensor *nb_max_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts);
+nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts);
+/* Square windows, in PyTorch's positional order; stride 0 means stride = kernel. */
 nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);
 /* Mean over windows, zero padding counted (PyTorch's count_include_pad=True). stride 0 = kernel. */
 nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);
 /* Adaptive average pooling of (N, C, H, W) to (N, C, oh, ow). oh = ow = 1 is the mean over
  * (H, W); otherwise H and W must be multiples of oh and ow (else NB_ERR_UNSUPPORTED). */
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow);
+
+/* ---- resampling ------------------------------------------------------------------------- */
+typedef enum { NB_INTERP_NEAREST = 0, NB_INTERP_BILINEAR = 1 } nb_interp_mode;
+/* F.interpolate's options: exactly one of size (OH, OW) and scale_factor (per axis, > 0; the
+ * output is floor(H * scale)); align_corners for bilinear only (false, PyTorch's default:
+ * half-pixel centres clamped at 0). Without recompute_scale_factor the sampling uses
+ * 1/scale_factor, as PyTorch does, else H/OH. Nearest is PyTorch's legacy "nearest"
+ * (floor(dst * scale) in float arithmetic, as PyTorch 1.13's CPU kernel). */
+typedef struct {
+    int64_t size[2];
+    double scale_factor[2];
+    nb_interp_mode mode;
+    bool align_corners, recompute_scale_factor;
+} nb_interp_opts;
+/* F.interpolate(x, size | scale_factor, mode, align_corners, recompute_scale_factor) of
+ * x (N, C, H, W). Linear in x: index_selects (and constant blend weights), any-order gradients. */
+nb_tensor *nb_interpolate(nb_ctx *ctx, nb_tensor *x, const nb_interp_opts *opts);
+/* F.pixel_shuffle(x, r): (..., C*r*r, H, W) -> (..., C, H*r, W*r). */
+nb_tensor *nb_pixel_shuffle(nb_ctx *ctx, nb_tensor *x, int64_t r);
+/* F.pixel_unshuffle(x, r): (..., C, H*r, W*r) -> (..., C*r*r, H, W), the inverse. */
+nb_tensor *nb_pixel_unshuffle(nb_ctx *ctx, nb_tensor *x, int64_t r);
 
 /* ---- normalisation ---------------------------------------------------------------------- */
 /* Primitives with fused kernels: two passes over the data forward (statistics, then normalise
@@ -108,6 +168,9 @@ nb_tensor *nb_group_norm(nb_ctx *ctx, nb_tensor *x, int groups, nb_tensor *weigh
 /* Rows of weight (V, D) picked by idx (any shape, NB_I64) -> (idx..., D). The gradient is
  * scattered (added) into the rows used. An index outside [0, V) is NB_ERR_INDEX. */
 nb_tensor *nb_embedding(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx);
+/* F.embedding(idx, weight, padding_idx): the same rows, but those picked by padding_idx (in
+ * [-V, V), negative counts from the end) get no gradient. */
+nb_tensor *nb_embedding_padded(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx, int64_t padding_idx);
 
 /* ---- recurrent cells (PyTorch's equations and gate order) ------------------------------------ */
 /* Elman: h' = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh). x (N, F), h (N, H), w_ih (H, F),
@@ -236,6 +299,10 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_conv_transpose2d_ex(...) NB__AT(nb_conv_transpose2d_ex, __VA_ARGS__)
 #define nb_conv_transpose2d(...) NB__AT(nb_conv_transpose2d, __VA_ARGS__)
 #define nb_max_pool2d(...) NB__AT(nb_max_pool2d, __VA_ARGS__)
+#define nb_max_pool2d_ex(...) NB__AT(nb_max_pool2d_ex, __VA_ARGS__)
+#define nb_avg_pool2d_ex(...) NB__AT(nb_avg_pool2d_ex, __VA_ARGS__)
+#define nb_max_pool1d(...) NB__AT(nb_max_pool1d, __VA_ARGS__)
+#define nb_avg_pool1d(...) NB__AT(nb_avg_pool1d, __VA_ARGS__)
 #define nb_avg_pool2d(...) NB__AT(nb_avg_pool2d, __VA_ARGS__)
 #define nb_adaptive_avg_pool2d(...) NB__AT(nb_adaptive_avg_pool2d, __VA_ARGS__)
 #define nb_batch_norm(...) NB__AT(nb_batch_norm, __VA_ARGS__)
@@ -243,6 +310,12 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_layer_norm(...) NB__AT(nb_layer_norm, __VA_ARGS__)
 #define nb_group_norm(...) NB__AT(nb_group_norm, __VA_ARGS__)
 #define nb_embedding(...) NB__AT(nb_embedding, __VA_ARGS__)
+#define nb_embedding_padded(...) NB__AT(nb_embedding_padded, __VA_ARGS__)
+#define nb_conv1d(...) NB__AT(nb_conv1d, __VA_ARGS__)
+#define nb_conv3d(...) NB__AT(nb_conv3d, __VA_ARGS__)
+#define nb_interpolate(...) NB__AT(nb_interpolate, __VA_ARGS__)
+#define nb_pixel_shuffle(...) NB__AT(nb_pixel_shuffle, __VA_ARGS__)
+#define nb_pixel_unshuffle(...) NB__AT(nb_pixel_unshuffle, __VA_ARGS__)
 #define nb_rnn_cell(...) NB__AT(nb_rnn_cell, __VA_ARGS__)
 #define nb_lstm_cell(...) NB__AT(nb_lstm_cell, __VA_ARGS__)
 #define nb_gru_cell(...) NB__AT(nb_gru_cell, __VA_ARGS__)

@@ -163,6 +163,25 @@ nb_tensor *nb_embedding(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx) {
     return nb_reshape(ctx, rows, idx->ndim + 1, shape);
 }
 
+/* The rows at padding_idx are detached: the same values, no gradient (PyTorch's padding_idx). */
+nb_tensor *nb_embedding_padded(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx, int64_t padding_idx) {
+    if (nb__null(ctx, "embedding", 2, weight, idx)) return NULL;
+    const int64_t V = weight->ndim == 2 ? weight->shape[0] : 0;
+    if (padding_idx < -V || padding_idx >= V)
+        return nb__fail(ctx, NB_ERR_INDEX, "embedding: padding_idx %lld is outside [-%lld, %lld)", (long long)padding_idx,
+                        (long long)V, (long long)V);
+    if (padding_idx < 0) padding_idx += V;
+    nb_tensor *rows = nb_embedding(ctx, weight, idx);
+    if (!rows) return NULL;
+    int64_t shape[NB_MAX_DIMS];
+    memcpy(shape, rows->shape, (size_t)rows->ndim * sizeof *shape);
+    shape[rows->ndim - 1] = 1;
+    nb_tensor *pad = nb__new(ctx, weight->dtype, rows->ndim, shape); /* 1 where idx is padding_idx */
+    if (!pad) return NULL;
+    for (int64_t i = 0; i < idx->numel; i++) nb_set(pad, i, (int64_t)nb_get(idx, i) == padding_idx);
+    return nb_where(ctx, pad, nb_detach(ctx, rows), rows);
+}
+
 nb_status nb_embedding_layer_init(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num, int64_t dim,
                                   nb_rng *rng) {
     if (!l || !rng) return nb_set_error(NB_ERR_NULL, "embedding_layer_init: layer or rng is NULL");

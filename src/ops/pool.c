@@ -1,45 +1,46 @@
-/* Pooling. Average pooling is a composition: unfold the windows, mean over the kernel axis,
- * reshape. Max pooling is a primitive that keeps the arg-max of each window: its output is a
- * gather from each (H, W) plane at those positions, whose backward is the matching scatter-add,
- * whose backward is the gather again, so gradients of every order come from this pair. */
+/* Pooling. Average pooling is a composition: zero-pad, unfold the windows, sum over the kernel
+ * axis, divide by PyTorch's per-window divisors. Max pooling is a primitive that keeps the
+ * arg-max of each window: its output is a gather from each (H, W) plane at those positions, whose
+ * backward is the matching scatter-add, whose backward is the gather again, so gradients of every
+ * order come from this pair. Options follow PyTorch 1.13 (pool_geometry). */
 #include "../internal.h"
 
-#include <float.h>
 #include <omp.h>
 
 /* ---- max pooling: arg-max gather / scatter over (H, W) planes ------------------------------- */
 /* idx (N, C, OH, OW) i64 holds the flat position ih*W + iw of each window's maximum in its
  * plane; one thread owns a plane and walks it in a fixed order, so results do not depend on
- * the thread count (overlapping windows add up in the same order every time). */
+ * the thread count (overlapping windows add up in the same order every time). g is the window
+ * (kernel, stride, padding, dilation per axis). */
 #define DEFINE_POOL(T, SUF)                                                                                    \
-    /* One window clipped to the image, PyTorch's rule: the first maximum in row-major order wins and  \
-     * NaN propagates (the last NaN wins). */                                                                  \
-    static inline void maxpool_window_##SUF(const T *xp, int64_t H, int64_t W, int64_t h0, int64_t w0, int k,  \
-                                            T *o, int64_t *ix) {                                               \
-        const int64_t hs = h0 > 0 ? h0 : 0, he = h0 + k < H ? h0 + k : H;                                      \
-        const int64_t ws = w0 > 0 ? w0 : 0, we = w0 + k < W ? w0 + k : W;                                      \
-        int64_t bi = hs * W + ws;                                                                              \
+    /* One window, taps outside the image skipped, PyTorch's rule: the first maximum in row-major order \
+     * wins and NaN propagates (the last NaN wins). pool_geometry() ensures a tap inside the image. */     \
+    static inline void maxpool_window_##SUF(const T *xp, int64_t H, int64_t W, int64_t h0, int64_t w0,        \
+                                            const nb_window2d *g, T *o, int64_t *ix) {                         \
+        int64_t bi = -1;                                                                                       \
         T best = (T)-INFINITY;                                                                                 \
-        for (int64_t i = hs; i < he; i++)                                                                      \
-            for (int64_t j = ws; j < we; j++) {                                                                \
+        for (int64_t i = h0; i < h0 + g->kh * g->dh; i += g->dh)                                               \
+            for (int64_t j = w0; j < w0 + g->kw * g->dw; j += g->dw) {                                         \
+                if (i < 0 || i >= H || j < 0 || j >= W) continue;                                              \
                 const T v = xp[i * W + j];                                                                     \
-                if (v > best || v != v) best = v, bi = i * W + j;                                              \
+                if (bi < 0 || v > best || v != v) best = v, bi = i * W + j;                                    \
             }                                                                                                  \
         *o = best;                                                                                             \
         *ix = bi;                                                                                              \
     }                                                                                                          \
-    /* One (H, W) plane. Windows inside the image take an unrolled branch-free path (k is a constant   \
-     * there) that ignores NaN; it reports whether it saw one, and then the plane is redone exactly. */        \
+    /* One (H, W) plane. Undilated k x k windows inside the image take an unrolled branch-free path (k \
+     * is a constant there) that ignores NaN; it reports whether it saw one, and then the plane is redone \
+     * exactly. k = 0: every window takes the general path. */                                                \
     static inline __attribute__((always_inline)) bool maxpool_plane_##SUF(const T *xp, T *o, int64_t *ix,      \
                                                                          int64_t H, int64_t W, int64_t OH,     \
-                                                                         int64_t OW, const int k, int s,       \
-                                                                         int pad) {                            \
+                                                                         int64_t OW, const int k,              \
+                                                                         const nb_window2d *g) {               \
         bool nan = false;                                                                                      \
         for (int64_t r = 0; r < OH; r++) {                                                                     \
-            const int64_t h0 = r * s - pad;                                                                    \
+            const int64_t h0 = r * g->sh - g->ph;                                                              \
             for (int64_t q = 0; q < OW; q++) {                                                                 \
-                const int64_t w0 = q * s - pad;                                                                \
-                if (h0 >= 0 && w0 >= 0 && h0 + k <= H && w0 + k <= W) {                                       \
+                const int64_t w0 = q * g->sw - g->pw;                                                          \
+                if (k && h0 >= 0 && w0 >= 0 && h0 + k <= H && w0 + k <= W) {                                   \
                     int64_t bi = h0 * W + w0;                                                                  \
                     T best = xp[bi];                                                                           \
                     for (int i = 0; i < k; i++)                                                                \
@@ -55,7 +56,7 @@
                     o[r * OW + q] = best;                                                                      \
                     ix[r * OW + q] = bi;                                                                       \
                 } else {                                                                                       \
-                    maxpool_window_##SUF(xp, H, W, h0, w0, k, o + r * OW + q, ix + r * OW + q);                \
+                    maxpool_window_##SUF(xp, H, W, h0, w0, g, o + r * OW + q, ix + r * OW + q);                \
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
@@ -64,25 +65,27 @@
     /* out of line, so that the loop bounds are locals rather than OpenMP's shared variables (which   \
      * every int64 index store could alias) */                                                                \
     static __attribute__((noinline)) void maxpool_planes_##SUF(const T *xp, T *o, int64_t *ix, int64_t H,     \
-                                                              int64_t W, int64_t OH, int64_t OW, int k, int s, \
-                                                              int pad) {                                       \
+                                                              int64_t W, int64_t OH, int64_t OW,               \
+                                                              const nb_window2d *g) {                          \
+        const bool square = g->kh == g->kw && g->dh == 1 && g->dw == 1;                                        \
         bool nan;                                                                                              \
-        if (k == 2) nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, 2, s, pad);                             \
-        else if (k == 3) nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, 3, s, pad);                        \
-        else nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, k, s, pad);                                    \
+        if (square && g->kh == 2) nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, 2, g);                    \
+        else if (square && g->kh == 3) nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, 3, g);               \
+        else nan = maxpool_plane_##SUF(xp, o, ix, H, W, OH, OW, square ? (int)g->kh : 0, g);                   \
         if (nan)                                                                                               \
             for (int64_t r = 0; r < OH; r++)                                                                   \
                 for (int64_t q = 0; q < OW; q++)                                                               \
-                    maxpool_window_##SUF(xp, H, W, r * s - pad, q * s - pad, k, o + r * OW + q, ix + r * OW + q); \
+                    maxpool_window_##SUF(xp, H, W, r * g->sh - g->ph, q * g->sw - g->pw, g, o + r * OW + q,    \
+                                         ix + r * OW + q);                                                     \
     }                                                                                                          \
-    static void maxpool_##SUF(const nb_tensor *x, nb_tensor *out, int64_t *idx, int k, int s, int pad) {       \
+    static void maxpool_##SUF(const nb_tensor *x, nb_tensor *out, int64_t *idx, const nb_window2d *g) {       \
         const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];                      \
         const int64_t OH = out->shape[2], OW = out->shape[3], L = OH * OW;                                     \
         const T *xd = (const T *)x->data;                                                                      \
         T *od = (T *)out->data;                                                                                \
         _Pragma("omp parallel for if (x->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)")  \
         for (int64_t p = 0; p < N * C; p++) {                                                                  \
-            maxpool_planes_##SUF(xd + p * H * W, od + p * L, idx + p * L, H, W, OH, OW, k, s, pad);            \
+            maxpool_planes_##SUF(xd + p * H * W, od + p * L, idx + p * L, H, W, OH, OW, g);                    \
         }                                                                                                      \
     }                                                                                                          \
     /* out[p][o] = x[p][idx[p][o]]; x (P, HW), out (P, L) contiguous */                                        \
@@ -160,81 +163,150 @@ static nb_tensor *pool_scatter(nb_ctx *ctx, nb_tensor *g, nb_tensor *idx, int64_
     return record_pool(ctx, &OP_MAX_POOL_BW, out, gc, idx, H, W);
 }
 
-/* x (N, C, H, W) -> windows (N, C, k*k, L), with OH/OW of the pooled output */
-static nb_tensor *windows(nb_ctx *ctx, const char *op, nb_tensor *x, int kernel, int *stride, int padding,
-                          double padv, int64_t *oh, int64_t *ow) {
-    char b[128];
-    if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64 input, got i64", op);
-    if (x->ndim != 4) return nb__fail(ctx, NB_ERR_SHAPE, "%s: input %s must be 4-D (N, C, H, W)", op, nb_shape_str(x, b, sizeof b));
-    if (*stride == 0) *stride = kernel;
-    if (kernel < 1 || *stride < 1 || padding < 0 || padding > kernel / 2)
-        return nb__fail(ctx, NB_ERR_VALUE, "%s: kernel %d, stride %d, padding %d invalid for input %s (need kernel, stride >= 1, 0 <= padding <= kernel/2)",
-                        op, kernel, *stride, padding, nb_shape_str(x, b, sizeof b));
-    const int64_t H = x->shape[2], W = x->shape[3];
-    if (kernel > H + 2 * padding || kernel > W + 2 * padding)
-        return nb__fail(ctx, NB_ERR_SHAPE, "%s: kernel %dx%d is larger than the padded input %lldx%lld of %s (padding %d)", op,
-                        kernel, kernel, (long long)(H + 2 * padding), (long long)(W + 2 * padding),
-                        nb_shape_str(x, b, sizeof b), padding);
-    *oh = (H + 2 * padding - kernel) / *stride + 1;
-    *ow = (W + 2 * padding - kernel) / *stride + 1;
-    nb_tensor *cols = nb_unfold(ctx, x, NB_WINDOW2D(kernel, *stride, padding, 1), padv);
-    return nb_reshape(ctx, cols, NB_SHAPE(x->shape[0], x->shape[1], (int64_t)kernel * kernel, *oh * *ow));
+/* ---- geometry: PyTorch's option defaults, checks and output size ------------------------------ */
+/* PyTorch's pooling_output_shape: floor or ceil, and in ceil mode a last window that would start
+ * inside the right padding is dropped. */
+static int64_t pooled_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+    const int64_t span = n + 2 * p - d * (k - 1) - 1;
+    if (span < 0) return 0;
+    int64_t o = (span + (ceil_mode ? s - 1 : 0)) / s + 1;
+    if (ceil_mode && (o - 1) * s >= n + p) o--;
+    return o;
 }
 
-static nb_tensor *pool(nb_ctx *ctx, const char *op, nb_tensor *x, int kernel, int stride, int padding, bool is_max) {
-    if (nb__null(ctx, op, 1, x)) return NULL;
-    int64_t oh = 0, ow = 0;
-    /* every window holds a real element (padding <= kernel/2), so the lowest finite value acts
-     * as -inf for max without tripping anomaly mode */
-    double padv = is_max ? (x->dtype == NB_F32 ? -FLT_MAX : -DBL_MAX) : 0.0;
-    nb_tensor *win = windows(ctx, op, x, kernel, &stride, padding, padv, &oh, &ow);
-    if (!win) return NULL;
-    int axis = 2;
-    nb_tensor *r = is_max ? nb_max(ctx, win, 1, &axis, false) : nb_mean(ctx, win, 1, &axis, false);
-    return nb_reshape(ctx, r, NB_SHAPE(x->shape[0], x->shape[1], oh, ow));
+/* does every window along one axis hold a tap inside [0, n)? (only dilation can break this) */
+static bool taps_reach(int64_t n, int64_t o, int64_t k, int64_t s, int64_t p, int64_t d) {
+    for (int64_t r = 0; r < o; r++) {
+        bool hit = false;
+        for (int64_t i = 0; i < k && !hit; i++) hit = r * s - p + i * d >= 0 && r * s - p + i * d < n;
+        if (!hit) return false;
+    }
+    return true;
 }
 
-/* The checks of pooling arguments shared with windows(); false + error if bad. */
-static bool pool_args(nb_ctx *ctx, const char *op, const nb_tensor *x, int kernel, int *stride, int padding, int64_t *oh,
-                      int64_t *ow) {
+/* The window of opts on x (N, C, H, W), with zero fields at PyTorch's defaults; *oh, *ow the pooled
+ * size. false + the context's error if an argument is bad. */
+static bool pool_geometry(nb_ctx *ctx, const char *op, const nb_tensor *x, const nb_pool_opts *o, bool is_max,
+                          nb_window2d *g, int64_t *oh, int64_t *ow) {
     char b[128];
     if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected f32 or f64 input, got i64", op), false;
     if (x->ndim != 4)
         return nb__fail(ctx, NB_ERR_SHAPE, "%s: input %s must be 4-D (N, C, H, W)", op, nb_shape_str(x, b, sizeof b)), false;
-    if (*stride == 0) *stride = kernel;
-    if (kernel < 1 || *stride < 1 || padding < 0 || padding > kernel / 2)
+    if (!o) return nb__fail(ctx, NB_ERR_NULL, "%s: options are NULL (the kernel size is required)", op), false;
+    *g = (nb_window2d){o->kernel[0], o->kernel[1], o->stride[0] ? o->stride[0] : o->kernel[0],
+                       o->stride[1] ? o->stride[1] : o->kernel[1], o->padding[0], o->padding[1],
+                       o->dilation[0] ? o->dilation[0] : 1, o->dilation[1] ? o->dilation[1] : 1};
+    if (g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0 ||
+        g->ph > g->kh / 2 || g->pw > g->kw / 2 || o->divisor_override < 0)
         return nb__fail(ctx, NB_ERR_VALUE,
-                        "%s: kernel %d, stride %d, padding %d invalid for input %s (need kernel, stride >= 1, 0 <= "
-                        "padding <= kernel/2)",
-                        op, kernel, *stride, padding, nb_shape_str(x, b, sizeof b)),
+                        "%s: kernel %lldx%lld, stride %lldx%lld, padding %lldx%lld, dilation %lldx%lld, divisor %lld "
+                        "invalid for input %s (need kernel, stride, dilation >= 1, 0 <= padding <= kernel/2, divisor >= 0)",
+                        op, (long long)g->kh, (long long)g->kw, (long long)g->sh, (long long)g->sw, (long long)g->ph,
+                        (long long)g->pw, (long long)g->dh, (long long)g->dw, (long long)o->divisor_override,
+                        nb_shape_str(x, b, sizeof b)),
+               false;
+    if (!is_max && (g->dh != 1 || g->dw != 1))
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: dilation %lldx%lld is not an option of average pooling", op,
+                            (long long)g->dh, (long long)g->dw),
+                   false;
+    if (is_max && (o->divisor_override || o->exclude_pad))
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: divisor_override and exclude_pad are options of average pooling", op),
                false;
     const int64_t H = x->shape[2], W = x->shape[3];
-    if (kernel > H + 2 * padding || kernel > W + 2 * padding)
-        return nb__fail(ctx, NB_ERR_SHAPE, "%s: kernel %dx%d is larger than the padded input %lldx%lld of %s (padding %d)",
-                        op, kernel, kernel, (long long)(H + 2 * padding), (long long)(W + 2 * padding),
-                        nb_shape_str(x, b, sizeof b), padding),
+    *oh = pooled_size(H, g->kh, g->sh, g->ph, g->dh, o->ceil_mode);
+    *ow = pooled_size(W, g->kw, g->sw, g->pw, g->dw, o->ceil_mode);
+    if (*oh < 1 || *ow < 1)
+        return nb__fail(ctx, NB_ERR_SHAPE, "%s: kernel %lldx%lld (dilation %lldx%lld) is larger than the padded input %lldx%lld of %s",
+                        op, (long long)g->kh, (long long)g->kw, (long long)g->dh, (long long)g->dw,
+                        (long long)(H + 2 * g->ph), (long long)(W + 2 * g->pw), nb_shape_str(x, b, sizeof b)),
                false;
-    *oh = (H + 2 * padding - kernel) / *stride + 1;
-    *ow = (W + 2 * padding - kernel) / *stride + 1;
+    if (!taps_reach(H, *oh, g->kh, g->sh, g->ph, g->dh) || !taps_reach(W, *ow, g->kw, g->sw, g->pw, g->dw))
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: a dilated window of input %s holds only padding (PyTorch would return -inf there)",
+                        op, nb_shape_str(x, b, sizeof b)),
+               false;
     return true;
 }
 
-nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding) {
+/* ---- the public ops --------------------------------------------------------------------------- */
+nb_tensor *nb_max_pool2d_ex(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
     if (nb__null(ctx, "max_pool2d", 1, x)) return NULL;
+    nb_window2d g;
     int64_t oh, ow;
-    if (!pool_args(ctx, "max_pool2d", x, kernel, &stride, padding, &oh, &ow)) return NULL;
+    if (!pool_geometry(ctx, "max_pool2d", x, opts, true, &g, &oh, &ow)) return NULL;
     nb_tensor *xc = nb_contiguous(ctx, x);
     if (!xc) return NULL;
     const int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
     nb_tensor *out = nb__new(ctx, x->dtype, 4, shape), *idx = nb__new(ctx, NB_I64, 4, shape);
     if (!out || !idx) return NULL;
-    if (x->dtype == NB_F32) maxpool_f32(xc, out, idx->data, kernel, stride, padding);
-    else maxpool_f64(xc, out, idx->data, kernel, stride, padding);
+    if (x->dtype == NB_F32) maxpool_f32(xc, out, idx->data, &g);
+    else maxpool_f64(xc, out, idx->data, &g);
     return record_pool(ctx, &OP_MAX_POOL, out, xc, idx, x->shape[2], x->shape[3]);
 }
 
+/* PyTorch's divisor of output position r along one axis: the window clipped to the padded input
+ * (count_include_pad) or to the input itself */
+static int64_t avg_count(int64_t r, int64_t n, int64_t k, int64_t s, int64_t p, bool exclude_pad) {
+    int64_t start = r * s - p, end = start + k < n + p ? start + k : n + p;
+    if (!exclude_pad) return end - start;
+    start = start > 0 ? start : 0;
+    end = end < n ? end : n;
+    return end - start;
+}
+
+/* Average pooling is a composition: zero-pad (with the extra right/bottom rows ceil mode needs),
+ * unfold the windows, sum over the kernel axis, divide by a constant (OH, OW) of PyTorch's
+ * divisors. */
+nb_tensor *nb_avg_pool2d_ex(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
+    if (nb__null(ctx, "avg_pool2d", 1, x)) return NULL;
+    nb_window2d g;
+    int64_t oh, ow;
+    if (!pool_geometry(ctx, "avg_pool2d", x, opts, false, &g, &oh, &ow)) return NULL;
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t eh = (oh - 1) * g.sh + g.kh - (H + 2 * g.ph), ew = (ow - 1) * g.sw + g.kw - (W + 2 * g.pw);
+    const int64_t pad[4] = {g.pw, g.pw + (ew > 0 ? ew : 0), g.ph, g.ph + (eh > 0 ? eh : 0)};
+    nb_tensor *xp = nb_pad(ctx, x, 4, pad, NB_PAD_CONSTANT, 0.0);
+    nb_tensor *cols = nb_unfold(ctx, xp, (nb_window2d){g.kh, g.kw, g.sh, g.sw, 0, 0, 1, 1}, 0.0);
+    int axis = 2;
+    nb_tensor *sum = nb_sum(ctx, nb_reshape(ctx, cols, NB_SHAPE(N, C, g.kh * g.kw, oh * ow)), 1, &axis, false);
+    nb_tensor *div = nb__new(ctx, x->dtype, NB_SHAPE(oh, ow));
+    if (!sum || !div) return NULL;
+    for (int64_t r = 0; r < oh; r++)
+        for (int64_t q = 0; q < ow; q++)
+            nb_set(div, r * ow + q,
+                   opts->divisor_override ? (double)opts->divisor_override
+                                          : (double)(avg_count(r, H, g.kh, g.sh, g.ph, opts->exclude_pad) *
+                                                     avg_count(q, W, g.kw, g.sw, g.pw, opts->exclude_pad)));
+    return nb_div(ctx, nb_reshape(ctx, sum, NB_SHAPE(N, C, oh, ow)), div);
+}
+
+nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding) {
+    return nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {kernel, kernel}, .stride = {stride, stride}, .padding = {padding, padding}});
+}
+
 nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding) {
-    return pool(ctx, "avg_pool2d", x, kernel, stride, padding, false);
+    return nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {kernel, kernel}, .stride = {stride, stride}, .padding = {padding, padding}});
+}
+
+/* 1-D pooling over x (N, C, L) is 2-D pooling of (N, C, 1, L) with the first entry of each pair
+ * moved to the W axis. */
+static nb_tensor *pool1d(nb_ctx *ctx, const char *op, nb_tensor *x, const nb_pool_opts *o,
+                         nb_tensor *(*pool2d)(nb_ctx *, nb_tensor *, const nb_pool_opts *)) {
+    char b[128];
+    if (nb__null(ctx, op, 1, x)) return NULL;
+    if (!o) return nb__fail(ctx, NB_ERR_NULL, "%s: options are NULL (the kernel size is required)", op);
+    if (x->ndim != 3) return nb__fail(ctx, NB_ERR_SHAPE, "%s: input %s must be 3-D (N, C, L)", op, nb_shape_str(x, b, sizeof b));
+    if (o->kernel[1] || o->stride[1] || o->padding[1] || o->dilation[1])
+        return nb__fail(ctx, NB_ERR_VALUE, "%s: options take the first entry of each pair only; the second must be 0", op);
+    nb_pool_opts o2 = *o;
+    o2.kernel[1] = o->kernel[0], o2.stride[1] = o->stride[0], o2.padding[1] = o->padding[0], o2.dilation[1] = o->dilation[0];
+    o2.kernel[0] = 1, o2.stride[0] = 1, o2.padding[0] = 0, o2.dilation[0] = 1;
+    return nb_squeeze(ctx, pool2d(ctx, nb_unsqueeze(ctx, x, 2), &o2), 2);
+}
+nb_tensor *nb_max_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
+    return pool1d(ctx, "max_pool1d", x, opts, nb_max_pool2d_ex);
+}
+nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
+    return pool1d(ctx, "avg_pool1d", x, opts, nb_avg_pool2d_ex);
 }
 
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow) {

@@ -182,3 +182,32 @@ Test(layers, rnn_layers) {
     cr_assert_eq(nb_rnn_layer_init(&g, ps, "gru", NB_GRU, 4, 8, false, &rng), NB_OK);
     cr_assert(g.w_ih->shape[0] == 24 && g.b_ih == NULL && nb_params_find(ps, "gru.bias_ih") == NULL);
 }
+
+/* ---- embedding(padding_idx) ------------------------------------------------------------------ */
+#include "ref/layers_ref.h"
+
+static nb_tensor *f_embed_pad(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_embedding_padded(c, in[0], (nb_tensor *)u, 3);
+}
+
+Test(layers, embedding_padding_idx) {
+    nb_tensor *w = ref_tensor(ctx, NB_SHAPE(5, 3), 1.3, true);
+    const double iv[6] = {1, 4, 1, 0, 4, 2};
+    nb_tensor *idx = nb_cast(ctx, nb_from(ctx, NB_F64, NB_SHAPE(2, 3), iv), NB_I64);
+    /* padding_idx -1 is row 4: its rows come out, its gradient is zero (PyTorch 1.13) */
+    nb_tensor *y = nb_embedding_padded(ctx, w, idx, -1);
+    cr_assert(y && y->ndim == 3 && y->shape[2] == 3, "%s", nb_ctx_error(ctx));
+    assert_ref(y, REF_EMBED_PAD_Y);
+    nb_tensor *g = ref_tensor(ctx, y->ndim, y->shape, 1.4, false);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul(ctx, y, g)), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    assert_ref(w->grad, REF_EMBED_PAD_GRAD);
+    for (int j = 0; j < 3; j++) cr_assert_eq(nb_get(w->grad, 4 * 3 + j), 0.0);
+    /* first and second order through the rows that are not padding (row 3 is not picked: finite
+     * differences would see the padding row's values change, which its zero gradient ignores) */
+    nb_tensor *wl = rand_leaf(ctx, NB_SHAPE(5, 3));
+    check_grads(ctx, f_embed_pad, 1, &wl, idx, true);
+    ASSERT_ERROR(ctx, nb_embedding_padded(ctx, w, idx, 5), NB_ERR_INDEX, "embedding", "padding_idx 5", "[-5, 5)");
+    ASSERT_ERROR(ctx, nb_embedding_padded(ctx, w, idx, -6), NB_ERR_INDEX, "padding_idx -6");
+    ASSERT_ERROR(ctx, nb_embedding_padded(ctx, w, nb_from(ctx, NB_F64, NB_SHAPE(2, 3), iv), 0), NB_ERR_DTYPE, "embedding");
+    ASSERT_ERROR(ctx, nb_embedding_padded(ctx, NULL, idx, 0), NB_ERR_NULL, "embedding");
+}

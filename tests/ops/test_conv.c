@@ -286,3 +286,65 @@ Test(conv, columns_stay_out_of_the_arena) {
     cr_assert_lt(nb_ctx_bytes_peak(ctx), 5 * image, "peak %zu bytes; the columns alone are %zu", nb_ctx_bytes_peak(ctx), cols);
     nb_tensor_free(x), nb_tensor_free(w);
 }
+
+/* ---- conv1d: a view over conv2d ------------------------------------------------------------ */
+#include "ref/layers_ref.h"
+
+Test(conv, conv1d_matches_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 4, 9), 0.5, false), *w = ref_tensor(ctx, NB_SHAPE(6, 2, 3), 0.6, false);
+    nb_tensor *b = ref_tensor(ctx, NB_SHAPE(6), 0.7, false);
+    nb_tensor *y = nb_conv1d(ctx, x, w, b, &(nb_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2});
+    cr_assert(y && y->ndim == 3 && y->shape[1] == 6 && y->shape[2] == 4, "%s", nb_ctx_error(ctx));
+    assert_ref(y, REF_CONV1D);
+    nb_tensor *w2 = ref_tensor(ctx, NB_SHAPE(3, 4, 3), 0.8, false);
+    y = nb_conv1d(ctx, x, w2, NULL, &(nb_conv_opts){.dilation = {2}, .same = true});
+    cr_assert(y && y->shape[2] == 9);
+    assert_ref(y, REF_CONV1D_SAME);
+    /* NULL options: stride 1, no padding */
+    y = nb_conv1d(ctx, x, w2, NULL, NULL);
+    cr_assert(y && y->shape[2] == 7);
+}
+
+static nb_tensor *f_conv1d(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_conv1d(c, in[0], in[1], in[2], u);
+}
+
+Test(conv, conv1d_gradients_and_errors) {
+    nb_tensor *in[3] = {rand_leaf(ctx, NB_SHAPE(2, 4, 7)), rand_leaf(ctx, NB_SHAPE(4, 2, 2)), rand_leaf(ctx, NB_SHAPE(4))};
+    nb_conv_opts o = {.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2};
+    check_grads(ctx, f_conv1d, 3, in, &o, true);
+    ASSERT_ERROR(ctx, nb_conv1d(ctx, in[0], nb_zeros(ctx, NB_F64, NB_SHAPE(3, 3, 2)), NULL, NULL), NB_ERR_SHAPE, "conv");
+    ASSERT_ERROR(ctx, nb_conv1d(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 4, 7, 1)), in[1], NULL, NULL), NB_ERR_SHAPE, "conv1d",
+                 "(N, C, L)", "(2,4,7,1)");
+    ASSERT_ERROR(ctx, nb_conv1d(ctx, in[0], in[1], NULL, &(nb_conv_opts){.stride = {1, 2}}), NB_ERR_VALUE, "conv1d",
+                 "second must be 0");
+    ASSERT_ERROR(ctx, nb_conv1d(ctx, NULL, in[1], NULL, NULL), NB_ERR_NULL, "conv1d");
+}
+
+/* ---- conv3d: depth taps of conv2d ------------------------------------------------------------ */
+Test(conv, conv3d_matches_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 4, 5, 4, 6), 0.85, false), *w = ref_tensor(ctx, NB_SHAPE(6, 2, 3, 2, 3), 0.86, false);
+    nb_tensor *b = ref_tensor(ctx, NB_SHAPE(6), 0.87, false);
+    nb_tensor *y = nb_conv3d(ctx, x, w, b,
+                             &(nb_conv3d_opts){.stride = {2, 1, 2}, .padding = {1, 0, 1}, .dilation = {1, 2, 1}, .groups = 2});
+    cr_assert(y && y->ndim == 5 && y->shape[1] == 6 && y->shape[2] == 3 && y->shape[3] == 2 && y->shape[4] == 3, "%s",
+              nb_ctx_error(ctx));
+    assert_ref(y, REF_CONV3D);
+}
+
+static nb_tensor *f_conv3d(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_conv3d(c, in[0], in[1], in[2], u);
+}
+
+Test(conv, conv3d_gradients_and_errors) {
+    nb_tensor *in[3] = {rand_leaf(ctx, NB_SHAPE(1, 2, 4, 3, 3)), rand_leaf(ctx, NB_SHAPE(2, 2, 2, 2, 2)), rand_leaf(ctx, NB_SHAPE(2))};
+    nb_conv3d_opts o = {.stride = {2, 1, 1}, .padding = {1, 1, 0}, .dilation = {1, 1, 2}};
+    check_grads(ctx, f_conv3d, 3, in, &o, true);
+    ASSERT_ERROR(ctx, nb_conv3d(ctx, in[1], in[0], NULL, NULL), NB_ERR_SHAPE, "conv3d", "deeper", "(2,2,2,2,2)");
+    ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], nb_zeros(ctx, NB_F64, NB_SHAPE(2, 2, 2, 2)), NULL, NULL), NB_ERR_SHAPE, "conv3d",
+                 "(O, C/groups, kd, kh, kw)");
+    ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], in[1], NULL, &(nb_conv3d_opts){.stride = {1, -1, 1}}), NB_ERR_VALUE, "conv3d",
+                 "axis 1", "stride -1");
+    ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], nb_zeros(ctx, NB_F64, NB_SHAPE(2, 3, 2, 2, 2)), NULL, NULL), NB_ERR_SHAPE, "conv");
+    ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], NULL, NULL, NULL), NB_ERR_NULL, "conv3d");
+}

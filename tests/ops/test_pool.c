@@ -149,3 +149,103 @@ Test(pool, max_pool_same_bits_for_any_thread_count, .timeout = 60) {
     cr_assert(memcmp(y[0]->data, y[1]->data, (size_t)y[0]->numel * 4) == 0);
     cr_assert(memcmp(gr[0]->data, gr[1]->data, (size_t)gr[0]->numel * 4) == 0);
 }
+
+/* ---- options (nb_pool_opts): rectangular windows, dilation, ceil mode, divisors, 1-D --------- */
+#include "ref/layers_ref.h"
+
+static void assert_shape4(const nb_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d) {
+    cr_assert(t && t->ndim == 4 && t->shape[0] == a && t->shape[1] == b && t->shape[2] == c && t->shape[3] == d,
+              "shape %s", t ? "differs" : nb_last_error());
+}
+
+Test(pool, options_match_pytorch) {
+    nb_tensor *x = ref_tensor(ctx, NB_SHAPE(2, 3, 7, 8), 0.3, false);
+    nb_tensor *y = nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}});
+    assert_shape4(y, 2, 3, 4, 8);
+    assert_ref(y, REF_MAXPOOL_RECT);
+    /* ceil mode: W gives (8 - 3)/2 rounded up + 1 = 4 windows; H's fourth window, starting at 3*3 - 1 = 8
+     * >= 7 + 1, is dropped: 3 rows */
+    y = nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 3}, .stride = {3, 2}, .padding = {1, 0}, .ceil_mode = true});
+    assert_shape4(y, 2, 3, 3, 4);
+    assert_ref(y, REF_MAXPOOL_CEIL);
+    y = nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true});
+    assert_shape4(y, 2, 3, 4, 5);
+    assert_ref(y, REF_AVGPOOL_CEIL);
+    y = nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {3, 2}, .stride = {2, 3}, .padding = {1, 1}, .ceil_mode = true,
+                                                 .exclude_pad = true});
+    assert_ref(y, REF_AVGPOOL_CEIL_EXCL);
+    assert_ref(nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {3, 3}, .stride = {1, 1}, .padding = {1, 1}, .exclude_pad = true}),
+               REF_AVGPOOL_EXCL);
+    assert_ref(nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 3}, .stride = {2, 2}, .padding = {1, 0}, .ceil_mode = true,
+                                                        .divisor_override = 4}),
+               REF_AVGPOOL_DIVISOR);
+    nb_tensor *x1 = ref_tensor(ctx, NB_SHAPE(2, 3, 9), 0.4, false);
+    y = nb_max_pool1d(ctx, x1, &(nb_pool_opts){.kernel = {3}, .stride = {2}, .padding = {1}, .dilation = {2}, .ceil_mode = true});
+    cr_assert(y && y->ndim == 3 && y->shape[2] == 4);
+    assert_ref(y, REF_MAXPOOL1D);
+    assert_ref(nb_avg_pool1d(ctx, x1, &(nb_pool_opts){.kernel = {4}, .stride = {3}, .padding = {2}, .ceil_mode = true, .exclude_pad = true}),
+               REF_AVGPOOL1D);
+}
+
+Test(pool, ceil_mode_divisor_by_hand) {
+    /* one row 1..5, kernel 2, stride 2, ceil: windows [1,2] [3,4] [5]; the last one sticks out past
+     * the input (no padding) and PyTorch divides by the 1 element it covers */
+    double v[5] = {1, 2, 3, 4, 5};
+    nb_tensor *x = nb_from(ctx, NB_F64, NB_SHAPE(1, 1, 1, 5), v);
+    nb_tensor *y = nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {1, 2}, .ceil_mode = true});
+    assert_values(y, (const double[]){1.5, 3.5, 5}, 3, 1e-15);
+    /* padding 1, count_include_pad: windows [0,1] [2,3] [4,5] -> divisor 2 each (the padded zero counts) */
+    y = nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {1, 2}, .padding = {0, 1}, .ceil_mode = true});
+    assert_values(y, (const double[]){0.5, 2.5, 4.5}, 3, 1e-15);
+    y = nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {1, 2}, .padding = {0, 1}, .exclude_pad = true});
+    assert_values(y, (const double[]){1, 2.5, 4.5}, 3, 1e-15);
+    y = nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {1, 2}, .ceil_mode = true});
+    assert_values(y, (const double[]){2, 4, 5}, 3, 0);
+}
+
+static nb_tensor *f_pool_ex(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const nb_pool_opts *o = u;
+    return o->dilation[0] || o->dilation[1] ? nb_max_pool2d_ex(c, in[0], o) : nb_avg_pool2d_ex(c, in[0], o);
+}
+static nb_tensor *f_pool1d(nb_ctx *c, nb_tensor *const *in, void *u) {
+    return nb_avg_pool1d(c, nb_max_pool1d(c, in[0], u), &(nb_pool_opts){.kernel = {2}, .stride = {1}});
+}
+
+Test(pool, option_gradients) {
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(1, 2, 6, 7));
+    nb_pool_opts cases[] = {
+        {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}},
+        {.kernel = {2, 3}, .stride = {3, 2}, .padding = {1, 0}, .dilation = {1, 1}, .ceil_mode = true},
+        {.kernel = {3, 2}, .stride = {2, 3}, .padding = {1, 1}, .ceil_mode = true, .exclude_pad = true},
+        {.kernel = {2, 3}, .stride = {2, 2}, .padding = {1, 0}, .ceil_mode = true, .divisor_override = 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_grads(ctx, f_pool_ex, 1, &x, &cases[i], true);
+    nb_tensor *x1 = rand_leaf(ctx, NB_SHAPE(2, 2, 9));
+    nb_pool_opts o1 = {.kernel = {3}, .stride = {2}, .dilation = {2}, .ceil_mode = true};
+    check_grads(ctx, f_pool1d, 1, &x1, &o1, true);
+}
+
+Test(pool, option_errors) {
+    nb_tensor *x = nb_zeros(ctx, NB_F64, NB_SHAPE(1, 2, 4, 5));
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, NULL), NB_ERR_NULL, "max_pool2d", "kernel");
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {0, 2}}), NB_ERR_VALUE, "max_pool2d", "kernel 0x2");
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 2}, .padding = {0, 2}}), NB_ERR_VALUE,
+                 "padding 0x2", "(1,2,4,5)");
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 2}, .stride = {-1, 1}}), NB_ERR_VALUE, "stride -1x1");
+    ASSERT_ERROR(ctx, nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 2}, .dilation = {2, 1}}), NB_ERR_VALUE,
+                 "avg_pool2d", "dilation");
+    ASSERT_ERROR(ctx, nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 2}, .divisor_override = -3}), NB_ERR_VALUE,
+                 "divisor -3");
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {2, 2}, .exclude_pad = true}), NB_ERR_VALUE,
+                 "max_pool2d", "exclude_pad");
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {3, 2}, .dilation = {2, 1}}), NB_ERR_SHAPE,
+                 "max_pool2d", "3x2", "(1,2,4,5)");
+    /* dilation 3, kernel 2, padding 1 on a 2-row input: the window at -1 taps rows -1 and 2 only */
+    ASSERT_ERROR(ctx, nb_max_pool2d_ex(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(1, 1, 2, 4)),
+                                       &(nb_pool_opts){.kernel = {2, 2}, .stride = {1, 1}, .padding = {1, 0}, .dilation = {3, 1}}),
+                 NB_ERR_VALUE, "only padding");
+    ASSERT_ERROR(ctx, nb_max_pool1d(ctx, x, &(nb_pool_opts){.kernel = {2}}), NB_ERR_SHAPE, "max_pool1d", "3-D");
+    ASSERT_ERROR(ctx, nb_avg_pool1d(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(1, 2, 4)), &(nb_pool_opts){.kernel = {2, 2}}),
+                 NB_ERR_VALUE, "avg_pool1d", "second must be 0");
+    ASSERT_ERROR(ctx, nb_max_pool1d(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(1, 2, 4)), NULL), NB_ERR_NULL, "max_pool1d");
+}
