@@ -250,6 +250,9 @@ W(sort, nb_sort(c, in[0], 1, true, NULL))
 W(topk, nb_topk(c, in[0], 2, -1, true, true, NULL))
 W(take_along_dim, nb_take_along_dim(c, in[0], nb_argsort(c, in[0], 1, false), 1))
 W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
+W(scaled_dot_product_attention, nb_scaled_dot_product_attention(c, in[0], in[1], in[2], NULL, true, 0.0, 0.0))
+W(sdpa_additive_mask, nb_scaled_dot_product_attention(c, in[0], in[1], in[2], in[3], false, 0.0, 0.7))
+W(multi_head_attention, nb_multi_head_attention(c, in[0], in[0], in[0], in[1], in[2], in[3], NULL, 2, NULL, false, 0.0))
 #undef W
 
 /* ---- the registry ------------------------------------------------------------------------------ */
@@ -442,6 +445,16 @@ static const reg REGISTRY[] = {
     OP(layer_norm_layer_forward, 3, {S2(3, 4) COMMA S1(4) COMMA S1(4)}, {S3(2, 2, 3) COMMA S1(3) COMMA S1(3)},
        {S2(3, 4) COMMA S1(3) COMMA S1(3)}, -2, 2, true, true),
     OP(embedding_layer_forward, 1, {S2(4, 3)}, {S2(3, 2)}, NONE, -2, 2, true, false),
+    /* attention (values: tests/nn/test_attention.c) */
+    OP(scaled_dot_product_attention, 3, {S3(2, 3, 4) COMMA S3(2, 5, 4) COMMA S3(2, 5, 3)},
+       {S2(3, 2) COMMA S4(2, 1, 4, 2) COMMA S2(4, 3)}, {S2(3, 4) COMMA S2(5, 3) COMMA S2(5, 2)}, -1, 1, true, false),
+    OPV(scaled_dot_product_attention, sdpa_additive_mask, 4,
+        {S3(2, 3, 4) COMMA S3(2, 5, 4) COMMA S3(2, 5, 3) COMMA S2(3, 5)},
+        {S2(3, 2) COMMA S3(2, 4, 2) COMMA S2(4, 3) COMMA S3(2, 1, 4)},
+        {S2(3, 4) COMMA S2(5, 4) COMMA S2(5, 2) COMMA S2(2, 5)}, -1, 1, true, true),
+    OP(multi_head_attention, 4, {S3(2, 3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)},
+       {S2(3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)}, {S3(2, 3, 4) COMMA S2(12, 3) COMMA S1(12) COMMA S2(4, 4)},
+       -1, 1, true, true),
     /* penalties (regularize.h) */
     OP(l2_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, -2, 2, true, true),
     OP(l1_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, 0.2, 2, true, true),
@@ -469,6 +482,7 @@ static const char *const WITHOUT_GRADIENT[][2] = {
     {"conv_transpose2d_layer_forward", "layer wrapper of conv_transpose2d (registered above)"},
     {"batch_norm_layer_forward", "layer wrapper of batch_norm with running statistics: tests/nn/test_layers.c"},
     {"rnn_layer_forward", "layer wrapper of rnn_unroll (registered above)"},
+    {"multi_head_attention_layer_forward", "layer wrapper of multi_head_attention (registered above): tests/nn/test_attention.c"},
     {"l2_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
     {"l1_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
     {"elastic_net_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},

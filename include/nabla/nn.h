@@ -172,6 +172,34 @@ nb_tensor *nb_embedding(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx);
  * [-V, V), negative counts from the end) get no gradient. */
 nb_tensor *nb_embedding_padded(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx, int64_t padding_idx);
 
+/* ---- attention (composites: differentiable to any order) ------------------------------------ */
+/* PyTorch 2.x F.scaled_dot_product_attention: softmax(q k^T * scale + mask) v for q (..., L, E),
+ * k (..., S, E), v (..., S, Ev) -> (..., L, Ev), batch axes broadcast. scale 0 means 1/sqrt(E).
+ * nabla has no bool dtype, so the mask's dtype says what it is (broadcast to (..., L, S)):
+ *   - NB_I64: a boolean mask, nonzero = attend (PyTorch's True); pass nb_cast(ctx, m, NB_I64)
+ *     for a 0/1 float mask from a comparison;
+ *   - q's float dtype: added to the scores (PyTorch's float mask; -inf blocks).
+ * is_causal keeps key j <= query i (torch.ones(L, S).tril(), top-left aligned); it and a mask
+ * cannot both be given (NB_ERR_VALUE, as PyTorch). A row with every key blocked is NaN, as in
+ * PyTorch. dropout_p (in [0, 1)) drops attention weights through nb_dropout, so only in train
+ * mode (nb_ctx_is_train), where F.scaled_dot_product_attention drops in both modes. */
+nb_tensor *nb_scaled_dot_product_attention(nb_ctx *ctx, nb_tensor *q, nb_tensor *k, nb_tensor *v, nb_tensor *mask,
+                                           bool is_causal, double dropout_p, double scale);
+/* nn.MultiheadAttention(E, num_heads, batch_first=True)'s forward with need_weights=False:
+ * query (N, L, E), key and value (N, S, E) (or unbatched (L, E), (S, E)) -> (N, L, E).
+ * q, k, v = the three row blocks of in_proj_weight (3E, E) / in_proj_bias (3E) applied to query,
+ * key, value; split into num_heads heads of E/num_heads; scaled_dot_product_attention per head
+ * (mask broadcast to (N, num_heads, L, S), is_causal, dropout_p as there); heads concatenated and
+ * projected by out_proj_weight (E, E), out_proj_bias (E). Biases may be NULL. The mask follows
+ * scaled_dot_product_attention's convention (i64 nonzero = attend), the opposite of
+ * nn.MultiheadAttention's bool attn_mask (True = blocked); a float mask is additive in both. A
+ * key_padding_mask is a mask of shape (N, 1, 1, S); PyTorch's (N*num_heads, L, S) masks are
+ * passed as (N, num_heads, L, S). */
+nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                   nb_tensor *in_proj_weight, nb_tensor *in_proj_bias, nb_tensor *out_proj_weight,
+                                   nb_tensor *out_proj_bias, int64_t num_heads, nb_tensor *mask, bool is_causal,
+                                   double dropout_p);
+
 /* ---- recurrent cells (PyTorch's equations and gate order) ------------------------------------ */
 /* Elman: h' = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh). x (N, F), h (N, H), w_ih (H, F),
  * w_hh (H, H), biases (H) or NULL. Returns h' (N, H). */
@@ -287,6 +315,21 @@ nb_status nb_rnn_layer_init(nb_rnn_layer *l, nb_params *ps, const char *name, nb
 nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x, nb_tensor *h0, nb_tensor *c0,
                                 nb_tensor **h_last, nb_tensor **c_last);
 
+/* nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first=True):
+ * "<name>.in_proj_weight" (3E, E) xavier_uniform, "<name>.in_proj_bias" (3E) 0,
+ * "<name>.out_proj.weight" (E, E) Linear's U(-1/sqrt(E), 1/sqrt(E)), "<name>.out_proj.bias" (E) 0
+ * (PyTorch's names and initialisation). Forward = nb_multi_head_attention with the layer's dropout. */
+typedef struct {
+    nb_tensor *in_proj_weight, *in_proj_bias, *out_proj_weight, *out_proj_bias; /* biases NULL without */
+    int64_t embed_dim, num_heads;
+    double dropout;
+} nb_multi_head_attention_layer;
+nb_status nb_multi_head_attention_layer_init(nb_multi_head_attention_layer *l, nb_params *ps, const char *name,
+                                             int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                             nb_rng *rng);
+nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_head_attention_layer *l, nb_tensor *query,
+                                                 nb_tensor *key, nb_tensor *value, nb_tensor *mask, bool is_causal);
+
 #ifdef __cplusplus
 }
 #endif
@@ -316,6 +359,8 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_interpolate(...) NB__AT(nb_interpolate, __VA_ARGS__)
 #define nb_pixel_shuffle(...) NB__AT(nb_pixel_shuffle, __VA_ARGS__)
 #define nb_pixel_unshuffle(...) NB__AT(nb_pixel_unshuffle, __VA_ARGS__)
+#define nb_scaled_dot_product_attention(...) NB__AT(nb_scaled_dot_product_attention, __VA_ARGS__)
+#define nb_multi_head_attention(...) NB__AT(nb_multi_head_attention, __VA_ARGS__)
 #define nb_rnn_cell(...) NB__AT(nb_rnn_cell, __VA_ARGS__)
 #define nb_lstm_cell(...) NB__AT(nb_lstm_cell, __VA_ARGS__)
 #define nb_gru_cell(...) NB__AT(nb_gru_cell, __VA_ARGS__)
@@ -327,6 +372,7 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
 #define nb_layer_norm_layer_forward(...) NB__AT(nb_layer_norm_layer_forward, __VA_ARGS__)
 #define nb_embedding_layer_forward(...) NB__AT(nb_embedding_layer_forward, __VA_ARGS__)
 #define nb_rnn_layer_forward(...) NB__AT(nb_rnn_layer_forward, __VA_ARGS__)
+#define nb_multi_head_attention_layer_forward(...) NB__AT(nb_multi_head_attention_layer_forward, __VA_ARGS__)
 #endif
 
 #endif

@@ -51,7 +51,13 @@ nb_tensor *nb_pow(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);      /* a^b, a > 0 w
 nb_tensor *nb_maximum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);  /* NaN wins; ties split the gradient evenly */
 nb_tensor *nb_minimum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_atan2(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);    /* angle of the point (b, a), torch.atan2 */
-/* Comparisons (no grad): 1.0 where true, 0.0 where false, in the inputs' dtype. */
+/* Masks: nabla has no bool dtype. A mask is a tensor of any dtype (f32, f64 or i64) read as true
+ * where nonzero (NaN is true, as bool(nan) in PyTorch); the comparisons below make 0/1 masks.
+ * nb_where and nb_masked_fill accept a mask of any dtype, broadcast. The one exception is
+ * nb_scaled_dot_product_attention (nn.h), where an i64 mask is boolean and a float mask additive
+ * (PyTorch's bool / float attn_mask): nb_cast(ctx, m, NB_I64) turns a 0/1 float mask into the former.
+ * Comparisons (no grad, f32 or f64 inputs: nb_cast an i64 first): 1 where true, 0 where false,
+ * in the inputs' dtype. */
 nb_tensor *nb_eq(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_ne(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_lt(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);

@@ -224,3 +224,32 @@ nb_tensor *nb_rnn_layer_forward(nb_ctx *ctx, const nb_rnn_layer *l, nb_tensor *x
     if (!l) return nb__fail(ctx, NB_ERR_NULL, "rnn_layer_forward: layer is NULL");
     return nb_rnn_unroll(ctx, l->kind, x, h0, c0, l->w_ih, l->w_hh, l->b_ih, l->b_hh, h_last, c_last);
 }
+
+/* ---- multi-head attention ------------------------------------------------------------------------ */
+nb_status nb_multi_head_attention_layer_init(nb_multi_head_attention_layer *l, nb_params *ps, const char *name,
+                                             int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                             nb_rng *rng) {
+    if (!l || !rng) return nb_set_error(NB_ERR_NULL, "multi_head_attention_layer_init: layer or rng is NULL");
+    nb_status s = check_sizes("multi_head_attention_layer_init", ps, name, 2, (int64_t[]){embed_dim, num_heads});
+    if (s != NB_OK) return s;
+    if (embed_dim % num_heads != 0 || !(dropout >= 0.0 && dropout < 1.0))
+        return nb_set_error(NB_ERR_VALUE, "multi_head_attention_layer_init '%s': num_heads %lld must divide embed_dim %lld "
+                            "and dropout %g be in [0, 1)", name, (long long)num_heads, (long long)embed_dim, dropout);
+    *l = (nb_multi_head_attention_layer){.embed_dim = embed_dim, .num_heads = num_heads, .dropout = dropout};
+    const int64_t E = embed_dim;
+    TRY_PARAM(l->in_proj_weight, ps, name, "in_proj_weight", NB_SHAPE(3 * E, E));
+    TRY_PARAM(l->out_proj_weight, ps, name, "out_proj.weight", NB_SHAPE(E, E));
+    if (bias) { /* zero, as PyTorch's _reset_parameters leaves them */
+        TRY_PARAM(l->in_proj_bias, ps, name, "in_proj_bias", NB_SHAPE(3 * E));
+        TRY_PARAM(l->out_proj_bias, ps, name, "out_proj.bias", NB_SHAPE(E));
+    }
+    s = nb_init_xavier_uniform(rng, l->in_proj_weight, 1.0);
+    return s == NB_OK ? torch_default_init(rng, l->out_proj_weight, NULL) : s;
+}
+
+nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_head_attention_layer *l, nb_tensor *query,
+                                                 nb_tensor *key, nb_tensor *value, nb_tensor *mask, bool is_causal) {
+    if (!l) return nb__fail(ctx, NB_ERR_NULL, "multi_head_attention_layer_forward: layer is NULL");
+    return nb_multi_head_attention(ctx, query, key, value, l->in_proj_weight, l->in_proj_bias, l->out_proj_weight,
+                                   l->out_proj_bias, l->num_heads, mask, is_causal, l->dropout);
+}

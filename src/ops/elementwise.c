@@ -190,10 +190,10 @@ nb_tensor *nb_where(nb_ctx *ctx, nb_tensor *cond, nb_tensor *a, nb_tensor *b) {
                         nb_shape_str(cond, sc, sizeof sc), nb_shape_str(a, sa, sizeof sa), nb_shape_str(b, sb, sizeof sb));
     }
     nb_tensor *c = cond;
-    if (cond->dtype != a->dtype) {  /* masks of another dtype are converted once */
+    if (cond->dtype != a->dtype) {  /* masks of another dtype, as 0/1: an f64 1e-300 is no f32 0 */
         c = nb__new(ctx, a->dtype, cond->ndim, cond->shape);
         if (!c) return NULL;
-        nb__copy_kernel(c, cond);
+        for (int64_t i = 0; i < c->numel; i++) nb_set(c, i, nb_get(cond, i) != 0);
     }
     nb_tensor *out = nb__new(ctx, a->dtype, nd2, shape);
     if (!out) return NULL;

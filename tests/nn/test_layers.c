@@ -211,3 +211,24 @@ Test(layers, embedding_padding_idx) {
     ASSERT_ERROR(ctx, nb_embedding_padded(ctx, w, nb_from(ctx, NB_F64, NB_SHAPE(2, 3), iv), 0), NB_ERR_DTYPE, "embedding");
     ASSERT_ERROR(ctx, nb_embedding_padded(ctx, NULL, idx, 0), NB_ERR_NULL, "embedding");
 }
+
+/* The initialisers fill f64 tensors too, with the f32 draws' values (so an f64 model can be
+ * initialised like its f32 twin); nb_params itself is F32 only (see params.h). */
+Test(layers, initialisers_fill_f64_like_f32) {
+    nb_status (*uni[2])(nb_rng *, nb_tensor *, double) = {nb_init_xavier_uniform, nb_init_xavier_normal};
+    for (int k = 0; k < 4; k++) {
+        nb_tensor *t[2] = {nb_zeros(ctx, NB_F32, NB_SHAPE(5, 3, 2)), nb_zeros(ctx, NB_F64, NB_SHAPE(5, 3, 2))};
+        for (int d = 0; d < 2; d++) {
+            nb_rng rng = nb_rng_new(11);
+            nb_status s = k < 2 ? uni[k](&rng, t[d], 1.3) : k == 2 ? nb_init_kaiming_uniform(&rng, t[d], 1.3, NB_FAN_IN)
+                                                                   : nb_init_kaiming_normal(&rng, t[d], 1.3, NB_FAN_OUT);
+            cr_assert_eq(s, NB_OK, "%s", nb_last_error());
+        }
+        double mx = 0;
+        for (int64_t i = 0; i < 30; i++) {
+            assert_close(nb_get(t[0], i), nb_get(t[1], i), 0, 1e-6, "(initialiser %d, element %lld)", k, (long long)i);
+            mx = fmax(mx, fabs(nb_get(t[1], i)));
+        }
+        cr_assert_gt(mx, 0.0);
+    }
+}

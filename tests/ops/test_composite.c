@@ -36,3 +36,29 @@ Test(composite, one_hot_values_and_errors) {
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_INDEX);
     cr_assert(strstr(nb_ctx_error(ctx), "one_hot") && strstr(nb_ctx_error(ctx), "[0, 2)"), "%s", nb_ctx_error(ctx));
 }
+
+/* masks are nonzero = true in any dtype: f32, f64 and i64, values other than 0/1 and NaN too */
+Test(composite, masks_of_every_dtype) {
+    nb_tensor *x = nb_from(ctx, NB_F32, NB_SHAPE(4), (float[]){1, 2, 3, 4});
+    nb_tensor *masks[3] = {nb_from(ctx, NB_F32, NB_SHAPE(4), (float[]){0, 2.5f, NAN, 0}),
+                           nb_from(ctx, NB_F64, NB_SHAPE(4), (double[]){0, -1, 1e-300, 0}),
+                           nb_from(ctx, NB_I64, NB_SHAPE(4), (int64_t[]){0, 7, -3, 0})};
+    for (int i = 0; i < 3; i++) {
+        assert_values(nb_masked_fill(ctx, x, masks[i], -9), (double[]){1, -9, -9, 4}, 4, 0);
+        assert_values(nb_where(ctx, masks[i], x, nb_scalar(ctx, NB_F32, 0)), (double[]){0, 2, 3, 0}, 4, 0);
+    }
+    /* comparisons give 0/1 masks in their inputs' dtype and refuse i64 (cast it first) */
+    nb_tensor *ix = nb_from(ctx, NB_I64, NB_SHAPE(4), (int64_t[]){1, 5, 2, 8});
+    nb_tensor *c = nb_gt(ctx, nb_cast(ctx, ix, NB_F32), nb_scalar(ctx, NB_F32, 2));
+    cr_assert(c && c->dtype == NB_F32, "%s", nb_ctx_error(ctx));
+    assert_values(c, (double[]){0, 1, 0, 1}, 4, 0);
+    assert_values(nb_masked_fill(ctx, x, c, 0), (double[]){1, 0, 3, 0}, 4, 0);
+    cr_assert_null(nb_gt(ctx, ix, ix));
+    cr_assert(strstr(nb_ctx_error(ctx), "gt"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    /* the gradient of masked_fill is zero where filled, whatever the mask's dtype */
+    nb_tensor *w = nb_from(ctx, NB_F64, NB_SHAPE(4), (double[]){1, 2, 3, 4});
+    nb_requires_grad(w, true);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_masked_fill(ctx, w, masks[2], 5)), NULL), NB_OK);
+    assert_values(w->grad, (double[]){1, 0, 0, 1}, 4, 0);
+}
