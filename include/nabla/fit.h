@@ -1,30 +1,51 @@
 /* nabla/fit.h — a training loop with callbacks (Keras's fit/evaluate/predict), and metrics.
  *
- * nb_fit runs epochs of: train phase (train mode, one optimizer step per batch, nb_ctx_reset after
- * each) then, with a validation batcher, a validation phase (eval mode, no grad). Each epoch's
- * loss, accuracy and top-k accuracy (for (N, C) outputs and I64 labels) go to an nb_history. The
- * built-ins are switched on by fields of nb_fit_opts and run as callbacks of the same kind as the
- * user's (nb_callback), in this order: LR schedule, gradient clipping, then at each epoch end
- * early stopping (restore-best), reduce-on-plateau, checkpoint, progress line, CSV history, SVG
- * curves, then the user's callbacks, which may stop the run (s->stop = true).
- * Deterministic: batch order is the batcher's (seed, epoch), dropout draws from the context's
+ * nb_fit runs epochs of: a train phase (train mode, one optimizer step per batch, nb_ctx_reset
+ * after each), then, with a validation batcher, a validation phase (eval mode, no grad). Each
+ * epoch's loss, accuracy and top-k accuracy (for (N, C) outputs and I64 labels) go to an
+ * nb_history. The built-ins are switched on by fields of nb_fit_opts and run as callbacks of the
+ * same kind as the user's (nb_callback), in this order: LR schedule, gradient clipping, early
+ * stopping (restore-best), reduce-on-plateau, the user's callbacks (which may stop the run:
+ * s->stop = true), then checkpoint, progress line, CSV history, SVG curves.
+ * Deterministic: the batch order is the batcher's (seed, epoch), dropout draws from the context's
  * generator (seed it with nb_ctx_seed), and a checkpoint saves both, so a resumed run equals an
  * uninterrupted one. No malloc per step once the first steps have warmed the context's arena.
  *
- *   nb_optim *opt = nb_optim_new(&nb_adam, model->ps, &nb_adam.defaults);
- *   nb_batcher *tr = nb_batcher_new(xtr, ytr, &(nb_batch_opts){.batch_size = 64, .shuffle = true, .seed = 1});
- *   nb_batcher *va = nb_batcher_new(xva, yva, &(nb_batch_opts){.batch_size = 500});
- *   nb_early_stop es;
- *   nb_early_stop_init(&es, model->ps, NB_MODE_MIN, 3, 0, true);      // watches val_loss
- *   nb_history h;
- *   nb_status s = nb_fit(ctx, NULL, net, opt, tr, &h, &(nb_fit_opts){
- *       .epochs = 20, .val = va, .early_stop = &es, .schedule = NB_SCHEDULE_COSINE_WARMUP,
- *       .clip_norm = 1.0, .progress = stdout, .csv = "out/history.csv", .svg = "out/curves.svg",
- *       .checkpoint = "out/ck.safetensors", .checkpoint_every = 1, .resume = true});
- *   if (s != NB_OK) fprintf(stderr, "%s\n", nb_last_error());
- *   nb_scores test = {0};
- *   nb_evaluate(ctx, NULL, net, test_batches, NULL, &test);             // test.accuracy
- *   nb_history_free(&h), nb_early_stop_free(&es);
+ * Example (a complete program, compiled by tests/test_headers.c):
+ *
+ *   static nb_status enough(nb_fit_state *s, void *user) {  // a callback of one's own
+ *       if (s->history->epochs[s->history->n - 1].val_accuracy >= *(double *)user) s->stop = true;
+ *       return NB_OK;
+ *   }
+ *   int main(void) {
+ *       nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(200, 2)), *y = nb_tensor_new(NB_I64, NB_SHAPE(200));
+ *       for (int i = 0; i < 200; i++) {  // two classes: the sign of x0 + x1
+ *           float *xi = (float *)x->data + 2 * i;
+ *           xi[0] = (float)(i % 7) - 3, xi[1] = (float)(i % 5) - 2.5f;
+ *           ((int64_t *)y->data)[i] = xi[0] + xi[1] > 0;
+ *       }
+ *       nb_model *model = nb_model_new(1);
+ *       nb_module *net = nb_linear_module(model, (nb_linear_opts){.in = 2, .out = 2});
+ *       nb_ctx *ctx = nb_ctx_new();
+ *       nb_hparams hp = nb_adam.defaults;
+ *       hp.lr = 0.1;
+ *       nb_optim *opt = nb_optim_new(&nb_adam, model->ps, &hp);
+ *       nb_batcher *tr = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 20, .shuffle = true, .seed = 1});
+ *       nb_early_stop es;  // stop when the validation loss stalls for 3 epochs, keep the best weights
+ *       nb_early_stop_init(&es, model->ps, NB_MODE_MIN, 3, 0, true);
+ *       nb_history h;
+ *       double target = 0.99;
+ *       nb_status s = nb_fit(ctx, NULL, net, opt, tr, &h, &(nb_fit_opts){  // validation: here the training set
+ *           .epochs = 20, .val = tr, .early_stop = &es, .schedule = NB_SCHEDULE_COSINE_WARMUP, .clip_norm = 1,
+ *           .progress = stdout, .csv = "history.csv", .n_callbacks = 1,
+ *           .callbacks = &(nb_callback){.on_epoch_end = enough, .user = &target}});
+ *       nb_scores sc = {0};
+ *       if (s == NB_OK) s = nb_evaluate(ctx, NULL, net, tr, NULL, &sc);  // sc.loss, sc.accuracy
+ *       if (s != NB_OK) fprintf(stderr, "%s\n", nb_last_error());
+ *       nb_history_free(&h), nb_early_stop_free(&es), nb_batcher_free(tr), nb_optim_free(opt);
+ *       nb_ctx_free(ctx), nb_model_free(model), nb_tensor_free(x), nb_tensor_free(y);
+ *       return s != NB_OK;
+ *   }
  */
 #ifndef NABLA_FIT_H
 #define NABLA_FIT_H
