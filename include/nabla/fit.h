@@ -99,7 +99,7 @@ typedef struct {
     double loss, accuracy, topk_accuracy;
     double val_loss, val_accuracy, val_topk_accuracy;
     double lr;                       /* the learning rate of the epoch's last step */
-    double seconds;                  /* wall time of the epoch (not saved in checkpoints) */
+    double seconds, train_seconds;   /* wall time of the epoch, of its train phase (not checkpointed) */
 } nb_epoch_log;
 
 /* What the early stopping, plateau and best-epoch marks watch. */

@@ -344,7 +344,7 @@ static nb_status resume(nb_fit_state *s) {
                p->cooldown_counter = (int)st->values[3], p->epoch = (int64_t)st->values[4];
         s->history->n = s->epoch = st->epoch;
         for (int64_t e = 0; e < st->epoch; e++) {
-            s->history->epochs[e] = (nb_epoch_log){.epoch = e, .seconds = NAN};
+            s->history->epochs[e] = (nb_epoch_log){.epoch = e, .seconds = NAN, .train_seconds = NAN};
             for (int c = 0; c < LOG_FIELDS; c++) *log_field(&s->history->epochs[e], c) = st->values[PLATEAU_VALUES + e * LOG_FIELDS + c];
         }
         if (o->early_stop && o->early_stop->stopped) s->stop = true;
@@ -427,12 +427,13 @@ nb_status nb_fit(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_optim
         const double t0 = now();
         nb_scores tr = {0}, va = {.loss = NAN, .accuracy = NAN, .topk_accuracy = NAN};
         r = phase(&s, forward, model, train, true, &tr);
+        const double t1 = now();
         if (r == NB_OK && opts->val) r = phase(&s, forward, model, opts->val, false, &va);
         if (r != NB_OK) break;
         history->epochs[history->n++] = (nb_epoch_log){
             .epoch = s.epoch, .loss = tr.loss, .accuracy = tr.accuracy, .topk_accuracy = tr.topk_accuracy,
             .val_loss = va.loss, .val_accuracy = va.accuracy, .val_topk_accuracy = va.topk_accuracy,
-            .lr = opt->hp.lr, .seconds = now() - t0};
+            .lr = opt->hp.lr, .seconds = now() - t0, .train_seconds = t1 - t0};
         r = run_hooks(&s, HOOK_EPOCH_END);
     }
     history->stopped = s.stop && history->n < opts->epochs;
