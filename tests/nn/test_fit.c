@@ -172,6 +172,53 @@ Test(fit, checkpoint_and_resume_equal_an_uninterrupted_run) {
     teardown(&a);
 }
 
+Test(fit, reduce_on_plateau_sets_the_next_epochs_lr) {
+    problem p = setup(0.02);
+    nb_plateau pl, ref;
+    cr_assert_eq(nb_plateau_init(&pl, NB_MODE_MIN, 0.02), NB_OK);
+    pl.patience = 0, pl.factor = 0.5, pl.threshold = 0.99; /* no epoch after the first counts as better */
+    ref = pl;
+    nb_history h;
+    cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 5, .plateau = &pl}), NB_OK, "%s", nb_last_error());
+    double lr = 0.02;
+    for (int e = 0; e < 5; e++) {
+        cr_assert_eq(h.epochs[e].lr, lr, "epoch %d: lr %g, want %g", e, h.epochs[e].lr, lr);
+        lr = nb_plateau_step(&ref, h.epochs[e].val_loss);
+    }
+    cr_assert_eq(p.opt->hp.lr, lr);
+    cr_assert_eq(lr, 0.02 / 16, "the lr was halved after epochs 2 to 5");
+    nb_history_free(&h);
+    teardown(&p);
+}
+
+/* with SGD at lr 1, a clipped gradient bounds how far the parameters move */
+Test(fit, gradient_clipping_bounds_each_step) {
+    for (int by_norm = 0; by_norm < 2; by_norm++) {
+        problem p = setup(0.02);
+        nb_optim_free(p.opt);
+        nb_hparams hp = nb_sgd.defaults;
+        hp.lr = 1;
+        p.opt = nb_optim_new(&nb_sgd, p.model->ps, &hp);
+        const int64_t n = p.model->ps->total;
+        float *w0 = malloc((size_t)n * sizeof *w0);
+        memcpy(w0, p.model->ps->flat, (size_t)n * sizeof *w0);
+        nb_history h;
+        cr_assert_eq(fit(&p, &h, by_norm ? (nb_fit_opts){.epochs = 1, .clip_norm = 1e-3} : (nb_fit_opts){.epochs = 1, .clip_value = 1e-4}),
+                     NB_OK);
+        double sq = 0, maxabs = 0;  /* 8 steps; float rounding of the weights adds ~1e-7 per step */
+        for (int64_t i = 0; i < n; i++) {
+            const double d = (double)p.model->ps->flat[i] - w0[i];
+            sq += d * d, maxabs = fmax(maxabs, fabs(d));
+        }
+        cr_assert_gt(maxabs, 0);
+        if (by_norm) cr_assert_leq(sqrt(sq), 8e-3 + 1e-5, "moved %g", sqrt(sq));
+        else cr_assert_leq(maxabs, 8e-4 + 2e-6, "moved %g", maxabs);
+        free(w0);
+        nb_history_free(&h);
+        teardown(&p);
+    }
+}
+
 Test(fit, history_csv_and_svg) {
     problem p = setup(0.02);
     nb_history h;
