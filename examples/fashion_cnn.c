@@ -82,41 +82,32 @@ int main(int argc, char **argv) {
     if (cnn_init(&m, ps, width, hidden, dropout, &rng) != NB_OK)
         return fprintf(stderr, "fashion_cnn: %s\n", nb_last_error()), 1;
     nb_hparams hp = nb_adam.defaults;
+    hp.lr = lr;
     nb_optim *opt = nb_optim_new(&nb_adam, ps, &hp);
     nb_ctx *ctx = nb_ctx_new();
     nb_ctx_seed(ctx, seed); /* dropout masks */
     nb_batcher *it = nb_batcher_new(d.x_train, d.y_train, &(nb_batch_opts){.batch_size = batch, .shuffle = true, .seed = seed});
-    if (!opt || !ctx || !it) return fprintf(stderr, "fashion_cnn: %s\n", nb_last_error()), 1;
-    const int64_t steps_per_epoch = nb_batcher_num_batches(it), total = steps_per_epoch * epochs;
-    printf("model: %lld parameters, %lld steps of %lld\n", (long long)ps->total, (long long)total, (long long)batch);
+    nb_batcher *va = nb_batcher_new(d.x_val, d.y_val, &(nb_batch_opts){.batch_size = 500});
+    nb_batcher *te = nb_batcher_new(d.x_test, d.y_test, &(nb_batch_opts){.batch_size = 500});
+    if (!opt || !ctx || !it || !va || !te) return fprintf(stderr, "fashion_cnn: %s\n", nb_last_error()), 1;
+    printf("model: %lld parameters, %lld steps of %lld\n", (long long)ps->total,
+           (long long)(nb_batcher_num_batches(it) * epochs), (long long)batch);
 
-    double train_time = 0;
-    int64_t step = 0, seen = 0;
-    for (int epoch = 0; epoch < epochs; epoch++) {
-        double t0 = ex_now(), loss_sum = 0;
-        nb_batch b;
-        nb_batcher_start(it, epoch);
-        while (nb_batcher_next(it, &b)) {
-            /* linear warmup over the first half epoch, cosine decay to lr/100 at the end */
-            opt->hp.lr = nb_lr_cosine_warmup(lr, step++, steps_per_epoch / 2, total, lr / 100);
-            nb_params_zero_grad(ps);
-            nb_tensor *loss = nb_cross_entropy(ctx, cnn_forward(ctx, &m, b.x), b.y, NB_REDUCE_MEAN);
-            if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(opt) != NB_OK)
-                return fprintf(stderr, "fashion_cnn: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
-            loss_sum += nb_item(loss) * (double)b.n;
-            seen += b.n;
-            nb_ctx_reset(ctx); /* the step's tensors and graph go; the memory stays for the next step */
-        }
-        train_time += ex_now() - t0;
-        double val_acc = ex_accuracy(ctx, cnn_forward_any, &m, d.x_val, d.y_val);
-        printf("epoch %2d  train_loss %.4f  val_accuracy %.4f  lr %.2e  (%.1f s)\n", epoch + 1,
-               loss_sum / (double)d.x_train->shape[0], val_acc, opt->hp.lr, ex_now() - t0);
-        fflush(stdout);
-    }
-    double test_acc = ex_accuracy(ctx, cnn_forward_any, &m, d.x_test, d.y_test);
-    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)seen / train_time);
+    /* linear warmup over the first half epoch, cosine decay to lr/100 at the end */
+    nb_history h;
+    nb_scores sc = {0};
+    if (nb_fit(ctx, cnn_forward_any, &m, opt, it, &h, &(nb_fit_opts){.epochs = epochs, .val = va, .progress = stdout,
+                                                                     .schedule = NB_SCHEDULE_COSINE_WARMUP, .min_lr = lr / 100,
+                                                                     .warmup = nb_batcher_num_batches(it) / 2}) != NB_OK ||
+        nb_evaluate(ctx, cnn_forward_any, &m, te, NULL, &sc) != NB_OK)
+        return fprintf(stderr, "fashion_cnn: %s\n", nb_last_error()), 1;
+    double seconds = 0;
+    for (int64_t e = 0; e < h.n; e++) seconds += h.epochs[e].train_seconds;
+    const double test_acc = sc.accuracy;
+    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)(h.n * d.x_train->shape[0]) / seconds);
 
-    nb_batcher_free(it);
+    nb_history_free(&h);
+    nb_batcher_free(it), nb_batcher_free(va), nb_batcher_free(te);
     nb_optim_free(opt);
     nb_batch_norm_layer_free(&m.bn1), nb_batch_norm_layer_free(&m.bn2);
     nb_params_free(ps), nb_ctx_free(ctx);

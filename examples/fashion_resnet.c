@@ -44,9 +44,7 @@ static nb_module *resnet(nb_model *m, int64_t width) {
         nb_linear_module(m, (nb_linear_opts){.in = 2 * width, .out = 10, .name = "fc"})));
 }
 
-static nb_tensor *forward(nb_ctx *ctx, const void *net, nb_tensor *x) { return nb_module_forward(ctx, net, x); }
-
-/* ---- training ------------------------------------------------------------------------------------- */
+/* ---- training (nb_fit: nabla/fit.h) ------------------------------------------------------------------------------------- */
 int main(int argc, char **argv) {
     int64_t subset = 10000, val = -1, test = 0, epochs = 3, batch = 64, width = 16, threads = 0, seed = 1;
     double lr = 3e-3, min_accuracy = 0;
@@ -84,39 +82,29 @@ int main(int argc, char **argv) {
     fclose(f);
 
     nb_hparams hp = nb_adam.defaults;
+    hp.lr = lr;
     nb_optim *opt = nb_optim_new(&nb_adam, model->ps, &hp);
     nb_batcher *it = nb_batcher_new(d.x_train, d.y_train, &(nb_batch_opts){.batch_size = batch, .shuffle = true, .seed = seed});
-    if (!opt || !it) return fprintf(stderr, "fashion_resnet: %s\n", nb_last_error()), 1;
+    nb_batcher *va = nb_batcher_new(d.x_val, d.y_val, &(nb_batch_opts){.batch_size = 500});
+    nb_batcher *te = nb_batcher_new(d.x_test, d.y_test, &(nb_batch_opts){.batch_size = 500});
+    if (!opt || !it || !va || !te) return fprintf(stderr, "fashion_resnet: %s\n", nb_last_error()), 1;
     printf("train %lld, validation %lld, test %lld images; %d threads%s\n", (long long)d.x_train->shape[0],
            (long long)d.x_val->shape[0], (long long)d.x_test->shape[0], nb_get_num_threads(), nb_threads_auto() ? " (automatic)" : "");
-    const int64_t steps_per_epoch = nb_batcher_num_batches(it), total = steps_per_epoch * epochs;
-    double train_time = 0;
-    int64_t step = 0, seen = 0;
-    for (int epoch = 0; epoch < epochs; epoch++) {
-        double t0 = ex_now(), loss_sum = 0;
-        nb_batch b;
-        nb_batcher_start(it, epoch);
-        while (nb_batcher_next(it, &b)) {
-            opt->hp.lr = nb_lr_cosine_warmup(lr, step++, steps_per_epoch / 2, total, lr / 100);
-            nb_params_zero_grad(model->ps);
-            nb_tensor *loss = nb_cross_entropy(ctx, nb_module_forward(ctx, net, b.x), b.y, NB_REDUCE_MEAN);
-            if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(opt) != NB_OK)
-                return fprintf(stderr, "fashion_resnet: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
-            loss_sum += nb_item(loss) * (double)b.n;
-            seen += b.n;
-            nb_ctx_reset(ctx);
-        }
-        train_time += ex_now() - t0;
-        const double val_acc = ex_accuracy(ctx, forward, net, d.x_val, d.y_val);
-        printf("epoch %2d  train_loss %.4f  val_accuracy %.4f  lr %.2e  (%.1f s)\n", epoch + 1,
-               loss_sum / (double)d.x_train->shape[0], val_acc, opt->hp.lr, ex_now() - t0);
-        fflush(stdout);
-    }
-    const double test_acc = ex_accuracy(ctx, forward, net, d.x_test, d.y_test);
-    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)seen / train_time);
+    nb_history h;
+    nb_scores sc = {0};
+    if (nb_fit(ctx, NULL, net, opt, it, &h, &(nb_fit_opts){.epochs = epochs, .val = va, .progress = stdout,
+                                                           .schedule = NB_SCHEDULE_COSINE_WARMUP, .min_lr = lr / 100,
+                                                           .warmup = nb_batcher_num_batches(it) / 2}) != NB_OK ||
+        nb_evaluate(ctx, NULL, net, te, NULL, &sc) != NB_OK)
+        return fprintf(stderr, "fashion_resnet: %s\n", nb_last_error()), 1;
+    double seconds = 0;
+    for (int64_t e = 0; e < h.n; e++) seconds += h.epochs[e].train_seconds;
+    const double test_acc = sc.accuracy;
+    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)(h.n * d.x_train->shape[0]) / seconds);
     printf("module tree written to %s\n", dot);
 
-    nb_batcher_free(it);
+    nb_history_free(&h);
+    nb_batcher_free(it), nb_batcher_free(va), nb_batcher_free(te);
     nb_optim_free(opt);
     nb_model_free(model); /* every parameter, running statistic and module */
     nb_ctx_free(ctx);

@@ -20,6 +20,7 @@
 #include "module.h"
 #include "data.h"
 #include "io.h"
+#include "fit.h"
 #include "search.h"
 #include "functional.h"
 
