@@ -151,6 +151,19 @@ static inline double nb__philox_uniform(uint64_t key, uint64_t index) {
     return (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53;
 }
 
+/* ---- dropout keep masks (src/regularize/dropout.c) -------------------------------------- */
+/* Element i of a mask drawn at counter `base` keeps when 32-bit word i % 4 of the Philox block
+ * at counter base + i / 4 is >= t (integers compared, no float conversion): every word of a
+ * block is used and each element's bits depend on (key, base, i) only, whatever the threads. */
+/* t = round(p 2^32) (at most 2^32 - 1): the keep probability 1 - t / 2^32 is within 2^-32 of 1 - p. */
+uint32_t nb__keep_threshold(double p);
+/* Elements [s, e) of a mask into m (m[0] is element s; s a multiple of 4): scale where kept, 0
+ * where dropped. */
+void nb__keep_mask(nb_dtype dt, void *m, int64_t s, int64_t e, uint64_t key, uint64_t base, uint32_t t, double scale);
+/* A step tensor of the given shape holding a mask for drop probability p in (0, 1) (scale
+ * 1 / (1 - p)), drawn from the context's generator, which advances by ceil(numel / 4) blocks. */
+nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double p);
+
 /* ---- strided iteration ---------------------------------------------------------------- */
 #define NB_ITER_MAX 4
 typedef struct {
