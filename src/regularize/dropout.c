@@ -5,7 +5,7 @@
 
 #include <omp.h>
 
-#define DROP_BLOCK 4096 /* elements per work item: a multiple of 4, so items start on a Philox block */
+#define DROP_BLOCK 4096 /* elements per work item */
 
 uint32_t nb__keep_threshold(double p) {
     const double t = nearbyint(p * 0x1p32);
@@ -29,28 +29,38 @@ static void keep_blocks_f64(double *restrict m, int64_t nblk, uint64_t key, uint
     }
 }
 
-void nb__keep_mask(nb_dtype dt, void *m, int64_t s, int64_t e, uint64_t key, uint64_t base, uint32_t t, double scale) {
-    NB_ASSERT(s % 4 == 0 && s <= e);
-    const int64_t full = (e - s) / 4, rest = (e - s) % 4;
-    const uint64_t blk = base + (uint64_t)(s / 4);
-    if (dt == NB_F32) keep_blocks_f32(m, full, key, blk, t, (float)scale);
-    else keep_blocks_f64(m, full, key, blk, t, scale);
-    if (rest) { /* the draw's last block, partly used */
-        uint32_t r[4];
-        nb__philox(key, blk + (uint64_t)full, r);
-        for (int k = 0; k < rest; k++) {
-            const double v = r[k] >= t ? scale : 0.0;
-            if (dt == NB_F32) ((float *)m)[4 * full + k] = (float)v;
-            else ((double *)m)[4 * full + k] = v;
-        }
+/* Words k0..k1-1 of the block at counter blk, into m[0 ..) */
+static void keep_words(nb_dtype dt, void *m, uint64_t key, uint64_t blk, int k0, int k1, uint32_t t, double scale) {
+    uint32_t r[4];
+    nb__philox(key, blk, r);
+    for (int k = k0; k < k1; k++) {
+        const double v = r[k] >= t ? scale : 0.0;
+        if (dt == NB_F32) ((float *)m)[k - k0] = (float)v;
+        else ((double *)m)[k - k0] = v;
     }
 }
 
-nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double p) {
+void nb__keep_mask(nb_dtype dt, void *m, int64_t s, int64_t e, uint64_t key, uint64_t base, uint32_t t, double scale) {
+    const size_t es = nb_dtype_size(dt);
+    int64_t i = s;
+    if (i % 4 && i < e) { /* the rest of the block holding element s */
+        const int k0 = (int)(i % 4), k1 = e - i < 4 - k0 ? k0 + (int)(e - i) : 4;
+        keep_words(dt, m, key, base + (uint64_t)(i / 4), k0, k1, t, scale);
+        i += k1 - k0;
+    }
+    const int64_t full = (e - i) / 4;
+    char *at = (char *)m + (i - s) * (int64_t)es;
+    if (dt == NB_F32) keep_blocks_f32((float *)at, full, key, base + (uint64_t)(i / 4), t, (float)scale);
+    else keep_blocks_f64((double *)at, full, key, base + (uint64_t)(i / 4), t, scale);
+    i += 4 * full;
+    if (i < e) keep_words(dt, (char *)m + (i - s) * (int64_t)es, key, base + (uint64_t)(i / 4), 0, (int)(e - i), t, scale);
+}
+
+nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double p, uint64_t key,
+                            uint64_t base) {
     nb_tensor *mask = nb__new(ctx, dt, ndim, shape);
     if (!mask) return NULL;
     const int64_t n = mask->numel;
-    const uint64_t key = ctx->rng.seed, base = ctx->rng.offset;
     const uint32_t t = nb__keep_threshold(p);
     const double scale = 1.0 / (1.0 - p);
     const int64_t nitems = (n + DROP_BLOCK - 1) / DROP_BLOCK;
@@ -59,7 +69,6 @@ nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *s
         const int64_t s = b * DROP_BLOCK, e = n - s < DROP_BLOCK ? n : s + DROP_BLOCK;
         nb__keep_mask(dt, (char *)mask->data + s * (int64_t)nb_dtype_size(dt), s, e, key, base, t, scale);
     }
-    ctx->rng.offset += (uint64_t)(n + 3) / 4;
     return mask;
 }
 
@@ -68,5 +77,7 @@ nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, double p) {
     if (!(p >= 0.0 && p < 1.0)) return nb__fail(ctx, NB_ERR_VALUE, "dropout: p = %g outside [0, 1)", p);
     if (x->dtype == NB_I64) return nb__fail(ctx, NB_ERR_DTYPE, "dropout: expected an f32 or f64 input, got i64");
     if (!nb_ctx_is_train(ctx) || p == 0.0) return x;
-    return nb_mul(ctx, x, nb__dropout_mask(ctx, x->dtype, x->ndim, x->shape, p));
+    nb_tensor *mask = nb__dropout_mask(ctx, x->dtype, x->ndim, x->shape, p, ctx->rng.seed, ctx->rng.offset);
+    ctx->rng.offset += nb__mask_blocks(x->numel);
+    return nb_mul(ctx, x, mask);
 }
