@@ -318,6 +318,11 @@ NB_ACTIVATION(gelu, (T)0.5 * v * ((T)1 + NB_M(erf, v * (T)0.70710678118654752440
 nb_tensor *nb__tanh_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
 nb_tensor *nb__sigmoid_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
 
+/* sum(x^2) and sum(|x|) over all of x as 0-d tensors (src/ops/reduce.c): the bits of
+ * nb_sum_all(nb_mul(x, x)) and nb_sum_all(nb_abs(x)) and of their gradients, one pass each way. */
+nb_tensor *nb__sum_sq(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb__sum_abs(nb_ctx *ctx, nb_tensor *x);
+
 /* Kernels the engine uses outside any op (not recorded). */
 void nb__fill_kernel(nb_tensor *t, double v);                         /* every element = v */
 void nb__affine_kernel(nb_tensor *out, const nb_tensor *x, double scale, double shift);

@@ -1,7 +1,10 @@
 /* nabla/regularize.h — penalties, dropout, constraints, early stopping.
  *
  * Penalties are scalar graph terms: add them to the loss and autodiff gives their gradients
- * (gradcheck-able, differentiable twice). Each comes in two forms: over a list of tensors (any
+ * (gradcheck-able, differentiable twice). L2, L1 and elastic net read each tensor once forward
+ * and once backward (a sum of squares / of absolute values with a closed-form gradient; with
+ * create_graph the gradient is a graph term), with the bits of lambda * sum(w * w) and
+ * lambda * sum(|w|) written as compositions of ops. Each comes in two forms: over a list of tensors (any
  * float dtype, so f64 tensors can be gradchecked) and over an nb_params, where `include` (an
  * array of ps->n flags, or NULL for ps->decay) says which parameters are penalised — by default
  * biases and norm gains are not.
