@@ -30,7 +30,7 @@
         return (DERIV);                                                                              \
     }
 EPILOGUE_ACT(none, u, m)
-EPILOGUE_ACT(relu, NB_M(nb__relu, u), m * (u > 0 ? (T)1 : (T)0))
+EPILOGUE_ACT(relu, NB_M(nb__relu, u), u > 0 ? m : (T)0) /* = m * (u > 0), m finite >= 0; no multiply to guard */
 EPILOGUE_ACT(tanh, NB_M(tanh, u), m * ((T)1 - h * h))
 EPILOGUE_ACT(sigmoid, NB_M(nb__sigmoid, u), m * (h * ((T)1 - h)))
 EPILOGUE_ACT(gelu, NB_M(nb__gelu, u), /* Phi(u) + u phi(u) */
@@ -49,24 +49,46 @@ typedef struct {
 
 #define EPI_CHUNK 512 /* mask values drawn at a time, on the stack */
 
+/* One chunk of a row: y, d, z with strides sy, sd, sz, b with stride sb; with_b, with_m (the
+ * chunk's mask) and with_d (write D) say which are used. Inlined with constant flags below, so
+ * that the loops have no branches and, with unit strides, vectorize. */
+#define EPILOGUE_CHUNK(T, SUF)                                                                         \
+    static inline __attribute__((always_inline)) void epilogue_chunk_##SUF(                           \
+        int64_t n, T *restrict y, T *restrict d, const T *restrict b, const T *restrict z, const T *restrict m, \
+        int64_t sy, int64_t sd, int64_t sb, int64_t sz, bool with_b, bool with_m, bool with_d, T (*act)(T), \
+        T (*deriv)(T, T, T)) {                                                                         \
+        for (int64_t k = 0; k < n; k++) {                                                              \
+            const T u = with_b ? z[k * sz] + b[k * sb] : z[k * sz], h = act(u), mv = with_m ? m[k] : (T)1; \
+            y[k * sy] = with_m ? h * mv : h;                                                           \
+            if (with_d) d[k * sd] = deriv(mv, u, h);                                                   \
+        }                                                                                              \
+    }
+EPILOGUE_CHUNK(float, f32)
+EPILOGUE_CHUNK(double, f64)
+#undef EPILOGUE_CHUNK
+
 /* Operands: p[0] y, p[1] D, p[2] b (broadcast along rows), p[3] z. */
 #define EPILOGUE_ROWS(T, SUF, DT)                                                                      \
     static inline __attribute__((always_inline)) void epilogue_rows_##SUF(                            \
         int64_t n, char **p, const int64_t *s, const void *arg, T (*act)(T), T (*deriv)(T, T, T)) {   \
         const epilogue_args *a = arg;                                                                  \
-        T *y = (T *)p[0], *d = (T *)p[1];                                                              \
-        const T *b = (const T *)p[2], *z = (const T *)p[3];                                            \
         const int64_t i0 = (p[0] - a->y0) / (int64_t)sizeof(T);                                        \
+        const bool unit = s[0] == 1 && s[1] == 1 && s[3] == 1 && (s[2] == 1 || !a->bias);              \
         T m[EPI_CHUNK];                                                                                \
         for (int64_t c = 0; c < n; c += EPI_CHUNK) {                                                   \
             const int64_t len = n - c < EPI_CHUNK ? n - c : EPI_CHUNK;                                 \
             if (a->drop) nb__keep_mask(DT, m, i0 + c, i0 + c + len, a->key, a->base, a->t, a->scale);   \
-            for (int64_t j = 0, k = c; j < len; j++, k++) {                                            \
-                const T u = a->bias ? z[k * s[3]] + b[k * s[2]] : z[k * s[3]], h = act(u);             \
-                const T mv = a->drop ? m[j] : (T)1;                                                    \
-                y[k * s[0]] = a->drop ? h * mv : h;                                                    \
-                if (a->deriv) d[k * s[1]] = deriv(mv, u, h);                                           \
-            }                                                                                          \
+            T *y = (T *)p[0] + c * s[0], *d = (T *)p[1] + c * s[1];                                    \
+            const T *b = (const T *)p[2] + c * s[2], *z = (const T *)p[3] + c * s[3];                  \
+            if (unit && a->bias && a->drop && a->deriv) /* training */                                 \
+                epilogue_chunk_##SUF(len, y, d, b, z, m, 1, 1, 1, 1, true, true, true, act, deriv);    \
+            else if (unit && a->bias && !a->drop && a->deriv)                                          \
+                epilogue_chunk_##SUF(len, y, d, b, z, m, 1, 1, 1, 1, true, false, true, act, deriv);   \
+            else if (unit && a->bias && !a->drop && !a->deriv) /* inference */                         \
+                epilogue_chunk_##SUF(len, y, d, b, z, m, 1, 1, 1, 1, true, false, false, act, deriv);  \
+            else                                                                                       \
+                epilogue_chunk_##SUF(len, y, d, b, z, m, s[0], s[1], s[2], s[3], a->bias, a->drop, a->deriv, act, \
+                                     deriv);                                                           \
         }                                                                                              \
     }
 EPILOGUE_ROWS(float, f32, NB_F32)
