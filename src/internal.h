@@ -172,6 +172,20 @@ static inline double nb__philox_uniform(uint64_t key, uint64_t index) {
     return (double)((((uint64_t)r[0] << 32) | r[1]) >> 11) * 0x1.0p-53;
 }
 
+/* ---- dropout keep masks (src/regularize/dropout.c) -------------------------------------- */
+/* Element i of a mask drawn at counter `base` keeps when 32-bit word i % 4 of the Philox block
+ * at counter base + i / 4 is >= t (integers compared, no float conversion): every word of a
+ * block is used and each element's bits depend on (key, base, i) only, whatever the threads. */
+/* t = round(p 2^32) (at most 2^32 - 1): the keep probability 1 - t / 2^32 is within 2^-32 of 1 - p. */
+uint32_t nb__keep_threshold(double p);
+/* Elements [s, e) of a mask into m (m[0] is element s): scale where kept, 0 where dropped. */
+void nb__keep_mask(nb_dtype dt, void *m, int64_t s, int64_t e, uint64_t key, uint64_t base, uint32_t t, double scale);
+/* A step tensor of the given shape holding the mask drawn at (key, base) for drop probability
+ * p in (0, 1), scale 1 / (1 - p). The caller advances its generator by nb__mask_blocks(numel). */
+nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape, double p, uint64_t key,
+                            uint64_t base);
+static inline uint64_t nb__mask_blocks(int64_t numel) { return (uint64_t)(numel + 3) / 4; }
+
 /* ---- strided iteration ---------------------------------------------------------------- */
 #define NB_ITER_MAX 4
 typedef struct {
@@ -305,9 +319,30 @@ NB_BINARY_ROWS(double, f64)
         nb__binary_rows_f64(n, p, s, NAME##_scalar_f64);                                             \
     }
 
+/* Activations shared by their unary ops (src/ops/unary.c) and nb_linear_act (src/ops/dense.c):
+ * one expression, so both give the same bits. NB_M(nb__relu, v) picks the f32 or f64 one. */
+#define NB_ACTIVATION(NAME, EXPR)                                                                     \
+    static inline float nb__##NAME##f(float v) {                                                     \
+        typedef float T __attribute__((unused));                                                     \
+        return (EXPR);                                                                               \
+    }                                                                                                \
+    static inline double nb__##NAME(double v) {                                                      \
+        typedef double T __attribute__((unused));                                                    \
+        return (EXPR);                                                                               \
+    }
+NB_ACTIVATION(relu, !(v <= 0) ? v : (T)0) /* NaN stays NaN */
+NB_ACTIVATION(sigmoid, v >= 0 ? (T)1 / ((T)1 + NB_M(exp, -v)) : NB_M(exp, v) / ((T)1 + NB_M(exp, v)))
+NB_ACTIVATION(gelu, (T)0.5 * v * ((T)1 + NB_M(erf, v * (T)0.70710678118654752440))) /* exact: x Phi(x) */
+#undef NB_ACTIVATION
+
 /* The fused backward of tanh / sigmoid from the output y: g (1 - y^2), g y (1 - y). */
 nb_tensor *nb__tanh_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
 nb_tensor *nb__sigmoid_backward(nb_ctx *ctx, nb_tensor *g, nb_tensor *y);
+
+/* sum(x^2) and sum(|x|) over all of x as 0-d tensors (src/ops/reduce.c): the bits of
+ * nb_sum_all(nb_mul(x, x)) and nb_sum_all(nb_abs(x)) and of their gradients, one pass each way. */
+nb_tensor *nb__sum_sq(nb_ctx *ctx, nb_tensor *x);
+nb_tensor *nb__sum_abs(nb_ctx *ctx, nb_tensor *x);
 
 /* Kernels the engine uses outside any op (not recorded). */
 void nb__fill_kernel(nb_tensor *t, double v);                         /* every element = v */

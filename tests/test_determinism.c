@@ -96,7 +96,7 @@ typedef struct {
 static nb_tensor *net_forward(nb_ctx *c, const small_net *m, nb_tensor *x) {
     nb_tensor *h = nb_relu(c, nb_batch_norm_layer_forward(c, &m->bn, nb_conv2d_layer_forward(c, &m->conv, x)));
     h = nb_flatten(c, nb_max_pool2d(c, h, 2, 2, 0), 1); /* (N, 8*6*6) */
-    h = nb_dropout(c, nb_relu(c, nb_linear_layer_forward(c, &m->fc1, h)), 0.3);
+    h = nb_linear_layer_forward(c, &m->fc1, h); /* fused relu + dropout 0.3 (nb_linear_act) */
     return nb_linear_layer_forward(c, &m->fc2, h);
 }
 
@@ -112,8 +112,10 @@ static void train_run(int threads, int steps, float **params_out, float **state_
     small_net m;
     cr_assert_eq(nb_conv2d_layer_init(&m.conv, ps, "conv", 1, 8, 3, 1, 0, 1, 1, false, &rng), NB_OK);
     cr_assert_eq(nb_batch_norm_layer_init(&m.bn, ps, "bn", 8), NB_OK);
-    cr_assert_eq(nb_linear_layer_init(&m.fc1, ps, "fc1", 8 * 6 * 6, 300, true, &rng), NB_OK);
-    cr_assert_eq(nb_linear_layer_init(&m.fc2, ps, "fc2", 300, 10, true, &rng), NB_OK);
+    /* 96 x 360 hidden values: the fused epilogue runs above the parallel threshold */
+    cr_assert_eq(nb_linear_layer_init(&m.fc1, ps, "fc1", 8 * 6 * 6, 360, true, &rng), NB_OK);
+    cr_assert_eq(nb_linear_layer_init(&m.fc2, ps, "fc2", 360, 10, true, &rng), NB_OK);
+    m.fc1.act = NB_ACT_RELU, m.fc1.dropout = 0.3;
     nb_optim *opt = nb_optim_new(&nb_adam, ps, NULL);
     cr_assert_not_null(opt, "%s", nb_last_error());
     nb_rng data = nb_rng_new(99);

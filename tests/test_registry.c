@@ -209,9 +209,17 @@ static nb_tensor *w_gradient_penalty(nb_ctx *c, nb_tensor *const *in, void *u) {
     nb_tensor *out = nb_sum(c, nb_tanh(c, nb_matmul(c, in[0], in[1])), 1, ax1, false);
     return nb_gradient_penalty(c, out, in[0], 1.0, 0.5);
 }
+/* the fused forms reseed, so that every evaluation draws the same dropout mask */
+static nb_tensor *w_linear_act(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_ctx_seed(c, 3);
+    return nb_linear_act(c, in[0], in[1], in[2], NB_ACT_GELU, 0.3);
+}
 static nb_tensor *w_linear_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
     (void)u;
-    nb_linear_layer l = {in[1], in[2], in[1]->shape[1], in[1]->shape[0]};
+    nb_linear_layer l = {.weight = in[1], .bias = in[2], .in = in[1]->shape[1], .out = in[1]->shape[0],
+                         .act = NB_ACT_SIGMOID, .dropout = 0.25};
+    nb_ctx_seed(c, 4);
     return nb_linear_layer_forward(c, &l, in[0]);
 }
 static nb_tensor *w_conv2d_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
@@ -358,6 +366,8 @@ static const reg REGISTRY[] = {
        {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
     OP(einsum, 2, {S3(2, 3, 4) COMMA S3(2, 4, 2)}, {S3(1, 2, 3) COMMA S3(3, 3, 2)}, {S3(2, 3, 4) COMMA S3(2, 5, 2)}, -1, 1,
        true, true),
+    OP(linear_act, 3, {S2(3, 4) COMMA S2(2, 4) COMMA S1(2)}, {S3(2, 3, 2) COMMA S2(3, 2) COMMA S1(3)},
+       {S2(3, 4) COMMA S2(2, 3) COMMA S1(2)}, -1, 1, true, true),
     /* losses (values against PyTorch, options and errors: tests/ops/test_loss.c) */
     OP(cross_entropy, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),
     OP(cross_entropy_smooth, 1, {S2(4, 3)}, {S2(2, 5)}, {S1(3)}, -2, 2, true, true),

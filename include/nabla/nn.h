@@ -16,6 +16,7 @@
 #define NABLA_NN_H
 
 #include "graph.h"
+#include "ops.h"
 #include "params.h"
 
 #ifdef __cplusplus
@@ -246,10 +247,14 @@ nb_status nb_init_kaiming_normal(nb_rng *rng, nb_tensor *t, double gain, nb_fan_
  * returns NB_OK or the error (duplicate name, bad size). *_forward(ctx, layer, x) applies it.
  * Add all layers before training starts (see params.h). */
 
-/* y = x W^T + b; W (out, in), b (out): both U(-1/sqrt(in), 1/sqrt(in)) (PyTorch's Linear). */
+/* y = x W^T + b; W (out, in), b (out): both U(-1/sqrt(in), 1/sqrt(in)) (PyTorch's Linear).
+ * Set act and dropout after init to fuse an activation and dropout into the layer: forward is
+ * then nb_linear_act (dropout in train mode only). */
 typedef struct {
     nb_tensor *weight, *bias; /* bias NULL when created without */
     int64_t in, out;
+    nb_act act;               /* NB_ACT_NONE after init */
+    double dropout;           /* in [0, 1); 0 after init */
 } nb_linear_layer;
 nb_status nb_linear_layer_init(nb_linear_layer *l, nb_params *ps, const char *name, int64_t in, int64_t out, bool bias,
                                nb_rng *rng);

@@ -253,6 +253,17 @@ nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b);
  * number of operands or of subscripts for an operand's dims, sizes that do not broadcast, an
  * output label in no operand or repeated. */
 nb_tensor *nb_einsum(nb_ctx *ctx, const char *spec, int n, nb_tensor *const *inputs);
+/* Activations nb_linear_act fuses: identity, relu, gelu (exact, erf), tanh, sigmoid. */
+typedef enum { NB_ACT_NONE = 0, NB_ACT_RELU, NB_ACT_GELU, NB_ACT_TANH, NB_ACT_SIGMOID } nb_act;
+/* A dense layer in one op: dropout(act(x w^T + b), p), PyTorch's
+ * F.dropout(act(F.linear(x, w, b)), p, training), b NULL allowed, p in [0, 1). The GEMM is
+ * nb_matmul's; bias, activation and dropout then take one pass over its output, and backward
+ * one pass (the gradient times a derivative saved by the forward) before the GEMMs. Dropout
+ * follows the train flag and draws its mask exactly as nb_dropout does. Values are the bits of
+ * the unfused composition, and so are gradients, except gelu's and, with dropout, tanh's and
+ * sigmoid's: within rounding. Twice differentiable. Errors: NB_ERR_SHAPE / NB_ERR_DTYPE for
+ * operands that do not fit, NB_ERR_VALUE for p outside [0, 1) or an unknown act. */
+nb_tensor *nb_linear_act(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_act act, double dropout_p);
 
 /* ---- losses -------------------------------------------------------------------------- */
 /* As torch.nn.functional in PyTorch 1.13, composed from the ops above, so every loss is
@@ -524,6 +535,7 @@ nb_tensor *nb_triplet_margin_loss(nb_ctx *ctx, nb_tensor *anchor, nb_tensor *pos
 #define nb_einsum(...) NB__AT(nb_einsum, __VA_ARGS__)
 #define nb_cross_entropy_ex(...) NB__AT(nb_cross_entropy_ex, __VA_ARGS__)
 #define nb_nll_loss_ex(...) NB__AT(nb_nll_loss_ex, __VA_ARGS__)
+#define nb_linear_act(...) NB__AT(nb_linear_act, __VA_ARGS__)
 #define nb_cross_entropy(...) NB__AT(nb_cross_entropy, __VA_ARGS__)
 #define nb_cross_entropy_smooth(...) NB__AT(nb_cross_entropy_smooth, __VA_ARGS__)
 #define nb_nll_loss(...) NB__AT(nb_nll_loss, __VA_ARGS__)

@@ -1,7 +1,10 @@
 /* nabla/regularize.h — penalties, dropout, constraints, early stopping.
  *
  * Penalties are scalar graph terms: add them to the loss and autodiff gives their gradients
- * (gradcheck-able, differentiable twice). Each comes in two forms: over a list of tensors (any
+ * (gradcheck-able, differentiable twice). L2, L1 and elastic net read each tensor once forward
+ * and once backward (a sum of squares / of absolute values with a closed-form gradient; with
+ * create_graph the gradient is a graph term), with the bits of lambda * sum(w * w) and
+ * lambda * sum(|w|) written as compositions of ops. Each comes in two forms: over a list of tensors (any
  * float dtype, so f64 tensors can be gradchecked) and over an nb_params, where `include` (an
  * array of ps->n flags, or NULL for ps->decay) says which parameters are penalised — by default
  * biases and norm gains are not.
@@ -57,10 +60,12 @@ nb_tensor *nb_gradient_penalty(nb_ctx *ctx, nb_tensor *out, nb_tensor *x, double
 /* ---- dropout -------------------------------------------------------------------------------- */
 /* Inverted dropout: in train mode (nb_ctx_is_train) each element is kept with probability 1-p and
  * scaled by 1/(1-p), so the expectation is unchanged; in eval mode, or with p = 0, x itself is
- * returned. The mask comes from the context's counter-based generator (nb_ctx_rng, advanced by
- * x->numel), element i of x using counter offset+i: the same mask for any thread count, and
- * reproducible from the seed. The op is x * mask with mask a constant, so the gradient is
- * gout * mask and double backward works. NB_ERR_VALUE for p outside [0, 1). */
+ * returned. The mask comes from the context's counter-based generator (nb_ctx_rng): element i
+ * of x keeps when 32-bit word i % 4 of nb_philox(seed, offset + i/4) is >= round(p * 2^32)
+ * (so the keep probability is 1 - p within 2^-32), and the offset advances by ceil(numel/4):
+ * the same mask for any thread count, and reproducible from the seed. The op is x * mask with
+ * mask a constant, so the gradient is gout * mask and double backward works. NB_ERR_VALUE for
+ * p outside [0, 1). */
 nb_tensor *nb_dropout(nb_ctx *ctx, nb_tensor *x, double p);
 
 /* ---- constraints and proximal steps (run after nb_optim_step; not recorded) -------------- */

@@ -49,7 +49,7 @@ nb_status nb_linear_layer_init(nb_linear_layer *l, nb_params *ps, const char *na
 
 nb_tensor *nb_linear_layer_forward(nb_ctx *ctx, const nb_linear_layer *l, nb_tensor *x) {
     if (!l) return nb__fail(ctx, NB_ERR_NULL, "linear_layer_forward: layer is NULL");
-    return nb_linear(ctx, x, l->weight, l->bias);
+    return nb_linear_act(ctx, x, l->weight, l->bias, l->act, l->dropout);
 }
 
 /* ---- conv2d / conv_transpose2d ------------------------------------------------------------------- */

@@ -136,7 +136,7 @@ nb_tensor *nb_minimum(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__bina
 /* ---- fused backward of tanh and sigmoid: (g, y) -> g f'(y) in one pass, each a
  * differentiable op in its own right, so second derivatives still work ----------------------- */
 NB_BINARY_KERNEL(tanh_grad, u * ((T)1 - v * v))
-NB_BINARY_KERNEL(sigmoid_grad, u * v * ((T)1 - v))
+NB_BINARY_KERNEL(sigmoid_grad, u * (v * ((T)1 - v))) /* g times f'(y), so that g = 1 gives f'(y) itself */
 static nb_status tanh_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin);
 static nb_status sigmoid_grad_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *gg, nb_tensor **gin);
 static const nb_binary_def TANH_GRAD = {{"tanh_backward", tanh_grad_bw, NB_DIFFERENTIABLE}, tanh_grad_f32, tanh_grad_f64},

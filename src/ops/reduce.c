@@ -62,16 +62,18 @@ static void red_row(int64_t n, char **p, const int64_t *s, const void *argp) {
 #undef RED_ROW
 }
 
-/* Sums in double with 8 independent accumulators combined in a fixed order: one long
- * dependency chain would cost an add latency per element. */
-static double sum_f32_unit(const float *v, int64_t n) {
+/* Sums of f(v[i]) in double with 8 independent accumulators combined in a fixed order: one
+ * long dependency chain would cost an add latency per element. */
+static inline __attribute__((always_inline)) double sum_f32_map(const float *v, int64_t n, float (*f)(float)) {
     double s[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += v[i + k];
-    for (int k = 0; i < n; i++, k++) s[k] += v[i];
+        for (int k = 0; k < 8; k++) s[k] += f(v[i + k]);
+    for (int k = 0; i < n; i++, k++) s[k] += f(v[i]);
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
+static inline float ident_f32(float v) { return v; }
+static double sum_f32_unit(const float *v, int64_t n) { return sum_f32_map(v, n, ident_f32); }
 static double sum_f32_strided(const float *v, int64_t n, int64_t is) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += v[i * is];
@@ -245,6 +247,53 @@ static bool all_ok(nb_ctx *ctx, const char *op, const nb_tensor *x) {
 }
 
 nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x) { return all_ok(ctx, "sum_all", x) ? nb_sum(ctx, x, 0, NULL, false) : NULL; }
+
+/* ---- sum(x^2) and sum(|x|) over all of x in one pass each way (the penalties' terms) -------- */
+/* The forward adds exactly what nb_sum_all(nb_mul(x, x)) / nb_sum_all(nb_abs(x)) add, in the
+ * same order, and the backward gives the bits of those compositions' rules, g * (2 x + 0) and
+ * g * sign(x): one pass instead of two each way and no x^2 / |x| tensor. */
+static inline float square_f32(float v) { return v * v; }
+static inline float abs_f32(float v) { return fabsf(v); }
+static double sum_map_kernel(const nb_tensor *x, bool square) { /* x contiguous */
+    const int64_t n = x->numel;
+    if (x->dtype == NB_F32) return 0.0 + (square ? sum_f32_map(x->data, n, square_f32) : sum_f32_map(x->data, n, abs_f32));
+    const double *v = x->data;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += square ? v[i] * v[i] : fabs(v[i]);
+    return 0.0 + s;
+}
+/* the backward with g (0-d) a constant, folded into the one pass */
+NB_UNARY_KERNEL(square_grad, p0 * ((T)2 * v + (T)0)) /* as mul's rule for x * x: g * mul_scalar(x, 2) */
+NB_UNARY_KERNEL(abs_grad, p0 * (v > 0 ? (T)1 : (v < 0 ? (T)-1 : v))) /* as abs's: g * sign(x) */
+static const nb_unary_def SQUARE_GRAD = {{"sum_sq_backward", NULL, NB_NOT_DIFFERENTIABLE}, square_grad_f32, square_grad_f64},
+                          ABS_GRAD = {{"sum_abs_backward", NULL, NB_NOT_DIFFERENTIABLE}, abs_grad_f32, abs_grad_f64};
+
+static nb_status sum_map_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0];
+    const bool square = n->iattr[0];
+    const double gv = nb_item(g);
+    if (nb_ctx_grad_enabled(ctx) || !isfinite(gv)) /* create_graph: a graph term */
+        gin[0] = nb_mul(ctx, g, square ? nb_mul_scalar(ctx, x, 2.0) : nb_sign(ctx, x));
+    else
+        gin[0] = nb__unary(ctx, square ? &SQUARE_GRAD : &ABS_GRAD, x, gv, 0);
+    return NB_OK;
+}
+static const nb_op OP_SUM_SQ = {"sum_sq", sum_map_bw, NB_DIFFERENTIABLE}, OP_SUM_ABS = {"sum_abs", sum_map_bw, NB_DIFFERENTIABLE};
+
+static nb_tensor *sum_map(nb_ctx *ctx, nb_tensor *x, bool square) {
+    const nb_op *op = square ? &OP_SUM_SQ : &OP_SUM_ABS;
+    if (!all_ok(ctx, op->name, x)) return NULL;
+    if (!nb_is_contiguous(x) && !(x = nb_contiguous(ctx, x))) return NULL;
+    nb_tensor *out = nb__new(ctx, x->dtype, 0, NULL);
+    if (!out) return NULL;
+    nb_set(out, 0, sum_map_kernel(x, square));
+    nb_node *n;
+    out = nb__finish(ctx, op, out, 1, &x, &n);
+    if (n) n->iattr[0] = square;
+    return out;
+}
+nb_tensor *nb__sum_sq(nb_ctx *ctx, nb_tensor *x) { return sum_map(ctx, x, true); }
+nb_tensor *nb__sum_abs(nb_ctx *ctx, nb_tensor *x) { return sum_map(ctx, x, false); }
 
 static int64_t reduced_count(const nb_tensor *x, unsigned mask) {
     int64_t c = 1;

@@ -292,7 +292,7 @@ nb_tensor *nb_cosh(nb_ctx *ctx, nb_tensor *x) { return nb__unary(ctx, &COSH, x, 
 
 /* ---- sigmoid and tanh: backward is one fused op each, (g, y) -> g f'(y) (src/ops/
  * elementwise.c), since the three-op composition dominated chains of small ops ------------ */
-NB_UNARY_KERNEL(sigmoid, v >= 0 ? (T)1 / ((T)1 + NB_M(exp, -v)) : NB_M(exp, v) / ((T)1 + NB_M(exp, v)))
+NB_UNARY_KERNEL(sigmoid, NB_M(nb__sigmoid, v))
 BACKWARD(sigmoid) {
     gin[0] = nb__sigmoid_backward(ctx, g, n->out);
     return NB_OK;
@@ -309,7 +309,7 @@ static const nb_unary_def TANH = {{"tanh", tanh_bw, NB_DIFFERENTIABLE}, tanh_f32
 nb_tensor *nb_tanh(nb_ctx *ctx, nb_tensor *x) { return nb__unary(ctx, &TANH, x, 0, 0); }
 
 /* ---- rectifiers ------------------------------------------------------------------------------ */
-NB_UNARY_KERNEL(relu, !(v <= 0) ? v : (T)0) /* NaN stays NaN */
+NB_UNARY_KERNEL(relu, NB_M(nb__relu, v)) /* NaN stays NaN */
 BACKWARD(relu) {
     gin[0] = nb_mul(ctx, g, mask_gtz(ctx, X(n)));
     return NB_OK;
@@ -393,7 +393,7 @@ nb_tensor *nb_celu(nb_ctx *ctx, nb_tensor *x, double alpha) {
 
 /* ---- smooth gates ---------------------------------------------------------------------------- */
 /* gelu, exact: x Phi(x); d = Phi(x) + x phi(x) */
-NB_UNARY_KERNEL(gelu, (T)0.5 * v * ((T)1 + NB_M(erf, v * (T)0.70710678118654752440)))
+NB_UNARY_KERNEL(gelu, NB_M(nb__gelu, v))
 BACKWARD(gelu) {
     nb_tensor *x = X(n);
     nb_tensor *Phi = nb_affine(ctx, nb_erf(ctx, nb_mul_scalar(ctx, x, 0.70710678118654752440)), 0.5, 0.5);

@@ -124,12 +124,17 @@ const nb_optim_def nb_rmsprop = {.name = "rmsprop", .nslots = 3, .slots_for = rm
                                  .validate = rmsprop_validate, .update = rmsprop_update};
 
 /* ---- Adam / AdamW: slot 0 first moment, 1 second moment, 2 running max (AMSGrad) ------------- */
+/* torch's update w -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), with bc_k = 1 - beta_k^step,
+ * multiplied through by sqrt(bc2): w -= a m / (sqrt(v) + eps'), a = lr sqrt(bc2) / bc1 and
+ * eps' = eps sqrt(bc2) (Kingma & Ba's "more efficient order"). The same value, one division
+ * per element less; the bias corrections are folded in double once per step. */
 static void adam_core(float *restrict w, const float *restrict g, float *const *state, int64_t n,
                       const nb_hparams *hp, int64_t step, bool decoupled) {
     const float b1 = (float)hp->beta1, b2 = (float)hp->beta2, c1 = (float)(1.0 - hp->beta1),
-                c2 = (float)(1.0 - hp->beta2), eps = (float)hp->eps;
-    const float step_size = (float)(hp->lr / (1.0 - pow(hp->beta1, (double)step)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(hp->beta2, (double)step));
+                c2 = (float)(1.0 - hp->beta2);
+    const double bc2_sqrt = sqrt(1.0 - pow(hp->beta2, (double)step));
+    const float step_size = (float)(hp->lr * bc2_sqrt / (1.0 - pow(hp->beta1, (double)step)));
+    const float eps = (float)(hp->eps * bc2_sqrt);
     const float l2 = decoupled ? 0.0f : (float)hp->weight_decay;
     const float shrink = decoupled ? (float)(1.0 - hp->lr * hp->weight_decay) : 1.0f;
     const bool ams = hp->amsgrad;
@@ -145,7 +150,7 @@ static void adam_core(float *restrict w, const float *restrict g, float *const *
             vi = vmax[i] > vi ? vmax[i] : vi;
             vmax[i] = vi;
         }
-        w[i] = wi - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        w[i] = wi - step_size * mi / (sqrtf(vi) + eps);
     }
 }
 static void adam_update(float *w, const float *g, float *const *s, int64_t n, const nb_hparams *hp, int64_t step) {

@@ -33,7 +33,7 @@ static nb_tensor *safe_sqrt(nb_ctx *ctx, nb_tensor *s) {
 static nb_tensor *sum_over(nb_ctx *ctx, int n, nb_tensor *const *ws, bool square) {
     nb_tensor *acc = NULL;
     for (int k = 0; k < n; k++) {
-        nb_tensor *t = nb_sum_all(ctx, square ? nb_mul(ctx, ws[k], ws[k]) : nb_abs(ctx, ws[k]));
+        nb_tensor *t = square ? nb__sum_sq(ctx, ws[k]) : nb__sum_abs(ctx, ws[k]);
         acc = acc ? nb_add(ctx, acc, t) : t;
     }
     return acc;

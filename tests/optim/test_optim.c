@@ -103,6 +103,63 @@ Test(optim, adam_two_steps_by_hand) {
     nb_params_free(ps);
 }
 
+/* Every step of Adam / AdamW / AMSGrad against torch's closed form, evaluated in double:
+ *   d = g + wd w (Adam) or w *= 1 - lr wd (AdamW); m = b1 m + (1-b1) d; v = b2 v + (1-b2) d^2;
+ *   w -= lr / (1 - b1^t) * m / (sqrt(max(v)) / sqrt(1 - b2^t) + eps)
+ * The moments must be the float rounding of their formula (a few ulps of their terms); the
+ * weight, given the moments, the float rounding of torch's update, although the kernel folds
+ * the bias corrections into its step size and eps: a few ulps of the update.
+ * Gradients span 1e-5..1e2, so some updates are eps-dominated. */
+Test(optim, adam_steps_within_float_rounding_of_torch_closed_form) {
+    typedef struct { const nb_optim_def *def; double wd; bool ams; } adam_case;
+    const adam_case cases[] = {{&nb_adam, 0, false}, {&nb_adam, 0.1, false}, {&nb_adamw, 0.1, false}, {&nb_adam, 0, true},
+                               {&nb_adamw, 0.05, true}};
+    const int n = 64, steps = 60;
+    const double ulp = 0x1p-23;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        nb_params *ps = nb_params_new();
+        nb_tensor *w = nb_params_add(ps, "w", NB_SHAPE(8, 8));
+        nb_rng r = nb_rng_new(11 + c);
+        nb_rng_normal(&r, w, 0, 1);
+        nb_hparams hp = cases[c].def->defaults;
+        hp.lr = 0.01, hp.weight_decay = cases[c].wd, hp.amsgrad = cases[c].ams, hp.beta2 = 0.99;
+        nb_optim *opt = nb_optim_new(cases[c].def, ps, &hp);
+        cr_assert_not_null(opt, "%s", nb_last_error());
+        const bool decoupled = cases[c].def == &nb_adamw;
+        float *W = ps->flat + ps->offset[0], *Gr = ps->grad_flat + ps->offset[0];
+        float *M = opt->state[0] + ps->offset[0], *V = opt->state[1] + ps->offset[0];
+        float *VM = cases[c].ams ? opt->state[2] + ps->offset[0] : NULL;
+        for (int t = 1; t <= steps; t++) {
+            double w0[64], m0[64], v0[64], vm0[64];
+            for (int i = 0; i < n; i++) {
+                const double u = nb_philox_uniform(99 + c, (uint64_t)(t * n + i));
+                Gr[i] = (float)((u < 0.5 ? -1 : 1) * pow(10.0, -5 + 7 * fmod(u * 7.0, 1.0)));
+                w0[i] = W[i], m0[i] = M[i], v0[i] = V[i], vm0[i] = VM ? VM[i] : 0;
+            }
+            cr_assert_eq(nb_optim_step(opt), NB_OK);
+            for (int i = 0; i < n; i++) {
+                double wi = w0[i], d = Gr[i];
+                if (decoupled) wi *= 1 - hp.lr * hp.weight_decay;
+                else d += hp.weight_decay * wi;
+                const double mt[2] = {hp.beta1 * m0[i], (1 - hp.beta1) * d}, vt[2] = {hp.beta2 * v0[i], (1 - hp.beta2) * d * d};
+                const double d_err = ulp * (fabs(Gr[i]) + fabs(hp.weight_decay * wi)); /* d's own rounding */
+                cr_assert(fabs(M[i] - (mt[0] + mt[1])) <= 3 * ulp * (fabs(mt[0]) + fabs(mt[1])) + d_err &&
+                              fabs(V[i] - (vt[0] + vt[1])) <= 3 * ulp * (vt[0] + vt[1]) + 2 * fabs(d) * d_err,
+                          "%s case %zu step %d element %d: moments", cases[c].def->name, c, t, i);
+                const double vv = VM ? fmax(vm0[i], V[i]) : V[i];
+                if (VM) cr_assert_eq(VM[i], (float)vv);
+                const double upd = hp.lr / (1 - pow(hp.beta1, t)) * M[i] / (sqrt(vv) / sqrt(1 - pow(hp.beta2, t)) + hp.eps);
+                /* AdamW's shrink factor, w * shrink and w - update: 1.5 ulps of w; Adam's w - update: half */
+                cr_assert(fabs(W[i] - (wi - upd)) <= ulp * ((decoupled ? 1.5 : 0.5) * fabs(wi) + 4 * fabs(upd)),
+                          "%s case %zu step %d element %d: %.9g, closed form %.9g (update %.3g)", cases[c].def->name, c, t, i,
+                          W[i], wi - upd, upd);
+            }
+        }
+        nb_optim_free(opt);
+        nb_params_free(ps);
+    }
+}
+
 /* weight_decay follows ps->decay: a 1-D bias is not decayed, and the flag can be overridden */
 Test(optim, weight_decay_respects_flags) {
     nb_params *ps = nb_params_new();

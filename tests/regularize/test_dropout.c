@@ -1,5 +1,6 @@
 /* Dropout: keep rate, scaling, eval identity, thread independence, gradient = mask * scale. */
 #include "common.h"
+#include "internal.h"
 
 #include <string.h>
 
@@ -37,22 +38,64 @@ Test(dropout, eval_mode_and_p_zero_are_identity) {
     cr_assert_eq(nb_ctx_rng(ctx)->offset, before.offset, "identity paths draw nothing");
 }
 
-static void mask_with_threads(int threads, float *out, int64_t n) {
-    nb_set_num_threads(threads);
-    nb_ctx_seed(ctx, 99);
-    nb_tensor *x = nb_ones(ctx, NB_F32, NB_SHAPE(n));
-    nb_tensor *y = nb_dropout(ctx, x, 0.5);
-    memcpy(out, y->data, (size_t)n * 4);
+/* Each of the four Philox words keeps with probability 1 - p: for a fixed seed, the kept count
+ * of the elements using word k (i % 4 == k), and of all elements, lies within 5 sigma of the
+ * binomial mean, for small, middle and large p, in f32 and f64. */
+Test(dropout, keep_fraction_of_every_word_within_five_sigma) {
+    const double ps[4] = {0.01, 0.5, 0.8, 0.999};
+    const int64_t n = 400003;
+    for (int d = 0; d < 2; d++)
+        for (int q = 0; q < 4; q++) {
+            const double p = ps[q];
+            nb_ctx_seed(ctx, 7 + (uint64_t)q);
+            nb_tensor *y = nb_dropout(ctx, nb_ones(ctx, d ? NB_F64 : NB_F32, 1, &n), p);
+            cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+            int64_t kept[4] = {0}, count[4] = {0};
+            for (int64_t i = 0; i < n; i++) kept[i % 4] += nb_get(y, i) != 0.0, count[i % 4]++;
+            for (int k = 0; k <= 4; k++) { /* k = 4: all elements */
+                const int64_t c = k < 4 ? count[k] : n, m = k < 4 ? kept[k] : kept[0] + kept[1] + kept[2] + kept[3];
+                const double mean = (double)c * (1 - p), sd = sqrt((double)c * p * (1 - p));
+                cr_assert(fabs((double)m - mean) < 5 * sd, "p %g word %d: kept %lld of %lld, expected %g +- %g", p, k,
+                          (long long)m, (long long)c, mean, 5 * sd);
+            }
+            nb_ctx_reset(ctx);
+        }
 }
 
-Test(dropout, same_mask_for_one_and_two_threads) {
-    const int64_t n = 200003; /* above the parallel threshold, odd split */
-    float *a = malloc(n * 4), *b = malloc(n * 4);
-    mask_with_threads(1, a, n);
-    mask_with_threads(2, b, n);
-    cr_assert(memcmp(a, b, (size_t)n * 4) == 0);
+/* The integer threshold: round(p 2^32), ties to even, capped at 2^32 - 1 */
+Test(dropout, keep_threshold_is_p_times_two_to_the_32) {
+    cr_assert_eq(nb__keep_threshold(0.5), 1u << 31);
+    cr_assert_eq(nb__keep_threshold(0.25), 1u << 30);
+    cr_assert_eq(nb__keep_threshold(0x1p-34), 0u);        /* keeps all: off by 2^-34 */
+    cr_assert_eq(nb__keep_threshold(3 * 0x1p-33), 2u);    /* 1.5 rounds to even */
+    cr_assert_eq(nb__keep_threshold(1 - 0x1p-40), UINT32_MAX);
+    cr_assert_eq(nb__keep_threshold(1 - 0x1p-32), UINT32_MAX);
+    cr_assert_eq(nb__keep_threshold(0.3), (uint32_t)1288490189u); /* 0.3 * 2^32 = 1288490188.8 */
+}
+
+static void mask_with_threads(int threads, nb_dtype dt, void *out, int64_t n) {
+    nb_set_num_threads(threads);
+    nb_ctx_seed(ctx, 99);
+    nb_tensor *x = nb_ones(ctx, dt, NB_SHAPE(n));
+    nb_tensor *y = nb_dropout(ctx, x, 0.5);
+    memcpy(out, y->data, (size_t)n * nb_dtype_size(dt));
+    nb_ctx_reset(ctx);
+}
+
+Test(dropout, same_mask_for_any_thread_count) {
+    const int64_t n = 200003; /* above the parallel threshold, odd split, a partly used last block */
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        const size_t bytes = (size_t)n * nb_dtype_size(dt);
+        char *a = malloc(bytes), *b = malloc(bytes);
+        mask_with_threads(1, dt, a, n);
+        for (int t = 2; t <= 3; t++) {
+            mask_with_threads(t, dt, b, n);
+            cr_assert(memcmp(a, b, bytes) == 0, "%s mask differs at %d threads", nb_dtype_name(dt), t);
+        }
+        free(a), free(b);
+    }
     nb_set_num_threads(2);
-    free(a), free(b);
 }
 
 Test(dropout, gradient_is_mask_times_scale) {

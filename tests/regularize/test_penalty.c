@@ -57,6 +57,59 @@ Test(penalty, gradcheck_every_penalty) {
     }
 }
 
+/* L2, L1 and elastic net take one pass each way per tensor (sum of squares / of absolute values
+ * with a closed-form backward); they must give the bits of the composition they replace,
+ * lambda * sum_k sum_all(w*w or |w|), in value and gradients, with create_graph off (the
+ * closed form) and on (a graph term), on contiguous, transposed and 0-d tensors with exact and
+ * negative zeros, and with a second use of a weight (the engine adds the two gradients). */
+static nb_tensor *composite(nb_ctx *c, int kind, int n, nb_tensor *const *ws) {
+    nb_tensor *sq = NULL, *ab = NULL;
+    for (int k = 0; k < n; k++) {
+        nb_tensor *s = nb_sum_all(c, nb_mul(c, ws[k], ws[k])), *a = nb_sum_all(c, nb_abs(c, ws[k]));
+        sq = sq ? nb_add(c, sq, s) : s;
+        ab = ab ? nb_add(c, ab, a) : a;
+    }
+    return kind == 0 ? nb_mul_scalar(c, sq, 0.7) : kind == 1 ? nb_mul_scalar(c, ab, 0.7)
+                                                            : nb_add(c, nb_mul_scalar(c, ab, 0.3), nb_mul_scalar(c, sq, 0.2));
+}
+static void same_bits(const nb_tensor *a, const nb_tensor *b, const char *what) {
+    cr_assert(a && b && a->numel == b->numel, "%s", what);
+    for (int64_t i = 0; i < a->numel; i++) {
+        const double u = nb_get(a, i), v = nb_get(b, i);
+        cr_assert(memcmp(&u, &v, sizeof u) == 0, "%s: element %lld %.17g, composite %.17g", what, (long long)i, u, v);
+    }
+}
+
+Test(penalty, one_pass_terms_give_the_composites_bits) {
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        nb_tensor *w0 = nb_randn(ctx, dt, NB_SHAPE(7, 151)), *w1 = nb_randn(ctx, dt, NB_SHAPE(4, 3)), *w2 = nb_randn(ctx, dt, 0, NULL);
+        nb_set(w0, 3, 0.0), nb_set(w0, 4, -0.0), nb_set(w1, 5, -0.0);
+        nb_tensor *leaves[3] = {w0, w1, w2};
+        for (int i = 0; i < 3; i++) nb_requires_grad(leaves[i], true);
+        nb_tensor *ws[3] = {w0, nb_transpose(ctx, w1, 0, 1), w2};
+        nb_tensor *cw = nb_randn(ctx, dt, NB_SHAPE(7, 151));
+        for (int kind = 0; kind < 3; kind++)
+            for (int cg = 0; cg < 2; cg++) {
+                nb_tensor *pen[2] = {kind == 0   ? nb_l2_penalty(ctx, 3, ws, 0.7)
+                                     : kind == 1 ? nb_l1_penalty(ctx, 3, ws, 0.7)
+                                                 : nb_elastic_net_penalty(ctx, 3, ws, 0.3, 0.2),
+                                     composite(ctx, kind, 3, ws)},
+                          *g[2][3];
+                char what[96];
+                snprintf(what, sizeof what, "%s kind %d create_graph %d", nb_dtype_name(dt), kind, cg);
+                same_bits(pen[0], pen[1], what);
+                for (int v = 0; v < 2; v++) {
+                    nb_tensor *loss = nb_add(ctx, pen[v], nb_sum_all(ctx, nb_mul(ctx, w0, cw)));
+                    cr_assert_eq(nb_grad(ctx, 1, &loss, NULL, 3, leaves, g[v], cg), NB_OK, "%s", nb_ctx_error(ctx));
+                }
+                for (int i = 0; i < 3; i++) same_bits(g[0][i], g[1][i], what);
+                if (cg && kind != 1) cr_assert(g[0][0]->requires_grad, "create_graph: the gradient is a graph term");
+            }
+        nb_ctx_reset(ctx);
+    }
+}
+
 Test(penalty, group_lasso_zero_group_has_zero_gradient) {
     const double z[6] = {0, 0, 0, 1, 2, 2};
     nb_tensor *w = leaf(z, NB_SHAPE(2, 3));
