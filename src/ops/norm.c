@@ -84,6 +84,10 @@ typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
 typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
 typedef int64_t vmask __attribute__((vector_size(LANES * sizeof(int64_t))));
 #define INLINE static inline __attribute__((always_inline))
+/* Vector-typed values pass only between these always-inlined functions, never across a real
+ * call, so GCC's note that an AVX-512-sized return changes the ABI (builds without
+ * -march=native) does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 INLINE double ld(const void *p, bool f32, int64_t i) { return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i]; }
 INLINE void st(void *p, bool f32, int64_t i, double v) {
