@@ -1,7 +1,8 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
- *       ROW: info mlp cnn conv optim chain engine matmul memory triad steady, prof-mlp64/prof-mlp256/prof-cnn
+ *       ROW: info mlp cnn conv optim chain engine matmul memory triad steady, prof-mlp64/prof-mlp256/prof-cnn,
+ *            {cnn,resnet,wide}-memory/{train,eval} (one case per process)
  *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
  *   runs the steady row that way against 1 and 2 fixed threads, on a quiet and a busy machine.
  *
@@ -504,6 +505,7 @@ static void cnn_init(cnn_run *m, nb_tensor *x, nb_tensor *y, int64_t batch) {
     if (!s) s = nb_batch_norm_layer_init(&m->bn2, m->ps, "bn2", 64);
     if (!s) s = nb_linear_layer_init(&m->fc1, m->ps, "fc1", 64 * 7 * 7, 128, true, &r);
     if (!s) s = nb_linear_layer_init(&m->fc2, m->ps, "fc2", 128, 10, true, &r);
+    m->bn1.relu = m->bn2.relu = true; /* conv-BN-ReLU: batch norm with the ReLU fused in */
     nb_hparams hp = nb_adam.defaults;
     hp.lr = 1e-3;
     if (!s) m->opt = nb_optim_new(&nb_adam, m->ps, &hp);
@@ -524,9 +526,9 @@ static void cnn_step(void *p) {
                                (int64_t[]){m->batch, 1, 28, 28});
     nb_tensor *yb = nb_slice(ctx, m->y, 0, m->pos, m->pos + m->batch, 1);
     m->pos += m->batch;
-    nb_tensor *h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn1, nb_conv2d_layer_forward(ctx, &m->conv1, xb)));
+    nb_tensor *h = nb_batch_norm_layer_forward(ctx, &m->bn1, nb_conv2d_layer_forward(ctx, &m->conv1, xb));
     h = nb_max_pool2d(ctx, h, 2, 2, 0);
-    h = nb_relu(ctx, nb_batch_norm_layer_forward(ctx, &m->bn2, nb_conv2d_layer_forward(ctx, &m->conv2, h)));
+    h = nb_batch_norm_layer_forward(ctx, &m->bn2, nb_conv2d_layer_forward(ctx, &m->conv2, h));
     h = nb_dropout(ctx, nb_flatten(ctx, nb_max_pool2d(ctx, h, 2, 2, 0), 1), 0.25);
     h = nb_dropout(ctx, nb_relu(ctx, nb_linear_layer_forward(ctx, &m->fc1, h)), 0.5);
     nb_tensor *loss = nb_cross_entropy(ctx, nb_linear_layer_forward(ctx, &m->fc2, h), yb, NB_REDUCE_MEAN);
@@ -560,34 +562,200 @@ static void row_cnn(void) {
 
 /* Sustained throughput: train for a fixed wall time from the first step, as a user's run
  * would (the automatic team size's trials and its first decision included). */
-/* Row 9: memory of fashion_cnn's network. The arena (and backward pool) peak of one training
- * step at batch 64, and of a no-grad evaluation forward at batch 500; the process's peak RSS. */
-static void row_cnn_memory(void) {
+/* ---- rows cnn-memory, resnet-memory, wide-memory (issue 15): memory of one step ------------
+ * Each case (train or eval) runs in its own process: `bench_nabla cnn-memory/train`. After setup
+ * (data, model, optimizer; no step yet) the kernel's high-water mark is reset (/proc/self/clear_refs
+ * "5", which getrusage's ru_maxrss follows), so rss_growth = ru_maxrss after 3 steps minus VmRSS
+ * after setup: what the steps themselves add, as torch_bench.py measures it. step_peak is the
+ * context's peak (arena and backward pool) over the 3 steps. Training: forward, backward, Adam;
+ * evaluation: eval mode, no grad, each top-level block's temporaries released (nb_ctx_keep). */
+static double rss_reset_mib(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) fputs("5", f), fclose(f);
+    char line[256];
+    double kb = 0;
+    f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
+
+static void mem_case(const char *row, const char *cfg, bench_fn step, void *arg, nb_ctx *ctx) {
+    const double base = rss_reset_mib();
+    size_t peak = 0;
+    for (int i = 0; i < 3; i++) {
+        nb_ctx_reset_peak(ctx);
+        step(arg);
+        if (nb_ctx_bytes_peak(ctx) > peak) peak = nb_ctx_bytes_peak(ctx);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    bench_report(row, cfg, "rss_growth", (double)ru.ru_maxrss / 1024.0 - base, "MiB");
+    bench_report(row, cfg, "step_peak", (double)peak / 1048576.0, "MiB");
+    bench_report(row, cfg, "peak_rss", (double)ru.ru_maxrss / 1024.0, "MiB");
+}
+
+/* fashion_cnn's network (cnn_run): evaluation at batch 500, ReLU fused into batch norm as in training */
+typedef struct {
+    cnn_run *m;
+    nb_ctx *ev;
+    nb_tensor *x;
+} cnn_eval_arg;
+
+static void cnn_eval_step(void *p) {
+    cnn_eval_arg *a = p;
+    nb_ctx *ev = a->ev;
+    cnn_run *m = a->m;
+    NB_NO_GRAD(ev) {
+        nb_tensor *xb = nb_reshape(ev, nb_slice(ev, a->x, 0, 0, 500, 1), 4, (int64_t[]){500, 1, 28, 28});
+        const nb_mark mk = nb_ctx_mark(ev);
+        nb_tensor *h = nb_batch_norm_layer_forward(ev, &m->bn1, nb_conv2d_layer_forward(ev, &m->conv1, xb));
+        h = nb_ctx_keep(ev, mk, nb_max_pool2d(ev, h, 2, 2, 0));
+        h = nb_batch_norm_layer_forward(ev, &m->bn2, nb_conv2d_layer_forward(ev, &m->conv2, h));
+        h = nb_ctx_keep(ev, mk, nb_flatten(ev, nb_max_pool2d(ev, h, 2, 2, 0), 1));
+        h = nb_linear_layer_forward(ev, &m->fc2, nb_relu(ev, nb_linear_layer_forward(ev, &m->fc1, h)));
+        if (!h) fprintf(stderr, "cnn-memory: %s\n", nb_ctx_error(ev)), exit(1);
+    }
+    nb_ctx_reset(ev);
+}
+
+static void row_cnn_memory(bool train) {
     nb_tensor *x, *y;
     load_data(&x, &y);
     cnn_run m;
     cnn_init(&m, x, y, 64);
-    for (int i = 0; i < 3; i++) cnn_step(&m);
-    bench_report("cnn-memory", "train B=64", "step_peak", (double)nb_ctx_bytes_peak(m.ctx) / 1048576.0, "MiB");
-    nb_ctx *ev = nb_ctx_new();
-    nb_ctx_set_train(ev, false);
-    NB_NO_GRAD(ev) { /* each block's temporaries released once its output is kept (nb_ctx_keep) */
-        nb_tensor *xb = nb_reshape(ev, nb_slice(ev, x, 0, 0, 500, 1), 4, (int64_t[]){500, 1, 28, 28});
-        const nb_mark mk = nb_ctx_mark(ev);
-        nb_tensor *h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn1, nb_conv2d_layer_forward(ev, &m.conv1, xb)));
-        h = nb_ctx_keep(ev, mk, nb_max_pool2d(ev, h, 2, 2, 0));
-        h = nb_relu(ev, nb_batch_norm_layer_forward(ev, &m.bn2, nb_conv2d_layer_forward(ev, &m.conv2, h)));
-        h = nb_ctx_keep(ev, mk, nb_flatten(ev, nb_max_pool2d(ev, h, 2, 2, 0), 1));
-        h = nb_linear_layer_forward(ev, &m.fc2, nb_relu(ev, nb_linear_layer_forward(ev, &m.fc1, h)));
-        if (!h) fprintf(stderr, "cnn-memory: %s\n", nb_ctx_error(ev)), exit(1);
+    if (train) {
+        mem_case("cnn-memory", "train B=64 T=1", cnn_step, &m, m.ctx);
+    } else {
+        cnn_eval_arg a = {&m, nb_ctx_new(), x};
+        nb_ctx_set_train(a.ev, false);
+        mem_case("cnn-memory", "eval B=500 T=1", cnn_eval_step, &a, a.ev);
+        nb_ctx_free(a.ev);
     }
-    bench_report("cnn-memory", "eval B=500", "forward_peak", (double)nb_ctx_bytes_peak(ev) / 1048576.0, "MiB");
-    nb_ctx_free(ev);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    bench_report("cnn-memory", "process", "peak_rss", (double)ru.ru_maxrss / 1024.0, "MiB");
     cnn_free(&m);
     nb_tensor_free(x), nb_tensor_free(y);
+}
+
+/* Residual networks with modules (examples/fashion_resnet.c): conv (no bias) + batch norm, with
+ * the ReLU fused into the batch norm where one follows (the layer's relu flag). */
+static nb_module *res_conv_bn(nb_model *md, const char *name, int64_t in, int64_t out, int64_t k, int64_t stride,
+                              bool relu) {
+    char conv[64], bn[64];
+    snprintf(conv, sizeof conv, "%s.conv", name), snprintf(bn, sizeof bn, "%s.bn", name);
+    nb_module *b = nb_batch_norm_module(md, (nb_batch_norm_opts){.channels = out, .name = bn});
+    if (b) ((nb_batch_norm_layer *)b->state)->relu = relu;
+    return nb_sequential(md, name, NB_MODULES(
+        nb_conv2d_module(md, (nb_conv2d_opts){.in = in, .out = out, .kernel = k, .stride = stride, .padding = k / 2,
+                                              .no_bias = true, .name = conv}), b));
+}
+
+/* relu(conv-bn-relu-conv-bn (x) + shortcut(x)), the shortcut a 1x1 conv-bn where the shape changes */
+static nb_module *res_block(nb_model *md, const char *name, int64_t in, int64_t out, int64_t stride) {
+    char c1[64], c2[64], proj[64];
+    snprintf(c1, sizeof c1, "%s.c1", name), snprintf(c2, sizeof c2, "%s.c2", name);
+    snprintf(proj, sizeof proj, "%s.proj", name);
+    nb_module *c1m = res_conv_bn(md, c1, in, out, 3, stride, true), *c2m = res_conv_bn(md, c2, out, out, 3, 1, false);
+    nb_module *body = nb_sequential(md, NULL, NB_MODULES(c1m, c2m));
+    nb_module *shortcut = in == out && stride == 1 ? NULL : res_conv_bn(md, proj, in, out, 1, stride, false);
+    return nb_sequential(md, name, NB_MODULES(nb_residual(md, NULL, body, shortcut), nb_relu_module(md, NULL)));
+}
+
+/* small: stem 1->16, block 16, block 16->32 /2 (issue 15's network); wide: stem 3->64, two basic
+ * blocks per stage at 64, 128, 256, 512 (stride 2 from the second stage): ResNet-18's body */
+static nb_module *res_net(nb_model *md, bool wide) {
+    static const int64_t W[4] = {64, 128, 256, 512};
+    nb_module *mods[12];
+    int n = 0;
+    mods[n++] = res_conv_bn(md, "stem", wide ? 3 : 1, wide ? 64 : 16, 3, 1, true);
+    if (wide) {
+        for (int s = 0; s < 4; s++)
+            for (int b = 0; b < 2; b++) {
+                char name[32];
+                snprintf(name, sizeof name, "s%db%d", s + 1, b + 1);
+                const int64_t in = b ? W[s] : s ? W[s - 1] : 64;
+                mods[n++] = res_block(md, name, in, W[s], !b && s ? 2 : 1);
+            }
+    } else {
+        mods[n++] = res_block(md, "block1", 16, 16, 1);
+        mods[n++] = res_block(md, "block2", 16, 32, 2);
+    }
+    mods[n++] = nb_adaptive_avg_pool2d_module(md, (nb_adaptive_pool2d_opts){0});
+    mods[n++] = nb_flatten_module(md, NULL);
+    mods[n++] = nb_linear_module(md, (nb_linear_opts){.in = wide ? 512 : 32, .out = 10, .name = "fc"});
+    return nb_sequential(md, "net", n, mods);
+}
+
+typedef struct {
+    nb_model *md;
+    nb_module *net;
+    nb_optim *opt;
+    nb_ctx *ctx;
+    nb_tensor *x, *y; /* images (N, C, H, W) or flat Fashion-MNIST (N, 784), labels (N) */
+    int64_t batch, pos, c, hw;
+} res_run;
+
+static void res_train_step(void *p) {
+    res_run *r = p;
+    nb_ctx *ctx = r->ctx;
+    if (r->pos + r->batch > r->x->shape[0]) r->pos = 0;
+    nb_tensor *xb = nb_reshape(ctx, nb_slice(ctx, r->x, 0, r->pos, r->pos + r->batch, 1), 4,
+                               (int64_t[]){r->batch, r->c, r->hw, r->hw});
+    nb_tensor *yb = nb_slice(ctx, r->y, 0, r->pos, r->pos + r->batch, 1);
+    r->pos += r->batch;
+    nb_params_zero_grad(r->md->ps);
+    nb_tensor *loss = nb_cross_entropy(ctx, nb_module_forward(ctx, r->net, xb), yb, NB_REDUCE_MEAN);
+    if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(r->opt) != NB_OK)
+        fprintf(stderr, "res: %s / %s\n", nb_ctx_error(ctx), nb_last_error()), exit(1);
+    nb_ctx_reset(ctx);
+}
+
+static void res_eval_step(void *p) {
+    res_run *r = p;
+    nb_ctx *ev = r->ctx;
+    NB_NO_GRAD(ev) {
+        nb_tensor *h = nb_reshape(ev, nb_slice(ev, r->x, 0, 0, r->batch, 1), 4, (int64_t[]){r->batch, r->c, r->hw, r->hw});
+        const nb_mark mk = nb_ctx_mark(ev);
+        for (int i = 0; i < r->net->n_children; i++) /* block by block, only the block's output kept */
+            h = nb_ctx_keep(ev, mk, nb_module_forward(ev, r->net->children[i], h));
+        if (!h) fprintf(stderr, "res eval: %s\n", nb_ctx_error(ev)), exit(1);
+    }
+    nb_ctx_reset(ev);
+}
+
+static void row_res_memory(bool wide, bool train) {
+    res_run r = {.md = nb_model_new(5), .ctx = nb_ctx_new(), .c = wide ? 3 : 1, .hw = wide ? 64 : 28};
+    r.net = res_net(r.md, wide);
+    if (!r.net) fprintf(stderr, "res: %s\n", r.md->error), exit(1);
+    nb_ctx_seed(r.ctx, 42);
+    if (wide) { /* random 3x64x64 images and labels */
+        r.batch = train ? 32 : 128;
+        r.x = nb_tensor_new(NB_F32, 4, (int64_t[]){r.batch, 3, 64, 64});
+        r.y = nb_tensor_new(NB_I64, 1, (int64_t[]){r.batch});
+        nb_rng g = nb_rng_new(1);
+        nb_rng_normal(&g, r.x, 0, 1);
+        for (int64_t i = 0; i < r.batch; i++) ((int64_t *)r.y->data)[i] = (int64_t)(nb_philox_uniform(2, (uint64_t)i) * 10);
+    } else {
+        load_data(&r.x, &r.y);
+        r.batch = train ? 64 : 500;
+    }
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "%s B=%lld T=1", train ? "train" : "eval", (long long)r.batch);
+    const char *row = wide ? "wide-memory" : "resnet-memory";
+    if (train) {
+        nb_hparams hp = nb_adam.defaults;
+        hp.lr = 1e-3;
+        r.opt = nb_optim_new(&nb_adam, r.md->ps, &hp);
+        if (!r.opt) fprintf(stderr, "res: %s\n", nb_last_error()), exit(1);
+        mem_case(row, cfg, res_train_step, &r, r.ctx);
+    } else {
+        nb_ctx_set_train(r.ctx, false);
+        mem_case(row, cfg, res_eval_step, &r, r.ctx);
+    }
+    nb_optim_free(r.opt);
+    nb_model_free(r.md);
+    nb_ctx_free(r.ctx);
+    nb_tensor_free(r.x), nb_tensor_free(r.y);
 }
 
 static void steady_case(const char *model, void (*step)(void *), void *arg, int64_t batch, double seconds) {
@@ -697,8 +865,16 @@ int main(int argc, char **argv) {
             row_optim();
         } else if (!strcmp(row, "cnn")) {
             row_cnn();
-        } else if (!strcmp(row, "cnn-memory")) {
-            row_cnn_memory();
+        } else if (!strncmp(row, "cnn-memory/", 11) || !strncmp(row, "resnet-memory/", 14) ||
+                   !strncmp(row, "wide-memory/", 12)) {
+            /* one case per process: ROW/train or ROW/eval */
+            const bool train = !strcmp(strchr(row, '/') + 1, "train");
+            if (!train && strcmp(strchr(row, '/') + 1, "eval")) {
+                fprintf(stderr, "bench_nabla: %s: the case is train or eval\n", row);
+                return 2;
+            }
+            if (row[0] == 'c') row_cnn_memory(train);
+            else row_res_memory(row[0] == 'w', train);
         } else if (!strcmp(row, "steady")) {
             row_steady();
         } else if (!strcmp(row, "prof-cnn")) {

@@ -3,6 +3,10 @@
 
     /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--threads 1,2] [--rows chain,matmul]
                                   [--blis-arch auto|default|NAME] [--markdown FILE]
+    /usr/bin/python3 bench/run.py --rows cnn-memory,resnet-memory,wide-memory --rounds 1
+
+The memory rows of issue 15 (opt-in) run each case (train, eval) of each network in its own
+process per side, at 1 thread: rss_growth is the peak RSS of 3 steps minus the RSS after setup.
 
 Each round runs, for every thread count, nabla's program (build/bench_nabla) and PyTorch's
 script (bench/torch_bench.py) one after the other, swapping which goes first every round. Both
@@ -29,6 +33,9 @@ BUILD = os.path.join(ROOT, "build")
 NABLA = os.path.join(BUILD, "bench_nabla")
 TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
 ALL_ROWS = ["mlp", "cnn", "conv", "optim", "chain", "matmul", "engine"]
+# issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
+# (train, eval) runs in its own process per side, at 1 thread
+NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]
 
 # (row, metric) -> (which value the target applies to, comparison, bound) ; per-config bounds
 # as a function of the config string.
@@ -45,6 +52,8 @@ def target(row, cfg, metric):
         return ("nabla", ">=", 0.95)
     if row == "memory" and metric == "peak_rss":
         return ("ratio", "<=", 1 / 3)
+    if row in NET_MEMORY_ROWS and metric == "rss_growth":
+        return ("ratio", "<=", 1.0)
     return None
 
 
@@ -136,9 +145,10 @@ def main():
     units = {}
     order = []
     mem_rows = [r for r in rows if r == "mlp"]
-    bench_rows = [r for r in rows if r != "memory"]
+    net_mem_rows = [r for r in rows if r in NET_MEMORY_ROWS]
+    bench_rows = [r for r in rows if r != "memory" and r not in NET_MEMORY_ROWS]
     for r in range(rounds):
-        for t in threads:
+        for t in threads if bench_rows else []:  # no row named: the programs would run all
             env = dict(base, OMP_NUM_THREADS=str(t), BLIS_NUM_THREADS=str(t))
             sides = [("nabla", [NABLA]), ("torch", TORCH)]
             if r % 2:
@@ -151,11 +161,14 @@ def main():
                         units[key] = unit
                         order.append(key)
                     samples.setdefault(key + (side,), []).append(v)
-        # row 5: a whole MLP training run per side, its own process, peak RSS from getrusage
-        if mem_rows and (r == 0 or not a.quick):
-            env = dict(base, OMP_NUM_THREADS="1", BLIS_NUM_THREADS="1")
+        # row 5: a whole MLP training run per side, its own process, peak RSS from getrusage;
+        # issue 15's rows: one process per side and case (memory figures, 1 thread)
+        cases = (["memory"] if mem_rows and (r == 0 or not a.quick) else []) + \
+            [f"{row}/{case}" for row in net_mem_rows for case in ("train", "eval")]
+        env = dict(base, OMP_NUM_THREADS="1", BLIS_NUM_THREADS="1")
+        for case in cases:
             for side, cmd in (("nabla", [NABLA]), ("torch", TORCH)):
-                res, _ = run(cmd + ["--threads", "1"] + quick + ["memory"], env)
+                res, _ = run(cmd + ["--threads", "1"] + quick + [case], env)
                 for row, cfg, metric, v, unit in res:
                     key = (row, cfg, metric)
                     if key not in units:
@@ -165,7 +178,7 @@ def main():
 
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
-    rank = {r: i for i, r in enumerate(ALL_ROWS + ["memory", "triad"])}
+    rank = {r: i for i, r in enumerate(ALL_ROWS + ["memory"] + NET_MEMORY_ROWS + ["triad"])}
     first = {k: i for i, k in enumerate(order)}
     order.sort(key=lambda k: (rank.get(k[0], 99), first[k]))
 

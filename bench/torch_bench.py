@@ -228,6 +228,99 @@ def row_cnn(threads, data):
     report("cnn", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
 
 
+# ---- rows cnn-memory, resnet-memory, wide-memory (issue 15): memory of one step --------------
+def rss_reset_mib():
+    """Reset the kernel's high-water mark (ru_maxrss follows it) and return VmRSS now, in MiB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    with open("/proc/self/status") as f:
+        return next(float(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024.0
+
+
+def mem_case(row, cfg, step):
+    """As bench/nabla.c's mem_case: RSS after setup, 3 steps, growth of the peak over it."""
+    import resource
+    base = rss_reset_mib()
+    for _ in range(3):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report(row, cfg, "rss_growth", peak - base, "MiB")
+    report(row, cfg, "peak_rss", peak, "MiB")
+
+
+def conv_bn(cin, cout, k, stride, relu):
+    import torch.nn as nn
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
+
+
+class Block(torch.nn.Module):
+    """torchvision's BasicBlock: relu(conv-bn-relu-conv-bn (x) + shortcut(x)), in-place ReLUs."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = torch.nn.Sequential(conv_bn(cin, cout, 3, stride, True), conv_bn(cout, cout, 3, 1, False))
+        self.proj = conv_bn(cin, cout, 1, stride, False) if cin != cout or stride != 1 else None
+
+    def forward(self, x):
+        y = self.body(x)
+        y += self.proj(x) if self.proj is not None else x
+        return torch.relu_(y)
+
+
+def make_resnet(wide):
+    """bench/nabla.c's res_net: issue 15's small residual network, or ResNet-18's body (wide)."""
+    import torch.nn as nn
+    if wide:
+        mods, cin = [conv_bn(3, 64, 3, 1, True)], 64
+        for s, w in enumerate((64, 128, 256, 512)):
+            for b in range(2):
+                mods.append(Block(cin, w, 2 if b == 0 and s > 0 else 1))
+                cin = w
+    else:
+        mods = [conv_bn(1, 16, 3, 1, True), Block(16, 16, 1), Block(16, 32, 2)]
+    return nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512 if wide else 32, 10))
+
+
+def row_net_memory(row, case):
+    """One case per process: ROW/train (forward, backward, Adam) or ROW/eval (eval mode, no grad)."""
+    train = case == "train"
+    if row == "wide-memory":
+        batch = 32 if train else 128
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(batch, 3, 64, 64, generator=g), torch.randint(0, 10, (batch,), generator=g)
+        model = make_resnet(True)
+    else:
+        batch = 64 if train else 500
+        x, y = load_data()
+        x = x.view(-1, 1, 28, 28)
+        model = make_cnn()[0] if row == "cnn-memory" else make_resnet(False)
+    cfg = f"{case} B={batch} T=1"
+    if train:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        state = {"pos": 0}
+
+        def step():
+            pos = state["pos"] if state["pos"] + batch <= x.shape[0] else 0
+            xb, yb = x[pos:pos + batch], y[pos:pos + batch]
+            state["pos"] = pos + batch
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x[:batch])
+    mem_case(row, cfg, step)
+
+
 # ---- row 2: one optimizer step on a single 10M-element parameter ------------------------------
 OPT_N = 10_000_000
 
@@ -290,6 +383,9 @@ def main():
             row_optim(threads)
         elif row == "memory":
             row_memory()
+        elif row.split("/")[0] in ("cnn-memory", "resnet-memory", "wide-memory") and row[row.find("/") + 1:] in (
+                "train", "eval"):
+            row_net_memory(*row.split("/"))
         elif row == "triad":
             pass  # the bandwidth bound is measured on nabla's side only
         else:
