@@ -227,15 +227,20 @@ static void info_add(nb_module *m, const char *fmt, ...) {
 }
 
 /* ---- containers ------------------------------------------------------------------------------- */
+/* Containers keep only each child's output (nb_ctx_keep): without a graph (no-grad, eval),
+ * a child's temporaries go as soon as it returns, so a network's peak is one layer's work;
+ * with a graph, nb_ctx_keep changes nothing. */
 static nb_tensor *sequential_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
-    for (int i = 0; i < m->n_children && x; i++) x = nb_module_forward(ctx, m->children[i], x);
+    const nb_mark mk = nb_ctx_mark(ctx);
+    for (int i = 0; i < m->n_children && x; i++) x = nb_ctx_keep(ctx, mk, nb_module_forward(ctx, m->children[i], x));
     return x;
 }
 
 static nb_tensor *residual_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+    const nb_mark mk = nb_ctx_mark(ctx);
     nb_tensor *y = nb_module_forward(ctx, m->children[0], x);
     nb_tensor *shortcut = m->n_children > 1 ? nb_module_forward(ctx, m->children[1], x) : x;
-    return nb_add(ctx, y, shortcut);
+    return nb_ctx_keep(ctx, mk, nb_add(ctx, y, shortcut));
 }
 
 /* a container of the children (which must all be there), taking the first one's input dtype */
