@@ -223,8 +223,23 @@ nb_tensor *nb_ctx_keep(nb_ctx *ctx, nb_mark m, nb_tensor *t) {
         release(ctx, m);
         return t;
     }
-    /* t's values wait in the context's staging buffer while everything since the mark goes */
     const size_t bytes = (size_t)t->numel * nb_dtype_size(t->dtype);
+    /* t's data lies after the mark in the mark's chunk: the new tensor at the mark starts at or
+     * before it, so its values move down in place (memmove) */
+    const nb_chunk *ch = m.chunk < ctx->nchunks && m.chunk == ctx->cur ? &ctx->chunks[m.chunk] : NULL;
+    const size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63;
+    if (ch && !t->block_ && nb_is_contiguous(t) && (const char *)t->data >= ch->base + m.arena_used + hdr &&
+        (const char *)t->data + bytes <= ch->base + ch->used) {
+        const nb_tensor was = *t;
+        release(ctx, m);
+        nb_tensor *k = nb__new(ctx, was.dtype, was.ndim, was.shape);
+        if (k && k->data <= was.data) {
+            memmove(k->data, was.data, bytes);
+            return k;
+        }
+        return k ? nb__fail(ctx, NB_ERR_STATE, "ctx_keep: the kept tensor could not move to the mark") : NULL;
+    }
+    /* otherwise t's values wait in the context's staging buffer while everything since the mark goes */
     if (bytes > ctx->keep_cap) {
         void *p = realloc(ctx->keep_buf, bytes);
         if (!p) return nb__fail(ctx, NB_ERR_NOMEM, "ctx_keep: out of memory staging %zu bytes", bytes);
