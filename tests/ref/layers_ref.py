@@ -4,26 +4,10 @@ tests/ops/test_pool.c and test_conv.c. Inputs use the formula of nn_ref.py (elem
 with seed s is sin(0.37 * i + s)); ref_fill comes from nn_ref.h. Run with torch 1.13 CPU:
     /usr/bin/python3 tests/ref/layers_ref.py > tests/ref/layers_ref.h
 """
-import math
 import torch
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
-
-
-def fill(shape, seed):
-    n = math.prod(shape)
-    return torch.tensor([math.sin(0.37 * i + seed) for i in range(n)]).reshape(shape)
-
-
-out = []
-
-
-def emit(name, t):
-    vals = t.detach().reshape(-1).tolist()
-    body = ",\n    ".join(", ".join("%.17g" % v for v in vals[i:i + 4]) for i in range(0, len(vals), 4))
-    shape = ", ".join(str(s) for s in t.shape)
-    out.append("/* shape (%s) */\nstatic const double %s[%d] = {\n    %s};\n" % (shape, name, len(vals), body))
+from ref_fill import emit, fill, out  # noqa: E402  (shared with the other nn reference script)
 
 
 # ---- pooling options (x (2, 3, 7, 8) seed 0.3 unless said)

@@ -9,22 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
-
-
-def fill(shape, seed):
-    n = math.prod(shape)
-    return torch.tensor([math.sin(0.37 * i + seed) for i in range(n)]).reshape(shape)
-
-
-out = []
-
-
-def emit(name, t):
-    vals = t.detach().reshape(-1).tolist()
-    body = ",\n    ".join(", ".join("%.17g" % v for v in vals[i:i + 4]) for i in range(0, len(vals), 4))
-    shape = ", ".join(str(s) for s in t.shape)
-    out.append("/* shape (%s) */\nstatic const double %s[%d] = {\n    %s};\n" % (shape, name, len(vals), body))
+from ref_fill import emit, fill, out  # noqa: E402  (shared with the other nn reference script)
 
 
 # ---- convolution
