@@ -76,6 +76,7 @@ void nb__pool_walk_end(nb_ctx *ctx);              /* pool off; what is held stay
 void nb__pool_reset(nb_ctx *ctx);                 /* every block free again (nb_ctx_reset) */
 void nb__pool_destroy(nb_ctx *ctx);               /* blocks back to the system (nb_ctx_free) */
 void nb__note_peak(nb_ctx *ctx);                  /* peak = max(peak, arena in use + pool in use) */
+size_t nb__arena_capacity(const nb_ctx *ctx);     /* bytes the arena holds from the system */
 
 /* ---- a walk's per-tensor state (backward, DOT export), owned by the context ---------------- */
 typedef struct nb_walk_slot {

@@ -25,7 +25,8 @@ void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the gra
  * NB_ERR_STATE (each reset starts a new generation, stamped into the step tensors it makes).
  * Step tensors belong to their context: another context's ops refuse them the same way. */
 void nb_ctx_reset(nb_ctx *ctx);
-/* Cap on the arena's size in bytes (0 = unlimited, the default); past it ops fail with NB_ERR_NOMEM. */
+/* Cap on the step memory in bytes, the arena and the backward pool together (0 = unlimited, the
+ * default); past it ops fail with NB_ERR_NOMEM. */
 void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);
 /* Bytes of step data in use now (the arena, plus the backward pool's live blocks), and the
  * most in use at once since creation or nb_ctx_reset_peak. A backward pass without

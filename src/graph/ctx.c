@@ -78,7 +78,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     free(ctx);
 }
 
-static size_t arena_capacity(const nb_ctx *ctx) {
+size_t nb__arena_capacity(const nb_ctx *ctx) {
     size_t s = 0;
     for (int i = 0; i < ctx->nchunks; i++) s += ctx->chunks[i].size;
     return s;
@@ -127,10 +127,11 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
             }
         }
         /* grow: a new chunk at least as big as everything so far, so chunks stay few */
-        size_t cap = arena_capacity(ctx);
+        size_t cap = nb__arena_capacity(ctx);
         size_t size = cap > NB_FIRST_CHUNK ? cap : NB_FIRST_CHUNK;
         if (size < n) size = n;
-        if (ctx->limit && cap + size > ctx->limit) size = ctx->limit > cap ? ctx->limit - cap : 0;
+        const size_t held = cap + ctx->pool_bytes; /* the limit covers the backward pool too */
+        if (ctx->limit && held + size > ctx->limit) size = ctx->limit > held ? ctx->limit - held : 0;
         if (size < n || ctx->nchunks == NB_MAX_CHUNKS)
             return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes (arena holds %zu, limit %zu)", op, n,
                             cap, ctx->limit);
@@ -149,7 +150,7 @@ void nb_ctx_reset(nb_ctx *ctx) {
     /* Several chunks mean the step outgrew the arena: merge them into one of the total size,
      * so the next identical step fits without any malloc. */
     if (ctx->nchunks > 1) {
-        size_t total = arena_capacity(ctx);
+        size_t total = nb__arena_capacity(ctx);
         for (int i = 0; i < ctx->nchunks; i++) free(ctx->chunks[i].base);
         ctx->nchunks = 0;
         void *base = NULL;

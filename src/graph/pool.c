@@ -44,6 +44,9 @@ void *nb__pool_alloc(nb_ctx *ctx, size_t bytes, nb_block **out) {
         b = *best;
         *best = b->next;
     } else {
+        /* a new block counts against the context's limit with the arena; past it the arena
+         * takes the tensor and fails with NB_ERR_NOMEM as it always has */
+        if (ctx->limit && nb__arena_capacity(ctx) + ctx->pool_bytes + bytes > ctx->limit) return NULL;
         void *mem = NULL;
         if (posix_memalign(&mem, 64, BLOCK_HDR + bytes) != 0) return NULL; /* the arena takes it */
         ctx->mallocs++;

@@ -153,3 +153,21 @@ Test(memory, keep_releases_nothing_a_graph_needs) {
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE, "%s", nb_ctx_error(ctx));
     cr_assert_eq(nb_ctx_bytes_used(ctx), before);
 }
+
+/* The context's limit covers the pool: a backward that needs more fails with NB_ERR_NOMEM
+ * naming the op, and the context works again after a reset. */
+Test(memory, the_limit_covers_the_backward_pool) {
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(256, 1024)); /* 1 MiB */
+    nb_rng r = nb_rng_new(5);
+    nb_rng_normal(&r, x, 0, 1);
+    nb_requires_grad(x, true);
+    nb_tensor *y = chain(ctx, x, 8);
+    nb_ctx_set_limit(ctx, nb_ctx_bytes_used(ctx) + 512 * 1024); /* less than one gradient more */
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_ERR_NOMEM, "%s", nb_ctx_error(ctx));
+    cr_assert_lt(nb_ctx_bytes_peak(ctx), nb_ctx_bytes_used(ctx) + 512 * 1024 + 4096);
+    nb_ctx_set_limit(ctx, 0);
+    nb_ctx_reset(ctx);
+    y = chain(ctx, x, 8);
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    nb_tensor_free(x);
+}
