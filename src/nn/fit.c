@@ -166,7 +166,9 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
     const int64_t k = o && o->topk > 0 ? o->topk : 5;
     const bool was_train = nb_ctx_is_train(ctx), was_grad = nb_ctx_set_grad_enabled(ctx, train);
     nb_ctx_set_train(ctx, train);
-    if (sc->confusion) memset(sc->confusion, 0, (size_t)(sc->num_classes * sc->num_classes) * sizeof *sc->confusion);
+    /* the confusion matrix is zeroed once the first batch shows its class count is right, so a
+     * wrong num_classes is refused before anything is written */
+    bool cm_zeroed = false;
     double loss_sum = 0;
     int64_t n = 0, top1 = 0, topk = 0;
     bool classes = true;
@@ -193,6 +195,9 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
                 if (sc->confusion && out->shape[1] != sc->num_classes)
                     st = nb_set_error(NB_ERR_SHAPE, "evaluate: %lld classes, confusion matrix for %lld",
                                       (long long)out->shape[1], (long long)sc->num_classes);
+                else if (sc->confusion && !cm_zeroed)
+                    memset(sc->confusion, 0, (size_t)(sc->num_classes * sc->num_classes) * sizeof *sc->confusion),
+                        cm_zeroed = true;
                 const int64_t c1 = nb_metrics_topk_correct(out, b.y, 1), ck = nb_metrics_topk_correct(out, b.y, k);
                 if (c1 < 0 || ck < 0 || (sc->confusion && st == NB_OK && nb_metrics_confusion(out, b.y, sc->confusion)))
                     st = nb_last_status();
@@ -204,6 +209,8 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
     }
     nb_ctx_set_train(ctx, was_train);
     nb_ctx_set_grad_enabled(ctx, was_grad);
+    if (sc->confusion && !cm_zeroed && st == NB_OK && sc->num_classes > 0) /* no batch: an empty matrix */
+        memset(sc->confusion, 0, (size_t)(sc->num_classes * sc->num_classes) * sizeof *sc->confusion);
     sc->n = n;
     sc->loss = n ? loss_sum / (double)n : NAN;
     sc->accuracy = classes && n ? (double)top1 / (double)n : NAN;
