@@ -363,6 +363,16 @@ static bool job_scratch(nb_ctx *ctx, conv_job *j, int threads, bool cols, size_t
     return true;
 }
 
+/* Threads, scratch above the output (released by finish_prim at mark *m) and the items. */
+static bool run_job(nb_ctx *ctx, conv_job *j, int64_t items, conv_item_fn f, const nb_tensor *cols_of,
+                    size_t partial_bytes, nb_mark *m) {
+    const int T = conv_threads(items, j->N * j->O * j->K * j->L);
+    *m = nb_ctx_mark(ctx);
+    if (!job_scratch(ctx, j, T, !direct_cols(j, cols_of), partial_bytes)) return false;
+    run_items(j, items, T, f);
+    return true;
+}
+
 static const nb_op OP_CONV, OP_CONV_BX, OP_CONV_BW;
 static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const conv_geom *q);
 static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tensor *b, const conv_geom *q);
@@ -411,10 +421,8 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     nb_tensor *y = nb__new(ctx, x->dtype, NB_SHAPE(j.N, j.O, q->OH, q->OW));
     if (!y) return NULL;
     j.x = x, j.w = w, j.b = b, j.out = y;
-    const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
-    nb_mark m = nb_ctx_mark(ctx);
-    if (!job_scratch(ctx, &j, T, !direct_cols(&j, x), 0)) return NULL;
-    run_items(&j, j.N, T, conv_fwd_sample);
+    nb_mark m;
+    if (!run_job(ctx, &j, j.N, conv_fwd_sample, x, 0, &m)) return NULL;
     nb_tensor *in[3] = {x, w, b};
     return finish_prim(ctx, m, &OP_CONV, y, b ? 3 : 2, in, q);
 }
@@ -426,10 +434,8 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     nb_tensor *z = nb__new(ctx, gy->dtype, NB_SHAPE(j.N, j.C, q->H, q->W));
     if (!z) return NULL;
     j.gy = gy, j.w = w, j.b = b, j.out = z;
-    const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
-    nb_mark m = nb_ctx_mark(ctx);
-    if (!job_scratch(ctx, &j, T, !direct_cols(&j, z), 0)) return NULL;
-    run_items(&j, j.N, T, conv_bx_sample);
+    nb_mark m;
+    if (!run_job(ctx, &j, j.N, conv_bx_sample, z, 0, &m)) return NULL;
     nb_tensor *in[3] = {gy, w, b};
     return finish_prim(ctx, m, &OP_CONV_BX, z, b ? 3 : 2, in, q);
 }
@@ -451,11 +457,9 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     if (!gw) return NULL;
     j.x = x, j.gy = gy, j.out = gw;
     j.chunks = bw_chunks(&j);
-    const int T = conv_threads(j.chunks, j.N * j.O * j.K * j.L);
-    nb_mark m = nb_ctx_mark(ctx);
-    if (!job_scratch(ctx, &j, T, !direct_cols(&j, x), (size_t)((j.chunks - 1) * j.O * j.K * j.es))) return NULL;
     if (j.N == 0) nb_fill(gw, 0.0);
-    run_items(&j, j.chunks, T, conv_bw_chunk);
+    nb_mark m;
+    if (!run_job(ctx, &j, j.chunks, conv_bw_chunk, x, (size_t)((j.chunks - 1) * j.O * j.K * j.es), &m)) return NULL;
     const int64_t len = j.O * j.K; /* chunk 0 is gw itself; add the others in order */
     for (int64_t c = 1; c < j.chunks; c++) {
         if (j.dt == NB_F32) {
