@@ -1,7 +1,8 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
- *       ROW: info mlp cnn conv optim chain engine matmul memory triad steady, prof-mlp64/prof-mlp256/prof-cnn,
+ *       ROW: info mlp cnn resnet conv bn optim chain engine matmul memory triad steady,
+ *            prof-mlp64/prof-mlp256/prof-cnn,
  *            {cnn,resnet,wide}-memory/{train,eval} (one case per process)
  *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
  *   runs the steady row that way against 1 and 2 fixed threads, on a quiet and a busy machine.
@@ -212,16 +213,19 @@ static double row_triad(int64_t n) {
     return gbs;
 }
 
-/* Row 7: conv2d forward + backward (gradients of x and w for a given output gradient) at the
- * CNN's two layer shapes, batch 64, 3x3, padding 1, no bias. */
+/* Row 7: conv2d forward + backward (gradients of x and w for a given output gradient), no bias,
+ * padding k/2, batch 64, at every conv layer shape of examples/fashion_cnn.c and of the small
+ * residual network (res_net below). Beside nabla's time, the GEMMs that src/ops/conv.c calls for
+ * the same work, called directly on BLIS (conv_gemms): frac_of_blis_gemm = that time / nabla's. */
 typedef struct {
     nb_ctx *ctx;
     nb_tensor *x, *w, *g;
+    int stride, pad;
 } conv_arg;
 
 static void conv_step(void *p) {
     conv_arg *a = p;
-    nb_tensor *y = nb_conv2d(a->ctx, a->x, a->w, NULL, 1, 1, 1, 1);
+    nb_tensor *y = nb_conv2d(a->ctx, a->x, a->w, NULL, a->stride, a->pad, 1, 1);
     nb_tensor *ins[2] = {a->x, a->w}, *gr[2];
     if (nb_grad(a->ctx, 1, &y, &a->g, 2, ins, gr, false) != NB_OK) {
         fprintf(stderr, "conv: %s\n", nb_ctx_error(a->ctx));
@@ -230,22 +234,169 @@ static void conv_step(void *p) {
     nb_ctx_reset(a->ctx);
 }
 
-static void conv_case(int64_t B, int64_t C, int64_t O, int64_t HW) {
+/* The GEMMs of conv.c for one forward + backward, per sample n, K = C*kh*kw, L = OH*OW, every
+ * matrix row-major as conv.c passes them:
+ *   forward      y_n (O,L)   = W (O,K) cols_n (K,L)
+ *   input grad   dcols (K,L) = W^T (K,O) gy_n (O,L)       (then folded into dx_n: not a GEMM)
+ *   weight grad  dW (O,K)   += gy_n (O,L) cols_n^T (L,K)   (summed over the samples of a chunk)
+ * Samples are split over the T threads as conv.c splits them (one BLIS thread per call inside the
+ * team; at T = 1 a plain loop), each thread with its own column matrix (conv.c's per-thread
+ * scratch, filled once here: the unfold is not GEMM work) and its own weight-gradient sum. BLIS
+ * takes its own path choice (small-matrix or conventional) for each call. */
+typedef struct {
+    int64_t B, O, K, L;
+    float *w, *y, *gy, *cols, *dcols, *gw; /* cols, dcols (T, K, L), gw (T, O, K) */
+} conv_gemm_arg;
+
+static void conv_gemms(void *p) {
+    const conv_gemm_arg *a = p;
+    const int64_t B = a->B, O = a->O, K = a->K, L = a->L;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float one = 1, zero = 0;
+        rntm_t rntm;
+        bli_rntm_init(&rntm);
+        bli_rntm_set_num_threads(nt > 1 ? 1 : threads, &rntm);
+        float *cols = a->cols + (size_t)t * (size_t)(K * L), *dcols = a->dcols + (size_t)t * (size_t)(K * L);
+        float *gw = a->gw + (size_t)t * (size_t)(O * K);
+        const int64_t lo = B * t / nt, hi = B * (t + 1) / nt;
+        for (int64_t n = lo; n < hi; n++)
+            bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, O, L, K, &one, a->w, K, 1, cols, L, 1, &zero,
+                         a->y + n * O * L, L, 1, NULL, &rntm);
+        for (int64_t n = lo; n < hi; n++)
+            bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, K, L, O, &one, a->w, 1, K, a->gy + n * O * L, L, 1, &zero,
+                         dcols, L, 1, NULL, &rntm);
+        for (int64_t n = lo; n < hi; n++)
+            bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, O, K, L, &one, a->gy + n * O * L, L, 1, cols, 1, L,
+                         n == lo ? &zero : &one, gw, K, 1, NULL, &rntm);
+    }
+}
+
+static double conv_gemm_time(int64_t B, int64_t C, int64_t O, int64_t k, int64_t OHW) {
+    const int T = threads > 1 ? threads : 1;
+    conv_gemm_arg a = {.B = B, .O = O, .K = C * k * k, .L = OHW * OHW};
+    const size_t KL = (size_t)(a.K * a.L), OL = (size_t)(B * O * a.L), OK = (size_t)(O * a.K);
+    a.w = malloc(OK * 4), a.y = malloc(OL * 4), a.gy = malloc(OL * 4);
+    a.cols = malloc(T * KL * 4), a.dcols = malloc(T * KL * 4), a.gw = malloc(T * OK * 4);
+    if (!a.w || !a.y || !a.gy || !a.cols || !a.dcols || !a.gw) fprintf(stderr, "conv: out of memory\n"), exit(1);
+    for (size_t i = 0; i < OK; i++) a.w[i] = 0.01f * (float)((int)(i % 17) - 8);
+    for (size_t i = 0; i < OL; i++) a.gy[i] = 0.1f * (float)((int)(i % 13) - 6), a.y[i] = 0;
+    for (size_t i = 0; i < T * KL; i++) a.cols[i] = 0.1f * (float)((int)(i % 11) - 5), a.dcols[i] = 0;
+    for (size_t i = 0; i < T * OK; i++) a.gw[i] = 0;
+    const double t = bench_time(conv_gemms, &a);
+    free(a.w), free(a.y), free(a.gy), free(a.cols), free(a.dcols), free(a.gw);
+    return t;
+}
+
+/* conv k x k, stride s, padding k/2 on x (B, C, HW, HW) -> O channels. The configs of the 3x3
+ * stride-1 shapes keep the row's first names ("B=64 1->32 28x28 T=1"); others add "k1 s2". */
+static void conv_case(int64_t B, int64_t C, int64_t O, int64_t HW, int64_t k, int64_t s) {
+    const int64_t OHW = (HW + 2 * (k / 2) - k) / s + 1;
     conv_arg a = {nb_ctx_new(), nb_tensor_new(NB_F32, 4, (int64_t[]){B, C, HW, HW}),
-                  nb_tensor_new(NB_F32, 4, (int64_t[]){O, C, 3, 3}), nb_tensor_new(NB_F32, 4, (int64_t[]){B, O, HW, HW})};
+                  nb_tensor_new(NB_F32, 4, (int64_t[]){O, C, k, k}), nb_tensor_new(NB_F32, 4, (int64_t[]){B, O, OHW, OHW}),
+                  (int)s, (int)(k / 2)};
     nb_rng r = nb_rng_new(11);
     nb_rng_normal(&r, a.x, 0, 1);
     nb_rng_normal(&r, a.w, 0, 0.1);
     nb_rng_normal(&r, a.g, 0, 1);
     nb_requires_grad(a.x, true);
     nb_requires_grad(a.w, true);
-    double t = bench_time(conv_step, &a);
-    char cfg[96];
-    snprintf(cfg, sizeof cfg, "B=%lld %lld->%lld %lldx%lld T=%d", (long long)B, (long long)C, (long long)O, (long long)HW,
-             (long long)HW, threads);
+    const double t = bench_time(conv_step, &a), tg = conv_gemm_time(B, C, O, k, OHW);
+    char cfg[96], kind[32] = "";
+    if (k != 3 || s != 1) snprintf(kind, sizeof kind, " k%lld s%lld", (long long)k, (long long)s);
+    snprintf(cfg, sizeof cfg, "B=%lld %lld->%lld %lldx%lld%s T=%d", (long long)B, (long long)C, (long long)O, (long long)HW,
+             (long long)HW, kind, threads);
     bench_report("conv", cfg, "time", t * 1e3, "ms");
+    bench_report("conv", cfg, "blis_gemm_time", tg * 1e3, "ms");
+    bench_report("conv", cfg, "frac_of_blis_gemm", tg / t, "x");
     nb_tensor_free(a.x), nb_tensor_free(a.w), nb_tensor_free(a.g);
     nb_ctx_free(a.ctx);
+}
+
+/* Every conv layer shape, batch 64: fashion_cnn's two, then res_net's five (stem; block1's two
+ * convs share one shape; block2's first conv, stride 2; its second; its 1x1 stride-2 shortcut). */
+static void row_conv(void) {
+    conv_case(64, 1, 32, 28, 3, 1);
+    conv_case(64, 32, 64, 14, 3, 1);
+    conv_case(64, 1, 16, 28, 3, 1);
+    conv_case(64, 16, 16, 28, 3, 1);
+    conv_case(64, 16, 32, 28, 3, 2);
+    conv_case(64, 32, 32, 14, 3, 1);
+    conv_case(64, 16, 32, 28, 1, 2);
+}
+
+/* Row bn: batch norm forward + backward (training mode, affine: gradients of x, weight and bias
+ * for a given output gradient) on the CNN's and the residual network's batch-norm shapes,
+ * against one read+write pass over the same number of floats (copy_pass, parallel memcpy over
+ * the T threads, measured in the same process): frac_of_copy_bound = copy time / bn time. */
+typedef struct {
+    nb_ctx *ctx;
+    nb_tensor *x, *w, *b, *rm, *rv, *g;
+} bn_arg;
+
+static void bn_step(void *p) {
+    bn_arg *a = p;
+    nb_tensor *y = nb_batch_norm(a->ctx, a->x, a->w, a->b, a->rm, a->rv, 0.1, 1e-5);
+    nb_tensor *ins[3] = {a->x, a->w, a->b}, *gr[3];
+    if (nb_grad(a->ctx, 1, &y, &a->g, 3, ins, gr, false) != NB_OK) {
+        fprintf(stderr, "bn: %s\n", nb_ctx_error(a->ctx));
+        exit(1);
+    }
+    nb_ctx_reset(a->ctx);
+}
+
+typedef struct {
+    const float *src;
+    float *dst;
+    int64_t n;
+} copy_arg;
+
+static void copy_pass(void *p) {
+    const copy_arg *c = p;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t lo = c->n * t / nt / 16 * 16, hi = t + 1 == nt ? c->n : c->n * (t + 1) / nt / 16 * 16;
+        memcpy(c->dst + lo, c->src + lo, (size_t)(hi - lo) * 4);
+    }
+}
+
+static void bn_case(int64_t B, int64_t C, int64_t HW) {
+    const int64_t shape[4] = {B, C, HW, HW};
+    bn_arg a = {nb_ctx_new(), nb_tensor_new(NB_F32, 4, shape), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C),
+                nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 4, shape)};
+    nb_rng r = nb_rng_new(13);
+    nb_rng_normal(&r, a.x, 0.5, 2);
+    nb_rng_normal(&r, a.w, 1, 0.1);
+    nb_rng_normal(&r, a.b, 0, 0.1);
+    nb_rng_normal(&r, a.g, 0, 1);
+    nb_fill(a.rm, 0), nb_fill(a.rv, 1);
+    nb_requires_grad(a.x, true), nb_requires_grad(a.w, true), nb_requires_grad(a.b, true);
+    const double t = bench_time(bn_step, &a);
+    copy_arg c = {a.x->data, NULL, a.x->numel};
+    if (posix_memalign((void **)&c.dst, 64, (size_t)c.n * 4)) exit(1);
+    memset(c.dst, 0, (size_t)c.n * 4);
+    const double tc = bench_time(copy_pass, &c);
+    char cfg[96];
+    snprintf(cfg, sizeof cfg, "(%lld,%lld,%lld,%lld) T=%d", (long long)B, (long long)C, (long long)HW, (long long)HW,
+             threads);
+    bench_report("bn", cfg, "time", t * 1e3, "ms");
+    bench_report("bn", cfg, "copy_time", tc * 1e3, "ms");
+    bench_report("bn", cfg, "frac_of_copy_bound", tc / t, "x");
+    free(c.dst);
+    nb_tensor_free(a.x), nb_tensor_free(a.w), nb_tensor_free(a.b), nb_tensor_free(a.rm), nb_tensor_free(a.rv);
+    nb_tensor_free(a.g);
+    nb_ctx_free(a.ctx);
+}
+
+/* fashion_cnn's two batch norms, then the residual network's (16 channels at 28x28: the stem and
+ * block1; 32 at 14x14: block2 and its shortcut) */
+static void row_bn(void) {
+    bn_case(64, 32, 28);
+    bn_case(64, 64, 14);
+    bn_case(64, 16, 28);
+    bn_case(64, 32, 14);
 }
 
 /* ---- rows 1, 2, 5: training with the optimizer API (on main once optim is merged) -------- */
@@ -723,39 +874,60 @@ static void res_eval_step(void *p) {
     nb_ctx_reset(ev);
 }
 
-static void row_res_memory(bool wide, bool train) {
-    res_run r = {.md = nb_model_new(5), .ctx = nb_ctx_new(), .c = wide ? 3 : 1, .hw = wide ? 64 : 28};
-    r.net = res_net(r.md, wide);
-    if (!r.net) fprintf(stderr, "res: %s\n", r.md->error), exit(1);
-    nb_ctx_seed(r.ctx, 42);
+/* The network, its data and (train) Adam; the memory rows and the resnet speed row share it. */
+static void res_init(res_run *r, bool wide, bool train) {
+    *r = (res_run){.md = nb_model_new(5), .ctx = nb_ctx_new(), .c = wide ? 3 : 1, .hw = wide ? 64 : 28};
+    r->net = res_net(r->md, wide);
+    if (!r->net) fprintf(stderr, "res: %s\n", r->md->error), exit(1);
+    nb_ctx_seed(r->ctx, 42);
     if (wide) { /* random 3x64x64 images and labels */
-        r.batch = train ? 32 : 128;
-        r.x = nb_tensor_new(NB_F32, 4, (int64_t[]){r.batch, 3, 64, 64});
-        r.y = nb_tensor_new(NB_I64, 1, (int64_t[]){r.batch});
+        r->batch = train ? 32 : 128;
+        r->x = nb_tensor_new(NB_F32, 4, (int64_t[]){r->batch, 3, 64, 64});
+        r->y = nb_tensor_new(NB_I64, 1, (int64_t[]){r->batch});
         nb_rng g = nb_rng_new(1);
-        nb_rng_normal(&g, r.x, 0, 1);
-        for (int64_t i = 0; i < r.batch; i++) ((int64_t *)r.y->data)[i] = (int64_t)(nb_philox_uniform(2, (uint64_t)i) * 10);
+        nb_rng_normal(&g, r->x, 0, 1);
+        for (int64_t i = 0; i < r->batch; i++)
+            ((int64_t *)r->y->data)[i] = (int64_t)(nb_philox_uniform(2, (uint64_t)i) * 10);
     } else {
-        load_data(&r.x, &r.y);
-        r.batch = train ? 64 : 500;
+        load_data(&r->x, &r->y);
+        r->batch = train ? 64 : 500;
     }
-    char cfg[64];
-    snprintf(cfg, sizeof cfg, "%s B=%lld T=1", train ? "train" : "eval", (long long)r.batch);
-    const char *row = wide ? "wide-memory" : "resnet-memory";
     if (train) {
         nb_hparams hp = nb_adam.defaults;
         hp.lr = 1e-3;
-        r.opt = nb_optim_new(&nb_adam, r.md->ps, &hp);
-        if (!r.opt) fprintf(stderr, "res: %s\n", nb_last_error()), exit(1);
-        mem_case(row, cfg, res_train_step, &r, r.ctx);
+        r->opt = nb_optim_new(&nb_adam, r->md->ps, &hp);
+        if (!r->opt) fprintf(stderr, "res: %s\n", nb_last_error()), exit(1);
     } else {
-        nb_ctx_set_train(r.ctx, false);
-        mem_case(row, cfg, res_eval_step, &r, r.ctx);
+        nb_ctx_set_train(r->ctx, false);
     }
-    nb_optim_free(r.opt);
-    nb_model_free(r.md);
-    nb_ctx_free(r.ctx);
-    nb_tensor_free(r.x), nb_tensor_free(r.y);
+}
+
+static void res_free(res_run *r) {
+    nb_optim_free(r->opt);
+    nb_model_free(r->md);
+    nb_ctx_free(r->ctx);
+    nb_tensor_free(r->x), nb_tensor_free(r->y);
+}
+
+static void row_res_memory(bool wide, bool train) {
+    res_run r;
+    res_init(&r, wide, train);
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "%s B=%lld T=1", train ? "train" : "eval", (long long)r.batch);
+    mem_case(wide ? "wide-memory" : "resnet-memory", cfg, train ? res_train_step : res_eval_step, &r, r.ctx);
+    res_free(&r);
+}
+
+/* Row resnet: one training step (forward, backward, Adam) of the small residual network at batch
+ * 64 on Fashion-MNIST in memory, as the cnn row does for fashion_cnn's network. */
+static void row_resnet(void) {
+    res_run r;
+    res_init(&r, false, true);
+    const double t = bench_time(res_train_step, &r);
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "B=%lld T=%d", (long long)r.batch, threads);
+    bench_report("resnet", cfg, "samples/s", (double)r.batch / t, "samples/s");
+    res_free(&r);
 }
 
 static void steady_case(const char *model, void (*step)(void *), void *arg, int64_t batch, double seconds) {
@@ -837,7 +1009,7 @@ int main(int argc, char **argv) {
     }
     if (threads < 0) threads = 1;
     nb_set_num_threads(threads); /* 0: automatic */
-    static const char *all[] = {"info", "mlp", "cnn", "conv", "optim", "chain", "engine", "matmul"};
+    static const char *all[] = {"info", "mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "engine", "matmul"};
     if (!nrows) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) rows[nrows++] = all[i];
     }
@@ -856,8 +1028,9 @@ int main(int argc, char **argv) {
             mm_case("mlp B=64", 3, (int64_t[]){64, 784, 256, 256, 128, 128, 10});
             mm_case("mlp B=256", 3, (int64_t[]){256, 784, 256, 256, 128, 128, 10});
         } else if (!strcmp(row, "conv")) {
-            conv_case(64, 1, 32, 28);
-            conv_case(64, 32, 64, 14);
+            row_conv();
+        } else if (!strcmp(row, "bn")) {
+            row_bn();
 #ifdef BENCH_HAVE_OPTIM
         } else if (!strcmp(row, "mlp")) {
             row_mlp();
@@ -865,6 +1038,8 @@ int main(int argc, char **argv) {
             row_optim();
         } else if (!strcmp(row, "cnn")) {
             row_cnn();
+        } else if (!strcmp(row, "resnet")) {
+            row_resnet();
         } else if (!strncmp(row, "cnn-memory/", 11) || !strncmp(row, "resnet-memory/", 14) ||
                    !strncmp(row, "wide-memory/", 12)) {
             /* one case per process: ROW/train or ROW/eval */
@@ -885,7 +1060,7 @@ int main(int argc, char **argv) {
             prof_mlp(row[8] == '6' ? 64 : 256);
 #else
         } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory") || !strcmp(row, "cnn") ||
-                   !strcmp(row, "steady")) {
+                   !strcmp(row, "resnet") || !strcmp(row, "steady")) {
             /* needs the optimizer API (nabla/optim.h) */
 #endif
         } else if (!strcmp(row, "triad")) {

@@ -5,6 +5,27 @@
                                   [--blis-arch auto|default|NAME] [--markdown FILE]
     /usr/bin/python3 bench/run.py --rows cnn-memory,resnet-memory,wide-memory --rounds 1
 
+Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, matmul, engine
+(the default set), memory, triad, and issue 15's opt-in memory rows. Issue 15's speed rows:
+  resnet  samples/s of one training step (forward, backward, Adam) of the small residual network
+          of the resnet-memory row (stem 1->16, block 16, block 16->32 stride 2; batch 64,
+          Fashion-MNIST); target nabla/PyTorch >= 1.5, as for cnn (fashion_cnn's step).
+  conv    conv2d forward + gradients of input and weight, batch 64, at every conv layer shape of
+          fashion_cnn (the two "B=64 C->O HxW" configs, 3x3 stride 1) and of that residual network
+          (configs "... k1 s2" / "k3 s2" for the other kernels and strides); target time
+          nabla/PyTorch <= 1.0. nabla's side also times the GEMMs that src/ops/conv.c calls for the
+          same work (per sample: forward (O x K)(K x OH*OW), input gradient (K x O)(O x OH*OW),
+          weight gradient (O x OH*OW)(OH*OW x K), K = C*kh*kw) called directly on BLIS:
+          blis_gemm_time, and frac_of_blis_gemm = blis_gemm_time / nabla's conv time, the share of
+          nabla's conv time that the bare GEMMs would take (informative, no target; the rest is
+          unfold/fold, threading and the engine).
+  bn      batch norm forward + backward (training mode, affine: gradients of x, weight, bias) on
+          the batch-norm shapes of fashion_cnn ((64,32,28,28), (64,64,14,14)) and of the residual
+          network ((64,16,28,28), (64,32,14,14)). copy_time is one read+write pass over the same
+          number of floats (a memcpy split over the T threads, in the same process);
+          frac_of_copy_bound = copy_time / nabla's bn time, target >= 1/1.5 = 0.667: batch norm
+          forward + backward within 1.5x the time of a single copy of its input.
+
 The memory rows of issue 15 (opt-in) run each case (train, eval) of each network in its own
 process per side, at 1 thread: rss_growth is the peak RSS of 3 steps minus the RSS after setup.
 
@@ -15,7 +36,8 @@ thread counts explicitly), and the same BLIS sub-configuration (PyTorch's BLAS i
 BLIS library through libblas.so.3). Every figure is the median over rounds of per-process
 medians; warm-up is never timed. Ratios are nabla / PyTorch of the same metric.
 
---quick: 2 rounds with short measurements (about two minutes); the default is 5 rounds.
+--quick: 2 rounds with short measurements (two to three minutes for the default rows on a quiet
+machine); the default is 5 rounds.
 --blis-arch: Debian's BLIS 0.9 does not know CPUs newer than Zen3 and falls back to its slow
 reference kernels; 'auto' (default) gives both sides the AVX-512 (skx) kernels on a CPU with
 AVX-512 (as nabla itself does), or the AVX2 (haswell) ones where BLIS would fall back to
@@ -32,7 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 NABLA = os.path.join(BUILD, "bench_nabla")
 TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
-ALL_ROWS = ["mlp", "cnn", "conv", "optim", "chain", "matmul", "engine"]
+ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "matmul", "engine"]
 # issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
 # (train, eval) runs in its own process per side, at 1 thread
 NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]
@@ -42,6 +64,12 @@ NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]
 def target(row, cfg, metric):
     if row == "mlp" and metric == "samples/s":
         return ("ratio", ">=", 2.0 if "B=64 " in cfg + " " else 1.5)
+    if row in ("cnn", "resnet") and metric == "samples/s":
+        return ("ratio", ">=", 1.5)
+    if row == "conv" and metric == "time":
+        return ("ratio", "<=", 1.0)
+    if row == "bn" and metric == "frac_of_copy_bound":
+        return ("nabla", ">=", 1 / 1.5)
     if row == "optim" and metric == "time":
         return ("ratio", "<=", 0.25)
     if row == "optim" and metric == "frac_of_bound":

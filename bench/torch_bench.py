@@ -181,19 +181,49 @@ def row_memory():
 
 
 # ---- rows 7 and 8: conv2d forward + backward, the CNN training step ---------------------------
-def conv_case(B, C, O, HW, threads):
-    """conv2d 3x3 padding 1, no bias, forward + gradients of x and w for a given output gradient."""
+def conv_case(B, C, O, HW, threads, k=3, s=1):
+    """conv2d k x k, stride s, padding k // 2, no bias, forward + gradients of x and w for a given
+    output gradient (as bench/nabla.c's conv_case, whose config names these are)."""
     g = torch.Generator().manual_seed(11)
     x = torch.randn(B, C, HW, HW, generator=g).requires_grad_()
-    w = (0.1 * torch.randn(O, C, 3, 3, generator=g)).requires_grad_()
-    gy = torch.randn(B, O, HW, HW, generator=g)
+    w = (0.1 * torch.randn(O, C, k, k, generator=g)).requires_grad_()
+    ohw = (HW + 2 * (k // 2) - k) // s + 1
+    gy = torch.randn(B, O, ohw, ohw, generator=g)
 
     def step():
-        y = torch.nn.functional.conv2d(x, w, None, 1, 1)
+        y = torch.nn.functional.conv2d(x, w, None, s, k // 2)
         torch.autograd.grad(y, (x, w), gy)
 
     t = bench_time(step)
-    report("conv", f"B={B} {C}->{O} {HW}x{HW} T={threads}", "time", t * 1e3, "ms")
+    kind = "" if (k, s) == (3, 1) else f" k{k} s{s}"
+    report("conv", f"B={B} {C}->{O} {HW}x{HW}{kind} T={threads}", "time", t * 1e3, "ms")
+
+
+# every conv layer shape of fashion_cnn (the first two) and of the small residual network
+CONV_SHAPES = [(64, 1, 32, 28, 3, 1), (64, 32, 64, 14, 3, 1), (64, 1, 16, 28, 3, 1), (64, 16, 16, 28, 3, 1),
+               (64, 16, 32, 28, 3, 2), (64, 32, 32, 14, 3, 1), (64, 16, 32, 28, 1, 2)]
+
+
+def bn_case(shape, threads):
+    """Batch norm, training mode, affine: forward + gradients of x, weight and bias."""
+    g = torch.Generator().manual_seed(13)
+    C = shape[1]
+    x = (0.5 + 2 * torch.randn(*shape, generator=g)).requires_grad_()
+    w = (1 + 0.1 * torch.randn(C, generator=g)).requires_grad_()
+    b = (0.1 * torch.randn(C, generator=g)).requires_grad_()
+    rm, rv = torch.zeros(C), torch.ones(C)
+    gy = torch.randn(*shape, generator=g)
+
+    def step():
+        y = torch.nn.functional.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
+        torch.autograd.grad(y, (x, w, b), gy)
+
+    t = bench_time(step)
+    report("bn", f"({','.join(str(d) for d in shape)}) T={threads}", "time", t * 1e3, "ms")
+
+
+# fashion_cnn's two batch norms, then the residual network's
+BN_SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14), (64, 16, 28, 28), (64, 32, 14, 14)]
 
 
 def make_cnn():
@@ -226,6 +256,28 @@ def row_cnn(threads, data):
 
     t = bench_time(step)
     report("cnn", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
+
+
+def row_resnet(threads, data):
+    """One training step of the small residual network (make_resnet(False)), batch 64, Adam."""
+    x, y = data[0].view(-1, 1, 28, 28), data[1]
+    model = make_resnet(False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    state = {"pos": 0}
+    b = 64
+
+    def step():
+        pos = state["pos"] if state["pos"] + b <= x.shape[0] else 0
+        xb, yb = x[pos:pos + b], y[pos:pos + b]
+        state["pos"] = pos + b
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    t = bench_time(step)
+    report("resnet", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
 
 
 # ---- rows cnn-memory, resnet-memory, wide-memory (issue 15): memory of one step --------------
@@ -357,8 +409,8 @@ def main():
         i += 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    rows = rows or ["info", "mlp", "cnn", "conv", "optim", "chain", "engine", "matmul"]
-    data = load_data() if "mlp" in rows or "cnn" in rows else None
+    rows = rows or ["info", "mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "engine", "matmul"]
+    data = load_data() if any(r in rows for r in ("mlp", "cnn", "resnet")) else None
     for row in rows:
         if row == "info":
             row_info()
@@ -377,8 +429,13 @@ def main():
         elif row == "cnn":
             row_cnn(threads, data)
         elif row == "conv":
-            conv_case(64, 1, 32, 28, threads)
-            conv_case(64, 32, 64, 14, threads)
+            for shape in CONV_SHAPES:
+                conv_case(*shape[:4], threads, *shape[4:])
+        elif row == "bn":
+            for shape in BN_SHAPES:
+                bn_case(shape, threads)
+        elif row == "resnet":
+            row_resnet(threads, data)
         elif row == "optim":
             row_optim(threads)
         elif row == "memory":
