@@ -251,9 +251,150 @@ INLINE void run_gx(seg_kind K, bool f32, bool relu, segment s, const void *g, co
     }
 }
 
+/* ---- f32 planes: arithmetic in f32, sums in f64 ---------------------------------------------- */
+/* The planes of f32 data (batch and group norm of (N, C, ...) inputs, the CNN case) are read
+ * and written as floats: FLANES at a time, f32 arithmetic, no conversion per value. Accuracy is
+ * kept by centring in f32 and moving every correction into the per-segment coefficients, which
+ * are made in double:
+ *   - centring: d = x - mf, mf the f32 rounding of the centre (exact when x is within a factor 2
+ *     of mf, Sterbenz; else exact to an f32 ulp of d); the difference mf - centre goes into the
+ *     constant term of each formula, in double;
+ *   - sums: FBLOCK vectors are added in f32 lanes (each lane at most FBLOCK values), then the
+ *     lanes move into f64 accumulators; so no f32 sum grows long.
+ * Every element of a segment goes through the same path (vector body or tail) in the forward
+ * and in both backward passes, so the ReLU's y > 0 found again from x has the forward's bits. */
+#if defined(__AVX512F__)
+#define FLANES 16 /* one register of floats */
+#elif defined(__AVX__)
+#define FLANES 8
+#else
+#define FLANES 4
+#endif
+#define FBLOCK 8
+typedef float vflt __attribute__((vector_size(FLANES * sizeof(float))));
+typedef int32_t vfmask __attribute__((vector_size(FLANES * sizeof(int32_t))));
+typedef double vdbl __attribute__((vector_size(FLANES * sizeof(double))));
+
+INLINE vflt fload(const float *p) {
+    vflt v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE void fstore(float *p, vflt v) { memcpy(p, &v, sizeof v); }
+INLINE vflt fsplat(float a) {
+    const vflt zero = {0};
+    return zero + a;
+}
+INLINE vdbl widen(vflt v) { return __builtin_convertvector(v, vdbl); }
+INLINE double fold(vdbl v) {
+    double s = 0;
+    for (int j = 0; j < FLANES; j++) s += v[j];
+    return s;
+}
+/* the value before the ReLU, d being x - mf: the one expression of forward and backward */
+INLINE vflt fnormed(vflt d, vflt s, vflt b) { return d * s + b; }
+INLINE float fnormed1(float d, float s, float b) { return d * s + b; }
+/* vectors in blocks: how many vectors the next block holds */
+INLINE int64_t fblock(int64_t i, int64_t n) {
+    const int64_t left = (n - i) / FLANES;
+    return left < FBLOCK ? left : FBLOCK;
+}
+
+/* *s += sum(x - k), *q += sum((x - k)^2) over x[0, n), k being an f32 value */
+static void f32_moments(const float *x, int64_t n, float k, double *s, double *q) {
+    const vflt kv = fsplat(k);
+    vdbl S = {0}, Q = {0};
+    int64_t i = 0;
+    for (int64_t nb; (nb = fblock(i, n)) > 0;) {
+        vflt s32 = {0}, q32 = {0};
+        for (int64_t b = 0; b < nb; b++, i += FLANES) {
+            const vflt d = fload(x + i) - kv;
+            s32 += d;
+            q32 += d * d;
+        }
+        S += widen(s32), Q += widen(q32);
+    }
+    double ts = fold(S), tq = fold(Q);
+    for (; i < n; i++) {
+        const double d = (double)x[i] - k;
+        ts += d, tq += d * d;
+    }
+    *s += ts, *q += tq;
+}
+
+/* f32 coefficients of one plane: y = (x - mf) * scale + shift is (x - mean) * inv * w + b */
+typedef struct {
+    float mf, scale, shift;
+    double off; /* mf - mean */
+} fcoefs;
+static fcoefs f32_coefs(coefs k) {
+    const double scale = k.inv[0] * k.w[0];
+    const float mf = (float)k.mean[0];
+    const double off = (double)mf - k.mean[0];
+    return (fcoefs){mf, (float)scale, (float)(k.b[0] + off * scale), off};
+}
+
+static void f32_apply(bool relu, const float *x, float *y, int64_t n, fcoefs c) {
+    const vflt m = fsplat(c.mf), s = fsplat(c.scale), b = fsplat(c.shift), zero = {0};
+    int64_t i = 0;
+    for (; i + FLANES <= n; i += FLANES) {
+        const vflt v = fnormed(fload(x + i) - m, s, b);
+        fstore(y + i, relu ? (vflt)((vfmask)v & ~(v <= zero)) : v);
+    }
+    for (; i < n; i++) {
+        const float v = fnormed1(x[i] - c.mf, c.scale, c.shift);
+        y[i] = relu && v <= 0 ? 0.0f : v;
+    }
+}
+
+/* *sg = sum g', *sx = sum g' (x - mean), g' the gradient behind the ReLU */
+static void f32_dots(bool relu, const float *g, const float *x, int64_t n, fcoefs c, double *sg, double *sx) {
+    const vflt m = fsplat(c.mf), s = fsplat(c.scale), b = fsplat(c.shift), zero = {0};
+    vdbl G = {0}, D = {0};
+    int64_t i = 0;
+    for (int64_t nb; (nb = fblock(i, n)) > 0;) {
+        vflt g32 = {0}, d32 = {0};
+        for (int64_t k = 0; k < nb; k++, i += FLANES) {
+            const vflt d = fload(x + i) - m;
+            vflt gr = fload(g + i);
+            if (relu) gr = (vflt)((vfmask)gr & (fnormed(d, s, b) > zero));
+            g32 += gr;
+            d32 += gr * d;
+        }
+        G += widen(g32), D += widen(d32);
+    }
+    double tg = fold(G), td = fold(D);
+    for (; i < n; i++) {
+        const float d = x[i] - c.mf;
+        const float gr = relu && !(fnormed1(d, c.scale, c.shift) > 0) ? 0.0f : g[i];
+        tg += gr, td += (double)gr * d;
+    }
+    *sg = tg, *sx = td + c.off * tg;
+}
+
+/* gx = (inv w) g' + be (x - mean) + de */
+static void f32_gx(bool relu, const float *g, const float *x, float *gx, int64_t n, fcoefs c, double a, double be,
+                   double de) {
+    const float af = (float)a, bef = (float)be, def = (float)(de + be * c.off);
+    const vflt m = fsplat(c.mf), s = fsplat(c.scale), b = fsplat(c.shift), zero = {0};
+    const vflt av = fsplat(af), bev = fsplat(bef), dev = fsplat(def);
+    int64_t i = 0;
+    for (; i + FLANES <= n; i += FLANES) {
+        const vflt d = fload(x + i) - m;
+        vflt gr = fload(g + i);
+        if (relu) gr = (vflt)((vfmask)gr & (fnormed(d, s, b) > zero));
+        fstore(gx + i, av * gr + bev * d + dev);
+    }
+    for (; i < n; i++) {
+        const float d = x[i] - c.mf;
+        const float gr = relu && !(fnormed1(d, c.scale, c.shift) > 0) ? 0.0f : g[i];
+        gx[i] = af * gr + bef * d + def;
+    }
+}
+
 /* the kernels specialised: one instance per dtype and kind (the ReLU test is loop-invariant) */
 static void sum_moments(bool f32, int64_t at, int64_t n, const void *x, double k, double *s, double *q) {
-    if (f32) run_sum_moments(x, true, at, n, k, s, q);
+    if (f32) f32_moments((const float *)x + at, n, (float)k, s, q);
     else run_sum_moments(x, false, at, n, k, s, q);
 }
 static void add_moments(bool f32, int64_t at, int64_t n, const void *x, const double *k, double *s, double *q) {
@@ -261,7 +402,7 @@ static void add_moments(bool f32, int64_t at, int64_t n, const void *x, const do
     else run_add_moments(x, false, at, n, k, s, q);
 }
 static void apply(seg_kind k, bool f32, bool relu, segment s, const void *x, void *y, coefs c) {
-    if (k == SEG_PLANE && f32) run_apply(SEG_PLANE, true, relu, s, x, y, c);
+    if (k == SEG_PLANE && f32) f32_apply(relu, (const float *)x + s.at, (float *)y + s.at, s.n, f32_coefs(c));
     else if (k == SEG_PLANE) run_apply(SEG_PLANE, false, relu, s, x, y, c);
     else if (k == SEG_GROUP && f32) run_apply(SEG_GROUP, true, relu, s, x, y, c);
     else if (k == SEG_GROUP) run_apply(SEG_GROUP, false, relu, s, x, y, c);
@@ -270,7 +411,13 @@ static void apply(seg_kind k, bool f32, bool relu, segment s, const void *x, voi
 }
 static void dots(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, coefs c, double *pg,
                  double *px, double *wg, double *wgx) {
-    if (k == SEG_PLANE && f32) run_dots(SEG_PLANE, true, relu, s, g, x, c, pg, px, wg, wgx);
+    if (k == SEG_PLANE && f32) { /* the same epilogue as run_dots' for a plane */
+        double sg, sx;
+        f32_dots(relu, (const float *)g + s.at, (const float *)x + s.at, s.n, f32_coefs(c), &sg, &sx);
+        sx *= c.inv[0];
+        pg[0] += sg, px[0] += sx;
+        if (wg) *wg += sg * c.w[0], *wgx += sx * c.w[0];
+    }
     else if (k == SEG_PLANE) run_dots(SEG_PLANE, false, relu, s, g, x, c, pg, px, wg, wgx);
     else if (k == SEG_GROUP && f32) run_dots(SEG_GROUP, true, relu, s, g, x, c, pg, px, wg, wgx);
     else if (k == SEG_GROUP) run_dots(SEG_GROUP, false, relu, s, g, x, c, pg, px, wg, wgx);
@@ -279,7 +426,8 @@ static void dots(seg_kind k, bool f32, bool relu, segment s, const void *g, cons
 }
 static void grad_x(seg_kind k, bool f32, bool relu, segment s, const void *g, const void *x, void *gx, coefs c,
                    const double *be, const double *de) {
-    if (k == SEG_PLANE && f32) run_gx(SEG_PLANE, true, relu, s, g, x, gx, c, be, de);
+    if (k == SEG_PLANE && f32)
+        f32_gx(relu, (const float *)g + s.at, (const float *)x + s.at, (float *)gx + s.at, s.n, f32_coefs(c), c.inv[0] * c.w[0], be[0], de[0]);
     else if (k == SEG_PLANE) run_gx(SEG_PLANE, false, relu, s, g, x, gx, c, be, de);
     else if (k == SEG_GROUP && f32) run_gx(SEG_GROUP, true, relu, s, g, x, gx, c, be, de);
     else if (k == SEG_GROUP) run_gx(SEG_GROUP, false, relu, s, g, x, gx, c, be, de);
