@@ -294,26 +294,27 @@ INLINE double fold(vdbl v) {
 /* the value before the ReLU, d being x - mf: the one expression of forward and backward */
 INLINE vflt fnormed(vflt d, vflt s, vflt b) { return d * s + b; }
 INLINE float fnormed1(float d, float s, float b) { return d * s + b; }
-/* vectors in blocks: how many vectors the next block holds */
-INLINE int64_t fblock(int64_t i, int64_t n) {
-    const int64_t left = (n - i) / FLANES;
-    return left < FBLOCK ? left : FBLOCK;
-}
 
 /* *s += sum(x - k), *q += sum((x - k)^2) over x[0, n), k being an f32 value */
 static void f32_moments(const float *x, int64_t n, float k, double *s, double *q) {
-    const vflt kv = fsplat(k);
+    const vflt kv = fsplat(k), zero = {0};
     vdbl S = {0}, Q = {0};
     int64_t i = 0;
-    for (int64_t nb; (nb = fblock(i, n)) > 0;) {
-        vflt s32 = {0}, q32 = {0};
-        for (int64_t b = 0; b < nb; b++, i += FLANES) {
-            const vflt d = fload(x + i) - kv;
-            s32 += d;
-            q32 += d * d;
+    for (; i + FBLOCK * FLANES <= n; i += FBLOCK * FLANES) { /* two chains of FBLOCK/2 vectors */
+        vflt s0 = zero, s1 = zero, q0 = zero, q1 = zero;
+        for (int b = 0; b < FBLOCK; b += 2) {
+            const vflt d0 = fload(x + i + b * FLANES) - kv, d1 = fload(x + i + (b + 1) * FLANES) - kv;
+            s0 += d0, q0 += d0 * d0;
+            s1 += d1, q1 += d1 * d1;
         }
-        S += widen(s32), Q += widen(q32);
+        S += widen(s0 + s1), Q += widen(q0 + q1);
     }
+    vflt s0 = zero, q0 = zero; /* fewer than FBLOCK vectors left */
+    for (; i + FLANES <= n; i += FLANES) {
+        const vflt d = fload(x + i) - kv;
+        s0 += d, q0 += d * d;
+    }
+    S += widen(s0), Q += widen(q0);
     double ts = fold(S), tq = fold(Q);
     for (; i < n; i++) {
         const double d = (double)x[i] - k;
@@ -352,17 +353,28 @@ static void f32_dots(bool relu, const float *g, const float *x, int64_t n, fcoef
     const vflt m = fsplat(c.mf), s = fsplat(c.scale), b = fsplat(c.shift), zero = {0};
     vdbl G = {0}, D = {0};
     int64_t i = 0;
-    for (int64_t nb; (nb = fblock(i, n)) > 0;) {
-        vflt g32 = {0}, d32 = {0};
-        for (int64_t k = 0; k < nb; k++, i += FLANES) {
-            const vflt d = fload(x + i) - m;
-            vflt gr = fload(g + i);
-            if (relu) gr = (vflt)((vfmask)gr & (fnormed(d, s, b) > zero));
-            g32 += gr;
-            d32 += gr * d;
+    for (; i + FBLOCK * FLANES <= n; i += FBLOCK * FLANES) { /* two chains of FBLOCK/2 vectors */
+        vflt g0 = zero, g1 = zero, d0 = zero, d1 = zero;
+        for (int k = 0; k < FBLOCK; k += 2) {
+            const vflt xa = fload(x + i + k * FLANES) - m, xb = fload(x + i + (k + 1) * FLANES) - m;
+            vflt ga = fload(g + i + k * FLANES), gb = fload(g + i + (k + 1) * FLANES);
+            if (relu) {
+                ga = (vflt)((vfmask)ga & (fnormed(xa, s, b) > zero));
+                gb = (vflt)((vfmask)gb & (fnormed(xb, s, b) > zero));
+            }
+            g0 += ga, d0 += ga * xa;
+            g1 += gb, d1 += gb * xb;
         }
-        G += widen(g32), D += widen(d32);
+        G += widen(g0 + g1), D += widen(d0 + d1);
     }
+    vflt g0 = zero, d0 = zero; /* fewer than FBLOCK vectors left */
+    for (; i + FLANES <= n; i += FLANES) {
+        const vflt xa = fload(x + i) - m;
+        vflt ga = fload(g + i);
+        if (relu) ga = (vflt)((vfmask)ga & (fnormed(xa, s, b) > zero));
+        g0 += ga, d0 += ga * xa;
+    }
+    G += widen(g0), D += widen(d0);
     double tg = fold(G), td = fold(D);
     for (; i < n; i++) {
         const float d = x[i] - c.mf;
