@@ -17,6 +17,12 @@
  * found again from x (the forward's expression on the same values), so y is not read. Scratch
  * (per-channel partial sums) is small and comes from the arena.
  *
+ * For f32 inputs the sums over contiguous runs (planes, groups, rows of layer norm) and the
+ * kernels of planes (S > 1: batch and group norm of (N, C, ...)) compute in f32, with every
+ * correction in per-plane coefficients and sums moved to f64 in short blocks (see "f32 planes");
+ * the rest computes in double. The f32 vector width is the target's (its bits may differ between
+ * a -march=native build and a generic one, never between thread counts).
+ *
  * Threads. Sums over the samples are taken per fixed chunk of samples (make_plan: set by the
  * shape alone) and the chunks are added in order; each run of values is summed in LANES lanes in
  * a fixed order. So every result has the same bits for any thread count.
