@@ -3,7 +3,8 @@
  *   bench_bn_kernels [N C H W [threads]]      default 64 16 28 28, 1 thread
  *
  * Prints the time of one forward and of one backward (nb_grad for x, weight and bias), each
- * over the time of a memcpy of x measured in the same process: a read+write pass over the data.
+ * over the time of a memcpy of x measured in the same process: a read+write pass over the data
+ * (also as bench/run.py's "R" lines).
  * The floor is 1.5 passes forward (read x for the statistics, read x + write y) and 2.5 backward
  * (read g and x for the sums, read g and x + write gx). Timings on a busy machine are only
  * indicative.
@@ -100,6 +101,11 @@ int main(int argc, char **argv) {
         printf("forward      %8.3f ms  %.2fx memcpy (floor 1.5x)\n", 1e3 * fw, fw / copy);
         printf("backward     %8.3f ms  %.2fx memcpy (floor 2.5x)\n", 1e3 * (step - fw), (step - fw) / copy);
         printf("fwd+bwd      %8.3f ms  %.2fx memcpy (floor 4x)\n", 1e3 * step, step / copy);
+        char cfg[64];
+        snprintf(cfg, sizeof cfg, "%lldx%lldx%lldx%lld/%dt", (long long)shape[0], (long long)shape[1], (long long)shape[2],
+                 (long long)shape[3], nb_get_num_threads());
+        bench_report("bn_relu", cfg, "forward/memcpy", fw / copy, "x");
+        bench_report("bn_relu", cfg, "backward/memcpy", (step - fw) / copy, "x");
     }
     nb_tensor_free(c.x), nb_tensor_free(c.gout), nb_tensor_free(c.copy);
     nb_tensor_free(c.w), nb_tensor_free(c.b), nb_tensor_free(c.rm), nb_tensor_free(c.rv);

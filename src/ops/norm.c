@@ -297,6 +297,17 @@ INLINE double fold(vdbl v) {
     for (int j = 0; j < FLANES; j++) s += v[j];
     return s;
 }
+/* Tails. A plane of n >= FLANES values whose length is not a multiple of FLANES ends with one
+ * more vector, the last FLANES values (overlapping the one before): the output kernels write
+ * those values again (the same bits), the sums keep only the lanes not yet counted. So every
+ * value of such a plane goes through the vector code, in the forward and in the backward alike;
+ * planes shorter than FLANES go through the scalar code throughout. */
+INLINE vfmask fresh_lanes(int64_t rem) { /* of the last vector, the rem lanes not yet counted */
+    vfmask idx;
+    for (int j = 0; j < FLANES; j++) idx[j] = j;
+    return idx >= (int32_t)(FLANES - rem);
+}
+INLINE vflt fkeep(vflt v, vfmask keep) { return (vflt)((vfmask)v & keep); }
 /* the value before the ReLU, d being x - mf: the one expression of forward and backward */
 INLINE vflt fnormed(vflt d, vflt s, vflt b) { return d * s + b; }
 INLINE float fnormed1(float d, float s, float b) { return d * s + b; }
@@ -319,6 +330,11 @@ static void f32_moments(const float *x, int64_t n, float k, double *s, double *q
     for (; i + FLANES <= n; i += FLANES) {
         const vflt d = fload(x + i) - kv;
         s0 += d, q0 += d * d;
+    }
+    if (i < n && n >= FLANES) {
+        const vflt d = fkeep(fload(x + n - FLANES) - kv, fresh_lanes(n - i));
+        s0 += d, q0 += d * d;
+        i = n;
     }
     S += widen(s0), Q += widen(q0);
     double ts = fold(S), tq = fold(Q);
@@ -347,6 +363,11 @@ static void f32_apply(bool relu, const float *x, float *y, int64_t n, fcoefs c) 
     for (; i + FLANES <= n; i += FLANES) {
         const vflt v = fnormed(fload(x + i) - m, s, b);
         fstore(y + i, relu ? (vflt)((vfmask)v & ~(v <= zero)) : v);
+    }
+    if (i < n && n >= FLANES) {
+        const vflt v = fnormed(fload(x + n - FLANES) - m, s, b);
+        fstore(y + n - FLANES, relu ? (vflt)((vfmask)v & ~(v <= zero)) : v);
+        i = n;
     }
     for (; i < n; i++) {
         const float v = fnormed1(x[i] - c.mf, c.scale, c.shift);
@@ -380,6 +401,15 @@ static void f32_dots(bool relu, const float *g, const float *x, int64_t n, fcoef
         if (relu) ga = (vflt)((vfmask)ga & (fnormed(xa, s, b) > zero));
         g0 += ga, d0 += ga * xa;
     }
+    if (i < n && n >= FLANES) {
+        const vfmask keep = fresh_lanes(n - i);
+        const vflt xa = fload(x + n - FLANES) - m;
+        vflt ga = fload(g + n - FLANES);
+        if (relu) ga = (vflt)((vfmask)ga & (fnormed(xa, s, b) > zero));
+        ga = fkeep(ga, keep);
+        g0 += ga, d0 += ga * fkeep(xa, keep);
+        i = n;
+    }
     G += widen(g0), D += widen(d0);
     double tg = fold(G), td = fold(D);
     for (; i < n; i++) {
@@ -402,6 +432,13 @@ static void f32_gx(bool relu, const float *g, const float *x, float *gx, int64_t
         vflt gr = fload(g + i);
         if (relu) gr = (vflt)((vfmask)gr & (fnormed(d, s, b) > zero));
         fstore(gx + i, av * gr + bev * d + dev);
+    }
+    if (i < n && n >= FLANES) {
+        const vflt d = fload(x + n - FLANES) - m;
+        vflt gr = fload(g + n - FLANES);
+        if (relu) gr = (vflt)((vfmask)gr & (fnormed(d, s, b) > zero));
+        fstore(gx + n - FLANES, av * gr + bev * d + dev);
+        i = n;
     }
     for (; i < n; i++) {
         const float d = x[i] - c.mf;
