@@ -263,7 +263,7 @@ INLINE void run_gx(seg_kind K, bool f32, bool relu, segment s, const void *g, co
  * kept by centring in f32 and moving every correction into the per-segment coefficients, which
  * are made in double:
  *   - centring: d = x - mf, mf the f32 rounding of the centre (exact when x is within a factor 2
- *     of mf, Sterbenz; else exact to an f32 ulp of d); the difference mf - centre goes into the
+ *     of mf, Sterbenz; else within half an f32 ulp of d); the difference mf - centre goes into the
  *     constant term of each formula, in double;
  *   - sums: FBLOCK vectors are added in f32 lanes (each lane at most FBLOCK values), then the
  *     lanes move into f64 accumulators; so no f32 sum grows long.
