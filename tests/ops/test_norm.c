@@ -335,6 +335,29 @@ Test(norm, f32_is_accurate_for_a_large_mean) {
     for (int k = 0; k < 3; k++) assert_close_all(y[0][k], y[1][k], 2e-6, "f32 against f64", k);
 }
 
+/* The same for the gradients, through the f32 plane kernels (centred on the f32 rounding of the
+ * mean, whose error goes into each plane's coefficients): batch norm + ReLU and group norm with
+ * weight and bias, planes long enough for whole blocks of vectors and a tail. */
+Test(norm, f32_gradients_are_accurate_for_a_large_mean) {
+    const norm_kind kinds[2] = {BN_RELU, GN};
+    for (int k = 0; k < 2; k++) {
+        nb_tensor *x64 = nb_affine(ctx, nb_randn(ctx, NB_F64, NB_SHAPE(6, 4, 19, 21)), 1.0, 1e4);
+        x64 = nb_cast(ctx, nb_cast(ctx, x64, NB_F32), NB_F64); /* values f32 can hold */
+        nb_tensor *w64 = nb_affine(ctx, nb_randn(ctx, NB_F64, NB_SHAPE(4)), 0.3, 1.0), *b64 = nb_randn(ctx, NB_F64, NB_SHAPE(4));
+        nb_tensor *gout = nb_randn(ctx, NB_F64, NB_SHAPE(6, 4, 19, 21)), *g[2][3];
+        for (int d = 0; d < 2; d++) {
+            const nb_dtype dt = d ? NB_F32 : NB_F64;
+            nb_tensor *in[3] = {nb_cast(ctx, x64, dt), nb_cast(ctx, w64, dt), nb_cast(ctx, b64, dt)}, *go = nb_cast(ctx, gout, dt);
+            for (int i = 0; i < 3; i++) nb_requires_grad(in[i], true);
+            norm_case c = {kinds[k], 2, {NULL, NULL}, false};
+            nb_tensor *y = norm_f(ctx, in, &c);
+            cr_assert_eq(nb_grad(ctx, 1, &y, &go, 3, in, g[d], false), NB_OK, "%s", nb_ctx_error(ctx));
+        }
+        const char *names[3] = {"gradient of x", "gradient of weight", "gradient of bias"};
+        for (int i = 0; i < 3; i++) assert_close_all(g[1][i], g[0][i], 1e-6, names[i], k);
+    }
+}
+
 /* The forward keeps x, the parameters and per-channel statistics: one node, and arena use of
  * one output plus small vectors (the composite kept six tensors of x's size). */
 Test(norm, forward_keeps_only_the_output_and_statistics) {
