@@ -113,6 +113,9 @@ nb_module *nb_sequential(nb_model *model, const char *name, int n, nb_module *co
 /* y = body(x) + shortcut(x); shortcut NULL is the identity (a ResNet block; add an activation
  * after it with nb_sequential). */
 nb_module *nb_residual(nb_model *model, const char *name, nb_module *body, nb_module *shortcut);
+/* y = relu(body(x) + shortcut(x)) with nb_add_relu (torchvision's BasicBlock ending): the same
+ * values as nb_residual followed by a ReLU module, one full-size value fewer per block. */
+nb_module *nb_residual_relu(nb_model *model, const char *name, nb_module *body, nb_module *shortcut);
 
 /* ---- layers --------------------------------------------------------------------------------- */
 /* Each adds its parameters as "<name>.<param>" to model->ps, initialised as PyTorch's module of

@@ -324,6 +324,20 @@ nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
     return t;
 }
 
+void nb__donate(nb_ctx *ctx, nb_tensor *t) {
+    if (ctx) ctx->donated = t;
+}
+
+nb_tensor *nb__out_like(nb_ctx *ctx, nb_tensor *x, bool reads_x) {
+    const bool donated = x && x == ctx->donated;
+    ctx->donated = NULL;
+    bool ok = donated && !x->persistent && x->gen_ == ctx->gen && !x->block_ && !x->hooks && nb_is_contiguous(x) &&
+              !nb__stale(ctx, "out_like", x);
+    if (ok && ctx->grad_enabled) ok = !reads_x && (!x->node || nb__output_unread(x->node));
+    if (ok) return nb__view(ctx, x, x->ndim, x->shape, x->stride, x->data);
+    return nb__new(ctx, x->dtype, x->ndim, x->shape);
+}
+
 nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t *shape,
                     const int64_t *stride, void *data) {
     int64_t n;
