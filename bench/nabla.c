@@ -801,7 +801,8 @@ static nb_module *res_conv_bn(nb_model *md, const char *name, int64_t in, int64_
                                               .no_bias = true, .name = conv}), b));
 }
 
-/* relu(conv-bn-relu-conv-bn (x) + shortcut(x)), the shortcut a 1x1 conv-bn where the shape changes */
+/* relu(conv-bn-relu-conv-bn (x) + shortcut(x)) with the add and ReLU fused (torchvision's BasicBlock
+ * adds and applies its ReLU in place), the shortcut a 1x1 conv-bn where the shape changes */
 static nb_module *res_block(nb_model *md, const char *name, int64_t in, int64_t out, int64_t stride) {
     char c1[64], c2[64], proj[64];
     snprintf(c1, sizeof c1, "%s.c1", name), snprintf(c2, sizeof c2, "%s.c2", name);
@@ -809,7 +810,7 @@ static nb_module *res_block(nb_model *md, const char *name, int64_t in, int64_t 
     nb_module *c1m = res_conv_bn(md, c1, in, out, 3, stride, true), *c2m = res_conv_bn(md, c2, out, out, 3, 1, false);
     nb_module *body = nb_sequential(md, NULL, NB_MODULES(c1m, c2m));
     nb_module *shortcut = in == out && stride == 1 ? NULL : res_conv_bn(md, proj, in, out, 1, stride, false);
-    return nb_sequential(md, name, NB_MODULES(nb_residual(md, NULL, body, shortcut), nb_relu_module(md, NULL)));
+    return nb_residual_relu(md, name, body, shortcut);
 }
 
 /* small: stem 1->16, block 16, block 16->32 /2 (issue 15's network); wide: stem 3->64, two basic

@@ -60,7 +60,23 @@ struct nb_ctx {
     bool pool_on;                 /* a backward walk without create_graph is running */
     void *keep_buf;               /* nb_ctx_keep's staging buffer */
     size_t keep_cap;
+    nb_tensor *donated;           /* a container's intermediate the next op may overwrite (nb__donate) */
 };
+
+/* ---- donation: an intermediate only its consumer reads ------------------------------------
+ * A container (src/nn/module.c) hands the op that consumes one of its intermediates the right
+ * to overwrite it: nb__donate(ctx, t), the op call, nb__donate(ctx, NULL). Only single-op
+ * consumers get it (a module that reads its input twice must not), so t is read by that op
+ * only. Element-wise ops (same index in, same index out) then write their output over t when
+ * no backward rule will read t: under no-grad always; with a graph when the consumer's
+ * backward does not read t (reads_x false) and t's own node does not read its output
+ * (nb__output_unread). Either way the results are the same bits. */
+void nb__donate(nb_ctx *ctx, nb_tensor *t);
+/* A new step tensor of x's dtype and shape for an element-wise op's output: over x's data when x
+ * is donated and may be overwritten (see above), else fresh. Ends the donation. */
+nb_tensor *nb__out_like(nb_ctx *ctx, nb_tensor *x, bool reads_x);
+/* True for nodes whose backward never reads their output (batch/layer/group norm without ReLU). */
+bool nb__output_unread(const nb_node *n);
 
 /* ---- the backward pool (src/graph/pool.c) ------------------------------------------------ */
 typedef struct nb_block nb_block;
@@ -233,6 +249,8 @@ void nb__binary_map(const nb_binary_def *d, nb_tensor *out, const nb_tensor *a, 
  * kernel, and the node (p0, p1 go to node->fattr[0..1]) unless the op is piecewise constant. */
 nb_tensor *nb__unary(nb_ctx *ctx, const nb_unary_def *d, nb_tensor *x, double p0, double p1);
 nb_tensor *nb__binary(nb_ctx *ctx, const nb_binary_def *d, nb_tensor *a, nb_tensor *b);
+/* 1 where x > 0, else 0 (NaN gives 0): a constant, never recorded (relu's backward mask). */
+nb_tensor *nb__mask_gtz(nb_ctx *ctx, nb_tensor *x);
 
 /* Scalar math in the expression's own type: NB_M(exp, v) is expf for float, exp for double. */
 #define NB_M(fn, v) _Generic((v), float: fn##f, default: fn)(v)

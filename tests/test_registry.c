@@ -301,7 +301,7 @@ static const reg REGISTRY[] = {
     OP(celu, 1, {S2(3, 4)}, {S1(5)}, NONE, -2, -0.1, true, true),
     OP(softplus_ex, 1, {S2(3, 4)}, {S1(5)}, NONE, -1, 0.7, true, true),
     OP(hardtanh, 1, {S2(3, 4)}, {S1(5)}, NONE, -0.45, 0.45, true, true),
-    BINARY(add, -2, 2, true), BINARY(sub, -2, 2, true), BINARY(mul, -2, 2, true), BINARY(div, 0.3, 2, true),
+    BINARY(add, -2, 2, true), BINARY(add_relu, -2, 2, true), BINARY(sub, -2, 2, true), BINARY(mul, -2, 2, true), BINARY(div, 0.3, 2, true),
     BINARY(pow, 0.3, 2, true), BINARY(maximum, -2, 2, true), BINARY(minimum, -2, 2, true), BINARY(atan2, 0.2, 2, true),
     OP(where, 2, {S2(3, 4) COMMA S2(3, 4)}, {S2(2, 3) COMMA S1(3)}, NONE, 0, 1, true, false),
     OP(softmax, 1, {S2(3, 4)}, {S3(2, 3, 2)}, NONE, -2, 2, true, true),

@@ -108,11 +108,18 @@ int64_t nb_module_num_params(const nb_module *m);
 #define NB_MODULES(...) \
     (int)(sizeof((nb_module *[]){__VA_ARGS__}) / sizeof(nb_module *)), (nb_module *[]) { __VA_ARGS__ }
 /* torch.nn.Sequential: the children applied in order. n >= 1. name NULL: automatic ("sequential",
- * "sequential_1", ...), as for every constructor below. */
+ * "sequential_1", ...), as for every constructor below. Without a graph (no-grad), a batch norm
+ * or built-in activation child writes its output over its input when that input is the
+ * container's own intermediate (as PyTorch's inplace=True), so it holds one value, not two. */
 nb_module *nb_sequential(nb_model *model, const char *name, int n, nb_module *const *children);
 /* y = body(x) + shortcut(x); shortcut NULL is the identity (a ResNet block; add an activation
- * after it with nb_sequential). */
+ * after it with nb_sequential, or use nb_residual_relu). The sum is written over the body's
+ * output when nothing else reads it (no-grad, or the body ends with a normalization), so a
+ * block holds one full-size value fewer. */
 nb_module *nb_residual(nb_model *model, const char *name, nb_module *body, nb_module *shortcut);
+/* y = relu(body(x) + shortcut(x)) with nb_add_relu (torchvision's BasicBlock ending): the same
+ * values as nb_residual followed by a ReLU module, one full-size value fewer per block. */
+nb_module *nb_residual_relu(nb_model *model, const char *name, nb_module *body, nb_module *shortcut);
 
 /* ---- layers --------------------------------------------------------------------------------- */
 /* Each adds its parameters as "<name>.<param>" to model->ps, initialised as PyTorch's module of

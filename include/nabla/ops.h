@@ -44,6 +44,9 @@ nb_tensor *nb_randperm(nb_ctx *ctx, int64_t n); /* a uniformly random permutatio
 
 /* ---- element-wise, broadcasting --------------------------------------------------------- */
 nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
+/* relu(a + b) in one op (a residual block's end): one value instead of two, its backward reads
+ * only the output, so a training step keeps the sum once. Same bits as nb_relu(nb_add(a, b)). */
+nb_tensor *nb_add_relu(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_sub(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_mul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_div(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
@@ -415,6 +418,7 @@ nb_tensor *nb_triplet_margin_loss(nb_ctx *ctx, nb_tensor *anchor, nb_tensor *pos
 #define nb_multinomial(...) NB__AT(nb_multinomial, __VA_ARGS__)
 #define nb_randperm(...) NB__AT(nb_randperm, __VA_ARGS__)
 #define nb_add(...) NB__AT(nb_add, __VA_ARGS__)
+#define nb_add_relu(...) NB__AT(nb_add_relu, __VA_ARGS__)
 #define nb_sub(...) NB__AT(nb_sub, __VA_ARGS__)
 #define nb_mul(...) NB__AT(nb_mul, __VA_ARGS__)
 #define nb_div(...) NB__AT(nb_div, __VA_ARGS__)

@@ -212,6 +212,31 @@ void nb_ctx_release(nb_ctx *ctx, nb_mark m) {
     if (mark_ok(ctx, "ctx_release", m)) release(ctx, m);
 }
 
+/* Where nb_ctx_alloc(n) would put its block after release(ctx, m): the arena's rule (the
+ * mark's chunk, else the first later chunk with room, else a new chunk: LANDS_NEW). */
+static const char LANDS_NEW_[1];
+#define LANDS_NEW (&LANDS_NEW_[0])
+static const char *landing(const nb_ctx *ctx, nb_mark m, size_t n) {
+    for (int c = m.chunk; c < ctx->nchunks; c++) {
+        const size_t used = c == m.chunk ? m.arena_used : 0;
+        if (ctx->chunks[c].size - used >= n) return ctx->chunks[c].base + used;
+    }
+    return LANDS_NEW;
+}
+
+/* the bytes t's elements span: [*lo, *hi) */
+static void extent(const nb_tensor *t, const char **lo, const char **hi) {
+    const int64_t esz = (int64_t)nb_dtype_size(t->dtype);
+    *lo = *hi = t->data;
+    if (t->numel == 0) return;
+    for (int i = 0; i < t->ndim; i++) {
+        const int64_t span = (t->shape[i] - 1) * t->stride[i] * esz;
+        if (span < 0) *lo += span;
+        else *hi += span;
+    }
+    *hi += esz;
+}
+
 nb_tensor *nb_ctx_keep(nb_ctx *ctx, nb_mark m, nb_tensor *t) {
     if (!ctx) return nb_set_error(NB_ERR_NULL, "ctx_keep: context is NULL"), NULL;
     if (!mark_ok(ctx, "ctx_keep", m)) return NULL;
@@ -225,20 +250,24 @@ nb_tensor *nb_ctx_keep(nb_ctx *ctx, nb_mark m, nb_tensor *t) {
         return t;
     }
     const size_t bytes = (size_t)t->numel * nb_dtype_size(t->dtype);
-    /* t's data lies after the mark in the mark's chunk: the new tensor at the mark starts at or
-     * before it, so its values move down in place (memmove) */
-    const nb_chunk *ch = m.chunk < ctx->nchunks && m.chunk == ctx->cur ? &ctx->chunks[m.chunk] : NULL;
-    const size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63;
-    if (ch && !t->block_ && nb_is_contiguous(t) && (const char *)t->data >= ch->base + m.arena_used + hdr &&
-        (const char *)t->data + bytes <= ch->base + ch->used) {
+    const size_t hdr = (sizeof(nb_tensor) + 63) & ~(size_t)63, need = (hdr + bytes + 63) & ~(size_t)63;
+    /* Where the kept tensor will land once everything since the mark is gone. When that place
+     * does not overlap t's values (often another chunk of a growing arena, or a new one), they
+     * are copied straight across; when it lies below them, they move down in place (memmove);
+     * only otherwise do they wait in the staging buffer (a malloc as large as t). */
+    const char *at = ctx->pool_on || t->block_ ? NULL : landing(ctx, m, need);
+    const char *t0, *t1;
+    extent(t, &t0, &t1);
+    const bool apart = at && (at == LANDS_NEW || at + need <= t0 || at >= t1);
+    const bool below = at && at != LANDS_NEW && nb_is_contiguous(t) && at + hdr <= (const char *)t->data;
+    if (apart || below) {
         const nb_tensor was = *t;
         release(ctx, m);
         nb_tensor *k = nb__new(ctx, was.dtype, was.ndim, was.shape);
-        if (k && k->data <= was.data) {
-            memmove(k->data, was.data, bytes);
-            return k;
-        }
-        return k ? nb__fail(ctx, NB_ERR_STATE, "ctx_keep: the kept tensor could not move to the mark") : NULL;
+        if (!k) return NULL;
+        if (apart) nb__copy_kernel(k, &was);
+        else memmove(k->data, was.data, bytes);
+        return k;
     }
     /* otherwise t's values wait in the context's staging buffer while everything since the mark goes */
     if (bytes > ctx->keep_cap) {
@@ -322,6 +351,20 @@ nb_tensor *nb__new(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *shape) {
     t->numel = n;
     t->data = data ? data : p + hdr;
     return t;
+}
+
+void nb__donate(nb_ctx *ctx, nb_tensor *t) {
+    if (ctx) ctx->donated = t;
+}
+
+nb_tensor *nb__out_like(nb_ctx *ctx, nb_tensor *x, bool reads_x) {
+    const bool donated = x && x == ctx->donated;
+    ctx->donated = NULL;
+    bool ok = donated && !x->persistent && x->gen_ == ctx->gen && !x->block_ && !x->hooks && nb_is_contiguous(x) &&
+              !nb__stale(ctx, "out_like", x);
+    if (ok && ctx->grad_enabled) ok = !reads_x && (!x->node || nb__output_unread(x->node));
+    if (ok) return nb__view(ctx, x, x->ndim, x->shape, x->stride, x->data);
+    return nb__new(ctx, x->dtype, x->ndim, x->shape);
 }
 
 nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t *shape,

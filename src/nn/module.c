@@ -230,17 +230,39 @@ static void info_add(nb_module *m, const char *fmt, ...) {
 /* Containers keep only each child's output (nb_ctx_keep): without a graph (no-grad, eval),
  * a child's temporaries go as soon as it returns, so a network's peak is one layer's work;
  * with a graph, nb_ctx_keep changes nothing. */
+/* Containers also let a child that is one element-wise op (batch norm, a built-in activation)
+ * write its output over its input when that input is the container's own intermediate
+ * (nb__donate, src/internal.h): with eval-mode batch norm after a convolution, one value less
+ * at a time. */
+static bool one_op(const nb_module *m);
+
 static nb_tensor *sequential_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     const nb_mark mk = nb_ctx_mark(ctx);
-    for (int i = 0; i < m->n_children && x; i++) x = nb_ctx_keep(ctx, mk, nb_module_forward(ctx, m->children[i], x));
+    nb_tensor *const in = x;
+    for (int i = 0; i < m->n_children && x; i++) {
+        const nb_module *c = m->children[i];
+        nb__donate(ctx, x != in && one_op(c) ? x : NULL);
+        nb_tensor *y = nb_module_forward(ctx, c, x);
+        nb__donate(ctx, NULL);
+        x = nb_ctx_keep(ctx, mk, y);
+    }
     return x;
 }
 
-static nb_tensor *residual_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+/* body(x) + shortcut(x): the sum may take the place of the body's output (read by nothing
+ * else; with a graph, when the body's last op does not read its output: a batch norm) */
+static nb_tensor *residual_sum(nb_ctx *ctx, const nb_module *m, nb_tensor *x, bool relu) {
     const nb_mark mk = nb_ctx_mark(ctx);
     nb_tensor *y = nb_module_forward(ctx, m->children[0], x);
     nb_tensor *shortcut = m->n_children > 1 ? nb_module_forward(ctx, m->children[1], x) : x;
-    return nb_ctx_keep(ctx, mk, nb_add(ctx, y, shortcut));
+    nb__donate(ctx, y != x && y != shortcut ? y : NULL);
+    nb_tensor *sum = relu ? nb_add_relu(ctx, y, shortcut) : nb_add(ctx, y, shortcut);
+    nb__donate(ctx, NULL);
+    return nb_ctx_keep(ctx, mk, sum);
+}
+static nb_tensor *residual_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) { return residual_sum(ctx, m, x, false); }
+static nb_tensor *residual_relu_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+    return residual_sum(ctx, m, x, true);
 }
 
 /* a container of the children (which must all be there), taking the first one's input dtype */
@@ -261,11 +283,18 @@ nb_module *nb_sequential(nb_model *model, const char *name, int n, nb_module *co
     return container(model, __func__, "Sequential", name, sequential_forward, n, children);
 }
 
-nb_module *nb_residual(nb_model *model, const char *name, nb_module *body, nb_module *shortcut) {
-    nb_module *m = container(model, __func__, "Residual", name, residual_forward, 1, &body);
+static nb_module *residual(nb_model *model, const char *fn, nb_module_fn forward, nb_module *body, nb_module *shortcut,
+                           const char *name) {
+    nb_module *m = container(model, fn, "Residual", name, forward, 1, &body);
     if (m && shortcut && nb_module_add_child(m, shortcut) != NB_OK) return NULL;
-    if (m) info_add(m, "%s", shortcut ? "+ shortcut" : "+ identity");
+    if (m) info_add(m, "%s%s", shortcut ? "+ shortcut" : "+ identity", forward == residual_relu_forward ? ", relu" : "");
     return m;
+}
+nb_module *nb_residual(nb_model *model, const char *name, nb_module *body, nb_module *shortcut) {
+    return residual(model, __func__, residual_forward, body, shortcut, name);
+}
+nb_module *nb_residual_relu(nb_model *model, const char *name, nb_module *body, nb_module *shortcut) {
+    return residual(model, __func__, residual_relu_forward, body, shortcut, name);
 }
 
 /* ---- layers ------------------------------------------------------------------------------------- */
@@ -423,6 +452,15 @@ static nb_module *unary(nb_model *model, const char *fn, const char *kind, nb_un
     nb_module *m = make(model, fn, kind, name, unary_forward, sizeof op);
     if (m) *(nb_unary_op *)m->state = op;
     return m;
+}
+
+/* modules whose forward is one element-wise op on their input (the built-in activations, not
+ * a user's function, which may read its input twice) */
+static bool one_op(const nb_module *m) {
+    if (m->forward == batch_norm_forward) return true;
+    if (m->forward != unary_forward) return false;
+    const nb_unary_op op = *(const nb_unary_op *)m->state;
+    return op == nb_relu || op == nb_gelu || op == nb_tanh || op == nb_sigmoid;
 }
 
 nb_module *nb_unary_module(nb_model *model, const char *kind, nb_unary_op op, const char *name) {

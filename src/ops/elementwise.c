@@ -4,6 +4,24 @@
 #include "../internal.h"
 
 /* ---- the front end every binary op shares ------------------------------------------------ */
+static bool backward_skips_inputs(const nb_binary_def *d);
+
+/* The output may take a's place (a donated, nb__out_like) when it has a's shape and b's elements
+ * lie outside a's: element i of the output is then written after a[i] and b[i] are read. */
+static bool over_a(const nb_tensor *a, const nb_tensor *b, int nd, const int64_t *shape) {
+    if (a->ndim != nd || memcmp(a->shape, shape, (size_t)nd * sizeof *shape) != 0) return false;
+    const char *a0 = a->data, *a1 = a0 + (size_t)a->numel * nb_dtype_size(a->dtype);
+    const char *b0 = b->data, *b1 = b0;
+    for (int i = 0; i < b->ndim; i++) {
+        if (b->shape[i] == 0) return true;
+        const int64_t span = (b->shape[i] - 1) * b->stride[i] * (int64_t)nb_dtype_size(b->dtype);
+        if (span < 0) b0 += span;
+        else b1 += span;
+    }
+    b1 += nb_dtype_size(b->dtype);
+    return b1 <= a0 || b0 >= a1;
+}
+
 nb_tensor *nb__binary(nb_ctx *ctx, const nb_binary_def *d, nb_tensor *a, nb_tensor *b) {
     const char *op = d->op.name;
     if (nb__null(ctx, op, 2, a, b)) return NULL;
@@ -20,7 +38,7 @@ nb_tensor *nb__binary(nb_ctx *ctx, const nb_binary_def *d, nb_tensor *a, nb_tens
         return nb__fail(ctx, NB_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast together", op,
                         nb_shape_str(a, sa, sizeof sa), nb_shape_str(b, sb, sizeof sb));
     }
-    nb_tensor *out = nb__new(ctx, a->dtype, nd, shape);
+    nb_tensor *out = over_a(a, b, nd, shape) ? nb__out_like(ctx, a, !backward_skips_inputs(d)) : nb__new(ctx, a->dtype, nd, shape);
     if (!out) return NULL;
     nb__binary_map(d, out, a, b);
     if (!d->op.backward) return out; /* piecewise constant: a constant, zero gradient */
@@ -40,6 +58,18 @@ BACKWARD(add) {
 static const nb_binary_def ADD = {{"add", add_bw, NB_DIFFERENTIABLE}, add_f32, add_f64};
 nb_tensor *nb_add(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ctx, &ADD, a, b); }
 void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src) { nb__binary_map(&ADD, dst, dst, src); }
+
+/* relu(a + b) in one pass, the end of a residual block: the backward reads only the output
+ * (the sum is > 0 exactly where the output is), so the sum itself is never kept */
+NB_BINARY_KERNEL(add_relu, NB_M(nb__relu, u + v))
+BACKWARD(add_relu) {
+    gin[0] = gin[1] = nb_mul(ctx, g, nb__mask_gtz(ctx, n->out));
+    return NB_OK;
+}
+static const nb_binary_def ADD_RELU = {{"add_relu", add_relu_bw, NB_DIFFERENTIABLE}, add_relu_f32, add_relu_f64};
+nb_tensor *nb_add_relu(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ctx, &ADD_RELU, a, b); }
+/* add and add_relu: their backward reads neither input (add_relu reads its output) */
+static bool backward_skips_inputs(const nb_binary_def *d) { return d == &ADD || d == &ADD_RELU; }
 
 NB_BINARY_KERNEL(sub, u - v)
 BACKWARD(sub) {

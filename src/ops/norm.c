@@ -692,6 +692,10 @@ static const nb_op OP_BATCH_NORM = {"batch_norm", norm_bw, NB_DIFFERENTIABLE},
                    OP_LAYER_NORM = {"layer_norm", norm_bw, NB_DIFFERENTIABLE},
                    OP_GROUP_NORM = {"group_norm", norm_bw, NB_DIFFERENTIABLE};
 
+bool nb__output_unread(const nb_node *n) {
+    return n->op == &OP_BATCH_NORM || n->op == &OP_LAYER_NORM || n->op == &OP_GROUP_NORM;
+}
+
 /* Statistics given (running, eval) or computed; running statistics updated when given. */
 typedef struct {
     const nb_tensor *mean, *var; /* constant statistics (C each), or NULL: the batch's */
@@ -705,7 +709,7 @@ static nb_tensor *norm_forward(nb_ctx *ctx, const nb_op *op, nb_tensor *x, norm_
     nb_tensor *xc = nb_contiguous(ctx, x);
     if (!xc) return NULL;
     const bool f32 = x->dtype == NB_F32;
-    nb_tensor *y = nb__new(ctx, x->dtype, x->ndim, x->shape);
+    nb_tensor *y = xc == x ? nb__out_like(ctx, x, true) : nb__new(ctx, x->dtype, x->ndim, x->shape);
     nb_tensor *mean_t = nb__new(ctx, NB_F64, 1, &p.ngroups), *inv_t = nb__new(ctx, NB_F64, 1, &p.ngroups);
     double *wv = channel_values(ctx, w, p.C, 1.0), *bv = channel_values(ctx, b, p.C, 0.0), *var = scratch(ctx, p.ngroups);
     if (!y || !mean_t || !inv_t || !wv || !bv || !var) return NULL;

@@ -9,7 +9,7 @@ nb_tensor *nb__unary(nb_ctx *ctx, const nb_unary_def *d, nb_tensor *x, double p0
     if (nb__null(ctx, d->op.name, 1, x)) return NULL;
     if (x->dtype == NB_I64)
         return nb__fail(ctx, NB_ERR_DTYPE, "%s: expected an f32 or f64 input, got i64", d->op.name);
-    nb_tensor *out = nb__new(ctx, x->dtype, x->ndim, x->shape);
+    nb_tensor *out = nb__out_like(ctx, x, true);
     if (!out) return NULL;
     nb__unary_map(d, out, x, p0, p1);
     if (!d->op.backward) return out; /* piecewise constant: a constant, zero gradient */
@@ -37,6 +37,7 @@ static const nb_unary_def INSIDE = {{"inside", NULL, NB_NOT_DIFFERENTIABLE}, ins
 NB_UNARY_KERNEL(in_closed, v >= p0 && v <= p1 ? (T)1 : (T)0)
 static const nb_unary_def IN_CLOSED = {{"in_range", NULL, NB_NOT_DIFFERENTIABLE}, in_closed_f32, in_closed_f64};
 static nb_tensor *mask_gtz(nb_ctx *ctx, nb_tensor *x) { return nb__unary(ctx, &GTZ, x, 0, 0); }
+nb_tensor *nb__mask_gtz(nb_ctx *ctx, nb_tensor *x) { return mask_gtz(ctx, x); }
 static nb_tensor *mask_inside(nb_ctx *ctx, nb_tensor *x, double lo, double hi) {
     return nb__unary(ctx, &INSIDE, x, lo, hi);
 }

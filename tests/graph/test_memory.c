@@ -131,6 +131,33 @@ Test(memory, keep_bounds_inference_to_one_block) {
     nb_tensor_free(x);
 }
 
+/* A kept tensor in a later chunk of a growing arena (the first step of an inference loop)
+ * moves to the mark without the staging buffer: no malloc beyond the arena's own chunks, and
+ * strided views are copied with their layout resolved. */
+Test(memory, keep_across_chunks_needs_no_staging_buffer) {
+    nb_ctx *c = nb_ctx_new();
+    nb_tensor *v = NULL;
+    NB_NO_GRAD(c) {
+        nb_tensor *small = nb_full(c, NB_F32, NB_SHAPE(4), 1.0); /* the first chunk (1 MiB) */
+        const nb_mark m = nb_ctx_mark(c);
+        nb_tensor *a = nb_arange(c, NB_F32, 0, 200 * 1024, 1);     /* 800 KiB: still the first chunk */
+        nb_tensor *t = nb_reshape(c, nb_mul_scalar(c, a, 2.0), NB_SHAPE(400, 512)); /* a second chunk */
+        const uint64_t before = nb_ctx_mallocs(c);
+        nb_tensor *k = nb_ctx_keep(c, m, t);
+        cr_assert_not_null(k, "%s", nb_ctx_error(c));
+        cr_assert_eq(nb_ctx_mallocs(c), before, "keep allocated (staging)");
+        for (int64_t i = 0; i < k->numel; i += 997) cr_assert_eq(nb_get(k, i), 2.0 * (double)i);
+        const nb_mark m2 = nb_ctx_mark(c);
+        nb_tensor *big = nb_mul_scalar(c, nb_arange(c, NB_F32, 0, 600 * 1024, 1), 1.0); /* another chunk */
+        v = nb_ctx_keep(c, m2, nb_transpose(c, nb_reshape(c, big, NB_SHAPE(1024, 600)), 0, 1));
+        cr_assert_eq(nb_get(small, 0), 1.0);
+    }
+    cr_assert(v && v->shape[0] == 600 && v->shape[1] == 1024, "%s", nb_ctx_error(c));
+    for (int64_t i = 0; i < 600; i += 7)
+        for (int64_t j = 0; j < 1024; j += 13) cr_assert_eq(nb_get(v, i * 1024 + j), (double)(j * 600 + i));
+    nb_ctx_free(c);
+}
+
 Test(memory, keep_releases_nothing_a_graph_needs) {
     nb_tensor *w = nb_randn(ctx, NB_F64, NB_SHAPE(4, 4));
     nb_requires_grad(w, true);

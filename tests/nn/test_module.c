@@ -526,3 +526,57 @@ Test(module, no_grad_forward_holds_one_layer_at_a_time) {
     cr_assert(memcmp(h->data, y->data, one) == 0, "values differ from the layers run one by one");
     nb_tensor_free(x);
 }
+
+/* nb_residual_relu is nb_residual then a ReLU module, in one op: same values and gradients */
+Test(module, residual_relu_equals_residual_then_relu) {
+    nb_module *body = nb_sequential(model, "body", NB_MODULES(
+        nb_conv2d_module(model, (nb_conv2d_opts){.in = 4, .out = 4, .kernel = 3, .padding = 1, .name = "c"}),
+        nb_batch_norm_module(model, (nb_batch_norm_opts){.channels = 4, .name = "bn"})));
+    nb_module *fused = nb_residual_relu(model, "fused", body, NULL);
+    nb_module *plain = nb_sequential(model, "plain", NB_MODULES(nb_residual(model, NULL, body, NULL), nb_relu_module(model, NULL)));
+    cr_assert(fused && plain, "%s", model->error);
+    nb_tensor *x = randn(NB_SHAPE(2, 4, 5, 5));
+    nb_requires_grad(x, true);
+    nb_tensor *g[2][3];
+    for (int k = 0; k < 2; k++) {
+        nb_params_zero_grad(model->ps);
+        nb_tensor *y = nb_module_forward(ctx, k ? plain : fused, x);
+        cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, &y, (nb_tensor *[]){nb_sin(ctx, nb_detach(ctx, y))}, 1, &x, g[k], false), NB_OK,
+                     "%s", nb_ctx_error(ctx));
+        g[k][1] = y;
+    }
+    assert_same(g[0][1], g[1][1], "output");
+    assert_same(g[0][0], g[1][0], "input gradient");
+}
+
+/* No-grad containers let batch norm and built-in activations write over their input when it is
+ * the container's own intermediate: conv -> bn -> relu holds two values at a time, not three,
+ * with the same values; a user's activation (which reads its input twice) is left alone. */
+static nb_tensor *swish(nb_ctx *c, nb_tensor *x) { return nb_mul(c, x, nb_sigmoid(c, x)); }
+
+Test(module, no_grad_batch_norm_and_activations_overwrite_the_container_s_intermediate) {
+    nb_module *conv = nb_conv2d_module(model, (nb_conv2d_opts){.in = 8, .out = 8, .kernel = 1, .name = "c"});
+    nb_module *bn = nb_batch_norm_module(model, (nb_batch_norm_opts){.channels = 8, .name = "bn"});
+    nb_module *act = nb_relu_module(model, NULL), *sw = nb_unary_module(model, "Swish", swish, NULL);
+    nb_module *net = nb_sequential(model, "net", NB_MODULES(conv, bn, act, sw));
+    cr_assert_not_null(net, "%s", model->error);
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(16, 8, 32, 32)); /* 512 KiB */
+    nb_rng r = nb_rng_new(3);
+    nb_rng_normal(&r, x, 0, 1);
+    const size_t one = (size_t)x->numel * sizeof(float);
+    nb_ctx_set_train(ctx, false);
+    nb_tensor *y = NULL, *h = x;
+    nb_ctx_reset_peak(ctx);
+    NB_NO_GRAD(ctx) { y = nb_module_forward(ctx, nb_sequential(model, NULL, NB_MODULES(conv, bn, act)), x); }
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    cr_assert_lt(nb_ctx_bytes_peak(ctx), one + one / 2, "peak %zu for values of %zu", nb_ctx_bytes_peak(ctx), one);
+    nb_ctx_reset(ctx);
+    NB_NO_GRAD(ctx) { y = nb_module_forward(ctx, net, x); }
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    NB_NO_GRAD(ctx) { /* by hand, no container */
+        h = nb_module_forward(ctx, sw, nb_relu(ctx, nb_module_forward(ctx, bn, nb_module_forward(ctx, conv, x))));
+    }
+    cr_assert(h && memcmp(h->data, y->data, one) == 0, "values differ from the layers run one by one");
+    nb_tensor_free(x);
+}

@@ -227,6 +227,42 @@ Test(elementwise, binary_gradients_broadcast_and_layouts) {
         }
 }
 
+/* add_relu is relu(add) in one op: the same bits, and gradients (first and second order) through
+ * its output's mask, broadcasting included */
+static nb_tensor *add_relu_f(nb_ctx *c, nb_tensor *const *in, void *user) {
+    (void)user;
+    return nb_add_relu(c, in[0], in[1]);
+}
+
+Test(elementwise, add_relu_is_relu_of_add) {
+    nb_tensor *a = test_from(ctx, REF_A, NB_SHAPE(3, 1, 4)), *b = test_from(ctx, REF_B, NB_SHAPE(2, 4));
+    nb_tensor *y = nb_add_relu(ctx, a, b), *want = nb_relu(ctx, nb_add(ctx, a, b));
+    cr_assert(y && want, "%s", nb_ctx_error(ctx));
+    cr_assert(nb_same_shape(y, want));
+    for (int64_t i = 0; i < 24; i++) {
+        cr_assert_eq(nb_get(y, i), nb_get(want, i), "element %lld", (long long)i);
+        cr_assert_eq(nb_get(y, i), REF_B_ADD[i] > 0 ? REF_B_ADD[i] : 0.0, "element %lld vs torch's add", (long long)i);
+    }
+    struct {
+        int na, nb;
+        int64_t sa[3], sb[3];
+        test_layout la, lb;
+    } shapes[] = {
+        {2, 2, {3, 4}, {3, 4}, LAYOUT_CONTIG, LAYOUT_CONTIG},
+        {2, 2, {3, 4}, {3, 4}, LAYOUT_T, LAYOUT_SLICE},
+        {3, 2, {3, 1, 4}, {2, 4}, LAYOUT_CONTIG, LAYOUT_T},
+    };
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        nb_mark m = nb_ctx_mark(ctx);
+        nb_tensor *in[2] = {test_leaf(ctx, shapes[si].na, shapes[si].sa, shapes[si].la, DOM_ANY),
+                            test_leaf(ctx, shapes[si].nb, shapes[si].sb, shapes[si].lb, DOM_ANY)};
+        char what[64];
+        snprintf(what, sizeof what, "add_relu shapes %zu", si);
+        check_grads_named(add_relu_f, 2, in, NULL, true, what);
+        nb_ctx_release(ctx, m);
+    }
+}
+
 Test(elementwise, maximum_tie_splits_gradient) {
     nb_tensor *a = test_from(ctx, (double[]){1, 5, 3}, NB_SHAPE(3)), *b = test_from(ctx, (double[]){1, 2, 4}, NB_SHAPE(3));
     nb_requires_grad(a, true);
