@@ -90,8 +90,12 @@ struct nb_model {
     bool tracing_;            /* a summary is recording output shapes */
 };
 
-/* A new empty model whose initialisers draw from seed. NULL on out of memory. */
+/* A new empty model whose initialisers draw from seed, with F32 parameters. NULL on out of memory. */
 nb_model *nb_model_new(uint64_t seed);
+/* The same with parameters (and buffers such as batch norm's running statistics) of dtype
+ * NB_F32 or NB_F64 (else NULL with NB_ERR_DTYPE): an F64 model, like PyTorch's model.double(),
+ * takes F64 inputs, trains with every built-in optimizer and can be gradchecked end to end. */
+nb_model *nb_model_new_dtype(uint64_t seed, nb_dtype dtype);
 /* Free the model and everything it owns: modules, parameters, buffers. NULL is fine. */
 void nb_model_free(nb_model *model);
 /* The module of that name (torch's get_submodule), NULL if there is none. */

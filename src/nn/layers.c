@@ -102,8 +102,8 @@ nb_status nb_batch_norm_layer_init(nb_batch_norm_layer *l, nb_params *ps, const 
     *l = (nb_batch_norm_layer){.momentum = 0.1, .eps = 1e-5};
     TRY_PARAM(l->weight, ps, name, "weight", NB_SHAPE(channels));
     TRY_PARAM(l->bias, ps, name, "bias", NB_SHAPE(channels));
-    l->running_mean = nb_tensor_new(NB_F32, NB_SHAPE(channels));
-    l->running_var = nb_tensor_new(NB_F32, NB_SHAPE(channels));
+    l->running_mean = nb_tensor_new(ps->dtype, NB_SHAPE(channels)); /* buffers follow the parameters' dtype */
+    l->running_var = nb_tensor_new(ps->dtype, NB_SHAPE(channels));
     if (!l->running_mean || !l->running_var) {
         nb_batch_norm_layer_free(l);
         return nb_last_status();
