@@ -234,7 +234,7 @@ static nb_tensor *w_layer_norm_layer_forward(nb_ctx *c, nb_tensor *const *in, vo
 }
 static nb_tensor *w_embedding_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
     (void)u;
-    nb_embedding_layer l = {in[0]};
+    nb_embedding_layer l = {.weight = in[0]};
     return nb_embedding_layer_forward(c, &l, index_of(c, in[0], 0, 4));
 }
 /* pad, repeat, scans, norms, sorting, scatter (src/ops/pad.c, scan.c, sort.c, reduce.c, shape.c) */

@@ -160,9 +160,13 @@ typedef struct {
 } nb_layer_norm_opts;
 nb_module *nb_layer_norm_module(nb_model *model, nb_layer_norm_opts o);
 
-/* torch.nn.Embedding: weight (num, dim) ~ N(0, 1); input indices (any shape, I64). */
+/* torch.nn.Embedding: weight (num, dim) ~ N(0, 1); input indices (any shape, I64).
+ * has_padding_idx: torch's padding_idx (in [-num, num)): that row starts at zero and gets no
+ * gradient (nb_embedding_layer_init_padded). */
 typedef struct {
     int64_t num, dim;
+    bool has_padding_idx;
+    int64_t padding_idx;
     const char *name;
 } nb_embedding_opts;
 nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o);

@@ -300,12 +300,20 @@ typedef struct {
 nb_status nb_layer_norm_layer_init(nb_layer_norm_layer *l, nb_params *ps, const char *name, int64_t features);
 nb_tensor *nb_layer_norm_layer_forward(nb_ctx *ctx, const nb_layer_norm_layer *l, nb_tensor *x);
 
-/* Embedding: weight (num, dim) ~ N(0, 1). */
+/* Embedding (torch.nn.Embedding): weight (num, dim) ~ N(0, 1). */
 typedef struct {
     nb_tensor *weight;
+    bool has_padding_idx; /* padding_idx given: */
+    int64_t padding_idx;  /* that row (in [0, num)) starts at zero and gets no gradient */
 } nb_embedding_layer;
 nb_status nb_embedding_layer_init(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num, int64_t dim,
                                   nb_rng *rng);
+/* nn.Embedding(num, dim, padding_idx): the same, with row padding_idx (in [-num, num), negative
+ * counts from the end; else NB_ERR_INDEX) set to zero at init; the forward uses
+ * nb_embedding_padded, so that row's gradient stays zero and an optimizer step without weight
+ * decay leaves it unchanged (as PyTorch). */
+nb_status nb_embedding_layer_init_padded(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num,
+                                         int64_t dim, int64_t padding_idx, nb_rng *rng);
 nb_tensor *nb_embedding_layer_forward(nb_ctx *ctx, const nb_embedding_layer *l, nb_tensor *idx);
 
 /* One recurrent layer (Elman/LSTM/GRU): "<name>.weight_ih", "<name>.weight_hh", "<name>.bias_ih",

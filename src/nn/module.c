@@ -366,7 +366,10 @@ nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o) {
     m->in_dtype = NB_I64;
     info_add(m, "%lld x %lld", (long long)o.num, (long long)o.dim);
     const int first = model->ps->n;
-    return finish(m, __func__, first, nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
+    return finish(m, __func__, first,
+                  o.has_padding_idx
+                      ? nb_embedding_layer_init_padded(m->state, model->ps, m->name, o.num, o.dim, o.padding_idx, &m->rng)
+                      : nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
 }
 
 /* ---- layers without parameters ------------------------------------------------------------------ */
