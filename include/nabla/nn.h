@@ -200,6 +200,17 @@ nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key
                                    nb_tensor *in_proj_weight, nb_tensor *in_proj_bias, nb_tensor *out_proj_weight,
                                    nb_tensor *out_proj_bias, int64_t num_heads, nb_tensor *mask, bool is_causal,
                                    double dropout_p);
+/* The same forward with need_weights=True: returns the output and sets *attn_weights (a step
+ * tensor, differentiable like the output) to the attention weights softmax(q k^T / sqrt(E/H) +
+ * mask) — after dropout, as PyTorch —: averaged over the heads, (N, L, S), when
+ * average_attn_weights (PyTorch's default), else per head, (N, num_heads, L, S); unbatched
+ * inputs drop the N axis. On error returns NULL and *attn_weights is NULL (NB_ERR_NULL when
+ * attn_weights itself is NULL). */
+nb_tensor *nb_multi_head_attention_need_weights(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                nb_tensor *in_proj_weight, nb_tensor *in_proj_bias,
+                                                nb_tensor *out_proj_weight, nb_tensor *out_proj_bias, int64_t num_heads,
+                                                nb_tensor *mask, bool is_causal, double dropout_p,
+                                                bool average_attn_weights, nb_tensor **attn_weights);
 
 /* ---- recurrent cells (PyTorch's equations and gate order) ------------------------------------ */
 /* Elman: h' = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh). x (N, F), h (N, H), w_ih (H, F),
@@ -342,6 +353,11 @@ nb_status nb_multi_head_attention_layer_init(nb_multi_head_attention_layer *l, n
                                              nb_rng *rng);
 nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_head_attention_layer *l, nb_tensor *query,
                                                  nb_tensor *key, nb_tensor *value, nb_tensor *mask, bool is_causal);
+/* The layer's forward with need_weights=True (see nb_multi_head_attention_need_weights). */
+nb_tensor *nb_multi_head_attention_layer_forward_need_weights(nb_ctx *ctx, const nb_multi_head_attention_layer *l,
+                                                              nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                              nb_tensor *mask, bool is_causal,
+                                                              bool average_attn_weights, nb_tensor **attn_weights);
 
 #ifdef __cplusplus
 }
@@ -374,6 +390,7 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
 #define nb_pixel_unshuffle(...) NB__AT(nb_pixel_unshuffle, __VA_ARGS__)
 #define nb_scaled_dot_product_attention(...) NB__AT(nb_scaled_dot_product_attention, __VA_ARGS__)
 #define nb_multi_head_attention(...) NB__AT(nb_multi_head_attention, __VA_ARGS__)
+#define nb_multi_head_attention_need_weights(...) NB__AT(nb_multi_head_attention_need_weights, __VA_ARGS__)
 #define nb_rnn_cell(...) NB__AT(nb_rnn_cell, __VA_ARGS__)
 #define nb_lstm_cell(...) NB__AT(nb_lstm_cell, __VA_ARGS__)
 #define nb_gru_cell(...) NB__AT(nb_gru_cell, __VA_ARGS__)
@@ -386,6 +403,7 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
 #define nb_embedding_layer_forward(...) NB__AT(nb_embedding_layer_forward, __VA_ARGS__)
 #define nb_rnn_layer_forward(...) NB__AT(nb_rnn_layer_forward, __VA_ARGS__)
 #define nb_multi_head_attention_layer_forward(...) NB__AT(nb_multi_head_attention_layer_forward, __VA_ARGS__)
+#define nb_multi_head_attention_layer_forward_need_weights(...) NB__AT(nb_multi_head_attention_layer_forward_need_weights, __VA_ARGS__)
 #endif
 
 #endif

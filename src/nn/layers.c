@@ -269,3 +269,13 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
     return nb_multi_head_attention(ctx, query, key, value, l->in_proj_weight, l->in_proj_bias, l->out_proj_weight,
                                    l->out_proj_bias, l->num_heads, mask, is_causal, l->dropout);
 }
+
+nb_tensor *nb_multi_head_attention_layer_forward_need_weights(nb_ctx *ctx, const nb_multi_head_attention_layer *l,
+                                                              nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                              nb_tensor *mask, bool is_causal,
+                                                              bool average_attn_weights, nb_tensor **attn_weights) {
+    if (!l) return nb__fail(ctx, NB_ERR_NULL, "multi_head_attention_layer_forward: layer is NULL");
+    return nb_multi_head_attention_need_weights(ctx, query, key, value, l->in_proj_weight, l->in_proj_bias,
+                                                l->out_proj_weight, l->out_proj_bias, l->num_heads, mask, is_causal,
+                                                l->dropout, average_attn_weights, attn_weights);
+}
