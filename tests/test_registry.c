@@ -234,7 +234,7 @@ static nb_tensor *w_layer_norm_layer_forward(nb_ctx *c, nb_tensor *const *in, vo
 }
 static nb_tensor *w_embedding_layer_forward(nb_ctx *c, nb_tensor *const *in, void *u) {
     (void)u;
-    nb_embedding_layer l = {in[0]};
+    nb_embedding_layer l = {.weight = in[0]};
     return nb_embedding_layer_forward(c, &l, index_of(c, in[0], 0, 4));
 }
 /* pad, repeat, scans, norms, sorting, scatter (src/ops/pad.c, scan.c, sort.c, reduce.c, shape.c) */
@@ -261,6 +261,13 @@ W(scatter, nb_scatter(c, in[0], 1, gather_index(c, in[1]), in[1]))
 W(scaled_dot_product_attention, nb_scaled_dot_product_attention(c, in[0], in[1], in[2], NULL, true, 0.0, 0.0))
 W(sdpa_additive_mask, nb_scaled_dot_product_attention(c, in[0], in[1], in[2], in[3], false, 0.0, 0.7))
 W(multi_head_attention, nb_multi_head_attention(c, in[0], in[0], in[0], in[1], in[2], in[3], NULL, 2, NULL, false, 0.0))
+static nb_tensor *mha_weights(nb_ctx *c, nb_tensor *const *in, bool average) {
+    nb_tensor *w = NULL;
+    nb_multi_head_attention_need_weights(c, in[0], in[0], in[0], in[1], in[2], in[3], NULL, 2, NULL, false, 0.0, average, &w);
+    return w;
+}
+W(multi_head_attention_need_weights, mha_weights(c, in, true))
+W(mha_weights_per_head, mha_weights(c, in, false))
 #undef W
 
 /* ---- the registry ------------------------------------------------------------------------------ */
@@ -465,6 +472,13 @@ static const reg REGISTRY[] = {
     OP(multi_head_attention, 4, {S3(2, 3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)},
        {S2(3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)}, {S3(2, 3, 4) COMMA S2(12, 3) COMMA S1(12) COMMA S2(4, 4)},
        -1, 1, true, true),
+    /* the weights do not depend on out_proj_weight (input 3): no NaN propagation from it */
+    OP(multi_head_attention_need_weights, 4, {S3(2, 3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)},
+       {S2(3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)}, {S3(2, 3, 4) COMMA S2(12, 3) COMMA S1(12) COMMA S2(4, 4)},
+       -1, 1, true, false),
+    OPV(multi_head_attention_need_weights, mha_weights_per_head, 4, {S3(2, 3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)},
+        {S2(3, 4) COMMA S2(12, 4) COMMA S1(12) COMMA S2(4, 4)}, {S3(2, 3, 4) COMMA S2(12, 3) COMMA S1(12) COMMA S2(4, 4)},
+        -1, 1, true, false),
     /* penalties (regularize.h) */
     OP(l2_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, -2, 2, true, true),
     OP(l1_penalty, 2, {S2(3, 4) COMMA S1(3)}, {S1(2) COMMA S3(2, 1, 2)}, NONE, 0.2, 2, true, true),
@@ -493,6 +507,7 @@ static const char *const WITHOUT_GRADIENT[][2] = {
     {"batch_norm_layer_forward", "layer wrapper of batch_norm with running statistics: tests/nn/test_layers.c"},
     {"rnn_layer_forward", "layer wrapper of rnn_unroll (registered above)"},
     {"multi_head_attention_layer_forward", "layer wrapper of multi_head_attention (registered above): tests/nn/test_attention.c"},
+    {"multi_head_attention_layer_forward_need_weights", "layer wrapper of multi_head_attention_need_weights (registered above)"},
     {"l2_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
     {"l1_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},
     {"elastic_net_penalty_params", "over an nb_params: tests/regularize/test_penalty.c"},

@@ -76,7 +76,8 @@ typedef struct {
  * (FUNNELED) if MPI is not initialized yet; nb_dist_free then finalizes it. ps may be NULL
  * (metrics and broadcasts only); otherwise add every parameter before this call (the bucket
  * plan is made here). opts may be NULL (NB_DIST_DEFAULTS). Collective: every rank of comm
- * calls it. Returns NULL with nb_last_error() on failure (NB_ERR_IO for MPI errors). */
+ * calls it. Returns NULL with nb_last_error() on failure (NB_ERR_IO for MPI errors, NB_ERR_DTYPE
+ * for F64 parameters: data-parallel training averages F32 gradients only). */
 nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts);
 /* Release the state (waits for nothing: call after the last finish). Finalizes MPI if
  * nb_dist_init initialized it. NULL is fine. */

@@ -182,7 +182,8 @@ nb_status nb_fit(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_optim
 nb_status nb_evaluate(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_batcher *data,
                       const nb_fit_opts *opts, nb_scores *out);
 /* The outputs for every row of x (eval mode, no grad), in batches of batch_size, as a new
- * long-lived tensor (N, ...) F32 (nb_tensor_free it). NULL on error. */
+ * long-lived tensor (N, ...) (nb_tensor_free it): F64 when the outputs are F64, else F32. NULL
+ * on error. */
 nb_tensor *nb_predict(nb_ctx *ctx, nb_forward_fn forward, const void *model, const nb_tensor *x, int64_t batch_size);
 
 #ifdef __cplusplus

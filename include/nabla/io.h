@@ -62,12 +62,14 @@ void nb_tensor_list_free(nb_tensor_list *l);
 nb_tensor *nb_tensor_list_find(const nb_tensor_list *l, const char *name);   /* NULL if absent */
 const char *nb_tensor_list_meta(const nb_tensor_list *l, const char *key);   /* NULL if absent */
 
-/* Save every parameter of ps under its name (F32), with optional metadata as above. */
+/* Save every parameter of ps under its name (dtype F32 or F64 as ps->dtype), with optional
+ * metadata as above (torch's safetensors.torch.save_file(model.state_dict())). */
 nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, const char *const *meta);
 /* Load values into ps by name. All or nothing: ps is changed only when the file holds exactly
- * the parameters of ps, each F32 with the parameter's shape. Errors: those of
- * nb_safetensors_load, and NB_ERR_FORMAT for a missing or unexpected name or a dtype/shape
- * mismatch ("'fc1.weight': file has F32 (10,784), model has (20,784)"). */
+ * the parameters of ps, each of ps->dtype with the parameter's shape (no conversion: an F32 file
+ * does not load into F64 parameters). Errors: those of nb_safetensors_load, and NB_ERR_FORMAT
+ * for a missing or unexpected name or a dtype/shape mismatch
+ * ("'fc1.weight': file has F32 (10,784), model has F32 (20,784)"). */
 nb_status nb_safetensors_load_params(nb_params *ps, const char *path);
 
 /* ---- training checkpoints ------------------------------------------------------------------ */
@@ -95,8 +97,9 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
  * error (unreadable file, damaged file — checksum mismatch naming the header or the tensor —,
  * another optimizer, parameter names/shapes that differ, state sizes that differ, implausible
  * state: optimizer step outside [0, 2^53], hyperparameters nb_optim_validate refuses, flags not
- * 0/1, inconsistent early-stopping counters) nothing is changed and NB_ERR_IO / NB_ERR_FORMAT
- * says why. Parameter names of any length work. */
+ * 0/1, inconsistent early-stopping counters, tensors of another dtype than ps->dtype) nothing is
+ * changed and NB_ERR_IO / NB_ERR_FORMAT says why. Parameter names of any length work. F64
+ * parameters, optimizer state and snapshot are stored as F64. */
 nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_early_stop *es, nb_train_state *st);
 
 /* ---- pictures ------------------------------------------------------------------------------ */

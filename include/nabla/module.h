@@ -90,8 +90,12 @@ struct nb_model {
     bool tracing_;            /* a summary is recording output shapes */
 };
 
-/* A new empty model whose initialisers draw from seed. NULL on out of memory. */
+/* A new empty model whose initialisers draw from seed, with F32 parameters. NULL on out of memory. */
 nb_model *nb_model_new(uint64_t seed);
+/* The same with parameters (and buffers such as batch norm's running statistics) of dtype
+ * NB_F32 or NB_F64 (else NULL with NB_ERR_DTYPE): an F64 model, like PyTorch's model.double(),
+ * takes F64 inputs, trains with every built-in optimizer and can be gradchecked end to end. */
+nb_model *nb_model_new_dtype(uint64_t seed, nb_dtype dtype);
 /* Free the model and everything it owns: modules, parameters, buffers. NULL is fine. */
 void nb_model_free(nb_model *model);
 /* The module of that name (torch's get_submodule), NULL if there is none. */
@@ -163,9 +167,13 @@ typedef struct {
 } nb_layer_norm_opts;
 nb_module *nb_layer_norm_module(nb_model *model, nb_layer_norm_opts o);
 
-/* torch.nn.Embedding: weight (num, dim) ~ N(0, 1); input indices (any shape, I64). */
+/* torch.nn.Embedding: weight (num, dim) ~ N(0, 1); input indices (any shape, I64).
+ * has_padding_idx: torch's padding_idx (in [-num, num)): that row starts at zero and gets no
+ * gradient (nb_embedding_layer_init_padded). */
 typedef struct {
     int64_t num, dim;
+    bool has_padding_idx;
+    int64_t padding_idx;
     const char *name;
 } nb_embedding_opts;
 nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o);

@@ -200,6 +200,17 @@ nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key
                                    nb_tensor *in_proj_weight, nb_tensor *in_proj_bias, nb_tensor *out_proj_weight,
                                    nb_tensor *out_proj_bias, int64_t num_heads, nb_tensor *mask, bool is_causal,
                                    double dropout_p);
+/* The same forward with need_weights=True: returns the output and sets *attn_weights (a step
+ * tensor, differentiable like the output) to the attention weights softmax(q k^T / sqrt(E/H) +
+ * mask) — after dropout, as PyTorch —: averaged over the heads, (N, L, S), when
+ * average_attn_weights (PyTorch's default), else per head, (N, num_heads, L, S); unbatched
+ * inputs drop the N axis. On error returns NULL and *attn_weights is NULL (NB_ERR_NULL when
+ * attn_weights itself is NULL). */
+nb_tensor *nb_multi_head_attention_need_weights(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                nb_tensor *in_proj_weight, nb_tensor *in_proj_bias,
+                                                nb_tensor *out_proj_weight, nb_tensor *out_proj_bias, int64_t num_heads,
+                                                nb_tensor *mask, bool is_causal, double dropout_p,
+                                                bool average_attn_weights, nb_tensor **attn_weights);
 
 /* ---- recurrent cells (PyTorch's equations and gate order) ------------------------------------ */
 /* Elman: h' = tanh(x w_ih^T + b_ih + h w_hh^T + b_hh). x (N, F), h (N, H), w_ih (H, F),
@@ -300,12 +311,20 @@ typedef struct {
 nb_status nb_layer_norm_layer_init(nb_layer_norm_layer *l, nb_params *ps, const char *name, int64_t features);
 nb_tensor *nb_layer_norm_layer_forward(nb_ctx *ctx, const nb_layer_norm_layer *l, nb_tensor *x);
 
-/* Embedding: weight (num, dim) ~ N(0, 1). */
+/* Embedding (torch.nn.Embedding): weight (num, dim) ~ N(0, 1). */
 typedef struct {
     nb_tensor *weight;
+    bool has_padding_idx; /* padding_idx given: */
+    int64_t padding_idx;  /* that row (in [0, num)) starts at zero and gets no gradient */
 } nb_embedding_layer;
 nb_status nb_embedding_layer_init(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num, int64_t dim,
                                   nb_rng *rng);
+/* nn.Embedding(num, dim, padding_idx): the same, with row padding_idx (in [-num, num), negative
+ * counts from the end; else NB_ERR_INDEX) set to zero at init; the forward uses
+ * nb_embedding_padded, so that row's gradient stays zero and an optimizer step without weight
+ * decay leaves it unchanged (as PyTorch). */
+nb_status nb_embedding_layer_init_padded(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num,
+                                         int64_t dim, int64_t padding_idx, nb_rng *rng);
 nb_tensor *nb_embedding_layer_forward(nb_ctx *ctx, const nb_embedding_layer *l, nb_tensor *idx);
 
 /* One recurrent layer (Elman/LSTM/GRU): "<name>.weight_ih", "<name>.weight_hh", "<name>.bias_ih",
@@ -334,6 +353,11 @@ nb_status nb_multi_head_attention_layer_init(nb_multi_head_attention_layer *l, n
                                              nb_rng *rng);
 nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_head_attention_layer *l, nb_tensor *query,
                                                  nb_tensor *key, nb_tensor *value, nb_tensor *mask, bool is_causal);
+/* The layer's forward with need_weights=True (see nb_multi_head_attention_need_weights). */
+nb_tensor *nb_multi_head_attention_layer_forward_need_weights(nb_ctx *ctx, const nb_multi_head_attention_layer *l,
+                                                              nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                              nb_tensor *mask, bool is_causal,
+                                                              bool average_attn_weights, nb_tensor **attn_weights);
 
 #ifdef __cplusplus
 }
@@ -366,6 +390,7 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
 #define nb_pixel_unshuffle(...) NB__AT(nb_pixel_unshuffle, __VA_ARGS__)
 #define nb_scaled_dot_product_attention(...) NB__AT(nb_scaled_dot_product_attention, __VA_ARGS__)
 #define nb_multi_head_attention(...) NB__AT(nb_multi_head_attention, __VA_ARGS__)
+#define nb_multi_head_attention_need_weights(...) NB__AT(nb_multi_head_attention_need_weights, __VA_ARGS__)
 #define nb_rnn_cell(...) NB__AT(nb_rnn_cell, __VA_ARGS__)
 #define nb_lstm_cell(...) NB__AT(nb_lstm_cell, __VA_ARGS__)
 #define nb_gru_cell(...) NB__AT(nb_gru_cell, __VA_ARGS__)
@@ -378,6 +403,7 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
 #define nb_embedding_layer_forward(...) NB__AT(nb_embedding_layer_forward, __VA_ARGS__)
 #define nb_rnn_layer_forward(...) NB__AT(nb_rnn_layer_forward, __VA_ARGS__)
 #define nb_multi_head_attention_layer_forward(...) NB__AT(nb_multi_head_attention_layer_forward, __VA_ARGS__)
+#define nb_multi_head_attention_layer_forward_need_weights(...) NB__AT(nb_multi_head_attention_layer_forward_need_weights, __VA_ARGS__)
 #endif
 
 #endif

@@ -1,10 +1,11 @@
 /* nabla/optim.h — optimizers, learning-rate schedules, gradient clipping.
  *
- * An optimizer is a small table (nb_optim_def): a name, how many F32 state slots it keeps per
+ * An optimizer is a small table (nb_optim_def): a name, how many state slots it keeps per
  * parameter element, default hyperparameters, a validate function and ONE update function over
- * a contiguous range of elements. The library owns the loop: it walks the parameters of an
- * nb_params in fixed blocks of NB_OPTIM_BLOCK elements, spreads the blocks over OpenMP threads
- * and applies the per-parameter decay flags, so a user's optimizer is parallel by construction
+ * a contiguous range of elements (plus, optionally, the same in double for F64 parameters).
+ * The library owns the loop: it walks the parameters of an nb_params in fixed blocks of
+ * NB_OPTIM_BLOCK elements, spreads the blocks over OpenMP threads and applies the
+ * per-parameter decay flags, so a user's optimizer is parallel by construction
  * and gives bit-identical results for any thread count (each block always runs the same code on
  * the same elements).
  *
@@ -16,6 +17,10 @@
  * Formulas follow torch.optim (1.13) exactly, with one deliberate difference: weight_decay only
  * applies to parameters whose ps->decay[i] flag is set (default: ndim >= 2, so biases and norm
  * gains are not decayed). Set every flag to true to reproduce PyTorch's default param group.
+ *
+ * F64 parameters (nb_params_new_dtype(NB_F64)) keep F64 state and run the definition's
+ * update_f64, computed entirely in double (as torch.optim on float64 parameters). Every built-in
+ * has one; a user definition without update_f64 refuses F64 parameters with NB_ERR_DTYPE.
  */
 #ifndef NABLA_OPTIM_H
 #define NABLA_OPTIM_H
@@ -56,6 +61,9 @@ typedef struct nb_hparams {
  * independently (it is called on arbitrary blocks, from several threads at once). */
 typedef void (*nb_update_fn)(float *w, const float *g, float *const *state, int64_t n, const nb_hparams *hp,
                              int64_t step);
+/* The same for F64 parameters and state. */
+typedef void (*nb_update_f64_fn)(double *w, const double *g, double *const *state, int64_t n, const nb_hparams *hp,
+                                 int64_t step);
 
 typedef struct nb_optim_def {
     const char *name;
@@ -66,7 +74,8 @@ typedef struct nb_optim_def {
      * nb_set_error(NB_ERR_VALUE, "%s: ...", def->name, ...). lr and weight_decay are checked by
      * the library. */
     nb_status (*validate)(const struct nb_optim_def *def, const nb_hparams *hp);
-    nb_update_fn update;
+    nb_update_fn update;         /* F32 parameters */
+    nb_update_f64_fn update_f64; /* optional: F64 parameters (NULL: this optimizer is F32 only) */
 } nb_optim_def;
 
 /* Built-ins, with PyTorch's defaults:
@@ -100,8 +109,12 @@ typedef struct nb_optim {
     nb_hparams hp;      /* may be changed between steps (e.g. hp.lr from a schedule); checked each step */
     int64_t step;       /* steps taken so far (the update sees step + 1) */
     int nslots;         /* state slots in use */
-    float *state[NB_OPTIM_MAX_SLOTS]; /* slot k: ps->total floats laid out like ps->flat, zero at
-                                         start, 64-byte aligned; NULL for k >= nslots */
+    union {
+        float *state[NB_OPTIM_MAX_SLOTS];      /* slot k: ps->total elements of ps->dtype laid out
+                                                  like ps->flat, zero at start, 64-byte aligned;
+                                                  NULL for k >= nslots */
+        double *state_f64[NB_OPTIM_MAX_SLOTS]; /* the same pointers when ps->dtype is F64 */
+    };
     /* private: the block table, built once */
     int64_t nblocks_, total_;
     int nparams_;
@@ -111,7 +124,8 @@ typedef struct nb_optim {
 } nb_optim;
 
 /* Make an optimizer over every parameter of ps (add all parameters first). hp NULL = def's
- * defaults. State is allocated once here. Returns NULL with NB_ERR_VALUE for bad hyperparameters,
+ * defaults. State (of ps->dtype) is allocated once here. Returns NULL with NB_ERR_VALUE for bad
+ * hyperparameters, NB_ERR_DTYPE for F64 parameters and a definition without update_f64,
  * NB_ERR_NULL / NB_ERR_NOMEM otherwise (nb_last_error says why). Free with nb_optim_free. */
 nb_optim *nb_optim_new(const nb_optim_def *def, nb_params *ps, const nb_hparams *hp);
 void nb_optim_free(nb_optim *opt);
@@ -123,11 +137,11 @@ nb_status nb_optim_validate(const nb_optim_def *def, const nb_hparams *hp);
 nb_status nb_optim_step(nb_optim *opt);
 /* Zero the state and the step counter (hyperparameters stay). */
 void nb_optim_reset(nb_optim *opt);
-/* State as one flat buffer of nb_optim_state_numel floats (slot 0, then slot 1, ...), for
- * checkpoints; opt->step and opt->hp are saved separately by the caller. */
+/* State as one flat buffer of nb_optim_state_numel elements of opt->ps->dtype (slot 0, then
+ * slot 1, ...), for checkpoints; opt->step and opt->hp are saved separately by the caller. */
 int64_t nb_optim_state_numel(const nb_optim *opt);
-void nb_optim_state_save(const nb_optim *opt, float *dst);
-void nb_optim_state_load(nb_optim *opt, const float *src);
+void nb_optim_state_save(const nb_optim *opt, void *dst);
+void nb_optim_state_load(nb_optim *opt, const void *src);
 
 /* ---- learning-rate schedules: pure functions of the step / epoch -------------------------- */
 /* On a bad argument they return NAN and set NB_ERR_VALUE; nb_optim_step then refuses the NaN lr,

@@ -1,9 +1,14 @@
 /* nabla/params.h — a model's parameters as one flat buffer (and their gradients as another).
  *
- * Each parameter is a long-lived F32 tensor that views a slice of one contiguous buffer; its
- * .grad views the same slice of a second buffer. Zeroing gradients, clipping, an optimizer
- * step, a checkpoint or an early-stopping snapshot is then one loop or one memcpy. Add every
- * parameter before the first training step (adding may move the buffers).
+ * Each parameter is a long-lived tensor that views a slice of one contiguous buffer; its .grad
+ * views the same slice of a second buffer. Zeroing gradients, clipping, an optimizer step, a
+ * checkpoint or an early-stopping snapshot is then one loop or one memcpy. Add every parameter
+ * before the first training step (adding may move the buffers).
+ *
+ * All parameters of one nb_params share one dtype, F32 (nb_params_new) or F64
+ * (nb_params_new_dtype(NB_F64)): the flat buffers are then float or double (flat / flat_f64
+ * name the same pointer). An F64 model (PyTorch's model.double()) trains with the same
+ * optimizers and can be gradchecked end to end.
  */
 #ifndef NABLA_PARAMS_H
 #define NABLA_PARAMS_H
@@ -15,6 +20,7 @@ extern "C" {
 #endif
 
 typedef struct nb_params {
+    nb_dtype dtype;       /* NB_F32 or NB_F64, fixed at nb_params_new_dtype */
     int n;                /* number of parameters */
     nb_tensor **p;        /* p[i]: the parameter (requires grad), .grad views grad_flat */
     char **names;         /* names[i]: unique name ("fc1.weight") */
@@ -22,22 +28,38 @@ typedef struct nb_params {
                              so biases and norm gains are excluded) */
     int64_t *offset;      /* offset[i]: first element of p[i] in flat */
     int64_t total;        /* elements in all parameters */
-    float *flat;          /* all parameter values, 64-byte aligned */
-    float *grad_flat;     /* all gradients */
+    union {
+        float *flat;      /* all parameter values, 64-byte aligned (F32) */
+        double *flat_f64; /* the same buffer when dtype is F64 */
+    };
+    union {
+        float *grad_flat;      /* all gradients (F32) */
+        double *grad_flat_f64; /* the same buffer when dtype is F64 */
+    };
     int cap_;
     int64_t cap_elems_;
 } nb_params;
 
+/* Empty F32 parameters. NULL (NB_ERR_NOMEM) on failure. */
 nb_params *nb_params_new(void);
+/* Empty parameters of dtype NB_F32 or NB_F64 (else NULL with NB_ERR_DTYPE). */
+nb_params *nb_params_new_dtype(nb_dtype dtype);
 void nb_params_free(nb_params *ps);
-/* Add a zero-initialised F32 parameter. name must be unique. NULL on error. */
+/* Add a zero-initialised parameter of ps->dtype (torch.nn.Parameter). name must be unique.
+ * NULL on error. */
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape);
+/* The same, asking for a dtype: NB_ERR_DTYPE naming the parameter if it is not ps->dtype (one
+ * nb_params never mixes dtypes, so its buffers stay one array of one type). */
+nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, int ndim, const int64_t *shape);
 nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
 int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
 void nb_params_zero_grad(nb_params *ps);
-/* Copy all values to/from a buffer of ps->total floats (snapshots, restore-best-weights). */
-void nb_params_save_to(const nb_params *ps, float *dst);
-void nb_params_load_from(nb_params *ps, const float *src);
+/* Bytes of one element of ps (4 for F32, 8 for F64). */
+size_t nb_params_elem_size(const nb_params *ps);
+/* Copy all values to/from a buffer of ps->total elements of ps->dtype (snapshots,
+ * restore-best-weights): floats for F32, doubles for F64. */
+void nb_params_save_to(const nb_params *ps, void *dst);
+void nb_params_load_from(nb_params *ps, const void *src);
 
 #ifdef __cplusplus
 }

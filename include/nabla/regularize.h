@@ -99,7 +99,10 @@ typedef struct nb_early_stop {
     int wait;              /* epochs since the last improvement */
     bool stopped;
     int64_t stopped_epoch; /* 0-based epoch where stopping was decided (-1 while running) */
-    float *best_weights;   /* ps->total floats (restore_best only) */
+    union {
+        float *best_weights;       /* ps->total elements of ps->dtype (restore_best only) */
+        double *best_weights_f64;  /* the same snapshot when ps->dtype is F64 */
+    };
 } nb_early_stop;
 
 /* Set up *es. NB_ERR_VALUE for patience < 0 or min_delta < 0, NB_ERR_NULL when restore_best

@@ -96,6 +96,9 @@ nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_rank(d->comm, &d->rank), "MPI_Comm_rank");
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_size(d->comm, &d->size), "MPI_Comm_size");
+    if (st == NB_OK && ps && ps->dtype != NB_F32)
+        st = nb_set_error(NB_ERR_DTYPE, "dist_init: data-parallel training averages f32 gradients; the parameters are %s",
+                          nb_dtype_name(ps->dtype));
     if (st == NB_OK && ps) {
         d->ps = ps;
         d->grad_flat = ps->grad_flat;

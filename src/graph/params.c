@@ -3,11 +3,18 @@
 
 #include <stdlib.h>
 
-nb_params *nb_params_new(void) {
+nb_params *nb_params_new_dtype(nb_dtype dtype) {
+    if (dtype != NB_F32 && dtype != NB_F64)
+        return nb_set_error(NB_ERR_DTYPE, "params_new: parameters must be f32 or f64, got %s", nb_dtype_name(dtype)), NULL;
     nb_params *ps = calloc(1, sizeof *ps);
-    if (!ps) nb_set_error(NB_ERR_NOMEM, "params_new: out of memory");
+    if (!ps) return nb_set_error(NB_ERR_NOMEM, "params_new: out of memory"), NULL;
+    ps->dtype = dtype;
     return ps;
 }
+
+nb_params *nb_params_new(void) { return nb_params_new_dtype(NB_F32); }
+
+size_t nb_params_elem_size(const nb_params *ps) { return ps ? nb_dtype_size(ps->dtype) : 0; }
 
 void nb_params_free(nb_params *ps) {
     if (!ps) return;
@@ -26,27 +33,39 @@ void nb_params_free(nb_params *ps) {
     free(ps);
 }
 
-static float *grow_buffer(float *old, int64_t old_n, int64_t n) {
+static void *grow_buffer(void *old, int64_t old_n, int64_t n, size_t es) {
     void *p = NULL;
-    if (posix_memalign(&p, 64, (size_t)n * sizeof(float)) != 0) return NULL;
-    if (old) memcpy(p, old, (size_t)old_n * sizeof(float));
-    memset((float *)p + old_n, 0, (size_t)(n - old_n) * sizeof(float));
+    if (posix_memalign(&p, 64, (size_t)n * es) != 0) return NULL;
+    if (old) memcpy(p, old, (size_t)old_n * es);
+    memset((char *)p + (size_t)old_n * es, 0, (size_t)(n - old_n) * es);
     free(old);
     return p;
 }
 
 static void repoint(nb_params *ps) {
+    const size_t es = nb_dtype_size(ps->dtype);
     for (int i = 0; i < ps->n; i++) {
-        ps->p[i]->data = ps->flat + ps->offset[i];
-        ps->p[i]->grad->data = ps->grad_flat + ps->offset[i];
+        ps->p[i]->data = (char *)ps->flat + (size_t)ps->offset[i] * es;
+        ps->p[i]->grad->data = (char *)ps->grad_flat + (size_t)ps->offset[i] * es;
     }
 }
 
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape) {
+    if (!ps) return nb_set_error(NB_ERR_NULL, "params_add: NULL argument"), NULL;
+    return nb_params_add_dtype(ps, name, ps->dtype, ndim, shape);
+}
+
+nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, int ndim, const int64_t *shape) {
     if (!ps || !name) return nb_set_error(NB_ERR_NULL, "params_add: NULL argument"), NULL;
+    if (dtype != ps->dtype)
+        return nb_set_error(NB_ERR_DTYPE, "params_add: '%s' is %s but these parameters are %s (one dtype per nb_params)",
+                            name, nb_dtype_name(dtype), nb_dtype_name(ps->dtype)),
+               NULL;
     if (nb_params_find(ps, name)) return nb_set_error(NB_ERR_VALUE, "params_add: a parameter named '%s' exists", name), NULL;
-    int64_t n, start = (ps->total + 15) & ~(int64_t)15; /* 64-byte aligned slices */
-    if (!nb__size(ndim, shape, sizeof(float), &n, NULL) || start + n > INT64_MAX / 8) {
+    const size_t es = nb_dtype_size(ps->dtype);
+    const int64_t align = (int64_t)(64 / es);   /* 64-byte aligned slices */
+    int64_t n, start = (ps->total + align - 1) & ~(align - 1);
+    if (!nb__size(ndim, shape, es, &n, NULL) || start + n > INT64_MAX / 8) {
         char b[200];
         return nb_set_error(NB_ERR_SHAPE, "params_add: '%s' has an invalid or too large shape %s", name,
                             ndim >= 0 && ndim <= NB_MAX_DIMS && shape ? nb__dims_str(ndim, shape, b, sizeof b) : "?"),
@@ -67,11 +86,14 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
     }
     if (start + n > ps->cap_elems_) {
         int64_t cap = ps->cap_elems_ * 2 > start + n ? ps->cap_elems_ * 2 : start + n + 1024; /* < 2^62: no overflow */
-        float *f = grow_buffer(ps->flat, ps->cap_elems_, cap);
+        void *f = grow_buffer(ps->flat, ps->cap_elems_, cap, es);
         if (f) ps->flat = f;
-        float *g = f ? grow_buffer(ps->grad_flat, ps->cap_elems_, cap) : NULL;
+        void *g = f ? grow_buffer(ps->grad_flat, ps->cap_elems_, cap, es) : NULL;
         if (g) ps->grad_flat = g;
-        if (!f || !g) return nb_set_error(NB_ERR_NOMEM, "params_add: cannot allocate %lld floats", (long long)cap), NULL;
+        if (!f || !g)
+            return nb_set_error(NB_ERR_NOMEM, "params_add: cannot allocate %lld %s elements", (long long)cap,
+                                nb_dtype_name(ps->dtype)),
+                   NULL;
         ps->cap_elems_ = cap;
     }
     nb_tensor *t = calloc(1, sizeof *t), *g = calloc(1, sizeof *g);
@@ -81,7 +103,7 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
         return nb_set_error(NB_ERR_NOMEM, "params_add: out of memory"), NULL;
     }
     strcpy(nm, name);
-    t->dtype = NB_F32;
+    t->dtype = ps->dtype;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     nb__contig_strides(ndim, shape, t->stride);
@@ -116,13 +138,13 @@ int nb_params_index(const nb_params *ps, const nb_tensor *p) {
 }
 
 void nb_params_zero_grad(nb_params *ps) {
-    if (ps && ps->grad_flat) memset(ps->grad_flat, 0, (size_t)ps->total * sizeof(float));
+    if (ps && ps->grad_flat) memset(ps->grad_flat, 0, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }
 
-void nb_params_save_to(const nb_params *ps, float *dst) {
-    if (ps && dst && ps->total) memcpy(dst, ps->flat, (size_t)ps->total * sizeof(float));
+void nb_params_save_to(const nb_params *ps, void *dst) {
+    if (ps && dst && ps->total) memcpy(dst, ps->flat, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }
 
-void nb_params_load_from(nb_params *ps, const float *src) {
-    if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * sizeof(float));
+void nb_params_load_from(nb_params *ps, const void *src) {
+    if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }

@@ -121,12 +121,12 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
         names[n] = owned[i], ts[n++] = ps->p[i];
     }
     if (opt && nb_optim_state_numel(opt) > 0) {
-        if (!(state = nb_tensor_new(NB_F32, 1, (int64_t[]){nb_optim_state_numel(opt)}))) goto out;
+        if (!(state = nb_tensor_new(opt->ps->dtype, 1, (int64_t[]){nb_optim_state_numel(opt)}))) goto out;
         nb_optim_state_save(opt, state->data);
         names[n] = "optim/state", ts[n++] = state;
     }
     if (es && es->best_weights && es->ps) {
-        if (!(best = nb_tensor_from(NB_F32, 1, (int64_t[]){es->ps->total}, es->best_weights))) goto out;
+        if (!(best = nb_tensor_from(es->ps->dtype, 1, (int64_t[]){es->ps->total}, es->best_weights))) goto out;
         names[n] = "early_stop/best", ts[n++] = best;
     }
     if (!(values = nb_tensor_from(NB_F64, 1, (int64_t[]){st->n_values}, st->values))) goto out;
@@ -237,7 +237,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         goto out;
     }
     for (int i = 0; i < ps->n; i++) {
-        const nb_tensor *t = need(l, path, ps->names[i], NB_F32, ps->p[i]->numel, true);
+        const nb_tensor *t = need(l, path, ps->names[i], ps->dtype, ps->p[i]->numel, true);
         if (!t) goto out;
         if (!nb_same_shape(t, ps->p[i])) {
             char a[64], b[64];
@@ -273,7 +273,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
 #define LOAD_FLAG(f) if (!meta_flag(l, path, "optim." #f, &flag)) goto out; hp.f = flag != 0;
         HP_FIELDS(LOAD_HP) HP_FLAGS(LOAD_FLAG)
         int64_t numel = nb_optim_state_numel(opt);
-        if (numel > 0 && !(state = need(l, path, "optim/state", NB_F32, numel, false))) goto out;
+        if (numel > 0 && !(state = need(l, path, "optim/state", opt->ps->dtype, numel, false))) goto out;
     }
     nb_early_stop e = es ? *es : (nb_early_stop){0};
     const nb_tensor *best = NULL;
@@ -290,7 +290,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         }
         e.wait = (int)wait;
         e.stopped = stopped != 0;
-        if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", NB_F32, es->ps->total, false))) goto out;
+        if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", es->ps->dtype, es->ps->total, false))) goto out;
     }
 
     if (!valid_state("checkpoint_load", path, NB_ERR_FORMAT, opt, &hp, step, es ? &e : NULL, &s))
@@ -298,14 +298,14 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
 
     /* everything checked: apply */
     for (int i = 0; i < ps->n; i++)
-        memcpy(ps->p[i]->data, find_param(l, ps->names[i])->data, (size_t)ps->p[i]->numel * sizeof(float));
+        memcpy(ps->p[i]->data, find_param(l, ps->names[i])->data, (size_t)ps->p[i]->numel * nb_dtype_size(ps->dtype));
     if (opt) {
         opt->hp = hp;
         opt->step = step;
         if (state) nb_optim_state_load(opt, state->data);
     }
     if (es) {
-        if (best) memcpy(es->best_weights, best->data, (size_t)es->ps->total * sizeof(float));
+        if (best) memcpy(es->best_weights, best->data, (size_t)es->ps->total * nb_dtype_size(es->ps->dtype));
         *es = e;
     }
     *st = s;

@@ -652,16 +652,17 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
     for (int i = 0; i < ps->n && s == NB_OK; i++) {
         const nb_tensor *t = nb_tensor_list_find(l, ps->names[i]);
         if (!t) s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has no tensor '%s'", fn, path, ps->names[i]);
-        else if (t->dtype != NB_F32 || !nb_same_shape(t, ps->p[i]))
-            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': file has %s %s, model has F32 %s", fn, ps->names[i],
-                             st_dtype_name(t->dtype), nb_shape_str(t, a, sizeof a), nb_shape_str(ps->p[i], b, sizeof b));
+        else if (t->dtype != ps->dtype || !nb_same_shape(t, ps->p[i]))
+            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': file has %s %s, model has %s %s", fn, ps->names[i],
+                             st_dtype_name(t->dtype), nb_shape_str(t, a, sizeof a), st_dtype_name(ps->dtype),
+                             nb_shape_str(ps->p[i], b, sizeof b));
     }
     for (int i = 0; i < l->n && s == NB_OK; i++)
         if (!nb_params_find(ps, l->names[i]))
             s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has tensor '%s' that the model does not have", fn, path, l->names[i]);
     for (int i = 0; i < ps->n && s == NB_OK; i++) {
         const nb_tensor *t = nb_tensor_list_find(l, ps->names[i]);
-        memcpy(ps->p[i]->data, t->data, (size_t)t->numel * sizeof(float));
+        memcpy(ps->p[i]->data, t->data, (size_t)t->numel * nb_dtype_size(ps->dtype));
     }
     nb_tensor_list_free(l);
     return s;

@@ -13,8 +13,9 @@ static nb_tensor *masked_scores(nb_ctx *ctx, nb_tensor *s, nb_tensor *mask, bool
     return nb_where(ctx, mask, s, nb_scalar(ctx, s->dtype, -INFINITY));
 }
 
-nb_tensor *nb_scaled_dot_product_attention(nb_ctx *ctx, nb_tensor *q, nb_tensor *k, nb_tensor *v, nb_tensor *mask,
-                                           bool is_causal, double dropout_p, double scale) {
+/* softmax(q k^T scale + mask) (after dropout) goes to *attn when attn is not NULL */
+static nb_tensor *attention(nb_ctx *ctx, nb_tensor *q, nb_tensor *k, nb_tensor *v, nb_tensor *mask, bool is_causal,
+                            double dropout_p, double scale, nb_tensor **attn_out) {
     static const char op[] = "scaled_dot_product_attention";
     if (nb__null(ctx, op, 3, q, k, v) || (mask && nb__null(ctx, op, 1, mask))) return NULL;
     char sq[128], sk[128], sv[128], sm[128];
@@ -41,8 +42,15 @@ nb_tensor *nb_scaled_dot_product_attention(nb_ctx *ctx, nb_tensor *q, nb_tensor 
         return nb__fail(ctx, NB_ERR_SHAPE, "%s: mask %s does not broadcast to the scores %s of q %s and k %s", op,
                         nb_shape_str(mask, sm, sizeof sm), nb_shape_str(s, sv, sizeof sv), sq, sk);
     const double sc = scale != 0.0 ? scale : 1.0 / sqrt((double)q->shape[q->ndim - 1]);
-    nb_tensor *attn = nb_softmax(ctx, masked_scores(ctx, nb_mul_scalar(ctx, s, sc), mask, is_causal), -1);
-    return nb_matmul(ctx, nb_dropout(ctx, attn, dropout_p), v);
+    nb_tensor *attn = nb_dropout(ctx, nb_softmax(ctx, masked_scores(ctx, nb_mul_scalar(ctx, s, sc), mask, is_causal), -1),
+                                 dropout_p);
+    if (attn_out) *attn_out = attn;
+    return nb_matmul(ctx, attn, v);
+}
+
+nb_tensor *nb_scaled_dot_product_attention(nb_ctx *ctx, nb_tensor *q, nb_tensor *k, nb_tensor *v, nb_tensor *mask,
+                                           bool is_causal, double dropout_p, double scale) {
+    return attention(ctx, q, k, v, mask, is_causal, dropout_p, scale, NULL);
 }
 
 /* (N, T, E) -> (N, H, T, E/H) */
@@ -56,11 +64,10 @@ static nb_tensor *third(nb_ctx *ctx, nb_tensor *t, int i, int64_t E) {
     return t ? nb_slice(ctx, t, 0, i * E, (i + 1) * E, 1) : NULL;
 }
 
-nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
-                                   nb_tensor *in_proj_weight, nb_tensor *in_proj_bias, nb_tensor *out_proj_weight,
-                                   nb_tensor *out_proj_bias, int64_t num_heads, nb_tensor *mask, bool is_causal,
-                                   double dropout_p) {
-    static const char op[] = "multi_head_attention";
+static nb_tensor *mha(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value, nb_tensor *in_proj_weight,
+                      nb_tensor *in_proj_bias, nb_tensor *out_proj_weight, nb_tensor *out_proj_bias, int64_t num_heads,
+                      nb_tensor *mask, bool is_causal, double dropout_p, bool average, nb_tensor **weights) {
+    const char *op = weights ? "multi_head_attention_need_weights" : "multi_head_attention";
     if (nb__null(ctx, op, 5, query, key, value, in_proj_weight, out_proj_weight) ||
         (in_proj_bias && nb__null(ctx, op, 1, in_proj_bias)) || (out_proj_bias && nb__null(ctx, op, 1, out_proj_bias)))
         return NULL;
@@ -89,11 +96,38 @@ nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key
     nb_tensor *k = nb_linear(ctx, key, third(ctx, in_proj_weight, 1, E), third(ctx, in_proj_bias, 1, E));
     nb_tensor *v = nb_linear(ctx, value, third(ctx, in_proj_weight, 2, E), third(ctx, in_proj_bias, 2, E));
     if (!q || !k || !v) return NULL;
-    nb_tensor *o = nb_scaled_dot_product_attention(ctx, split_heads(ctx, q, num_heads), split_heads(ctx, k, num_heads),
-                                                   split_heads(ctx, v, num_heads), mask, is_causal, dropout_p, 0.0);
+    nb_tensor *attn = NULL;
+    nb_tensor *o = attention(ctx, split_heads(ctx, q, num_heads), split_heads(ctx, k, num_heads),
+                             split_heads(ctx, v, num_heads), mask, is_causal, dropout_p, 0.0, &attn);
     if (!o) return NULL;
     const int64_t N = query->shape[0], L = query->shape[1];
     o = nb_reshape(ctx, nb_transpose(ctx, o, 1, 2), 3, (int64_t[]){N, L, E});
     o = nb_linear(ctx, o, out_proj_weight, out_proj_bias);
+    if (weights) { /* (N, H, L, S), or its mean over the heads (N, L, S) */
+        nb_tensor *w = average ? nb_div(ctx, nb_sum(ctx, attn, 1, (int[]){1}, false), nb_scalar(ctx, attn->dtype, (double)num_heads))
+                                : attn;
+        if (!batched) w = nb_squeeze(ctx, w, 0);
+        if (!w) return NULL;
+        *weights = w;
+    }
     return batched || !o ? o : nb_squeeze(ctx, o, 0);
+}
+
+nb_tensor *nb_multi_head_attention(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                   nb_tensor *in_proj_weight, nb_tensor *in_proj_bias, nb_tensor *out_proj_weight,
+                                   nb_tensor *out_proj_bias, int64_t num_heads, nb_tensor *mask, bool is_causal,
+                                   double dropout_p) {
+    return mha(ctx, query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask,
+               is_causal, dropout_p, false, NULL);
+}
+
+nb_tensor *nb_multi_head_attention_need_weights(nb_ctx *ctx, nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                nb_tensor *in_proj_weight, nb_tensor *in_proj_bias,
+                                                nb_tensor *out_proj_weight, nb_tensor *out_proj_bias, int64_t num_heads,
+                                                nb_tensor *mask, bool is_causal, double dropout_p,
+                                                bool average_attn_weights, nb_tensor **attn_weights) {
+    if (!attn_weights) return nb__fail(ctx, NB_ERR_NULL, "multi_head_attention_need_weights: attn_weights is NULL");
+    *attn_weights = NULL;
+    return mha(ctx, query, key, value, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask,
+               is_causal, dropout_p, average_attn_weights, attn_weights);
 }

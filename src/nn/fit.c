@@ -243,13 +243,13 @@ nb_tensor *nb_predict(nb_ctx *ctx, nb_forward_fn forward, const void *model, con
                 int64_t shape[NB_MAX_DIMS];
                 memcpy(shape, out->shape, sizeof shape);
                 shape[0] = x->shape[0];
-                res = nb_tensor_new(NB_F32, out->ndim, shape);
+                res = nb_tensor_new(out->dtype == NB_F64 ? NB_F64 : NB_F32, out->ndim, shape); /* f64 models keep f64 */
             }
             const bool fits = out && res && out->ndim == res->ndim && out->shape[0] == b.n &&
                               out->numel * x->shape[0] == res->numel * b.n;
             if (!out) ctx_failure(ctx);
             else if (res && !fits) nb_set_error(NB_ERR_SHAPE, "predict: batches give outputs of different shapes");
-            if (!fits || nb_copy_out(out, NB_F32, (float *)res->data + row) != NB_OK) {
+            if (!fits || nb_copy_out(out, res->dtype, (char *)res->data + (size_t)row * nb_dtype_size(res->dtype)) != NB_OK) {
                 nb_tensor_free(res), res = NULL;
                 nb_ctx_reset(ctx);
                 break;

@@ -102,8 +102,8 @@ nb_status nb_batch_norm_layer_init(nb_batch_norm_layer *l, nb_params *ps, const 
     *l = (nb_batch_norm_layer){.momentum = 0.1, .eps = 1e-5};
     TRY_PARAM(l->weight, ps, name, "weight", NB_SHAPE(channels));
     TRY_PARAM(l->bias, ps, name, "bias", NB_SHAPE(channels));
-    l->running_mean = nb_tensor_new(NB_F32, NB_SHAPE(channels));
-    l->running_var = nb_tensor_new(NB_F32, NB_SHAPE(channels));
+    l->running_mean = nb_tensor_new(ps->dtype, NB_SHAPE(channels)); /* buffers follow the parameters' dtype */
+    l->running_var = nb_tensor_new(ps->dtype, NB_SHAPE(channels));
     if (!l->running_mean || !l->running_var) {
         nb_batch_norm_layer_free(l);
         return nb_last_status();
@@ -182,18 +182,34 @@ nb_tensor *nb_embedding_padded(nb_ctx *ctx, nb_tensor *weight, nb_tensor *idx, i
     return nb_where(ctx, pad, nb_detach(ctx, rows), rows);
 }
 
+static nb_status embedding_init(const char *op, nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num,
+                                int64_t dim, bool padded, int64_t padding_idx, nb_rng *rng) {
+    if (!l || !rng) return nb_set_error(NB_ERR_NULL, "%s: layer or rng is NULL", op);
+    nb_status s = check_sizes(op, ps, name, 2, (int64_t[]){num, dim});
+    if (s != NB_OK) return s;
+    if (padded && (padding_idx < -num || padding_idx >= num))
+        return nb_set_error(NB_ERR_INDEX, "%s '%s': padding_idx %lld is outside [-%lld, %lld)", op, name,
+                            (long long)padding_idx, (long long)num, (long long)num);
+    *l = (nb_embedding_layer){.has_padding_idx = padded, .padding_idx = padding_idx < 0 ? padding_idx + num : padding_idx};
+    TRY_PARAM(l->weight, ps, name, "weight", NB_SHAPE(num, dim));
+    s = nb_rng_normal(rng, l->weight, 0.0, 1.0);
+    for (int64_t j = 0; s == NB_OK && padded && j < dim; j++) nb_set(l->weight, l->padding_idx * dim + j, 0.0);
+    return s;
+}
+
 nb_status nb_embedding_layer_init(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num, int64_t dim,
                                   nb_rng *rng) {
-    if (!l || !rng) return nb_set_error(NB_ERR_NULL, "embedding_layer_init: layer or rng is NULL");
-    nb_status s = check_sizes("embedding_layer_init", ps, name, 2, (int64_t[]){num, dim});
-    if (s != NB_OK) return s;
-    TRY_PARAM(l->weight, ps, name, "weight", NB_SHAPE(num, dim));
-    return nb_rng_normal(rng, l->weight, 0.0, 1.0);
+    return embedding_init("embedding_layer_init", l, ps, name, num, dim, false, 0, rng);
+}
+
+nb_status nb_embedding_layer_init_padded(nb_embedding_layer *l, nb_params *ps, const char *name, int64_t num,
+                                         int64_t dim, int64_t padding_idx, nb_rng *rng) {
+    return embedding_init("embedding_layer_init", l, ps, name, num, dim, true, padding_idx, rng);
 }
 
 nb_tensor *nb_embedding_layer_forward(nb_ctx *ctx, const nb_embedding_layer *l, nb_tensor *idx) {
     if (!l) return nb__fail(ctx, NB_ERR_NULL, "embedding_layer_forward: layer is NULL");
-    return nb_embedding(ctx, l->weight, idx);
+    return l->has_padding_idx ? nb_embedding_padded(ctx, l->weight, idx, l->padding_idx) : nb_embedding(ctx, l->weight, idx);
 }
 
 /* ---- recurrent --------------------------------------------------------------------------------- */
@@ -252,4 +268,14 @@ nb_tensor *nb_multi_head_attention_layer_forward(nb_ctx *ctx, const nb_multi_hea
     if (!l) return nb__fail(ctx, NB_ERR_NULL, "multi_head_attention_layer_forward: layer is NULL");
     return nb_multi_head_attention(ctx, query, key, value, l->in_proj_weight, l->in_proj_bias, l->out_proj_weight,
                                    l->out_proj_bias, l->num_heads, mask, is_causal, l->dropout);
+}
+
+nb_tensor *nb_multi_head_attention_layer_forward_need_weights(nb_ctx *ctx, const nb_multi_head_attention_layer *l,
+                                                              nb_tensor *query, nb_tensor *key, nb_tensor *value,
+                                                              nb_tensor *mask, bool is_causal,
+                                                              bool average_attn_weights, nb_tensor **attn_weights) {
+    if (!l) return nb__fail(ctx, NB_ERR_NULL, "multi_head_attention_layer_forward: layer is NULL");
+    return nb_multi_head_attention_need_weights(ctx, query, key, value, l->in_proj_weight, l->in_proj_bias,
+                                                l->out_proj_weight, l->out_proj_bias, l->num_heads, mask, is_causal,
+                                                l->dropout, average_attn_weights, attn_weights);
 }

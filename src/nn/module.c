@@ -8,9 +8,13 @@
 #include <stdlib.h>
 
 /* ---- the model -------------------------------------------------------------------------------- */
-nb_model *nb_model_new(uint64_t seed) {
+nb_model *nb_model_new(uint64_t seed) { return nb_model_new_dtype(seed, NB_F32); }
+
+nb_model *nb_model_new_dtype(uint64_t seed, nb_dtype dtype) {
+    if (dtype != NB_F32 && dtype != NB_F64)
+        return nb_set_error(NB_ERR_DTYPE, "model_new: parameters must be f32 or f64, got %s", nb_dtype_name(dtype)), NULL;
     nb_model *model = calloc(1, sizeof *model);
-    if (model) model->ps = nb_params_new();
+    if (model) model->ps = nb_params_new_dtype(dtype);
     if (!model || !model->ps) {
         free(model);
         return nb_set_error(NB_ERR_NOMEM, "model_new: out of memory"), NULL;
@@ -106,7 +110,7 @@ static nb_module *make(nb_model *model, const char *fn, const char *kind, const 
         for (const char *c = m->name; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
         m->rng = nb_rng_stream(model->seed, h);
     }
-    m->in_dtype = NB_F32;
+    m->in_dtype = model->ps->dtype;
     all[model->n_modules_++] = m; /* owned from here on, whatever fails next */
     if (!m->kind || !m->name || (state_size && !m->state))
         return model->status ? NULL : model_fail(model, NB_ERR_NOMEM, "%s: out of memory", fn);
@@ -391,7 +395,10 @@ nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o) {
     m->in_dtype = NB_I64;
     info_add(m, "%lld x %lld", (long long)o.num, (long long)o.dim);
     const int first = model->ps->n;
-    return finish(m, __func__, first, nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
+    return finish(m, __func__, first,
+                  o.has_padding_idx
+                      ? nb_embedding_layer_init_padded(m->state, model->ps, m->name, o.num, o.dim, o.padding_idx, &m->rng)
+                      : nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
 }
 
 /* ---- layers without parameters ------------------------------------------------------------------ */

@@ -5,9 +5,9 @@
 #include <omp.h>
 #include <stdlib.h>
 
-static float *alloc_floats(int64_t n) {
+static void *alloc_zeroed(int64_t n, size_t es) {
     void *p = NULL;
-    size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
+    size_t bytes = (size_t)(n > 0 ? n : 1) * es;
     if (posix_memalign(&p, 64, bytes) != 0) return NULL;
     memset(p, 0, bytes);
     return p;
@@ -31,6 +31,10 @@ nb_optim *nb_optim_new(const nb_optim_def *def, nb_params *ps, const nb_hparams 
     if (!def || !ps) return nb_set_error(NB_ERR_NULL, "optim_new: definition or parameters are NULL"), NULL;
     if (!hp) hp = &def->defaults;
     if (nb_optim_validate(def, hp) != NB_OK) return NULL;
+    if (ps->dtype == NB_F64 && !def->update_f64)
+        return nb_set_error(NB_ERR_DTYPE, "%s: the parameters are f64 but the definition has no update_f64 (f32 only)",
+                            def->name),
+               NULL;
     int ns = slots_for(def, hp);
     if (ns < 0 || ns > NB_OPTIM_MAX_SLOTS || ns > def->nslots)
         return nb_set_error(NB_ERR_VALUE, "%s: %d state slots (at most %d)", def->name, ns, NB_OPTIM_MAX_SLOTS), NULL;
@@ -43,7 +47,7 @@ nb_optim *nb_optim_new(const nb_optim_def *def, nb_params *ps, const nb_hparams 
     opt->total_ = ps->total;
     opt->nparams_ = ps->n;
     bool ok = true;
-    for (int k = 0; k < ns; k++) ok &= (opt->state[k] = alloc_floats(ps->total)) != NULL;
+    for (int k = 0; k < ns; k++) ok &= (opt->state[k] = alloc_zeroed(ps->total, nb_dtype_size(ps->dtype))) != NULL;
     int64_t nb = 0;
     for (int i = 0; i < ps->n; i++) nb += (ps->p[i]->numel + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
     opt->nblocks_ = nb;
@@ -79,6 +83,9 @@ nb_status nb_optim_step(nb_optim *opt) {
     if (!opt || !opt->ps) return nb_set_error(NB_ERR_NULL, "optim_step: optimizer is NULL");
     nb_params *ps = opt->ps;
     const nb_optim_def *def = opt->def;
+    if (ps->dtype == NB_F64 && !def->update_f64) /* the definition's table was changed after nb_optim_new */
+        return nb_set_error(NB_ERR_DTYPE, "%s: the parameters are f64 but the definition has no update_f64 (f32 only)",
+                            def->name);
     if (ps->total != opt->total_ || ps->n != opt->nparams_)
         return nb_set_error(NB_ERR_STATE, "%s: parameters changed (%d params, %lld elements) since the optimizer was made "
                             "(%d, %lld); make the optimizer after the last nb_params_add",
@@ -94,6 +101,18 @@ nb_status nb_optim_step(nb_optim *opt) {
     nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
     hp_plain.weight_decay = 0.0;
     const int64_t nb = opt->nblocks_;
+    if (ps->dtype == NB_F64) {
+        const nb_update_f64_fn update = def->update_f64;
+#pragma omp parallel for if (ps->total >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t s = opt->block_start_[b];
+            double *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
+            for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state_f64[k] + s;
+            update(ps->flat_f64 + s, ps->grad_flat_f64 + s, st_ptrs, opt->block_len_[b],
+                   ps->decay[opt->block_param_[b]] ? &hp_decay : &hp_plain, step);
+        }
+        return NB_OK;
+    }
     const nb_update_fn update = def->update;
 #pragma omp parallel for if (ps->total >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
     for (int64_t b = 0; b < nb; b++) {
@@ -109,19 +128,20 @@ nb_status nb_optim_step(nb_optim *opt) {
 void nb_optim_reset(nb_optim *opt) {
     if (!opt) return;
     opt->step = 0;
-    for (int k = 0; k < opt->nslots; k++) memset(opt->state[k], 0, (size_t)opt->total_ * sizeof(float));
+    const size_t es = nb_dtype_size(opt->ps->dtype);
+    for (int k = 0; k < opt->nslots; k++) memset(opt->state[k], 0, (size_t)opt->total_ * es);
 }
 
 int64_t nb_optim_state_numel(const nb_optim *opt) { return opt ? opt->nslots * opt->total_ : 0; }
 
-void nb_optim_state_save(const nb_optim *opt, float *dst) {
-    for (int k = 0; opt && dst && k < opt->nslots; k++)
-        memcpy(dst + k * opt->total_, opt->state[k], (size_t)opt->total_ * sizeof(float));
+void nb_optim_state_save(const nb_optim *opt, void *dst) {
+    const size_t bytes = opt ? (size_t)opt->total_ * nb_dtype_size(opt->ps->dtype) : 0;
+    for (int k = 0; opt && dst && k < opt->nslots; k++) memcpy((char *)dst + k * bytes, opt->state[k], bytes);
 }
 
-void nb_optim_state_load(nb_optim *opt, const float *src) {
-    for (int k = 0; opt && src && k < opt->nslots; k++)
-        memcpy(opt->state[k], src + k * opt->total_, (size_t)opt->total_ * sizeof(float));
+void nb_optim_state_load(nb_optim *opt, const void *src) {
+    const size_t bytes = opt ? (size_t)opt->total_ * nb_dtype_size(opt->ps->dtype) : 0;
+    for (int k = 0; opt && src && k < opt->nslots; k++) memcpy(opt->state[k], (const char *)src + k * bytes, bytes);
 }
 
 /* ---- clipping ------------------------------------------------------------------------------ */
@@ -131,19 +151,28 @@ double nb_clip_grad_norm(nb_params *ps, double max_norm) {
     /* Sum of squares in fixed blocks (padding between parameters holds zeros), then the block
      * sums in order: the same additions whatever the thread count. */
     const int64_t n = ps->total, nblk = (n + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
+    const bool f64 = ps->dtype == NB_F64;
     const float *g = ps->grad_flat;
+    const double *g64 = ps->grad_flat_f64;
     double total = 0.0;
 #pragma omp parallel for if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static) ordered
     for (int64_t b = 0; b < nblk; b++) {
         const int64_t e = (b + 1) * NB_OPTIM_BLOCK < n ? (b + 1) * NB_OPTIM_BLOCK : n;
         double s = 0.0;
-        for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += (double)g[i] * g[i];
+        if (f64)
+            for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += g64[i] * g64[i];
+        else
+            for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += (double)g[i] * g[i];
 #pragma omp ordered
         total += s;
     }
     const double norm = sqrt(total);
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) {
+    if (coef < 1.0 && f64) {
+        double *gw = ps->grad_flat_f64;
+#pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+        for (int64_t i = 0; i < n; i++) gw[i] *= coef;
+    } else if (coef < 1.0) {
         const float c = (float)coef;
         float *gw = ps->grad_flat;
 #pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
@@ -155,9 +184,15 @@ double nb_clip_grad_norm(nb_params *ps, double max_norm) {
 nb_status nb_clip_grad_value(nb_params *ps, double clip) {
     if (!ps) return nb_set_error(NB_ERR_NULL, "clip_grad_value: parameters are NULL");
     if (!(clip > 0.0)) return nb_set_error(NB_ERR_VALUE, "clip_grad_value: clip %g must be > 0", clip);
+    const int64_t n = ps->total;
+    if (ps->dtype == NB_F64) {
+        double *g = ps->grad_flat_f64;
+#pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+        for (int64_t i = 0; i < n; i++) g[i] = g[i] > clip ? clip : (g[i] < -clip ? -clip : g[i]);
+        return NB_OK;
+    }
     const float c = (float)clip;
     float *g = ps->grad_flat;
-    const int64_t n = ps->total;
 #pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] > c ? c : (g[i] < -c ? -c : g[i]);
     return NB_OK;

@@ -10,8 +10,17 @@ nb_status nb_prox_l1(nb_params *ps, const bool *include, double t) {
     const float th = (float)t;
     for (int k = 0; k < ps->n; k++) {
         if (!sel[k]) continue;
-        float *w = ps->flat + ps->offset[k];
         const int64_t n = ps->p[k]->numel;
+        if (ps->dtype == NB_F64) {
+            double *w = ps->flat_f64 + ps->offset[k];
+#pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+            for (int64_t i = 0; i < n; i++) {
+                double a = fabs(w[i]) - t;
+                w[i] = a > 0.0 ? copysign(a, w[i]) : 0.0;
+            }
+            continue;
+        }
+        float *w = ps->flat + ps->offset[k];
 #pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float a = fabsf(w[i]) - th;
@@ -29,8 +38,20 @@ nb_status nb_max_norm(nb_params *ps, const bool *include, double max_norm) {
     for (int k = 0; k < ps->n; k++) {
         const nb_tensor *p = ps->p[k];
         if (!sel[k] || p->ndim < 2) continue;
-        float *w = ps->flat + ps->offset[k];
         const int64_t rows = p->shape[0], len = rows ? p->numel / rows : 0;
+        if (ps->dtype == NB_F64) {
+            double *w = ps->flat_f64 + ps->offset[k];
+#pragma omp parallel for if (p->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                double *row = w + r * len, s = 0.0;
+                for (int64_t i = 0; i < len; i++) s += row[i] * row[i];
+                const double norm = sqrt(s);
+                if (norm > max_norm)
+                    for (int64_t i = 0; i < len; i++) row[i] *= max_norm / norm;
+            }
+            continue;
+        }
+        float *w = ps->flat + ps->offset[k];
 #pragma omp parallel for if (p->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             float *row = w + r * len;

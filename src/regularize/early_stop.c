@@ -17,9 +17,9 @@ nb_status nb_early_stop_init(nb_early_stop *es, nb_params *ps, nb_mode mode, int
                           .stopped_epoch = -1};
     if (restore_best) {
         void *p = NULL;
-        if (posix_memalign(&p, 64, (size_t)(ps->total ? ps->total : 1) * sizeof(float)) != 0)
-            return nb_set_error(NB_ERR_NOMEM, "early_stop_init: cannot allocate a snapshot of %lld floats",
-                                (long long)ps->total);
+        if (posix_memalign(&p, 64, (size_t)(ps->total ? ps->total : 1) * nb_dtype_size(ps->dtype)) != 0)
+            return nb_set_error(NB_ERR_NOMEM, "early_stop_init: cannot allocate a snapshot of %lld %s values",
+                                (long long)ps->total, nb_dtype_name(ps->dtype));
         es->best_weights = p;
     }
     return NB_OK;

@@ -94,7 +94,7 @@ static nb_tensor **select_params(nb_ctx *ctx, const char *fn, const nb_params *p
     int n;                                                                                             \
     nb_tensor **ws = select_params(ctx, FN, ps, include, &n);                                          \
     if (!ws) return NULL;                                                                              \
-    if (n == 0) return nb_scalar(ctx, NB_F32, 0.0);                                                    \
+    if (n == 0) return nb_scalar(ctx, ps->dtype, 0.0);                                                 \
     return CALL
 
 nb_tensor *nb_l2_penalty_params(nb_ctx *ctx, const nb_params *ps, const bool *include, double lambda) {

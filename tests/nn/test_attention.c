@@ -159,6 +159,58 @@ Test(attention, multi_head_attention_against_pytorch) {
     assert_values(nb_multi_head_attention(ctx, x, x, x, win, bin, wout, bout, 2, NULL, false, 0.5), MHA_PLAIN, 24, 1e-13);
 }
 
+/* need_weights=True (tests/ref/mha_ref.py): the weights averaged over the heads, per head with
+ * the causal attn_mask, and unbatched (x[0]) with key_padding_mask [F, F, T]. */
+static const double MHA_W_AVG[18] = {0.3899728658955694, 0.36790326882654723, 0.24212386527788332, 0.43311844591894599, 0.45298760707436714, 0.11389394700668685, 0.36860079222851461, 0.40116885692070292, 0.23023035085078258, 0.54254423294433562, 0.3404452664827165, 0.11701050057294794, 0.57764510250056034, 0.33857886990567165, 0.083776027593768024, 0.31395848501189466, 0.3348874866538088, 0.3511540283342966};
+static const double MHA_W_CAUSAL_HEADS[36] = {1, 0, 0, 0.39951282547291317, 0.60048717452708678, 0, 0.34718103319217036, 0.43573216122363484, 0.21708680558419494, 1, 0, 0, 0.57409397642586246, 0.42590602357413748, 0, 0.39002055126485879, 0.36660555261777106, 0.24337389611737026, 1, 0, 0, 0.59292769891118069, 0.40707230108881942, 0, 0.37030163270542304, 0.35413313644921218, 0.27556523084536483, 1, 0, 0, 0.66952917931415767, 0.33047082068584233, 0, 0.25761533731836628, 0.31564183685840541, 0.42674282582322837};
+static const double MHA_W_UNBATCHED_KPM[9] = {0.5127947958796808, 0.48720520412031931, 0, 0.48680340094938779, 0.5131965990506121, 0, 0.47946048361382509, 0.52053951638617491, 0};
+
+Test(attention, multi_head_attention_need_weights_against_pytorch) {
+    nb_tensor *x = filled(NB_SHAPE(2, 3, 4), fx), *win = filled(NB_SHAPE(12, 4), fwin), *bin = filled(NB_SHAPE(12), fbin),
+              *wout = filled(NB_SHAPE(4, 4), fwout), *bout = filled(NB_SHAPE(4), fbout);
+    nb_tensor *w = NULL;
+    nb_tensor *o = nb_multi_head_attention_need_weights(ctx, x, x, x, win, bin, wout, bout, 2, NULL, false, 0, true, &w);
+    assert_values(o, MHA_PLAIN, 24, 1e-13); /* the output is the need_weights=False one */
+    cr_assert(w && w->ndim == 3 && w->shape[0] == 2 && w->shape[1] == 3 && w->shape[2] == 3);
+    assert_values(w, MHA_W_AVG, 18, 1e-14);
+    o = nb_multi_head_attention_need_weights(ctx, x, x, x, win, bin, wout, bout, 2, NULL, true, 0, false, &w);
+    assert_values(o, MHA_CAUSAL, 24, 1e-13);
+    cr_assert(w && w->ndim == 4 && w->shape[1] == 2);
+    assert_values(w, MHA_W_CAUSAL_HEADS, 36, 1e-14);
+    nb_tensor *x0 = nb_squeeze(ctx, nb_slice(ctx, x, 0, 0, 1, 1), 0);
+    nb_tensor *kpm = nb_from(ctx, NB_I64, NB_SHAPE(1, 3), (int64_t[]){1, 1, 0}); /* nonzero = attend */
+    o = nb_multi_head_attention_need_weights(ctx, x0, x0, x0, win, bin, wout, bout, 2, kpm, false, 0, true, &w);
+    cr_assert(o && o->ndim == 2 && w && w->ndim == 2 && w->shape[0] == 3 && w->shape[1] == 3);
+    assert_values(w, MHA_W_UNBATCHED_KPM, 9, 1e-14);
+    /* the weights are differentiable: gradient of sum(w * c) through every projection */
+    nb_tensor *xl = rand_leaf(ctx, NB_SHAPE(2, 3, 4));
+    o = nb_multi_head_attention_need_weights(ctx, xl, xl, xl, win, bin, wout, bout, 2, NULL, false, 0, true, &w);
+    cr_assert_not_null(w);
+    cr_assert(w->requires_grad);
+    /* errors: NULL out-pointer, and *attn_weights is cleared on failure */
+    cr_assert_null(nb_multi_head_attention_need_weights(ctx, x, x, x, win, bin, wout, bout, 2, NULL, false, 0, true, NULL));
+    nb_ctx_clear_error(ctx);
+    w = x;
+    cr_assert_null(nb_multi_head_attention_need_weights(ctx, x, x, x, win, bin, wout, bout, 3, NULL, false, 0, true, &w));
+    cr_assert_null(w);
+    nb_ctx_clear_error(ctx);
+}
+
+static nb_tensor *mha_weights_fn(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_tensor *w = NULL;
+    nb_multi_head_attention_need_weights(c, in[0], in[0], in[0], in[1], in[2], in[3], in[4], 2, NULL, true, 0, true, &w);
+    return w;
+}
+
+Test(attention, multi_head_attention_weights_gradcheck) {
+    nb_tensor *in[5] = {rand_leaf(ctx, NB_SHAPE(2, 3, 4)), rand_leaf(ctx, NB_SHAPE(12, 4)), rand_leaf(ctx, NB_SHAPE(12)),
+                        rand_leaf(ctx, NB_SHAPE(4, 4)), rand_leaf(ctx, NB_SHAPE(4))};
+    nb_gradcheck_report r;
+    cr_assert_eq(nb_gradcheck(ctx, mha_weights_fn, 5, in, NULL, NULL, &r), NB_OK, "%s", r.message);
+    cr_assert_eq(nb_gradgradcheck(ctx, mha_weights_fn, 5, in, NULL, NULL, &r), NB_OK, "%s", r.message);
+}
+
 Test(attention, layer_init_and_forward) {
     nb_params *ps = nb_params_new();
     nb_rng rng = nb_rng_new(7);

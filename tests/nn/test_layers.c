@@ -212,8 +212,8 @@ Test(layers, embedding_padding_idx) {
     ASSERT_ERROR(ctx, nb_embedding_padded(ctx, NULL, idx, 0), NB_ERR_NULL, "embedding");
 }
 
-/* The initialisers fill f64 tensors too, with the f32 draws' values (so an f64 model can be
- * initialised like its f32 twin); nb_params itself is F32 only (see params.h). */
+/* The initialisers fill f64 tensors too, with the f32 draws' values (so an f64 model is
+ * initialised like its f32 twin). */
 Test(layers, initialisers_fill_f64_like_f32) {
     nb_status (*uni[2])(nb_rng *, nb_tensor *, double) = {nb_init_xavier_uniform, nb_init_xavier_normal};
     for (int k = 0; k < 4; k++) {
@@ -231,4 +231,86 @@ Test(layers, initialisers_fill_f64_like_f32) {
         }
         cr_assert_gt(mx, 0.0);
     }
+}
+
+/* Every layer's init on F64 parameters: f64 tensors (buffers too) holding the values of the same
+ * layers on F32 parameters from the same generator, to float rounding. */
+static void all_layers(nb_params *p, nb_batch_norm_layer *bn) {
+    nb_rng rng = nb_rng_new(21);
+    nb_linear_layer lin;
+    nb_conv2d_layer conv;
+    nb_conv_transpose2d_layer convt;
+    nb_layer_norm_layer ln;
+    nb_embedding_layer emb;
+    nb_rnn_layer rnn;
+    nb_multi_head_attention_layer mha;
+    cr_assert_eq(nb_linear_layer_init(&lin, p, "lin", 4, 3, true, &rng), NB_OK, "%s", nb_last_error());
+    cr_assert_eq(nb_conv2d_layer_init(&conv, p, "conv", 2, 3, 3, 1, 1, 1, 1, true, &rng), NB_OK);
+    cr_assert_eq(nb_conv_transpose2d_layer_init(&convt, p, "convt", 2, 3, 3, 1, 0, 0, 1, true, &rng), NB_OK, "%s",
+                 nb_last_error());
+    cr_assert_eq(nb_batch_norm_layer_init(bn, p, "bn", 3), NB_OK);
+    cr_assert_eq(nb_layer_norm_layer_init(&ln, p, "ln", 5), NB_OK);
+    cr_assert_eq(nb_embedding_layer_init_padded(&emb, p, "emb", 6, 2, 1, &rng), NB_OK);
+    cr_assert_eq(nb_rnn_layer_init(&rnn, p, "lstm", NB_LSTM, 3, 4, true, &rng), NB_OK);
+    cr_assert_eq(nb_multi_head_attention_layer_init(&mha, p, "mha", 4, 2, 0.0, true, &rng), NB_OK);
+}
+
+Test(layers, every_layer_initialises_f64_parameters) {
+    nb_params *p64 = nb_params_new_dtype(NB_F64);
+    nb_batch_norm_layer bn32, bn64;
+    all_layers(ps, &bn32);
+    all_layers(p64, &bn64);
+    cr_assert_eq(p64->n, ps->n);
+    cr_assert_eq(bn64.running_var->dtype, NB_F64);
+    cr_assert_eq(nb_get(bn64.running_var, 2), 1.0);
+    for (int i = 0; i < ps->n; i++) {
+        cr_assert_eq(p64->p[i]->dtype, NB_F64, "%s", p64->names[i]);
+        cr_assert_str_eq(p64->names[i], ps->names[i]);
+        double mx = 0;
+        for (int64_t e = 0; e < ps->p[i]->numel; e++) {
+            assert_close(nb_get(p64->p[i], e), nb_get(ps->p[i], e), 1e-7, 1e-6, "(%s[%lld])", ps->names[i], (long long)e);
+            mx = fmax(mx, fabs(nb_get(p64->p[i], e)));
+        }
+        const bool zero_init = strstr(ps->names[i], "bias") && (strstr(ps->names[i], "mha") || strstr(ps->names[i], "bn") ||
+                                                                strstr(ps->names[i], "ln"));
+        cr_assert(zero_init || mx > 0, "%s was not initialised", ps->names[i]);
+    }
+    nb_batch_norm_layer_free(&bn32), nb_batch_norm_layer_free(&bn64);
+    nb_params_free(p64);
+}
+
+/* nn.Embedding(6, 2, padding_idx=-2): row 4 starts at zero, gets no gradient and stays zero
+ * through an optimizer step; the module takes the same option. */
+Test(layers, embedding_layer_padding_idx) {
+    nb_rng rng = nb_rng_new(4);
+    nb_embedding_layer emb;
+    cr_assert_eq(nb_embedding_layer_init_padded(&emb, ps, "emb", 6, 2, -2, &rng), NB_OK, "%s", nb_last_error());
+    cr_assert(emb.has_padding_idx && emb.padding_idx == 4);
+    for (int64_t r = 0; r < 6; r++)
+        for (int j = 0; j < 2; j++) cr_assert((nb_get(emb.weight, 2 * r + j) == 0.0) == (r == 4), "row %lld", (long long)r);
+    nb_tensor *idx = nb_from(ctx, NB_I64, NB_SHAPE(5), (int64_t[]){4, 0, 4, 5, 1});
+    nb_tensor *y = nb_embedding_layer_forward(ctx, &emb, idx);
+    cr_assert(y && y->shape[0] == 5 && y->shape[1] == 2, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_get(y, 0), 0.0);
+    nb_params_zero_grad(ps);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul(ctx, y, y)), NULL), NB_OK);
+    nb_backward(ctx, nb_sum_all(ctx, nb_embedding_layer_forward(ctx, &emb, idx)), NULL); /* a nonzero gradient elsewhere */
+    for (int j = 0; j < 2; j++) cr_assert_eq(nb_get(emb.weight->grad, 2 * 4 + j), 0.0);
+    cr_assert_eq(nb_get(emb.weight->grad, 2 * 0), 2 * nb_get(emb.weight, 0) + 1);
+    nb_optim *opt = nb_optim_new(&nb_adam, ps, NULL);
+    cr_assert_eq(nb_optim_step(opt), NB_OK);
+    for (int j = 0; j < 2; j++) cr_assert_eq(nb_get(emb.weight, 2 * 4 + j), 0.0);
+    nb_optim_free(opt);
+    /* errors name the layer and the range */
+    nb_embedding_layer bad;
+    cr_assert_eq(nb_embedding_layer_init_padded(&bad, ps, "bad", 6, 2, 6, &rng), NB_ERR_INDEX);
+    cr_assert(strstr(nb_last_error(), "padding_idx 6") && strstr(nb_last_error(), "[-6, 6)"), "%s", nb_last_error());
+    /* the module */
+    nb_model *model = nb_model_new(3);
+    nb_module *m = nb_embedding_module(model, (nb_embedding_opts){.num = 4, .dim = 3, .has_padding_idx = true, .padding_idx = 0});
+    cr_assert_not_null(m, "%s", nb_last_error());
+    for (int j = 0; j < 3; j++) cr_assert_eq(nb_get(m->params[0], j), 0.0);
+    cr_assert_neq(nb_get(m->params[0], 3), 0.0);
+    cr_assert_null(nb_embedding_module(model, (nb_embedding_opts){.num = 4, .dim = 3, .has_padding_idx = true, .padding_idx = -5}));
+    nb_model_free(model);
 }

@@ -17,3 +17,11 @@ causal=torch.ones(L,L,dtype=torch.bool).triu(1)   # True = blocked
 p("causal", m(x,x,x,attn_mask=causal,need_weights=False)[0])
 kpm=torch.tensor([[False,False,True],[False,True,True]])  # True = padding (blocked)
 p("kpm", m(x,x,x,key_padding_mask=kpm,need_weights=False)[0])
+# need_weights=True: the attention weights, averaged over heads (default) and per head
+def w(name,t): print("static const double %s[%d] = {%s};" % (name, t.numel(), ", ".join("%.17g"%v for v in t.flatten().tolist())))
+out,aw=m(x,x,x,need_weights=True)
+w("MHA_W_AVG", aw)
+out,aw=m(x,x,x,attn_mask=causal,need_weights=True,average_attn_weights=False)
+w("MHA_W_CAUSAL_HEADS", aw)
+out,aw=m(x[0],x[0],x[0],key_padding_mask=kpm[0],need_weights=True)
+w("MHA_W_UNBATCHED_KPM", aw)

@@ -42,6 +42,18 @@ for name, cls, kw in CASES:
         rows.append(w.detach().flatten().tolist())
     print(c_array("REF_" + name.upper(), rows))
 
+print("/* the same trajectories with float64 parameters and gradients (tests/optim/test_optim_f64.c) */")
+for name, cls, kw in CASES:
+    w = torch.tensor(W0, dtype=torch.float64, requires_grad=True)
+    opt = cls([w], **kw)
+    rows = []
+    for g in G:
+        w.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        rows.append(w.detach().flatten().tolist())
+    flat = [v for r in rows for v in r]
+    print("static const double REF64_%s[%d] = {%s};" % (name.upper(), len(flat), ", ".join("%.17g" % v for v in flat)))
+
 print("/* ReduceLROnPlateau(mode=min, factor=0.5, patience=2, cooldown=1), lr 1.0 */")
 w = torch.zeros(1, requires_grad=True)
 opt = torch.optim.SGD([w], lr=1.0)
