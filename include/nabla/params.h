@@ -34,6 +34,7 @@ void nb_params_free(nb_params *ps);
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape);
 nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
 int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
+/* Zero every gradient (one memset), marked as zero as nb_zero_grad does (see there). */
 void nb_params_zero_grad(nb_params *ps);
 /* Copy all values to/from a buffer of ps->total floats (snapshots, restore-best-weights). */
 void nb_params_save_to(const nb_params *ps, float *dst);
