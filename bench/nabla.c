@@ -491,13 +491,15 @@ static void mlp_init(mlp_run *m, nb_tensor *x, nb_tensor *y, int64_t batch) {
 /* One training step on a batch xb (B, 784) f32 with labels yb (B) i64; resets the context. */
 static void mlp_train(mlp_run *m, nb_tensor *xb, nb_tensor *yb) {
     nb_ctx *ctx = m->ctx;
-    nb_tensor *h = nb_dropout(ctx, nb_relu(ctx, nb_linear(ctx, xb, m->w[0], m->b[0])), 0.2);
-    h = nb_dropout(ctx, nb_relu(ctx, nb_linear(ctx, h, m->w[1], m->b[1])), 0.2);
-    nb_tensor *logits = nb_linear(ctx, h, m->w[2], m->b[2]);
+    nb_tensor *h = nb_linear_act(ctx, xb, m->w[0], m->b[0], NB_ACT_RELU, 0.2); /* dropout(relu(x W^T + b)) */
+    h = nb_linear_act(ctx, h, m->w[1], m->b[1], NB_ACT_RELU, 0.2);
+    nb_tensor *logits = nb_linear_act(ctx, h, m->w[2], m->b[2], NB_ACT_NONE, 0.0);
     nb_tensor *ce = nb_cross_entropy(ctx, logits, yb, NB_REDUCE_MEAN);
     nb_tensor *loss = nb_add(ctx, ce, nb_l2_penalty_params(ctx, m->ps, NULL, 1e-4));
     nb_params_zero_grad(m->ps);
-    if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(m->opt) != NB_OK) {
+    /* Adam updates each parameter as its gradient becomes final; nb_optim_step finishes */
+    if (!loss || nb_optim_step_on_ready(m->opt, ctx) != NB_OK || nb_backward(ctx, loss, NULL) != NB_OK ||
+        nb_optim_step(m->opt) != NB_OK) {
         fprintf(stderr, "mlp: %s / %s\n", nb_ctx_error(ctx), nb_last_error());
         exit(1);
     }
@@ -684,7 +686,9 @@ static void cnn_step(void *p) {
     h = nb_dropout(ctx, nb_relu(ctx, nb_linear_layer_forward(ctx, &m->fc1, h)), 0.5);
     nb_tensor *loss = nb_cross_entropy(ctx, nb_linear_layer_forward(ctx, &m->fc2, h), yb, NB_REDUCE_MEAN);
     nb_params_zero_grad(m->ps);
-    if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(m->opt) != NB_OK) {
+    /* Adam updates each parameter as its gradient becomes final; nb_optim_step finishes */
+    if (!loss || nb_optim_step_on_ready(m->opt, ctx) != NB_OK || nb_backward(ctx, loss, NULL) != NB_OK ||
+        nb_optim_step(m->opt) != NB_OK) {
         fprintf(stderr, "cnn: %s / %s\n", nb_ctx_error(ctx), nb_last_error());
         exit(1);
     }

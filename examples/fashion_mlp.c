@@ -257,7 +257,11 @@ int main(int argc, char **argv) {
             if (dist) CHECK(nb_dist_backward(dist, ctx, loss) == NB_OK);
             else
 #endif
+            { /* each parameter is updated as soon as its gradient is final, while it is in cache;
+                 nb_optim_step below finishes the step (same bits as stepping after backward) */
+                CHECK(nb_optim_step_on_ready(opt, ctx) == NB_OK);
                 CHECK(nb_backward(ctx, loss, NULL) == NB_OK);
+            }
             if (o.dot && epoch == ts.epoch && seen == 0 && rank == 0) {
                 FILE *f = fopen(o.dot, "w");
                 if (f) nb_graph_dot(ctx, loss, f), fclose(f);

@@ -17,6 +17,16 @@ typedef struct {
     double dropout;
 } mlp;
 
+/* The activations nb_linear_act fuses into the layer (one pass each way with bias and
+ * dropout); NB_ACT_NONE for the others, applied by activate() after the layer. */
+static inline nb_act fused_act(const char *name) {
+    if (!strcmp(name, "relu")) return NB_ACT_RELU;
+    if (!strcmp(name, "tanh")) return NB_ACT_TANH;
+    if (!strcmp(name, "sigmoid")) return NB_ACT_SIGMOID;
+    if (!strcmp(name, "gelu")) return NB_ACT_GELU;
+    return NB_ACT_NONE;
+}
+
 static inline nb_tensor *activate(nb_ctx *ctx, const char *name, nb_tensor *x) {
     if (!strcmp(name, "relu")) return nb_relu(ctx, x);
     if (!strcmp(name, "tanh")) return nb_tanh(ctx, x);
@@ -32,8 +42,8 @@ static inline nb_tensor *activate(nb_ctx *ctx, const char *name, nb_tensor *x) {
 static inline nb_tensor *forward(nb_ctx *ctx, const mlp *m, nb_tensor *x) {
     const nb_mark mk = nb_ctx_mark(ctx);
     for (int i = 0; i < m->nlayers; i++) {
-        x = nb_linear_layer_forward(ctx, &m->layer[i], x);
-        if (i + 1 < m->nlayers) {
+        x = nb_linear_layer_forward(ctx, &m->layer[i], x); /* hidden layers: fused act + dropout */
+        if (i + 1 < m->nlayers && m->layer[i].act == NB_ACT_NONE) {
             x = activate(ctx, m->activation, x);
             if (m->dropout > 0) x = nb_dropout(ctx, x, m->dropout);
         }
@@ -52,6 +62,10 @@ static inline nb_status mlp_init(mlp *m, nb_params *ps, int64_t in, const int64_
         nb_status st = nb_linear_layer_init(&m->layer[i], ps, name, i ? hidden[i - 1] : in, i < nhidden ? hidden[i] : out,
                                             true, rng);
         if (st != NB_OK) return st;
+        if (i < nhidden && fused_act(activation) != NB_ACT_NONE) {
+            m->layer[i].act = fused_act(activation);
+            m->layer[i].dropout = dropout;
+        }
     }
     return NB_OK;
 }

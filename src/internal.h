@@ -47,6 +47,7 @@ struct nb_ctx {
     struct nb_walk_slot *last_slot; /* the slot found last (a one-entry cache) */
     int64_t walk_id;            /* slots of other walks are stale: no clearing between walks */
     bool grad_enabled, train, anomaly, in_backward;
+    bool grad_dest_on;          /* nb_backward without create_graph: rules may write into .grad */
     nb_rng rng;
     nb_grad_ready_fn on_ready;
     void *on_ready_user;
@@ -367,6 +368,22 @@ nb_tensor *nb__sum_abs(nb_ctx *ctx, nb_tensor *x);
 void nb__fill_kernel(nb_tensor *t, double v);                         /* every element = v */
 void nb__affine_kernel(nb_tensor *out, const nb_tensor *x, double scale, double shift);
 void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);   /* dst += src (same shape) */
+/* A rule about to compute the whole gradient of its input j asks for a destination: the
+ * input's .grad when the rule may write it there (beta 0) instead of returning a new tensor
+ * for the engine to add. That holds in nb_backward without create_graph, for a leaf without
+ * hooks whose .grad is all zeros from zero_grad (grad_zero_) and whose only use left is this
+ * node, with nothing summed for it yet: the sum the engine would do is 0 + g. NULL otherwise.
+ * After writing, the rule sets gin[j] to the destination and calls nb__grad_dest_end (a
+ * .grad shared by contexts stays locked in between). */
+nb_tensor *nb__grad_dest_begin(nb_ctx *ctx, const nb_node *n, int j);
+void nb__grad_dest_end(nb_ctx *ctx, const nb_node *n, int j);
+/* out (M, N), contiguous, = a (M, K) b (K, N) for 2-D operands with positive strides: the
+ * product nb_matmul computes (same path, same bits), into memory the caller chose, no node. */
+void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out);
+/* x (N, in) w^T for w (out, in), checked by the caller: one node on (x, w) whose rule writes
+ * the weight's gradient straight into w's .grad when it may (nb__grad_dest_begin); the same
+ * bits as nb_matmul(x, nb_transpose(w, 0, 1)) each way. Other ranks of x go to nb_matmul. */
+nb_tensor *nb__linear_product(nb_ctx *ctx, nb_tensor *x, nb_tensor *w);
 /* Copy with dtype conversion, src broadcast to dst's shape. */
 void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 

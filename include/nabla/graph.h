@@ -123,7 +123,10 @@ nb_status nb_grad(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor *con
 typedef void (*nb_grad_ready_fn)(nb_tensor *leaf, void *user);
 void nb_ctx_on_grad_ready(nb_ctx *ctx, nb_grad_ready_fn fn, void *user);
 
-/* Set .grad of t to zero (NULL .grad stays NULL). */
+/* Set .grad of t to zero (NULL .grad stays NULL) and remember that it is: the next nb_backward
+ * may then write t's first gradient straight into .grad (a linear layer's weight-gradient GEMM
+ * does, with beta 0) instead of making it elsewhere and adding it: the same bits as the sum. So
+ * write into .grad by hand only before zero_grad or after the backward, not in between. */
 nb_status nb_zero_grad(nb_tensor *t);
 
 /* Gradient hooks: called with t's complete gradient during a backward walk, before it flows

@@ -121,6 +121,12 @@ typedef struct nb_optim {
     int *block_param_;
     int64_t *block_start_;
     int64_t *block_len_;
+    int *param_block0_;  /* param i's blocks: param_block0_[i] .. param_block0_[i + 1] - 1 */
+    /* private: a step armed by nb_optim_step_on_ready */
+    nb_ctx *armed_;
+    bool *done_;         /* done_[i]: param i updated in the armed step */
+    int last_done_;
+    nb_status armed_error_;
 } nb_optim;
 
 /* Make an optimizer over every parameter of ps (add all parameters first). hp NULL = def's
@@ -133,8 +139,31 @@ void nb_optim_free(nb_optim *opt);
  * naming the optimizer and the field, e.g. "adam: beta2 = 1 outside [0, 1)". */
 nb_status nb_optim_validate(const nb_optim_def *def, const nb_hparams *hp);
 /* One update of every parameter from ps->grad_flat. Does not zero gradients. Errors (nothing is
- * changed): NB_ERR_VALUE (bad hp), NB_ERR_STATE (parameters were added after nb_optim_new). */
+ * changed): NB_ERR_VALUE (bad hp), NB_ERR_STATE (parameters were added after nb_optim_new).
+ * After nb_optim_step_on_ready: finishes the armed step (see there). */
 nb_status nb_optim_step(nb_optim *opt);
+/* Step where the gradient is hot: arm the next step so that, during the next nb_backward on
+ * ctx, each parameter of ps is updated as soon as its gradient is final (ctx's grad-ready
+ * report), while that gradient is still in cache. nb_optim_step then finishes the step: it
+ * updates the parameters the backward did not reach and disarms. Each parameter gets the same
+ * update, on the same blocks, with the same step number and hyperparameters as in a separate
+ * nb_optim_step, so the results are bit-identical to
+ *     nb_backward(ctx, loss, NULL); nb_optim_step(opt);
+ * Use:  nb_params_zero_grad(ps); forward...; nb_optim_step_on_ready(opt, ctx);
+ *       nb_backward(ctx, loss, NULL); nb_optim_step(opt);
+ * Set opt->hp (a schedule's lr) before arming: the armed step checks and uses it as it is then.
+ * It holds only when the gradient that backward finalizes is the one the step would read:
+ * one nb_backward per step (a second backward reaching an updated parameter makes
+ * nb_optim_step fail with NB_ERR_STATE), no clipping or other change of .grad between
+ * backward and step, and no op in the graph that reads a parameter's value behind the engine's
+ * back (a detached alias of a parameter). The armed step owns ctx's grad-ready report until
+ * nb_optim_step (or nb_optim_disarm): it fails with NB_ERR_STATE when ctx already has a
+ * grad-ready callback (data-parallel training reduces gradients there, before any update).
+ * Errors: those of nb_optim_step, NB_ERR_NULL, NB_ERR_STATE (already armed). */
+nb_status nb_optim_step_on_ready(nb_optim *opt, nb_ctx *ctx);
+/* Cancel an armed step without finishing it: parameters already updated stay updated, the
+ * step counter stays advanced. For error paths (a failed backward). */
+void nb_optim_disarm(nb_optim *opt);
 /* Zero the state and the step counter (hyperparameters stay). */
 void nb_optim_reset(nb_optim *opt);
 /* State as one flat buffer of nb_optim_state_numel elements of opt->ps->dtype (slot 0, then

@@ -53,6 +53,7 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
 nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, int ndim, const int64_t *shape);
 nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
 int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
+/* Zero every gradient (one memset), marked as zero as nb_zero_grad does (see there). */
 void nb_params_zero_grad(nb_params *ps);
 /* Bytes of one element of ps (4 for F32, 8 for F64). */
 size_t nb_params_elem_size(const nb_params *ps);

@@ -70,6 +70,8 @@ typedef struct nb_tensor {
     void *alloc_;                  /* malloc'd block of a persistent tensor (NULL for views) */
     uint64_t gen_;                 /* step tensors: the context generation that made it (0 otherwise) */
     struct nb_block *block_;       /* data in the backward pool (src/graph/pool.c), NULL otherwise */
+    bool grad_zero_;               /* leaves: .grad holds zeros from zero_grad, nothing added since, so
+                                      the first gradient may be written into it instead of added */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */

@@ -62,7 +62,7 @@ nb_status nb_requires_grad(nb_tensor *t, bool on) {
 
 nb_status nb_zero_grad(nb_tensor *t) {
     if (!t) return nb_set_error(NB_ERR_NULL, "zero_grad: tensor is NULL");
-    if (t->grad) nb_fill(t->grad, 0.0);
+    if (t->grad) nb_fill(t->grad, 0.0), t->grad_zero_ = true;
     return NB_OK;
 }
 
@@ -167,7 +167,8 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
         ctx->pool_on = was;
         if (t->grad && t->persistent) ctx->mallocs++;
     }
-    if (t->grad) nb__accumulate_kernel(t->grad, g);
+    if (t->grad && g != t->grad) nb__accumulate_kernel(t->grad, g); /* else the rule wrote it there */
+    t->grad_zero_ = false;
     if (t->persistent) pthread_mutex_unlock(&grad_lock);
     nb__pool_unref(ctx, sl->acc); /* in .grad now */
     if (!t->grad) {
@@ -179,6 +180,29 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
 }
 
 static bool is_leaf(const nb_tensor *t) { return !t->node && t->requires_grad; }
+
+nb_tensor *nb__grad_dest_begin(nb_ctx *ctx, const nb_node *n, int j) {
+    nb_tensor *t = n->in[j], *d = t->grad;
+    if (!ctx->grad_dest_on || !is_leaf(t) || t->hooks || !d || !t->grad_zero_ || d->dtype != t->dtype ||
+        !nb_same_shape(d, t) || !nb_is_contiguous(d))
+        return NULL;
+    for (int k = 0; k < n->n_in; k++)
+        if (k != j && n->in[k] == t) return NULL; /* two gradients from this node */
+    const nb_walk_slot *sl = nb__walk_slot(ctx, t);
+    if (sl->visit != 1 || sl->acc) return NULL; /* other uses left, or a gradient summed already */
+    if (t->persistent) pthread_mutex_lock(&grad_lock);
+    if (!t->grad_zero_) { /* another context wrote it meanwhile: add as usual */
+        if (t->persistent) pthread_mutex_unlock(&grad_lock);
+        return NULL;
+    }
+    t->grad_zero_ = false;
+    return d;
+}
+
+void nb__grad_dest_end(nb_ctx *ctx, const nb_node *n, int j) {
+    (void)ctx;
+    if (n->in[j]->persistent) pthread_mutex_unlock(&grad_lock);
+}
 
 /* node n is done: its leaf inputs have one use less; finalize those with none left */
 static nb_status release_leaves(nb_ctx *ctx, const nb_node *n) {
@@ -339,7 +363,9 @@ nb_status nb_backward_many(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_te
     nb_status st = check_outputs(ctx, "backward", n_out, outs, grad_outs);
     if (st != NB_OK) return st;
     bool prev = nb_ctx_set_grad_enabled(ctx, false);
+    ctx->grad_dest_on = true;
     st = walk(ctx, n_out, outs, grad_outs, 0, NULL, false);
+    ctx->grad_dest_on = false;
     nb__pool_walk_end(ctx);
     /* leaves not finalized during the walk (the output itself, or used beyond it) */
     for (int64_t i = 0; st == NB_OK && i < ctx->ntouched; i++) {

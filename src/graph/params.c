@@ -115,6 +115,7 @@ nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, 
     g->requires_grad = false;
     g->name = NULL;
     t->grad = g;
+    t->grad_zero_ = true;
     int i = ps->n++;
     ps->p[i] = t;
     ps->names[i] = nm;
@@ -138,7 +139,9 @@ int nb_params_index(const nb_params *ps, const nb_tensor *p) {
 }
 
 void nb_params_zero_grad(nb_params *ps) {
-    if (ps && ps->grad_flat) memset(ps->grad_flat, 0, (size_t)ps->total * nb_dtype_size(ps->dtype));
+    if (!ps || !ps->grad_flat) return;
+    memset(ps->grad_flat, 0, (size_t)ps->total * nb_dtype_size(ps->dtype));
+    for (int i = 0; i < ps->n; i++) ps->p[i]->grad_zero_ = true;
 }
 
 void nb_params_save_to(const nb_params *ps, void *dst) {

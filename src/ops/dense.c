@@ -183,6 +183,6 @@ nb_tensor *nb_linear_act(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, 
     if (x->dtype != w->dtype || w->dtype == NB_I64 || (b && b->dtype != w->dtype))
         return nb__fail(ctx, NB_ERR_DTYPE, "linear_act: input %s, weight %s, bias %s (need all f32 or all f64)",
                         nb_dtype_name(x->dtype), nb_dtype_name(w->dtype), b ? nb_dtype_name(b->dtype) : "NULL");
-    nb_tensor *z = nb_matmul(ctx, x, nb_transpose(ctx, w, 0, 1));
+    nb_tensor *z = nb__linear_product(ctx, x, w); /* writes the weight's gradient into .grad when it may */
     return z ? epilogue(ctx, z, b, act, dropout_p) : NULL;
 }

@@ -83,6 +83,9 @@ static bool blis_strides(const nb_tensor *t) {
     return true;
 }
 
+static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int nbd, const int64_t *bshape, int64_t M,
+                    int64_t N, int64_t K);
+
 /* both operands at least 2-D */
 static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     char sa[128], sb[128];
@@ -103,6 +106,15 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     oshape[nbd + 1] = N;
     nb_tensor *out = nb__new(ctx, a->dtype, nbd + 2, oshape);
     if (!out) return NULL;
+    product(a, b, out, nbd, bshape, M, N, K);
+    nb_tensor *in[2] = {a, b};
+    return nb__finish(ctx, &OP_MATMUL, out, 2, in, NULL);
+}
+
+/* out (bshape..., M, N), contiguous, = a b over the broadcast batch bshape (nbd axes); a and b
+ * have BLIS strides (positive inside each matrix) */
+static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int nbd, const int64_t *bshape, int64_t M,
+                    int64_t N, int64_t K) {
     const int64_t batch = nb__numel(nbd, bshape);
     if (K == 0) {
         nb_fill(out, 0.0);
@@ -177,8 +189,11 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
         }
 #undef NB_MATMUL_ONE
     }
-    nb_tensor *in[2] = {a, b};
-    return nb__finish(ctx, &OP_MATMUL, out, 2, in, NULL);
+}
+
+void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out) {
+    const int64_t none[1] = {1};
+    product(a, b, out, 0, none, a->shape[0], b->shape[1], a->shape[1]);
 }
 
 nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
@@ -203,13 +218,51 @@ nb_tensor *nb_matmul(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     return r;
 }
 
+/* ---- linear: x w^T as one node on (x, w) -------------------------------------------------------- */
+/* matmul's rule for (x, w^T), with the weight's gradient g^T x (in w's own layout, as matmul
+ * computes it for the transposed view) written straight into w's .grad when the engine allows */
+static nb_status linear_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0], *w = n->in[1], *wt = nb_transpose(ctx, w, 0, 1);
+    if (x->requires_grad)
+        gin[0] = col_major(x) ? nb_transpose(ctx, nb_matmul(ctx, wt, nb_transpose(ctx, g, -1, -2)), -1, -2)
+                              : nb_matmul(ctx, g, w);
+    if (!w->requires_grad) return NB_OK;
+    if (!col_major(wt)) { /* a weight with one row or column: matmul's other branch */
+        gin[1] = nb_transpose(ctx, nb_matmul(ctx, nb_transpose(ctx, x, -1, -2), g), -1, -2);
+        return NB_OK;
+    }
+    nb_tensor *gt = nb_transpose(ctx, g, -1, -2);
+    nb_tensor *dst = gt && blis_strides(gt) && blis_strides(x) ? nb__grad_dest_begin(ctx, n, 1) : NULL;
+    if (!dst) {
+        gin[1] = nb_matmul(ctx, gt, x);
+        return NB_OK;
+    }
+    nb__matmul_into(gt, x, dst);
+    nb__grad_dest_end(ctx, n, 1);
+    gin[1] = dst;
+    return NB_OK;
+}
+static const nb_op OP_LINEAR = {"linear", linear_bw, NB_DIFFERENTIABLE};
+
+nb_tensor *nb__linear_product(nb_ctx *ctx, nb_tensor *x, nb_tensor *w) {
+    if (x->ndim != 2 || x->dtype != w->dtype || w->dtype == NB_I64 || !blis_strides(x) || !blis_strides(w))
+        return nb_matmul(ctx, x, nb_transpose(ctx, w, 0, 1)); /* and its errors */
+    nb_tensor wt = *w; /* the transposed view, for the kernel only */
+    wt.shape[0] = w->shape[1], wt.shape[1] = w->shape[0], wt.stride[0] = w->stride[1], wt.stride[1] = w->stride[0];
+    nb_tensor *out = nb__new(ctx, x->dtype, 2, (int64_t[]){x->shape[0], w->shape[0]});
+    if (!out) return NULL;
+    product(x, &wt, out, 0, (int64_t[]){1}, x->shape[0], w->shape[0], x->shape[1]);
+    nb_tensor *in[2] = {x, w};
+    return nb__finish(ctx, &OP_LINEAR, out, 2, in, NULL);
+}
+
 nb_tensor *nb_linear(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b) {
     if (nb__null(ctx, "linear", 2, x, w)) return NULL;
     char sx[128], sw[128];
     if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
         return nb__fail(ctx, NB_ERR_SHAPE, "linear: input %s does not fit weight %s (expected (..., in) and (out, in))",
                         nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw));
-    nb_tensor *y = nb_matmul(ctx, x, nb_transpose(ctx, w, 0, 1));
+    nb_tensor *y = nb__linear_product(ctx, x, w);
     if (!b) return y;
     if (b->ndim != 1 || b->shape[0] != w->shape[0])
         return nb__fail(ctx, NB_ERR_SHAPE, "linear: bias %s does not fit weight %s", nb_shape_str(b, sx, sizeof sx),

@@ -7,6 +7,7 @@
 #include "../internal.h"
 
 #include <float.h>
+#include <omp.h>
 
 /* ---- checks and reductions shared by the losses --------------------------------------------- */
 static bool is_float(const nb_tensor *t) { return t->dtype == NB_F32 || t->dtype == NB_F64; }
@@ -144,6 +145,129 @@ static nb_tensor *prob_loss(nb_ctx *ctx, nb_tensor *logp, nb_tensor *p, nb_tenso
     return reduce(ctx, nb_neg(ctx, nb_sum(ctx, prod, 1, &ax, false)), red);
 }
 
+/* ---- cross-entropy of logits and labels in one pass each way ---------------------------------- */
+/* For scores x (N, C) and labels without class weights (the common classifier's loss), the
+ * composition above (log_softmax, gather, where, sums) is one primitive: the forward reads each
+ * row once for its log-sum-exp and writes the softmax the backward needs; the backward is one
+ * pass, (softmax - target) * g, with target = (1 - ls) onehot(y) + ls / C and ignored rows 0.
+ * With create_graph the same formula is built from nb_softmax, so second derivatives work.
+ * Node: iattr[0] reduction, fattr[0] ls, fattr[1] the mean's divisor (1 otherwise), saved[0]
+ * the softmax, saved[1] the checked labels (class_targets' idx, N x 1) and keep (N). */
+typedef struct {
+    const nb_tensor *x, *idx, *keep;
+    nb_tensor *p, *per; /* softmax (N, C) or NULL; per-row losses (N) */
+    double ls;
+} fused_ce_args;
+
+#define FUSED_CE_ROW(T, SUF)                                                                           \
+    static void fused_ce_rows_##SUF(const fused_ce_args *a) {                                          \
+        const int64_t N = a->x->shape[0], C = a->x->shape[1], rs = a->x->stride[0], cs = a->x->stride[1]; \
+        const int64_t *idx = a->idx->data;                                                             \
+        const T *keep = a->keep->data;                                                                 \
+        _Pragma("omp parallel for if (N * C >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)") \
+        for (int64_t i = 0; i < N; i++) {                                                              \
+            const T *x = (const T *)a->x->data + i * rs;                                               \
+            T m = -INFINITY;                                                                           \
+            for (int64_t c = 0; c < C; c++)                                                            \
+                if (x[c * cs] > m) m = x[c * cs];                                                      \
+            if (!isfinite(m)) m = 0;                                                                   \
+            double s = 0, sx = 0;                                                                      \
+            for (int64_t c = 0; c < C; c++) s += exp((double)(x[c * cs] - m)), sx += (double)x[c * cs];  \
+            const double lse = log(s) + (double)m;                                                     \
+            if (a->p) {                                                                                \
+                T *p = (T *)a->p->data + i * C, inv = (T)(1.0 / s);                                    \
+                for (int64_t c = 0; c < C; c++) p[c] = (T)exp((double)(x[c * cs] - m)) * inv;          \
+            }                                                                                          \
+            const double nll = lse - (double)x[idx[i] * cs];                                           \
+            const double l = a->ls > 0 ? (1 - a->ls) * nll + a->ls * (lse - sx / (double)C) : nll;    \
+            ((T *)a->per->data)[i] = keep[i] != 0 ? (T)l : (T)0;                                       \
+        }                                                                                              \
+    }
+FUSED_CE_ROW(float, f32)
+FUSED_CE_ROW(double, f64)
+#undef FUSED_CE_ROW
+
+/* the target (1 - ls) onehot(y) + ls / C of kept rows, 0 on ignored ones */
+static nb_tensor *smoothed_target(nb_ctx *ctx, const nb_tensor *like, const nb_tensor *idx, const nb_tensor *keep, double ls) {
+    nb_tensor *t = nb__new(ctx, like->dtype, 2, like->shape);
+    if (!t) return NULL;
+    const int64_t N = like->shape[0], C = like->shape[1];
+    for (int64_t i = 0; i < N; i++) {
+        const bool kept = nb_get(keep, i) != 0;
+        for (int64_t c = 0; c < C; c++)
+            nb_set(t, i * C + c, kept ? (c == ((const int64_t *)idx->data)[i] ? 1 - ls : 0) + ls / (double)C : 0.0);
+    }
+    return t;
+}
+
+#define FUSED_CE_GRAD(T, SUF)                                                                          \
+    static void fused_ce_grad_##SUF(T *gx, const T *p, const int64_t *idx, const T *keep, const T *g, int64_t gs, \
+                                    double scale, double ls, int64_t N, int64_t C) {                   \
+        const T on = (T)(1 - ls + ls / (double)C), off = (T)(ls / (double)C);                          \
+        _Pragma("omp parallel for if (N * C >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)") \
+        for (int64_t i = 0; i < N; i++) {                                                              \
+            const T gi = keep[i] != 0 ? (T)((double)g[i * gs] * scale) : (T)0;                         \
+            for (int64_t c = 0; c < C; c++) gx[i * C + c] = gi * (p[i * C + c] - (c == idx[i] ? on : off)); \
+        }                                                                                              \
+    }
+FUSED_CE_GRAD(float, f32)
+FUSED_CE_GRAD(double, f64)
+#undef FUSED_CE_GRAD
+
+static nb_status fused_ce_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    nb_tensor *x = n->in[0], *p = n->saved[0], *idx = n->saved[1], *keep = (nb_tensor *)n->user;
+    const double ls = n->fattr[0], scale = n->fattr[1];
+    const int64_t N = x->shape[0], C = x->shape[1];
+    if (nb_ctx_grad_enabled(ctx)) { /* create_graph: differentiable in x and in g */
+        nb_tensor *gr = n->iattr[0] == NB_REDUCE_NONE ? nb_reshape(ctx, g, NB_SHAPE(N, 1)) : nb_mul_scalar(ctx, g, scale);
+        nb_tensor *kept = nb_mul(ctx, nb_softmax(ctx, x, 1), nb_reshape(ctx, keep, NB_SHAPE(N, 1)));
+        gin[0] = nb_mul(ctx, nb_sub(ctx, kept, smoothed_target(ctx, x, idx, keep, ls)), gr);
+        return NB_OK;
+    }
+    nb_tensor *gx = nb__new(ctx, x->dtype, 2, x->shape);
+    if (!gx) return ctx->status;
+    const int64_t gs = n->iattr[0] == NB_REDUCE_NONE ? g->stride[0] : 0; /* a scalar g for mean and sum */
+    if (x->dtype == NB_F32)
+        fused_ce_grad_f32(gx->data, p->data, idx->data, keep->data, g->data, gs, scale, ls, N, C);
+    else
+        fused_ce_grad_f64(gx->data, p->data, idx->data, keep->data, g->data, gs, scale, ls, N, C);
+    gin[0] = gx;
+    return NB_OK;
+}
+static const nb_op OP_FUSED_CE = {"cross_entropy", fused_ce_bw, NB_DIFFERENTIABLE};
+
+/* the loss of checked scores x (N, C) and labels y (N), no class weights */
+static nb_tensor *fused_cross_entropy(nb_ctx *ctx, const char *op, nb_tensor *x, nb_tensor *y, int64_t ignore, double ls,
+                                      nb_reduction red) {
+    class_targets t;
+    if (!class_targets_of(ctx, op, x, y, NULL, ignore, &t)) return NULL;
+    const bool record = nb_ctx_grad_enabled(ctx) && x->requires_grad;
+    const int64_t N = x->shape[0];
+    fused_ce_args a = {x, t.idx, t.keep, record ? nb__new(ctx, x->dtype, 2, x->shape) : NULL, nb__new(ctx, x->dtype, 1, &N), ls};
+    if ((record && !a.p) || !a.per) return NULL;
+    if (x->dtype == NB_F32)
+        fused_ce_rows_f32(&a);
+    else
+        fused_ce_rows_f64(&a);
+    double sum = 0, kept = 0; /* in row order: the same bits for any thread count */
+    for (int64_t i = 0; i < N; i++) sum += nb_get(a.per, i), kept += nb_get(t.keep, i);
+    nb_tensor *out = red == NB_REDUCE_NONE ? a.per : nb__new(ctx, x->dtype, 0, NULL);
+    if (!out) return NULL;
+    const double divisor = red == NB_REDUCE_MEAN ? kept : 1.0;
+    if (red != NB_REDUCE_NONE) nb_set(out, 0, red == NB_REDUCE_MEAN ? sum / kept : sum);
+    nb_node *n;
+    if (!nb__finish(ctx, &OP_FUSED_CE, out, 1, &x, &n)) return NULL;
+    if (n) {
+        n->iattr[0] = red;
+        n->fattr[0] = ls;
+        n->fattr[1] = 1.0 / divisor;
+        n->saved[0] = a.p;
+        n->saved[1] = t.idx;
+        n->user = t.keep;
+    }
+    return out;
+}
+
 /* The checks of cross_entropy and nll_loss; *probs: the target is class probabilities. */
 static bool class_args(nb_ctx *ctx, const char *op, nb_tensor *x, nb_tensor *y, const nb_class_loss_opts *o, bool logits,
                        bool *probs) {
@@ -197,11 +321,16 @@ static nb_tensor *class_loss(nb_ctx *ctx, const char *op, nb_tensor *x, nb_tenso
         x = nb_unsqueeze(ctx, x, 0);
         y = nb_unsqueeze(ctx, y, 0);
     }
+    const int64_t ignore = o.has_ignore_index ? o.ignore_index : -100;
+    if (logits && !probs && !o.weight && x->ndim == 2 && o.reduction != NB_REDUCE_BATCHMEAN) {
+        nb_tensor *loss = fused_cross_entropy(ctx, op, x, y, ignore, o.label_smoothing, o.reduction);
+        return unbatched && o.reduction == NB_REDUCE_NONE ? nb_squeeze(ctx, loss, 0) : loss;
+    }
     nb_tensor *logp = logits ? nb_log_softmax(ctx, x, 1) : x;
     if (!logp || !y) return NULL;
     const double ls = o.label_smoothing;
     nb_tensor *loss = probs ? prob_loss(ctx, logp, y, o.weight, ls, o.reduction)
-                            : label_loss(ctx, op, logp, y, o.weight, o.has_ignore_index ? o.ignore_index : -100, ls, o.reduction);
+                            : label_loss(ctx, op, logp, y, o.weight, ignore, ls, o.reduction);
     return unbatched && o.reduction == NB_REDUCE_NONE ? nb_squeeze(ctx, loss, 0) : loss;
 }
 

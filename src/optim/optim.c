@@ -54,24 +54,32 @@ nb_optim *nb_optim_new(const nb_optim_def *def, nb_params *ps, const nb_hparams 
     opt->block_param_ = malloc((size_t)(nb ? nb : 1) * sizeof(int));
     opt->block_start_ = malloc((size_t)(nb ? nb : 1) * sizeof(int64_t));
     opt->block_len_ = malloc((size_t)(nb ? nb : 1) * sizeof(int64_t));
-    if (!ok || !opt->block_param_ || !opt->block_start_ || !opt->block_len_) {
+    opt->param_block0_ = malloc((size_t)(ps->n + 1) * sizeof(int));
+    opt->done_ = calloc((size_t)(ps->n ? ps->n : 1), sizeof(bool));
+    if (!ok || !opt->block_param_ || !opt->block_start_ || !opt->block_len_ || !opt->param_block0_ || !opt->done_) {
         nb_optim_free(opt);
         return nb_set_error(NB_ERR_NOMEM, "%s: cannot allocate state for %lld elements", def->name, (long long)ps->total),
                NULL;
     }
     int64_t b = 0;
-    for (int i = 0; i < ps->n; i++)
+    for (int i = 0; i < ps->n; i++) {
+        opt->param_block0_[i] = (int)b;
         for (int64_t s = 0; s < ps->p[i]->numel; s += NB_OPTIM_BLOCK, b++) {
             int64_t len = ps->p[i]->numel - s;
             opt->block_param_[b] = i;
             opt->block_start_[b] = ps->offset[i] + s;
             opt->block_len_[b] = len < NB_OPTIM_BLOCK ? len : NB_OPTIM_BLOCK;
         }
+    }
+    opt->param_block0_[ps->n] = (int)b;
     return opt;
 }
 
 void nb_optim_free(nb_optim *opt) {
     if (!opt) return;
+    nb_optim_disarm(opt);
+    free(opt->param_block0_);
+    free(opt->done_);
     for (int k = 0; k < NB_OPTIM_MAX_SLOTS; k++) free(opt->state[k]);
     free(opt->block_param_);
     free(opt->block_start_);
@@ -79,8 +87,8 @@ void nb_optim_free(nb_optim *opt) {
     free(opt);
 }
 
-nb_status nb_optim_step(nb_optim *opt) {
-    if (!opt || !opt->ps) return nb_set_error(NB_ERR_NULL, "optim_step: optimizer is NULL");
+/* What every step checks before it changes anything. */
+static nb_status step_check(nb_optim *opt) {
     nb_params *ps = opt->ps;
     const nb_optim_def *def = opt->def;
     if (ps->dtype == NB_F64 && !def->update_f64) /* the definition's table was changed after nb_optim_new */
@@ -97,31 +105,103 @@ nb_status nb_optim_step(nb_optim *opt) {
                             def->name, slots_for(def, &opt->hp), opt->nslots);
     if (opt->step < 0 || opt->step == INT64_MAX)
         return nb_set_error(NB_ERR_STATE, "%s: step counter %lld cannot advance", def->name, (long long)opt->step);
-    const int64_t step = ++opt->step;
+    return NB_OK;
+}
+
+/* Update blocks [b0, b1) at step opt->step. A block always runs the same update on the same
+ * elements, whichever call (whole step or one parameter) and thread takes it: same bits. */
+static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
+    nb_params *ps = opt->ps;
     nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
     hp_plain.weight_decay = 0.0;
-    const int64_t nb = opt->nblocks_;
+    const int64_t step = opt->step;
     if (ps->dtype == NB_F64) {
-        const nb_update_f64_fn update = def->update_f64;
-#pragma omp parallel for if (ps->total >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
-        for (int64_t b = 0; b < nb; b++) {
+        const nb_update_f64_fn update = opt->def->update_f64;
+#pragma omp parallel for if (elems >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+        for (int64_t b = b0; b < b1; b++) {
             const int64_t s = opt->block_start_[b];
             double *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
             for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state_f64[k] + s;
             update(ps->flat_f64 + s, ps->grad_flat_f64 + s, st_ptrs, opt->block_len_[b],
                    ps->decay[opt->block_param_[b]] ? &hp_decay : &hp_plain, step);
         }
-        return NB_OK;
+        return;
     }
-    const nb_update_fn update = def->update;
-#pragma omp parallel for if (ps->total >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
+    const nb_update_fn update = opt->def->update;
+#pragma omp parallel for if (elems >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+    for (int64_t b = b0; b < b1; b++) {
         const int64_t s = opt->block_start_[b];
         float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
         for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state[k] + s;
         update(ps->flat + s, ps->grad_flat + s, st_ptrs, opt->block_len_[b],
                ps->decay[opt->block_param_[b]] ? &hp_decay : &hp_plain, step);
     }
+}
+
+static void update_param(nb_optim *opt, int i) {
+    run_blocks(opt, opt->param_block0_[i], opt->param_block0_[i + 1], opt->ps->p[i]->numel);
+    opt->done_[i] = true;
+}
+
+/* ctx's grad-ready report while armed: the leaf's gradient is final, update it now */
+static void on_ready(nb_tensor *leaf, void *user) {
+    nb_optim *opt = user;
+    const int n = opt->ps->n;
+    int i = -1; /* leaves finish in roughly reverse order of use: search on from the last one */
+    for (int k = 0; k < n; k++) {
+        const int c = ((opt->last_done_ - k) % n + n) % n;
+        if (opt->ps->p[c] == leaf) {
+            i = c;
+            break;
+        }
+    }
+    if (i < 0) return; /* not one of ours (an input that requires grad) */
+    opt->last_done_ = i;
+    if (opt->done_[i]) { /* a second backward: this gradient was not the one the step used */
+        if (opt->armed_error_ == NB_OK) opt->armed_error_ = NB_ERR_STATE;
+        return;
+    }
+    update_param(opt, i);
+}
+
+nb_status nb_optim_step_on_ready(nb_optim *opt, nb_ctx *ctx) {
+    if (!opt || !opt->ps || !ctx) return nb_set_error(NB_ERR_NULL, "optim_step_on_ready: optimizer or context is NULL");
+    if (opt->armed_) return nb_set_error(NB_ERR_STATE, "%s: a step is already armed (finish it with nb_optim_step)", opt->def->name);
+    if (ctx->on_ready)
+        return nb_set_error(NB_ERR_STATE, "%s: the context already reports ready gradients elsewhere (data-parallel "
+                            "reduction?); a step on ready would update before that", opt->def->name);
+    nb_status st = step_check(opt);
+    if (st != NB_OK) return st;
+    opt->step++;
+    memset(opt->done_, 0, (size_t)opt->ps->n * sizeof *opt->done_);
+    opt->last_done_ = opt->ps->n - 1;
+    opt->armed_error_ = NB_OK;
+    opt->armed_ = ctx;
+    nb_ctx_on_grad_ready(ctx, on_ready, opt);
+    return NB_OK;
+}
+
+void nb_optim_disarm(nb_optim *opt) {
+    if (!opt || !opt->armed_) return;
+    if (opt->armed_->on_ready == on_ready && opt->armed_->on_ready_user == opt) nb_ctx_on_grad_ready(opt->armed_, NULL, NULL);
+    opt->armed_ = NULL;
+}
+
+nb_status nb_optim_step(nb_optim *opt) {
+    if (!opt || !opt->ps) return nb_set_error(NB_ERR_NULL, "optim_step: optimizer is NULL");
+    if (opt->armed_) { /* finish the armed step: the parameters backward did not reach */
+        nb_optim_disarm(opt);
+        if (opt->armed_error_ != NB_OK)
+            return nb_set_error(NB_ERR_STATE, "%s: a parameter's gradient was reported ready twice in one armed step "
+                                "(two backwards?); it was updated with the first", opt->def->name);
+        for (int i = 0; i < opt->ps->n; i++)
+            if (!opt->done_[i]) update_param(opt, i);
+        return NB_OK;
+    }
+    nb_status st = step_check(opt);
+    if (st != NB_OK) return st;
+    opt->step++;
+    run_blocks(opt, 0, opt->nblocks_, opt->ps->total);
     return NB_OK;
 }
 

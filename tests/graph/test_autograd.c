@@ -559,3 +559,69 @@ Test(autograd, backward_of_several_outputs_is_the_sum_of_their_backwards) {
     cr_assert_eq(nb_backward_many(ctx, 2, outs, gouts), NB_ERR_SHAPE);
     cr_assert(strstr(nb_ctx_error(ctx), "output 1"), "%s", nb_ctx_error(ctx));
 }
+
+/* ---- first writes into .grad ------------------------------------------------------------------ */
+/* A weight's gradient is written by its GEMM straight into .grad when .grad is zero from
+ * zero_grad and the weight has no other use: the same bits as the sum 0 + g the engine did
+ * before, and later gradients (no zero_grad in between, shared weights, hooks) add as always. */
+typedef struct {
+    nb_params *ps;
+    nb_tensor *w1, *b1, *w2, *x;
+} grad_net;
+
+static grad_net grad_net_new(void) {
+    grad_net n = {.ps = nb_params_new()};
+    n.w1 = nb_params_add(n.ps, "w1", NB_SHAPE(24, 40));
+    n.b1 = nb_params_add(n.ps, "b1", NB_SHAPE(24));
+    n.w2 = nb_params_add(n.ps, "w2", NB_SHAPE(7, 24));
+    nb_rng r = nb_rng_new(11);
+    for (int i = 0; i < n.ps->n; i++) nb_rng_uniform(&r, n.ps->p[i], -0.3, 0.3);
+    n.x = nb_tensor_new(NB_F32, NB_SHAPE(9, 40));
+    nb_rng_uniform(&r, n.x, -1, 1);
+    return n;
+}
+
+static nb_tensor *grad_net_loss(nb_ctx *c, const grad_net *n) {
+    nb_tensor *h = nb_linear_act(c, n->x, n->w1, n->b1, NB_ACT_TANH, 0.0);
+    return nb_sum_all(c, nb_mul(c, nb_linear(c, h, n->w2, NULL), nb_linear(c, h, n->w2, NULL))); /* w2 used twice */
+}
+
+static void grad_net_free(grad_net *n) {
+    nb_tensor_free(n->x);
+    nb_params_free(n->ps);
+}
+
+Test(autograd, first_gradient_written_into_grad_has_the_bits_of_the_sum) {
+    grad_net n = grad_net_new();
+    nb_tensor *ps3[3] = {n.w1, n.b1, n.w2}, *g[3];
+    cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){grad_net_loss(ctx, &n)}, NULL, 3, ps3, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int round = 0; round < 3; round++) {
+        /* round 0: .grad zero from params_add; 1: from zero_grad; 2: no zero_grad, so it adds */
+        if (round == 1) nb_params_zero_grad(n.ps);
+        cr_assert_eq(nb_backward(ctx, grad_net_loss(ctx, &n), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+        for (int k = 0; k < 3; k++)
+            for (int64_t i = 0; i < g[k]->numel; i++) {
+                const float want = round < 2 ? (float)nb_get(g[k], i) : (float)nb_get(g[k], i) + (float)nb_get(g[k], i);
+                const float got = ((const float *)ps3[k]->grad->data)[i];
+                cr_assert(memcmp(&want, &got, sizeof got) == 0, "round %d, param %d, element %lld: %.9g, want %.9g", round, k,
+                          (long long)i, got, want);
+            }
+    }
+    grad_net_free(&n);
+}
+
+static nb_tensor *double_it(nb_ctx *c, nb_tensor *g, void *user) {
+    (void)user;
+    return nb_mul_scalar(c, g, 2.0);
+}
+
+Test(autograd, a_hook_on_a_weight_still_sees_its_gradient) {
+    grad_net n = grad_net_new();
+    nb_tensor *g;
+    cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){grad_net_loss(ctx, &n)}, NULL, 1, &n.w1, &g, false), NB_OK);
+    cr_assert_eq(nb_add_hook(ctx, n.w1, double_it, NULL), NB_OK);
+    nb_params_zero_grad(n.ps);
+    cr_assert_eq(nb_backward(ctx, grad_net_loss(ctx, &n), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    for (int64_t i = 0; i < g->numel; i++) assert_close(nb_get(n.w1->grad, i), 2 * nb_get(g, i), 1e-6, 1e-6);
+    grad_net_free(&n);
+}

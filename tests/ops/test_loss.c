@@ -431,3 +431,42 @@ Test(loss, bad_arguments_name_the_loss_and_shapes) {
     BAD(NB_ERR_NULL, "huber_loss", "",
         nb_huber_loss(ctx, NULL, x, NULL)); /* NULL input */
 }
+
+/* (N, C) logits with labels and no class weights: one primitive each way (its values and
+ * derivatives are checked against torch and by finite differences above), the same as the
+ * composition through log_softmax and nll_loss, at f32 too, with smoothing and ignored rows */
+Test(loss, cross_entropy_of_labels_is_one_op_equal_to_the_composition) {
+    const int64_t N = 37, C = 11;
+    nb_tensor *x = nb_empty(ctx, NB_F32, NB_SHAPE(N, C)), *y = nb_empty(ctx, NB_I64, NB_SHAPE(N));
+    for (int64_t i = 0; i < x->numel; i++) nb_set(x, i, 3 * sin(0.37 * (double)i));
+    for (int64_t i = 0; i < N; i++) nb_set(y, i, i % 5 == 4 ? -100 : (i * 7) % C);
+    nb_requires_grad(x, true);
+    for (int red = NB_REDUCE_MEAN; red <= NB_REDUCE_NONE; red++) {
+        const nb_class_loss_opts o = {.reduction = (nb_reduction)red, .label_smoothing = 0.1};
+        nb_tensor *fused = nb_cross_entropy_ex(ctx, x, y, &o);
+        cr_assert_not_null(fused, "%s", nb_ctx_error(ctx));
+        cr_assert_not_null(fused->node);
+        cr_assert_str_eq(fused->node->op->name, "cross_entropy");
+        cr_assert_eq(fused->node->in[0], x, "one node, straight from the logits");
+        /* the composition: smoothing by hand over log_softmax */
+        int ax = 1;
+        nb_tensor *logp = nb_log_softmax(ctx, x, 1);
+        nb_tensor *keep = nb_empty(ctx, NB_F32, NB_SHAPE(N));
+        for (int64_t i = 0; i < N; i++) nb_set(keep, i, nb_get(y, i) != -100);
+        nb_tensor *nll = nb_nll_loss_ex(ctx, logp, y, &(nb_class_loss_opts){.reduction = NB_REDUCE_NONE});
+        nb_tensor *uni = nb_where(ctx, keep, nb_neg(ctx, nb_mean(ctx, logp, 1, &ax, false)), nb_scalar(ctx, NB_F32, 0));
+        nb_tensor *per = nb_add(ctx, nb_mul_scalar(ctx, nll, 0.9), nb_mul_scalar(ctx, uni, 0.1));
+        nb_tensor *comp = red == NB_REDUCE_NONE ? per
+                          : red == NB_REDUCE_SUM ? nb_sum_all(ctx, per)
+                                                 : nb_div(ctx, nb_sum_all(ctx, per), nb_sum_all(ctx, keep));
+        cr_assert_not_null(comp, "%s", nb_ctx_error(ctx));
+        nb_tensor *w = nb_empty(ctx, NB_F32, fused->ndim, fused->shape), *gf, *gc;
+        for (int64_t i = 0; i < w->numel; i++) nb_set(w, i, 1 + 0.1 * (double)i);
+        nb_tensor *lf = nb_sum_all(ctx, nb_mul(ctx, fused, w)), *lc = nb_sum_all(ctx, nb_mul(ctx, comp, w));
+        cr_assert_eq(nb_grad(ctx, 1, &lf, NULL, 1, &x, &gf, false), NB_OK, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, &lc, NULL, 1, &x, &gc, false), NB_OK, "%s", nb_ctx_error(ctx));
+        for (int64_t i = 0; i < fused->numel; i++) assert_close(nb_get(fused, i), nb_get(comp, i), 1e-5, 1e-6);
+        for (int64_t i = 0; i < x->numel; i++) assert_close(nb_get(gf, i), nb_get(gc, i), 1e-5, 1e-6);
+        for (int64_t i = 4 * C; i < 5 * C; i++) cr_assert_eq(nb_get(gf, i), 0.0, "an ignored row has no gradient");
+    }
+}

@@ -442,3 +442,107 @@ Test(optim, clip_grad_norm_and_value) {
     cr_assert_eq(nb_clip_grad_value(ps, NAN), NB_ERR_VALUE);
     nb_params_free(ps);
 }
+
+/* ---- the step on grad-ready --------------------------------------------------------------- */
+/* An MLP 100-96-5 (fc1.weight spans two blocks), fused relu + dropout, an L2 term, label
+ * smoothing, AdamW with weight decay on the weights only, and a parameter the loss does not
+ * reach (updated by the finishing nb_optim_step). on_ready: arm each step. Returns the params
+ * and the optimizer state after `steps` steps, and the context's mallocs over the last steps. */
+typedef struct {
+    float *flat, *state;
+    int64_t total, state_numel;
+    uint64_t steady_mallocs;
+} ready_run;
+
+static ready_run run_ready(bool on_ready, int threads, int steps) {
+    const int prev = nb_get_num_threads();
+    nb_set_num_threads(threads);
+    nb_ctx *c = nb_ctx_new();
+    nb_ctx_seed(c, 7);
+    nb_params *ps = nb_params_new();
+    nb_tensor *w1 = nb_params_add(ps, "fc1.weight", NB_SHAPE(96, 100)), *b1 = nb_params_add(ps, "fc1.bias", NB_SHAPE(96));
+    nb_tensor *w2 = nb_params_add(ps, "fc2.weight", NB_SHAPE(5, 96)), *b2 = nb_params_add(ps, "fc2.bias", NB_SHAPE(5));
+    nb_params_add(ps, "unused", NB_SHAPE(4, 4));
+    nb_rng r = nb_rng_new(3);
+    for (int i = 0; i < ps->n; i++) nb_rng_uniform(&r, ps->p[i], -0.1, 0.1);
+    nb_hparams hp = nb_adamw.defaults;
+    hp.lr = 1e-2;
+    nb_optim *opt = nb_optim_new(&nb_adamw, ps, &hp);
+    cr_assert_not_null(opt, "%s", nb_last_error());
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(16, 100)), *y = nb_tensor_new(NB_I64, NB_SHAPE(16));
+    nb_rng_uniform(&r, x, -1, 1);
+    for (int i = 0; i < 16; i++) nb_set(y, i, i % 5);
+    uint64_t m0 = 0;
+    for (int s = 0; s < steps; s++) {
+        if (s == steps - 2) m0 = nb_ctx_mallocs(c);
+        nb_tensor *h = nb_linear_act(c, x, w1, b1, NB_ACT_RELU, 0.3);
+        nb_tensor *logits = nb_linear_act(c, h, w2, b2, NB_ACT_NONE, 0.0);
+        nb_tensor *loss = nb_add(c, nb_cross_entropy_smooth(c, logits, y, 0.1, NB_REDUCE_MEAN),
+                                 nb_l2_penalty_params(c, ps, NULL, 1e-3));
+        cr_assert_not_null(loss, "%s", nb_ctx_error(c));
+        nb_params_zero_grad(ps);
+        if (on_ready) cr_assert_eq(nb_optim_step_on_ready(opt, c), NB_OK, "%s", nb_last_error());
+        cr_assert_eq(nb_backward(c, loss, NULL), NB_OK, "%s", nb_ctx_error(c));
+        cr_assert_eq(nb_optim_step(opt), NB_OK, "%s", nb_last_error());
+        nb_ctx_reset(c);
+    }
+    ready_run out = {malloc((size_t)ps->total * sizeof(float)), malloc((size_t)nb_optim_state_numel(opt) * sizeof(float)),
+                     ps->total, nb_optim_state_numel(opt), nb_ctx_mallocs(c) - m0};
+    nb_params_save_to(ps, out.flat);
+    nb_optim_state_save(opt, out.state);
+    cr_assert_eq(opt->step, steps);
+    nb_tensor_free(x);
+    nb_tensor_free(y);
+    nb_optim_free(opt);
+    nb_params_free(ps);
+    nb_ctx_free(c);
+    nb_set_num_threads(prev);
+    return out;
+}
+
+Test(optim, step_on_ready_is_bit_identical_to_the_separate_step) {
+    const int steps = 4;
+    ready_run base = run_ready(false, 1, steps);
+    for (int threads = 1; threads <= 2; threads++) {
+        ready_run armed = run_ready(true, threads, steps);
+        cr_assert_eq(memcmp(base.flat, armed.flat, (size_t)base.total * sizeof(float)), 0, "params differ at %d threads", threads);
+        cr_assert_eq(memcmp(base.state, armed.state, (size_t)base.state_numel * sizeof(float)), 0, "state differs at %d threads",
+                     threads);
+        cr_assert_eq(armed.steady_mallocs, 0, "a steady armed step allocated %llu times", (unsigned long long)armed.steady_mallocs);
+        free(armed.flat), free(armed.state);
+    }
+    free(base.flat), free(base.state);
+}
+
+Test(optim, step_on_ready_errors) {
+    nb_params *ps = nb_params_new();
+    nb_tensor *w = nb_params_add(ps, "w", NB_SHAPE(3));
+    nb_optim *opt = nb_optim_new(&nb_sgd, ps, NULL);
+    cr_assert_eq(nb_optim_step_on_ready(opt, NULL), NB_ERR_NULL);
+    cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_OK);
+    cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "already armed"));
+    /* the update happens inside backward; then two backwards in one armed step: the second
+     * gradient reaches an updated parameter */
+    for (int i = 0; i < 3; i++) nb_set(w, i, 1.0 + i);
+    for (int k = 0; k < 2; k++) {
+        nb_params_zero_grad(ps);
+        cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul(ctx, w, w)), NULL), NB_OK);
+        if (k == 0) assert_close(nb_get(w, 2), 3.0 - 1e-2 * 6.0, 1e-6, 0); /* w -= lr * 2w, before any nb_optim_step */
+    }
+    cr_assert_eq(nb_optim_step(opt), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "twice"));
+    cr_assert_eq(nb_optim_step(opt), NB_OK, "the failed step disarmed; the next one is a plain step");
+    cr_assert_eq(opt->step, 2);
+    /* a context that reports ready gradients elsewhere */
+    nb_optim *other = nb_optim_new(&nb_sgd, ps, NULL);
+    cr_assert_eq(nb_optim_step_on_ready(other, ctx), NB_OK);
+    cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "elsewhere"));
+    nb_optim_disarm(other);
+    cr_assert_eq(other->step, 1, "disarm keeps the advanced step");
+    cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_OK, "disarm released the context");
+    nb_optim_free(opt); /* frees armed: releases ctx's report */
+    nb_optim_free(other);
+    nb_params_free(ps);
+}
