@@ -4,6 +4,13 @@
  * .grad views the same slice of a second buffer. Zeroing gradients, clipping, an optimizer
  * step, a checkpoint or an early-stopping snapshot is then one loop or one memcpy. Add every
  * parameter before the first training step (adding may move the buffers).
+ *
+ * Buffers are the other half of a model's state (PyTorch's register_buffer): long-lived tensors
+ * that are not trained, such as batch norm's running statistics. ps only names them (it does not
+ * own them), so that a checkpoint saves and restores them with the parameters and an evaluation
+ * after a reload gives the same bits. nb_model registers its modules' buffers itself; with the
+ * low-level layers, register them by hand:
+ *   nb_params_add_buffer(ps, "bn1.running_mean", bn1.running_mean);
  */
 #ifndef NABLA_PARAMS_H
 #define NABLA_PARAMS_H
@@ -24,8 +31,12 @@ typedef struct nb_params {
     int64_t total;        /* elements in all parameters */
     float *flat;          /* all parameter values, 64-byte aligned */
     float *grad_flat;     /* all gradients */
+    int n_buffers;        /* number of buffers */
+    nb_tensor **buffers;  /* buffers[i]: a long-lived tensor (any dtype), not owned */
+    char **buffer_names;  /* buffer_names[i]: unique among parameters and buffers */
     int cap_;
     int64_t cap_elems_;
+    int cap_buffers_;
 } nb_params;
 
 nb_params *nb_params_new(void);
@@ -33,6 +44,12 @@ void nb_params_free(nb_params *ps);
 /* Add a zero-initialised F32 parameter. name must be unique. NULL on error. */
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape);
 nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
+/* Register a long-lived, contiguous tensor t as the buffer `name` (copied). ps refers to t
+ * without owning it: t must outlive ps's use in checkpoints. Errors: NB_ERR_NULL, NB_ERR_VALUE
+ * (a step tensor, a non-contiguous one, a name already taken by a parameter or buffer),
+ * NB_ERR_NOMEM. */
+nb_status nb_params_add_buffer(nb_params *ps, const char *name, nb_tensor *t);
+nb_tensor *nb_params_find_buffer(const nb_params *ps, const char *name);  /* NULL if absent */
 int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
 void nb_params_zero_grad(nb_params *ps);
 /* Copy all values to/from a buffer of ps->total floats (snapshots, restore-best-weights). */

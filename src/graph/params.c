@@ -17,6 +17,9 @@ void nb_params_free(nb_params *ps) {
         free(ps->p[i]);
         free(ps->names[i]);
     }
+    for (int i = 0; i < ps->n_buffers; i++) free(ps->buffer_names[i]);
+    free(ps->buffers);
+    free(ps->buffer_names);
     free(ps->p);
     free(ps->names);
     free(ps->decay);
@@ -44,7 +47,8 @@ static void repoint(nb_params *ps) {
 
 nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_t *shape) {
     if (!ps || !name) return nb_set_error(NB_ERR_NULL, "params_add: NULL argument"), NULL;
-    if (nb_params_find(ps, name)) return nb_set_error(NB_ERR_VALUE, "params_add: a parameter named '%s' exists", name), NULL;
+    if (nb_params_find(ps, name) || nb_params_find_buffer(ps, name))
+        return nb_set_error(NB_ERR_VALUE, "params_add: a parameter or buffer named '%s' exists", name), NULL;
     int64_t n, start = (ps->total + 15) & ~(int64_t)15; /* 64-byte aligned slices */
     if (!nb__size(ndim, shape, sizeof(float), &n, NULL) || start + n > INT64_MAX / 8) {
         char b[200];
@@ -106,6 +110,35 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
 nb_tensor *nb_params_find(const nb_params *ps, const char *name) {
     for (int i = 0; ps && name && i < ps->n; i++)
         if (strcmp(ps->names[i], name) == 0) return ps->p[i];
+    return NULL;
+}
+
+nb_status nb_params_add_buffer(nb_params *ps, const char *name, nb_tensor *t) {
+    if (!ps || !name || !t) return nb_set_error(NB_ERR_NULL, "params_add_buffer: NULL argument");
+    if (!t->persistent || !nb_is_contiguous(t))
+        return nb_set_error(NB_ERR_VALUE, "params_add_buffer: '%s' must be a long-lived contiguous tensor", name);
+    if (nb_params_find(ps, name) || nb_params_find_buffer(ps, name))
+        return nb_set_error(NB_ERR_VALUE, "params_add_buffer: a parameter or buffer named '%s' exists", name);
+    if (ps->n_buffers == ps->cap_buffers_) {
+        const int cap = ps->cap_buffers_ ? 2 * ps->cap_buffers_ : 8;
+        nb_tensor **b = realloc(ps->buffers, (size_t)cap * sizeof *b);
+        if (b) ps->buffers = b;
+        char **nm = realloc(ps->buffer_names, (size_t)cap * sizeof *nm);
+        if (nm) ps->buffer_names = nm;
+        if (!b || !nm) return nb_set_error(NB_ERR_NOMEM, "params_add_buffer: out of memory");
+        ps->cap_buffers_ = cap;
+    }
+    char *nm = malloc(strlen(name) + 1);
+    if (!nm) return nb_set_error(NB_ERR_NOMEM, "params_add_buffer: out of memory");
+    strcpy(nm, name);
+    ps->buffers[ps->n_buffers] = t;
+    ps->buffer_names[ps->n_buffers++] = nm;
+    return NB_OK;
+}
+
+nb_tensor *nb_params_find_buffer(const nb_params *ps, const char *name) {
+    for (int i = 0; ps && name && i < ps->n_buffers; i++)
+        if (strcmp(ps->buffer_names[i], name) == 0) return ps->buffers[i];
     return NULL;
 }
 
