@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static char dir[64];
 static char path_buf[256];
@@ -41,6 +42,20 @@ static inline char *slurp(const char *path, size_t *len) {
     fclose(f);
     if (len) *len = (size_t)n;
     return s;
+}
+
+/* Elements <tag> (with class="cls" unless cls is NULL) in the SVG file at path, counted by an XML
+ * parser (python3's ElementTree): -1 when the file is not well-formed XML or python3 is missing. */
+static inline int svg_count(const char *path, const char *tag, const char *cls) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import sys, xml.etree.ElementTree as E\n"
+             "try: r = E.parse(sys.argv[1]).getroot()\nexcept Exception: sys.exit(255)\n"
+             "n = [e for e in r.iter('{http://www.w3.org/2000/svg}' + sys.argv[2]) if sys.argv[3] in ('', e.get('class'))]\n"
+             "sys.exit(min(len(n), 254))\" '%s' '%s' '%s' 2>/dev/null",
+             path, tag, cls ? cls : "");
+    const int rc = system(cmd);
+    return rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) == 255 ? -1 : WEXITSTATUS(rc);
 }
 
 #endif

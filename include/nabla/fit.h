@@ -117,7 +117,9 @@ void nb_history_free(nb_history *h);
  * one row per epoch (epochs from 1, %.6g, nan as "nan"). */
 nb_status nb_history_csv(const nb_history *h, const char *path);
 /* SVG: loss curves (train, validation) and accuracy curves in two files: path and path with
- * "_accuracy" inserted before ".svg". */
+ * "_accuracy" inserted before ".svg". Both mark (nb_plot_mark) the restored best epoch
+ * ("best epoch N", green) and each epoch whose learning rate differs from the previous one's
+ * ("lr 0.05", grey). */
 nb_status nb_history_svg(const nb_history *h, const char *path);
 
 /* ---- callbacks ------------------------------------------------------------------------------ */

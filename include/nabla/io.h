@@ -73,7 +73,8 @@ nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, cons
 nb_status nb_safetensors_load_params(nb_params *ps, const char *path);
 
 /* ---- training checkpoints ------------------------------------------------------------------ */
-/* Everything a training loop needs to continue bit-identically: parameters, optimizer state,
+/* Everything a training loop needs to continue bit-identically: parameters, the buffers
+ * registered in ps (batch-norm running statistics, nb_params_add_buffer), optimizer state,
  * step and hyperparameters, the early-stopping state with its snapshot, the epoch counter, the
  * context's random generator (dropout masks) and up to NB_CHECKPOINT_MAX_VALUES values of the
  * caller's own (e.g. the loss history). The batch order is a function of (seed, epoch) (see
@@ -95,7 +96,8 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
                              const nb_train_state *st);
 /* Restore a checkpoint into objects built with the same configuration. All or nothing: on any
  * error (unreadable file, damaged file — checksum mismatch naming the header or the tensor —,
- * another optimizer, parameter names/shapes that differ, state sizes that differ, implausible
+ * another optimizer, parameter or buffer names/shapes/dtypes that differ (a file without the
+ * model's buffers included), state sizes that differ, implausible
  * state: optimizer step outside [0, 2^53], hyperparameters nb_optim_validate refuses, flags not
  * 0/1, inconsistent early-stopping counters, tensors of another dtype than ps->dtype) nothing is
  * changed and NB_ERR_IO / NB_ERR_FORMAT says why. Parameter names of any length work. F64
@@ -111,12 +113,27 @@ typedef struct {
     int64_t n;
 } nb_series;
 
+/* A dashed vertical line across the plot at x, labelled along its top (<line class="mark">), e.g.
+ * the restored best epoch or a learning-rate change; or, with cross, a cross at (x, y)
+ * (<path class="end-mark">), e.g. where a pruned trial stopped. */
+typedef struct {
+    double x;
+    const char *label;      /* the line's label (NULL: none; crosses have none) */
+    const char *color;      /* NULL: grey for lines, black for crosses */
+    bool cross;
+    double y;
+} nb_plot_mark;
+
 /* Write an SVG line plot of the series (colours assigned in order) with axes, "nice" ticks,
  * axis labels, a title and a legend. title/xlabel/ylabel may be NULL. Each series becomes one
  * <polyline> with one point per finite value. Errors: NB_ERR_NULL, NB_ERR_VALUE (no finite
  * point), NB_ERR_IO. */
 nb_status nb_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel, int nseries,
                       const nb_series *series);
+/* nb_plot_svg with n_marks marks (marks may be NULL when n_marks is 0), drawn under the
+ * curves; marks outside the plotted ranges are left out. */
+nb_status nb_plot_svg_marked(const char *path, const char *title, const char *xlabel, const char *ylabel, int nseries,
+                             const nb_series *series, int n_marks, const nb_plot_mark *marks);
 
 /* Write a grid of grayscale images as an 8-bit grayscale PNG. images: (N,1,H,W), (N,H,W), or
  * (N,D) with D a perfect square (H = W = sqrt D); values in [0,1] (clamped, NaN -> 0), pixel =

@@ -3,7 +3,8 @@
  *
  * A model (nb_model) owns everything built in it: an nb_params holding every parameter (hand it
  * to an optimizer or a checkpoint as model->ps), the modules, their settings and their buffers
- * (batch-norm running statistics). nb_model_free releases it all. A module (nb_module) is a
+ * (batch-norm running statistics, "<name>.running_mean" and "<name>.running_var", registered in
+ * model->ps so that a checkpoint restores them and evaluation after a reload is bit-identical). nb_model_free releases it all. A module (nb_module) is a
  * forward function with a name, its parameters ("<name>.weight", ... in model->ps, initialised
  * like PyTorch's) and its children. Layer options are structs read through designated
  * initializers: fields left out (zero) take PyTorch's defaults.
@@ -213,9 +214,11 @@ nb_module *nb_module_new(nb_model *model, const char *kind, const char *name, nb
                          size_t state_size);
 /* Add parameter "<m->name>.<param>" (zeros; initialise it from &m->rng, see nn.h). */
 nb_tensor *nb_module_param(nb_module *m, const char *param, int ndim, const int64_t *shape);
-/* Hand a long-lived tensor (nb_tensor_new) to m: freed with the model (or at once if this fails),
- * counted by the summary. A step tensor is refused (NB_ERR_VALUE) and stays the context's. */
-nb_status nb_module_add_buffer(nb_module *m, nb_tensor *t);
+/* Hand a long-lived tensor (nb_tensor_new) to m as buffer "<m->name>.<buffer>" (torch's
+ * register_buffer): freed with the model (or at once if this fails), counted by the summary, and
+ * registered in model->ps (nb_params_add_buffer) so checkpoints save and restore it. A step
+ * tensor is refused (NB_ERR_VALUE) and stays the context's; a taken name fails the model. */
+nb_status nb_module_add_buffer(nb_module *m, const char *buffer, nb_tensor *t);
 /* Append a child (of the same model). A NULL child fails the model. */
 nb_status nb_module_add_child(nb_module *parent, nb_module *child);
 

@@ -9,6 +9,13 @@
  * (nb_params_new_dtype(NB_F64)): the flat buffers are then float or double (flat / flat_f64
  * name the same pointer). An F64 model (PyTorch's model.double()) trains with the same
  * optimizers and can be gradchecked end to end.
+ *
+ * Buffers are the other half of a model's state (PyTorch's register_buffer): long-lived tensors
+ * that are not trained, such as batch norm's running statistics. ps only names them (it does not
+ * own them), so that a checkpoint saves and restores them with the parameters and an evaluation
+ * after a reload gives the same bits. nb_model registers its modules' buffers itself; with the
+ * low-level layers, register them by hand:
+ *   nb_params_add_buffer(ps, "bn1.running_mean", bn1.running_mean);
  */
 #ifndef NABLA_PARAMS_H
 #define NABLA_PARAMS_H
@@ -36,8 +43,12 @@ typedef struct nb_params {
         float *grad_flat;      /* all gradients (F32) */
         double *grad_flat_f64; /* the same buffer when dtype is F64 */
     };
+    int n_buffers;        /* number of buffers */
+    nb_tensor **buffers;  /* buffers[i]: a long-lived tensor (any dtype), not owned */
+    char **buffer_names;  /* buffer_names[i]: unique among parameters and buffers */
     int cap_;
     int64_t cap_elems_;
+    int cap_buffers_;
 } nb_params;
 
 /* Empty F32 parameters. NULL (NB_ERR_NOMEM) on failure. */
@@ -52,6 +63,12 @@ nb_tensor *nb_params_add(nb_params *ps, const char *name, int ndim, const int64_
  * nb_params never mixes dtypes, so its buffers stay one array of one type). */
 nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, int ndim, const int64_t *shape);
 nb_tensor *nb_params_find(const nb_params *ps, const char *name);  /* NULL if absent */
+/* Register a long-lived, contiguous tensor t as the buffer `name` (copied). ps refers to t
+ * without owning it: t must outlive ps's use in checkpoints. Errors: NB_ERR_NULL, NB_ERR_VALUE
+ * (a step tensor, a non-contiguous one, a name already taken by a parameter or buffer),
+ * NB_ERR_NOMEM. */
+nb_status nb_params_add_buffer(nb_params *ps, const char *name, nb_tensor *t);
+nb_tensor *nb_params_find_buffer(const nb_params *ps, const char *name);  /* NULL if absent */
 int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if absent */
 /* Zero every gradient (one memset), marked as zero as nb_zero_grad does (see there). */
 void nb_params_zero_grad(nb_params *ps);

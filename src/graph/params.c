@@ -24,6 +24,9 @@ void nb_params_free(nb_params *ps) {
         free(ps->p[i]);
         free(ps->names[i]);
     }
+    for (int i = 0; i < ps->n_buffers; i++) free(ps->buffer_names[i]);
+    free(ps->buffers);
+    free(ps->buffer_names);
     free(ps->p);
     free(ps->names);
     free(ps->decay);
@@ -61,7 +64,8 @@ nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, 
         return nb_set_error(NB_ERR_DTYPE, "params_add: '%s' is %s but these parameters are %s (one dtype per nb_params)",
                             name, nb_dtype_name(dtype), nb_dtype_name(ps->dtype)),
                NULL;
-    if (nb_params_find(ps, name)) return nb_set_error(NB_ERR_VALUE, "params_add: a parameter named '%s' exists", name), NULL;
+    if (nb_params_find(ps, name) || nb_params_find_buffer(ps, name))
+        return nb_set_error(NB_ERR_VALUE, "params_add: a parameter or buffer named '%s' exists", name), NULL;
     const size_t es = nb_dtype_size(ps->dtype);
     const int64_t align = (int64_t)(64 / es);   /* 64-byte aligned slices */
     int64_t n, start = (ps->total + align - 1) & ~(align - 1);
@@ -129,6 +133,35 @@ nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, 
 nb_tensor *nb_params_find(const nb_params *ps, const char *name) {
     for (int i = 0; ps && name && i < ps->n; i++)
         if (strcmp(ps->names[i], name) == 0) return ps->p[i];
+    return NULL;
+}
+
+nb_status nb_params_add_buffer(nb_params *ps, const char *name, nb_tensor *t) {
+    if (!ps || !name || !t) return nb_set_error(NB_ERR_NULL, "params_add_buffer: NULL argument");
+    if (!t->persistent || !nb_is_contiguous(t))
+        return nb_set_error(NB_ERR_VALUE, "params_add_buffer: '%s' must be a long-lived contiguous tensor", name);
+    if (nb_params_find(ps, name) || nb_params_find_buffer(ps, name))
+        return nb_set_error(NB_ERR_VALUE, "params_add_buffer: a parameter or buffer named '%s' exists", name);
+    if (ps->n_buffers == ps->cap_buffers_) {
+        const int cap = ps->cap_buffers_ ? 2 * ps->cap_buffers_ : 8;
+        nb_tensor **b = realloc(ps->buffers, (size_t)cap * sizeof *b);
+        if (b) ps->buffers = b;
+        char **nm = realloc(ps->buffer_names, (size_t)cap * sizeof *nm);
+        if (nm) ps->buffer_names = nm;
+        if (!b || !nm) return nb_set_error(NB_ERR_NOMEM, "params_add_buffer: out of memory");
+        ps->cap_buffers_ = cap;
+    }
+    char *nm = malloc(strlen(name) + 1);
+    if (!nm) return nb_set_error(NB_ERR_NOMEM, "params_add_buffer: out of memory");
+    strcpy(nm, name);
+    ps->buffers[ps->n_buffers] = t;
+    ps->buffer_names[ps->n_buffers++] = nm;
+    return NB_OK;
+}
+
+nb_tensor *nb_params_find_buffer(const nb_params *ps, const char *name) {
+    for (int i = 0; ps && name && i < ps->n_buffers; i++)
+        if (strcmp(ps->buffer_names[i], name) == 0) return ps->buffers[i];
     return NULL;
 }
 

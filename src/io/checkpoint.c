@@ -1,4 +1,5 @@
-/* Training checkpoints: one safetensors file holding parameters ("param/<name>"), optimizer
+/* Training checkpoints: one safetensors file holding parameters ("param/<name>"), buffers
+ * ("buffer/<name>": running statistics and other state that is not trained), optimizer
  * state ("optim/state"), the early-stopping snapshot ("early_stop/best") and the caller's
  * values ("train/values"); counters, hyperparameters and generator state live in the metadata,
  * doubles as C99 hex floats so they round-trip exactly. */
@@ -107,10 +108,11 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
     for (int i = 0; i < m.n; i++) meta[2 * i] = m.keys[i], meta[2 * i + 1] = m.vals[i];
     meta[2 * m.n] = NULL;
 
-    int cap = ps->n + 3, n = 0;
+    int cap = ps->n + ps->n_buffers + 3, n = 0;
     const char **names = calloc((size_t)cap, sizeof *names);
     const nb_tensor **ts = calloc((size_t)cap, sizeof *ts);
-    char **owned = calloc((size_t)ps->n, sizeof *owned);
+    const int n_owned = ps->n + ps->n_buffers;
+    char **owned = calloc((size_t)n_owned + 1, sizeof *owned);
     nb_tensor *state = NULL, *best = NULL, *values = NULL;
     nb_status rc = NB_ERR_NOMEM;
     if (!names || !ts || !owned) goto out;
@@ -119,6 +121,12 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
         if (!(owned[i] = malloc(len))) goto out;
         snprintf(owned[i], len, "param/%s", ps->names[i]);
         names[n] = owned[i], ts[n++] = ps->p[i];
+    }
+    for (int i = 0; i < ps->n_buffers; i++) {
+        size_t len = strlen(ps->buffer_names[i]) + 8;
+        if (!(owned[ps->n + i] = malloc(len))) goto out;
+        snprintf(owned[ps->n + i], len, "buffer/%s", ps->buffer_names[i]);
+        names[n] = owned[ps->n + i], ts[n++] = ps->buffers[i];
     }
     if (opt && nb_optim_state_numel(opt) > 0) {
         if (!(state = nb_tensor_new(opt->ps->dtype, 1, (int64_t[]){nb_optim_state_numel(opt)}))) goto out;
@@ -134,7 +142,7 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
     rc = nb_safetensors_save(path, n, names, ts, meta);
 out:
     if (rc == NB_ERR_NOMEM && nb_last_status() != NB_ERR_NOMEM) nb_set_error(NB_ERR_NOMEM, "checkpoint_save: out of memory");
-    for (int i = 0; owned && i < ps->n; i++) free(owned[i]);
+    for (int i = 0; owned && i < n_owned; i++) free(owned[i]);
     free(owned), free(names), free(ts);
     nb_tensor_free(state), nb_tensor_free(best), nb_tensor_free(values);
     return rc;
@@ -187,11 +195,35 @@ static bool meta_double(const nb_tensor_list *l, const char *path, const char *k
     return true;
 }
 
-/* the tensor "param/<name>" (no copy of the name: names of any length work) */
-static const nb_tensor *find_param(const nb_tensor_list *l, const char *name) {
+/* the tensor "<prefix><name>" (no copy of the name: names of any length work) */
+static const nb_tensor *find_prefixed(const nb_tensor_list *l, const char *prefix, const char *name) {
+    const size_t len = strlen(prefix);
     for (int i = 0; i < l->n; i++)
-        if (strncmp(l->names[i], "param/", 6) == 0 && strcmp(l->names[i] + 6, name) == 0) return l->tensors[i];
+        if (strncmp(l->names[i], prefix, len) == 0 && strcmp(l->names[i] + len, name) == 0) return l->tensors[i];
     return NULL;
+}
+static const nb_tensor *find_param(const nb_tensor_list *l, const char *name) { return find_prefixed(l, "param/", name); }
+
+/* every "buffer/<name>" of the file is one of ps's buffers with its dtype and shape, and back */
+static bool buffers_match(const nb_tensor_list *l, const char *path, const nb_params *ps) {
+    int in_file = 0;
+    for (int i = 0; i < l->n; i++) in_file += strncmp(l->names[i], "buffer/", 7) == 0;
+    if (in_file != ps->n_buffers)
+        return nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s holds %d buffers, the model has %d", path, in_file,
+                            ps->n_buffers),
+               false;
+    for (int i = 0; i < ps->n_buffers; i++) {
+        const nb_tensor *t = find_prefixed(l, "buffer/", ps->buffer_names[i]), *b = ps->buffers[i];
+        if (!t) return nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s has no tensor 'buffer/%s'", path, ps->buffer_names[i]), false;
+        if (t->dtype != b->dtype || !nb_same_shape(t, b)) {
+            char x[64], y[64];
+            return nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: 'buffer/%s' is %s %s, the model has %s %s", path,
+                                ps->buffer_names[i], nb_dtype_name(t->dtype), nb_shape_str(t, x, sizeof x),
+                                nb_dtype_name(b->dtype), nb_shape_str(b, y, sizeof y)),
+                   false;
+        }
+    }
+    return true;
 }
 
 /* the tensor `name`, required to be F32/F64 with n elements */
@@ -246,6 +278,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
             goto out;
         }
     }
+    if (!buffers_match(l, path, ps)) goto out;
     nb_train_state s = {0};
     if (!meta_int(l, path, "train.epoch", &s.epoch) || !meta_u64(l, path, "train.rng_seed", &s.rng.seed) ||
         !meta_u64(l, path, "train.rng_offset", &s.rng.offset))
@@ -299,6 +332,9 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
     /* everything checked: apply */
     for (int i = 0; i < ps->n; i++)
         memcpy(ps->p[i]->data, find_param(l, ps->names[i])->data, (size_t)ps->p[i]->numel * nb_dtype_size(ps->dtype));
+    for (int i = 0; i < ps->n_buffers; i++)
+        memcpy(ps->buffers[i]->data, find_prefixed(l, "buffer/", ps->buffer_names[i])->data,
+               (size_t)ps->buffers[i]->numel * nb_dtype_size(ps->buffers[i]->dtype));
     if (opt) {
         opt->hp = hp;
         opt->step = step;

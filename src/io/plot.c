@@ -56,8 +56,14 @@ static double xval(const nb_series *s, int64_t i) { return s->x ? s->x[i] : (dou
 
 nb_status nb_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel, int nseries,
                       const nb_series *series) {
+    return nb_plot_svg_marked(path, title, xlabel, ylabel, nseries, series, 0, NULL);
+}
+
+nb_status nb_plot_svg_marked(const char *path, const char *title, const char *xlabel, const char *ylabel, int nseries,
+                             const nb_series *series, int n_marks, const nb_plot_mark *marks) {
     static const char fn[] = "plot_svg";
     if (!path || nseries < 1 || !series) return nb_set_error(NB_ERR_NULL, "%s: need a path and at least one series", fn);
+    if (n_marks < 0 || (n_marks > 0 && !marks)) return nb_set_error(NB_ERR_NULL, "%s: %d marks but no array", fn, n_marks);
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     bool integer_x = true;
     for (int k = 0; k < nseries; k++) {
@@ -117,6 +123,26 @@ nb_status nb_plot_svg(const char *path, const char *title, const char *xlabel, c
         xml_text(f, ylabel);
         fputs("</text>\n", f);
     }
+    /* marks under the curves: lines labelled along their top, crosses */
+    for (int i = 0; i < n_marks; i++) {
+        const nb_plot_mark *mk = &marks[i];
+        /* inside the frame, up to rounding (a data point can sit a few ulps below the axis' end) */
+        const double px = sx(&ax, mk->x), py = mk->cross ? sy(&ay, mk->y) : MT;
+        if (!(px >= ML - 0.5 && px <= W - MR + 0.5 && py >= MT - 0.5 && py <= H - MB + 0.5)) continue;
+        const char *col = mk->color ? mk->color : mk->cross ? "#000" : "#888";
+        if (mk->cross) {
+            fprintf(f, "<path class=\"end-mark\" d=\"M%.2f,%.2f l10,10 m0,-10 l-10,10\" stroke=\"%s\" "
+                       "stroke-width=\"2.5\"/>\n", px - 5, py - 5, col);
+            continue;
+        }
+        fprintf(f, "<line class=\"mark\" x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"%s\" "
+                   "stroke-width=\"1.5\" stroke-dasharray=\"5,4\"/>\n", px, MT, px, H - MB, col);
+        /* written downwards along the line, so that neighbouring marks do not overlap */
+        fprintf(f, "<text fill=\"%s\" font-size=\"11\" transform=\"translate(%.2f,%d) rotate(90)\">", col, px + 3,
+                MT + 4);
+        xml_text(f, mk->label ? mk->label : "");
+        fputs("</text>\n", f);
+    }
     /* one polyline per series, then the legend */
     for (int k = 0; k < nseries; k++) {
         const nb_series *s = &series[k];
@@ -132,6 +158,7 @@ nb_status nb_plot_svg(const char *path, const char *title, const char *xlabel, c
                 if (isfinite(xval(s, i)) && isfinite(s->y[i]))
                     fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n", sx(&ax, xval(s, i)),
                             sy(&ay, s->y[i]), col);
+        if (k >= (H - MT - 10) / 22) continue; /* the legend shows the series that fit */
         const int ly = MT + 10 + 22 * k;
         fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>\n", W - MR + 14,
                 ly, W - MR + 40, ly, col);

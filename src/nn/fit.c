@@ -119,8 +119,9 @@ nb_status nb_history_csv(const nb_history *h, const char *path) {
     return fclose(f) == 0 ? NB_OK : nb_set_error(NB_ERR_IO, "history_csv: cannot write %s", path);
 }
 
-/* one SVG of the history's fields a (train) and b (validation) */
-static nb_status plot_pair(const nb_history *h, const char *path, const char *title, int a, int b) {
+/* one SVG of the history's fields a (train) and b (validation), with the marks */
+static nb_status plot_pair(const nb_history *h, const char *path, const char *title, int a, int b, int n_marks,
+                           const nb_plot_mark *marks) {
     double *y = malloc(2 * (size_t)h->n * sizeof *y);
     if (!y) return nb_set_error(NB_ERR_NOMEM, "history_svg: out of memory");
     int ns = 0;
@@ -133,7 +134,7 @@ static nb_status plot_pair(const nb_history *h, const char *path, const char *ti
             finite |= isfinite(y[k * h->n + i] = *log_field(&h->epochs[i], fields[k]));
         if (finite) s[ns++] = (nb_series){.name = names[k], .y = y + k * h->n, .n = h->n};
     }
-    nb_status st = ns ? nb_plot_svg(path, title, "epoch", title, ns, s) : NB_OK;
+    nb_status st = ns ? nb_plot_svg_marked(path, title, "epoch", title, ns, s, n_marks, marks) : NB_OK;
     free(y);
     return st;
 }
@@ -145,8 +146,25 @@ nb_status nb_history_svg(const nb_history *h, const char *path) {
     const size_t len = strlen(path), stem = len >= 4 && !strcmp(path + len - 4, ".svg") ? len - 4 : len;
     if (snprintf(acc, sizeof acc, "%.*s_accuracy.svg", (int)stem, path) >= (int)sizeof acc)
         return nb_set_error(NB_ERR_VALUE, "history_svg: path too long");
-    nb_status s = plot_pair(h, path, "loss", 0, 3);
-    return s == NB_OK ? plot_pair(h, acc, "accuracy", 1, 4) : s;
+    /* marks: the restored best epoch, then every epoch whose learning rate differs from the last
+     * one's (epochs are plotted at 1, 2, ...) */
+    nb_plot_mark *marks = malloc((size_t)h->n * sizeof *marks);
+    char(*labels)[40] = malloc((size_t)h->n * sizeof *labels);
+    if (!marks || !labels) return free(marks), free(labels), nb_set_error(NB_ERR_NOMEM, "history_svg: out of memory");
+    int nm = 0;
+    if (h->best_epoch >= 0 && h->best_epoch < h->n) {
+        snprintf(labels[nm], sizeof labels[0], "best epoch %lld", (long long)h->best_epoch + 1);
+        marks[nm] = (nb_plot_mark){.x = (double)h->best_epoch + 1, .label = labels[nm], .color = "#2ca02c"}, nm++;
+    }
+    for (int64_t e = 1; e < h->n && nm < h->n; e++)
+        if (h->epochs[e].lr != h->epochs[e - 1].lr) {
+            snprintf(labels[nm], sizeof labels[0], "lr %.3g", h->epochs[e].lr);
+            marks[nm] = (nb_plot_mark){.x = (double)e + 1, .label = labels[nm]}, nm++;
+        }
+    nb_status s = plot_pair(h, path, "loss", 0, 3, nm, marks);
+    if (s == NB_OK) s = plot_pair(h, acc, "accuracy", 1, 4, nm, marks);
+    free(marks), free(labels);
+    return s;
 }
 
 /* ---- one phase over a batcher --------------------------------------------------------------- */

@@ -122,12 +122,12 @@ nb_module *nb_module_new(nb_model *model, const char *kind, const char *name, nb
     return make(model, __func__, kind, name, forward, state_size);
 }
 
-nb_status nb_module_add_buffer(nb_module *m, nb_tensor *t) {
+nb_status nb_module_add_buffer(nb_module *m, const char *buffer, nb_tensor *t) {
     if (!t || !t->persistent) /* a step tensor dies at the next reset: it cannot be a buffer */
         return nb_set_error(t ? NB_ERR_VALUE : NB_ERR_NULL, "module_add_buffer: the buffer must be a long-lived tensor");
-    if (!m || !model_ok(m->model, "module_add_buffer")) {
+    if (!m || !buffer || !model_ok(m->model, "module_add_buffer")) {
         nb_tensor_free(t);
-        return m ? nb_last_status() : nb_set_error(NB_ERR_NULL, "module_add_buffer: module is NULL");
+        return m && buffer ? nb_last_status() : nb_set_error(NB_ERR_NULL, "module_add_buffer: module or name is NULL");
     }
     nb_tensor **b = realloc(m->buffers, ((size_t)m->n_buffers + 1) * sizeof *b);
     if (!b) {
@@ -135,7 +135,15 @@ nb_status nb_module_add_buffer(nb_module *m, nb_tensor *t) {
         return model_fail(m->model, NB_ERR_NOMEM, "module_add_buffer: out of memory"), NB_ERR_NOMEM;
     }
     m->buffers = b;
-    b[m->n_buffers++] = t;
+    b[m->n_buffers++] = t; /* owned from here on, whatever fails next */
+    char full[512];
+    if (snprintf(full, sizeof full, "%s.%s", m->name, buffer) >= (int)sizeof full)
+        return model_fail(m->model, NB_ERR_VALUE, "module_add_buffer: name '%s.%s' is too long", m->name, buffer), NB_ERR_VALUE;
+    if (nb_params_add_buffer(m->model->ps, full, t) != NB_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nb_last_error());
+        return model_fail(m->model, nb_last_status(), "module_add_buffer: %s", why), m->model->status;
+    }
     return NB_OK;
 }
 
@@ -366,7 +374,8 @@ nb_module *nb_batch_norm_module(nb_model *model, nb_batch_norm_opts o) {
     if (o.eps) l->eps = o.eps;
     info_add(m, "%lld", (long long)o.channels);
     /* the running statistics are the module's from here on, even when handing one over fails */
-    const nb_status a = nb_module_add_buffer(m, l->running_mean), b = nb_module_add_buffer(m, l->running_var);
+    const nb_status a = nb_module_add_buffer(m, "running_mean", l->running_mean),
+                    b = nb_module_add_buffer(m, "running_var", l->running_var);
     return a == NB_OK && b == NB_OK ? m : NULL;
 }
 

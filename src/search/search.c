@@ -1,6 +1,8 @@
-/* Hyperparameter search: configurations from a grid or from seeded random draws, scores from
- * the caller's trial function, averaged over k folds (or one holdout). */
+/* Hyperparameter search: configurations from a grid or from seeded random draws, the results
+ * as a leaderboard (text, CSV) and an SVG, k-fold splits. Running the trials (in this process or
+ * in workers) and pruning them is src/search/run.c. */
 #include "../internal.h"
+#include "search_internal.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -11,7 +13,7 @@ double nb_hp_get(const nb_hp_config *cfg, const char *name) {
     return NAN;
 }
 
-static nb_status check_opts(const nb_search_opts *o) {
+nb_status nb__search_check_opts(const nb_search_opts *o) {
     if (!o || !o->space) return nb_set_error(NB_ERR_NULL, "search: options or space is NULL");
     if (o->n_hp < 1 || o->n_hp > NB_SEARCH_MAX_HP)
         return nb_set_error(NB_ERR_VALUE, "search: %d hyperparameters (1..%d allowed)", o->n_hp, NB_SEARCH_MAX_HP);
@@ -34,11 +36,17 @@ static nb_status check_opts(const nb_search_opts *o) {
         }
     }
     if (o->random && o->n_trials < 1) return nb_set_error(NB_ERR_VALUE, "search: random search needs n_trials >= 1");
+    if (o->prune_eta < 0 || o->prune_eta == 1 || o->prune_min_epochs < 0)
+        return nb_set_error(NB_ERR_VALUE, "search: prune_eta %d (0: off, or >= 2) and prune_min_epochs %lld (>= 0)",
+                            o->prune_eta, (long long)o->prune_min_epochs);
+    if (o->prune_eta && o->k_folds > 1)
+        return nb_set_error(NB_ERR_VALUE, "search: pruning compares one curve per trial, so it needs a holdout (k_folds %d)",
+                            o->k_folds);
     return NB_OK;
 }
 
 int64_t nb_search_grid_size(const nb_search_opts *o) {
-    if (check_opts(o) != NB_OK) return -1;
+    if (nb__search_check_opts(o) != NB_OK) return -1;
     int64_t n = 1;
     for (int i = 0; i < o->n_hp; i++) {
         if (o->space[i].kind != NB_HP_CHOICE) {
@@ -52,13 +60,14 @@ int64_t nb_search_grid_size(const nb_search_opts *o) {
 }
 
 nb_status nb_search_config(const nb_search_opts *o, int64_t idx, nb_hp_config *cfg) {
-    nb_status st = check_opts(o);
+    nb_status st = nb__search_check_opts(o);
     if (st != NB_OK) return st;
     if (!cfg || idx < 0 || idx > INT32_MAX) return nb_set_error(NB_ERR_VALUE, "search_config: bad index or NULL config");
     cfg->n_hp = o->n_hp;
     cfg->space = o->space;
     cfg->trial = (int)idx;
     cfg->seed = nb_rng_stream(o->seed, (uint64_t)idx).seed;
+    cfg->run_ = NULL;
     if (!o->random) {
         int64_t total = nb_search_grid_size(o);
         if (total < 0) return nb_last_status();
@@ -86,63 +95,17 @@ nb_status nb_search_config(const nb_search_opts *o, int64_t idx, nb_hp_config *c
     return NB_OK;
 }
 
-nb_status nb_search_run(const nb_search_opts *o, nb_trial_fn fn, void *user, nb_search_result *res) {
-    if (!fn || !res) return nb_set_error(NB_ERR_NULL, "search_run: NULL trial function or result");
-    memset(res, 0, sizeof *res);
-    nb_status st = check_opts(o);
-    if (st != NB_OK) return st;
-    int64_t n = o->random ? o->n_trials : nb_search_grid_size(o);
-    if (n < 0) return nb_last_status();
-    if (n > 1000000) return nb_set_error(NB_ERR_VALUE, "search_run: %lld configurations is too many", (long long)n);
-    res->trials = calloc((size_t)(n ? n : 1), sizeof *res->trials);
-    if (!res->trials) return nb_set_error(NB_ERR_NOMEM, "search_run: out of memory");
-    res->maximize = o->maximize;
-    const int k = o->k_folds > 1 ? o->k_folds : 1;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int64_t t = 0; t < n; t++) {
-        nb_trial *tr = &res->trials[t];
-        if ((st = nb_search_config(o, t, &tr->cfg)) != NB_OK) break;
-        double sum = 0, sum2 = 0;
-        for (int f = 0; f < k && st == NB_OK; f++) {
-            double s = NAN;
-            st = fn(&tr->cfg, f, k, user, &s);
-            sum += s;
-            sum2 += s * s;
-        }
-        if (st != NB_OK) break;
-        tr->score = sum / k;
-        tr->score_std = k > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / k) / (k - 1))) : 0.0;
-        res->n_trials = (int)t + 1;
-        nb_trial *b = &res->trials[res->best];
-        bool better = o->maximize ? tr->score > b->score : tr->score < b->score;
-        if (t == 0 || better || (isnan(b->score) && !isnan(tr->score))) res->best = (int)t;
-        if (o->progress) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            const double elapsed = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
-            o->progress(&(nb_search_progress){(int)t, (int)n, tr, &res->trials[res->best], elapsed}, user);
-        }
-    }
-    if (st != NB_OK) {
-        nb_search_result_free(res);
-        return st;
-    }
-    return NB_OK;
-}
-
 void nb_search_result_free(nb_search_result *res) {
     if (!res) return;
+    for (int t = 0; res->trials && t < res->n_trials; t++) free(res->trials[t].curve);
     free(res->trials);
     memset(res, 0, sizeof *res);
 }
 
-/* ranks[i] = 1 + number of trials strictly better than trial i */
-static int rank_of(const nb_search_result *res, int i, bool maximize) {
+/* ranks[i] = 1 + number of trials strictly before trial i in the leaderboard's order */
+static int rank_of(const nb_search_result *res, int i) {
     int r = 1;
-    for (int j = 0; j < res->n_trials; j++) {
-        double a = res->trials[j].score, b = res->trials[i].score;
-        if (maximize ? a > b : a < b) r++;
-    }
+    for (int j = 0; j < res->n_trials; j++) r += nb__search_ahead(res, j, i);
     return r;
 }
 
@@ -154,12 +117,13 @@ nb_status nb_search_write_csv(const nb_search_result *res, const char *path) {
     const nb_hp_config *c0 = &res->trials[0].cfg;
     fprintf(f, "trial");
     for (int i = 0; i < c0->n_hp; i++) fprintf(f, ",%s", c0->space[i].name ? c0->space[i].name : "?");
-    fprintf(f, ",score,score_std,rank\n");
+    fprintf(f, ",score,score_std,best,best_epoch,epochs,status,rank\n");
     for (int t = 0; t < res->n_trials; t++) {
         const nb_trial *tr = &res->trials[t];
         fprintf(f, "%d", t);
         for (int i = 0; i < tr->cfg.n_hp; i++) fprintf(f, ",%.6g", tr->cfg.values[i]);
-        fprintf(f, ",%.6f,%.6f,%d\n", tr->score, tr->score_std, rank_of(res, t, res->maximize));
+        fprintf(f, ",%.6f,%.6f,%.6f,%lld,%lld,%s,%d\n", tr->score, tr->score_std, tr->best, (long long)tr->best_epoch + 1,
+                (long long)tr->n_epochs, tr->pruned ? "pruned" : "completed", rank_of(res, t));
     }
     bool ok = !ferror(f);
     ok &= fclose(f) == 0;
@@ -171,15 +135,52 @@ void nb_search_print(const nb_search_result *res, FILE *f) {
     const nb_hp_config *c0 = &res->trials[0].cfg;
     fprintf(f, "rank ");
     for (int i = 0; i < c0->n_hp; i++) fprintf(f, "%12s ", c0->space[i].name ? c0->space[i].name : "?");
-    fprintf(f, "%10s %8s\n", "score", "std");
+    fprintf(f, "%10s %8s %7s\n", "score", "std", "epochs");
     for (int r = 1; r <= res->n_trials; r++)
         for (int t = 0; t < res->n_trials; t++) {
-            if (rank_of(res, t, res->maximize) != r) continue;
+            if (rank_of(res, t) != r) continue;
             const nb_trial *tr = &res->trials[t];
             fprintf(f, "%4d ", r);
             for (int i = 0; i < tr->cfg.n_hp; i++) fprintf(f, "%12.4g ", tr->cfg.values[i]);
-            fprintf(f, "%10.4f %8.4f%s\n", tr->score, tr->score_std, t == res->best ? "  <- best" : "");
+            fprintf(f, "%10.4f %8.4f %7lld%s%s\n", tr->score, tr->score_std, (long long)tr->n_epochs,
+                    tr->pruned ? "  pruned" : "", t == res->best ? "  <- best" : "");
         }
+}
+
+nb_status nb_search_svg(const nb_search_result *res, const char *path) {
+    if (!res || !path) return nb_set_error(NB_ERR_NULL, "search_svg: NULL argument");
+    char(*names)[32] = calloc((size_t)res->n_trials + 1, sizeof *names);
+    nb_series *s = calloc((size_t)res->n_trials + 1, sizeof *s);
+    nb_plot_mark *marks = calloc(2 * (size_t)res->n_trials + 64, sizeof *marks);
+    char(*labels)[24] = calloc(64, sizeof *labels);
+    if (!names || !s || !marks || !labels) {
+        free(names), free(s), free(marks), free(labels);
+        return nb_set_error(NB_ERR_NOMEM, "search_svg: out of memory");
+    }
+    int ns = 0, nm = 0;
+    int64_t longest = 0;
+    for (int t = 0; t < res->n_trials; t++) {
+        const nb_trial *tr = &res->trials[t];
+        if (tr->n_epochs == 0) continue;
+        snprintf(names[ns], sizeof names[0], "trial %d%s", t, tr->pruned ? " (pruned)" : "");
+        s[ns] = (nb_series){.name = names[ns], .y = tr->curve, .n = tr->n_epochs};
+        ns++;
+        longest = tr->n_epochs > longest ? tr->n_epochs : longest;
+        if (tr->pruned) /* the cross sits on the last value, at epoch n_epochs */
+            marks[nm++] = (nb_plot_mark){.x = (double)tr->n_epochs, .cross = true, .y = tr->curve[tr->n_epochs - 1]};
+    }
+    const int64_t first = res->prune_min_epochs > 0 ? res->prune_min_epochs : 1;
+    int rung = 0;
+    for (int64_t r = first; res->prune_eta >= 2 && r <= longest && rung < 64; r *= res->prune_eta, rung++) {
+        snprintf(labels[rung], sizeof labels[0], "rung %d", rung);
+        marks[nm++] = (nb_plot_mark){.x = (double)r, .label = labels[rung]};
+    }
+    nb_status st = ns ? nb_plot_svg_marked(path, "search", "epoch", res->maximize ? "validation metric (higher is better)"
+                                                                                   : "validation metric (lower is better)",
+                                           ns, s, nm, marks)
+                      : nb_set_error(NB_ERR_VALUE, "search_svg: no trial reported a value (nb_search_report)");
+    free(names), free(s), free(marks), free(labels);
+    return st;
 }
 
 nb_status nb_kfold_split(int64_t n, int k, int fold, uint64_t seed, int64_t *train, int64_t *n_train, int64_t *val,

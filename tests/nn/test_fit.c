@@ -172,6 +172,82 @@ Test(fit, checkpoint_and_resume_equal_an_uninterrupted_run) {
     teardown(&a);
 }
 
+/* a conv + batch-norm net whose running statistics must come back with the checkpoint */
+static nb_module *conv_bn_net(nb_model *m) {
+    return nb_sequential(m, "net", NB_MODULES(
+        nb_conv2d_module(m, (nb_conv2d_opts){.in = 1, .out = 4, .kernel = 3, .padding = 1, .no_bias = true, .name = "conv"}),
+        nb_batch_norm_module(m, (nb_batch_norm_opts){.channels = 4, .name = "bn"}),
+        nb_relu_module(m, "relu"), nb_flatten_module(m, "flat"),
+        nb_linear_module(m, (nb_linear_opts){.in = 4 * 6 * 6, .out = 3, .name = "fc"})));
+}
+
+Test(fit, checkpoint_restores_batch_norm_running_statistics) {
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(48, 1, 6, 6)), *y = nb_tensor_new(NB_I64, NB_SHAPE(48));
+    nb_rng rng = nb_rng_new(5);
+    nb_rng_normal(&rng, x, 0.5, 2); /* mean and variance far from the initial 0 and 1 */
+    for (int i = 0; i < 48; i++) ((int64_t *)y->data)[i] = i % 3;
+    nb_model *a = nb_model_new(1), *b = nb_model_new(2); /* b: other weights, fresh statistics */
+    nb_module *na = conv_bn_net(a), *nb = conv_bn_net(b);
+    cr_assert(na && nb, "%s", a->error);
+    cr_assert_eq(a->ps->n_buffers, 2);
+    cr_assert_str_eq(a->ps->buffer_names[0], "bn.running_mean");
+    cr_assert_str_eq(a->ps->buffer_names[1], "bn.running_var");
+    nb_ctx *c0 = nb_ctx_new();
+    nb_optim *opt = nb_optim_new(&nb_sgd, a->ps, &(nb_hparams){.lr = 0.05});
+    nb_batcher *tr = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 16, .shuffle = true, .seed = 3});
+    nb_history h;
+    cr_assert_eq(nb_fit(c0, NULL, na, opt, tr, &h, &(nb_fit_opts){.epochs = 2, .checkpoint = tmp("bn.safetensors")}), NB_OK,
+                 "%s", nb_last_error());
+    const float *mean = a->ps->buffers[0]->data;
+    cr_assert_gt(fabsf(mean[0]), 0.01f, "training moved the running mean (%g)", mean[0]);
+
+    nb_tensor *ya = nb_predict(c0, NULL, na, x, 16), *before = nb_predict(c0, NULL, nb, x, 16);
+    nb_train_state *st = calloc(1, sizeof *st);
+    cr_assert_eq(nb_checkpoint_load(tmp("bn.safetensors"), b->ps, NULL, NULL, st), NB_OK, "%s", nb_last_error());
+    nb_tensor *yb = nb_predict(c0, NULL, nb, x, 16);
+    cr_assert(ya && yb && before);
+    cr_assert_neq(memcmp(ya->data, before->data, (size_t)ya->numel * sizeof(float)), 0);
+    cr_assert_eq(memcmp(ya->data, yb->data, (size_t)ya->numel * sizeof(float)), 0, "eval after reload is bit-identical");
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(memcmp(a->ps->buffers[i]->data, b->ps->buffers[i]->data, 4 * sizeof(float)), 0);
+
+    /* a model without those buffers refuses the file, naming the count */
+    nb_model *c = nb_model_new(1);
+    cr_assert_not_null(nb_sequential(c, "net", NB_MODULES(
+        nb_conv2d_module(c, (nb_conv2d_opts){.in = 1, .out = 4, .kernel = 3, .padding = 1, .no_bias = true, .name = "conv"}),
+        nb_layer_norm_module(c, (nb_layer_norm_opts){.features = 4, .name = "bn"}), /* the same parameters */
+        nb_linear_module(c, (nb_linear_opts){.in = 4 * 6 * 6, .out = 3, .name = "fc"}))));
+    cr_assert_eq(nb_checkpoint_load(tmp("bn.safetensors"), c->ps, NULL, NULL, st), NB_ERR_FORMAT);
+    cr_assert_not_null(strstr(nb_last_error(), "holds 2 buffers, the model has 0"), "%s", nb_last_error());
+    nb_model_free(c);
+    free(st);
+    nb_tensor_free(ya), nb_tensor_free(yb), nb_tensor_free(before);
+    nb_history_free(&h), nb_batcher_free(tr), nb_optim_free(opt), nb_ctx_free(c0);
+    nb_model_free(a), nb_model_free(b), nb_tensor_free(x), nb_tensor_free(y);
+}
+
+Test(fit, history_svg_marks_the_best_epoch_and_lr_changes) {
+    nb_history h = {.n = 6, .best_epoch = 3};
+    nb_epoch_log e[6];
+    for (int i = 0; i < 6; i++)
+        e[i] = (nb_epoch_log){.epoch = i, .loss = 1.0 / (i + 1), .accuracy = 0.5 + 0.05 * i, .val_loss = 1.2 / (i + 1),
+                              .val_accuracy = 0.5 + 0.04 * i, .lr = i < 2 ? 0.1 : i < 4 ? 0.05 : 0.025};
+    h.epochs = e;
+    cr_assert_eq(nb_history_svg(&h, tmp("h.svg")), NB_OK, "%s", nb_last_error());
+    for (int f = 0; f < 2; f++) {
+        const char *path = tmp(f ? "h_accuracy.svg" : "h.svg");
+        cr_assert_eq(svg_count(path, "polyline", "series"), 2, "%s: train and validation", path);
+        cr_assert_eq(svg_count(path, "line", "mark"), 3, "%s: best epoch, lr changes at epochs 3 and 5", path);
+        char *svg = slurp(path, NULL);
+        cr_assert(strstr(svg, ">best epoch 4</text>") && strstr(svg, ">lr 0.05</text>") && strstr(svg, ">lr 0.025</text>"));
+        free(svg);
+    }
+    h.best_epoch = -1;
+    for (int i = 0; i < 6; i++) e[i].lr = 0.1;
+    cr_assert_eq(nb_history_svg(&h, tmp("h.svg")), NB_OK);
+    cr_assert_eq(svg_count(tmp("h.svg"), "line", "mark"), 0, "nothing to mark");
+}
+
 Test(fit, reduce_on_plateau_sets_the_next_epochs_lr) {
     problem p = setup(0.02);
     nb_plateau pl, ref;

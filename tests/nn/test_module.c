@@ -183,7 +183,8 @@ Test(module, custom_module) {
     cr_assert_eq(nb_rng_uniform(&m->rng, s, 1, 2), NB_OK);
     cr_assert_eq(nb_params_find(model->ps, "scale.weight"), s);
     nb_tensor *buf = nb_tensor_new(NB_F32, NB_SHAPE(5));
-    cr_assert_eq(nb_module_add_buffer(m, buf), NB_OK); /* freed with the model */
+    cr_assert_eq(nb_module_add_buffer(m, "count", buf), NB_OK); /* freed with the model */
+    cr_assert_eq(nb_params_find_buffer(model->ps, "scale.count"), buf);
     nb_tensor *x = randn(NB_SHAPE(2, 3));
     assert_same(nb_module_forward(ctx, m, x), nb_mul(ctx, x, s), "custom");
     cr_assert_eq(nb_module_num_params(m), 3);

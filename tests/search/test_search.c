@@ -1,9 +1,14 @@
 /* Hyperparameter search: grid enumeration, random-search distributions, k-fold, results. */
 #include "common.h"
+#include "tmpdir.h"
+
+#include "nabla/fit.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+TestSuite(search, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
 static const double lrs[] = {0.1, 0.01}, batches[] = {16, 32, 64};
 
@@ -105,11 +110,11 @@ Test(search, run_finds_the_best_and_averages_folds) {
     FILE *f = fopen(path, "r");
     char line[256];
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "trial,lr,score,score_std,rank\n");
+    cr_assert_str_eq(line, "trial,lr,score,score_std,best,best_epoch,epochs,status,rank\n");
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "0,0.1,0.000000,1.000000,2\n");
+    cr_assert_str_eq(line, "0,0.1,0.000000,1.000000,nan,0,0,completed,2\n");
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "1,0.01,1.000000,1.000000,1\n");
+    cr_assert_str_eq(line, "1,0.01,1.000000,1.000000,nan,0,0,completed,1\n");
     fclose(f);
     remove(path);
     nb_search_result_free(&r);
@@ -212,4 +217,211 @@ Test(search, trials_get_index_seed_and_a_holdout_without_special_case) {
         cr_assert_eq(s.seeds[c], s.seeds[c / 5 * 5]);
     }
     nb_search_result_free(&r);
+}
+
+/* ---- pruning: a synthetic objective whose decisions are worked out by hand ---------------------- *
+ * Trial t reports base[t] + slope[t] * e after epoch e (8 epochs, maximised) and scores its last
+ * report. eta 2, first rung 1: rungs after epochs 1, 2, 4, 8 (0-based 0, 1, 3, 7). A trial goes
+ * on when fewer than max(1, n/2) of the n trials <= t at the rung are strictly better:
+ *   t0 .50 flat            alone at every rung                               -> completes (8 epochs)
+ *   t1 .40 +.05   e0: {.50 .40}, 1 better, keep 1                            -> pruned after 1 epoch
+ *   t2 .60 -.02   e0 {.50 .40 .60} 0 better; e1 {.50 .58}; e3 {.50 .54}; e7 {.50 .46}: 1 better
+ *                                                                            -> pruned after 8 epochs
+ *   t3 .30 flat   e0: 4 trials, keep 2, 3 better                             -> pruned after 1 epoch
+ *   t4 .55 +.01   e0: 5 trials, keep 2, 1 better (.60); e1 {.50 .58 .56}: 1 better, keep 1
+ *                                                                            -> pruned after 2 epochs
+ *   t5 .45 flat   e0: 6 trials, keep 3, 3 better (.50 .60 .55)               -> pruned after 1 epoch */
+static const double base[] = {.50, .40, .60, .30, .55, .45}, slope[] = {0, .05, -.02, 0, .01, 0};
+static const double ids[] = {0, 1, 2, 3, 4, 5};
+
+static nb_status curve_trial(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
+    (void)fold, (void)k, (void)user;
+    const int t = (int)nb_hp_get(cfg, "id");
+    for (int e = 0; e < 8; e++) {
+        *score = base[t] + slope[t] * e;
+        if (!nb_search_report(cfg, e, *score)) break;
+    }
+    return NB_OK;
+}
+
+static void assert_same_result(const nb_search_result *a, const nb_search_result *b) {
+    cr_assert_eq(a->n_trials, b->n_trials);
+    cr_assert_eq(a->best, b->best);
+    for (int t = 0; t < a->n_trials; t++) {
+        const nb_trial *x = &a->trials[t], *y = &b->trials[t];
+        cr_assert(x->score == y->score || (isnan(x->score) && isnan(y->score)), "trial %d: %g vs %g", t, x->score, y->score);
+        cr_assert_eq(x->score_std, y->score_std);
+        cr_assert_eq(x->n_epochs, y->n_epochs, "trial %d", t);
+        cr_assert_eq(x->pruned, y->pruned, "trial %d", t);
+        cr_assert_eq(x->best_epoch, y->best_epoch);
+        cr_assert_eq(x->cfg.seed, y->cfg.seed);
+        cr_assert_eq(memcmp(x->cfg.values, y->cfg.values, sizeof x->cfg.values), 0);
+        if (x->n_epochs) cr_assert_eq(memcmp(x->curve, y->curve, (size_t)x->n_epochs * sizeof *x->curve), 0, "trial %d curve", t);
+    }
+}
+
+Test(search, asha_prunes_as_worked_out_by_hand) {
+    nb_hp_space sp[] = {{.name = "id", .kind = NB_HP_CHOICE, .n_choices = 6, .choices = ids}};
+    nb_search_opts o = {.space = sp, .n_hp = 1, .maximize = true, .prune_eta = 2};
+    nb_search_result r;
+    cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_OK, "%s", nb_last_error());
+    static const int64_t epochs[] = {8, 1, 8, 1, 2, 1};
+    static const bool pruned[] = {false, true, true, true, true, true};
+    static const int64_t best_epoch[] = {0, 0, 0, 0, 1, 0};
+    int64_t total = 0;
+    for (int t = 0; t < 6; t++) {
+        const nb_trial *tr = &r.trials[t];
+        cr_assert_eq(tr->n_epochs, epochs[t], "trial %d ran %lld epochs", t, (long long)tr->n_epochs);
+        cr_assert_eq(tr->pruned, pruned[t], "trial %d", t);
+        cr_assert_eq(tr->best_epoch, best_epoch[t], "trial %d", t);
+        cr_assert_eq(tr->score, base[t] + slope[t] * (double)(epochs[t] - 1));
+        for (int e = 0; e < tr->n_epochs; e++) cr_assert_eq(tr->curve[e], base[t] + slope[t] * e);
+        total += tr->n_epochs;
+    }
+    cr_assert_eq(total, 21, "21 of 48 epochs");
+    cr_assert_eq(r.best, 0, "the only completed trial");
+
+    /* the leaderboard: completed first, then the pruned by score (t4 .56, t2 .46, t5, t1, t3) */
+    cr_assert_eq(nb_search_write_csv(&r, tmp("board.csv")), NB_OK);
+    char *csv = slurp(tmp("board.csv"), NULL);
+    cr_assert(strstr(csv, "trial,id,score,score_std,best,best_epoch,epochs,status,rank\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n0,0,0.500000,0.000000,0.500000,1,8,completed,1\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n4,4,0.560000,0.000000,0.560000,2,2,pruned,2\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n2,2,0.460000,0.000000,0.600000,1,8,pruned,3\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n3,3,0.300000,0.000000,0.300000,1,1,pruned,6\n"), "%s", csv);
+    free(csv);
+
+    /* the picture: a line per trial, a cross per pruned trial, the rungs after 1, 2, 4, 8 epochs */
+    cr_assert_eq(nb_search_svg(&r, tmp("search.svg")), NB_OK, "%s", nb_last_error());
+    cr_assert_eq(svg_count(tmp("search.svg"), "polyline", "series"), 6);
+    cr_assert_eq(svg_count(tmp("search.svg"), "path", "end-mark"), 5);
+    cr_assert_eq(svg_count(tmp("search.svg"), "line", "mark"), 4);
+    char *svg = slurp(tmp("search.svg"), NULL);
+    cr_assert(strstr(svg, ">trial 4 (pruned)</text>") && strstr(svg, ">rung 3</text>"));
+    free(svg);
+
+    /* the same search in 3 worker processes: the same decisions and results */
+    for (int workers = 2; workers <= 3; workers++) {
+        nb_search_result p;
+        o.workers = workers;
+        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
+        assert_same_result(&r, &p);
+        nb_search_result_free(&p);
+    }
+    nb_search_result_free(&r);
+}
+
+static nb_status bad_report_trial(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
+    (void)fold, (void)k, (void)user;
+    nb_search_report(cfg, 0, 1.0);
+    *score = nb_search_report(cfg, 2, 1.0) ? 1 : 0; /* epoch 1 skipped */
+    return NB_OK;
+}
+
+static nb_status fails_at_3(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
+    (void)fold, (void)k, (void)user;
+    *score = cfg->trial;
+    return cfg->trial >= 3 ? nb_set_error(NB_ERR_VALUE, "trial %d failed", cfg->trial) : NB_OK;
+}
+
+Test(search, pruning_and_worker_errors) {
+    nb_hp_space sp[] = {{.name = "id", .kind = NB_HP_CHOICE, .n_choices = 6, .choices = ids}};
+    nb_search_opts o = {.space = sp, .n_hp = 1, .prune_eta = 2, .k_folds = 3};
+    nb_search_result r;
+    cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_ERR_VALUE, "pruning needs a holdout");
+    cr_assert(strstr(nb_last_error(), "holdout"), "%s", nb_last_error());
+    o.k_folds = 0, o.prune_eta = 1;
+    cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_ERR_VALUE);
+    o.prune_eta = 3;
+    for (int workers = 0; workers <= 2; workers += 2) {
+        o.workers = workers;
+        cr_assert_eq(nb_search_run(&o, bad_report_trial, NULL, &r), NB_ERR_VALUE);
+        cr_assert(strstr(nb_last_error(), "trial 0 reported epoch 2 after 1 epochs"), "%s", nb_last_error());
+        cr_assert_null(r.trials);
+        cr_assert_eq(nb_search_run(&o, fails_at_3, NULL, &r), NB_ERR_VALUE);
+        cr_assert_str_eq(nb_last_error(), "trial 3 failed", "the first failing trial's error");
+    }
+    /* with folds (no pruning) every fold reports; the curve is fold 0's */
+    o.prune_eta = 0, o.k_folds = 3, o.maximize = true;
+    for (int workers = 0; workers <= 2; workers += 2) {
+        o.workers = workers;
+        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_OK, "%s", nb_last_error());
+        for (int t = 0; t < 6; t++) {
+            cr_assert_eq(r.trials[t].n_epochs, 8);
+            cr_assert_not(r.trials[t].pruned);
+        }
+        cr_assert_eq(r.best, 1, "t1 ends highest (.75)");
+        nb_search_result_free(&r);
+    }
+    /* outside a search a report only says go on */
+    nb_hp_config c;
+    cr_assert_eq(nb_search_config(&o, 0, &c), NB_OK);
+    cr_assert(nb_search_report(&c, 5, NAN));
+}
+
+/* ---- pruning inside nb_fit, in parallel: a real training run per trial --------------------------- */
+typedef struct {
+    nb_tensor *x, *y;
+} points;
+
+static nb_status fit_trial(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
+    const points *d = user;
+    int64_t tr[120], va[120], ntr, nva;
+    nb_status st = nb_kfold_split(120, k, fold, 5, tr, &ntr, va, &nva);
+    if (st != NB_OK) return st;
+    nb_tensor *xt = nb_tensor_new(NB_F32, NB_SHAPE(ntr, 2)), *yt = nb_tensor_new(NB_I64, NB_SHAPE(ntr));
+    nb_tensor *xv = nb_tensor_new(NB_F32, NB_SHAPE(nva, 2)), *yv = nb_tensor_new(NB_I64, NB_SHAPE(nva));
+    for (int64_t i = 0; i < ntr; i++) {
+        memcpy((float *)xt->data + 2 * i, (float *)d->x->data + 2 * tr[i], 2 * sizeof(float));
+        ((int64_t *)yt->data)[i] = ((int64_t *)d->y->data)[tr[i]];
+    }
+    for (int64_t i = 0; i < nva; i++) {
+        memcpy((float *)xv->data + 2 * i, (float *)d->x->data + 2 * va[i], 2 * sizeof(float));
+        ((int64_t *)yv->data)[i] = ((int64_t *)d->y->data)[va[i]];
+    }
+    nb_model *model = nb_model_new(cfg->seed);
+    nb_module *net = nb_sequential(model, "net", NB_MODULES(nb_linear_module(model, (nb_linear_opts){.in = 2, .out = 16}),
+                                                           nb_tanh_module(model, NULL),
+                                                           nb_linear_module(model, (nb_linear_opts){.in = 16, .out = 2})));
+    nb_ctx *c0 = nb_ctx_new();
+    nb_optim *opt = nb_optim_new(&nb_sgd, model->ps, &(nb_hparams){.lr = nb_hp_get(cfg, "lr")});
+    nb_batcher *btr = nb_batcher_new(xt, yt, &(nb_batch_opts){.batch_size = 16, .shuffle = true, .seed = cfg->seed});
+    nb_batcher *bva = nb_batcher_new(xv, yv, &(nb_batch_opts){.batch_size = 24});
+    nb_callback cb = nb_search_callback(cfg);
+    nb_history h;
+    st = net && c0 && opt && btr && bva ? nb_fit(c0, NULL, net, opt, btr, &h, &(nb_fit_opts){.epochs = 9, .val = bva,
+                                                  .n_callbacks = 1, .callbacks = &cb})
+                                         : NB_ERR_NOMEM;
+    if (st == NB_OK) *score = h.epochs[h.n - 1].val_loss;
+    nb_history_free(&h);
+    nb_batcher_free(btr), nb_batcher_free(bva), nb_optim_free(opt), nb_ctx_free(c0), nb_model_free(model);
+    nb_tensor_free(xt), nb_tensor_free(yt), nb_tensor_free(xv), nb_tensor_free(yv);
+    return st;
+}
+
+Test(search, parallel_workers_equal_the_sequential_run_with_nb_fit) {
+    points d = {nb_tensor_new(NB_F32, NB_SHAPE(120, 2)), nb_tensor_new(NB_I64, NB_SHAPE(120))};
+    nb_rng rng = nb_rng_new(11);
+    nb_rng_normal(&rng, d.x, 0, 1);
+    for (int i = 0; i < 120; i++) {
+        const float *xi = (float *)d.x->data + 2 * i;
+        ((int64_t *)d.y->data)[i] = xi[0] * xi[1] > 0; /* xor-like: needs the hidden layer */
+    }
+    nb_hp_space sp[] = {{.name = "lr", .kind = NB_HP_LOG_UNIFORM, .lo = 1e-3, .hi = 1}};
+    nb_search_opts o = {.space = sp, .n_hp = 1, .random = true, .n_trials = 6, .seed = 4, .prune_eta = 3};
+    nb_search_result seq, par;
+    cr_assert_eq(nb_search_run(&o, fit_trial, &d, &seq), NB_OK, "%s", nb_last_error());
+    o.workers = 2;
+    cr_assert_eq(nb_search_run(&o, fit_trial, &d, &par), NB_OK, "%s", nb_last_error());
+    assert_same_result(&seq, &par);
+    int npruned = 0;
+    for (int t = 0; t < 6; t++) {
+        npruned += seq.trials[t].pruned;
+        cr_assert(seq.trials[t].n_epochs == 9 || seq.trials[t].pruned, "trial %d", t);
+        /* nb_fit reports the validation loss (its default monitor): the score is the last report */
+        cr_assert_eq(seq.trials[t].score, seq.trials[t].curve[seq.trials[t].n_epochs - 1]);
+    }
+    cr_assert_gt(npruned, 0, "some of 6 log-uniform learning rates are bad enough to prune");
+    nb_search_result_free(&seq), nb_search_result_free(&par);
+    nb_tensor_free(d.x), nb_tensor_free(d.y);
 }
