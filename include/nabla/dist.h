@@ -67,8 +67,14 @@ typedef struct {
     size_t bucket_bytes; /* gradient bucket size cap, default 1 MiB (a larger parameter gets its own bucket) */
     bool overlap;        /* default true; false: one blocking allreduce of grad_flat after backward */
     double timeout_s;    /* 0 (default): waits block; > 0: waits give up with NB_ERR_IO after this long */
+    /* 0 (default): a wait spins inside MPI (MPI_Wait; the lowest latency when every rank has a
+     * core of its own). > 0: a wait polls MPI_Test and sleeps this many microseconds between
+     * polls, leaving the core to whatever else is runnable (another rank on an oversubscribed
+     * machine, a competing process) at the cost of up to that much latency per wait. The
+     * results are the same bits either way. */
+    double idle_sleep_us;
 } nb_dist_opts;
-#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0})
+#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0, 0.0})
 
 /* ---- setup ------------------------------------------------------------------------------ */
 /* Set up data-parallel training of ps over comm (MPI_COMM_WORLD or any communicator; it is
@@ -121,6 +127,7 @@ typedef struct {
     double comm_in_backward_s; /* in the grad-ready callback: Iallreduce starts + MPI_Testall */
     double wait_s;             /* in step_finish: waiting for reductions + agreeing on status */
     int64_t buckets_early;     /* buckets started during backward (the rest start in finish) */
+    int64_t idle_sleeps;       /* sleeps in waits (opts.idle_sleep_us > 0): how often this rank waited */
 } nb_dist_stats;
 nb_dist_stats nb_dist_get_stats(const nb_dist *d);
 void nb_dist_reset_stats(nb_dist *d);
@@ -140,7 +147,8 @@ nb_status nb_dist_any(nb_dist *d, bool *flag);
 int nb_dist_printf(const nb_dist *d, FILE *f, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- waiting with a deadline, last resort -------------------------------------------------- */
-/* Wait for req, polling MPI_Test until d's timeout (none: block). what names the operation in
+/* Wait for req, polling MPI_Test until d's timeout (none: block), sleeping between polls when
+ * opts.idle_sleep_us > 0. what names the operation in
  * the message. NB_OK, or NB_ERR_IO "dist: rank R: <what> timed out after T s (another rank
  * failed or hangs)" — the request is then still pending: you may wait again, or give up with
  * nb_dist_abort (MPI cannot cancel a collective). */
@@ -157,13 +165,15 @@ void nb_dist_abort(const nb_dist *d, const char *why);
  * memory per rank is ~1/N of nb_optim's. A step:
  *   nb_dist_step_finish  reduce-scatters the gradients: ps->grad_flat[lo, lo+n) holds the
  *                        average over ranks; the rest of grad_flat holds this rank's own
- *                        gradient (undefined for the update: do not clip by global norm on it);
+ *                        gradient (undefined for the update: clip with
+ *                        nb_dist_optim_clip_grad_norm, not nb_clip_grad_norm);
  *   nb_dist_optim_step   applies def->update (the same nb_optim_def function, decay flags and
  *                        block size as nb_optim_step) to this rank's slice, then all-gathers
  *                        ps->flat, so every rank has all updated parameters.
- * The parameters equal plain data parallelism + nb_optim_step to float rounding. While an
- * nb_dist_optim is attached, gradients are not reduced in buckets during backward (one
- * reduce-scatter after it: opts.overlap is ignored). Fields are public like nb_optim's: change
+ * The parameters equal plain data parallelism + nb_optim_step to float rounding. With
+ * opts.overlap (the default) the reduce-scatter goes bucket by bucket during backward, like the
+ * allreduce of plain data parallelism (each rank receives the part of a bucket in its slice);
+ * without, one reduce-scatter of the whole buffer after backward. Both give the same bits. Fields are public like nb_optim's: change
  * hp between steps (schedules); step counts the steps taken. */
 typedef struct nb_dist_optim {
     const nb_optim_def *def;
@@ -178,6 +188,12 @@ typedef struct nb_dist_optim {
     int64_t nblocks_;
     int *block_param_;
     int64_t *block_start_, *block_len_;
+    /* private: global-norm clipping (blocks of NB_OPTIM_BLOCK; this rank owns those starting in its slice) */
+    int *norm_cnt_, *norm_displ_;           /* blocks owned per rank, first block per rank */
+    int *tail_scnt_, *tail_sdispl_, *tail_rcnt_, *tail_rdispl_; /* the exchange of cut blocks' tails */
+    double *block_sq_;                      /* every block's sum of squares */
+    float *tail_;                           /* receives the rest of my last block */
+    int64_t tail_n_;
 } nb_dist_optim;
 /* Attach a sharded optimizer to d (made with the parameters, nb_dist_init(comm, ps, ...));
  * hp NULL = def's defaults. Collective. NULL with nb_last_error on bad hp, a second attached
@@ -186,6 +202,18 @@ nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_h
 /* Update this rank's slice from the averaged gradient, then all-gather the parameters.
  * Collective; call after nb_dist_step_finish returned NB_OK on every rank. */
 nb_status nb_dist_optim_step(nb_dist_optim *o);
+/* Global-norm gradient clipping of sharded training (torch clip_grad_norm_ over the whole
+ * model): the norm of the averaged gradient of all ranks' slices; if it exceeds max_norm, this
+ * rank's slice of ps->grad_flat is scaled by max_norm / (norm + 1e-6). Call between
+ * nb_dist_step_finish and nb_dist_optim_step, with the same max_norm on every rank. Returns the
+ * norm before clipping, the same on every rank and bit for bit the value nb_clip_grad_norm
+ * returns for the same averaged gradient in one process (any rank count, any thread count):
+ * each rank adds up the squares of the NB_OPTIM_BLOCK-element blocks that start in its slice
+ * (nb_grad_block_sq; the rest of a block cut by the slice's end comes from the next ranks, at
+ * most NB_OPTIM_BLOCK - 1 floats), the block sums are all-gathered and added in block order.
+ * Outside the slice, grad_flat is left unspecified (partly overwritten by those tails).
+ * Collective. -1 with nb_last_error: NB_ERR_VALUE for max_norm <= 0 or NaN, NB_ERR_IO for MPI. */
+double nb_dist_optim_clip_grad_norm(nb_dist_optim *o, double max_norm);
 /* Detach from the nb_dist (which reduces gradients by allreduce again) and free. NULL is fine. */
 void nb_dist_optim_free(nb_dist_optim *o);
 /* Floats of optimizer state this rank holds (nslots * n); nb_optim_state_numel is the whole. */

@@ -216,6 +216,13 @@ double nb_plateau_step(nb_plateau *s, double metric);
  * by max_norm / (norm + 1e-6). Returns the norm before clipping (thread-count independent), or
  * -1 with NB_ERR_VALUE / NB_ERR_NULL for max_norm <= 0 / NaN / NULL ps. */
 double nb_clip_grad_norm(nb_params *ps, double max_norm);
+/* The pieces of nb_clip_grad_norm's norm, for code that holds only some of the gradient
+ * (sharded training: nb_dist_optim_clip_grad_norm). Block b is grad_flat[b*NB_OPTIM_BLOCK,
+ * min(total, (b+1)*NB_OPTIM_BLOCK)); out[b - b0] <- its sum of squares, in double, added in
+ * element order, for b in [b0, b1). nb_clip_grad_norm's norm is the square root of these sums
+ * over all blocks added in block order, so a caller that adds them the same way gets the same
+ * bits. NB_ERR_VALUE for blocks outside [0, ceil(total / NB_OPTIM_BLOCK)). */
+nb_status nb_grad_block_sq(const nb_params *ps, int64_t b0, int64_t b1, double *out);
 /* Clamp every gradient element to [-clip, clip]. NB_ERR_VALUE for clip <= 0 or NaN. */
 nb_status nb_clip_grad_value(nb_params *ps, double clip);
 

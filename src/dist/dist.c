@@ -3,10 +3,12 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* An MPI return code other than MPI_SUCCESS as NB_ERR_IO naming the rank and the operation. */
 nb_status nb__dist_mpi_check(const nb_dist *d, int rc, const char *what) {
@@ -23,6 +25,8 @@ static nb_status check_opts(const nb_dist_opts *o) {
     if (o->bucket_bytes < sizeof(float))
         return nb_set_error(NB_ERR_VALUE, "dist: bucket_bytes %zu is smaller than one float", o->bucket_bytes);
     if (!(o->timeout_s >= 0)) return nb_set_error(NB_ERR_VALUE, "dist: timeout_s %g must be >= 0", o->timeout_s);
+    if (!(o->idle_sleep_us >= 0 && o->idle_sleep_us <= 1e6))
+        return nb_set_error(NB_ERR_VALUE, "dist: idle_sleep_us %g must be in [0, 1e6]", o->idle_sleep_us);
     return NB_OK;
 }
 
@@ -62,7 +66,21 @@ static nb_status plan_buckets(nb_dist *d) {
     return NB_OK;
 }
 
+nb_status nb__dist_plan_shard_buckets(nb_dist *d) {
+    free(d->rs_counts);
+    d->rs_counts = calloc((size_t)(d->nbuckets ? d->nbuckets : 1) * (size_t)d->size, sizeof *d->rs_counts);
+    if (!d->rs_counts) return nb_set_error(NB_ERR_NOMEM, "dist: rank %d: out of memory for the sharded bucket plan", d->rank);
+    for (int k = 0; k < d->nbuckets; k++)
+        for (int r = 0; r < d->size; r++) {
+            const int64_t blo = d->lo[k], bhi = blo + d->len[k], slo = d->shard_lo[r], shi = slo + d->shard_n[r];
+            const int64_t a = blo > slo ? blo : slo, e = bhi < shi ? bhi : shi;
+            d->rs_counts[(size_t)k * d->size + r] = e > a ? (int)(e - a) : 0;
+        }
+    return NB_OK;
+}
+
 static void free_plan(nb_dist *d) {
+    free(d->rs_counts), d->rs_counts = NULL;
     free(d->bucket), free(d->seen), free(d->lo), free(d->len), free(d->nparams), free(d->pending), free(d->req);
     d->bucket = NULL, d->seen = NULL, d->lo = NULL, d->len = NULL, d->nparams = NULL, d->pending = NULL, d->req = NULL;
     d->nbuckets = 0;
@@ -144,7 +162,8 @@ nb_status nb_dist_set_opts(nb_dist *d, const nb_dist_opts *opts) {
     d->opts = *opts;
     if (replan) {
         free_plan(d);
-        return plan_buckets(d);
+        st = plan_buckets(d);
+        return st == NB_OK && d->sharded ? nb__dist_plan_shard_buckets(d) : st;
     }
     return NB_OK;
 }
@@ -158,8 +177,10 @@ void nb_dist_reset_stats(nb_dist *d) {
 
 nb_status nb_dist_wait(nb_dist *d, MPI_Request *req, const char *what) {
     if (!d || !req) return nb_set_error(NB_ERR_NULL, "dist_wait: NULL argument");
-    if (d->opts.timeout_s <= 0) return mpi_check(d, MPI_Wait(req, MPI_STATUS_IGNORE), what);
-    const double deadline = MPI_Wtime() + d->opts.timeout_s;
+    const bool sleepy = d->opts.idle_sleep_us > 0;
+    if (d->opts.timeout_s <= 0 && !sleepy) return mpi_check(d, MPI_Wait(req, MPI_STATUS_IGNORE), what);
+    const double deadline = d->opts.timeout_s > 0 ? MPI_Wtime() + d->opts.timeout_s : INFINITY;
+    const long ns = (long)(d->opts.idle_sleep_us * 1e3);
     for (;;) {
         int done = 0;
         nb_status st = mpi_check(d, MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
@@ -168,7 +189,13 @@ nb_status nb_dist_wait(nb_dist *d, MPI_Request *req, const char *what) {
             return nb_set_error(NB_ERR_IO, "dist: rank %d: %s timed out after %g s (another rank failed or hangs; "
                                 "MPI cannot cancel it: wait again or nb_dist_abort)",
                                 d->rank, what, d->opts.timeout_s);
-        sched_yield();
+        if (sleepy) {
+            /* the core goes to other work; MPI_Test on waking drives the progress again */
+            nanosleep(&(struct timespec){ns / 1000000000L, ns % 1000000000L}, NULL);
+            d->stats.idle_sleeps++;
+        } else {
+            sched_yield();
+        }
     }
 }
 
@@ -248,8 +275,19 @@ int nb_dist_printf(const nb_dist *d, FILE *f, const char *fmt, ...) {
 
 /* ---- gradient buckets --------------------------------------------------------------------- */
 
+/* Start bucket k's reduction: an allreduce, or while sharded a reduce-scatter in which each
+ * rank receives the sum of the part of the bucket in its slice (the bucket is contiguous and
+ * the slices are in rank order, so the parts follow each other), into shard_grad. */
 static nb_status start_bucket(nb_dist *d, int k) {
     char what[64];
+    if (d->sharded) {
+        snprintf(what, sizeof what, "Ireduce_scatter of gradient bucket %d", k);
+        const int64_t me_lo = d->shard_lo[d->rank], at = d->lo[k] > me_lo ? d->lo[k] - me_lo : 0;
+        const int *counts = d->rs_counts + (size_t)k * d->size;
+        return mpi_check(d, MPI_Ireduce_scatter(d->grad_flat + d->lo[k], d->shard_grad + (counts[d->rank] ? at : 0), counts,
+                                                MPI_FLOAT, MPI_SUM, d->comm, &d->req[k]),
+                         what);
+    }
     snprintf(what, sizeof what, "Iallreduce of gradient bucket %d", k);
     return mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, d->grad_flat + d->lo[k], (int)d->len[k], MPI_FLOAT, MPI_SUM, d->comm,
                                        &d->req[k]),
@@ -319,7 +357,7 @@ nb_status nb_dist_step_begin(nb_dist *d, nb_ctx *ctx) {
     d->cb_msg[0] = 0;
     d->in_step = true;
     d->ctx = ctx;
-    nb_ctx_on_grad_ready(ctx, d->opts.overlap && !d->sharded ? on_grad_ready : NULL, d);
+    nb_ctx_on_grad_ready(ctx, d->opts.overlap ? on_grad_ready : NULL, d);
     return NB_OK;
 }
 
@@ -347,14 +385,12 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
     else if (d->cb_status != NB_OK) local = d->cb_status, snprintf(msg, sizeof msg, "%s", d->cb_msg);
     const double t0 = MPI_Wtime();
     nb_status st = NB_OK;
-    if (d->sharded) {
+    if (d->sharded && !d->opts.overlap) {
         /* ZeRO-1: this rank receives the sum of its own slice only */
         MPI_Request r;
         st = mpi_check(d, MPI_Ireduce_scatter(d->grad_flat, d->shard_grad, d->shard_n, MPI_FLOAT, MPI_SUM, d->comm, &r),
                        "Ireduce_scatter of gradients");
         if (st == NB_OK) st = nb_dist_wait(d, &r, "reduce-scatter of gradients");
-        if (st == NB_OK)
-            memcpy(d->grad_flat + d->shard_lo[d->rank], d->shard_grad, (size_t)d->shard_n[d->rank] * sizeof(float));
     } else if (d->opts.overlap) {
         /* every rank starts every bucket in the same order, failed or not, so none waits forever */
         while (st == NB_OK && d->started < d->nbuckets) {
@@ -363,18 +399,21 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
         }
         for (int k = 0; st == NB_OK && k < d->started; k++) {
             char what[64];
-            snprintf(what, sizeof what, "allreduce of gradient bucket %d", k);
+            snprintf(what, sizeof what, "%s of gradient bucket %d", d->sharded ? "reduce-scatter" : "allreduce", k);
             st = nb_dist_wait(d, &d->req[k], what);
         }
     } else if (d->total > 0) {
         for (int64_t at = 0; st == NB_OK && at < d->total; at += NB_DIST_CHUNK) {
             int cnt = (int)(d->total - at < NB_DIST_CHUNK ? d->total - at : NB_DIST_CHUNK);
-            if (d->opts.timeout_s > 0) st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
+            if (d->opts.timeout_s > 0 || d->opts.idle_sleep_us > 0) /* through nb_dist_wait */
+                st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
             else
                 st = mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, d->comm),
                                "allreduce of gradients");
         }
     }
+    if (st == NB_OK && d->sharded) /* padding between buckets was never received: it stays 0 (calloc) */
+        memcpy(d->grad_flat + d->shard_lo[d->rank], d->shard_grad, (size_t)d->shard_n[d->rank] * sizeof(float));
     if (st == NB_OK) st = nb__dist_agree(d, local, msg);
     d->stats.wait_s += MPI_Wtime() - t0;
     d->stats.steps++;

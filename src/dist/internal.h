@@ -36,11 +36,15 @@ struct nb_dist {
     bool sharded;
     int *shard_lo, *shard_n;
     float *shard_grad; /* shard_n[rank] floats: the reduce-scatter's receive buffer */
+    int *rs_counts;    /* nbuckets x size: how many of bucket k's elements lie in rank r's slice */
 };
 
 /* An MPI return code other than MPI_SUCCESS as NB_ERR_IO naming the rank and the operation. */
 nb_status nb__dist_mpi_check(const nb_dist *d, int rc, const char *what);
 #define mpi_check nb__dist_mpi_check
+/* While sharded: the per-bucket reduce-scatter counts (d->rs_counts) for the current bucket
+ * plan and shard table. NB_ERR_NOMEM. */
+nb_status nb__dist_plan_shard_buckets(nb_dist *d);
 /* All ranks learn whether any failed (local != NB_OK) and, if so, the message of the lowest
  * failing rank: NB_OK, or NB_ERR_STATE "dist: rank R failed: <msg>" on every rank. Collective. */
 nb_status nb__dist_agree(nb_dist *d, nb_status local, const char *msg);

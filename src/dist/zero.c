@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,48 @@ static int64_t plan_blocks(nb_dist_optim *o, bool fill) {
             }
     }
     return b;
+}
+
+static int64_t ceil_blk(int64_t e) { return (e + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK; }
+
+/* The plan of global-norm clipping: rank r owns the blocks that start in its slice,
+ * [ceil(lo/K), ceil(hi/K)), and needs the rest of its last block, [hi, min(ceil(hi/K)*K, total)),
+ * from the ranks after it (each sends what of that range lies in its own slice). */
+static bool plan_norm(nb_dist_optim *o) {
+    const nb_dist *d = o->dist;
+    const int N = d->size, me = d->rank;
+    const size_t nblk = (size_t)ceil_blk(d->total);
+    o->norm_cnt_ = calloc((size_t)N, sizeof(int)), o->norm_displ_ = calloc((size_t)N, sizeof(int));
+    o->tail_scnt_ = calloc((size_t)N, sizeof(int)), o->tail_sdispl_ = calloc((size_t)N, sizeof(int));
+    o->tail_rcnt_ = calloc((size_t)N, sizeof(int)), o->tail_rdispl_ = calloc((size_t)N, sizeof(int));
+    o->block_sq_ = calloc(nblk ? nblk : 1, sizeof(double));
+    o->tail_ = malloc(NB_OPTIM_BLOCK * sizeof(float));
+    if (!o->norm_cnt_ || !o->norm_displ_ || !o->tail_scnt_ || !o->tail_sdispl_ || !o->tail_rcnt_ || !o->tail_rdispl_ ||
+        !o->block_sq_ || !o->tail_)
+        return false;
+    int64_t *tail_lo = malloc(2 * (size_t)N * sizeof(int64_t)), *tail_hi = tail_lo + N;
+    if (!tail_lo) return false;
+    for (int r = 0; r < N; r++) {
+        const int64_t lo = d->shard_lo[r], hi = lo + d->shard_n[r];
+        o->norm_displ_[r] = (int)ceil_blk(lo);
+        o->norm_cnt_[r] = (int)(ceil_blk(hi) - ceil_blk(lo));
+        tail_lo[r] = hi;
+        tail_hi[r] = o->norm_cnt_[r] > 0 ? ceil_blk(hi) * NB_OPTIM_BLOCK : hi;
+        if (tail_hi[r] > d->total) tail_hi[r] = d->total;
+        if (r == me) o->tail_n_ = tail_hi[r] - tail_lo[r];
+    }
+    const int64_t mlo = d->shard_lo[me], mhi = mlo + d->shard_n[me];
+    for (int r = 0; r < N; r++) {
+        /* I send to r: my slice within r's tail (relative to my slice's start) */
+        int64_t a = tail_lo[r] > mlo ? tail_lo[r] : mlo, e = tail_hi[r] < mhi ? tail_hi[r] : mhi;
+        if (e > a) o->tail_scnt_[r] = (int)(e - a), o->tail_sdispl_[r] = (int)(a - mlo);
+        /* I receive from r: r's slice within my tail (relative to the tail's start) */
+        const int64_t rlo = d->shard_lo[r], rhi = rlo + d->shard_n[r];
+        a = tail_lo[me] > rlo ? tail_lo[me] : rlo, e = tail_hi[me] < rhi ? tail_hi[me] : rhi;
+        if (e > a) o->tail_rcnt_[r] = (int)(e - a), o->tail_rdispl_[r] = (int)(a - tail_lo[me]);
+    }
+    free(tail_lo);
+    return true;
 }
 
 nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_hparams *hp) {
@@ -53,7 +96,7 @@ nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_h
     o->def = def, o->dist = d, o->ps = d->ps, o->hp = *hp, o->nslots = ns;
     o->lo = d->shard_lo[d->rank], o->n = d->shard_n[d->rank];
     const size_t bytes = (size_t)(o->n > 0 ? o->n : 1) * sizeof(float);
-    d->shard_grad = malloc(bytes);
+    d->shard_grad = calloc(1, bytes); /* padding between gradient buckets is never received: 0 */
     if (!d->shard_grad) goto nomem;
     for (int k = 0; k < ns; k++)
         if (!(o->state[k] = calloc(1, bytes))) goto nomem;
@@ -64,7 +107,12 @@ nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_h
     o->block_len_ = malloc(nb * sizeof(int64_t));
     if (!o->block_param_ || !o->block_start_ || !o->block_len_) goto nomem;
     plan_blocks(o, true);
+    if (!plan_norm(o)) goto nomem;
     d->sharded = true;
+    if (nb__dist_plan_shard_buckets(d) != NB_OK) {
+        nb_dist_optim_free(o); /* detaches: sharded off, tables freed */
+        return nb_set_error(NB_ERR_NOMEM, "%s: rank %d: cannot allocate sharded state", def->name, d->rank), NULL;
+    }
     return o;
 nomem:
     if (o) o->dist = d;
@@ -78,12 +126,14 @@ void nb_dist_optim_free(nb_dist_optim *o) {
     if (!o) return;
     nb_dist *d = o->dist;
     if (d && d->sharded) {
-        free(d->shard_lo), free(d->shard_n), free(d->shard_grad);
-        d->shard_lo = d->shard_n = NULL, d->shard_grad = NULL;
+        free(d->shard_lo), free(d->shard_n), free(d->shard_grad), free(d->rs_counts);
+        d->shard_lo = d->shard_n = NULL, d->shard_grad = NULL, d->rs_counts = NULL;
         d->sharded = false;
     }
     for (int k = 0; k < NB_OPTIM_MAX_SLOTS; k++) free(o->state[k]);
     free(o->block_param_), free(o->block_start_), free(o->block_len_);
+    free(o->norm_cnt_), free(o->norm_displ_), free(o->block_sq_), free(o->tail_);
+    free(o->tail_scnt_), free(o->tail_sdispl_), free(o->tail_rcnt_), free(o->tail_rdispl_);
     free(o);
 }
 
@@ -119,6 +169,48 @@ nb_status nb_dist_optim_step(nb_dist_optim *o) {
                                       d->comm, &r),
                    "Iallgatherv of parameters");
     return st == NB_OK ? nb_dist_wait(d, &r, "all-gather of parameters") : st;
+}
+
+double nb_dist_optim_clip_grad_norm(nb_dist_optim *o, double max_norm) {
+    if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_clip_grad_norm: optimizer is NULL"), -1.0;
+    if (!(max_norm > 0.0))
+        return nb_set_error(NB_ERR_VALUE, "dist_optim_clip_grad_norm: max_norm %g must be > 0", max_norm), -1.0;
+    nb_dist *d = o->dist;
+    nb_params *ps = o->ps;
+    if (ps->total != d->total || ps->grad_flat != d->grad_flat)
+        return nb_set_error(NB_ERR_STATE, "dist_optim_clip_grad_norm: rank %d: parameters were added after nb_dist_init",
+                            d->rank), -1.0;
+    const int me = d->rank;
+    /* the averaged rest of my last block, from the ranks that hold it. (Into a buffer of its
+     * own: Open MPI's libnbc takes a receive buffer equal to the send buffer for MPI_IN_PLACE.) */
+    MPI_Request r;
+    nb_status st = mpi_check(d, MPI_Ialltoallv(ps->grad_flat + o->lo, o->tail_scnt_, o->tail_sdispl_, MPI_FLOAT, o->tail_,
+                                               o->tail_rcnt_, o->tail_rdispl_, MPI_FLOAT, d->comm, &r),
+                             "Ialltoallv of cut gradient blocks");
+    if (st == NB_OK) st = nb_dist_wait(d, &r, "exchange of cut gradient blocks");
+    if (st == NB_OK && o->tail_n_ > 0) memcpy(ps->grad_flat + o->lo + o->n, o->tail_, (size_t)o->tail_n_ * sizeof(float));
+    const int64_t b0 = o->norm_displ_[me];
+    if (st == NB_OK) st = nb_grad_block_sq(ps, b0, b0 + o->norm_cnt_[me], o->block_sq_ + b0);
+    if (st == NB_OK)
+        st = mpi_check(d, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, o->block_sq_, o->norm_cnt_, o->norm_displ_,
+                                          MPI_DOUBLE, d->comm, &r),
+                       "Iallgatherv of gradient block norms");
+    if (st == NB_OK) st = nb_dist_wait(d, &r, "all-gather of gradient block norms");
+    if (st != NB_OK) return -1.0;
+    /* the additions of nb_clip_grad_norm, in its order */
+    double total = 0.0;
+    const int64_t nblk = ceil_blk(d->total);
+    for (int64_t b = 0; b < nblk; b++) total += o->block_sq_[b];
+    const double norm = sqrt(total);
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        const float c = (float)coef;
+        float *g = ps->grad_flat + o->lo;
+        const int64_t n = o->n;
+#pragma omp parallel for simd if (n >= 65536) schedule(static)
+        for (int64_t i = 0; i < n; i++) g[i] *= c;
+    }
+    return norm;
 }
 
 /* Rank 0's full state <-> the slices: gather (to_root) or scatter, slot by slot. */

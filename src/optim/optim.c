@@ -225,6 +225,29 @@ void nb_optim_state_load(nb_optim *opt, const void *src) {
 }
 
 /* ---- clipping ------------------------------------------------------------------------------ */
+/* Sum of squares of block b of g[0, n), in double and in element order: the one definition of
+ * a block's share of the gradient norm (nb_clip_grad_norm and nb_grad_block_sq agree bit for bit). */
+static double block_sq(const nb_params *ps, int64_t n, int64_t b) {
+    const int64_t e = (b + 1) * NB_OPTIM_BLOCK < n ? (b + 1) * NB_OPTIM_BLOCK : n;
+    double s = 0.0;
+    if (ps->dtype == NB_F64)
+        for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += ps->grad_flat_f64[i] * ps->grad_flat_f64[i];
+    else
+        for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += (double)ps->grad_flat[i] * ps->grad_flat[i];
+    return s;
+}
+
+nb_status nb_grad_block_sq(const nb_params *ps, int64_t b0, int64_t b1, double *out) {
+    if (!ps || (!out && b1 > b0)) return nb_set_error(NB_ERR_NULL, "grad_block_sq: NULL argument");
+    const int64_t n = ps->total, nblk = (n + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
+    if (b0 < 0 || b1 < b0 || b1 > nblk)
+        return nb_set_error(NB_ERR_VALUE, "grad_block_sq: blocks [%lld, %lld) outside [0, %lld)", (long long)b0,
+                            (long long)b1, (long long)nblk);
+#pragma omp parallel for if ((b1 - b0) * NB_OPTIM_BLOCK >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+    for (int64_t b = b0; b < b1; b++) out[b - b0] = block_sq(ps, n, b);
+    return NB_OK;
+}
+
 double nb_clip_grad_norm(nb_params *ps, double max_norm) {
     if (!ps) return nb_set_error(NB_ERR_NULL, "clip_grad_norm: parameters are NULL"), -1.0;
     if (!(max_norm > 0.0)) return nb_set_error(NB_ERR_VALUE, "clip_grad_norm: max_norm %g must be > 0", max_norm), -1.0;
@@ -232,17 +255,10 @@ double nb_clip_grad_norm(nb_params *ps, double max_norm) {
      * sums in order: the same additions whatever the thread count. */
     const int64_t n = ps->total, nblk = (n + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
     const bool f64 = ps->dtype == NB_F64;
-    const float *g = ps->grad_flat;
-    const double *g64 = ps->grad_flat_f64;
     double total = 0.0;
 #pragma omp parallel for if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static) ordered
     for (int64_t b = 0; b < nblk; b++) {
-        const int64_t e = (b + 1) * NB_OPTIM_BLOCK < n ? (b + 1) * NB_OPTIM_BLOCK : n;
-        double s = 0.0;
-        if (f64)
-            for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += g64[i] * g64[i];
-        else
-            for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) s += (double)g[i] * g[i];
+        const double s = block_sq(ps, n, b);
 #pragma omp ordered
         total += s;
     }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nabla/dist.h>
 #include <nabla/nabla.h>
@@ -128,6 +129,31 @@ static float *train(const nb_dist_opts *opts, bool use_backward_helper) {
     return out;
 }
 
+/* A rank that arrives late at a collective: with idle_sleep_us the early rank sleeps while it
+ * waits (counted), without it no sleep is counted (it spins in MPI_Wait). */
+static void idle_sleeps_happen(void) {
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    nb_dist_opts o = NB_DIST_DEFAULTS;
+    o.idle_sleep_us = 100;
+    nb_dist *d = nb_dist_init(MPI_COMM_WORLD, NULL, &o);
+    CHECK(d != NULL, "dist_init: %s", nb_last_error());
+    double v = rank;
+    if (rank == 1) nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL); /* 50 ms late */
+    CHECK(nb_dist_sum(d, &v, 1) == NB_OK && v == 1, "sum %g", v);
+    nb_dist_stats st = nb_dist_get_stats(d);
+    if (rank == 0) CHECK(st.idle_sleeps >= 5, "rank 0 slept %lld times waiting 50 ms for rank 1", (long long)st.idle_sleeps);
+    o.idle_sleep_us = 0;
+    CHECK(nb_dist_set_opts(d, &o) == NB_OK, "%s", nb_last_error());
+    nb_dist_reset_stats(d);
+    if (rank == 1) nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    CHECK(nb_dist_sum(d, &v, 1) == NB_OK && v == 2, "sum %g", v);
+    CHECK(nb_dist_get_stats(d).idle_sleeps == 0, "no sleeps without idle_sleep_us");
+    o.idle_sleep_us = -1;
+    CHECK(nb_dist_set_opts(d, &o) == NB_ERR_VALUE, "negative idle_sleep_us refused");
+    nb_dist_free(d);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     nb_set_num_threads(1);
@@ -145,8 +171,16 @@ int main(int argc, char **argv) {
     nb_params *shape = make_mlp(1);
     CHECK(memcmp(a, b, shape->total * sizeof(float)) == 0, "overlap on and off give the same parameters (max diff %g)",
           max_rel_diff(a, b, shape->total));
+    /* waits that sleep between polls (opts.idle_sleep_us) give the same bits */
+    nb_dist_opts on_sleepy = on, off_sleepy = off;
+    on_sleepy.idle_sleep_us = off_sleepy.idle_sleep_us = 20;
+    float *c = train(&on_sleepy, true), *e = train(&off_sleepy, false);
+    CHECK(memcmp(a, c, shape->total * sizeof(float)) == 0 && memcmp(a, e, shape->total * sizeof(float)) == 0,
+          "sleeping waits give the same parameters (max diff %g, %g)", max_rel_diff(a, c, shape->total),
+          max_rel_diff(a, e, shape->total));
+    idle_sleeps_happen();
     nb_params_free(shape);
-    free(a), free(b);
+    free(a), free(b), free(c), free(e);
     int rc = mpi_check_done();
     MPI_Finalize();
     return rc;

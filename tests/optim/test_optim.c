@@ -268,6 +268,35 @@ static void signum_update(float *w, const float *g, float *const *state, int64_t
 static const nb_optim_def signum = {.name = "signum", .nslots = 1, .defaults = {.lr = 1e-3, .momentum = 0.9},
                                     .update = signum_update};
 
+/* The blocks of nb_grad_block_sq, added in block order, are nb_clip_grad_norm's norm bit for
+ * bit (what sharded clipping relies on), for any split of the block range and thread count. */
+Test(optim, grad_block_sq_pieces_of_the_norm) {
+    nb_params *ps = nb_params_new();
+    nb_params_add(ps, "a", NB_SHAPE(3, 5000));
+    nb_params_add(ps, "b", NB_SHAPE(7));
+    nb_params_add(ps, "c", NB_SHAPE(2, 4100));
+    nb_rng rng = nb_rng_new(11);
+    for (int i = 0; i < ps->n; i++) nb_rng_normal(&rng, ps->p[i]->grad, 0, 1);
+    const int64_t nblk = (ps->total + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
+    cr_assert_eq(nblk, 3);
+    double sq[3] = {0}, total = 0, direct = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        nb_set_num_threads(threads);
+        cr_assert_eq(nb_grad_block_sq(ps, 0, 1, sq), NB_OK);
+        cr_assert_eq(nb_grad_block_sq(ps, 1, 3, sq + 1), NB_OK);
+        total = 0;
+        for (int b = 0; b < 3; b++) total += sq[b];
+        const double norm = nb_clip_grad_norm(ps, 1e30); /* no clipping */
+        cr_assert(memcmp(&(double){sqrt(total)}, &norm, sizeof norm) == 0, "%.17g vs %.17g", sqrt(total), norm);
+    }
+    for (int64_t i = 0; i < ps->total; i++) direct += (double)ps->grad_flat[i] * ps->grad_flat[i];
+    assert_close(total, direct, 0, 1e-12); /* the same squares, added in another grouping */
+    cr_assert_eq(nb_grad_block_sq(ps, 2, 4, sq), NB_ERR_VALUE);
+    cr_assert_eq(nb_grad_block_sq(ps, 2, 1, sq), NB_ERR_VALUE);
+    cr_assert_eq(nb_grad_block_sq(ps, 1, 1, NULL), NB_OK); /* empty range */
+    nb_params_free(ps);
+}
+
 static void run_large(const nb_optim_def *def, nb_hparams hp, int threads, float *w_out, float *s_out, double *norm) {
     nb_set_num_threads(threads);
     nb_params *ps = nb_params_new();
