@@ -389,6 +389,23 @@ void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 
 /* Call before the first BLIS call (picks BLIS's kernels on CPUs it does not know). */
 void nb__blis_init(void);
+/* Convolution as an implicit GEMM on BLIS's micro-kernel (src/ops/conv_gemm.c): y (N, O, OH, OW)
+ * contiguous = conv(x, w) + beta*y (beta 0, or 1 with the bias already in y); x (N, C, H, W)
+ * any strides, w (O, C/G, kh, kw) contiguous; scratch: nb__conv_gemm_scratch bytes, 64-byte
+ * aligned (0: no usable micro-kernel); threads > 1: an OpenMP team. Bits independent of threads. */
+bool nb__conv_gemm_ok(nb_dtype dt);
+size_t nb__conv_gemm_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads);
+void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t G, nb_window2d win, int64_t OH,
+                   int64_t OW, double beta, nb_tensor *y, int threads, char *scratch);
+/* Output columns q whose tap reads inside the image row: iw = q*sw + off in [0, W), with
+ * off = j*dw - pw; [*q0, *q1) within [0, OW). Loops over [q0, q1) need no bounds test. */
+static inline void nb__tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *q0, int64_t *q1) {
+    int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t hi = W - 1 - off >= 0 ? (W - 1 - off) / sw + 1 : 0;
+    if (hi > OW) hi = OW;
+    if (lo > hi) lo = hi;
+    *q0 = lo, *q1 = hi;
+}
 /* C = A B + beta C through BLIS (strides in elements), with matmul's rule for BLIS's paths and
  * threads, so the bits do not depend on the thread count; m or n 0: nothing. */
 void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,

@@ -240,6 +240,11 @@ Test(conv, primitives_match_unfold_matmul) {
         {2, 3, 5, 4, 5, 1, 1, 0, 1, 1, true},  /* 1x1 on a strided image: unfolded */
         {2, 4, 6, 6, 4, 3, 1, 1, 1, 4, false}, /* depthwise */
         {2, 3, 6, 5, 2, 2, 2, 0, 1, 1, false}, /* even kernel, stride 2 */
+        /* the implicit GEMM (conv_gemm.c): K = 432 past BLIS's k block, 7 outputs (a part weight
+         * panel), 125 positions (a part last panel; panels that cross samples) */
+        {5, 48, 5, 5, 7, 3, 1, 1, 1, 1, false},
+        {20, 3, 3, 3, 5, 2, 1, 0, 1, 1, false}, /* 4 positions a sample: a panel spans many */
+        {3, 4, 6, 7, 26, 3, 1, 3, 2, 2, true},  /* padding past the kernel's reach, dilation, groups */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check_against_unfold(&cases[i], NB_F64);
@@ -252,6 +257,9 @@ Test(conv, primitives_match_unfold_matmul) {
 Test(conv, threaded_path_same_bits_any_thread_count) {
     const conv_case big = {20, 8, 12, 12, 16, 3, 1, 1, 1, 1, false};
     check_against_unfold(&big, NB_F32);
+    nb_ctx_reset(ctx);
+    const conv_case small_f32 = {7, 5, 9, 4, 13, 3, 1, 1, 1, 1, true};
+    check_against_unfold(&small_f32, NB_F32);
     nb_ctx_reset(ctx);
     nb_tensor *res[2][3];
     nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 8, 12, 12)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 8, 3, 3));

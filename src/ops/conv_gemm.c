@@ -1,0 +1,301 @@
+/* Convolution as an implicit GEMM on BLIS's own micro-kernel.
+ *
+ * y(o, p) = sum_k w(o, k) cols(k, p), with k = (c, i, j) a kernel tap and p = (n, oh, ow) an
+ * output position of the whole batch. The im2col path (conv.c) writes each sample's column
+ * matrix and BLIS then packs it again; here the columns are packed once, straight from the
+ * image into the micro-panel layout BLIS's micro-kernel reads, and the weight is packed once
+ * per call instead of once per sample. The micro-kernel is the one BLIS's own GEMM runs on
+ * this CPU (skx, zen, haswell, ... as nabla chose it), queried from BLIS's context.
+ *
+ * The positions take the side along which the micro-kernel vectorises (M when it prefers
+ * column-stored C, as skx's 32x12; N when it prefers rows, as haswell's 6x16), so each packed
+ * row of a panel is a run of consecutive output positions: with stride 1 a plain copy of an
+ * image row. C is y itself: (channels, positions) with row stride L, or a small tile when a
+ * panel of positions crosses from one sample into the next.
+ *
+ * Work is split over panels of positions; every element of y is computed by one call chain
+ * with the k blocks in a fixed order (KC from BLIS), so the bits do not depend on the thread
+ * count. A micro-kernel computes alpha*AB + beta*C with alpha = 1, so a tile computed with
+ * beta 0 and then added to y gives the same bits as the kernel adding it itself. */
+#include "../internal.h"
+
+/* GCC would turn the short copy and zero loops of the packing into memmove/memset calls, which
+ * cost more than the runs of a dozen elements they copy */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+#include <blis.h>
+#include <omp.h>
+#include <string.h>
+
+enum { MAX_R = 64 }; /* the widest micro-panel handled (skx 32, haswell 16, generic <= 16) */
+
+typedef struct {
+    void_fp ukr;
+    int64_t R, PR;   /* positions per panel, and the panel's packed row length */
+    int64_t R2, PR2; /* output channels per weight panel, and its packed row length */
+    int64_t kc;      /* k block */
+    bool pos_m;      /* positions are the micro-kernel's M side */
+    cntx_t *cntx;
+} ukr_info;
+
+static bool query(nb_dtype dt, ukr_info *u) {
+    nb__blis_init();
+    cntx_t *cx = bli_gks_query_cntx();
+    const num_t t = dt == NB_F32 ? BLIS_FLOAT : BLIS_DOUBLE;
+    if (!cx) return false;
+    const int64_t mr = bli_cntx_get_blksz_def_dt(t, BLIS_MR, cx), nr = bli_cntx_get_blksz_def_dt(t, BLIS_NR, cx);
+    const int64_t pmr = bli_cntx_get_blksz_max_dt(t, BLIS_MR, cx), pnr = bli_cntx_get_blksz_max_dt(t, BLIS_NR, cx);
+    u->ukr = bli_cntx_get_l3_nat_ukr_dt(t, BLIS_GEMM_UKR, cx);
+    u->pos_m = bli_cntx_l3_nat_ukr_prefers_cols_dt(t, BLIS_GEMM_UKR, cx);
+    u->R = u->pos_m ? mr : nr, u->PR = u->pos_m ? pmr : pnr;
+    u->R2 = u->pos_m ? nr : mr, u->PR2 = u->pos_m ? pnr : pmr;
+    u->kc = bli_cntx_get_blksz_def_dt(t, BLIS_KC, cx);
+    u->cntx = cx;
+    return u->ukr && u->R > 0 && u->R <= MAX_R && u->PR >= u->R && u->R2 > 0 && u->R2 <= MAX_R &&
+           u->PR2 >= u->R2 && u->kc > 0;
+}
+
+/* one packed weight panel: K rows of PR2, rounded up to 64 bytes so every panel is aligned */
+static size_t wpanel_bytes(const ukr_info *u, int64_t K, int64_t es) {
+    return ((size_t)(K * u->PR2 * es) + 63) / 64 * 64;
+}
+
+bool nb__conv_gemm_ok(nb_dtype dt) {
+    ukr_info u;
+    return (dt == NB_F32 || dt == NB_F64) && query(dt, &u);
+}
+
+/* Row k of the column matrix: tap (i, j) of channel c: coff = c*xs1, the tap's row and column
+ * offsets, and the output columns [q0, q1) whose tap reads inside the image row. */
+typedef struct {
+    int64_t coff, ioff, joff, q0, q1;
+} ktab;
+
+typedef struct {
+    ukr_info u;
+    nb_dtype dt;
+    int64_t es;
+    const nb_tensor *x;
+    const char *x_end; /* one past the last byte of x's elements */
+    nb_window2d w;
+    int64_t N, C, H, W, OH, OW, L, G, Cg, Og, O, K, taps;
+    int64_t wpanels;  /* weight panels per group: ceil(Og / R2) */
+    const ktab *tab;  /* K rows */
+    char *wpack;      /* per group, per panel: K rows of PR2, wstride bytes apart */
+    size_t wstride;
+    char *y;
+    double beta;      /* 1: y already holds the bias */
+    char *scratch;    /* per thread: a positions panel (kc x PR) and a tile (R x R2) */
+    size_t per_thread;
+} igemm;
+
+/* One run of positions within one output row: sample n, row oh, columns [ow, ow + len),
+ * stored from panel row offset r; base = n*xs0 + (oh*sh)*xs2 + (ow*sw)*xs3, ih0 = oh*sh. */
+typedef struct {
+    int64_t base, ih0, ow, len, r, n, oh;
+} run;
+
+static int runs_of(const igemm *j, int64_t P0, int64_t np, run *rs) {
+    int nr = 0;
+    const int64_t *st = j->x->stride;
+    for (int64_t r = 0; r < np;) {
+        const int64_t P = P0 + r, n = P / j->L, p = P % j->L, oh = p / j->OW, ow = p % j->OW;
+        int64_t len = j->OW - ow;
+        if (len > np - r) len = np - r;
+        rs[nr++] = (run){n * st[0] + oh * j->w.sh * st[2] + ow * j->w.sw * st[3], oh * j->w.sh, ow, len, r, n, oh};
+        r += len;
+    }
+    return nr;
+}
+
+static void ktab_fill(const igemm *j, ktab *t) {
+    const nb_window2d w = j->w;
+    for (int64_t k = 0; k < j->K; k++) {
+        const int64_t c = k / j->taps, tap = k % j->taps, i = tap / w.kw, jj = tap % w.kw;
+        t[k].coff = c * j->x->stride[1], t[k].ioff = i * w.dh - w.ph, t[k].joff = jj * w.dw - w.pw;
+        nb__tap_range(t[k].joff, w.sw, j->W, j->OW, &t[k].q0, &t[k].q1);
+    }
+}
+
+/* 64 bytes, any alignment */
+typedef char chunk __attribute__((vector_size(64), aligned(1), may_alias));
+
+#define DEFINE_PACK(T, SUF)                                                                                   \
+    /* positions panel: rows k0..k0+kn-1 of group g, dst[kk*PR + r] for the runs. With stride 1 on */        \
+    /* contiguous rows the copies go in 64-byte chunks that may run past a run's end: the zeros and */        \
+    /* runs written after them overwrite that, the panel has 64 bytes of slack, and reads stay below */       \
+    /* x_end. */                                                                                              \
+    static void pack_pos_##SUF(const igemm *j, int64_t g, const run *rs, int nruns, int64_t np, int64_t k0,   \
+                               int64_t kn, T *restrict dst) {                                                 \
+        const int64_t xs2 = j->x->stride[2], xs3 = j->x->stride[3], sw = j->w.sw, PR = j->u.PR, R = j->u.R,   \
+                      H = j->H, CH = 64 / (int64_t)sizeof(T);                                                 \
+        const T *xd = (const T *)j->x->data + g * j->Cg * j->x->stride[1];                                    \
+        const char *x_end = j->x_end;                                                                         \
+        const bool unit = sw == 1 && xs3 == 1;                                                                \
+        for (int64_t kk = 0; kk < kn; kk++) {                                                                 \
+            const ktab t = j->tab[k0 + kk];                                                                   \
+            T *d = dst + kk * PR;                                                                             \
+            for (int s = 0; s < nruns; s++) {                                                                 \
+                const run ru = rs[s];                                                                         \
+                T *restrict o = d + ru.r;                                                                     \
+                const int64_t ih = ru.ih0 + t.ioff;                                                           \
+                if ((uint64_t)ih >= (uint64_t)H) {                                                            \
+                    for (int64_t q = 0; q < ru.len; q++) o[q] = 0;                                            \
+                    continue;                                                                                 \
+                }                                                                                             \
+                int64_t a = t.q0 - ru.ow, b = t.q1 - ru.ow; /* valid run offsets [a, b) */                    \
+                a = a < 0 ? 0 : a > ru.len ? ru.len : a;                                                      \
+                b = b > ru.len ? ru.len : b < a ? a : b;                                                      \
+                const T *xs = xd + ru.base + t.coff + ih * xs2 - ru.ih0 * xs2 + t.joff * xs3;                 \
+                if (unit && (const char *)(xs + b + CH) <= x_end)                                             \
+                    for (int64_t q = a; q < b; q += CH) *(chunk *)(o + q) = *(const chunk *)(xs + q);          \
+                else                                                                                          \
+                    for (int64_t q = a; q < b; q++) o[q] = xs[q * sw * xs3];                                  \
+                for (int64_t q = 0; q < a; q++) o[q] = 0;                                                     \
+                for (int64_t q = b; q < ru.len; q++) o[q] = 0;                                                \
+            }                                                                                                 \
+            for (int64_t r = np; r < R; r++) d[r] = 0;                                                        \
+        }                                                                                                     \
+    }                                                                                                         \
+    /* weight panel pp of group g: dst[k*PR2 + t] = w(g*Og + pp*R2 + t, k), zero past Og */                   \
+    static void pack_w_##SUF(const igemm *j, const T *wd, int64_t g, int64_t pp, T *restrict dst) {           \
+        const int64_t R2 = j->u.R2, PR2 = j->u.PR2, o0 = pp * R2, no = j->Og - o0 < R2 ? j->Og - o0 : R2;     \
+        for (int64_t k = 0; k < j->K; k++) {                                                                  \
+            T *d = dst + k * PR2;                                                                             \
+            for (int64_t t = 0; t < no; t++) d[t] = wd[(g * j->Og + o0 + t) * j->K + k];                      \
+            for (int64_t t = no; t < PR2; t++) d[t] = 0;                                                      \
+        }                                                                                                     \
+    }                                                                                                         \
+    /* y (positions of the runs, channels ch0..ch0+no-1) = tile + beta*y; tile(r, t) at r*rt + t*ct */        \
+    static void scatter_##SUF(const igemm *j, const run *rs, int nruns, int64_t ch0, int64_t no,              \
+                              const T *tile, int64_t rt, int64_t ct, double beta) {                           \
+        T *yd = (T *)j->y;                                                                                    \
+        for (int s = 0; s < nruns; s++) {                                                                     \
+            const run ru = rs[s];                                                                             \
+            for (int64_t t = 0; t < no; t++) {                                                                \
+                T *restrict yr = yd + ((ru.n * j->O + ch0 + t) * j->L + ru.oh * j->OW + ru.ow);               \
+                const T *restrict tr = tile + ru.r * rt + t * ct;                                             \
+                if (beta == 0)                                                                                \
+                    for (int64_t q = 0; q < ru.len; q++) yr[q] = tr[q * rt];                                  \
+                else                                                                                          \
+                    for (int64_t q = 0; q < ru.len; q++) yr[q] = tr[q * rt] + yr[q];                          \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+DEFINE_PACK(float, f32)
+DEFINE_PACK(double, f64)
+
+/* All of one panel of positions [P0, P0 + np): every group, k block and weight panel. */
+static void panel(const igemm *j, int64_t P0, int64_t np, char *scratch) {
+    const ukr_info *u = &j->u;
+    run rs[MAX_R + 1];
+    const int nruns = runs_of(j, P0, np, rs);
+    const bool one_sample = rs[0].n == rs[nruns - 1].n;
+    char *pp_buf = scratch, *tile = scratch + (size_t)(u->kc * u->PR * j->es + 63) / 64 * 64 + 64;
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    const float one_f = 1.0f;
+    const double one_d = 1.0;
+    for (int64_t g = 0; g < j->G; g++)
+        for (int64_t k0 = 0; k0 < j->K; k0 += u->kc) {
+            const int64_t kn = j->K - k0 < u->kc ? j->K - k0 : u->kc;
+            if (j->dt == NB_F32) pack_pos_f32(j, g, rs, nruns, np, k0, kn, (float *)pp_buf);
+            else pack_pos_f64(j, g, rs, nruns, np, k0, kn, (double *)pp_buf);
+            const double beta = k0 == 0 ? j->beta : 1.0;
+            for (int64_t wp = 0; wp < j->wpanels; wp++) {
+                const int64_t ch0 = g * j->Og + wp * u->R2, no = j->Og - wp * u->R2 < u->R2 ? j->Og - wp * u->R2 : u->R2;
+                char *wpanel = j->wpack + (size_t)(g * j->wpanels + wp) * j->wstride + (size_t)(k0 * u->PR2 * j->es);
+                /* C: y itself (rows = channels, stride L) or the tile (positions x channels, col-major) */
+                char *c;
+                int64_t rs_pos, rs_ch; /* strides of C along positions and channels */
+                double kb = beta;
+                if (one_sample) {
+                    c = j->y + (size_t)(((rs[0].n * j->O + ch0) * j->L + rs[0].oh * j->OW + rs[0].ow) * j->es);
+                    rs_pos = 1, rs_ch = j->L;
+                } else {
+                    c = tile, rs_pos = 1, rs_ch = u->R, kb = 0.0;
+                }
+                const int64_t m = u->pos_m ? np : no, n = u->pos_m ? no : np;
+                void *a = u->pos_m ? (void *)pp_buf : (void *)wpanel, *b = u->pos_m ? (void *)wpanel : (void *)pp_buf;
+                const int64_t rsc = u->pos_m ? rs_pos : rs_ch, csc = u->pos_m ? rs_ch : rs_pos;
+                bli_auxinfo_set_next_a(a, &aux);
+                bli_auxinfo_set_next_b(b, &aux);
+                if (j->dt == NB_F32) {
+                    float fb = (float)kb;
+                    ((sgemm_ukr_ft)u->ukr)(m, n, kn, (float *)&one_f, a, b, &fb, (float *)c, rsc, csc, &aux, u->cntx);
+                } else {
+                    double db = kb;
+                    ((dgemm_ukr_ft)u->ukr)(m, n, kn, (double *)&one_d, a, b, &db, (double *)c, rsc, csc, &aux, u->cntx);
+                }
+                if (!one_sample) {
+                    if (j->dt == NB_F32) scatter_f32(j, rs, nruns, ch0, no, (const float *)tile, 1, u->R, beta);
+                    else scatter_f64(j, rs, nruns, ch0, no, (const double *)tile, 1, u->R, beta);
+                }
+            }
+        }
+}
+
+size_t nb__conv_gemm_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads) {
+    ukr_info u;
+    if (!query(dt, &u)) return 0;
+    const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G, K = Cg * taps;
+    const size_t wbytes = (size_t)(G * ((Og + u.R2 - 1) / u.R2)) * wpanel_bytes(&u, K, es);
+    const size_t per = (size_t)(u.kc * u.PR * es + 63) / 64 * 64 + 64 + (size_t)(u.R * u.R2 * es + 63) / 64 * 64;
+    return (wbytes + 63) / 64 * 64 + ((size_t)K * sizeof(ktab) + 63) / 64 * 64 + (size_t)threads * per;
+}
+
+/* y (N, O, OH, OW) contiguous = conv(x, w) (+ y when beta is 1: the bias already in y).
+ * x (N, C, H, W) any strides; w (O, C/G, kh, kw) contiguous; scratch of nb__conv_gemm_scratch
+ * bytes, 64-byte aligned; threads > 1 splits the panels of positions over an OpenMP team. */
+void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t G, nb_window2d win, int64_t OH,
+                   int64_t OW, double beta, nb_tensor *y, int threads, char *scratch) {
+    igemm j = {.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = x, .w = win, .N = x->shape[0], .C = x->shape[1],
+               .H = x->shape[2], .W = x->shape[3], .OH = OH, .OW = OW, .L = OH * OW, .G = G, .O = w->shape[0],
+               .y = y->data, .beta = beta};
+    if (!query(dt, &j.u)) return;
+    j.Cg = j.C / G, j.Og = j.O / G, j.taps = win.kh * win.kw, j.K = j.Cg * j.taps;
+    int64_t last = 0; /* x's last element; strides are >= 0 here (conv's inputs) */
+    for (int d = 0; d < 4; d++) last += (x->shape[d] - 1) * x->stride[d];
+    j.x_end = (const char *)x->data + (last + 1) * j.es;
+    j.wpanels = (j.Og + j.u.R2 - 1) / j.u.R2;
+    j.wstride = wpanel_bytes(&j.u, j.K, j.es);
+    const size_t wbytes = (size_t)(G * j.wpanels) * j.wstride;
+    j.wpack = scratch;
+    ktab *tab = (ktab *)(scratch + (wbytes + 63) / 64 * 64);
+    j.scratch = (char *)tab + ((size_t)j.K * sizeof(ktab) + 63) / 64 * 64;
+    ktab_fill(&j, tab);
+    j.tab = tab;
+    j.per_thread = (size_t)(j.u.kc * j.u.PR * j.es + 63) / 64 * 64 + 64 + (size_t)(j.u.R * j.u.R2 * j.es + 63) / 64 * 64;
+    const int64_t npanels = G * j.wpanels, blocks = (j.N * j.L + j.u.R - 1) / j.u.R;
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < npanels; i++) {
+                const int64_t g = i / j.wpanels, pp = i % j.wpanels;
+                char *d = j.wpack + (size_t)i * j.wstride;
+                if (dt == NB_F32) pack_w_f32(&j, w->data, g, pp, (float *)d);
+                else pack_w_f64(&j, w->data, g, pp, (double *)d);
+            }
+            char *s = j.scratch + (size_t)omp_get_thread_num() * j.per_thread;
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < blocks; b++) {
+                const int64_t P0 = b * j.u.R, np = j.N * j.L - P0 < j.u.R ? j.N * j.L - P0 : j.u.R;
+                panel(&j, P0, np, s);
+            }
+        }
+    } else {
+        for (int64_t i = 0; i < npanels; i++) {
+            const int64_t g = i / j.wpanels, pp = i % j.wpanels;
+            char *d = j.wpack + (size_t)i * j.wstride;
+            if (dt == NB_F32) pack_w_f32(&j, w->data, g, pp, (float *)d);
+            else pack_w_f64(&j, w->data, g, pp, (double *)d);
+        }
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t P0 = b * j.u.R, np = j.N * j.L - P0 < j.u.R ? j.N * j.L - P0 : j.u.R;
+            panel(&j, P0, np, j.scratch);
+        }
+    }
+}
