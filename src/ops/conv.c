@@ -478,9 +478,19 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     nb_tensor *gw = nb__new(ctx, x->dtype, NB_SHAPE(j.O, j.Cg, q->win.kh, q->win.kw));
     if (!gw) return NULL;
     j.x = x, j.gy = gy, j.out = gw;
+    nb_mark m;
+    if (implicit_gemm(&j)) {
+        const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
+        m = nb_ctx_mark(ctx);
+        const size_t bytes = nb__conv_gemm_bw_scratch(j.dt, j.O, j.Cg, q->G, q->win.kh * q->win.kw, T);
+        char *s = bytes ? nb_ctx_alloc(ctx, bytes) : NULL;
+        if (!s) return NULL;
+        nb__conv_gemm_bw(j.dt, x, gy, q->G, q->win, gw, T, s);
+        nb_tensor *in[2] = {x, gy};
+        return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);
+    }
     j.chunks = bw_chunks(&j);
     if (j.N == 0) nb_fill(gw, 0.0);
-    nb_mark m;
     if (!run_job(ctx, &j, j.chunks, conv_bw_chunk, x, (size_t)((j.chunks - 1) * j.O * j.K * j.es), &m)) return NULL;
     const int64_t len = j.O * j.K; /* chunk 0 is gw itself; add the others in order */
     for (int64_t c = 1; c < j.chunks; c++) {

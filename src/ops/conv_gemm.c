@@ -299,3 +299,149 @@ void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t 
         }
     }
 }
+
+/* ---- the weight gradient: gw(o, k) = sum over positions p of gy(o, p) cols(k, p) ------------
+ * The positions of the whole batch are the micro-kernel's k (the sum), in blocks of KC; the taps
+ * take the side along which it vectorises (M when it prefers column-stored C, as skx), the
+ * output channels the other, and C is gw itself. Work is split over panels of taps; every
+ * thread runs over all positions in the same blocks, so each element of gw sums its positions
+ * in one fixed order whatever the thread count. gy's panels of a block are packed once per
+ * thread and used by all its panels of taps. */
+#define DEFINE_PACK_BW(T, SUF)                                                                                \
+    /* columns panel, transposed: dst[p*PR + kk] = cols(k0 + kk, P0 + p), zero past nk */                     \
+    static void pack_cols_t_##SUF(const igemm *j, int64_t g, const run *rs, int nruns, int64_t np, int64_t k0, \
+                                  int64_t nk, T *restrict dst) {                                              \
+        const int64_t xs2 = j->x->stride[2], xs3 = j->x->stride[3], sw = j->w.sw, PR = j->u.PR, R = j->u.R,   \
+                      H = j->H;                                                                               \
+        const T *xd = (const T *)j->x->data + g * j->Cg * j->x->stride[1];                                    \
+        for (int64_t kk = 0; kk < nk; kk++) {                                                                 \
+            const ktab t = j->tab[k0 + kk];                                                                   \
+            for (int s = 0; s < nruns; s++) {                                                                 \
+                const run ru = rs[s];                                                                         \
+                T *restrict o = dst + ru.r * PR + kk;                                                         \
+                const int64_t ih = ru.ih0 + t.ioff;                                                           \
+                int64_t a = t.q0 - ru.ow, b = t.q1 - ru.ow;                                                   \
+                a = a < 0 ? 0 : a > ru.len ? ru.len : a;                                                      \
+                b = b > ru.len ? ru.len : b < a ? a : b;                                                      \
+                if ((uint64_t)ih >= (uint64_t)H) a = b = ru.len;                                              \
+                const T *xs = xd + ru.base + t.coff + (ih - ru.ih0) * xs2 + t.joff * xs3;                     \
+                for (int64_t q = 0; q < a; q++) o[q * PR] = 0;                                                \
+                for (int64_t q = a; q < b; q++) o[q * PR] = xs[q * sw * xs3];                                 \
+                for (int64_t q = b; q < ru.len; q++) o[q * PR] = 0;                                           \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int64_t p = 0; p < np; p++)                                                                      \
+            for (int64_t kk = nk; kk < R; kk++) dst[p * PR + kk] = 0;                                         \
+    }                                                                                                         \
+    /* gy's panels of group g for the block: panel wp at dst + wp*kc*PR2, (p, t) at p*PR2 + t */              \
+    static void pack_gy_##SUF(const igemm *j, const nb_tensor *gy, int64_t g, const run *rs, int nruns,       \
+                              T *restrict dst) {                                                              \
+        const int64_t R2 = j->u.R2, PR2 = j->u.PR2, kc = j->u.kc;                                             \
+        const T *gd = (const T *)gy->data;                                                                    \
+        for (int64_t wp = 0; wp < j->wpanels; wp++) {                                                         \
+            T *pd = dst + wp * kc * PR2;                                                                      \
+            const int64_t o0 = g * j->Og + wp * R2, no = j->Og - wp * R2 < R2 ? j->Og - wp * R2 : R2;         \
+            for (int s = 0; s < nruns; s++) {                                                                 \
+                const run ru = rs[s];                                                                         \
+                for (int64_t t = 0; t < no; t++) {                                                            \
+                    const T *restrict src = gd + (ru.n * j->O + o0 + t) * j->L + ru.oh * j->OW + ru.ow;       \
+                    T *restrict o = pd + ru.r * PR2 + t;                                                      \
+                    for (int64_t q = 0; q < ru.len; q++) o[q * PR2] = src[q];                                 \
+                }                                                                                             \
+                for (int64_t t = no; t < R2; t++)                                                             \
+                    for (int64_t q = 0; q < ru.len; q++) pd[(ru.r + q) * PR2 + t] = 0;                        \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+DEFINE_PACK_BW(float, f32)
+DEFINE_PACK_BW(double, f64)
+
+static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+
+static size_t bw_per_thread(const ukr_info *u, int64_t es, int64_t wpanels) {
+    return al64((size_t)(u->kc + 1) * sizeof(run)) + al64((size_t)(u->kc * u->PR * es)) +
+           al64((size_t)(wpanels * u->kc * u->PR2 * es));
+}
+
+size_t nb__conv_gemm_bw_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads) {
+    ukr_info u;
+    if (!query(dt, &u)) return 0;
+    const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G;
+    return al64((size_t)(Cg * taps) * sizeof(ktab)) + (size_t)threads * bw_per_thread(&u, es, (Og + u.R2 - 1) / u.R2);
+}
+
+/* items [i0, i1) of (group, panel of taps), in order */
+static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, int64_t i1, char *scratch) {
+    const ukr_info *u = &j->u;
+    const int64_t kpan = (j->K + u->R - 1) / u->R, NL = j->N * j->L;
+    run *rs = (run *)scratch;
+    char *cp = scratch + al64((size_t)(u->kc + 1) * sizeof(run));
+    char *gp = cp + al64((size_t)(u->kc * u->PR * j->es));
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    const float one_f = 1.0f;
+    const double one_d = 1.0;
+    for (int64_t i = i0; i < i1;) {
+        const int64_t g = i / kpan, iend = (g + 1) * kpan < i1 ? (g + 1) * kpan : i1;
+        for (int64_t P0 = 0; P0 < NL; P0 += u->kc) {
+            const int64_t np = NL - P0 < u->kc ? NL - P0 : u->kc;
+            const int nruns = runs_of(j, P0, np, rs);
+            if (j->dt == NB_F32) pack_gy_f32(j, gy, g, rs, nruns, (float *)gp);
+            else pack_gy_f64(j, gy, g, rs, nruns, (double *)gp);
+            const double beta = P0 == 0 ? 0.0 : 1.0;
+            for (int64_t ii = i; ii < iend; ii++) {
+                const int64_t k0 = (ii % kpan) * u->R, nk = j->K - k0 < u->R ? j->K - k0 : u->R;
+                if (j->dt == NB_F32) pack_cols_t_f32(j, g, rs, nruns, np, k0, nk, (float *)cp);
+                else pack_cols_t_f64(j, g, rs, nruns, np, k0, nk, (double *)cp);
+                for (int64_t wp = 0; wp < j->wpanels; wp++) {
+                    const int64_t o0 = g * j->Og + wp * u->R2, no = j->Og - wp * u->R2 < u->R2 ? j->Og - wp * u->R2 : u->R2;
+                    char *gpw = gp + (size_t)(wp * u->kc * u->PR2 * j->es);
+                    char *c = gw + (size_t)((o0 * j->K + k0) * j->es);
+                    const int64_t m = u->pos_m ? nk : no, n = u->pos_m ? no : nk;
+                    void *a = u->pos_m ? (void *)cp : (void *)gpw, *b = u->pos_m ? (void *)gpw : (void *)cp;
+                    const int64_t rsc = u->pos_m ? 1 : j->K, csc = u->pos_m ? j->K : 1;
+                    bli_auxinfo_set_next_a(a, &aux);
+                    bli_auxinfo_set_next_b(b, &aux);
+                    if (j->dt == NB_F32) {
+                        float fb = (float)beta;
+                        ((sgemm_ukr_ft)u->ukr)(m, n, np, (float *)&one_f, a, b, &fb, (float *)c, rsc, csc, &aux, u->cntx);
+                    } else {
+                        double db = beta;
+                        ((dgemm_ukr_ft)u->ukr)(m, n, np, (double *)&one_d, a, b, &db, (double *)c, rsc, csc, &aux, u->cntx);
+                    }
+                }
+            }
+        }
+        i = iend;
+    }
+}
+
+/* gw (O, C/G, kh, kw) contiguous = conv's weight gradient: x (N, C, H, W) any strides, gy
+ * (N, O, OH, OW) contiguous; scratch of nb__conv_gemm_bw_scratch bytes, 64-byte aligned. */
+void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int64_t G, nb_window2d win, nb_tensor *gw,
+                      int threads, char *scratch) {
+    igemm j = {.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = x, .w = win, .N = x->shape[0], .C = x->shape[1],
+               .H = x->shape[2], .W = x->shape[3], .OH = gy->shape[2], .OW = gy->shape[3], .G = G, .O = gy->shape[1]};
+    if (!query(dt, &j.u)) return;
+    j.L = j.OH * j.OW, j.Cg = j.C / G, j.Og = j.O / G, j.taps = win.kh * win.kw, j.K = j.Cg * j.taps;
+    j.wpanels = (j.Og + j.u.R2 - 1) / j.u.R2;
+    ktab *tab = (ktab *)scratch;
+    ktab_fill(&j, tab);
+    j.tab = tab;
+    char *per = scratch + al64((size_t)j.K * sizeof(ktab));
+    const size_t pt = bw_per_thread(&j.u, j.es, j.wpanels);
+    const int64_t items = G * ((j.K + j.u.R - 1) / j.u.R);
+    if (j.N * j.L == 0) {
+        memset(gw->data, 0, (size_t)(gw->numel * j.es));
+        return;
+    }
+    if (threads > 1 && items > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            bw_range(&j, gy, gw->data, items * t / T, items * (t + 1) / T, per + (size_t)t * pt);
+        }
+    } else {
+        bw_range(&j, gy, gw->data, 0, items, per);
+    }
+}
