@@ -364,14 +364,14 @@ static bool run_job(nb_ctx *ctx, conv_job *j, int64_t items, conv_item_fn f, con
     return true;
 }
 
-/* ---- the implicit-GEMM forward (conv_gemm.c) -----------------------------------------------
+/* ---- the implicit-GEMM forward and weight gradient (conv_gemm.c) ----------------------------
  * Used whenever BLIS's micro-kernel is available, except for a 1x1 window that reads the image
  * as its own columns (conv_fwd_sample's direct GEMM already packs nothing twice). Measured at
  * batch 64, 1 thread (AMD EPYC Zen5, skx kernels): forward 5.84 -> 4.77 ms for 32->64 at 14x14,
  * 4.71 -> 2.56 ms for 64->64 at 7x7, 0.86 -> 0.42 ms for 1->32 at 28x28. The input gradient of a
  * stride-1 conv is also a conv (of gy, flipped kernel), but through this path it lost where C
  * is small (1->32: 1.1 -> 6.3 ms, one live channel in a 12-wide weight panel), so it stays on
- * GEMM + fold. */
+ * GEMM + fold. The weight gradient uses the same packing (nb__conv_gemm_bw, conv_bw_prim). */
 static bool implicit_gemm(const conv_job *j) {
     return !direct_cols(j, j->x) && nb__conv_gemm_ok(j->dt);
 }
