@@ -187,6 +187,25 @@ typedef char chunk __attribute__((vector_size(64), aligned(1), may_alias));
 DEFINE_PACK(float, f32)
 DEFINE_PACK(double, f64)
 
+/* One micro-kernel call: c = vp wp + beta c, vp the panel of the vectorised side (nv of R
+ * wide), wp the other (nw of R2), k deep; sv and sw: c's strides along the two sides. */
+static void ukr_call(const ukr_info *u, nb_dtype dt, int64_t nv, int64_t nw, int64_t k, void *vp, void *wp, double beta,
+                 void *c, int64_t sv, int64_t sw) {
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    void *a = u->pos_m ? vp : wp, *b = u->pos_m ? wp : vp;
+    const int64_t m = u->pos_m ? nv : nw, n = u->pos_m ? nw : nv, rsc = u->pos_m ? sv : sw, csc = u->pos_m ? sw : sv;
+    bli_auxinfo_set_next_a(a, &aux);
+    bli_auxinfo_set_next_b(b, &aux);
+    if (dt == NB_F32) {
+        float one = 1.0f, fb = (float)beta;
+        ((sgemm_ukr_ft)u->ukr)(m, n, k, &one, a, b, &fb, c, rsc, csc, &aux, u->cntx);
+    } else {
+        double one = 1.0, db = beta;
+        ((dgemm_ukr_ft)u->ukr)(m, n, k, &one, a, b, &db, c, rsc, csc, &aux, u->cntx);
+    }
+}
+
 /* All of one panel of positions [P0, P0 + np): every group, k block and weight panel. */
 static void panel(const igemm *j, int64_t P0, int64_t np, char *scratch) {
     const ukr_info *u = &j->u;
@@ -194,10 +213,6 @@ static void panel(const igemm *j, int64_t P0, int64_t np, char *scratch) {
     const int nruns = runs_of(j, P0, np, rs);
     const bool one_sample = rs[0].n == rs[nruns - 1].n;
     char *pp_buf = scratch, *tile = scratch + (size_t)(u->kc * u->PR * j->es + 63) / 64 * 64 + 64;
-    auxinfo_t aux;
-    memset(&aux, 0, sizeof aux);
-    const float one_f = 1.0f;
-    const double one_d = 1.0;
     for (int64_t g = 0; g < j->G; g++)
         for (int64_t k0 = 0; k0 < j->K; k0 += u->kc) {
             const int64_t kn = j->K - k0 < u->kc ? j->K - k0 : u->kc;
@@ -217,18 +232,7 @@ static void panel(const igemm *j, int64_t P0, int64_t np, char *scratch) {
                 } else {
                     c = tile, rs_pos = 1, rs_ch = u->R, kb = 0.0;
                 }
-                const int64_t m = u->pos_m ? np : no, n = u->pos_m ? no : np;
-                void *a = u->pos_m ? (void *)pp_buf : (void *)wpanel, *b = u->pos_m ? (void *)wpanel : (void *)pp_buf;
-                const int64_t rsc = u->pos_m ? rs_pos : rs_ch, csc = u->pos_m ? rs_ch : rs_pos;
-                bli_auxinfo_set_next_a(a, &aux);
-                bli_auxinfo_set_next_b(b, &aux);
-                if (j->dt == NB_F32) {
-                    float fb = (float)kb;
-                    ((sgemm_ukr_ft)u->ukr)(m, n, kn, (float *)&one_f, a, b, &fb, (float *)c, rsc, csc, &aux, u->cntx);
-                } else {
-                    double db = kb;
-                    ((dgemm_ukr_ft)u->ukr)(m, n, kn, (double *)&one_d, a, b, &db, (double *)c, rsc, csc, &aux, u->cntx);
-                }
+                ukr_call(u, j->dt, np, no, kn, pp_buf, wpanel, kb, c, rs_pos, rs_ch);
                 if (!one_sample) {
                     if (j->dt == NB_F32) scatter_f32(j, rs, nruns, ch0, no, (const float *)tile, 1, u->R, beta);
                     else scatter_f64(j, rs, nruns, ch0, no, (const double *)tile, 1, u->R, beta);
@@ -377,10 +381,6 @@ static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, 
     run *rs = (run *)scratch;
     char *cp = scratch + al64((size_t)(u->kc + 1) * sizeof(run));
     char *gp = cp + al64((size_t)(u->kc * u->PR * j->es));
-    auxinfo_t aux;
-    memset(&aux, 0, sizeof aux);
-    const float one_f = 1.0f;
-    const double one_d = 1.0;
     for (int64_t i = i0; i < i1;) {
         const int64_t g = i / kpan, iend = (g + 1) * kpan < i1 ? (g + 1) * kpan : i1;
         for (int64_t P0 = 0; P0 < NL; P0 += u->kc) {
@@ -397,18 +397,7 @@ static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, 
                     const int64_t o0 = g * j->Og + wp * u->R2, no = j->Og - wp * u->R2 < u->R2 ? j->Og - wp * u->R2 : u->R2;
                     char *gpw = gp + (size_t)(wp * u->kc * u->PR2 * j->es);
                     char *c = gw + (size_t)((o0 * j->K + k0) * j->es);
-                    const int64_t m = u->pos_m ? nk : no, n = u->pos_m ? no : nk;
-                    void *a = u->pos_m ? (void *)cp : (void *)gpw, *b = u->pos_m ? (void *)gpw : (void *)cp;
-                    const int64_t rsc = u->pos_m ? 1 : j->K, csc = u->pos_m ? j->K : 1;
-                    bli_auxinfo_set_next_a(a, &aux);
-                    bli_auxinfo_set_next_b(b, &aux);
-                    if (j->dt == NB_F32) {
-                        float fb = (float)beta;
-                        ((sgemm_ukr_ft)u->ukr)(m, n, np, (float *)&one_f, a, b, &fb, (float *)c, rsc, csc, &aux, u->cntx);
-                    } else {
-                        double db = beta;
-                        ((dgemm_ukr_ft)u->ukr)(m, n, np, (double *)&one_d, a, b, &db, (double *)c, rsc, csc, &aux, u->cntx);
-                    }
+                    ukr_call(u, j->dt, nk, no, np, cp, gpw, beta, c, 1, j->K);
                 }
             }
         }
