@@ -236,36 +236,12 @@ def make_cnn():
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def row_cnn(threads, data):
+def train_step_row(row, model, opt, threads, data, b=64):
+    """samples/s of one training step (forward, cross-entropy, backward, optimizer) over
+    consecutive batches of b Fashion-MNIST images, wrapping at the end of the set."""
     x, y = data[0].view(-1, 1, 28, 28), data[1]
-    model, opt = make_cnn()
     model.train()
     state = {"pos": 0}
-    b = 64
-
-    def step():
-        pos = state["pos"]
-        if pos + b > x.shape[0]:
-            pos = 0
-        xb, yb = x[pos:pos + b], y[pos:pos + b]
-        state["pos"] = pos + b
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    t = bench_time(step)
-    report("cnn", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
-
-
-def row_resnet(threads, data):
-    """One training step of the small residual network (make_resnet(False)), batch 64, Adam."""
-    x, y = data[0].view(-1, 1, 28, 28), data[1]
-    model = make_resnet(False)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    state = {"pos": 0}
-    b = 64
 
     def step():
         pos = state["pos"] if state["pos"] + b <= x.shape[0] else 0
@@ -277,7 +253,17 @@ def row_resnet(threads, data):
         opt.step()
 
     t = bench_time(step)
-    report("resnet", f"B={b} T={threads}", "samples/s", b / t, "samples/s")
+    report(row, f"B={b} T={threads}", "samples/s", b / t, "samples/s")
+
+
+def row_cnn(threads, data):
+    train_step_row("cnn", *make_cnn(), threads, data)
+
+
+def row_resnet(threads, data):
+    """One training step of the small residual network (make_resnet(False)), batch 64, Adam."""
+    model = make_resnet(False)
+    train_step_row("resnet", model, torch.optim.Adam(model.parameters(), lr=1e-3), threads, data)
 
 
 # ---- rows cnn-memory, resnet-memory, wide-memory (issue 15): memory of one step --------------

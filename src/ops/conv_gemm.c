@@ -58,8 +58,13 @@ static bool query(nb_dtype dt, ukr_info *u) {
 }
 
 /* one packed weight panel: K rows of PR2, rounded up to 64 bytes so every panel is aligned */
-static size_t wpanel_bytes(const ukr_info *u, int64_t K, int64_t es) {
-    return ((size_t)(K * u->PR2 * es) + 63) / 64 * 64;
+static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+static size_t wpanel_bytes(const ukr_info *u, int64_t K, int64_t es) { return al64((size_t)(K * u->PR2 * es)); }
+/* the forward's per-thread scratch: a positions panel (kc x PR, plus 64 bytes of slack for the
+ * chunk copies), then a tile (R x R2) for panels that cross samples */
+static size_t fwd_panel_bytes(const ukr_info *u, int64_t es) { return al64((size_t)(u->kc * u->PR * es)) + 64; }
+static size_t fwd_per_thread(const ukr_info *u, int64_t es) {
+    return fwd_panel_bytes(u, es) + al64((size_t)(u->R * u->R2 * es));
 }
 
 bool nb__conv_gemm_ok(nb_dtype dt) {
@@ -212,7 +217,7 @@ static void panel(const igemm *j, int64_t P0, int64_t np, char *scratch) {
     run rs[MAX_R + 1];
     const int nruns = runs_of(j, P0, np, rs);
     const bool one_sample = rs[0].n == rs[nruns - 1].n;
-    char *pp_buf = scratch, *tile = scratch + (size_t)(u->kc * u->PR * j->es + 63) / 64 * 64 + 64;
+    char *pp_buf = scratch, *tile = scratch + fwd_panel_bytes(u, j->es);
     for (int64_t g = 0; g < j->G; g++)
         for (int64_t k0 = 0; k0 < j->K; k0 += u->kc) {
             const int64_t kn = j->K - k0 < u->kc ? j->K - k0 : u->kc;
@@ -246,8 +251,7 @@ size_t nb__conv_gemm_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int6
     if (!query(dt, &u)) return 0;
     const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G, K = Cg * taps;
     const size_t wbytes = (size_t)(G * ((Og + u.R2 - 1) / u.R2)) * wpanel_bytes(&u, K, es);
-    const size_t per = (size_t)(u.kc * u.PR * es + 63) / 64 * 64 + 64 + (size_t)(u.R * u.R2 * es + 63) / 64 * 64;
-    return (wbytes + 63) / 64 * 64 + ((size_t)K * sizeof(ktab) + 63) / 64 * 64 + (size_t)threads * per;
+    return al64(wbytes) + al64((size_t)K * sizeof(ktab)) + (size_t)threads * fwd_per_thread(&u, es);
 }
 
 /* y (N, O, OH, OW) contiguous = conv(x, w) (+ y when beta is 1: the bias already in y).
@@ -267,39 +271,27 @@ void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t 
     j.wstride = wpanel_bytes(&j.u, j.K, j.es);
     const size_t wbytes = (size_t)(G * j.wpanels) * j.wstride;
     j.wpack = scratch;
-    ktab *tab = (ktab *)(scratch + (wbytes + 63) / 64 * 64);
-    j.scratch = (char *)tab + ((size_t)j.K * sizeof(ktab) + 63) / 64 * 64;
+    ktab *tab = (ktab *)(scratch + al64(wbytes));
+    j.scratch = (char *)tab + al64((size_t)j.K * sizeof(ktab));
     ktab_fill(&j, tab);
     j.tab = tab;
-    j.per_thread = (size_t)(j.u.kc * j.u.PR * j.es + 63) / 64 * 64 + 64 + (size_t)(j.u.R * j.u.R2 * j.es + 63) / 64 * 64;
+    j.per_thread = fwd_per_thread(&j.u, j.es);
     const int64_t npanels = G * j.wpanels, blocks = (j.N * j.L + j.u.R - 1) / j.u.R;
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        {
+    /* one thread: a team of one (omp_get_thread_num() is 0), so there is one code path */
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < npanels; i++) {
-                const int64_t g = i / j.wpanels, pp = i % j.wpanels;
-                char *d = j.wpack + (size_t)i * j.wstride;
-                if (dt == NB_F32) pack_w_f32(&j, w->data, g, pp, (float *)d);
-                else pack_w_f64(&j, w->data, g, pp, (double *)d);
-            }
-            char *s = j.scratch + (size_t)omp_get_thread_num() * j.per_thread;
-#pragma omp for schedule(static)
-            for (int64_t b = 0; b < blocks; b++) {
-                const int64_t P0 = b * j.u.R, np = j.N * j.L - P0 < j.u.R ? j.N * j.L - P0 : j.u.R;
-                panel(&j, P0, np, s);
-            }
-        }
-    } else {
         for (int64_t i = 0; i < npanels; i++) {
             const int64_t g = i / j.wpanels, pp = i % j.wpanels;
             char *d = j.wpack + (size_t)i * j.wstride;
             if (dt == NB_F32) pack_w_f32(&j, w->data, g, pp, (float *)d);
             else pack_w_f64(&j, w->data, g, pp, (double *)d);
         }
+        char *s = j.scratch + (size_t)omp_get_thread_num() * j.per_thread;
+#pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             const int64_t P0 = b * j.u.R, np = j.N * j.L - P0 < j.u.R ? j.N * j.L - P0 : j.u.R;
-            panel(&j, P0, np, j.scratch);
+            panel(&j, P0, np, s);
         }
     }
 }
@@ -359,8 +351,6 @@ void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t 
     }
 DEFINE_PACK_BW(float, f32)
 DEFINE_PACK_BW(double, f64)
-
-static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 
 static size_t bw_per_thread(const ukr_info *u, int64_t es, int64_t wpanels) {
     return al64((size_t)(u->kc + 1) * sizeof(run)) + al64((size_t)(u->kc * u->PR * es)) +
