@@ -33,7 +33,8 @@ Each round runs, for every thread count, nabla's program (build/bench_nabla) and
 script (bench/torch_bench.py) one after the other, swapping which goes first every round. Both
 get the same environment: OMP_NUM_THREADS, BLIS_NUM_THREADS (and the programs set their own
 thread counts explicitly), and the same BLIS sub-configuration (PyTorch's BLAS is the same
-BLIS library through libblas.so.3). Every figure is the median over rounds of per-process
+BLIS library through libblas.so.3), and for the speed rows glibc's malloc thresholds pinned
+(MALLOC_PINNED below). Every figure is the median over rounds of per-process
 medians; warm-up is never timed. Ratios are nabla / PyTorch of the same metric.
 
 --quick: 2 rounds with short measurements (two to three minutes for the default rows on a quiet
@@ -54,6 +55,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 NABLA = os.path.join(BUILD, "bench_nabla")
 TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
+# glibc's malloc raises its mmap threshold as large blocks are freed, so whether PyTorch's tensors
+# come from fresh (page-faulting) mmaps or from the heap depends on the history of the process:
+# the same row measured 2x apart between runs. The speed rows pin both thresholds so every
+# large block is reused from the heap: PyTorch's allocator at its best (nabla's arena does not
+# call malloc per step). The memory rows keep glibc's defaults, as a user's process has them.
+MALLOC_PINNED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "matmul", "engine"]
 # issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
 # (train, eval) runs in its own process per side, at 1 thread
@@ -177,7 +184,7 @@ def main():
     bench_rows = [r for r in rows if r != "memory" and r not in NET_MEMORY_ROWS]
     for r in range(rounds):
         for t in threads if bench_rows else []:  # no row named: the programs would run all
-            env = dict(base, OMP_NUM_THREADS=str(t), BLIS_NUM_THREADS=str(t))
+            env = dict(base, OMP_NUM_THREADS=str(t), BLIS_NUM_THREADS=str(t), **MALLOC_PINNED)
             sides = [("nabla", [NABLA]), ("torch", TORCH)]
             if r % 2:
                 sides.reverse()
