@@ -395,14 +395,22 @@ static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, 
     }
 }
 
+/* The job of a gradient: the image side (N, C, H, W) from img (x, or dx), the window side from
+ * gy (N, O, OH, OW); false when there is no micro-kernel. */
+static bool grad_job(nb_dtype dt, const nb_tensor *img, const nb_tensor *gy, int64_t G, nb_window2d win, igemm *j) {
+    *j = (igemm){.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = img, .w = win, .N = img->shape[0],
+                 .C = img->shape[1], .H = img->shape[2], .W = img->shape[3], .OH = gy->shape[2], .OW = gy->shape[3],
+                 .G = G, .O = gy->shape[1]};
+    j->L = j->OH * j->OW, j->Cg = j->C / G, j->Og = j->O / G, j->taps = win.kh * win.kw, j->K = j->Cg * j->taps;
+    return query(dt, &j->u);
+}
+
 /* gw (O, C/G, kh, kw) contiguous = conv's weight gradient: x (N, C, H, W) any strides, gy
  * (N, O, OH, OW) contiguous; scratch of nb__conv_gemm_bw_scratch bytes, 64-byte aligned. */
 void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int64_t G, nb_window2d win, nb_tensor *gw,
                       int threads, char *scratch) {
-    igemm j = {.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = x, .w = win, .N = x->shape[0], .C = x->shape[1],
-               .H = x->shape[2], .W = x->shape[3], .OH = gy->shape[2], .OW = gy->shape[3], .G = G, .O = gy->shape[1]};
-    if (!query(dt, &j.u)) return;
-    j.L = j.OH * j.OW, j.Cg = j.C / G, j.Og = j.O / G, j.taps = win.kh * win.kw, j.K = j.Cg * j.taps;
+    igemm j;
+    if (!grad_job(dt, x, gy, G, win, &j)) return;
     j.wpanels = (j.Og + j.u.R2 - 1) / j.u.R2;
     ktab *tab = (ktab *)scratch;
     ktab_fill(&j, tab);
@@ -461,6 +469,11 @@ static bx_plan bx_plan_of(const ukr_info *u, int64_t Og, int64_t Cg, int64_t tap
 /* per thread: gy's nsub panels (Og x PR each), the tile (PB x R2), the runs of PB positions */
 static size_t bx_gy_bytes(const ukr_info *u, const bx_plan *b, int64_t Og, int64_t es) {
     return al64((size_t)(b->nsub * Og * u->PR * es));
+}
+/* rows [*r0, *r1) of w^T (taps of a group's channels) in block blk */
+static void block_rows(const igemm *j, const bx_plan *b, int64_t blk, int64_t *r0, int64_t *r1) {
+    *r0 = blk * b->cb * j->taps;
+    *r1 = (blk + 1) * b->cb < j->Cg ? (blk + 1) * b->cb * j->taps : j->K;
 }
 static size_t bx_per_thread(const ukr_info *u, const bx_plan *b, int64_t Og, int64_t es) {
     return bx_gy_bytes(u, b, Og, es) + al64((size_t)(b->PB * u->R2 * es)) + al64((size_t)(b->PB + 1) * sizeof(run));
@@ -532,7 +545,7 @@ DEFINE_PACK_BX(double, f64)
 /* blocks [i0, i1) (over groups) of dx's channels, every tile of PB positions */
 static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int64_t i0, int64_t i1, char *scratch) {
     const ukr_info *u = &j->u;
-    const int64_t NL = j->N * j->L, taps = j->taps, es = j->es, PB = b->PB;
+    const int64_t NL = j->N * j->L, es = j->es, PB = b->PB;
     const size_t gsub = (size_t)(j->Og * u->PR * es); /* one of gy's panels */
     char *gp = scratch, *tile = scratch + bx_gy_bytes(u, b, j->Og, es);
     run *rs = (run *)(tile + al64((size_t)(PB * u->R2 * es)));
@@ -547,8 +560,9 @@ static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int6
                 else pack_gyp_f64(j, gy->data, g, P0 + sp * u->R, np, (double *)(gp + sp * gsub));
             }
             for (; i < iend; i++) {
-                const int64_t blk = i % b->blocks, r0 = blk * b->cb * taps;
-                const int64_t r1 = (blk + 1) * b->cb < j->Cg ? (blk + 1) * b->cb * taps : j->K;
+                const int64_t blk = i % b->blocks;
+                int64_t r0, r1;
+                block_rows(j, b, blk, &r0, &r1);
                 for (int64_t m = 0; r0 + m * u->R2 < r1; m++) {
                     const int64_t k0 = r0 + m * u->R2, nk = r1 - k0 < u->R2 ? r1 - k0 : u->R2;
                     const char *wp = j->wpack + (size_t)(g * b->mp_group + blk * b->mp_block + m) * b->wstride;
@@ -574,10 +588,8 @@ static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int6
  * (O, C/G, kh, kw) contiguous; dx holds zeros or the bias. Scratch: nb__conv_gemm_bx_scratch. */
 void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int64_t G, nb_window2d win, nb_tensor *dx,
                       int threads, char *scratch) {
-    igemm j = {.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = dx, .w = win, .N = dx->shape[0], .C = dx->shape[1],
-               .H = dx->shape[2], .W = dx->shape[3], .OH = gy->shape[2], .OW = gy->shape[3], .G = G, .O = gy->shape[1]};
-    if (!query(dt, &j.u)) return;
-    j.L = j.OH * j.OW, j.Cg = j.C / G, j.Og = j.O / G, j.taps = win.kh * win.kw, j.K = j.Cg * j.taps;
+    igemm j;
+    if (!grad_job(dt, dx, gy, G, win, &j)) return;
     const bx_plan b = bx_plan_of(&j.u, j.Og, j.Cg, j.taps, j.es);
     j.wpack = scratch;
     ktab *tab = (ktab *)(scratch + (size_t)(G * b.mp_group) * b.wstride);
@@ -592,8 +604,9 @@ void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int6
     {
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < items; i++) {
-            const int64_t g = i / b.blocks, blk = i % b.blocks, r0 = blk * b.cb * j.taps;
-            const int64_t r1 = (blk + 1) * b.cb < j.Cg ? (blk + 1) * b.cb * j.taps : j.K;
+            const int64_t g = i / b.blocks, blk = i % b.blocks;
+            int64_t r0, r1;
+            block_rows(&j, &b, blk, &r0, &r1);
             for (int64_t m = 0; r0 + m * j.u.R2 < r1; m++) {
                 const int64_t k0 = r0 + m * j.u.R2, nk = r1 - k0 < j.u.R2 ? r1 - k0 : j.u.R2;
                 char *d = j.wpack + (size_t)(g * b.mp_group + blk * b.mp_block + m) * b.wstride;
