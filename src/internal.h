@@ -402,6 +402,12 @@ void nb__conv_gemm(nb_dtype dt, const nb_tensor *x, const nb_tensor *w, int64_t 
 size_t nb__conv_gemm_bw_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads);
 void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int64_t G, nb_window2d win, nb_tensor *gw,
                       int threads, char *scratch);
+/* The input gradient the same way: dx (N, C, H, W) contiguous, holding zeros or the bias, += the
+ * gradient from gy (N, O, OH, OW) and w (O, C/G, kh, kw), both contiguous; scratch:
+ * nb__conv_gemm_bx_scratch bytes. Bits independent of threads. */
+size_t nb__conv_gemm_bx_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads);
+void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int64_t G, nb_window2d win, nb_tensor *dx,
+                      int threads, char *scratch);
 /* Output columns q whose tap reads inside the image row: iw = q*sw + off in [0, W), with
  * off = j*dw - pw; [*q0, *q1) within [0, OW). Loops over [q0, q1) need no bounds test. */
 static inline void nb__tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *q0, int64_t *q1) {

@@ -368,12 +368,18 @@ static bool run_job(nb_ctx *ctx, conv_job *j, int64_t items, conv_item_fn f, con
  * Used whenever BLIS's micro-kernel is available, except for a 1x1 window that reads the image
  * as its own columns (conv_fwd_sample's direct GEMM already packs nothing twice). Measured at
  * batch 64, 1 thread (AMD EPYC Zen5, skx kernels): forward 5.84 -> 4.77 ms for 32->64 at 14x14,
- * 4.71 -> 2.56 ms for 64->64 at 7x7, 0.86 -> 0.42 ms for 1->32 at 28x28. The input gradient of a
- * stride-1 conv is also a conv (of gy, flipped kernel), but through this path it lost where C
- * is small (1->32: 1.1 -> 6.3 ms, one live channel in a 12-wide weight panel), so it stays on
- * GEMM + fold. The weight gradient uses the same packing (nb__conv_gemm_bw, conv_bw_prim). */
-static bool implicit_gemm(const conv_job *j) {
-    return !direct_cols(j, j->x) && nb__conv_gemm_ok(j->dt);
+ * 4.71 -> 2.56 ms for 64->64 at 7x7, 0.86 -> 0.42 ms for 1->32 at 28x28. The weight gradient uses
+ * the same packing (nb__conv_gemm_bw, conv_bw_prim), and so does the input gradient
+ * (nb__conv_gemm_bx, conv_bx_prim: tiles of W^T gy added into dx while in cache, no column
+ * matrix), where it packs gy's Og rows per position against the 2K per position that the
+ * columns cost GEMM + fold (written, then read back): it is used when Og <= 2K. Below that
+ * (the 1-channel stem, K = 9 against Og = 32) BLIS's small-matrix path reads gy unpacked and
+ * GEMM + fold won (haswell kernels, thread CPU time: 0.95 against 1.23 ms). The flipped-kernel
+ * forward (the input gradient of a stride-1 conv is a conv of gy) lost where C is small (1->32:
+ * 1.1 -> 6.3 ms) and on 32->64 at 14x14 (6.4 -> 8.5 ms): its panels pack O*taps rows for C
+ * outputs. */
+static bool implicit_gemm(const conv_job *j, const nb_tensor *cols_of) {
+    return !direct_cols(j, cols_of) && nb__conv_gemm_ok(j->dt);
 }
 
 /* y (whose bias rows, if any, are filled here) = conv(x, w), scratch above y released by finish */
@@ -440,7 +446,7 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     if (!y) return NULL;
     j.x = x, j.w = w, j.b = b, j.out = y;
     nb_mark m;
-    if (implicit_gemm(&j)) {
+    if (implicit_gemm(&j, x)) {
         if (!run_igemm(ctx, &j, x, w, q, &m)) return NULL;
     } else if (!run_job(ctx, &j, j.N, conv_fwd_sample, x, 0, &m)) {
         return NULL;
@@ -457,7 +463,18 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     if (!z) return NULL;
     j.gy = gy, j.w = w, j.b = b, j.out = z;
     nb_mark m;
-    if (!run_job(ctx, &j, j.N, conv_bx_sample, z, 0, &m)) return NULL;
+    if (implicit_gemm(&j, z) && j.Og <= 2 * j.K) {
+        const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
+        m = nb_ctx_mark(ctx);
+        const size_t bytes = nb__conv_gemm_bx_scratch(j.dt, j.O, j.Cg, q->G, q->win.kh * q->win.kw, T);
+        char *s = bytes ? nb_ctx_alloc(ctx, bytes) : NULL;
+        if (!s) return NULL;
+        if (!b) memset(z->data, 0, (size_t)(z->numel * j.es));
+        for (int64_t n = 0; b && n < j.N; n++) fill_rows(j.dt, (char *)z->data + n * j.C * j.HW * j.es, b, j.C, j.HW);
+        nb__conv_gemm_bx(j.dt, gy, w, q->G, q->win, z, T, s);
+    } else if (!run_job(ctx, &j, j.N, conv_bx_sample, z, 0, &m)) {
+        return NULL;
+    }
     nb_tensor *in[3] = {gy, w, b};
     return finish_prim(ctx, m, &OP_CONV_BX, z, b ? 3 : 2, in, q);
 }
@@ -479,7 +496,7 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     if (!gw) return NULL;
     j.x = x, j.gy = gy, j.out = gw;
     nb_mark m;
-    if (implicit_gemm(&j)) {
+    if (implicit_gemm(&j, x)) {
         const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
         m = nb_ctx_mark(ctx);
         const size_t bytes = nb__conv_gemm_bw_scratch(j.dt, j.O, j.Cg, q->G, q->win.kh * q->win.kw, T);

@@ -395,14 +395,22 @@ static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, 
     }
 }
 
+/* The job of a gradient: the image side (N, C, H, W) from img (x, or dx), the window side from
+ * gy (N, O, OH, OW); false when there is no micro-kernel. */
+static bool grad_job(nb_dtype dt, const nb_tensor *img, const nb_tensor *gy, int64_t G, nb_window2d win, igemm *j) {
+    *j = (igemm){.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = img, .w = win, .N = img->shape[0],
+                 .C = img->shape[1], .H = img->shape[2], .W = img->shape[3], .OH = gy->shape[2], .OW = gy->shape[3],
+                 .G = G, .O = gy->shape[1]};
+    j->L = j->OH * j->OW, j->Cg = j->C / G, j->Og = j->O / G, j->taps = win.kh * win.kw, j->K = j->Cg * j->taps;
+    return query(dt, &j->u);
+}
+
 /* gw (O, C/G, kh, kw) contiguous = conv's weight gradient: x (N, C, H, W) any strides, gy
  * (N, O, OH, OW) contiguous; scratch of nb__conv_gemm_bw_scratch bytes, 64-byte aligned. */
 void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int64_t G, nb_window2d win, nb_tensor *gw,
                       int threads, char *scratch) {
-    igemm j = {.dt = dt, .es = (int64_t)nb_dtype_size(dt), .x = x, .w = win, .N = x->shape[0], .C = x->shape[1],
-               .H = x->shape[2], .W = x->shape[3], .OH = gy->shape[2], .OW = gy->shape[3], .G = G, .O = gy->shape[1]};
-    if (!query(dt, &j.u)) return;
-    j.L = j.OH * j.OW, j.Cg = j.C / G, j.Og = j.O / G, j.taps = win.kh * win.kw, j.K = j.Cg * j.taps;
+    igemm j;
+    if (!grad_job(dt, x, gy, G, win, &j)) return;
     j.wpanels = (j.Og + j.u.R2 - 1) / j.u.R2;
     ktab *tab = (ktab *)scratch;
     ktab_fill(&j, tab);
@@ -422,5 +430,191 @@ void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int6
         }
     } else {
         bw_range(&j, gy, gw->data, 0, items, per);
+    }
+}
+
+/* ---- the input gradient: dx(n, c, h, w) = sum over (o, tap) of w(o, c, tap) gy(n, o, p) -------
+ * Per panel of R positions (as the forward's, crossing samples), the tile of the column matrix
+ * cols(k, p) = sum_o w(o, k) gy(o, p), R positions x R2 taps, is computed by the micro-kernel
+ * with the output channels as its k, and added into dx (col2im) while it is in cache. gy's
+ * panel is a copy of runs of its rows (positions are contiguous in gy); the weight, transposed,
+ * is packed once per call. The taps of dx's channels are cut into blocks of cb whole channels
+ * whose cb*taps rows fill micro-panels of R2 exactly where they can (cb = R2/gcd(taps, R2)):
+ * work is split over these blocks, so each element of dx is added to by one thread, positions
+ * in order and taps in order, whatever the thread count. dx is zeroed first (or holds the
+ * bias). */
+static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
+
+typedef struct {
+    int64_t cb, blocks, mp_block, mp_group; /* channels per block, blocks per group, micro-panels */
+    size_t wstride;                         /* bytes of one packed micro-panel of w^T: Og x PR2 */
+    int64_t nsub, PB;                       /* panels of R positions per tile, PB = nsub*R positions */
+} bx_plan;
+
+static bx_plan bx_plan_of(const ukr_info *u, int64_t Og, int64_t Cg, int64_t taps, int64_t es) {
+    bx_plan b;
+    b.cb = u->R2 / gcd64(taps, u->R2);
+    if (b.cb > Cg) b.cb = Cg > 0 ? Cg : 1;
+    b.blocks = (Cg + b.cb - 1) / b.cb;
+    b.mp_block = (b.cb * taps + u->R2 - 1) / u->R2;
+    b.mp_group = b.blocks * b.mp_block;
+    b.wstride = al64((size_t)(Og * u->PR2 * es));
+    /* a tile of about 256 positions (whole rows of the image for the adds), gy's part <= 64 KiB */
+    b.nsub = 256 / u->R;
+    while (b.nsub > 1 && b.nsub * u->PR * Og * es > 65536) b.nsub--;
+    if (b.nsub < 1) b.nsub = 1;
+    b.PB = b.nsub * u->R;
+    return b;
+}
+/* per thread: gy's nsub panels (Og x PR each), the tile (PB x R2), the runs of PB positions */
+static size_t bx_gy_bytes(const ukr_info *u, const bx_plan *b, int64_t Og, int64_t es) {
+    return al64((size_t)(b->nsub * Og * u->PR * es));
+}
+/* rows [*r0, *r1) of w^T (taps of a group's channels) in block blk */
+static void block_rows(const igemm *j, const bx_plan *b, int64_t blk, int64_t *r0, int64_t *r1) {
+    *r0 = blk * b->cb * j->taps;
+    *r1 = (blk + 1) * b->cb < j->Cg ? (blk + 1) * b->cb * j->taps : j->K;
+}
+static size_t bx_per_thread(const ukr_info *u, const bx_plan *b, int64_t Og, int64_t es) {
+    return bx_gy_bytes(u, b, Og, es) + al64((size_t)(b->PB * u->R2 * es)) + al64((size_t)(b->PB + 1) * sizeof(run));
+}
+
+size_t nb__conv_gemm_bx_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads) {
+    ukr_info u;
+    if (!query(dt, &u)) return 0;
+    const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G;
+    const bx_plan b = bx_plan_of(&u, Og, Cg, taps, es);
+    return (size_t)(G * b.mp_group) * b.wstride + al64((size_t)(Cg * taps) * sizeof(ktab)) +
+           (size_t)threads * bx_per_thread(&u, &b, Og, es);
+}
+
+#define DEFINE_PACK_BX(T, SUF)                                                                                \
+    /* w^T rows k0..k0+nk-1 of group g: dst[o*PR2 + t] = w(g*Og + o, k0 + t), zero past nk */                 \
+    static void pack_wt_##SUF(const igemm *j, const T *wd, int64_t g, int64_t k0, int64_t nk, T *restrict dst) { \
+        const int64_t PR2 = j->u.PR2;                                                                         \
+        for (int64_t o = 0; o < j->Og; o++) {                                                                 \
+            const T *src = wd + (g * j->Og + o) * j->K + k0;                                                  \
+            for (int64_t t = 0; t < nk; t++) dst[o * PR2 + t] = src[t];                                       \
+            for (int64_t t = nk; t < PR2; t++) dst[o * PR2 + t] = 0;                                          \
+        }                                                                                                     \
+    }                                                                                                         \
+    /* gy's panel of group g: dst[o*PR + r] = gy(P0 + r, g*Og + o), zero for r in [np, R); a sample's */    \
+    /* positions are contiguous in gy, so a panel is one run per sample it touches */                        \
+    static void pack_gyp_##SUF(const igemm *j, const T *gd, int64_t g, int64_t P0, int64_t np, T *restrict dst) { \
+        const int64_t PR = j->u.PR, R = j->u.R;                                                               \
+        for (int64_t r = 0; r < np;) {                                                                        \
+            const int64_t n = (P0 + r) / j->L, p = (P0 + r) % j->L, len = j->L - p < np - r ? j->L - p : np - r; \
+            const T *src = gd + (n * j->O + g * j->Og) * j->L + p;                                            \
+            for (int64_t o = 0; o < j->Og; o++) {                                                             \
+                const T *restrict s = src + o * j->L;                                                         \
+                T *restrict d = dst + o * PR + r;                                                             \
+                for (int64_t q = 0; q < len; q++) d[q] = s[q];                                                \
+            }                                                                                                 \
+            r += len;                                                                                         \
+        }                                                                                                     \
+        for (int64_t o = 0; o < j->Og; o++)                                                                   \
+            for (int64_t r = np; r < R; r++) dst[o * PR + r] = 0;                                             \
+    }                                                                                                         \
+    /* dx += the tile's rows k0..k0+nk-1 (tap t at tile[r + t*R]) at the runs' positions */                   \
+    static void add_tile_##SUF(const igemm *j, int64_t g, const run *rs, int nruns, int64_t k0, int64_t nk,   \
+                               const T *tile, int64_t R) {                                                    \
+        const int64_t xs2 = j->x->stride[2], sw = j->w.sw, H = j->H;                                          \
+        T *xd = (T *)j->x->data + g * j->Cg * j->x->stride[1];                                                \
+        for (int64_t t = 0; t < nk; t++) {                                                                    \
+            const ktab kt = j->tab[k0 + t];                                                                   \
+            const T *tt = tile + t * R;                                                                       \
+            for (int s = 0; s < nruns; s++) {                                                                 \
+                const run ru = rs[s];                                                                         \
+                const int64_t ih = ru.ih0 + kt.ioff;                                                          \
+                if ((uint64_t)ih >= (uint64_t)H) continue;                                                    \
+                int64_t a = kt.q0 - ru.ow, b = kt.q1 - ru.ow;                                                 \
+                a = a < 0 ? 0 : a;                                                                            \
+                b = b > ru.len ? ru.len : b;                                                                  \
+                T *restrict d = xd + ru.base + kt.coff + kt.ioff * xs2 + kt.joff;                             \
+                const T *restrict src = tt + ru.r;                                                            \
+                if (sw == 1)                                                                                  \
+                    for (int64_t q = a; q < b; q++) d[q] += src[q];                                           \
+                else                                                                                          \
+                    for (int64_t q = a; q < b; q++) d[q * sw] += src[q];                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+DEFINE_PACK_BX(float, f32)
+DEFINE_PACK_BX(double, f64)
+
+/* blocks [i0, i1) (over groups) of dx's channels, every tile of PB positions */
+static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int64_t i0, int64_t i1, char *scratch) {
+    const ukr_info *u = &j->u;
+    const int64_t NL = j->N * j->L, es = j->es, PB = b->PB;
+    const size_t gsub = (size_t)(j->Og * u->PR * es); /* one of gy's panels */
+    char *gp = scratch, *tile = scratch + bx_gy_bytes(u, b, j->Og, es);
+    run *rs = (run *)(tile + al64((size_t)(PB * u->R2 * es)));
+    for (int64_t P0 = 0; P0 < NL; P0 += PB) {
+        const int64_t npb = NL - P0 < PB ? NL - P0 : PB, nsub = (npb + u->R - 1) / u->R;
+        const int nruns = runs_of(j, P0, npb, rs);
+        for (int64_t i = i0; i < i1;) {
+            const int64_t g = i / b->blocks, iend = (g + 1) * b->blocks < i1 ? (g + 1) * b->blocks : i1;
+            for (int64_t sp = 0; sp < nsub; sp++) {
+                const int64_t np = npb - sp * u->R < u->R ? npb - sp * u->R : u->R;
+                if (j->dt == NB_F32) pack_gyp_f32(j, gy->data, g, P0 + sp * u->R, np, (float *)(gp + sp * gsub));
+                else pack_gyp_f64(j, gy->data, g, P0 + sp * u->R, np, (double *)(gp + sp * gsub));
+            }
+            for (; i < iend; i++) {
+                const int64_t blk = i % b->blocks;
+                int64_t r0, r1;
+                block_rows(j, b, blk, &r0, &r1);
+                for (int64_t m = 0; r0 + m * u->R2 < r1; m++) {
+                    const int64_t k0 = r0 + m * u->R2, nk = r1 - k0 < u->R2 ? r1 - k0 : u->R2;
+                    const char *wp = j->wpack + (size_t)(g * b->mp_group + blk * b->mp_block + m) * b->wstride;
+                    /* all R2 taps of the micro-panel (zero weights past nk): no edge case in the kernel */
+                    for (int64_t sp = 0; sp < nsub; sp++) {
+                        const int64_t np = npb - sp * u->R < u->R ? npb - sp * u->R : u->R;
+                        for (int64_t o0 = 0; o0 < j->Og; o0 += u->kc) {
+                            const int64_t on = j->Og - o0 < u->kc ? j->Og - o0 : u->kc;
+                            ukr_call(u, j->dt, np, u->R2, on, gp + sp * gsub + (size_t)(o0 * u->PR * es),
+                                     (char *)wp + (size_t)(o0 * u->PR2 * es), o0 == 0 ? 0.0 : 1.0,
+                                     tile + (size_t)(sp * u->R * es), 1, PB);
+                        }
+                    }
+                    if (j->dt == NB_F32) add_tile_f32(j, g, rs, nruns, k0, nk, (const float *)tile, PB);
+                    else add_tile_f64(j, g, rs, nruns, k0, nk, (const double *)tile, PB);
+                }
+            }
+        }
+    }
+}
+
+/* dx (N, C, H, W) contiguous += conv's input gradient from gy (N, O, OH, OW) contiguous and w
+ * (O, C/G, kh, kw) contiguous; dx holds zeros or the bias. Scratch: nb__conv_gemm_bx_scratch. */
+void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int64_t G, nb_window2d win, nb_tensor *dx,
+                      int threads, char *scratch) {
+    igemm j;
+    if (!grad_job(dt, dx, gy, G, win, &j)) return;
+    const bx_plan b = bx_plan_of(&j.u, j.Og, j.Cg, j.taps, j.es);
+    j.wpack = scratch;
+    ktab *tab = (ktab *)(scratch + (size_t)(G * b.mp_group) * b.wstride);
+    ktab_fill(&j, tab);
+    j.tab = tab;
+    char *per = (char *)tab + al64((size_t)j.K * sizeof(ktab));
+    const size_t pt = bx_per_thread(&j.u, &b, j.Og, j.es);
+    const int64_t items = G * b.blocks;
+    if (items == 0) return;
+    if (threads > items) threads = (int)items;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < items; i++) {
+            const int64_t g = i / b.blocks, blk = i % b.blocks;
+            int64_t r0, r1;
+            block_rows(&j, &b, blk, &r0, &r1);
+            for (int64_t m = 0; r0 + m * j.u.R2 < r1; m++) {
+                const int64_t k0 = r0 + m * j.u.R2, nk = r1 - k0 < j.u.R2 ? r1 - k0 : j.u.R2;
+                char *d = j.wpack + (size_t)(g * b.mp_group + blk * b.mp_block + m) * b.wstride;
+                if (dt == NB_F32) pack_wt_f32(&j, w->data, g, k0, nk, (float *)d);
+                else pack_wt_f64(&j, w->data, g, k0, nk, (double *)d);
+            }
+        }
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        bx_range(&j, &b, gy, items * t / T, items * (t + 1) / T, per + (size_t)t * pt);
     }
 }

@@ -356,3 +356,38 @@ Test(conv, conv3d_gradients_and_errors) {
     ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], nb_zeros(ctx, NB_F64, NB_SHAPE(2, 3, 2, 2, 2)), NULL, NULL), NB_ERR_SHAPE, "conv");
     ASSERT_ERROR(ctx, nb_conv3d(ctx, in[0], NULL, NULL, NULL), NB_ERR_NULL, "conv3d");
 }
+
+/* The implicit-GEMM input gradient (conv_gemm.c, nb__conv_gemm_bx): gy's panels cross samples,
+ * the output channels (the micro-kernel's k) pass BLIS's k block, channel blocks end in part
+ * micro-panels; conv_transpose2d with bias over the same kernel; gradients of every order. */
+Test(conv, implicit_input_gradient_odd_shapes) {
+    const conv_case cases[] = {
+        {2, 20, 4, 4, 300, 3, 1, 1, 1, 1, false}, /* 300 output channels: past the k block */
+        {4, 7, 5, 6, 9, 3, 2, 1, 1, 1, true},    /* stride 2, 7 channels: a part block */
+        {3, 6, 7, 5, 6, 2, 1, 2, 2, 3, false},   /* even kernel, padding, dilation, groups */
+        {2, 13, 4, 4, 3, 1, 2, 0, 1, 1, false},  /* 1x1 stride 2: taps with no overlap */
+        {9, 1, 3, 3, 4, 3, 1, 1, 1, 1, false},   /* one channel, 9 positions a sample */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_against_unfold(&cases[i], NB_F64);
+        nb_ctx_reset(ctx);
+    }
+    conv_cfg k = {2, 1, 2, 1, 1};
+    nb_tensor *in[3] = {rand_leaf(ctx, NB_SHAPE(3, 5, 3, 4)), rand_leaf(ctx, NB_SHAPE(5, 4, 3, 3)), rand_leaf(ctx, NB_SHAPE(4))};
+    check_grads(ctx, f_convt, 3, in, &k, true);
+}
+
+/* conv_transpose2d (the input-gradient kernel alone) with groups and bias: the same bits at 1
+ * and 2 threads, the channel blocks split over the threads. */
+Test(conv, input_gradient_same_bits_any_thread_count) {
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(6, 24, 9, 11)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(24, 10, 3, 3));
+    nb_tensor *b = nb_randn(ctx, NB_F32, NB_SHAPE(20)), *res[2];
+    for (int t = 0; t < 2; t++) {
+        nb_set_num_threads(t + 1);
+        res[t] = nb_conv_transpose2d(ctx, x, w, b, 2, 1, 1, 2, 1);
+        cr_assert_not_null(res[t], "%s", nb_ctx_error(ctx));
+    }
+    nb_set_num_threads(0);
+    cr_assert(memcmp(res[0]->data, res[1]->data, (size_t)res[0]->numel * sizeof(float)) == 0,
+              "conv_transpose2d differs between 1 and 2 threads");
+}
