@@ -73,8 +73,14 @@ typedef struct {
      * machine, a competing process) at the cost of up to that much latency per wait. The
      * results are the same bits either way. */
     double idle_sleep_us;
+    /* default true: the ranks of one node (MPI_COMM_TYPE_SHARED) average through a shared
+     * window (a memory copy, a sum of this rank's slice over the node's copies in rank order,
+     * two barriers; across nodes an allreduce of the slice only) instead of MPI messages; then
+     * bucket_bytes and overlap do not apply. Takes effect only if on at nb_dist_init, with
+     * parameters, >= 2 ranks per node and the same count on every node (nb_dist_uses_shm). */
+    bool shm;
 } nb_dist_opts;
-#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0, 0.0})
+#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0, 0.0, true})
 
 /* ---- setup ------------------------------------------------------------------------------ */
 /* Set up data-parallel training of ps over comm (MPI_COMM_WORLD or any communicator; it is
@@ -94,6 +100,7 @@ int nb_dist_size(const nb_dist *d);           /* number of ranks (world size) */
 bool nb_dist_is_root(const nb_dist *d);       /* rank 0: the one that prints and writes files */
 MPI_Comm nb_dist_comm(const nb_dist *d);      /* the library's duplicated communicator */
 int nb_dist_num_buckets(const nb_dist *d);    /* gradient buckets of the plan */
+bool nb_dist_uses_shm(const nb_dist *d);      /* steps average through shared memory (opts.shm) */
 /* Change options between steps (e.g. overlap on/off for a comparison, or the timeout). */
 nb_status nb_dist_set_opts(nb_dist *d, const nb_dist_opts *opts);
 
