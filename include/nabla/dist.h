@@ -6,7 +6,9 @@
  * rank applies the same update. N ranks with per-rank batch B then train like one process with
  * batch N*B (exactly, up to float rounding, when the loss is a mean over the batch).
  *
- * Gradients are averaged in buckets: contiguous ranges of ps->grad_flat, filled in reverse
+ * By default the ranks of one node average through a shared-memory window (opts.shm; across
+ * nodes hierarchically: each rank allreduces only its node-summed slice). Otherwise, or with
+ * opts.shm = false, gradients are averaged in buckets: contiguous ranges of ps->grad_flat, filled in reverse
  * parameter order (the order backward finishes them). The engine reports each parameter as soon
  * as its gradient is final (nb_ctx_on_grad_ready); when all parameters of a bucket are reported,
  * its non-blocking MPI_Iallreduce starts while backward goes on with earlier layers (like

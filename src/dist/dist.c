@@ -242,7 +242,12 @@ nb_status nb_dist_bcast_params(nb_dist *d, nb_params *ps) {
     return nb_dist_bcast_floats(d, ps->flat, ps->total);
 }
 
+bool nb__dist_blocking(const nb_dist *d) { return d->opts.timeout_s <= 0 && d->opts.idle_sleep_us <= 0; }
+
+/* Blocking when waits may block (Open MPI's non-blocking collectives take several progress
+ * rounds: tens of microseconds for a few bytes), else non-blocking + nb_dist_wait. */
 static nb_status allreduce(nb_dist *d, void *v, int n, MPI_Datatype t, MPI_Op op, const char *what) {
+    if (nb__dist_blocking(d)) return mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, v, n, t, op, d->comm), what);
     MPI_Request r;
     nb_status st = mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, v, n, t, op, d->comm, &r), what);
     return st == NB_OK ? nb_dist_wait(d, &r, what) : st;
@@ -412,11 +417,7 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
     } else if (d->total > 0) {
         for (int64_t at = 0; st == NB_OK && at < d->total; at += NB_DIST_CHUNK) {
             int cnt = (int)(d->total - at < NB_DIST_CHUNK ? d->total - at : NB_DIST_CHUNK);
-            if (d->opts.timeout_s > 0 || d->opts.idle_sleep_us > 0) /* through nb_dist_wait */
-                st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
-            else
-                st = mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, d->comm),
-                               "allreduce of gradients");
+            st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
         }
     }
     if (st == NB_OK && d->sharded && !shm) /* padding between buckets was never received: it stays 0 (calloc) */

@@ -56,6 +56,8 @@ nb_status nb__dist_plan_shard_buckets(nb_dist *d);
 /* All ranks learn whether any failed (local != NB_OK) and, if so, the message of the lowest
  * failing rank: NB_OK, or NB_ERR_STATE "dist: rank R failed: <msg>" on every rank. Collective. */
 nb_status nb__dist_agree(nb_dist *d, nb_status local, const char *msg);
+/* No timeout and no sleeping waits: collectives may block inside MPI. */
+bool nb__dist_blocking(const nb_dist *d);
 
 /* Shared-memory averaging (shm.c). init: plan and allocate the window if opts.shm and it can
  * serve (collective; NB_OK without a window when it cannot); free: release it; active: this

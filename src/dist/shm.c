@@ -80,9 +80,14 @@ bool nb__dist_shm_active(const nb_dist *d) {
 /* Every rank's stores to its segment are visible to the node's ranks after this. */
 static nb_status node_sync(nb_dist *d, const char *what) {
     MPI_Win_sync(d->win);
-    MPI_Request r;
-    nb_status st = mpi_check(d, MPI_Ibarrier(d->node, &r), what);
-    if (st == NB_OK) st = nb_dist_wait(d, &r, what);
+    nb_status st;
+    if (nb__dist_blocking(d)) {
+        st = mpi_check(d, MPI_Barrier(d->node), what);
+    } else {
+        MPI_Request r;
+        st = mpi_check(d, MPI_Ibarrier(d->node, &r), what);
+        if (st == NB_OK) st = nb_dist_wait(d, &r, what);
+    }
     MPI_Win_sync(d->win);
     return st;
 }
