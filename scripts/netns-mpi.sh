@@ -1,7 +1,8 @@
 #!/bin/sh
 # Two "hosts" on one machine: network namespaces nb_a and nb_b joined by a veth pair
 # (10.77.0.1 <-> 10.77.0.2), Open MPI between them over TCP only (no shared memory, no ssh:
-# the rsh agent is `ip netns exec`), running an MPI test program with one rank per host.
+# the rsh agent is `ip netns exec`), running an MPI test program with one rank per host
+# (NETNS_RANKS_PER_HOST=K: K per host, ranks alternating between the hosts).
 #
 #   sudo scripts/netns-mpi.sh build/mpi_zero [args...]
 #   (MPIRUN=/path/to/mpirun to choose the launcher; the program's output follows)
@@ -56,12 +57,13 @@ esac
 exec ip netns exec \$ns unshare --uts sh -c 'hostname "\$0"; eval "\$1"' \$name "\$*"
 AGENT
 chmod +x "$tmp/agent"
-printf '%s slots=1\n%s slots=1\n' $IPA $IPB >"$tmp/hosts"
+K=${NETNS_RANKS_PER_HOST:-1}
+printf '%s slots=%d\n%s slots=%d\n' $IPA "$K" $IPB "$K" >"$tmp/hosts"
 
 # the veth pair's subnet (each namespace sees its own end under its own name)
 IF=10.77.0.0/24
 ip netns exec "$A" unshare --uts sh -c 'hostname host-a; exec "$@"' sh \
-    "$MPIRUN" --allow-run-as-root --hostfile "$tmp/hosts" -np 2 --map-by node \
+    "$MPIRUN" --allow-run-as-root --hostfile "$tmp/hosts" -np $((2 * K)) --map-by node \
     --mca plm_rsh_agent "$tmp/agent" --mca plm_rsh_no_tree_spawn 1 \
     --mca btl tcp,self --mca btl_tcp_if_include "$IF" --mca oob_tcp_if_include "$IF" \
     --mca pml ob1 \

@@ -7,14 +7,16 @@
  * Models: mlp (784-256-128-10, global batch 256) and cnn (examples/fashion_cnn.c's network:
  * conv32-bn-relu-pool, conv64-bn-relu-pool, dropout, 3136-128-10; global batch 128), on
  * synthetic data (throughput does not depend on the values), SGD. Each process uses one thread.
- * Modes: blocking (one MPI_Allreduce after backward), overlap (buckets of 1 MiB, the default),
+ * Modes: blocking (one MPI_Allreduce after backward), overlap (buckets of 1 MiB),
  * overlap128k (128 KiB buckets), sleep (overlap, waits sleep 50 us between polls instead of
  * spinning: nb_dist_opts.idle_sleep_us, for a machine with other work), zero (ZeRO-1: bucketed
- * reduce-scatter during backward, sharded update, all-gather).
+ * reduce-scatter during backward, sharded update, all-gather), shm (the default: averaging through a
+ * shared window, nb_dist_opts.shm), zeroshm (ZeRO-1 with the shared window).
+ * Last, the reduction alone: bare MPI_Allreduce, the allreduce step and the shared-memory step.
  * Prints a readable line per mode and a tab-separated line for scripts:
  *     RESULT <model> <ranks> <mode> <samples/s> <ms/step> <MPI in backward %> <waiting %>
  * Options: --model mlp|cnn, --steps S (timed steps per mode, default 60 mlp / 15 cnn), --batch G
- * (global batch), --modes a,b,... (default all five). */
+ * (global batch), --modes a,b,... (default all). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,14 +92,17 @@ typedef struct {
     bool overlap, zero;
     size_t bucket;
     double idle_sleep_us;
+    bool shm;
 } mode;
 
 static const mode MODES[] = {
-    {"blocking", "no overlap (one blocking allreduce)", false, false, (size_t)1 << 20, 0},
-    {"overlap", "overlap, 1 MiB buckets (default)", true, false, (size_t)1 << 20, 0},
-    {"overlap128k", "overlap, 128 KiB buckets", true, false, (size_t)128 << 10, 0},
-    {"sleep", "overlap, 1 MiB, waits sleep 50 us", true, false, (size_t)1 << 20, 50},
-    {"zero", "ZeRO-1, overlapped reduce-scatter", true, true, (size_t)1 << 20, 0},
+    {"blocking", "no overlap (one blocking allreduce)", false, false, (size_t)1 << 20, 0, false},
+    {"overlap", "overlap, 1 MiB buckets", true, false, (size_t)1 << 20, 0, false},
+    {"overlap128k", "overlap, 128 KiB buckets", true, false, (size_t)128 << 10, 0, false},
+    {"sleep", "overlap, 1 MiB, waits sleep 50 us", true, false, (size_t)1 << 20, 50, false},
+    {"zero", "ZeRO-1, overlapped reduce-scatter", true, true, (size_t)1 << 20, 0, false},
+    {"shm", "shared memory (default)", true, false, (size_t)1 << 20, 0, true},
+    {"zeroshm", "ZeRO-1, shared memory", true, true, (size_t)1 << 20, 0, true},
 };
 
 static void fail(nb_dist *d, const char *where) {
@@ -105,8 +110,23 @@ static void fail(nb_dist *d, const char *where) {
     nb_dist_abort(d, where);
 }
 
+/* Seconds of one gradient averaging without backward (begin + finish), or of a bare
+ * MPI_Allreduce of the buffer when d is NULL. */
+static double time_reduce(nb_dist *d, nb_ctx *ctx, nb_params *ps) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t = MPI_Wtime();
+    if (!d) MPI_Allreduce(MPI_IN_PLACE, ps->grad_flat, (int)ps->total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    else if (nb_dist_step_begin(d, ctx) != NB_OK || nb_dist_step_finish(d, NB_OK) != NB_OK) fail(d, "reduce");
+    return MPI_Wtime() - t;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv) {
-    const char *model_name = "mlp", *modes = "blocking,overlap,overlap128k,sleep,zero";
+    const char *model_name = "mlp", *modes = "blocking,overlap,overlap128k,sleep,zero,shm,zeroshm";
     int steps = 0, G = 0;
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--model")) model_name = argv[++i];
@@ -155,6 +175,7 @@ int main(int argc, char **argv) {
         o.overlap = md->overlap;
         o.bucket_bytes = md->bucket;
         o.idle_sleep_us = md->idle_sleep_us;
+        o.shm = md->shm;
         if (nb_dist_set_opts(d, &o) != NB_OK) fail(d, "set_opts");
         memcpy(ps->flat, start, (size_t)ps->total * sizeof(float)); /* every mode trains the same steps */
         nb_optim *opt = md->zero ? NULL : nb_optim_new(&nb_sgd, ps, &hp);
@@ -190,13 +211,29 @@ int main(int argc, char **argv) {
         nb_dist_optim_free(zopt);
         nb_optim_free(opt);
     }
-    /* the communication alone, for reading the figures above: a bare allreduce of the gradients */
-    MPI_Barrier(MPI_COMM_WORLD);
-    const double t1 = MPI_Wtime();
-    for (int r = 0; r < 20; r++) MPI_Allreduce(MPI_IN_PLACE, ps->grad_flat, (int)ps->total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    double ar = (MPI_Wtime() - t1) / 20;
-    nb_dist_mean(d, &ar, 1);
-    nb_dist_printf(d, stdout, "  bare MPI_Allreduce of the %.2f MB gradient buffer: %.3f ms\n", ps->total * 4e-6, 1e3 * ar);
+    /* the communication alone, for reading the figures above: a bare allreduce of the gradients,
+     * nb_dist's blocking allreduce step and its shared-memory step, interleaved (the same load
+     * for the three), median and minimum of 40 each */
+    enum { REPS = 40 };
+    double t[3][REPS];
+    nb_dist_opts shm = NB_DIST_DEFAULTS, mpi = NB_DIST_DEFAULTS;
+    mpi.overlap = mpi.shm = false;
+    for (int r = 0; r < REPS; r++) {
+        t[0][r] = time_reduce(NULL, ctx, ps);
+        if (nb_dist_set_opts(d, &mpi) != NB_OK) fail(d, "set_opts");
+        t[1][r] = time_reduce(d, ctx, ps);
+        if (nb_dist_set_opts(d, &shm) != NB_OK) fail(d, "set_opts");
+        t[2][r] = time_reduce(d, ctx, ps);
+    }
+    static const char *what[3] = {"bare MPI_Allreduce", "nb_dist step, allreduce", "nb_dist step, shared memory"};
+    for (int k = 0; k < 3; k++) {
+        qsort(t[k], REPS, sizeof(double), cmp_double);
+        double v[2] = {t[k][REPS / 2], t[k][0]};
+        nb_dist_mean(d, v, 2);
+        nb_dist_printf(d, stdout, "  %-28s of the %.2f MB gradient buffer: median %.3f ms, min %.3f ms%s\n", what[k],
+                       ps->total * 4e-6, 1e3 * v[0], 1e3 * v[1],
+                       k == 2 && !nb_dist_uses_shm(d) ? " (shared memory unavailable: the allreduce path)" : "");
+    }
     nb_ctx_free(ctx);
     nb_dist_free(d);
     model_free(&m);

@@ -56,7 +56,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--steps", type=int, default=0, help="timed steps per mode (0: the benchmark's default)")
-    ap.add_argument("--modes", default="blocking,overlap,overlap128k,sleep,zero")
+    ap.add_argument("--modes", default="blocking,overlap,overlap128k,sleep,zero,shm,zeroshm")
     ap.add_argument("--netns", action="store_true")
     ap.add_argument("--competing", action="store_true")
     a = ap.parse_args()

@@ -6,7 +6,9 @@
  * rank applies the same update. N ranks with per-rank batch B then train like one process with
  * batch N*B (exactly, up to float rounding, when the loss is a mean over the batch).
  *
- * Gradients are averaged in buckets: contiguous ranges of ps->grad_flat, filled in reverse
+ * By default the ranks of one node average through a shared-memory window (opts.shm; across
+ * nodes hierarchically: each rank allreduces only its node-summed slice). Otherwise, or with
+ * opts.shm = false, gradients are averaged in buckets: contiguous ranges of ps->grad_flat, filled in reverse
  * parameter order (the order backward finishes them). The engine reports each parameter as soon
  * as its gradient is final (nb_ctx_on_grad_ready); when all parameters of a bucket are reported,
  * its non-blocking MPI_Iallreduce starts while backward goes on with earlier layers (like
@@ -73,8 +75,14 @@ typedef struct {
      * machine, a competing process) at the cost of up to that much latency per wait. The
      * results are the same bits either way. */
     double idle_sleep_us;
+    /* default true: the ranks of one node (MPI_COMM_TYPE_SHARED) average through a shared
+     * window (a memory copy, a sum of this rank's slice over the node's copies in rank order,
+     * two barriers; across nodes an allreduce of the slice only) instead of MPI messages; then
+     * bucket_bytes and overlap do not apply. Takes effect only if on at nb_dist_init, with
+     * parameters, >= 2 ranks per node and the same count on every node (nb_dist_uses_shm). */
+    bool shm;
 } nb_dist_opts;
-#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0, 0.0})
+#define NB_DIST_DEFAULTS ((nb_dist_opts){(size_t)1 << 20, true, 0.0, 0.0, true})
 
 /* ---- setup ------------------------------------------------------------------------------ */
 /* Set up data-parallel training of ps over comm (MPI_COMM_WORLD or any communicator; it is
@@ -94,6 +102,7 @@ int nb_dist_size(const nb_dist *d);           /* number of ranks (world size) */
 bool nb_dist_is_root(const nb_dist *d);       /* rank 0: the one that prints and writes files */
 MPI_Comm nb_dist_comm(const nb_dist *d);      /* the library's duplicated communicator */
 int nb_dist_num_buckets(const nb_dist *d);    /* gradient buckets of the plan */
+bool nb_dist_uses_shm(const nb_dist *d);      /* steps average through shared memory (opts.shm) */
 /* Change options between steps (e.g. overlap on/off for a comparison, or the timeout). */
 nb_status nb_dist_set_opts(nb_dist *d, const nb_dist_opts *opts);
 

@@ -94,7 +94,8 @@ nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
     if (!d) return nb_set_error(NB_ERR_NOMEM, "dist_init: out of memory"), NULL;
     d->opts = o;
     d->rank = -1;
-    d->comm = MPI_COMM_NULL;
+    d->comm = d->node = d->cross = MPI_COMM_NULL;
+    d->win = MPI_WIN_NULL;
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
@@ -122,6 +123,7 @@ nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
         d->grad_flat = ps->grad_flat;
         d->total = ps->total;
         st = plan_buckets(d);
+        if (st == NB_OK && o.shm) st = nb__dist_shm_init(d);
     }
     if (st != NB_OK) {
         /* keep the message: freeing may make MPI calls that overwrite nothing of ours */
@@ -141,6 +143,7 @@ void nb_dist_free(nb_dist *d) {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
+        nb__dist_shm_free(d);
         if (d->comm != MPI_COMM_NULL) MPI_Comm_free(&d->comm);
         if (d->finalize) MPI_Finalize();
     }
@@ -152,6 +155,7 @@ int nb_dist_size(const nb_dist *d) { return d ? d->size : 0; }
 bool nb_dist_is_root(const nb_dist *d) { return d && d->rank == 0; }
 MPI_Comm nb_dist_comm(const nb_dist *d) { return d ? d->comm : MPI_COMM_NULL; }
 int nb_dist_num_buckets(const nb_dist *d) { return d ? d->nbuckets : 0; }
+bool nb_dist_uses_shm(const nb_dist *d) { return d && nb__dist_shm_active(d); }
 
 nb_status nb_dist_set_opts(nb_dist *d, const nb_dist_opts *opts) {
     if (!d || !opts) return nb_set_error(NB_ERR_NULL, "dist_set_opts: NULL argument");
@@ -238,7 +242,12 @@ nb_status nb_dist_bcast_params(nb_dist *d, nb_params *ps) {
     return nb_dist_bcast_floats(d, ps->flat, ps->total);
 }
 
+bool nb__dist_blocking(const nb_dist *d) { return d->opts.timeout_s <= 0 && d->opts.idle_sleep_us <= 0; }
+
+/* Blocking when waits may block (Open MPI's non-blocking collectives take several progress
+ * rounds: tens of microseconds for a few bytes), else non-blocking + nb_dist_wait. */
 static nb_status allreduce(nb_dist *d, void *v, int n, MPI_Datatype t, MPI_Op op, const char *what) {
+    if (nb__dist_blocking(d)) return mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, v, n, t, op, d->comm), what);
     MPI_Request r;
     nb_status st = mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, v, n, t, op, d->comm, &r), what);
     return st == NB_OK ? nb_dist_wait(d, &r, what) : st;
@@ -357,7 +366,7 @@ nb_status nb_dist_step_begin(nb_dist *d, nb_ctx *ctx) {
     d->cb_msg[0] = 0;
     d->in_step = true;
     d->ctx = ctx;
-    nb_ctx_on_grad_ready(ctx, d->opts.overlap ? on_grad_ready : NULL, d);
+    nb_ctx_on_grad_ready(ctx, d->opts.overlap && !nb__dist_shm_active(d) ? on_grad_ready : NULL, d);
     return NB_OK;
 }
 
@@ -385,7 +394,10 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
     else if (d->cb_status != NB_OK) local = d->cb_status, snprintf(msg, sizeof msg, "%s", d->cb_msg);
     const double t0 = MPI_Wtime();
     nb_status st = NB_OK;
-    if (d->sharded && !d->opts.overlap) {
+    const bool shm = nb__dist_shm_active(d);
+    if (shm) {
+        st = nb__dist_shm_reduce(d);
+    } else if (d->sharded && !d->opts.overlap) {
         /* ZeRO-1: this rank receives the sum of its own slice only */
         MPI_Request r;
         st = mpi_check(d, MPI_Ireduce_scatter(d->grad_flat, d->shard_grad, d->shard_n, MPI_FLOAT, MPI_SUM, d->comm, &r),
@@ -405,19 +417,16 @@ nb_status nb_dist_step_finish(nb_dist *d, nb_status local) {
     } else if (d->total > 0) {
         for (int64_t at = 0; st == NB_OK && at < d->total; at += NB_DIST_CHUNK) {
             int cnt = (int)(d->total - at < NB_DIST_CHUNK ? d->total - at : NB_DIST_CHUNK);
-            if (d->opts.timeout_s > 0 || d->opts.idle_sleep_us > 0) /* through nb_dist_wait */
-                st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
-            else
-                st = mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, d->comm),
-                               "allreduce of gradients");
+            st = allreduce(d, d->grad_flat + at, cnt, MPI_FLOAT, MPI_SUM, "allreduce of gradients");
         }
     }
-    if (st == NB_OK && d->sharded) /* padding between buckets was never received: it stays 0 (calloc) */
+    if (st == NB_OK && d->sharded && !shm) /* padding between buckets was never received: it stays 0 (calloc) */
         memcpy(d->grad_flat + d->shard_lo[d->rank], d->shard_grad, (size_t)d->shard_n[d->rank] * sizeof(float));
     if (st == NB_OK) st = nb__dist_agree(d, local, msg);
+    if (st == NB_OK && shm && !d->sharded) nb__dist_shm_gather(d);
     d->stats.wait_s += MPI_Wtime() - t0;
     d->stats.steps++;
-    if (st != NB_OK) return st;
+    if (st != NB_OK || shm) return st; /* shared memory averages as it adds up */
     const float inv = 1.0f / (float)d->size;
     float *g = d->sharded ? d->grad_flat + d->shard_lo[d->rank] : d->grad_flat;
     const int64_t n = d->sharded ? d->shard_n[d->rank] : d->total;

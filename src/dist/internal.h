@@ -37,6 +37,14 @@ struct nb_dist {
     int *shard_lo, *shard_n;
     float *shard_grad; /* shard_n[rank] floats: the reduce-scatter's receive buffer */
     int *rs_counts;    /* nbuckets x size: how many of bucket k's elements lie in rank r's slice */
+    /* shared-memory averaging (shm.c): win is MPI_WIN_NULL when unused (one rank per node,
+     * unequal nodes, no parameters or opts.shm off at init) */
+    MPI_Comm node, cross;   /* this node's ranks; the ranks of the same local rank on every node */
+    int lrank, lsize;       /* rank in node, ranks per node */
+    MPI_Win win;            /* segment r: local rank r's copy of grad_flat, then its result slice */
+    bool shm_locked;        /* MPI_Win_lock_all taken */
+    float **seg;            /* lsize segment addresses */
+    int64_t *shm_lo;        /* lsize + 1: local rank r reduces [shm_lo[r], shm_lo[r+1]) */
 };
 
 /* An MPI return code other than MPI_SUCCESS as NB_ERR_IO naming the rank and the operation. */
@@ -48,5 +56,17 @@ nb_status nb__dist_plan_shard_buckets(nb_dist *d);
 /* All ranks learn whether any failed (local != NB_OK) and, if so, the message of the lowest
  * failing rank: NB_OK, or NB_ERR_STATE "dist: rank R failed: <msg>" on every rank. Collective. */
 nb_status nb__dist_agree(nb_dist *d, nb_status local, const char *msg);
+/* No timeout and no sleeping waits: collectives may block inside MPI. */
+bool nb__dist_blocking(const nb_dist *d);
+
+/* Shared-memory averaging (shm.c). init: plan and allocate the window if opts.shm and it can
+ * serve (collective; NB_OK without a window when it cannot); free: release it; active: this
+ * step uses it; reduce: this rank's slice of the average (sharded: its shard, into grad_flat);
+ * gather, after a status agreement on every rank: grad_flat <- every slice of the average. */
+nb_status nb__dist_shm_init(nb_dist *d);
+void nb__dist_shm_free(nb_dist *d);
+bool nb__dist_shm_active(const nb_dist *d);
+nb_status nb__dist_shm_reduce(nb_dist *d);
+void nb__dist_shm_gather(nb_dist *d);
 
 #endif

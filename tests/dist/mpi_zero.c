@@ -75,7 +75,9 @@ int main(int argc, char **argv) {
     nb_hparams hp = nb_adamw.defaults;
     hp.lr = 0.05, hp.weight_decay = 0.1; /* decoupled decay on the weights only: the decay flags matter */
     nb_params *ref = make_mlp(), *ps = make_mlp();
-    nb_dist *dref = nb_dist_init(MPI_COMM_WORLD, ref, NULL), *d = nb_dist_init(MPI_COMM_WORLD, ps, NULL);
+    nb_dist_opts mpi = NB_DIST_DEFAULTS; /* the reference averages through MPI, ZeRO through shared memory */
+    mpi.shm = false;
+    nb_dist *dref = nb_dist_init(MPI_COMM_WORLD, ref, &mpi), *d = nb_dist_init(MPI_COMM_WORLD, ps, NULL);
     CHECK(dref && d, "dist_init: %s", nb_last_error());
     nb_optim *opt = nb_optim_new(&nb_adamw, ref, &hp);
     nb_dist_optim *zopt = nb_dist_optim_new(d, &nb_adamw, &hp);
