@@ -403,6 +403,9 @@ void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out);
  * the weight's gradient straight into w's .grad when it may (nb__grad_dest_begin); the same
  * bits as nb_matmul(x, nb_transpose(w, 0, 1)) each way. Other ranks of x go to nb_matmul. */
 nb_tensor *nb__linear_product(nb_ctx *ctx, nb_tensor *x, nb_tensor *w);
+/* dst (contiguous) = nb_sum_to(x, dst's shape), the same kernel and bits, into dst's memory
+ * (a rule writing a broadcast input's gradient straight into .grad). */
+void nb__sum_to_into(nb_tensor *dst, const nb_tensor *x);
 /* Copy with dtype conversion, src broadcast to dst's shape. */
 void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 

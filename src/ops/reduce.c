@@ -394,6 +394,17 @@ nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, b
     return nb_reshape(ctx, r, on, os);
 }
 
+void nb__sum_to_into(nb_tensor *dst, const nb_tensor *x) {
+    const int lead = x->ndim - dst->ndim;
+    unsigned mask = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d < lead || (dst->shape[d - lead] == 1 && x->shape[d] != 1)) mask |= 1u << d;
+    nb_tensor kv = *dst; /* keepdim-shaped alias of dst, as nb_sum's */
+    nb__reduced_shape(x, mask, true, &kv.ndim, kv.shape);
+    nb__contig_strides(kv.ndim, kv.shape, kv.stride);
+    reduce_kernel(NB_R_SUM, x, mask, &kv);
+}
+
 nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
     if (nb__null(ctx, "sum_to", 1, x)) return NULL;
     int nd;
