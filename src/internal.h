@@ -96,11 +96,20 @@ void nb__note_peak(nb_ctx *ctx);                  /* peak = max(peak, arena in u
 size_t nb__arena_capacity(const nb_ctx *ctx);     /* bytes the arena holds from the system */
 
 /* ---- a walk's per-tensor state (backward, DOT export), owned by the context ---------------- */
+/* A leaf's gradient term in closed form, kept back by nb_backward (nb__defer_leaf_term): c *
+ * d/dx sum(x^2) or c * d/dx sum(|x|), evaluated from the leaf's values when .grad is written. */
+typedef struct {
+    bool square;
+    double c;
+} nb_leaf_term;
+#define NB_MAX_LEAF_TERMS 2
 typedef struct nb_walk_slot {
     const nb_tensor *t;
     int64_t walk;     /* the walk this slot belongs to (ctx->walk_id when live) */
     nb_tensor *acc;   /* gradient under accumulation */
     int64_t visit;    /* marks and use counts */
+    int nterms;       /* leaves: terms kept back, added after acc (in the order they came) */
+    nb_leaf_term term[NB_MAX_LEAF_TERMS];
 } nb_walk_slot;
 /* Start a new walk over the nodes tape[0..start] and `extra` more tensors (outputs, targets);
  * false + error on no memory. Only tensors of those nodes may be given slots. */
@@ -377,6 +386,16 @@ void nb__accumulate_kernel(nb_tensor *dst, const nb_tensor *src);   /* dst += sr
  * .grad shared by contexts stays locked in between). */
 nb_tensor *nb__grad_dest_begin(nb_ctx *ctx, const nb_node *n, int j);
 void nb__grad_dest_end(nb_ctx *ctx, const nb_node *n, int j);
+/* A rule whose gradient for the leaf x is a closed-form term (a penalty's c * 2x or c *
+ * sign(x)) asks to keep it back: in nb_backward without create_graph and anomaly checks, for
+ * a contiguous leaf without hooks, the engine adds it into .grad when the leaf is final, after
+ * the other gradients (so a GEMM can still write .grad first, with beta 0): one pass, no
+ * tensor. The same bits as the term returned as a gradient when the leaf receives one other
+ * gradient (the sums commute); with more, the same value up to the order of the additions.
+ * true: kept back (the rule leaves gin NULL); false: the rule returns the term as usual. */
+bool nb__defer_leaf_term(nb_ctx *ctx, nb_tensor *x, bool square, double c);
+/* dst (contiguous, x's shape) = (first ? 0 : dst) + the terms at x, summed in order (src/ops/reduce.c) */
+void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term, bool first);
 /* out (M, N), contiguous, = a (M, K) b (K, N) for 2-D operands with positive strides: the
  * product nb_matmul computes (same path, same bits), into memory the caller chose, no node. */
 void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out);
@@ -384,6 +403,9 @@ void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out);
  * the weight's gradient straight into w's .grad when it may (nb__grad_dest_begin); the same
  * bits as nb_matmul(x, nb_transpose(w, 0, 1)) each way. Other ranks of x go to nb_matmul. */
 nb_tensor *nb__linear_product(nb_ctx *ctx, nb_tensor *x, nb_tensor *w);
+/* dst (contiguous) = nb_sum_to(x, dst's shape), the same kernel and bits, into dst's memory
+ * (a rule writing a broadcast input's gradient straight into .grad). */
+void nb__sum_to_into(nb_tensor *dst, const nb_tensor *x);
 /* Copy with dtype conversion, src broadcast to dst's shape. */
 void nb__copy_kernel(nb_tensor *dst, const nb_tensor *src);
 

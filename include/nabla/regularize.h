@@ -25,6 +25,11 @@ extern "C" {
 #endif
 
 /* ---- penalties (0-d tensors of the inputs' dtype; NULL + error on bad input) ------------- */
+/* Graph terms: add them to the loss. Under nb_backward (no create_graph, no anomaly mode) the
+ * L2 / L1 / elastic-net gradient of a contiguous parameter without hooks is not built as a
+ * tensor: it is added into .grad in one pass when the parameter's gradient is final, after
+ * the rest (so a linear layer's GEMM still writes .grad first). The same bits when the
+ * parameter has one other use; with create_graph or nb_grad it stays a graph term. */
 /* lambda * sum_k sum(ws[k]^2). NB_ERR_VALUE for lambda < 0 or not finite; n >= 1. */
 nb_tensor *nb_l2_penalty(nb_ctx *ctx, int n, nb_tensor *const *ws, double lambda);
 /* lambda * sum_k sum(|ws[k]|). */

@@ -42,7 +42,7 @@ nb_walk_slot *nb__walk_slot(nb_ctx *ctx, const nb_tensor *t) {
     for (uint64_t i = slot_hash(t) & mask;; i = (i + 1) & mask) {
         nb_walk_slot *s = &ctx->slots[i];
         if (s->walk != ctx->walk_id) { /* free (stale): t is not in this walk yet */
-            *s = (nb_walk_slot){t, ctx->walk_id, NULL, 0};
+            *s = (nb_walk_slot){.t = t, .walk = ctx->walk_id};
             return ctx->last_slot = s;
         }
         if (s->t == t) return ctx->last_slot = s;
@@ -85,7 +85,7 @@ static bool touch(nb_ctx *ctx, nb_tensor *t) {
 static nb_status accumulate(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
     nb_walk_slot *sl = nb__walk_slot(ctx, t);
     if (!sl->acc) {
-        if (!touch(ctx, t)) {
+        if (!sl->nterms && !touch(ctx, t)) { /* a leaf with kept-back terms is listed already */
             nb__fail(ctx, NB_ERR_NOMEM, "backward: out of memory");
             return NB_ERR_NOMEM;
         }
@@ -158,8 +158,8 @@ static pthread_mutex_t grad_lock = PTHREAD_MUTEX_INITIALIZER;
  * ready callback (data-parallel training starts reducing it while backward goes on). */
 static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
     sl->visit = -1;
-    nb_tensor *g = t->hooks ? run_hooks(ctx, t, sl->acc) : sl->acc;
-    if (!g) return ctx->status;
+    nb_tensor *g = t->hooks ? run_hooks(ctx, t, sl->acc) : sl->acc; /* NULL: kept-back terms only */
+    if (!g && ctx->status != NB_OK) return ctx->status;
     if (t->persistent) pthread_mutex_lock(&grad_lock);
     if (!t->grad) {
         const bool was = pool_pause(ctx);
@@ -167,7 +167,8 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
         ctx->pool_on = was;
         if (t->grad && t->persistent) ctx->mallocs++;
     }
-    if (t->grad && g != t->grad) nb__accumulate_kernel(t->grad, g); /* else the rule wrote it there */
+    if (t->grad && g && g != t->grad) nb__accumulate_kernel(t->grad, g); /* else the rule wrote it there */
+    if (t->grad && sl->nterms) nb__leaf_terms_add(t->grad, t, sl->nterms, sl->term, false);
     t->grad_zero_ = false;
     if (t->persistent) pthread_mutex_unlock(&grad_lock);
     nb__pool_unref(ctx, sl->acc); /* in .grad now */
@@ -204,13 +205,25 @@ void nb__grad_dest_end(nb_ctx *ctx, const nb_node *n, int j) {
     if (n->in[j]->persistent) pthread_mutex_unlock(&grad_lock);
 }
 
+bool nb__defer_leaf_term(nb_ctx *ctx, nb_tensor *x, bool square, double c) {
+    nb_tensor *d = x->grad;
+    if (!ctx->grad_dest_on || ctx->anomaly || !is_leaf(x) || x->hooks || !nb_is_contiguous(x) ||
+        (d && (d->dtype != x->dtype || !nb_same_shape(d, x) || !nb_is_contiguous(d))))
+        return false;
+    nb_walk_slot *sl = nb__walk_slot(ctx, x);
+    if (sl->nterms == NB_MAX_LEAF_TERMS || sl->visit <= 0) return false;
+    if (!sl->acc && !sl->nterms && !touch(ctx, x)) return false; /* as in accumulate */
+    sl->term[sl->nterms++] = (nb_leaf_term){square, c};
+    return true;
+}
+
 /* node n is done: its leaf inputs have one use less; finalize those with none left */
 static nb_status release_leaves(nb_ctx *ctx, const nb_node *n) {
     for (int j = 0; j < n->n_in; j++) {
         nb_tensor *in = n->in[j];
         if (!is_leaf(in)) continue;
         nb_walk_slot *sl = nb__walk_slot(ctx, in);
-        if (sl->visit > 0 && --sl->visit == 0 && sl->acc) {
+        if (sl->visit > 0 && --sl->visit == 0 && (sl->acc || sl->nterms)) {
             nb_status st = finalize_leaf(ctx, in, sl);
             if (st != NB_OK) return st;
         }

@@ -139,7 +139,15 @@ static nb_tensor *derivative_graph(nb_ctx *ctx, const nb_node *n) {
 static nb_status epilogue_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
     nb_tensor *d = nb_ctx_grad_enabled(ctx) ? derivative_graph(ctx, n) : n->saved[0];
     gin[0] = nb_mul(ctx, g, d);
-    if (n->n_in > 1) gin[1] = gin[0]; /* the engine sums it over the rows into b's shape */
+    if (n->n_in == 1 || !gin[0]) return NB_OK;
+    nb_tensor *dst = nb__grad_dest_begin(ctx, n, 1);
+    if (!dst) {
+        gin[1] = gin[0]; /* the engine sums it over the rows into b's shape */
+        return NB_OK;
+    }
+    nb__sum_to_into(dst, gin[0]); /* the bias's .grad, written first */
+    nb__grad_dest_end(ctx, n, 1);
+    gin[1] = dst;
     return NB_OK;
 }
 static const nb_op OP_EPILOGUE = {"linear_act", epilogue_bw, NB_DIFFERENTIABLE};

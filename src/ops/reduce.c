@@ -274,9 +274,61 @@ static nb_status sum_map_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
     const double gv = nb_item(g);
     if (nb_ctx_grad_enabled(ctx) || !isfinite(gv)) /* create_graph: a graph term */
         gin[0] = nb_mul(ctx, g, square ? nb_mul_scalar(ctx, x, 2.0) : nb_sign(ctx, x));
-    else
+    else if (!nb__defer_leaf_term(ctx, x, square, gv)) /* a parameter's penalty: into .grad at the end */
         gin[0] = nb__unary(ctx, square ? &SQUARE_GRAD : &ABS_GRAD, x, gv, 0);
     return NB_OK;
+}
+
+/* The kept-back terms of a leaf (nb__defer_leaf_term), each with the bits of the kernels above,
+ * summed in the order the walk gave them (as the engine would have summed the tensors). Each
+ * term is rounded before it is added, as a tensor would be: no multiply-add contraction. */
+#if defined(__clang__)
+#define NO_CONTRACT
+#define NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
+#else
+#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#define NO_CONTRACT_BODY
+#endif
+typedef struct {
+    int n;
+    const nb_leaf_term *term;
+    bool first;
+} leaf_terms_args;
+#define LEAF_TERMS_ROWS(T, SUF)                                                                        \
+    static inline NO_CONTRACT T leaf_term_##SUF(const nb_leaf_term *t, T v) {                          \
+        return t->square ? square_grad_scalar_##SUF(v, (T)t->c, 0) : abs_grad_scalar_##SUF(v, (T)t->c, 0); \
+    }                                                                                                  \
+    static NO_CONTRACT void leaf_terms_##SUF(int64_t n, char **p, const int64_t *s, const void *arg) { \
+        NO_CONTRACT_BODY                                                                               \
+        const leaf_terms_args *a = arg;                                                                \
+        T *restrict d = (T *)p[0];                                                                     \
+        const T *restrict x = (const T *)p[1];                                                         \
+        if (a->n == 1 && a->term[0].square && s[0] == 1 && s[1] == 1) { /* an L2 penalty: vectorizes */ \
+            const T c = (T)a->term[0].c;                                                               \
+            if (a->first)                                                                              \
+                for (int64_t i = 0; i < n; i++) d[i] = square_grad_scalar_##SUF(x[i], c, 0);           \
+            else                                                                                       \
+                for (int64_t i = 0; i < n; i++) d[i] += square_grad_scalar_##SUF(x[i], c, 0);          \
+            return;                                                                                    \
+        }                                                                                              \
+        for (int64_t i = 0; i < n; i++) {                                                              \
+            T v = x[i * s[1]], sum = leaf_term_##SUF(&a->term[0], v);                                  \
+            for (int k = 1; k < a->n; k++) sum += leaf_term_##SUF(&a->term[k], v);                     \
+            d[i * s[0]] = a->first ? sum : d[i * s[0]] + sum;                                          \
+        }                                                                                              \
+    }
+LEAF_TERMS_ROWS(float, f32)
+LEAF_TERMS_ROWS(double, f64)
+#undef LEAF_TERMS_ROWS
+#undef NO_CONTRACT
+#undef NO_CONTRACT_BODY
+
+void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term, bool first) {
+    const leaf_terms_args a = {nterms, term, first};
+    nb_iter it;
+    const nb_tensor *ts[2] = {dst, x};
+    nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
+    nb__iter_run(&it, dst->dtype == NB_F32 ? leaf_terms_f32 : leaf_terms_f64, &a);
 }
 static const nb_op OP_SUM_SQ = {"sum_sq", sum_map_bw, NB_DIFFERENTIABLE}, OP_SUM_ABS = {"sum_abs", sum_map_bw, NB_DIFFERENTIABLE};
 
@@ -340,6 +392,17 @@ nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, b
     int64_t os[NB_MAX_DIMS];
     nb__reduced_shape(x, mask, false, &on, os);
     return nb_reshape(ctx, r, on, os);
+}
+
+void nb__sum_to_into(nb_tensor *dst, const nb_tensor *x) {
+    const int lead = x->ndim - dst->ndim;
+    unsigned mask = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (d < lead || (dst->shape[d - lead] == 1 && x->shape[d] != 1)) mask |= 1u << d;
+    nb_tensor kv = *dst; /* keepdim-shaped alias of dst, as nb_sum's */
+    nb__reduced_shape(x, mask, true, &kv.ndim, kv.shape);
+    nb__contig_strides(kv.ndim, kv.shape, kv.stride);
+    reduce_kernel(NB_R_SUM, x, mask, &kv);
 }
 
 nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {

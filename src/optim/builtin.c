@@ -187,8 +187,12 @@ const nb_optim_def nb_rmsprop = {.name = "rmsprop", .nslots = 3, .slots_for = rm
  * multiplied through by sqrt(bc2): w -= a m / (sqrt(v) + eps'), a = lr sqrt(bc2) / bc1 and
  * eps' = eps sqrt(bc2) (Kingma & Ba's "more efficient order"). The same value, one division
  * per element less; the bias corrections are folded in double once per step. */
-static void adam_core(float *restrict w, const float *restrict g, float *const *state, int64_t n,
-                      const nb_hparams *hp, int64_t step, bool decoupled) {
+/* One pass over the elements; decay and ams are constants at each call below, so the common
+ * case (no weight decay, no AMSGrad) runs without the decay's multiply-adds (which are exact
+ * no-ops there: w * 1 and g + 0 * w) or a branch, and vectorizes. */
+static inline __attribute__((always_inline)) void adam_loop(float *restrict w, const float *restrict g,
+                                                            float *const *state, int64_t n, const nb_hparams *hp,
+                                                            int64_t step, bool decoupled, bool decay, bool ams) {
     const float b1 = (float)hp->beta1, b2 = (float)hp->beta2, c1 = (float)(1.0 - hp->beta1),
                 c2 = (float)(1.0 - hp->beta2);
     const double bc2_sqrt = sqrt(1.0 - pow(hp->beta2, (double)step));
@@ -196,12 +200,11 @@ static void adam_core(float *restrict w, const float *restrict g, float *const *
     const float eps = (float)(hp->eps * bc2_sqrt);
     const float l2 = decoupled ? 0.0f : (float)hp->weight_decay;
     const float shrink = decoupled ? (float)(1.0 - hp->lr * hp->weight_decay) : 1.0f;
-    const bool ams = hp->amsgrad;
     float *restrict m = state[0], *restrict v = state[1], *restrict vmax = state[2];
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        float wi = w[i] * shrink;
-        float d = g[i] + l2 * wi;
+        float wi = decay ? w[i] * shrink : w[i];
+        float d = decay ? g[i] + l2 * wi : g[i];
         float mi = b1 * m[i] + c1 * d, vi = b2 * v[i] + c2 * d * d;
         m[i] = mi;
         v[i] = vi;
@@ -211,6 +214,13 @@ static void adam_core(float *restrict w, const float *restrict g, float *const *
         }
         w[i] = wi - step_size * mi / (sqrtf(vi) + eps);
     }
+}
+static void adam_core(float *w, const float *g, float *const *state, int64_t n, const nb_hparams *hp, int64_t step,
+                      bool decoupled) {
+    if (hp->weight_decay == 0.0 && !hp->amsgrad)
+        adam_loop(w, g, state, n, hp, step, decoupled, false, false);
+    else
+        adam_loop(w, g, state, n, hp, step, decoupled, true, hp->amsgrad);
 }
 static void adam_update(float *w, const float *g, float *const *s, int64_t n, const nb_hparams *hp, int64_t step) {
     adam_core(w, g, s, n, hp, step, false);

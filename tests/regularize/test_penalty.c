@@ -110,6 +110,47 @@ Test(penalty, one_pass_terms_give_the_composites_bits) {
     }
 }
 
+/* nb_backward keeps a parameter's penalty term back and adds it into .grad after the layer's
+ * gradient (which the GEMM then writes first): the bits of the composite's gradient, where the
+ * engine sums tensors, for a weight used by one layer, a bias, and a parameter used only by
+ * the penalty; and the same in anomaly mode (no term kept back). */
+static void penalty_grads(int kind, bool composite_form, int mode, float *out) {
+    nb_params *ps = nb_params_new();
+    nb_tensor *w = nb_params_add(ps, "w", NB_SHAPE(5, 9)), *b = nb_params_add(ps, "b", NB_SHAPE(5));
+    nb_tensor *u = nb_params_add(ps, "u", NB_SHAPE(3, 3));
+    nb_rng r = nb_rng_new(3);
+    nb_rng_normal(&r, w, 0, 1), nb_rng_normal(&r, b, 0, 1), nb_rng_normal(&r, u, 0, 1);
+    nb_set(w, 7, 0.0), nb_set(u, 2, -0.0);
+    if (mode == 1) nb_ctx_set_anomaly(ctx, true);
+    const bool all[3] = {true, true, true};
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(4, 9)), *cw = nb_randn(ctx, NB_F32, NB_SHAPE(4, 5));
+    nb_tensor *y = nb_linear_act(ctx, x, w, b, NB_ACT_RELU, 0.0);
+    nb_tensor *pen = composite_form ? composite(ctx, kind, 3, ps->p)
+                     : kind == 0   ? nb_l2_penalty_params(ctx, ps, all, 0.7)
+                     : kind == 1   ? nb_l1_penalty_params(ctx, ps, all, 0.7)
+                                   : nb_elastic_net_penalty_params(ctx, ps, all, 0.3, 0.2);
+    nb_tensor *loss = nb_add(ctx, nb_sum_all(ctx, nb_mul(ctx, y, cw)), pen);
+    nb_params_zero_grad(ps);
+    cr_assert_eq(nb_backward(ctx, loss, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    memset(out, 0, 128 * sizeof *out);
+    memcpy(out, ps->grad_flat, (size_t)ps->total * sizeof *out);
+    nb_ctx_set_anomaly(ctx, false);
+    nb_ctx_reset(ctx);
+    nb_params_free(ps);
+}
+
+Test(penalty, kept_back_terms_give_the_composites_bits) {
+    float g[2][128];
+    for (int kind = 0; kind < 3; kind++)
+        for (int mode = 0; mode < 2; mode++) {
+            nb_ctx_seed(ctx, 9), penalty_grads(kind, false, mode, g[0]);
+            nb_ctx_seed(ctx, 9), penalty_grads(kind, true, mode, g[1]);
+            for (int i = 0; i < 128; i++)
+                cr_assert(memcmp(&g[0][i], &g[1][i], sizeof(float)) == 0, "kind %d mode %d element %d: %.9g, composite %.9g",
+                          kind, mode, i, g[0][i], g[1][i]);
+        }
+}
+
 Test(penalty, group_lasso_zero_group_has_zero_gradient) {
     const double z[6] = {0, 0, 0, 1, 2, 2};
     nb_tensor *w = leaf(z, NB_SHAPE(2, 3));
