@@ -261,6 +261,17 @@ static void assert_same_result(const nb_search_result *a, const nb_search_result
     }
 }
 
+/* the same search in 2 and 3 worker processes: the same decisions and results as seq */
+static void assert_workers_equal_sequential(nb_search_opts o, const nb_search_result *seq) {
+    for (int workers = 2; workers <= 3; workers++) {
+        nb_search_result p;
+        o.workers = workers;
+        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
+        assert_same_result(seq, &p);
+        nb_search_result_free(&p);
+    }
+}
+
 Test(search, asha_prunes_as_worked_out_by_hand) {
     nb_hp_space sp[] = {{.name = "id", .kind = NB_HP_CHOICE, .n_choices = 6, .choices = ids}};
     nb_search_opts o = {.space = sp, .n_hp = 1, .maximize = true, .prune_eta = 2};
@@ -301,14 +312,7 @@ Test(search, asha_prunes_as_worked_out_by_hand) {
     cr_assert(strstr(svg, ">trial 4 (pruned)</text>") && strstr(svg, ">rung 3</text>"));
     free(svg);
 
-    /* the same search in 3 worker processes: the same decisions and results */
-    for (int workers = 2; workers <= 3; workers++) {
-        nb_search_result p;
-        o.workers = workers;
-        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
-        assert_same_result(&r, &p);
-        nb_search_result_free(&p);
-    }
+    assert_workers_equal_sequential(o, &r);
     nb_search_result_free(&r);
 }
 
@@ -336,13 +340,7 @@ Test(search, hyperband_brackets_prune_as_worked_out_by_hand) {
     }
     cr_assert_eq(total, 31, "31 of 48 epochs");
     cr_assert_eq(r.best, 1, "bracket 1 kept the late bloomer (.75)");
-    for (int workers = 2; workers <= 3; workers++) { /* parallel == sequential */
-        nb_search_result p;
-        o.workers = workers;
-        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
-        assert_same_result(&r, &p);
-        nb_search_result_free(&p);
-    }
+    assert_workers_equal_sequential(o, &r);
     nb_search_result_free(&r);
     o.prune_eta = 0, o.workers = 0; /* brackets need pruning */
     cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_ERR_VALUE);
