@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
- *       ROW: info mlp cnn resnet conv bn optim chain engine matmul memory triad steady,
+ *       ROW: info mlp cnn resnet conv bn optim chain engine matmul memory triad steady fit,
  *            prof-mlp64/prof-mlp256/prof-cnn,
  *            {cnn,resnet,wide}-memory/{train,eval} (one case per process)
  *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
@@ -963,6 +963,101 @@ static void row_steady(void) {
     nb_tensor_free(x), nb_tensor_free(y);
 }
 
+/* ---- row fit: nb_fit against the hand-written loop it replaces ---------------------------------- */
+/* The same module MLP (784-256-128-10, ReLU) and Adam trained over the same epoch slice (the
+ * first FIT_N images in batches of 64, shuffled by the batcher), once by nb_fit (one epoch, no
+ * validation, no callbacks) and once by the loop a user would write: zero_grad, forward, cross
+ * entropy, backward, step, the loss summed with nb_item, reset. Both keep training the same
+ * parameters; the cases alternate, and each keeps the minimum over rounds of its thread CPU
+ * time (repeatable on a loaded machine) and of its wall time. mallocs/step: the context's
+ * mallocs (nb_ctx_mallocs) over a warmed nb_fit epoch, per step; 0 is the target. */
+enum { FIT_N = 6400, FIT_BATCH = 64 };
+
+typedef struct {
+    nb_ctx *ctx;
+    nb_model *model;
+    nb_module *net;
+    nb_optim *opt;
+    nb_batcher *it;
+    int64_t epoch;
+} fit_run;
+
+static double thread_cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fit_by_nb_fit(fit_run *f) {
+    nb_history h;
+    if (nb_fit(f->ctx, NULL, f->net, f->opt, f->it, &h, &(nb_fit_opts){.epochs = 1}) != NB_OK) {
+        fprintf(stderr, "fit: %s\n", nb_last_error());
+        exit(1);
+    }
+    nb_history_free(&h);
+}
+
+static void fit_by_hand(fit_run *f) {
+    double loss_sum = 0;
+    nb_batch b;
+    nb_batcher_start(f->it, 0); /* the epoch nb_fit runs (its first) */
+    while (nb_batcher_next(f->it, &b)) {
+        nb_params_zero_grad(f->model->ps);
+        nb_tensor *loss = nb_cross_entropy(f->ctx, nb_module_forward(f->ctx, f->net, b.x), b.y, NB_REDUCE_MEAN);
+        if (!loss || nb_backward(f->ctx, loss, NULL) != NB_OK || nb_optim_step(f->opt) != NB_OK) {
+            fprintf(stderr, "fit: %s / %s\n", nb_ctx_error(f->ctx), nb_last_error());
+            exit(1);
+        }
+        loss_sum += nb_item(loss) * (double)b.n;
+        nb_ctx_reset(f->ctx);
+    }
+    if (!isfinite(loss_sum)) exit(1);
+}
+
+static void row_fit(void) {
+    nb_tensor *x, *y;
+    load_data(&x, &y);
+    int64_t *idx = malloc(FIT_N * sizeof *idx);
+    for (int64_t i = 0; i < FIT_N; i++) idx[i] = i;
+    nb_tensor *xs = nb_take_rows(x, idx, FIT_N), *ys = nb_take_rows(y, idx, FIT_N);
+    free(idx);
+    fit_run f = {.ctx = nb_ctx_new(), .model = nb_model_new(5)};
+    nb_model *m = f.model;
+    f.net = nb_sequential(m, "mlp", NB_MODULES(nb_linear_module(m, (nb_linear_opts){.in = 784, .out = 256}), nb_relu_module(m, NULL),
+                                                nb_linear_module(m, (nb_linear_opts){.in = 256, .out = 128}), nb_relu_module(m, NULL),
+                                                nb_linear_module(m, (nb_linear_opts){.in = 128, .out = 10})));
+    f.opt = f.net ? nb_optim_new(&nb_adam, m->ps, NULL) : NULL;
+    f.it = nb_batcher_new(xs, ys, &(nb_batch_opts){.batch_size = FIT_BATCH, .shuffle = true, .seed = 1});
+    if (!f.opt || !f.it) {
+        fprintf(stderr, "fit: %s\n", nb_last_error());
+        exit(1);
+    }
+    void (*cases[2])(fit_run *) = {fit_by_hand, fit_by_nb_fit};
+    double cpu[2] = {INFINITY, INFINITY}, wall[2] = {INFINITY, INFINITY};
+    for (int c = 0; c < 2; c++) cases[c](&f); /* warm-up: the arena reaches its size */
+    const uint64_t mallocs0 = nb_ctx_mallocs(f.ctx);
+    fit_by_nb_fit(&f);
+    const uint64_t mallocs = nb_ctx_mallocs(f.ctx) - mallocs0;
+    const int rounds = bench_batches < 7 ? 3 : 9;
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 2; k++) {
+            const int c = (r + k) % 2; /* alternate which case goes first */
+            const double c0 = thread_cpu_now(), w0 = bench_now();
+            cases[c](&f);
+            const double dc = thread_cpu_now() - c0, dw = bench_now() - w0;
+            cpu[c] = dc < cpu[c] ? dc : cpu[c], wall[c] = dw < wall[c] ? dw : wall[c];
+        }
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "mlp B=%d n=%d T=%d", FIT_BATCH, FIT_N, threads);
+    bench_report("fit", cfg, "hand samples/s (wall)", FIT_N / wall[0], "samples/s");
+    bench_report("fit", cfg, "nb_fit samples/s (wall)", FIT_N / wall[1], "samples/s");
+    bench_report("fit", cfg, "nb_fit/hand (wall)", wall[0] / wall[1], "x");
+    if (threads == 1) bench_report("fit", cfg, "nb_fit/hand (thread cpu)", cpu[0] / cpu[1], "x");
+    bench_report("fit", cfg, "mallocs/step", (double)mallocs / (double)(FIT_N / FIT_BATCH), "mallocs");
+    nb_batcher_free(f.it), nb_optim_free(f.opt), nb_model_free(m), nb_ctx_free(f.ctx);
+    nb_tensor_free(xs), nb_tensor_free(ys), nb_tensor_free(x), nb_tensor_free(y);
+}
+
 /* For profilers: 200 CNN steps at batch 64 after loading (a fixed amount of work, so that CPU
  * times of two builds compare on a busy machine), nothing else. */
 static void prof_cnn(void) {
@@ -1057,6 +1152,8 @@ int main(int argc, char **argv) {
             else row_res_memory(row[0] == 'w', train);
         } else if (!strcmp(row, "steady")) {
             row_steady();
+        } else if (!strcmp(row, "fit")) {
+            row_fit();
         } else if (!strcmp(row, "prof-cnn")) {
             prof_cnn();
         } else if (!strcmp(row, "memory")) {
@@ -1065,7 +1162,7 @@ int main(int argc, char **argv) {
             prof_mlp(row[8] == '6' ? 64 : 256);
 #else
         } else if (!strcmp(row, "mlp") || !strcmp(row, "optim") || !strcmp(row, "memory") || !strcmp(row, "cnn") ||
-                   !strcmp(row, "resnet") || !strcmp(row, "steady")) {
+                   !strcmp(row, "resnet") || !strcmp(row, "steady") || !strcmp(row, "fit")) {
             /* needs the optimizer API (nabla/optim.h) */
 #endif
         } else if (!strcmp(row, "triad")) {

@@ -26,6 +26,12 @@ Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, m
           frac_of_copy_bound = copy_time / nabla's bn time, target >= 1/1.5 = 0.667: batch norm
           forward + backward within 1.5x the time of a single copy of its input.
 
+  fit     (opt-in, nabla only) the same module MLP (784-256-128-10) and Adam trained over a
+          6400-image epoch slice by nb_fit and by the hand-written loop it replaces, alternating,
+          the minimum over rounds of each: samples/s (wall), nb_fit/hand speed ratio by wall and
+          (at 1 thread) by thread CPU time, target >= 0.98; mallocs/step of the context over a
+          warmed nb_fit epoch, target 0.
+
 The memory rows of issue 15 (opt-in) run each case (train, eval) of each network in its own
 process per side, at 1 thread: rss_growth is the peak RSS of 3 steps minus the RSS after setup.
 
@@ -65,6 +71,8 @@ ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "matmul", "e
 # issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
 # (train, eval) runs in its own process per side, at 1 thread
 NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]
+# rows that compare nabla with itself: PyTorch's side does not run them
+NABLA_ONLY_ROWS = ["fit"]
 
 # (row, metric) -> (which value the target applies to, comparison, bound) ; per-config bounds
 # as a function of the config string.
@@ -89,6 +97,10 @@ def target(row, cfg, metric):
         return ("ratio", "<=", 1 / 3)
     if row in NET_MEMORY_ROWS and metric == "rss_growth":
         return ("ratio", "<=", 1.0)
+    if row == "fit" and metric.startswith("nb_fit/hand"):
+        return ("nabla", ">=", 0.98)
+    if row == "fit" and metric == "mallocs/step":
+        return ("nabla", "<=", 0)
     return None
 
 
@@ -189,7 +201,10 @@ def main():
             if r % 2:
                 sides.reverse()
             for side, cmd in sides:
-                res, _ = run(cmd + ["--threads", str(t)] + quick + bench_rows, env)
+                side_rows = [r for r in bench_rows if side == "nabla" or r not in NABLA_ONLY_ROWS]
+                if not side_rows:
+                    continue
+                res, _ = run(cmd + ["--threads", str(t)] + quick + side_rows, env)
                 for row, cfg, metric, v, unit in res:
                     key = (row, cfg, metric)
                     if key not in units:
@@ -213,7 +228,7 @@ def main():
 
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
-    rank = {r: i for i, r in enumerate(ALL_ROWS + ["memory"] + NET_MEMORY_ROWS + ["triad"])}
+    rank = {r: i for i, r in enumerate(ALL_ROWS + ["memory"] + NET_MEMORY_ROWS + ["triad"] + NABLA_ONLY_ROWS)}
     first = {k: i for i, k in enumerate(order)}
     order.sort(key=lambda k: (rank.get(k[0], 99), first[k]))
 

@@ -252,6 +252,13 @@ static inline double ex_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Training samples per second of an nb_fit run over n training samples per epoch (train phases only). */
+static inline double ex_samples_per_sec(const nb_history *h, int64_t n) {
+    double seconds = 0;
+    for (int64_t e = 0; e < h->n; e++) seconds += h->epochs[e].train_seconds;
+    return (double)(h->n * n) / seconds;
+}
+
 /* A classifier's forward pass: x (N, ...) -> logits (N, classes). */
 typedef nb_tensor *(*ex_forward_fn)(nb_ctx *ctx, const void *model, nb_tensor *x);
 

@@ -10,54 +10,32 @@
 // ci-args: --subset 3000 --test 1000 --epochs 3 --threads 1 --max-mse 0.03
 #include "example_util.h"
 
-typedef struct {
-    nb_conv2d_layer enc1, enc2;
-    nb_conv_transpose2d_layer dec1, dec2;
-} autoencoder;
-
-static nb_status ae_init(autoencoder *m, nb_params *ps, int64_t c, nb_rng *rng) {
-    /* 28 -> 14 -> 7 and back: kernel 3, stride 2, padding 1 (output_padding 1 restores even sizes) */
-    nb_status s = nb_conv2d_layer_init(&m->enc1, ps, "enc1", 1, c, 3, 2, 1, 1, 1, true, rng);
-    if (!s) s = nb_conv2d_layer_init(&m->enc2, ps, "enc2", c, 2 * c, 3, 2, 1, 1, 1, true, rng);
-    if (!s) s = nb_conv_transpose2d_layer_init(&m->dec1, ps, "dec1", 2 * c, c, 3, 2, 1, 1, 1, true, rng);
-    if (!s) s = nb_conv_transpose2d_layer_init(&m->dec2, ps, "dec2", c, 1, 3, 2, 1, 1, 1, true, rng);
-    return s;
+/* 28 -> 14 -> 7 and back: kernel 3, stride 2, padding 1 (output_padding 1 restores even sizes).
+ * x (N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1); the code is (N, 2C, 7, 7). */
+static nb_module *autoencoder(nb_model *m, int64_t c) {
+    return nb_sequential(m, "autoencoder", NB_MODULES(
+        nb_conv2d_module(m, (nb_conv2d_opts){.in = 1, .out = c, .kernel = 3, .stride = 2, .padding = 1, .name = "enc1"}),
+        nb_relu_module(m, NULL),
+        nb_conv2d_module(m, (nb_conv2d_opts){.in = c, .out = 2 * c, .kernel = 3, .stride = 2, .padding = 1, .name = "enc2"}),
+        nb_relu_module(m, NULL),
+        nb_conv_transpose2d_module(m, (nb_conv_transpose2d_opts){.in = 2 * c, .out = c, .kernel = 3, .stride = 2,
+                                                                 .padding = 1, .output_padding = 1, .name = "dec1"}),
+        nb_relu_module(m, NULL),
+        nb_conv_transpose2d_module(m, (nb_conv_transpose2d_opts){.in = c, .out = 1, .kernel = 3, .stride = 2,
+                                                                 .padding = 1, .output_padding = 1, .name = "dec2"}),
+        nb_sigmoid_module(m, NULL)));
 }
 
-/* x (N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1) */
-/* nb_ctx_keep: under no-grad one layer's temporaries at a time (see fashion_cnn.c) */
-static nb_tensor *ae_forward(nb_ctx *ctx, const autoencoder *m, nb_tensor *x) {
-    const nb_mark mk = nb_ctx_mark(ctx);
-    nb_tensor *h = nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc1, x));          /* (N, C, 14, 14) */
-    h = nb_ctx_keep(ctx, mk, nb_relu(ctx, nb_conv2d_layer_forward(ctx, &m->enc2, h))); /* (N, 2C, 7, 7): the code */
-    h = nb_ctx_keep(ctx, mk, nb_relu(ctx, nb_conv_transpose2d_layer_forward(ctx, &m->dec1, h))); /* (N, C, 14, 14) */
-    return nb_sigmoid(ctx, nb_conv_transpose2d_layer_forward(ctx, &m->dec2, h)); /* (N, 1, 28, 28) */
-}
-
-/* Mean squared error over all pixels of x, in eval mode without a graph. */
-static double evaluate(nb_ctx *ctx, const autoencoder *m, const nb_tensor *x) {
-    nb_batcher *it = nb_batcher_new(x, NULL, &(nb_batch_opts){.batch_size = 500});
-    double sse = 0;
-    nb_batch b;
-    nb_ctx_set_train(ctx, false);
-    NB_NO_GRAD(ctx) {
-        while (it && nb_batcher_next(it, &b)) {
-            sse += nb_item(nb_mse_loss(ctx, ae_forward(ctx, m, b.x), b.x, NB_REDUCE_SUM));
-            nb_ctx_reset(ctx);
-        }
-    }
-    nb_ctx_set_train(ctx, true);
-    nb_batcher_free(it);
-    return sse / (double)x->numel;
-}
+/* the loss: a reconstruction's mean squared error against its input (the batch's target) */
+static nb_tensor *mse(nb_ctx *ctx, nb_tensor *out, nb_tensor *x) { return nb_mse_loss(ctx, out, x, NB_REDUCE_MEAN); }
 
 /* Write `n` test images (row 1, 3, ...) above their reconstructions (row 2, 4, ...), 8 per row. */
-static nb_status save_pairs(nb_ctx *ctx, const autoencoder *m, const nb_tensor *x, int64_t n, const char *path) {
+static nb_status save_pairs(nb_ctx *ctx, const nb_module *net, const nb_tensor *x, int64_t n, const char *path) {
     nb_status s = NB_OK;
     nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         nb_tensor *in = nb_slice(ctx, (nb_tensor *)x, 0, 0, n, 1), *rows[16];
-        nb_tensor *out = ae_forward(ctx, m, in);
+        nb_tensor *out = nb_module_forward(ctx, net, in);
         int k = 0;
         for (int64_t r = 0; r < n / 8 && k + 1 < 16; r++) {
             rows[k++] = nb_slice(ctx, in, 0, 8 * r, 8 * r + 8, 1);
@@ -99,50 +77,38 @@ int main(int argc, char **argv) {
     printf("train %lld, validation %lld, test %lld images; %d threads\n", (long long)d.x_train->shape[0],
            (long long)d.x_val->shape[0], (long long)d.x_test->shape[0], nb_get_num_threads());
 
-    nb_params *ps = nb_params_new();
-    nb_rng rng = nb_rng_new((uint64_t)seed);
-    autoencoder m;
-    if (ae_init(&m, ps, width, &rng) != NB_OK) return fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error()), 1;
-    nb_optim *opt = nb_optim_new(&nb_adam, ps, NULL);
+    /* the batches' targets are their images */
+    nb_model *model = nb_model_new((uint64_t)seed);
+    nb_module *net = model ? autoencoder(model, width) : NULL;
+    nb_hparams hp = nb_adam.defaults;
+    hp.lr = lr;
+    nb_optim *opt = net ? nb_optim_new(&nb_adam, model->ps, &hp) : NULL;
     nb_ctx *ctx = nb_ctx_new();
-    nb_batcher *it =
-        nb_batcher_new(d.x_train, NULL, &(nb_batch_opts){.batch_size = batch, .shuffle = true, .seed = (uint64_t)seed});
-    if (!opt || !ctx || !it) return fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error()), 1;
-    const int64_t steps_per_epoch = nb_batcher_num_batches(it), total = steps_per_epoch * epochs;
-    printf("model: %lld parameters, %lld steps of %lld\n", (long long)ps->total, (long long)total, (long long)batch);
+    nb_batch_opts bo = {.batch_size = batch, .shuffle = true, .seed = (uint64_t)seed};
+    nb_batcher *it = nb_batcher_new(d.x_train, d.x_train, &bo), *va = nb_batcher_new(d.x_val, d.x_val, &(nb_batch_opts){.batch_size = 500});
+    nb_batcher *te = nb_batcher_new(d.x_test, d.x_test, &(nb_batch_opts){.batch_size = 500});
+    if (!opt || !ctx || !it || !va || !te) return fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error()), 1;
+    printf("model: %lld parameters, %lld steps of %lld\n", (long long)model->ps->total,
+           (long long)(nb_batcher_num_batches(it) * epochs), (long long)batch);
 
-    double train_time = 0;
-    int64_t step = 0, seen = 0;
-    for (int64_t epoch = 0; epoch < epochs; epoch++) {
-        double t0 = ex_now(), loss_sum = 0;
-        nb_batch b;
-        nb_batcher_start(it, epoch);
-        while (nb_batcher_next(it, &b)) {
-            opt->hp.lr = nb_lr_cosine_warmup(lr, step++, steps_per_epoch / 4, total, lr / 100);
-            nb_params_zero_grad(ps);
-            nb_tensor *loss = nb_mse_loss(ctx, ae_forward(ctx, &m, b.x), b.x, NB_REDUCE_MEAN);
-            if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_optim_step(opt) != NB_OK)
-                return fprintf(stderr, "fashion_autoencoder: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
-            loss_sum += nb_item(loss) * (double)b.n;
-            seen += b.n;
-            nb_ctx_reset(ctx);
-        }
-        train_time += ex_now() - t0;
-        printf("epoch %2lld  train_mse %.6f  val_mse %.6f  (%.1f s)\n", (long long)epoch + 1,
-               loss_sum / (double)d.x_train->shape[0], evaluate(ctx, &m, d.x_val), ex_now() - t0);
-        fflush(stdout);
-    }
-    double test_mse = evaluate(ctx, &m, d.x_test);
-    nb_status s = save_pairs(ctx, &m, d.x_test, d.x_test->shape[0] < 64 ? d.x_test->shape[0] / 8 * 8 : 64, out);
-    if (s != NB_OK) fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error());
-    else printf("wrote %s (test images above their reconstructions)\n", out);
-    printf("test_mse=%.6f samples_per_sec=%.0f\n", test_mse, (double)seen / train_time);
+    /* linear warmup over the first quarter epoch, cosine decay to lr/100 at the end; loss = MSE */
+    nb_history h;
+    nb_scores sc = {0};
+    const nb_fit_opts fo = {.epochs = epochs, .val = va, .loss = mse, .progress = stdout, .schedule = NB_SCHEDULE_COSINE_WARMUP,
+                            .warmup = nb_batcher_num_batches(it) / 4, .min_lr = lr / 100};
+    nb_status s = nb_fit(ctx, NULL, net, opt, it, &h, &fo);
+    if (s == NB_OK) s = nb_evaluate(ctx, NULL, net, te, &fo, &sc);
+    if (s == NB_OK) s = save_pairs(ctx, net, d.x_test, d.x_test->shape[0] < 64 ? d.x_test->shape[0] / 8 * 8 : 64, out);
+    if (s != NB_OK) return fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error()), 1;
+    const double test_mse = sc.loss;
+    printf("wrote %s (test images above their reconstructions)\n", out);
+    printf("test_mse=%.6f samples_per_sec=%.0f\n", test_mse, ex_samples_per_sec(&h, d.x_train->shape[0]));
 
-    nb_batcher_free(it);
+    nb_history_free(&h);
+    nb_batcher_free(it), nb_batcher_free(va), nb_batcher_free(te);
     nb_optim_free(opt);
-    nb_params_free(ps), nb_ctx_free(ctx);
+    nb_model_free(model), nb_ctx_free(ctx);
     ex_data_free(&d);
-    if (s != NB_OK) return 1;
     if (!(test_mse <= max_mse)) {
         fprintf(stderr, "fashion_autoencoder: test MSE %.6f is above --max-mse %g\n", test_mse, max_mse);
         return 1;

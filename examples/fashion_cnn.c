@@ -101,10 +101,8 @@ int main(int argc, char **argv) {
                                                                      .warmup = nb_batcher_num_batches(it) / 2}) != NB_OK ||
         nb_evaluate(ctx, cnn_forward_any, &m, te, NULL, &sc) != NB_OK)
         return fprintf(stderr, "fashion_cnn: %s\n", nb_last_error()), 1;
-    double seconds = 0;
-    for (int64_t e = 0; e < h.n; e++) seconds += h.epochs[e].train_seconds;
     const double test_acc = sc.accuracy;
-    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)(h.n * d.x_train->shape[0]) / seconds);
+    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, ex_samples_per_sec(&h, d.x_train->shape[0]));
 
     nb_history_free(&h);
     nb_batcher_free(it), nb_batcher_free(va), nb_batcher_free(te);

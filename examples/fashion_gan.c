@@ -17,37 +17,30 @@
 
 enum { ZDIM = 64 };
 
-typedef struct {
-    nb_linear_layer fc1, fc2, fc3;
-} mlp3;
-
-static nb_status mlp3_init(mlp3 *m, nb_params *ps, int64_t in, int64_t h1, int64_t h2, int64_t out, nb_rng *rng) {
-    nb_status s = nb_linear_layer_init(&m->fc1, ps, "fc1", in, h1, true, rng);
-    if (!s) s = nb_linear_layer_init(&m->fc2, ps, "fc2", h1, h2, true, rng);
-    if (!s) s = nb_linear_layer_init(&m->fc3, ps, "fc3", h2, out, true, rng);
-    return s;
-}
-
 /* z (N, 64) -> images (N, 784) in [-1, 1] */
-static nb_tensor *generator(nb_ctx *ctx, const mlp3 *g, nb_tensor *z) {
-    nb_tensor *h = nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &g->fc1, z), 0.2);
-    h = nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &g->fc2, h), 0.2);
-    return nb_tanh(ctx, nb_linear_layer_forward(ctx, &g->fc3, h));
+static nb_module *generator(nb_model *m, int64_t h) {
+    return nb_sequential(m, "G", NB_MODULES(
+        nb_linear_module(m, (nb_linear_opts){.in = ZDIM, .out = h}), nb_leaky_relu_module(m, NULL, 0.2),
+        nb_linear_module(m, (nb_linear_opts){.in = h, .out = 2 * h}), nb_leaky_relu_module(m, NULL, 0.2),
+        nb_linear_module(m, (nb_linear_opts){.in = 2 * h, .out = 784}), nb_tanh_module(m, NULL)));
 }
 
 /* images (N, 784) -> logits (N, 1): real > 0 > fake. Dropout only in train mode. */
-static nb_tensor *discriminator(nb_ctx *ctx, const mlp3 *d, nb_tensor *x) {
-    nb_tensor *h = nb_dropout(ctx, nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &d->fc1, x), 0.2), 0.3);
-    h = nb_dropout(ctx, nb_leaky_relu(ctx, nb_linear_layer_forward(ctx, &d->fc2, h), 0.2), 0.3);
-    return nb_linear_layer_forward(ctx, &d->fc3, h);
+static nb_module *discriminator(nb_model *m, int64_t h) {
+    return nb_sequential(m, "D", NB_MODULES(
+        nb_linear_module(m, (nb_linear_opts){.in = 784, .out = 2 * h}), nb_leaky_relu_module(m, NULL, 0.2),
+        nb_dropout_module(m, NULL, 0.3),
+        nb_linear_module(m, (nb_linear_opts){.in = 2 * h, .out = h}), nb_leaky_relu_module(m, NULL, 0.2),
+        nb_dropout_module(m, NULL, 0.3),
+        nb_linear_module(m, (nb_linear_opts){.in = h, .out = 1})));
 }
 
 /* Write G(z_fixed) as an 8x8 grid (eval mode, no graph). */
-static nb_status save_samples(nb_ctx *ctx, const mlp3 *g, nb_tensor *z_fixed, const char *path) {
+static nb_status save_samples(nb_ctx *ctx, const nb_module *G, nb_tensor *z_fixed, const char *path) {
     nb_status s;
     nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
-        nb_tensor *img = nb_affine(ctx, generator(ctx, g, z_fixed), 0.5, 0.5); /* [-1, 1] -> [0, 1] */
+        nb_tensor *img = nb_affine(ctx, nb_module_forward(ctx, G, z_fixed), 0.5, 0.5); /* [-1, 1] -> [0, 1] */
         s = img ? nb_png_grid(path, img, 8, 2) : nb_ctx_status(ctx);
     }
     nb_ctx_set_train(ctx, true);
@@ -81,24 +74,22 @@ int main(int argc, char **argv) {
     printf("train %lld images; %d threads; gradient penalty %g\n", (long long)d.x_train->shape[0], nb_get_num_threads(),
            gp);
 
-    /* two models, two parameter sets, two optimizers */
-    nb_params *ps_g = nb_params_new(), *ps_d = nb_params_new();
-    nb_rng rng = nb_rng_new((uint64_t)seed);
-    mlp3 G, D;
-    if (mlp3_init(&G, ps_g, ZDIM, hidden, 2 * hidden, 784, &rng) != NB_OK ||
-        mlp3_init(&D, ps_d, 784, 2 * hidden, hidden, 1, &rng) != NB_OK)
-        return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
+    /* two models (each with its own parameters) and two optimizers */
+    nb_model *mg = nb_model_new((uint64_t)seed), *md = nb_model_new((uint64_t)seed + 1);
+    nb_module *G = mg ? generator(mg, hidden) : NULL, *D = md ? discriminator(md, hidden) : NULL;
+    if (!G || !D) return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
     nb_hparams hp = nb_adam.defaults;
     hp.lr = lr, hp.beta1 = 0.5;
-    nb_optim *opt_g = nb_optim_new(&nb_adam, ps_g, &hp), *opt_d = nb_optim_new(&nb_adam, ps_d, &hp);
+    nb_optim *opt_g = nb_optim_new(&nb_adam, mg->ps, &hp), *opt_d = nb_optim_new(&nb_adam, md->ps, &hp);
     nb_ctx *ctx = nb_ctx_new();
     nb_ctx_seed(ctx, (uint64_t)seed); /* noise and dropout come from the context's generator */
     nb_tensor *z_fixed = nb_tensor_new(NB_F32, NB_SHAPE(64, ZDIM));
+    nb_rng rng = nb_rng_new((uint64_t)seed);
     nb_rng_normal(&rng, z_fixed, 0, 1);
     nb_batcher *it = nb_batcher_new(d.x_train, NULL, &(nb_batch_opts){.batch_size = batch, .shuffle = true,
                                                                       .drop_last = true, .seed = (uint64_t)seed});
     if (!opt_g || !opt_d || !ctx || !it) return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
-    printf("G: %lld parameters, D: %lld parameters\n", (long long)ps_g->total, (long long)ps_d->total);
+    printf("G: %lld parameters, D: %lld parameters\n", (long long)mg->ps->total, (long long)md->ps->total);
 
     double train_time = 0;
     int64_t seen = 0;
@@ -113,19 +104,19 @@ int main(int argc, char **argv) {
 
             /* 1. discriminator step: real images -> 1, generated ones (constants here) -> 0 */
             nb_tensor *real = nb_affine(ctx, b.x, 2, -1), *fake;
-            NB_NO_GRAD(ctx) { fake = generator(ctx, &G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM))); }
-            nb_tensor *d_real = discriminator(ctx, &D, real);
+            NB_NO_GRAD(ctx) { fake = nb_module_forward(ctx, G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM))); }
+            nb_tensor *d_real = nb_module_forward(ctx, D, real);
             nb_tensor *loss_d = nb_add(ctx, nb_bce_with_logits(ctx, d_real, ones, NB_REDUCE_MEAN),
-                                       nb_bce_with_logits(ctx, discriminator(ctx, &D, fake), zeros, NB_REDUCE_MEAN));
+                                       nb_bce_with_logits(ctx, nb_module_forward(ctx, D, fake), zeros, NB_REDUCE_MEAN));
             if (gp > 0) {
                 /* x_hat = a*real + (1-a)*fake, a ~ U(0,1) per image: a leaf that requires grad */
                 nb_tensor *a = nb_rand(ctx, NB_F32, NB_SHAPE(n, 1)), *x_hat;
                 NB_NO_GRAD(ctx) { x_hat = nb_add(ctx, fake, nb_mul(ctx, a, nb_sub(ctx, real, fake))); }
                 x_hat = nb_detach(ctx, x_hat);
                 nb_requires_grad(x_hat, true);
-                loss_d = nb_add(ctx, loss_d, nb_gradient_penalty(ctx, discriminator(ctx, &D, x_hat), x_hat, 1.0, gp));
+                loss_d = nb_add(ctx, loss_d, nb_gradient_penalty(ctx, nb_module_forward(ctx, D, x_hat), x_hat, 1.0, gp));
             }
-            nb_params_zero_grad(ps_d);
+            nb_params_zero_grad(md->ps);
             if (!loss_d || nb_backward(ctx, loss_d, NULL) != NB_OK || nb_optim_step(opt_d) != NB_OK)
                 return fprintf(stderr, "fashion_gan: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
             sum_d += nb_item(loss_d);
@@ -136,9 +127,9 @@ int main(int argc, char **argv) {
              * gradient also reaches D's parameters; D's step above zeroes them first. */
             ones = nb_ones(ctx, NB_F32, NB_SHAPE(n, 1));
             nb_tensor *loss_g =
-                nb_bce_with_logits(ctx, discriminator(ctx, &D, generator(ctx, &G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM)))),
+                nb_bce_with_logits(ctx, nb_module_forward(ctx, D, nb_module_forward(ctx, G, nb_randn(ctx, NB_F32, NB_SHAPE(n, ZDIM)))),
                                    ones, NB_REDUCE_MEAN);
-            nb_params_zero_grad(ps_g);
+            nb_params_zero_grad(mg->ps);
             if (!loss_g || nb_backward(ctx, loss_g, NULL) != NB_OK || nb_optim_step(opt_g) != NB_OK)
                 return fprintf(stderr, "fashion_gan: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
             sum_g += nb_item(loss_g);
@@ -152,7 +143,7 @@ int main(int argc, char **argv) {
         if ((epoch + 1) % sample_every == 0 || epoch + 1 == epochs) {
             char path[512];
             snprintf(path, sizeof path, "%s_epoch%03lld.png", prefix, (long long)epoch + 1);
-            if (save_samples(ctx, &G, z_fixed, path) != NB_OK)
+            if (save_samples(ctx, G, z_fixed, path) != NB_OK)
                 return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
             printf("wrote %s\n", path);
         }
@@ -162,7 +153,7 @@ int main(int argc, char **argv) {
 
     nb_batcher_free(it);
     nb_optim_free(opt_g), nb_optim_free(opt_d);
-    nb_params_free(ps_g), nb_params_free(ps_d);
+    nb_model_free(mg), nb_model_free(md);
     nb_tensor_free(z_fixed);
     nb_ctx_free(ctx);
     ex_data_free(&d);

@@ -10,21 +10,17 @@
 // ci-args: --subset 2000 --test 1000 --epochs 1 --hidden 64 --lr 5e-3 --threads 1 --min-accuracy 0.4
 #include "example_util.h"
 
-typedef struct {
-    nb_rnn_layer lstm;
-    nb_linear_layer head;
-} rnn_classifier;
+/* (N, 784) -> (N, 28, 28): the rows of an image become its time steps */
+static nb_tensor *rows(nb_ctx *ctx, nb_tensor *x) { return nb_reshape(ctx, x, NB_SHAPE(x->shape[0], 28, 28)); }
 
-/* x (N, 784) -> logits (N, 10): rows become time steps, (N, 784) -> (28, N, 28) = (T, N, F) */
-static nb_tensor *forward(nb_ctx *ctx, const rnn_classifier *m, nb_tensor *x) {
-    nb_tensor *seq = nb_reshape(ctx, x, NB_SHAPE(x->shape[0], 28, 28));
-    seq = nb_contiguous(ctx, nb_transpose(ctx, seq, 0, 1));
-    nb_tensor *h_last = NULL;
-    nb_rnn_layer_forward(ctx, &m->lstm, seq, NULL, NULL, &h_last, NULL); /* zero initial state */
-    return nb_linear_layer_forward(ctx, &m->head, h_last);
+/* x (N, 784) -> logits (N, 10) */
+static nb_module *rnn_classifier(nb_model *m, int64_t hidden) {
+    return nb_sequential(m, "rnn_classifier", NB_MODULES(
+        nb_unary_module(m, "Rows", rows, NULL),
+        nb_rnn_module(m, (nb_rnn_opts){.kind = NB_LSTM, .in = 28, .hidden = hidden, .batch_first = true, .last = true,
+                                       .name = "lstm"}),
+        nb_linear_module(m, (nb_linear_opts){.in = hidden, .out = 10, .name = "head"})));
 }
-
-static nb_tensor *forward_any(nb_ctx *ctx, const void *m, nb_tensor *x) { return forward(ctx, m, x); }
 
 int main(int argc, char **argv) {
     int64_t subset = 0, val = -1, test = 0, epochs = 10, batch = 64, hidden = 128, threads = 0, seed = 1;
@@ -53,49 +49,35 @@ int main(int argc, char **argv) {
     printf("train %lld, validation %lld, test %lld images; %d threads\n", (long long)d.x_train->shape[0],
            (long long)d.x_val->shape[0], (long long)d.x_test->shape[0], nb_get_num_threads());
 
-    nb_params *ps = nb_params_new();
-    nb_rng rng = nb_rng_new((uint64_t)seed);
-    rnn_classifier m;
-    if (nb_rnn_layer_init(&m.lstm, ps, "lstm", NB_LSTM, 28, hidden, true, &rng) != NB_OK ||
-        nb_linear_layer_init(&m.head, ps, "head", hidden, 10, true, &rng) != NB_OK)
-        return fprintf(stderr, "fashion_lstm: %s\n", nb_last_error()), 1;
-    nb_optim *opt = nb_optim_new(&nb_adam, ps, NULL);
+    nb_model *model = nb_model_new((uint64_t)seed);
+    nb_module *net = model ? rnn_classifier(model, hidden) : NULL;
+    nb_hparams hp = nb_adam.defaults;
+    hp.lr = lr;
+    nb_optim *opt = net ? nb_optim_new(&nb_adam, model->ps, &hp) : NULL;
     nb_ctx *ctx = nb_ctx_new();
     nb_batcher *it = nb_batcher_new(d.x_train, d.y_train,
                                     &(nb_batch_opts){.batch_size = batch, .shuffle = true, .seed = (uint64_t)seed});
-    if (!opt || !ctx || !it) return fprintf(stderr, "fashion_lstm: %s\n", nb_last_error()), 1;
-    const int64_t steps_per_epoch = nb_batcher_num_batches(it), total = steps_per_epoch * epochs;
-    printf("model: %lld parameters, %lld steps of %lld\n", (long long)ps->total, (long long)total, (long long)batch);
+    nb_batcher *va = nb_batcher_new(d.x_val, d.y_val, &(nb_batch_opts){.batch_size = 500});
+    nb_batcher *te = nb_batcher_new(d.x_test, d.y_test, &(nb_batch_opts){.batch_size = 500});
+    if (!opt || !ctx || !it || !va || !te) return fprintf(stderr, "fashion_lstm: %s\n", nb_last_error()), 1;
+    printf("model: %lld parameters, %lld steps of %lld\n", (long long)model->ps->total,
+           (long long)(nb_batcher_num_batches(it) * epochs), (long long)batch);
 
-    double train_time = 0;
-    int64_t step = 0, seen = 0;
-    for (int64_t epoch = 0; epoch < epochs; epoch++) {
-        double t0 = ex_now(), loss_sum = 0;
-        nb_batch b;
-        nb_batcher_start(it, epoch);
-        while (nb_batcher_next(it, &b)) {
-            opt->hp.lr = nb_lr_cosine_warmup(lr, step++, steps_per_epoch / 2, total, lr / 100);
-            nb_params_zero_grad(ps);
-            nb_tensor *loss = nb_cross_entropy(ctx, forward(ctx, &m, b.x), b.y, NB_REDUCE_MEAN);
-            if (!loss || nb_backward(ctx, loss, NULL) != NB_OK || nb_clip_grad_norm(ps, clip) < 0 ||
-                nb_optim_step(opt) != NB_OK)
-                return fprintf(stderr, "fashion_lstm: %s%s\n", nb_ctx_error(ctx), nb_last_error()), 1;
-            loss_sum += nb_item(loss) * (double)b.n;
-            seen += b.n;
-            nb_ctx_reset(ctx); /* the step's tensors and graph go; the memory stays */
-        }
-        train_time += ex_now() - t0;
-        double val_acc = ex_accuracy(ctx, forward_any, &m, d.x_val, d.y_val);
-        printf("epoch %2lld  train_loss %.4f  val_accuracy %.4f  lr %.2e  (%.1f s)\n", (long long)epoch + 1,
-               loss_sum / (double)d.x_train->shape[0], val_acc, opt->hp.lr, ex_now() - t0);
-        fflush(stdout);
-    }
-    double test_acc = ex_accuracy(ctx, forward_any, &m, d.x_test, d.y_test);
-    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)seen / train_time);
+    /* linear warmup over the first half epoch, cosine decay to lr/100 at the end */
+    nb_history h;
+    nb_scores sc = {0};
+    if (nb_fit(ctx, NULL, net, opt, it, &h, &(nb_fit_opts){.epochs = epochs, .val = va, .clip_norm = clip, .progress = stdout,
+                                                           .schedule = NB_SCHEDULE_COSINE_WARMUP, .min_lr = lr / 100,
+                                                           .warmup = nb_batcher_num_batches(it) / 2}) != NB_OK ||
+        nb_evaluate(ctx, NULL, net, te, NULL, &sc) != NB_OK)
+        return fprintf(stderr, "fashion_lstm: %s\n", nb_last_error()), 1;
+    const double test_acc = sc.accuracy;
+    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, ex_samples_per_sec(&h, d.x_train->shape[0]));
 
-    nb_batcher_free(it);
+    nb_history_free(&h);
+    nb_batcher_free(it), nb_batcher_free(va), nb_batcher_free(te);
     nb_optim_free(opt);
-    nb_params_free(ps), nb_ctx_free(ctx);
+    nb_model_free(model), nb_ctx_free(ctx);
     ex_data_free(&d);
     if (test_acc < min_accuracy) {
         fprintf(stderr, "fashion_lstm: test accuracy %.4f is below --min-accuracy %.4f\n", test_acc, min_accuracy);

@@ -97,10 +97,8 @@ int main(int argc, char **argv) {
                                                            .warmup = nb_batcher_num_batches(it) / 2}) != NB_OK ||
         nb_evaluate(ctx, NULL, net, te, NULL, &sc) != NB_OK)
         return fprintf(stderr, "fashion_resnet: %s\n", nb_last_error()), 1;
-    double seconds = 0;
-    for (int64_t e = 0; e < h.n; e++) seconds += h.epochs[e].train_seconds;
     const double test_acc = sc.accuracy;
-    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, (double)(h.n * d.x_train->shape[0]) / seconds);
+    printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc, ex_samples_per_sec(&h, d.x_train->shape[0]));
     printf("module tree written to %s\n", dot);
 
     nb_history_free(&h);

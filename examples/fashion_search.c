@@ -1,8 +1,10 @@
 /* fashion_search — hyperparameter search for the Fashion-MNIST MLP: random search (or a grid)
  * over learning rate, batch size, weight decay and dropout, scored on a validation split or by
  * k-fold cross-validation on a subset. Bad trials are pruned (successive halving: after 1, 3,
- * 9, ... epochs only the best third goes on) and trials run in parallel worker processes with
- * the same result as one after another. Writes the leaderboard (CSV) and a picture (SVG).
+ * 9, ... epochs only the best third goes on; with --brackets, Hyperband's brackets that start
+ * pruning later) and trials run in parallel worker processes with the same result as one after
+ * another. Writes the leaderboard (CSV) and a picture (SVG). bench/search_bench.py compares
+ * random search, ASHA and Hyperband with it.
  *
  *   fashion_search                         # 12 random trials, 9 epochs at most, pruned, 2 workers
  *   fashion_search --grid --folds 3 --eta 0  # the 16-point grid, 3-fold cross-validation
@@ -74,7 +76,8 @@ static void progress(const nb_search_progress *p, void *user) {
 }
 
 int main(int argc, char **argv) {
-    int64_t subset = 6000, trials = 12, folds = 0, epochs = 9, hidden = 128, seed = 1, threads = 0, eta = 3, workers = 2;
+    int64_t subset = 6000, trials = 12, folds = 0, epochs = 9, hidden = 128, seed = 1, threads = 0, eta = 3, brackets = 0,
+            workers = 2;
     bool grid = false;
     const char *data = NULL, *out = "out/fashion_search.csv";
     const ex_opt opts[] = {
@@ -84,6 +87,7 @@ int main(int argc, char **argv) {
         {"--folds", EX_INT, &folds, 0, 20, "K-fold cross-validation when K > 1 (else a holdout)"},
         {"--epochs", EX_INT, &epochs, 1, 100000, "epochs of a trial that is not pruned"},
         {"--eta", EX_INT, &eta, 0, 100, "pruning: 1/eta of the trials go on at each rung (0: no pruning)"},
+        {"--brackets", EX_INT, &brackets, 0, 16, "Hyperband: brackets of successive halving (0 or 1: one, ASHA)"},
         {"--workers", EX_INT, &workers, 1, 256, "trials run in parallel processes"},
         {"--hidden", EX_INT, &hidden, 1, 65536, "units of the hidden layer"},
         EX_SEED(&seed),
@@ -120,7 +124,8 @@ int main(int argc, char **argv) {
                                 {"dropout", NB_HP_CHOICE, 0, 0, 2, dropout_grid}};
     nb_search_opts so = {.space = grid ? grid_space : random_space, .n_hp = 4, .random = !grid, .n_trials = (int)trials,
                          .k_folds = (int)folds, .seed = (uint64_t)seed, .maximize = true, .progress = progress,
-                         .prune_eta = folds > 1 ? 0 : (int)eta, .workers = (int)workers};
+                         .prune_eta = folds > 1 ? 0 : (int)eta, .prune_brackets = eta ? (int)brackets : 0,
+                         .workers = (int)workers};
     printf("fashion_search: %s search, %lld configurations, %s on %lld images, %lld epoch(s) at most, %s, %lld worker(s)\n",
            grid ? "grid" : "random", (long long)(grid ? nb_search_grid_size(&so) : trials),
            folds > 1 ? "k-fold cross-validation" : "a holdout of a fifth", (long long)subset, (long long)epochs,

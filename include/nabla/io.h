@@ -62,11 +62,12 @@ void nb_tensor_list_free(nb_tensor_list *l);
 nb_tensor *nb_tensor_list_find(const nb_tensor_list *l, const char *name);   /* NULL if absent */
 const char *nb_tensor_list_meta(const nb_tensor_list *l, const char *key);   /* NULL if absent */
 
-/* Save every parameter of ps under its name (dtype F32 or F64 as ps->dtype), with optional
+/* Save every parameter of ps under its name (dtype F32 or F64 as ps->dtype), then every buffer
+ * registered in ps (batch norm's running statistics, in their own dtype), with optional
  * metadata as above (torch's safetensors.torch.save_file(model.state_dict())). */
 nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, const char *const *meta);
 /* Load values into ps by name. All or nothing: ps is changed only when the file holds exactly
- * the parameters of ps, each of ps->dtype with the parameter's shape (no conversion: an F32 file
+ * the parameters and buffers of ps, each with the dtype and shape of the model's tensor (no conversion: an F32 file
  * does not load into F64 parameters). Errors: those of nb_safetensors_load, and NB_ERR_FORMAT
  * for a missing or unexpected name or a dtype/shape mismatch
  * ("'fc1.weight': file has F32 (10,784), model has F32 (20,784)"). */

@@ -46,6 +46,7 @@
 #define NABLA_MODULE_H
 
 #include "graph.h"
+#include "nn.h"
 #include "params.h"
 
 #ifdef __cplusplus
@@ -150,6 +151,16 @@ typedef struct {
 } nb_conv2d_opts;
 nb_module *nb_conv2d_module(nb_model *model, nb_conv2d_opts o);
 
+/* torch.nn.ConvTranspose2d with a square kernel: weight (in, out/groups, kernel, kernel), bias
+ * (out). stride, groups 0 mean 1; padding and output_padding 0 are none. Runs nb_conv_transpose2d. */
+typedef struct {
+    int64_t in, out, kernel;
+    int64_t stride, padding, output_padding, groups;
+    bool no_bias;
+    const char *name;
+} nb_conv_transpose2d_opts;
+nb_module *nb_conv_transpose2d_module(nb_model *model, nb_conv_transpose2d_opts o);
+
 /* Batch norm over channel axis 1 of (N, C, H, W) or (N, C) (torch.nn.BatchNorm2d / 1d): weight 1,
  * bias 0 (parameters), running mean 0 and variance 1 (buffers of the module). momentum 0 means
  * 0.1, eps 0 means 1e-5. */
@@ -179,6 +190,17 @@ typedef struct {
 } nb_embedding_opts;
 nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o);
 
+/* torch.nn.RNN / LSTM / GRU (kind, one layer, nb_rnn_layer): input (T, N, in), or (N, T, in)
+ * with batch_first; output every step's hidden state (T, N, hidden) / (N, T, hidden), or with
+ * last the final hidden state (N, hidden) (PyTorch's h_n[-1]). The initial state is zero. */
+typedef struct {
+    nb_rnn_kind kind;
+    int64_t in, hidden;
+    bool batch_first, last, no_bias;
+    const char *name;
+} nb_rnn_opts;
+nb_module *nb_rnn_module(nb_model *model, nb_rnn_opts o);
+
 /* torch.nn.MaxPool2d / AvgPool2d (count_include_pad): stride 0 means kernel. */
 typedef struct {
     int64_t kernel, stride, padding;
@@ -200,6 +222,8 @@ nb_module *nb_gelu_module(nb_model *model, const char *name);
 nb_module *nb_tanh_module(nb_model *model, const char *name);
 nb_module *nb_sigmoid_module(nb_model *model, const char *name);
 nb_module *nb_flatten_module(nb_model *model, const char *name);
+/* torch.nn.LeakyReLU(slope): slope 0 means PyTorch's 0.01. */
+nb_module *nb_leaky_relu_module(nb_model *model, const char *name, double slope);
 /* Any one-input op as a module of the given kind: nb_unary_module(model, "SiLU", nb_silu, NULL). */
 typedef nb_tensor *(*nb_unary_op)(nb_ctx *ctx, nb_tensor *x);
 nb_module *nb_unary_module(nb_model *model, const char *kind, nb_unary_op op, const char *name);

@@ -16,6 +16,11 @@
  * the search is deterministic, and parallel workers (which wait at a rung for the earlier trials
  * to get there or finish) decide exactly as the sequential run does.
  *
+ * Hyperband (prune_brackets = s >= 2) hedges against pruning too early: trial t runs in bracket
+ * b = t mod s, whose first rung is at min_epochs*eta^b epochs (bracket 0 prunes most eagerly,
+ * bracket s-1 waits longest), and is compared only with the trials of its own bracket; within a
+ * bracket the rule above applies unchanged (asynchronous Hyperband, as Li et al. 2020).
+ *
  * With pruning, the trial function of the example below becomes (train with nb_fit and return
  * the validation accuracy of the last epoch it ran):
  *
@@ -133,6 +138,7 @@ typedef struct {
     int prune_eta;    /* 0: no pruning; >= 2: successive halving with this reduction factor (the
                          header's comment); needs k_folds <= 1 */
     int64_t prune_min_epochs; /* epochs before the first rung (0 means 1) */
+    int prune_brackets; /* Hyperband's brackets (see above): 0 or 1 one bracket (ASHA), 2..16 */
     int workers;      /* <= 1: trials run here, one after another; n >= 2: in n forked processes,
                          each with one thread (nb_set_num_threads(1)), trials handed out in index
                          order; the result equals the sequential run's (POSIX only) */
@@ -147,6 +153,7 @@ struct nb_trial {
     double best;       /* best reported value (NAN without reports) */
     int64_t best_epoch;/* epoch of best, 0-based (-1 without reports) */
     bool pruned;       /* stopped at a rung (after n_epochs epochs) */
+    int bracket;       /* Hyperband's bracket (0 without brackets) */
 };
 
 typedef struct {
@@ -156,7 +163,8 @@ typedef struct {
                           trials, ties to the lower index */
     bool maximize;     /* copied from the options: how ranks are ordered */
     int prune_eta;     /* copied from the options (0: no pruning), */
-    int64_t prune_min_epochs; /* and the first rung (for the SVG) */
+    int64_t prune_min_epochs; /* and the first rung (for the SVG: bracket 0's rungs) */
+    int prune_brackets;       /* 1 without Hyperband */
 } nb_search_result;
 
 /* Number of configurations grid search would run (product of the choice counts), or -1 with

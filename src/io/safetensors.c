@@ -635,7 +635,26 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
 /* ---- parameters --------------------------------------------------------------------------------- */
 nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, const char *const *meta) {
     if (!ps) return nb_set_error(NB_ERR_NULL, "safetensors_save_params: params is NULL");
-    return nb_safetensors_save(path, ps->n, (const char *const *)ps->names, (const nb_tensor *const *)ps->p, meta);
+    if (!ps->n_buffers) return nb_safetensors_save(path, ps->n, (const char *const *)ps->names, (const nb_tensor *const *)ps->p, meta);
+    /* the state dict: parameters, then buffers */
+    const int n = ps->n + ps->n_buffers;
+    const char **names = malloc((size_t)n * sizeof *names);
+    const nb_tensor **ts = malloc((size_t)n * sizeof *ts);
+    nb_status s = names && ts ? NB_OK : nb_set_error(NB_ERR_NOMEM, "safetensors_save_params: out of memory");
+    for (int i = 0; s == NB_OK && i < n; i++) {
+        const bool param = i < ps->n;
+        names[i] = param ? ps->names[i] : ps->buffer_names[i - ps->n];
+        ts[i] = param ? ps->p[i] : ps->buffers[i - ps->n];
+    }
+    if (s == NB_OK) s = nb_safetensors_save(path, n, names, ts, meta);
+    free(names), free(ts);
+    return s;
+}
+
+/* tensor i of ps's state dict (parameters, then buffers): its name and tensor */
+static const nb_tensor *state_entry(const nb_params *ps, int i, const char **name) {
+    if (i < ps->n) return *name = ps->names[i], ps->p[i];
+    return *name = ps->buffer_names[i - ps->n], ps->buffers[i - ps->n];
 }
 
 nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
@@ -649,20 +668,23 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
     }
     nb_status s = NB_OK;
     char a[128], b[128];
-    for (int i = 0; i < ps->n && s == NB_OK; i++) {
-        const nb_tensor *t = nb_tensor_list_find(l, ps->names[i]);
-        if (!t) s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has no tensor '%s'", fn, path, ps->names[i]);
-        else if (t->dtype != ps->dtype || !nb_same_shape(t, ps->p[i]))
-            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': file has %s %s, model has %s %s", fn, ps->names[i],
-                             st_dtype_name(t->dtype), nb_shape_str(t, a, sizeof a), st_dtype_name(ps->dtype),
-                             nb_shape_str(ps->p[i], b, sizeof b));
+    const int n = ps->n + ps->n_buffers;
+    for (int i = 0; i < n && s == NB_OK; i++) {
+        const char *name;
+        const nb_tensor *m = state_entry(ps, i, &name), *t = nb_tensor_list_find(l, name);
+        if (!t) s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has no tensor '%s'", fn, path, name);
+        else if (t->dtype != m->dtype || !nb_same_shape(t, m))
+            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': file has %s %s, model has %s %s", fn, name,
+                             st_dtype_name(t->dtype), nb_shape_str(t, a, sizeof a), st_dtype_name(m->dtype),
+                             nb_shape_str(m, b, sizeof b));
     }
     for (int i = 0; i < l->n && s == NB_OK; i++)
-        if (!nb_params_find(ps, l->names[i]))
+        if (!nb_params_find(ps, l->names[i]) && !nb_params_find_buffer(ps, l->names[i]))
             s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has tensor '%s' that the model does not have", fn, path, l->names[i]);
-    for (int i = 0; i < ps->n && s == NB_OK; i++) {
-        const nb_tensor *t = nb_tensor_list_find(l, ps->names[i]);
-        memcpy(ps->p[i]->data, t->data, (size_t)t->numel * nb_dtype_size(ps->dtype));
+    for (int i = 0; i < n && s == NB_OK; i++) {
+        const char *name;
+        const nb_tensor *m = state_entry(ps, i, &name), *t = nb_tensor_list_find(l, name);
+        memcpy(m->data, t->data, (size_t)t->numel * nb_dtype_size(t->dtype));
     }
     nb_tensor_list_free(l);
     return s;

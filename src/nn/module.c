@@ -360,6 +360,30 @@ nb_module *nb_conv2d_module(nb_model *model, nb_conv2d_opts o) {
                                                  (int)o.padding, (int)dil, (int)groups, !o.no_bias, &m->rng));
 }
 
+static nb_tensor *conv_transpose2d_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+    return nb_conv_transpose2d_layer_forward(ctx, m->state, x);
+}
+
+nb_module *nb_conv_transpose2d_module(nb_model *model, nb_conv_transpose2d_opts o) {
+    nb_module *m = make(model, __func__, "ConvTranspose2d", o.name, conv_transpose2d_forward, sizeof(nb_conv_transpose2d_layer));
+    if (!m) return NULL;
+    const int64_t stride = o.stride ? o.stride : 1, groups = o.groups ? o.groups : 1;
+    if (stride < 1 || stride > INT32_MAX || o.padding < 0 || o.padding > INT32_MAX || o.output_padding < 0 ||
+        o.output_padding >= stride || o.kernel > INT32_MAX || groups > INT32_MAX)
+        return model_fail(model, NB_ERR_VALUE, "%s '%s': stride %lld, padding %lld, output_padding %lld (below the stride), "
+                          "groups %lld out of range", __func__ + 3, m->name, (long long)o.stride, (long long)o.padding,
+                          (long long)o.output_padding, (long long)o.groups);
+    info_add(m, "%lld->%lld, %lldx%lld", (long long)o.in, (long long)o.out, (long long)o.kernel, (long long)o.kernel);
+    if (stride > 1) info_add(m, ", stride %lld", (long long)stride);
+    if (o.padding) info_add(m, ", padding %lld", (long long)o.padding);
+    if (o.output_padding) info_add(m, ", output_padding %lld", (long long)o.output_padding);
+    if (groups > 1) info_add(m, ", groups %lld", (long long)groups);
+    const int first = model->ps->n;
+    return finish(m, __func__, first, nb_conv_transpose2d_layer_init(m->state, model->ps, m->name, o.in, o.out, (int)o.kernel,
+                                                                     (int)stride, (int)o.padding, (int)o.output_padding,
+                                                                     (int)groups, !o.no_bias, &m->rng));
+}
+
 static nb_tensor *batch_norm_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     return nb_batch_norm_layer_forward(ctx, m->state, x);
 }
@@ -408,6 +432,34 @@ nb_module *nb_embedding_module(nb_model *model, nb_embedding_opts o) {
                   o.has_padding_idx
                       ? nb_embedding_layer_init_padded(m->state, model->ps, m->name, o.num, o.dim, o.padding_idx, &m->rng)
                       : nb_embedding_layer_init(m->state, model->ps, m->name, o.num, o.dim, &m->rng));
+}
+
+typedef struct {
+    nb_rnn_layer layer;
+    bool batch_first, last;
+} rnn_state;
+
+static nb_tensor *rnn_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+    const rnn_state *s = m->state;
+    if (s->batch_first) x = nb_contiguous(ctx, nb_transpose(ctx, x, 0, 1)); /* (N, T, F) -> (T, N, F) */
+    nb_tensor *h_last = NULL, *y = nb_rnn_layer_forward(ctx, &s->layer, x, NULL, NULL, &h_last, NULL);
+    if (s->last) return y ? h_last : NULL;
+    return s->batch_first ? nb_transpose(ctx, y, 0, 1) : y;
+}
+
+nb_module *nb_rnn_module(nb_model *model, nb_rnn_opts o) {
+    static const char *const kinds[] = {"RNN", "LSTM", "GRU"};
+    if (!model_ok(model, __func__ + 3)) return NULL;
+    if ((unsigned)o.kind > NB_GRU) return model_fail(model, NB_ERR_VALUE, "%s: unknown kind %d", __func__ + 3, (int)o.kind);
+    nb_module *m = make(model, __func__, kinds[o.kind], o.name, rnn_forward, sizeof(rnn_state));
+    if (!m) return NULL;
+    rnn_state *s = m->state;
+    s->batch_first = o.batch_first, s->last = o.last;
+    info_add(m, "%lld->%lld%s%s", (long long)o.in, (long long)o.hidden, o.batch_first ? ", batch first" : "",
+             o.last ? ", last state" : "");
+    const int first = model->ps->n;
+    return finish(m, __func__, first,
+                  nb_rnn_layer_init(&s->layer, model->ps, m->name, o.kind, o.in, o.hidden, !o.no_bias, &m->rng));
 }
 
 /* ---- layers without parameters ------------------------------------------------------------------ */
@@ -490,6 +542,18 @@ nb_module *nb_gelu_module(nb_model *model, const char *name) { return unary(mode
 nb_module *nb_tanh_module(nb_model *model, const char *name) { return unary(model, __func__, "Tanh", nb_tanh, name); }
 nb_module *nb_sigmoid_module(nb_model *model, const char *name) { return unary(model, __func__, "Sigmoid", nb_sigmoid, name); }
 nb_module *nb_flatten_module(nb_model *model, const char *name) { return unary(model, __func__, "Flatten", flatten1, name); }
+
+static nb_tensor *leaky_relu_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
+    return nb_leaky_relu(ctx, x, *(const double *)m->state);
+}
+
+nb_module *nb_leaky_relu_module(nb_model *model, const char *name, double slope) {
+    nb_module *m = make(model, __func__, "LeakyReLU", name, leaky_relu_forward, sizeof slope);
+    if (!m) return NULL;
+    *(double *)m->state = slope ? slope : 0.01;
+    info_add(m, "slope %g", *(double *)m->state);
+    return m;
+}
 
 static nb_tensor *dropout_forward(nb_ctx *ctx, const nb_module *m, nb_tensor *x) {
     return nb_dropout(ctx, x, *(const double *)m->state);

@@ -33,12 +33,16 @@ typedef struct {
 } search_run;
 
 /* ---- reports and decisions (in the caller's process) ------------------------------------------ */
-/* epoch (0-based) ends a rung: epoch + 1 = first_rung * eta^r */
-static bool is_rung(const search_run *run, int64_t epoch) {
+/* Hyperband's bracket of trial t: round robin over the brackets */
+static int bracket_of(const nb_search_opts *o, int64_t t) { return o->prune_brackets > 1 ? (int)(t % o->prune_brackets) : 0; }
+
+/* epoch (0-based) ends a rung of trial t: epoch + 1 = first_rung * eta^(bracket + r), r >= 0 */
+static bool is_rung(const search_run *run, int64_t t, int64_t epoch) {
     if (run->o->prune_eta < 2) return false;
-    int64_t r = epoch + 1;
-    if (r % run->first_rung) return false;
-    for (r /= run->first_rung; r % run->o->prune_eta == 0; r /= run->o->prune_eta) {}
+    int64_t r = epoch + 1, first = run->first_rung;
+    for (int b = bracket_of(run->o, t); b > 0; b--) first *= run->o->prune_eta;
+    if (r % first) return false;
+    for (r /= first; r % run->o->prune_eta == 0; r /= run->o->prune_eta) {}
     return r == 1;
 }
 
@@ -63,15 +67,16 @@ static nb_status record(search_run *run, int64_t t, int64_t epoch, double value)
     return NB_OK;
 }
 
-/* Trial t reached the rung ending at epoch, and every earlier trial has reported it or finished:
- * t goes on when fewer than max(1, n / eta) of the n trials <= t at the rung are strictly better. */
+/* Trial t reached the rung ending at epoch, and every earlier trial of its bracket has reported it
+ * or finished: t goes on when fewer than max(1, n / eta) of the n trials <= t of its bracket at
+ * the rung are strictly better. */
 static bool decide(const search_run *run, int64_t t, int64_t epoch) {
     const nb_trial *tr = run->res->trials;
     const double v = tr[t].curve[epoch];
     if (isnan(v)) return false;
     int64_t n = 0, ahead = 0;
     for (int64_t j = 0; j <= t; j++) {
-        if (tr[j].n_epochs <= epoch) continue;
+        if (tr[j].n_epochs <= epoch || bracket_of(run->o, j) != bracket_of(run->o, t)) continue;
         n++;
         ahead += better(run->o->maximize, tr[j].curve[epoch], v);
     }
@@ -87,7 +92,7 @@ static bool report_here(search_run *run, int64_t t, int64_t epoch, double value)
         snprintf(run->report_error, sizeof run->report_error, "%s", nb_last_error());
         return false;
     }
-    if (!is_rung(run, epoch) || decide(run, t, epoch)) return true;
+    if (!is_rung(run, t, epoch) || decide(run, t, epoch)) return true;
     tr->pruned = true;
     return false;
 }
@@ -228,10 +233,10 @@ typedef struct {
     int64_t waiting; /* the epoch of a rung report waiting for earlier trials, -1: none */
 } worker;
 
-/* every trial before t has reported epoch or finished */
+/* every trial of t's bracket before t has reported epoch or finished */
 static bool can_decide(const search_run *run, const bool *done, int64_t t, int64_t epoch) {
     for (int64_t j = 0; j < t; j++)
-        if (!done[j] && run->res->trials[j].n_epochs <= epoch) return false;
+        if (!done[j] && run->res->trials[j].n_epochs <= epoch && bracket_of(run->o, j) == bracket_of(run->o, t)) return false;
     return true;
 }
 
@@ -268,7 +273,7 @@ static void handle(search_run *run, worker *w, const message *m, bool *done, int
     if (m->kind == MSG_REPORT) {
         const nb_status st = tr->pruned ? NB_OK : record(run, w->trial, m->epoch, m->value);
         if (st != NB_OK) fail(err, w->trial, st, nb_last_error());
-        if (st != NB_OK || tr->pruned || !is_rung(run, m->epoch)) answer(w, st == NB_OK && !tr->pruned);
+        if (st != NB_OK || tr->pruned || !is_rung(run, w->trial, m->epoch)) answer(w, st == NB_OK && !tr->pruned);
         else w->waiting = m->epoch;
         return;
     }
@@ -372,9 +377,11 @@ nb_status nb_search_run(const nb_search_opts *o, nb_trial_fn fn, void *user, nb_
         free(done), free(res->trials), res->trials = NULL;
         return nb_set_error(NB_ERR_NOMEM, "search_run: out of memory");
     }
-    for (int64_t t = 0; t < n; t++) res->trials[t].best = NAN, res->trials[t].best_epoch = -1;
+    for (int64_t t = 0; t < n; t++)
+        res->trials[t].best = NAN, res->trials[t].best_epoch = -1, res->trials[t].bracket = bracket_of(o, t);
     res->maximize = o->maximize;
     res->prune_eta = o->prune_eta;
+    res->prune_brackets = o->prune_brackets > 1 ? o->prune_brackets : 1;
     res->prune_min_epochs = o->prune_min_epochs > 0 ? o->prune_min_epochs : 1;
     search_run run = {.o = o, .res = res, .n = n, .first_rung = res->prune_min_epochs, .user = user, .sock = -1};
     progress_state p = {.best = 0};

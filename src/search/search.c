@@ -39,6 +39,9 @@ nb_status nb__search_check_opts(const nb_search_opts *o) {
     if (o->prune_eta < 0 || o->prune_eta == 1 || o->prune_min_epochs < 0)
         return nb_set_error(NB_ERR_VALUE, "search: prune_eta %d (0: off, or >= 2) and prune_min_epochs %lld (>= 0)",
                             o->prune_eta, (long long)o->prune_min_epochs);
+    if (o->prune_brackets < 0 || (o->prune_brackets > 1 && !o->prune_eta) || o->prune_brackets > 16)
+        return nb_set_error(NB_ERR_VALUE, "search: prune_brackets %d (0 or 1: one bracket; 2..16 with prune_eta >= 2)",
+                            o->prune_brackets);
     if (o->prune_eta && o->k_folds > 1)
         return nb_set_error(NB_ERR_VALUE, "search: pruning compares one curve per trial, so it needs a holdout (k_folds %d)",
                             o->k_folds);

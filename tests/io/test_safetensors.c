@@ -336,3 +336,30 @@ Test(safetensors, hostile_lengths) {
     cr_assert_null(nb_safetensors_load(dir));
     assert_error(NB_ERR_IO, "not a regular file");
 }
+
+/* A model's file is its state dict: parameters and buffers (batch norm's running statistics),
+ * so a reloaded model evaluates as the saved one; a file without the buffers does not load. */
+Test(safetensors, params_file_holds_the_buffers) {
+    nb_model *a = nb_model_new(1), *b = nb_model_new(2);
+    nb_module *na = nb_batch_norm_module(a, (nb_batch_norm_opts){.channels = 3, .name = "bn"});
+    nb_module *nb = nb_batch_norm_module(b, (nb_batch_norm_opts){.channels = 3, .name = "bn"});
+    cr_assert(na && nb);
+    nb_fill(na->buffers[0], 0.25), nb_fill(na->buffers[1], 4.0), nb_fill(na->params[0], 2.0);
+    cr_assert_eq(nb_safetensors_save_params(a->ps, tmp("bn.safetensors"), NULL), NB_OK, "%s", nb_last_error());
+    nb_tensor_list *l = nb_safetensors_load(tmp("bn.safetensors"));
+    cr_assert(l && l->n == 4, "weight, bias, running_mean, running_var");
+    cr_assert_not_null(nb_tensor_list_find(l, "bn.running_var"));
+    nb_tensor_list_free(l);
+    cr_assert_eq(nb_safetensors_load_params(b->ps, tmp("bn.safetensors")), NB_OK, "%s", nb_last_error());
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(nb_get(nb->buffers[0], i), 0.25);
+        cr_assert_eq(nb_get(nb->buffers[1], i), 4.0);
+        cr_assert_eq(nb_get(nb->params[0], i), 2.0);
+    }
+    /* parameters alone (an older file) are refused, naming the missing buffer */
+    cr_assert_eq(nb_safetensors_save(tmp("w.safetensors"), a->ps->n, (const char *const *)a->ps->names,
+                                     (const nb_tensor *const *)a->ps->p, NULL), NB_OK);
+    cr_assert_eq(nb_safetensors_load_params(b->ps, tmp("w.safetensors")), NB_ERR_FORMAT);
+    assert_error(NB_ERR_FORMAT, "has no tensor 'bn.running_mean'");
+    nb_model_free(a), nb_model_free(b);
+}

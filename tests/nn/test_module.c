@@ -172,6 +172,34 @@ Test(module, norms_pools_embedding) {
     cr_assert_eq(emb->out_shape_[1], 6);
 }
 
+Test(module, transposed_conv_recurrent_and_leaky_relu_equal_their_ops) {
+    nb_module *up = nb_conv_transpose2d_module(model, (nb_conv_transpose2d_opts){.in = 2, .out = 3, .kernel = 3, .stride = 2,
+                                                                                 .padding = 1, .output_padding = 1});
+    nb_module *lstm = nb_rnn_module(model, (nb_rnn_opts){.kind = NB_LSTM, .in = 4, .hidden = 5, .name = "lstm"});
+    nb_module *gru = nb_rnn_module(model, (nb_rnn_opts){.kind = NB_GRU, .in = 4, .hidden = 5, .batch_first = true, .last = true});
+    nb_module *leaky = nb_leaky_relu_module(model, NULL, 0), *leaky2 = nb_leaky_relu_module(model, NULL, 0.2);
+    cr_assert(up && lstm && gru && leaky && leaky2, "%s", model->error);
+    cr_assert_str_eq(up->kind, "ConvTranspose2d");
+    cr_assert_str_eq(up->info, "2->3, 3x3, stride 2, padding 1, output_padding 1");
+    cr_assert_str_eq(gru->name, "gru");
+    cr_assert_eq(lstm->n_params, 4);
+    cr_assert_eq(nb_params_find(model->ps, "lstm.weight_ih")->shape[0], 4 * 5); /* 4 gates */
+    nb_tensor *img = randn(NB_SHAPE(2, 2, 7, 7));
+    nb_tensor *y = nb_module_forward(ctx, up, img);
+    assert_same(y, nb_conv_transpose2d(ctx, img, up->params[0], up->params[1], 2, 1, 1, 1, 1), "conv transpose");
+    cr_assert(y->shape[2] == 14 && y->shape[3] == 14);
+    /* (T, N, F) -> every state (T, N, H); batch first with last: (N, T, F) -> the final state (N, H) */
+    nb_tensor *seq = randn(NB_SHAPE(6, 3, 4)), *h = NULL, *const *p = lstm->params;
+    nb_tensor *all = nb_rnn_unroll(ctx, NB_LSTM, seq, NULL, NULL, p[0], p[1], p[2], p[3], &h, NULL);
+    assert_same(nb_module_forward(ctx, lstm, seq), all, "lstm states");
+    p = gru->params;
+    nb_rnn_unroll(ctx, NB_GRU, seq, NULL, NULL, p[0], p[1], p[2], p[3], &h, NULL);
+    assert_same(nb_module_forward(ctx, gru, nb_transpose(ctx, seq, 0, 1)), h, "gru last state, batch first");
+    nb_tensor *x = randn(NB_SHAPE(3, 4));
+    assert_same(nb_module_forward(ctx, leaky, x), nb_leaky_relu(ctx, x, 0.01), "leaky relu, default slope");
+    assert_same(nb_module_forward(ctx, leaky2, x), nb_leaky_relu(ctx, x, 0.2), "leaky relu 0.2");
+}
+
 /* a module of one's own: y = x * scale, scale initialised from the module's stream */
 static nb_tensor *scale_forward(nb_ctx *c, const nb_module *m, nb_tensor *x) { return nb_mul(c, x, m->params[0]); }
 
@@ -212,6 +240,10 @@ static nb_module *bad_dropout(nb_model *m) { return nb_dropout_module(m, NULL, 1
 static nb_module *bad_stride(nb_model *m) {
     return nb_conv2d_module(m, (nb_conv2d_opts){.in = 1, .out = 1, .kernel = 1, .stride = -1});
 }
+static nb_module *bad_output_padding(nb_model *m) { /* PyTorch: output padding must be smaller than stride */
+    return nb_conv_transpose2d_module(m, (nb_conv_transpose2d_opts){.in = 1, .out = 1, .kernel = 3, .stride = 2, .output_padding = 2});
+}
+static nb_module *bad_rnn_kind(nb_model *m) { return nb_rnn_module(m, (nb_rnn_opts){.kind = 7, .in = 1, .hidden = 1}); }
 static nb_module *no_children(nb_model *m) { return nb_sequential(m, NULL, 0, NULL); }
 static nb_module *cycle(nb_model *m) {
     nb_module *s = nb_sequential(m, "outer", NB_MODULES(nb_relu_module(m, NULL)));
@@ -234,6 +266,8 @@ Test(module, bad_options) {
         {bad_pool, NB_ERR_VALUE, "max_pool2d_module 'maxpool2d': kernel 2, stride 0, padding 2"},
         {bad_dropout, NB_ERR_VALUE, "dropout_module 'dropout': p = 1 outside [0, 1)"},
         {bad_stride, NB_ERR_VALUE, "conv2d_module 'conv2d': stride -1"},
+        {bad_output_padding, NB_ERR_VALUE, "conv_transpose2d_module 'convtranspose2d': stride 2, padding 0, output_padding 2"},
+        {bad_rnn_kind, NB_ERR_VALUE, "rnn_module: unknown kind 7"},
         {no_children, NB_ERR_VALUE, "sequential: 0 children"},
         {cycle, NB_ERR_VALUE, "'outer' inside 'outer' would make a cycle"},
         {foreign_child, NB_ERR_VALUE, "'foreign' belongs to another model"},

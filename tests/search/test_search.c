@@ -253,10 +253,22 @@ static void assert_same_result(const nb_search_result *a, const nb_search_result
         cr_assert_eq(x->score_std, y->score_std);
         cr_assert_eq(x->n_epochs, y->n_epochs, "trial %d", t);
         cr_assert_eq(x->pruned, y->pruned, "trial %d", t);
+        cr_assert_eq(x->bracket, y->bracket, "trial %d", t);
         cr_assert_eq(x->best_epoch, y->best_epoch);
         cr_assert_eq(x->cfg.seed, y->cfg.seed);
         cr_assert_eq(memcmp(x->cfg.values, y->cfg.values, sizeof x->cfg.values), 0);
         if (x->n_epochs) cr_assert_eq(memcmp(x->curve, y->curve, (size_t)x->n_epochs * sizeof *x->curve), 0, "trial %d curve", t);
+    }
+}
+
+/* the same search in 2 and 3 worker processes: the same decisions and results as seq */
+static void assert_workers_equal_sequential(nb_search_opts o, const nb_search_result *seq) {
+    for (int workers = 2; workers <= 3; workers++) {
+        nb_search_result p;
+        o.workers = workers;
+        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
+        assert_same_result(seq, &p);
+        nb_search_result_free(&p);
     }
 }
 
@@ -300,15 +312,39 @@ Test(search, asha_prunes_as_worked_out_by_hand) {
     cr_assert(strstr(svg, ">trial 4 (pruned)</text>") && strstr(svg, ">rung 3</text>"));
     free(svg);
 
-    /* the same search in 3 worker processes: the same decisions and results */
-    for (int workers = 2; workers <= 3; workers++) {
-        nb_search_result p;
-        o.workers = workers;
-        cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &p), NB_OK, "%s", nb_last_error());
-        assert_same_result(&r, &p);
-        nb_search_result_free(&p);
-    }
+    assert_workers_equal_sequential(o, &r);
     nb_search_result_free(&r);
+}
+
+/* Hyperband with 2 brackets on the same curves: trials 0, 2, 4 in bracket 0 (rungs after 1, 2,
+ * 4, 8 epochs), trials 1, 3, 5 in bracket 1 (rungs after 2, 4, 8), each compared only with its
+ * own bracket (keep max(1, n/2) of the n trials <= t at the rung, ties go on):
+ *   bracket 0: t0 alone -> completes; t2 as in plain ASHA (e7 {.50 .46}) -> pruned after 8;
+ *              t4 e0 {.50 .60 .55}: keep 1, 1 better -> pruned after 1
+ *   bracket 1: t1 .40 +.05 alone -> completes (.75); t3 e1 {.45 .30}: 1 better -> pruned after 2;
+ *              t5 e1 {.45 .30 .45}: keep 1, none strictly better -> on; e3 {.55 .45} -> pruned after 4 */
+Test(search, hyperband_brackets_prune_as_worked_out_by_hand) {
+    nb_hp_space sp[] = {{.name = "id", .kind = NB_HP_CHOICE, .n_choices = 6, .choices = ids}};
+    nb_search_opts o = {.space = sp, .n_hp = 1, .maximize = true, .prune_eta = 2, .prune_brackets = 2};
+    nb_search_result r;
+    cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_OK, "%s", nb_last_error());
+    static const int64_t epochs[] = {8, 8, 8, 2, 1, 4};
+    static const bool pruned[] = {false, false, true, true, true, true};
+    int64_t total = 0;
+    for (int t = 0; t < 6; t++) {
+        const nb_trial *tr = &r.trials[t];
+        cr_assert_eq(tr->bracket, t % 2, "trial %d", t);
+        cr_assert_eq(tr->n_epochs, epochs[t], "trial %d ran %lld epochs", t, (long long)tr->n_epochs);
+        cr_assert_eq(tr->pruned, pruned[t], "trial %d", t);
+        total += tr->n_epochs;
+    }
+    cr_assert_eq(total, 31, "31 of 48 epochs");
+    cr_assert_eq(r.best, 1, "bracket 1 kept the late bloomer (.75)");
+    assert_workers_equal_sequential(o, &r);
+    nb_search_result_free(&r);
+    o.prune_eta = 0, o.workers = 0; /* brackets need pruning */
+    cr_assert_eq(nb_search_run(&o, curve_trial, NULL, &r), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "prune_brackets 2"), "%s", nb_last_error());
 }
 
 static nb_status bad_report_trial(const nb_hp_config *cfg, int fold, int k, void *user, double *score) {
