@@ -78,6 +78,10 @@ size_t nb_params_elem_size(const nb_params *ps);
  * restore-best-weights): floats for F32, doubles for F64. */
 void nb_params_save_to(const nb_params *ps, void *dst);
 void nb_params_load_from(nb_params *ps, const void *src);
+/* The same for the buffers (running statistics): their bytes back to back, in registration order. */
+size_t nb_params_buffer_bytes(const nb_params *ps);
+void nb_params_buffers_save_to(const nb_params *ps, void *dst);
+void nb_params_buffers_load_from(nb_params *ps, const void *src);
 
 #ifdef __cplusplus
 }

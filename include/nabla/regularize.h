@@ -89,8 +89,8 @@ nb_status nb_max_norm(nb_params *ps, const bool *include, double max_norm);
 /* Keras's EarlyStopping as a state machine usable in any loop: an epoch improves when its metric
  * beats the best by more than min_delta (min: m < best - min_delta; max: m > best + min_delta);
  * training should stop after `patience` epochs in a row without improvement. With
- * restore_best the parameters are copied (one memcpy) at each improvement and copied back when
- * stopping. Fields are public; the snapshot is owned (nb_early_stop_free). */
+ * restore_best the parameters and the buffers of ps (running statistics) are copied at each
+ * improvement and copied back when stopping. Fields are public; the snapshot is owned (nb_early_stop_free). */
 typedef struct nb_early_stop {
     nb_mode mode;
     int patience;
@@ -108,6 +108,10 @@ typedef struct nb_early_stop {
         float *best_weights;       /* ps->total elements of ps->dtype (restore_best only) */
         double *best_weights_f64;  /* the same snapshot when ps->dtype is F64 */
     };
+    /* ps's buffers (batch-norm running statistics) at the best epoch, back to back
+     * (nb_params_buffers_save_to), restored with the weights; NULL when ps has none */
+    void *best_buffers;
+    size_t best_buffers_bytes;
 } nb_early_stop;
 
 /* Set up *es. NB_ERR_VALUE for patience < 0 or min_delta < 0, NB_ERR_NULL when restore_best

@@ -184,3 +184,25 @@ void nb_params_save_to(const nb_params *ps, void *dst) {
 void nb_params_load_from(nb_params *ps, const void *src) {
     if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }
+
+static size_t buffer_size(const nb_tensor *t) { return (size_t)t->numel * nb_dtype_size(t->dtype); }
+
+size_t nb_params_buffer_bytes(const nb_params *ps) {
+    size_t bytes = 0;
+    for (int i = 0; ps && i < ps->n_buffers; i++) bytes += buffer_size(ps->buffers[i]);
+    return bytes;
+}
+
+void nb_params_buffers_save_to(const nb_params *ps, void *dst) {
+    for (int i = 0; ps && dst && i < ps->n_buffers; i++) {
+        memcpy(dst, ps->buffers[i]->data, buffer_size(ps->buffers[i]));
+        dst = (char *)dst + buffer_size(ps->buffers[i]);
+    }
+}
+
+void nb_params_buffers_load_from(nb_params *ps, const void *src) {
+    for (int i = 0; ps && src && i < ps->n_buffers; i++) {
+        memcpy(ps->buffers[i]->data, src, buffer_size(ps->buffers[i]));
+        src = (const char *)src + buffer_size(ps->buffers[i]);
+    }
+}

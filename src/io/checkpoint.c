@@ -108,14 +108,17 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
     for (int i = 0; i < m.n; i++) meta[2 * i] = m.keys[i], meta[2 * i + 1] = m.vals[i];
     meta[2 * m.n] = NULL;
 
-    int cap = ps->n + ps->n_buffers + 3, n = 0;
+    /* the snapshot's buffers go in as "early_stop/best_buffer/<name>", each with its buffer's dtype and shape */
+    const int best_buffers = es && es->best_weights && es->ps && es->best_buffers ? es->ps->n_buffers : 0;
+    int cap = ps->n + ps->n_buffers + best_buffers + 3, n = 0;
     const char **names = calloc((size_t)cap, sizeof *names);
     const nb_tensor **ts = calloc((size_t)cap, sizeof *ts);
-    const int n_owned = ps->n + ps->n_buffers;
+    const int n_owned = ps->n + ps->n_buffers + best_buffers;
     char **owned = calloc((size_t)n_owned + 1, sizeof *owned);
+    nb_tensor **best_bufs = calloc((size_t)best_buffers + 1, sizeof *best_bufs);
     nb_tensor *state = NULL, *best = NULL, *values = NULL;
     nb_status rc = NB_ERR_NOMEM;
-    if (!names || !ts || !owned) goto out;
+    if (!names || !ts || !owned || !best_bufs) goto out;
     for (int i = 0; i < ps->n; i++) {
         size_t len = strlen(ps->names[i]) + 7;
         if (!(owned[i] = malloc(len))) goto out;
@@ -137,6 +140,16 @@ nb_status nb_checkpoint_save(const char *path, const nb_params *ps, const nb_opt
         if (!(best = nb_tensor_from(es->ps->dtype, 1, (int64_t[]){es->ps->total}, es->best_weights))) goto out;
         names[n] = "early_stop/best", ts[n++] = best;
     }
+    const char *snap = es ? es->best_buffers : NULL;
+    for (int i = 0; i < best_buffers; i++) {
+        const nb_tensor *b = es->ps->buffers[i];
+        size_t len = strlen(es->ps->buffer_names[i]) + 24;
+        char **nm = &owned[ps->n + ps->n_buffers + i];
+        if (!(*nm = malloc(len)) || !(best_bufs[i] = nb_tensor_from(b->dtype, b->ndim, b->shape, snap))) goto out;
+        snprintf(*nm, len, "early_stop/best_buffer/%s", es->ps->buffer_names[i]);
+        names[n] = *nm, ts[n++] = best_bufs[i];
+        snap += (size_t)b->numel * nb_dtype_size(b->dtype);
+    }
     if (!(values = nb_tensor_from(NB_F64, 1, (int64_t[]){st->n_values}, st->values))) goto out;
     names[n] = "train/values", ts[n++] = values;
     rc = nb_safetensors_save(path, n, names, ts, meta);
@@ -144,6 +157,8 @@ out:
     if (rc == NB_ERR_NOMEM && nb_last_status() != NB_ERR_NOMEM) nb_set_error(NB_ERR_NOMEM, "checkpoint_save: out of memory");
     for (int i = 0; owned && i < n_owned; i++) free(owned[i]);
     free(owned), free(names), free(ts);
+    for (int i = 0; best_bufs && i < best_buffers; i++) nb_tensor_free(best_bufs[i]);
+    free(best_bufs);
     nb_tensor_free(state), nb_tensor_free(best), nb_tensor_free(values);
     return rc;
 }
@@ -227,6 +242,23 @@ static bool buffers_match(const nb_tensor_list *l, const char *path, const nb_pa
 }
 
 /* the tensor `name`, required to be F32/F64 with n elements */
+/* the early-stopping snapshot's buffers are in the file, one per buffer of es->ps, each with that buffer's dtype and size */
+static bool best_buffers_match(const nb_tensor_list *l, const char *path, const nb_early_stop *es) {
+    if (es->best_buffers_bytes != nb_params_buffer_bytes(es->ps))
+        return nb_set_error(NB_ERR_STATE, "checkpoint_load: the early-stopping snapshot holds %zu bytes of buffers, the model %zu",
+                            es->best_buffers_bytes, nb_params_buffer_bytes(es->ps)),
+               false;
+    for (int i = 0; es->best_buffers && i < es->ps->n_buffers; i++) {
+        const nb_tensor *t = find_prefixed(l, "early_stop/best_buffer/", es->ps->buffer_names[i]), *b = es->ps->buffers[i];
+        if (!t || t->dtype != b->dtype || t->numel != b->numel)
+            return nb_set_error(NB_ERR_FORMAT, "checkpoint_load: %s: 'early_stop/best_buffer/%s' is %s, expected %s with %lld elements",
+                                path, es->ps->buffer_names[i], t ? nb_dtype_name(t->dtype) : "missing", nb_dtype_name(b->dtype),
+                                (long long)b->numel),
+                   false;
+    }
+    return true;
+}
+
 static const nb_tensor *need(const nb_tensor_list *l, const char *path, const char *name, nb_dtype dt, int64_t n,
                              bool param) {
     const nb_tensor *t = param ? find_param(l, name) : nb_tensor_list_find(l, name);
@@ -324,6 +356,7 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         e.wait = (int)wait;
         e.stopped = stopped != 0;
         if (es->best_weights && es->ps && !(best = need(l, path, "early_stop/best", es->ps->dtype, es->ps->total, false))) goto out;
+        if (best && !best_buffers_match(l, path, es)) goto out;
     }
 
     if (!valid_state("checkpoint_load", path, NB_ERR_FORMAT, opt, &hp, step, es ? &e : NULL, &s))
@@ -342,6 +375,12 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
     }
     if (es) {
         if (best) memcpy(es->best_weights, best->data, (size_t)es->ps->total * nb_dtype_size(es->ps->dtype));
+        char *snap = es->best_buffers;
+        for (int i = 0; best && snap && i < es->ps->n_buffers; i++) {
+            const nb_tensor *t = find_prefixed(l, "early_stop/best_buffer/", es->ps->buffer_names[i]);
+            memcpy(snap, t->data, (size_t)t->numel * nb_dtype_size(t->dtype));
+            snap += (size_t)t->numel * nb_dtype_size(t->dtype);
+        }
         *es = e;
     }
     *st = s;

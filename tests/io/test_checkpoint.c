@@ -6,7 +6,8 @@
 #include <unistd.h>
 
 /* A small classifier with dropout trained by Adam with early stopping: everything a checkpoint
- * must carry (weights, Adam moments and step, the dropout generator, early-stopping state). */
+ * must carry (weights, Adam moments and step, the dropout generator, early-stopping state with
+ * its snapshot of the weights and of the buffers). */
 typedef struct {
     nb_params *ps;
     nb_tensor *w1, *b1, *w2;
@@ -14,6 +15,7 @@ typedef struct {
     nb_early_stop es;
     nb_ctx *ctx;
     nb_tensor *x, *y;  /* long-lived data */
+    nb_tensor *stat;   /* a buffer (as batch norm's running mean): the last epoch's loss, in f64 */
 } run;
 
 static void run_init(run *r) {
@@ -25,6 +27,8 @@ static void run_init(run *r) {
     nb_rng g = nb_rng_new(5);
     nb_rng_normal(&g, r->w1, 0, 0.4);
     nb_rng_normal(&g, r->w2, 0, 0.4);
+    r->stat = nb_tensor_new(NB_F64, NB_SHAPE(2));
+    cr_assert_eq(nb_params_add_buffer(r->ps, "stat", r->stat), NB_OK);
     r->opt = nb_optim_new(&nb_adam, r->ps, NULL);
     cr_assert_not_null(r->opt, "%s", nb_last_error());
     cr_assert_eq(nb_early_stop_init(&r->es, r->ps, NB_MODE_MIN, 50, 0.0, true), NB_OK);
@@ -44,6 +48,7 @@ static void run_free(run *r) {
     nb_ctx_free(r->ctx);
     nb_tensor_free(r->x);
     nb_tensor_free(r->y);
+    nb_tensor_free(r->stat);
 }
 
 static void train_epoch(run *r) {
@@ -59,6 +64,7 @@ static void train_epoch(run *r) {
         cr_assert_eq(nb_optim_step(r->opt), NB_OK);
         total += nb_item(loss);
     }
+    nb_set(r->stat, 0, total), nb_set(r->stat, 1, (double)r->es.epoch);
     nb_early_stop_update(&r->es, total);
 }
 
@@ -99,6 +105,9 @@ Test(checkpoint, resume_equals_uninterrupted_bit_for_bit) {
     cr_assert_eq(c.es.best, a.es.best);
     cr_assert_eq(c.es.best_epoch, a.es.best_epoch);
     cr_assert(memcmp(c.es.best_weights, a.es.best_weights, (size_t)a.ps->total * sizeof(float)) == 0);
+    cr_assert_eq(c.es.best_buffers_bytes, 2 * sizeof(double));
+    cr_assert(memcmp(c.es.best_buffers, a.es.best_buffers, c.es.best_buffers_bytes) == 0, "buffers' snapshot differs");
+    cr_assert_eq(((double *)c.es.best_buffers)[1], (double)c.es.best_epoch, "the snapshot is the best epoch's buffer");
     run_free(&a);
     run_free(&c);
     remove(tmp_path());

@@ -54,6 +54,35 @@ Test(early_stop, max_mode_nan_and_explicit_restore) {
     nb_params_free(ps);
 }
 
+/* The snapshot holds the buffers too (batch norm's running statistics), also ones registered
+ * after init and of another dtype; restoring puts the best epoch's back. */
+Test(early_stop, restores_buffers_with_the_weights) {
+    nb_params *ps = nb_params_new();
+    nb_params_add(ps, "W", NB_SHAPE(4));
+    nb_tensor *mean = nb_tensor_new(NB_F32, NB_SHAPE(3)), *count = nb_tensor_new(NB_F64, NB_SHAPE(2));
+    cr_assert_eq(nb_params_add_buffer(ps, "bn.running_mean", mean), NB_OK);
+    nb_early_stop es;
+    cr_assert_eq(nb_early_stop_init(&es, ps, NB_MODE_MIN, 2, 0.0, true), NB_OK);
+    cr_assert_eq(es.best_buffers_bytes, 3 * sizeof(float));
+    cr_assert_eq(nb_params_add_buffer(ps, "count", count), NB_OK);
+    const double val[] = {1.0, 0.5, 0.7, 0.8};
+    bool stopped = false;
+    for (int e = 0; e < 4 && !stopped; e++) {
+        set_epoch_weights(ps, e);
+        nb_fill(mean, 10.0 + e), nb_fill(count, 100.0 + e);
+        stopped = nb_early_stop_update(&es, val[e]);
+    }
+    cr_assert(stopped);
+    cr_assert_eq(es.best_epoch, 1);
+    cr_assert_eq(es.best_buffers_bytes, 3 * sizeof(float) + 2 * sizeof(double));
+    cr_assert_eq(ps->flat[0], 1.0f);
+    for (int i = 0; i < 3; i++) cr_assert_eq(nb_get(mean, i), 11.0, "running mean %d not restored", i);
+    for (int i = 0; i < 2; i++) cr_assert_eq(nb_get(count, i), 101.0, "f64 buffer %d not restored", i);
+    nb_early_stop_free(&es);
+    nb_params_free(ps);
+    nb_tensor_free(mean), nb_tensor_free(count);
+}
+
 Test(early_stop, without_snapshot_and_bad_arguments) {
     nb_early_stop es;
     cr_assert_eq(nb_early_stop_init(&es, NULL, NB_MODE_MIN, 0, 0.0, false), NB_OK);
