@@ -5,7 +5,7 @@
                                   [--blis-arch auto|default|NAME] [--markdown FILE]
     /usr/bin/python3 bench/run.py --rows cnn-memory,resnet-memory,wide-memory --rounds 1
 
-Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, matmul, engine
+Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, ln, optim, chain, matmul, engine
 (the default set), memory, triad, and issue 15's opt-in memory rows. Issue 15's speed rows:
   resnet  samples/s of one training step (forward, backward, Adam) of the small residual network
           of the resnet-memory row (stem 1->16, block 16, block 16->32 stride 2; batch 64,
@@ -25,6 +25,8 @@ Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, m
           number of floats (a memcpy split over the T threads, in the same process);
           frac_of_copy_bound = copy_time / nabla's bn time, target >= 1/1.5 = 0.667: batch norm
           forward + backward within 1.5x the time of a single copy of its input.
+  ln      layer norm of (64*196, 256) over the last axis (a transformer's tokens), forward +
+          backward as bn; copy_time and frac_of_copy_bound as bn's, no target.
 
 The memory rows of issue 15 (opt-in) run each case (train, eval) of each network in its own
 process per side, at 1 thread: rss_growth is the peak RSS of 3 steps minus the RSS after setup.
@@ -54,7 +56,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 NABLA = os.path.join(BUILD, "bench_nabla")
 TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.path.join(ROOT, "bench", "torch_bench.py")]
-ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "matmul", "engine"]
+ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "ln", "optim", "chain", "matmul", "engine"]
 # issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
 # (train, eval) runs in its own process per side, at 1 thread
 NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]
