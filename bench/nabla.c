@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.py runs it against bench/torch_bench.py).
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
- *       ROW: info mlp cnn resnet conv bn optim chain engine matmul memory triad steady fit,
+ *       ROW: info mlp cnn resnet conv bn ln optim chain engine matmul memory triad steady fit,
  *            prof-mlp64/prof-mlp256/prof-cnn,
  *            {cnn,resnet,wide}-memory/{train,eval} (one case per process)
  *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
@@ -326,21 +326,25 @@ static void row_conv(void) {
     conv_case(64, 16, 32, 28, 1, 2);
 }
 
-/* Row bn: batch norm forward + backward (training mode, affine: gradients of x, weight and bias
- * for a given output gradient) on the CNN's and the residual network's batch-norm shapes,
- * against one read+write pass over the same number of floats (copy_pass, parallel memcpy over
- * the T threads, measured in the same process): frac_of_copy_bound = copy time / bn time. */
+/* Rows bn and ln: batch norm forward + backward (training mode, affine: gradients of x, weight
+ * and bias for a given output gradient) on the CNN's and the residual network's batch-norm
+ * shapes, and layer norm of a transformer's activations ((64*196, 256): ViT-S/16-like tokens of
+ * a batch of 64, normalised over the last axis), against one read+write pass over the same number
+ * of floats (copy_pass, parallel memcpy over the T threads, measured in the same process):
+ * frac_of_copy_bound = copy time / norm time. */
 typedef struct {
     nb_ctx *ctx;
     nb_tensor *x, *w, *b, *rm, *rv, *g;
+    bool layer; /* layer norm over the last axis, else batch norm */
 } bn_arg;
 
 static void bn_step(void *p) {
     bn_arg *a = p;
-    nb_tensor *y = nb_batch_norm(a->ctx, a->x, a->w, a->b, a->rm, a->rv, 0.1, 1e-5);
+    nb_tensor *y = a->layer ? nb_layer_norm(a->ctx, a->x, 1, a->w, a->b, 1e-5)
+                            : nb_batch_norm(a->ctx, a->x, a->w, a->b, a->rm, a->rv, 0.1, 1e-5);
     nb_tensor *ins[3] = {a->x, a->w, a->b}, *gr[3];
     if (nb_grad(a->ctx, 1, &y, &a->g, 3, ins, gr, false) != NB_OK) {
-        fprintf(stderr, "bn: %s\n", nb_ctx_error(a->ctx));
+        fprintf(stderr, "%s: %s\n", a->layer ? "ln" : "bn", nb_ctx_error(a->ctx));
         exit(1);
     }
     nb_ctx_reset(a->ctx);
@@ -362,10 +366,12 @@ static void copy_pass(void *p) {
     }
 }
 
-static void bn_case(int64_t B, int64_t C, int64_t HW) {
-    const int64_t shape[4] = {B, C, HW, HW};
-    bn_arg a = {nb_ctx_new(), nb_tensor_new(NB_F32, 4, shape), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C),
-                nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 4, shape)};
+/* row "bn" (shape (N, C, H, W)) or "ln" (shape (rows, C)) */
+static void norm_case(const char *row, int ndim, const int64_t *shape) {
+    const bool layer = !strcmp(row, "ln");
+    int64_t C = shape[layer ? ndim - 1 : 1];
+    bn_arg a = {nb_ctx_new(), nb_tensor_new(NB_F32, ndim, shape), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C),
+                nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, 1, &C), nb_tensor_new(NB_F32, ndim, shape), layer};
     nb_rng r = nb_rng_new(13);
     nb_rng_normal(&r, a.x, 0.5, 2);
     nb_rng_normal(&r, a.w, 1, 0.1);
@@ -378,12 +384,13 @@ static void bn_case(int64_t B, int64_t C, int64_t HW) {
     if (posix_memalign((void **)&c.dst, 64, (size_t)c.n * 4)) exit(1);
     memset(c.dst, 0, (size_t)c.n * 4);
     const double tc = bench_time(copy_pass, &c);
-    char cfg[96];
-    snprintf(cfg, sizeof cfg, "(%lld,%lld,%lld,%lld) T=%d", (long long)B, (long long)C, (long long)HW, (long long)HW,
-             threads);
-    bench_report("bn", cfg, "time", t * 1e3, "ms");
-    bench_report("bn", cfg, "copy_time", tc * 1e3, "ms");
-    bench_report("bn", cfg, "frac_of_copy_bound", tc / t, "x");
+    char cfg[96] = "";
+    for (int d = 0; d < ndim; d++) /* "(64,32,28,28) T=1", as torch_bench.py writes it */
+        snprintf(cfg + strlen(cfg), sizeof cfg - strlen(cfg), "%c%lld", d ? ',' : '(', (long long)shape[d]);
+    snprintf(cfg + strlen(cfg), sizeof cfg - strlen(cfg), ") T=%d", threads);
+    bench_report(row, cfg, "time", t * 1e3, "ms");
+    bench_report(row, cfg, "copy_time", tc * 1e3, "ms");
+    bench_report(row, cfg, "frac_of_copy_bound", tc / t, "x");
     free(c.dst);
     nb_tensor_free(a.x), nb_tensor_free(a.w), nb_tensor_free(a.b), nb_tensor_free(a.rm), nb_tensor_free(a.rv);
     nb_tensor_free(a.g);
@@ -393,10 +400,10 @@ static void bn_case(int64_t B, int64_t C, int64_t HW) {
 /* fashion_cnn's two batch norms, then the residual network's (16 channels at 28x28: the stem and
  * block1; 32 at 14x14: block2 and its shortcut) */
 static void row_bn(void) {
-    bn_case(64, 32, 28);
-    bn_case(64, 64, 14);
-    bn_case(64, 16, 28);
-    bn_case(64, 32, 14);
+    norm_case("bn", 4, (int64_t[]){64, 32, 28, 28});
+    norm_case("bn", 4, (int64_t[]){64, 64, 14, 14});
+    norm_case("bn", 4, (int64_t[]){64, 16, 28, 28});
+    norm_case("bn", 4, (int64_t[]){64, 32, 14, 14});
 }
 
 /* ---- rows 1, 2, 5: training with the optimizer API (on main once optim is merged) -------- */
@@ -1109,7 +1116,7 @@ int main(int argc, char **argv) {
     }
     if (threads < 0) threads = 1;
     nb_set_num_threads(threads); /* 0: automatic */
-    static const char *all[] = {"info", "mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "engine", "matmul"};
+    static const char *all[] = {"info", "mlp", "cnn", "resnet", "conv", "bn", "ln", "optim", "chain", "engine", "matmul"};
     if (!nrows) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) rows[nrows++] = all[i];
     }
@@ -1131,6 +1138,8 @@ int main(int argc, char **argv) {
             row_conv();
         } else if (!strcmp(row, "bn")) {
             row_bn();
+        } else if (!strcmp(row, "ln")) {
+            norm_case("ln", 2, (int64_t[]){64 * 196, 256});
 #ifdef BENCH_HAVE_OPTIM
         } else if (!strcmp(row, "mlp")) {
             row_mlp();

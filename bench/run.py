@@ -5,7 +5,7 @@
                                   [--blis-arch auto|default|NAME] [--markdown FILE]
     /usr/bin/python3 bench/run.py --rows cnn-memory,resnet-memory,wide-memory --rounds 1
 
-Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, matmul, engine
+Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, ln, optim, chain, matmul, engine
 (the default set), memory, triad, and issue 15's opt-in memory rows. Issue 15's speed rows:
   resnet  samples/s of one training step (forward, backward, Adam) of the small residual network
           of the resnet-memory row (stem 1->16, block 16, block 16->32 stride 2; batch 64,
@@ -25,6 +25,8 @@ Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, optim, chain, m
           number of floats (a memcpy split over the T threads, in the same process);
           frac_of_copy_bound = copy_time / nabla's bn time, target >= 1/1.5 = 0.667: batch norm
           forward + backward within 1.5x the time of a single copy of its input.
+  ln      layer norm of (64*196, 256) over the last axis (a transformer's tokens), forward +
+          backward as bn; copy_time and frac_of_copy_bound as bn's, no target.
 
   fit     (opt-in, nabla only) the same module MLP (784-256-128-10) and Adam trained over a
           6400-image epoch slice by nb_fit and by the hand-written loop it replaces, alternating,
@@ -67,7 +69,7 @@ TORCH = [sys.executable if "torch" in sys.modules else "/usr/bin/python3", os.pa
 # large block is reused from the heap: PyTorch's allocator at its best (nabla's arena does not
 # call malloc per step). The memory rows keep glibc's defaults, as a user's process has them.
 MALLOC_PINNED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
-ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "matmul", "engine"]
+ALL_ROWS = ["mlp", "cnn", "resnet", "conv", "bn", "ln", "optim", "chain", "matmul", "engine"]
 # issue 15's memory rows, opt-in (--rows cnn-memory,resnet-memory,wide-memory): each case
 # (train, eval) runs in its own process per side, at 1 thread
 NET_MEMORY_ROWS = ["cnn-memory", "resnet-memory", "wide-memory"]

@@ -204,10 +204,11 @@ CONV_SHAPES = [(64, 1, 32, 28, 3, 1), (64, 32, 64, 14, 3, 1), (64, 1, 16, 28, 3,
                (64, 16, 32, 28, 3, 2), (64, 32, 32, 14, 3, 1), (64, 16, 32, 28, 1, 2)]
 
 
-def bn_case(shape, threads):
-    """Batch norm, training mode, affine: forward + gradients of x, weight and bias."""
+def norm_case(row, shape, threads):
+    """Batch norm (row bn, training mode) or layer norm over the last axis (row ln), affine:
+    forward + gradients of x, weight and bias."""
     g = torch.Generator().manual_seed(13)
-    C = shape[1]
+    C = shape[-1] if row == "ln" else shape[1]
     x = (0.5 + 2 * torch.randn(*shape, generator=g)).requires_grad_()
     w = (1 + 0.1 * torch.randn(C, generator=g)).requires_grad_()
     b = (0.1 * torch.randn(C, generator=g)).requires_grad_()
@@ -215,15 +216,20 @@ def bn_case(shape, threads):
     gy = torch.randn(*shape, generator=g)
 
     def step():
-        y = torch.nn.functional.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
+        if row == "ln":
+            y = torch.nn.functional.layer_norm(x, (C,), w, b, 1e-5)
+        else:
+            y = torch.nn.functional.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
         torch.autograd.grad(y, (x, w, b), gy)
 
     t = bench_time(step)
-    report("bn", f"({','.join(str(d) for d in shape)}) T={threads}", "time", t * 1e3, "ms")
+    report(row, f"({','.join(str(d) for d in shape)}) T={threads}", "time", t * 1e3, "ms")
 
 
 # fashion_cnn's two batch norms, then the residual network's
 BN_SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14), (64, 16, 28, 28), (64, 32, 14, 14)]
+# a transformer's tokens: 196 per image (ViT-S/16-like) of a batch of 64, width 256
+LN_SHAPE = (64 * 196, 256)
 
 
 def make_cnn():
@@ -395,7 +401,7 @@ def main():
         i += 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    rows = rows or ["info", "mlp", "cnn", "resnet", "conv", "bn", "optim", "chain", "engine", "matmul"]
+    rows = rows or ["info", "mlp", "cnn", "resnet", "conv", "bn", "ln", "optim", "chain", "engine", "matmul"]
     data = load_data() if any(r in rows for r in ("mlp", "cnn", "resnet")) else None
     for row in rows:
         if row == "info":
@@ -419,7 +425,9 @@ def main():
                 conv_case(*shape[:4], threads, *shape[4:])
         elif row == "bn":
             for shape in BN_SHAPES:
-                bn_case(shape, threads)
+                norm_case("bn", shape, threads)
+        elif row == "ln":
+            norm_case("ln", LN_SHAPE, threads)
         elif row == "resnet":
             row_resnet(threads, data)
         elif row == "optim":

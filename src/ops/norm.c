@@ -7,12 +7,14 @@
  *   group norm (G > 0): group (a, g) is the contiguous run of channels [g*C/G, (g+1)*C/G) of a;
  *   layer norm: group norm with G = 1 on (A = leading axes, C = normalised axes, S = 1).
  *
- * Forward, two passes: (1) the statistics, as sums of x - K in double, K being the group's
+ * Forward, two steps: (1) the statistics, as sums of x - K in double, K being the group's
  * first value (so a mean large against the spread costs no accuracy, in f32 either), (2) y =
- * (x - mean) * invstd * w + b, with an optional ReLU. The node keeps x, w, b and the per-group
- * mean and invstd (f64): nothing of x's size besides x itself and y.
- * Backward, two passes: (1) per-channel sums of g and g*x̂ (gb and gw) and, for group and layer
- * norm, per-group sums of w*g and w*g*x̂, (2) gx = invstd * (w*g - mean(w*g) - x̂ * mean(w*g*x̂))
+ * (x - mean) * invstd * w + b, with an optional ReLU. Batch norm makes them two sweeps over x;
+ * group and layer norm one, a group at a time (see "Memory traffic"). The node keeps x, w, b
+ * and the per-group mean and invstd (f64): nothing of x's size besides x itself and y.
+ * Backward, two steps (two sweeps for batch norm, one a sample at a time for group and layer
+ * norm): (1) per-channel sums of g and g*x̂ (gb and gw) and, for group and layer norm,
+ * per-group sums of w*g and w*g*x̂, (2) gx = invstd * (w*g - mean(w*g) - x̂ * mean(w*g*x̂))
  * over each group. With the ReLU, g is first zeroed where y <= 0, inside both passes, y > 0 being
  * found again from x (the forward's expression on the same values), so y is not read. Scratch
  * (per-channel partial sums) is small and comes from the arena.
@@ -492,49 +494,46 @@ static void grad_x(seg_kind k, bool f32, bool relu, segment s, const void *g, co
 #undef INLINE
 
 /* ---- the passes ----------------------------------------------------------------------------- */
-/* Forward pass 1: mean and biased variance of every group. part: (2*nchunks + 1)*C doubles of
- * scratch for batch norm (group and layer norm need none). */
+/* Memory traffic. Batch norm's statistics span every sample, so each direction makes two sweeps
+ * over x (the second reads it from memory again when x is larger than the cache). Group and
+ * layer norm's statistics are per sample: each group (forward) or sample (backward) is finished
+ * while it is in cache, one sweep each way. (Batch norm's second sweep run from the end of x, to
+ * start on what is still in cache, was slower on Zen 5: 0.44-0.48 ms against 0.41 forward.) */
+static double biased_var(double s, double q, int64_t n) {
+    const double v = q / n - (s / n) * (s / n);
+    return v < 0 ? 0 : v; /* rounding; NaN stays */
+}
+
+/* Batch norm's forward pass 1: mean and biased variance of every channel, as sums around its
+ * first value per chunk of samples, the chunks added in order. part: (2*nchunks + 1)*C doubles. */
 static void stats_pass(const norm_plan *p, const void *x, bool f32, double *mean, double *var, double *part) {
     const int64_t C = p->C, n = p->count;
     if (n == 0) {
-        for (int64_t i = 0; i < p->ngroups; i++) mean[i] = 0, var[i] = 0;
+        for (int64_t c = 0; c < C; c++) mean[c] = 0, var[c] = 0;
         return;
     }
-    if (p->G) { /* a group is one contiguous run */
+    double *shift = part + 2 * p->nchunks * C;
+    for (int64_t c = 0; c < C; c++) shift[c] = ld(x, f32, c * p->S);
 #pragma omp parallel for if (parallel(p)) schedule(static)
-        for (int64_t grp = 0; grp < p->ngroups; grp++) {
-            const double k = ld(x, f32, grp * n);
-            double s = 0, q = 0;
-            sum_moments(f32, grp * n, n, x, k, &s, &q);
-            mean[grp] = k + s / n;
-            var[grp] = q / n - (s / n) * (s / n);
-        }
-    } else { /* a group is a channel: sums around its first value, per chunk of samples, chunks in order */
-        double *shift = part + 2 * p->nchunks * C;
-        for (int64_t c = 0; c < C; c++) shift[c] = ld(x, f32, c * p->S);
-#pragma omp parallel for if (parallel(p)) schedule(static)
-        for (int64_t ch = 0; ch < p->nchunks; ch++) {
-            double *s = part + 2 * ch * C, *q = s + C;
-            for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0;
-            for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
-                for (int64_t j = 0; j < segments_per_sample(p); j++) {
-                    const segment sg = segment_at(p, a, j);
-                    if (kind_of(p) == SEG_PLANE) sum_moments(f32, sg.at, sg.n, x, shift[sg.c], &s[sg.c], &q[sg.c]);
-                    else add_moments(f32, sg.at, sg.n, x, shift, s, q);
-                }
-        }
-        for (int64_t c = 0; c < C; c++) {
-            double s = 0, q = 0;
-            for (int64_t ch = 0; ch < p->nchunks; ch++) s += part[2 * ch * C + c], q += part[2 * ch * C + C + c];
-            mean[c] = shift[c] + s / n;
-            var[c] = q / n - (s / n) * (s / n);
-        }
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        double *s = part + 2 * ch * C, *q = s + C;
+        for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0;
+        for (int64_t a = chunk_start(p, ch); a < chunk_start(p, ch + 1); a++)
+            for (int64_t j = 0; j < segments_per_sample(p); j++) {
+                const segment sg = segment_at(p, a, j);
+                if (kind_of(p) == SEG_PLANE) sum_moments(f32, sg.at, sg.n, x, shift[sg.c], &s[sg.c], &q[sg.c]);
+                else add_moments(f32, sg.at, sg.n, x, shift, s, q);
+            }
     }
-    for (int64_t i = 0; i < p->ngroups; i++)
-        if (var[i] < 0) var[i] = 0; /* rounding; NaN stays */
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0, q = 0;
+        for (int64_t ch = 0; ch < p->nchunks; ch++) s += part[2 * ch * C + c], q += part[2 * ch * C + C + c];
+        mean[c] = shift[c] + s / n;
+        var[c] = biased_var(s, q, n);
+    }
 }
 
-/* Forward pass 2: y = (x - mean) * invstd * w + b (+ ReLU). */
+/* Batch norm's forward pass 2: y = (x - mean) * invstd * w + b (+ ReLU). */
 static void apply_pass(const norm_plan *p, const void *x, void *y, bool f32, bool relu, const double *mean,
                        const double *inv, const double *w, const double *b) {
     const seg_kind k = kind_of(p);
@@ -546,10 +545,42 @@ static void apply_pass(const norm_plan *p, const void *x, void *y, bool f32, boo
         }
 }
 
+/* Group and layer norm's forward, one sweep: each group's mean and invstd (its statistics as
+ * sums around its first value), then its y while it is in cache. */
+static void group_forward(const norm_plan *p, const void *x, void *y, bool f32, double eps, double *mean, double *inv,
+                          const double *w, const double *b) {
+    const seg_kind k = kind_of(p);
+    const int64_t n = p->count, segs = p->S > 1 ? p->cg : 1; /* segments per group */
+#pragma omp parallel for if (parallel(p)) schedule(static)
+    for (int64_t grp = 0; grp < p->ngroups; grp++) {
+        const double k0 = n ? ld(x, f32, grp * n) : 0;
+        double s = 0, q = 0;
+        if (n) sum_moments(f32, grp * n, n, x, k0, &s, &q);
+        mean[grp] = n ? k0 + s / n : 0;
+        inv[grp] = 1.0 / sqrt((n ? biased_var(s, q, n) : 0) + eps);
+        for (int64_t j = 0; j < segs; j++) {
+            const segment sg = segment_at(p, grp / p->G, grp % p->G * segs + j);
+            apply(k, f32, false, sg, x, y, (coefs){mean + sg.grp, inv + sg.grp, w + sg.c, b + sg.c});
+        }
+    }
+}
+
+/* gx's coefficients of groups [lo, hi) from their sums, in place: sum_wgx becomes be = -invstd^2
+ * mean(w g' x̂), sum_wg de = -invstd mean(w g') (both 0 for constant statistics) */
+static void gx_coefs(const norm_plan *p, bool fixed, const double *inv, double *sum_wg, double *sum_wgx, int64_t lo,
+                     int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        const double be = fixed ? 0 : -inv[i] * inv[i] * sum_wgx[i] / p->count, de = fixed ? 0 : -inv[i] * sum_wg[i] / p->count;
+        sum_wgx[i] = be, sum_wg[i] = de;
+    }
+}
+
 /* Backward pass 1: gb[c] = sum g', gw[c] = sum g' x̂ over channel c; for group and layer norm
  * also sum_wg[grp] = sum w g', sum_wgx[grp] = sum w g' x̂ over each group (for batch norm these
- * are w gb and w gw). part: 2*nchunks*C doubles of scratch. */
-static void sums_pass(const norm_plan *p, const void *g, const void *x, bool f32, bool relu, const double *mean,
+ * are w gb and w gw). part: 2*nchunks*C doubles of scratch. Group and layer norm given gx: also
+ * each sample's gx, right after its sums (pass 2 without a second sweep; sum_wg and sum_wgx then
+ * hold gx's coefficients). */
+static void sums_pass(const norm_plan *p, const void *g, const void *x, void *gx, bool f32, bool relu, const double *mean,
                       const double *inv, const double *w, const double *b, double *gb, double *gw, double *sum_wg,
                       double *sum_wgx, double *part) {
     const int64_t C = p->C;
@@ -565,6 +596,14 @@ static void sums_pass(const norm_plan *p, const void *g, const void *x, bool f32
                 dots(k, f32, relu, s, g, x, (coefs){mean + s.grp, inv + s.grp, w + s.c, b + s.c}, pg + s.c, px + s.c,
                      p->G ? sum_wg + s.grp : NULL, p->G ? sum_wgx + s.grp : NULL);
             }
+            if (p->G && gx) {
+                gx_coefs(p, false, inv, sum_wg, sum_wgx, a * p->G, (a + 1) * p->G);
+                for (int64_t j = 0; j < segments_per_sample(p); j++) {
+                    const segment s = segment_at(p, a, j);
+                    grad_x(k, f32, relu, s, g, x, gx, (coefs){mean + s.grp, inv + s.grp, w + s.c, b + s.c}, sum_wgx + s.grp,
+                           sum_wg + s.grp);
+                }
+            }
         }
     }
     for (int64_t c = 0; c < C; c++) {
@@ -575,8 +614,8 @@ static void sums_pass(const norm_plan *p, const void *g, const void *x, bool f32
     }
 }
 
-/* Backward pass 2: gx = invstd w g' + be (x - mean) + de, be and de per group: be = -invstd^2
- * mean(w g' x̂), de = -invstd mean(w g') (both 0 for constant statistics). */
+/* Batch norm's backward pass 2: gx = invstd w g' + be (x - mean) + de, be and
+ * de per channel (gx_coefs). */
 static void gx_pass(const norm_plan *p, const void *g, const void *x, void *gx, bool f32, bool relu, const double *mean,
                     const double *inv, const double *w, const double *b, const double *be, const double *de) {
     const seg_kind k = kind_of(p);
@@ -623,22 +662,18 @@ static nb_status norm_bw_fused(nb_ctx *ctx, const nb_node *n, const norm_plan *p
     nb_tensor *gc = nb_contiguous(ctx, g);
     double *wv = channel_values(ctx, w, p->C, 1.0), *bv = channel_values(ctx, b, p->C, 0.0);
     double *gb = scratch(ctx, p->C), *gw = scratch(ctx, p->C), *sum_wg = scratch(ctx, p->ngroups), *sum_wgx = scratch(ctx, p->ngroups);
-    if (!gc || !wv || !bv || !gb || !gw || !sum_wg || !sum_wgx) return ctx->status;
+    nb_tensor *gx = x->requires_grad ? nb__new(ctx, x->dtype, x->ndim, x->shape) : NULL;
+    if (!gc || !wv || !bv || !gb || !gw || !sum_wg || !sum_wgx || (x->requires_grad && !gx)) return ctx->status;
     if (want_w || want_b || (x->requires_grad && !fixed)) {
         double *part = scratch(ctx, 2 * p->nchunks * p->C);
         if (!part) return ctx->status;
-        sums_pass(p, gc->data, x->data, f32, relu, mean, inv, wv, bv, gb, gw, sum_wg, sum_wgx, part);
+        sums_pass(p, gc->data, x->data, p->G && gx ? gx->data : NULL, f32, relu, mean, inv, wv, bv, gb, gw, sum_wg, sum_wgx, part);
     }
-    if (x->requires_grad) {
-        nb_tensor *gx = nb__new(ctx, x->dtype, x->ndim, x->shape);
-        if (!gx) return ctx->status;
-        for (int64_t i = 0; i < p->ngroups; i++) { /* the sums become gx's coefficients */
-            const double be = fixed ? 0 : -inv[i] * inv[i] * sum_wgx[i] / p->count, de = fixed ? 0 : -inv[i] * sum_wg[i] / p->count;
-            sum_wgx[i] = be, sum_wg[i] = de;
-        }
+    if (gx && !p->G) { /* batch norm: gx in a second pass, once every channel's sums are complete */
+        gx_coefs(p, fixed, inv, sum_wg, sum_wgx, 0, p->ngroups);
         gx_pass(p, gc->data, x->data, gx->data, f32, relu, mean, inv, wv, bv, sum_wgx, sum_wg);
-        gin[0] = gx;
     }
+    if (gx) gin[0] = gx;
     if (want_w) gin[1] = from_values(ctx, x->dtype, w, gw);
     if (want_b) gin[1 + (w != NULL)] = from_values(ctx, x->dtype, b, gb);
     return ctx->status;
@@ -703,7 +738,32 @@ typedef struct {
     double momentum;
 } norm_stats;
 
-/* Checked arguments in; y = norm(x) * w + b (+ ReLU) out, and its node. */
+/* Batch norm's mean and invstd per channel, given (eval) or from x; the running statistics
+ * updated when given. */
+static bool batch_stats(nb_ctx *ctx, const norm_plan *p, const nb_tensor *x, const norm_stats *st, double eps,
+                        double *mean, double *inv) {
+    double *var = scratch(ctx, p->C);
+    if (!var) return false;
+    if (st->mean) {
+        for (int64_t c = 0; c < p->C; c++) mean[c] = nb_get(st->mean, c), var[c] = nb_get(st->var, c);
+    } else {
+        double *part = scratch(ctx, (2 * p->nchunks + 1) * p->C);
+        if (!part) return false;
+        stats_pass(p, x->data, x->dtype == NB_F32, mean, var, part);
+    }
+    for (int64_t c = 0; c < p->C; c++) inv[c] = 1.0 / sqrt(var[c] + eps);
+    if (st->run_mean) { /* state, outside the graph; PyTorch's unbiased running variance */
+        const double m = st->momentum, unbias = (double)p->count / (double)(p->count - 1);
+        for (int64_t c = 0; c < p->C; c++) {
+            nb_set(st->run_mean, c, (1 - m) * nb_get(st->run_mean, c) + m * mean[c]);
+            nb_set(st->run_var, c, (1 - m) * nb_get(st->run_var, c) + m * var[c] * unbias);
+        }
+    }
+    return true;
+}
+
+/* Checked arguments in; y = norm(x) * w + b (+ ReLU) out, and its node. st: batch norm's
+ * statistics (NULL for group and layer norm). */
 static nb_tensor *norm_forward(nb_ctx *ctx, const nb_op *op, nb_tensor *x, norm_plan p, nb_tensor *w, nb_tensor *b,
                                const norm_stats *st, double eps, bool relu) {
     nb_tensor *xc = nb_contiguous(ctx, x);
@@ -711,25 +771,15 @@ static nb_tensor *norm_forward(nb_ctx *ctx, const nb_op *op, nb_tensor *x, norm_
     const bool f32 = x->dtype == NB_F32;
     nb_tensor *y = xc == x ? nb__out_like(ctx, x, true) : nb__new(ctx, x->dtype, x->ndim, x->shape);
     nb_tensor *mean_t = nb__new(ctx, NB_F64, 1, &p.ngroups), *inv_t = nb__new(ctx, NB_F64, 1, &p.ngroups);
-    double *wv = channel_values(ctx, w, p.C, 1.0), *bv = channel_values(ctx, b, p.C, 0.0), *var = scratch(ctx, p.ngroups);
-    if (!y || !mean_t || !inv_t || !wv || !bv || !var) return NULL;
+    double *wv = channel_values(ctx, w, p.C, 1.0), *bv = channel_values(ctx, b, p.C, 0.0);
+    if (!y || !mean_t || !inv_t || !wv || !bv) return NULL;
     double *mean = mean_t->data, *inv = inv_t->data;
-    if (st && st->mean) {
-        for (int64_t c = 0; c < p.C; c++) mean[c] = nb_get(st->mean, c), var[c] = nb_get(st->var, c);
+    if (p.G) {
+        group_forward(&p, xc->data, y->data, f32, eps, mean, inv, wv, bv);
     } else {
-        double *part = p.G ? NULL : scratch(ctx, (2 * p.nchunks + 1) * p.C); /* batch norm's sums */
-        if (!p.G && !part) return NULL;
-        stats_pass(&p, xc->data, f32, mean, var, part);
+        if (!batch_stats(ctx, &p, xc, st, eps, mean, inv)) return NULL;
+        apply_pass(&p, xc->data, y->data, f32, relu, mean, inv, wv, bv);
     }
-    for (int64_t i = 0; i < p.ngroups; i++) inv[i] = 1.0 / sqrt(var[i] + eps);
-    if (st && st->run_mean) { /* state, outside the graph; PyTorch's unbiased running variance */
-        const double m = st->momentum, unbias = (double)p.count / (double)(p.count - 1);
-        for (int64_t c = 0; c < p.C; c++) {
-            nb_set(st->run_mean, c, (1 - m) * nb_get(st->run_mean, c) + m * mean[c]);
-            nb_set(st->run_var, c, (1 - m) * nb_get(st->run_var, c) + m * var[c] * unbias);
-        }
-    }
-    apply_pass(&p, xc->data, y->data, f32, relu, mean, inv, wv, bv);
     nb_tensor *in[3] = {xc};
     int n_in = 1;
     if (w) in[n_in++] = w;
