@@ -122,12 +122,15 @@ static void shape(int64_t B, int64_t C, int64_t O, int64_t HW, int64_t k, int64_
 int main(int argc, char **argv) {
     if (argc > 1) reps = atoi(argv[1]) > 0 ? atoi(argv[1]) : reps;
     const int only = argc > 2 ? atoi(argv[2]) : -1;
+    /* nabla first: it chooses BLIS's kernel set (skx on AVX-512 CPUs that BLIS 0.9 does not
+     * know) at its first call; a BLIS call before it would fix BLIS on its generic kernels */
+    nb_set_num_threads(1);
     omp_set_num_threads(1);
     bli_thread_set_num_threads(1);
     /* bench/nabla.c's conv row: fashion_cnn's two shapes, then the residual network's five */
     const int64_t s[][6] = {{64, 1, 32, 28, 3, 1},  {64, 32, 64, 14, 3, 1}, {64, 1, 16, 28, 3, 1}, {64, 16, 16, 28, 3, 1},
                             {64, 16, 32, 28, 3, 2}, {64, 32, 32, 14, 3, 1}, {64, 16, 32, 28, 1, 2}};
-    printf("thread CPU ms, min of %d, 1 thread; (gemm ms, gemm/part)\n", reps);
+    printf("thread CPU ms, min of %d, 1 thread, BLIS kernels %s; (gemm ms, gemm/part)\n", reps, nb_blis_kernels());
     for (int i = 0; i < (int)(sizeof s / sizeof s[0]); i++)
         if (only < 0 || only == i) shape(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
     return 0;
