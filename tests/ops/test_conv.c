@@ -261,6 +261,11 @@ Test(conv, threaded_path_same_bits_any_thread_count) {
     const conv_case small_f32 = {7, 5, 9, 4, 13, 3, 1, 1, 1, 1, true};
     check_against_unfold(&small_f32, NB_F32);
     nb_ctx_reset(ctx);
+    /* rows of 19 read with stride 1: the weight gradient packs eight taps at a time where all
+     * eight read inside the image, element by element at the padded and dilated edges */
+    const conv_case wide_f32 = {3, 5, 17, 19, 7, 3, 1, 2, 2, 1, false};
+    check_against_unfold(&wide_f32, NB_F32);
+    nb_ctx_reset(ctx);
     nb_tensor *res[2][3];
     nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 8, 12, 12)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 8, 3, 3));
     nb_requires_grad(x, true), nb_requires_grad(w, true);
