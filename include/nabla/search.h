@@ -194,9 +194,9 @@ bool nb_search_report(const nb_hp_config *cfg, int64_t epoch, double value);
 nb_callback nb_search_callback(const nb_hp_config *cfg);
 
 /* The leaderboard as CSV, one row per trial in trial order: "trial,<hyperparameters>,score,
- * score_std,best,best_epoch,epochs,status,rank": best and best_epoch (1-based, 0 without
- * reports) of the reported values, epochs reported, status "completed" or "pruned", rank 1 for
- * the best (completed trials rank before pruned ones). */
+ * score_std,best,best_epoch,epochs,status,rank,bracket": best and best_epoch (1-based, 0
+ * without reports) of the reported values, epochs reported, status "completed" or "pruned", rank
+ * 1 for the best (completed trials rank before pruned ones), Hyperband's bracket (0 without). */
 nb_status nb_search_write_csv(const nb_search_result *res, const char *path);
 /* The table sorted best first (a leaderboard) written to f. */
 void nb_search_print(const nb_search_result *res, FILE *f);

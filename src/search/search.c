@@ -120,13 +120,13 @@ nb_status nb_search_write_csv(const nb_search_result *res, const char *path) {
     const nb_hp_config *c0 = &res->trials[0].cfg;
     fprintf(f, "trial");
     for (int i = 0; i < c0->n_hp; i++) fprintf(f, ",%s", c0->space[i].name ? c0->space[i].name : "?");
-    fprintf(f, ",score,score_std,best,best_epoch,epochs,status,rank\n");
+    fprintf(f, ",score,score_std,best,best_epoch,epochs,status,rank,bracket\n");
     for (int t = 0; t < res->n_trials; t++) {
         const nb_trial *tr = &res->trials[t];
         fprintf(f, "%d", t);
         for (int i = 0; i < tr->cfg.n_hp; i++) fprintf(f, ",%.6g", tr->cfg.values[i]);
-        fprintf(f, ",%.6f,%.6f,%.6f,%lld,%lld,%s,%d\n", tr->score, tr->score_std, tr->best, (long long)tr->best_epoch + 1,
-                (long long)tr->n_epochs, tr->pruned ? "pruned" : "completed", rank_of(res, t));
+        fprintf(f, ",%.6f,%.6f,%.6f,%lld,%lld,%s,%d,%d\n", tr->score, tr->score_std, tr->best, (long long)tr->best_epoch + 1,
+                (long long)tr->n_epochs, tr->pruned ? "pruned" : "completed", rank_of(res, t), tr->bracket);
     }
     bool ok = !ferror(f);
     ok &= fclose(f) == 0;

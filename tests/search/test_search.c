@@ -110,11 +110,11 @@ Test(search, run_finds_the_best_and_averages_folds) {
     FILE *f = fopen(path, "r");
     char line[256];
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "trial,lr,score,score_std,best,best_epoch,epochs,status,rank\n");
+    cr_assert_str_eq(line, "trial,lr,score,score_std,best,best_epoch,epochs,status,rank,bracket\n");
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "0,0.1,0.000000,1.000000,nan,0,0,completed,2\n");
+    cr_assert_str_eq(line, "0,0.1,0.000000,1.000000,nan,0,0,completed,2,0\n");
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert_str_eq(line, "1,0.01,1.000000,1.000000,nan,0,0,completed,1\n");
+    cr_assert_str_eq(line, "1,0.01,1.000000,1.000000,nan,0,0,completed,1,0\n");
     fclose(f);
     remove(path);
     nb_search_result_free(&r);
@@ -296,11 +296,11 @@ Test(search, asha_prunes_as_worked_out_by_hand) {
     /* the leaderboard: completed first, then the pruned by score (t4 .56, t2 .46, t5, t1, t3) */
     cr_assert_eq(nb_search_write_csv(&r, tmp("board.csv")), NB_OK);
     char *csv = slurp(tmp("board.csv"), NULL);
-    cr_assert(strstr(csv, "trial,id,score,score_std,best,best_epoch,epochs,status,rank\n"), "%s", csv);
-    cr_assert(strstr(csv, "\n0,0,0.500000,0.000000,0.500000,1,8,completed,1\n"), "%s", csv);
-    cr_assert(strstr(csv, "\n4,4,0.560000,0.000000,0.560000,2,2,pruned,2\n"), "%s", csv);
-    cr_assert(strstr(csv, "\n2,2,0.460000,0.000000,0.600000,1,8,pruned,3\n"), "%s", csv);
-    cr_assert(strstr(csv, "\n3,3,0.300000,0.000000,0.300000,1,1,pruned,6\n"), "%s", csv);
+    cr_assert(strstr(csv, "trial,id,score,score_std,best,best_epoch,epochs,status,rank,bracket\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n0,0,0.500000,0.000000,0.500000,1,8,completed,1,0\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n4,4,0.560000,0.000000,0.560000,2,2,pruned,2,0\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n2,2,0.460000,0.000000,0.600000,1,8,pruned,3,0\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n3,3,0.300000,0.000000,0.300000,1,1,pruned,6,0\n"), "%s", csv);
     free(csv);
 
     /* the picture: a line per trial, a cross per pruned trial, the rungs after 1, 2, 4, 8 epochs */
@@ -340,6 +340,14 @@ Test(search, hyperband_brackets_prune_as_worked_out_by_hand) {
     }
     cr_assert_eq(total, 31, "31 of 48 epochs");
     cr_assert_eq(r.best, 1, "bracket 1 kept the late bloomer (.75)");
+    /* the leaderboard names each trial's bracket */
+    cr_assert_eq(nb_search_write_csv(&r, tmp("brackets.csv")), NB_OK);
+    char *csv = slurp(tmp("brackets.csv"), NULL);
+    cr_assert(strstr(csv, ",status,rank,bracket\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n1,1,0.750000,0.000000,0.750000,8,8,completed,1,1\n"), "%s", csv);
+    cr_assert(strstr(csv, "\n4,4,"), "%s", csv);
+    cr_assert(strstr(strstr(csv, "\n4,4,"), ",pruned,") && strstr(strstr(csv, "\n4,4,"), ",0\n"), "%s", csv);
+    free(csv);
     assert_workers_equal_sequential(o, &r);
     nb_search_result_free(&r);
     o.prune_eta = 0, o.workers = 0; /* brackets need pruning */
