@@ -292,7 +292,6 @@ static nb_status sum_map_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
 typedef struct {
     int n;
     const nb_leaf_term *term;
-    bool first;
 } leaf_terms_args;
 #define LEAF_TERMS_ROWS(T, SUF)                                                                        \
     static inline NO_CONTRACT T leaf_term_##SUF(const nb_leaf_term *t, T v) {                          \
@@ -305,16 +304,13 @@ typedef struct {
         const T *restrict x = (const T *)p[1];                                                         \
         if (a->n == 1 && a->term[0].square && s[0] == 1 && s[1] == 1) { /* an L2 penalty: vectorizes */ \
             const T c = (T)a->term[0].c;                                                               \
-            if (a->first)                                                                              \
-                for (int64_t i = 0; i < n; i++) d[i] = square_grad_scalar_##SUF(x[i], c, 0);           \
-            else                                                                                       \
-                for (int64_t i = 0; i < n; i++) d[i] += square_grad_scalar_##SUF(x[i], c, 0);          \
+            for (int64_t i = 0; i < n; i++) d[i] += square_grad_scalar_##SUF(x[i], c, 0);              \
             return;                                                                                    \
         }                                                                                              \
         for (int64_t i = 0; i < n; i++) {                                                              \
             T v = x[i * s[1]], sum = leaf_term_##SUF(&a->term[0], v);                                  \
             for (int k = 1; k < a->n; k++) sum += leaf_term_##SUF(&a->term[k], v);                     \
-            d[i * s[0]] = a->first ? sum : d[i * s[0]] + sum;                                          \
+            d[i * s[0]] += sum;                                                                        \
         }                                                                                              \
     }
 LEAF_TERMS_ROWS(float, f32)
@@ -323,8 +319,8 @@ LEAF_TERMS_ROWS(double, f64)
 #undef NO_CONTRACT
 #undef NO_CONTRACT_BODY
 
-void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term, bool first) {
-    const leaf_terms_args a = {nterms, term, first};
+void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term) {
+    const leaf_terms_args a = {nterms, term};
     nb_iter it;
     const nb_tensor *ts[2] = {dst, x};
     nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
