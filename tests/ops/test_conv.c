@@ -396,3 +396,93 @@ Test(conv, input_gradient_same_bits_any_thread_count) {
     cr_assert(memcmp(res[0]->data, res[1]->data, (size_t)res[0]->numel * sizeof(float)) == 0,
               "conv_transpose2d differs between 1 and 2 threads");
 }
+
+/* ---- the direct kernels (conv_direct.c: f32, stride 1) against the f64 implicit GEMM ---------- */
+static void assert_close_scaled(nb_tensor *a, nb_tensor *ref, double tol, const char *what, int k) {
+    cr_assert_not_null(a, "case %d %s: %s", k, what, nb_ctx_error(ctx));
+    cr_assert_not_null(ref, "case %d %s: %s", k, what, nb_ctx_error(ctx));
+    cr_assert(nb_same_shape(a, ref), "case %d %s: shapes differ", k, what);
+    double scale = 1.0;
+    for (int64_t i = 0; i < ref->numel; i++) scale = fmax(scale, fabs(nb_get(ref, i)));
+    for (int64_t i = 0; i < a->numel; i++)
+        cr_assert(fabs(nb_get(a, i) - nb_get(ref, i)) <= tol * scale, "case %d %s: element %lld is %g, f64 gives %g", k,
+                  what, (long long)i, nb_get(a, i), nb_get(ref, i));
+}
+
+typedef struct {
+    int64_t N, C, H, W, O, kh, kw;
+    nb_conv_opts o;
+    bool transposed, strided_x;
+} direct_case;
+
+/* y and the gradients of x, w and b for one upstream gradient, in f32 and in f64 (same values) */
+static void check_direct_case(const direct_case *k, int idx) {
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(k->N, k->C, k->strided_x ? k->W : k->H, k->strided_x ? k->H : k->W));
+    if (k->strided_x) x = nb_transpose(ctx, x, 2, 3);
+    /* conv: (O, C, kh, kw); transposed: (C, O, kh, kw) */
+    const int64_t ws[4] = {k->transposed ? k->C : k->O, k->transposed ? k->O : k->C, k->kh, k->kw};
+    nb_tensor *w = nb_randn(ctx, NB_F64, 4, ws);
+    nb_tensor *b = nb_randn(ctx, NB_F64, NB_SHAPE(k->O));
+    nb_tensor *leaves[2][3], *y[2];
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        leaves[d][0] = nb_detach(ctx, nb_cast(ctx, x, dt));
+        if (k->strided_x && d == 0) leaves[d][0] = nb_transpose(ctx, nb_contiguous(ctx, nb_transpose(ctx, leaves[d][0], 2, 3)), 2, 3);
+        leaves[d][1] = nb_detach(ctx, nb_cast(ctx, w, dt));
+        leaves[d][2] = nb_detach(ctx, nb_cast(ctx, b, dt));
+        for (int i = 0; i < 3; i++) nb_requires_grad(leaves[d][i], true);
+        y[d] = k->transposed ? nb_conv_transpose2d_ex(ctx, leaves[d][0], leaves[d][1], leaves[d][2], &k->o)
+                             : nb_conv2d_ex(ctx, leaves[d][0], leaves[d][1], leaves[d][2], &k->o);
+        cr_assert_not_null(y[d], "case %d: %s", idx, nb_ctx_error(ctx));
+    }
+    assert_close_scaled(y[0], y[1], 1e-5, "forward", idx);
+    nb_tensor *gy = nb_randn(ctx, NB_F64, y[1]->ndim, y[1]->shape), *g[2][3];
+    for (int d = 0; d < 2; d++) {
+        nb_tensor *seed = nb_cast(ctx, gy, d ? NB_F64 : NB_F32);
+        cr_assert_eq(nb_grad(ctx, 1, &y[d], &seed, 3, leaves[d], g[d], false), NB_OK, "%s", nb_ctx_error(ctx));
+    }
+    assert_close_scaled(g[0][0], g[1][0], 1e-5, "input gradient", idx);
+    assert_close_scaled(g[0][1], g[1][1], 1e-5, "weight gradient", idx);
+    assert_close_scaled(g[0][2], g[1][2], 1e-5, "bias gradient", idx);
+}
+
+Test(conv, direct_kernels_match_f64) {
+    const direct_case cases[] = {
+        /* strided input, 11 outputs: a part block */
+        {3, 5, 7, 9, 11, 3, 3, .o = {.padding = {1, 1}}, .strided_x = true},
+        {2, 3, 6, 40, 17, 5, 5, .o = {.padding = {2, 2}}}, /* 5x5; position blocks cross rows */
+        {2, 4, 9, 8, 9, 3, 3, .o = {.padding = {2, 2}, .dilation = {2, 2}}},
+        {1, 2, 5, 6, 3, 2, 3, .o = {.padding = {1, 0}}},   /* even kernel, padding on one axis */
+        {2, 9, 4, 4, 8, 3, 3, .o = {.groups = 1}},          /* no padding */
+        {5, 16, 14, 14, 20, 3, 3, .o = {.padding = {1, 1}}}, /* the input gradient direct too (C >= 8) */
+        {2, 8, 3, 11, 8, 1, 7, .o = {.padding = {0, 3}}},   /* 1x7 */
+        {3, 8, 1, 50, 5, 1, 3, .o = {.padding = {0, 1}}},   /* one row, as conv1d makes */
+        /* conv_transpose2d, stride 1, bias; then dilation with output_padding */
+        {2, 12, 5, 7, 9, 3, 3, .o = {.padding = {1, 1}}, .transposed = true},
+        {2, 10, 4, 6, 8, 3, 2, .o = {.padding = {1, 0}, .dilation = {2, 1}, .output_padding = {1, 0}}, .transposed = true},
+        /* the weight gradient in three chunks of samples (8, 8, 4) */
+        {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_direct_case(&cases[i], (int)i);
+        nb_ctx_reset(ctx);
+    }
+}
+
+/* Three chunks of samples in the weight gradient (8, 8, 4 here), two threads or one: the same bits. */
+Test(conv, direct_kernels_same_bits_any_thread_count) {
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 16, 3, 3));
+    nb_tensor *b = nb_randn(ctx, NB_F32, NB_SHAPE(16)), *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28));
+    nb_requires_grad(x, true), nb_requires_grad(w, true);
+    nb_tensor *res[2][3];
+    for (int t = 0; t < 2; t++) {
+        nb_set_num_threads(t + 1);
+        nb_tensor *y = nb_conv2d(ctx, x, w, b, 1, 1, 1, 1), *in[2] = {x, w}, *g[2];
+        cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+        res[t][0] = y, res[t][1] = g[0], res[t][2] = g[1];
+    }
+    nb_set_num_threads(0);
+    for (int r = 0; r < 3; r++)
+        cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
+                  "result %d differs between 1 and 2 threads", r);
+}

@@ -1,0 +1,361 @@
+/* Direct convolution (f32, stride 1, any dilation, one group), the three parts of a conv.
+ *
+ * Each image plane is copied once into a zero-padded plane with row pitch Wp = Wo + dw*(kw-1).
+ * In that layout every output position p = oh*Wp + ow reads tap (i, j) at p + i*dh*Wp + j*dw,
+ * so a run of VW consecutive positions, even across rows, is one unaligned vector load per tap:
+ * no im2col, no packed panels. The positions with ow >= Wo (Wp - Wo of each Wp) are computed and
+ * dropped. Output channels are blocked in registers, their weights broadcast:
+ *
+ *   forward      y[o, p]  += w[o, c, t] * x[c, p + off[t]]      (FOB channels x FPV vectors)
+ *   input grad   the forward over gy padded by dilation*(k-1) - padding with the weight
+ *                transposed and flipped: dx[c, p] += w[o, c, k-1-t] * gy[o, p + off[t]]
+ *   weight grad  gw[o, c, t] = sum_n sum_p gy[o, p] * x[c, p + off[t]] (gy in pitch Wp, zero in
+ *                the dropped columns), lanes over positions, BOB channels x BTB taps in registers,
+ *                summed across lanes once per chunk of samples
+ *
+ * The forward and input gradient split samples over threads; the weight gradient splits (channel
+ * block, input channel) items, over chunks of samples whose size depends on the shapes only.
+ * Every element is summed in one fixed order, so the bits do not depend on the thread count.
+ * Built where the compiler targets AVX2+FMA (AVX-512: 16 lanes, else 8); nb__conv_direct_ok is
+ * false elsewhere and conv.c keeps the implicit GEMM. */
+#include "../internal.h"
+
+#include <omp.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define NB_CONV_DIRECT 1
+#if defined(__AVX512F__)
+enum { VW = 16, FOB = 8, FPV = 3, BOB = 8, BTB = 3 };
+#else
+enum { VW = 8, FOB = 4, FPV = 3, BOB = 4, BTB = 2 };
+#endif
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
+#endif
+
+enum { MAX_TAPS = 64, PB_MAX = 64 };
+
+/* One convolution done here: C input planes (Hi, Wi) placed at (pt, pl) in zero-padded planes
+ * (Hp, Wp), O output planes (Ho, Wo); P positions computed per plane (Ho*Wp rounded up to a
+ * block), PS floats between padded planes. */
+typedef struct {
+    int64_t C, O, Hi, Wi, pt, pl, Ho, Wo, Hp, Wp, P, PS;
+    int64_t taps, off[MAX_TAPS + 4]; /* past taps: the last tap again (weight-gradient blocks) */
+} dgeom;
+
+static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int64_t pt, int64_t pl, int64_t Ho,
+                    int64_t Wo, nb_window2d w, int64_t block) {
+    if (w.kh * w.kw > MAX_TAPS || pt < 0 || pl < 0) return false;
+    *g = (dgeom){.C = C, .O = O, .Hi = Hi, .Wi = Wi, .pt = pt, .pl = pl, .Ho = Ho, .Wo = Wo};
+    g->Hp = Ho + w.dh * (w.kh - 1), g->Wp = Wo + w.dw * (w.kw - 1);
+    g->taps = w.kh * w.kw;
+    for (int64_t i = 0; i < w.kh; i++)
+        for (int64_t j = 0; j < w.kw; j++) g->off[i * w.kw + j] = i * w.dh * g->Wp + j * w.dw;
+    for (int64_t t = g->taps; t < MAX_TAPS + 4; t++) g->off[t] = g->off[g->taps - 1];
+    g->P = up(Ho * g->Wp, block);
+    g->PS = up(g->P + g->off[g->taps - 1], 16);
+    return true;
+}
+
+/* dst (g->PS floats) = the image plane src (row stride sh, column stride sw) at (pt, pl) of a
+ * zero (Hp, Wp) plane, zeros after it */
+static void pad_plane(float *restrict dst, const float *restrict src, int64_t sh, int64_t sw, const dgeom *g) {
+    int64_t r = 0;
+    const int64_t cols = g->Wi < g->Wp - g->pl ? g->Wi : g->Wp - g->pl;
+    for (; r < g->Hp; r++) {
+        float *d = dst + r * g->Wp;
+        const int64_t ir = r - g->pt;
+        if (ir < 0 || ir >= g->Hi) {
+            memset(d, 0, (size_t)g->Wp * sizeof(float));
+            continue;
+        }
+        const float *s = src + ir * sh;
+        memset(d, 0, (size_t)g->pl * sizeof(float));
+        if (sw == 1) memcpy(d + g->pl, s, (size_t)cols * sizeof(float));
+        else
+            for (int64_t q = 0; q < cols; q++) d[g->pl + q] = s[q * sw];
+        memset(d + g->pl + cols, 0, (size_t)(g->Wp - g->pl - cols) * sizeof(float));
+    }
+    memset(dst + g->Hp * g->Wp, 0, (size_t)(g->PS - g->Hp * g->Wp) * sizeof(float));
+}
+
+bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w) {
+#ifdef NB_CONV_DIRECT
+    return dt == NB_F32 && G == 1 && w.sh == 1 && w.sw == 1 && w.kh * w.kw <= MAX_TAPS &&
+           w.ph <= w.dh * (w.kh - 1) && w.pw <= w.dw * (w.kw - 1);
+#else
+    (void)dt, (void)G, (void)w;
+    return false;
+#endif
+}
+
+#ifdef NB_CONV_DIRECT
+enum { PB = FPV * VW };
+
+/* ---- forward and input gradient: out (O, Ho, Wo) += the conv of padded planes xp ---------- */
+/* wp: the weight packed as [O/FOB][C][taps][FOB], zero rows past O; bias (O) or NULL; tile:
+ * FOB*PB floats, 64-byte aligned */
+static void fwd_planes(const dgeom *g, const float *xp, const float *wp, const float *bias, float *out, float *tile) {
+    const int64_t C = g->C, taps = g->taps;
+    for (int64_t ob = 0; ob < g->O; ob += FOB) {
+        const float *wb = wp + ob * C * taps;
+        for (int64_t p0 = 0; p0 < g->P; p0 += PB) {
+            vf acc[FOB][FPV];
+#pragma GCC unroll 8
+            for (int o = 0; o < FOB; o++)
+#pragma GCC unroll 4
+                for (int v = 0; v < FPV; v++) acc[o][v] = (vf){0};
+            const float *wc = wb;
+            for (int64_t c = 0; c < C; c++) {
+                const float *xc = xp + c * g->PS + p0;
+                for (int64_t t = 0; t < taps; t++, wc += FOB) {
+                    vf xv[FPV];
+#pragma GCC unroll 4
+                    for (int v = 0; v < FPV; v++) xv[v] = *(const vfu *)(xc + g->off[t] + v * VW);
+#pragma GCC unroll 8
+                    for (int o = 0; o < FOB; o++) {
+                        const float wv = wc[o];
+#pragma GCC unroll 4
+                        for (int v = 0; v < FPV; v++) acc[o][v] += wv * xv[v];
+                    }
+                }
+            }
+#pragma GCC unroll 8
+            for (int o = 0; o < FOB; o++)
+#pragma GCC unroll 4
+                for (int v = 0; v < FPV; v++) *(vf *)(tile + o * PB + v * VW) = acc[o][v];
+            /* the block's positions that are outputs: runs of one output row each */
+            const int64_t pe = p0 + PB < g->Ho * g->Wp ? p0 + PB : g->Ho * g->Wp;
+            for (int64_t oh = p0 / g->Wp; oh * g->Wp < pe; oh++) {
+                const int64_t a = oh * g->Wp > p0 ? oh * g->Wp : p0;
+                const int64_t e = oh * g->Wp + g->Wo < pe ? oh * g->Wp + g->Wo : pe;
+                if (a >= e) continue;
+                const int64_t dst = oh * g->Wo + (a - oh * g->Wp);
+                for (int64_t o = ob; o < ob + FOB && o < g->O; o++) {
+                    const float *s = tile + (o - ob) * PB + (a - p0);
+                    float *d = out + o * g->Ho * g->Wo + dst;
+                    const float b = bias ? bias[o] : 0.0f;
+                    for (int64_t q = 0; q < e - a; q++) d[q] = s[q] + b;
+                }
+            }
+        }
+    }
+}
+
+/* The weight w, contiguous, packed as [O/FOB][C][taps][FOB] (g->O output, g->C input channels;
+ * zero rows past O): w is (O, C, kh, kw) for the forward; for the input gradient (transposed) it
+ * is (C, O, kh, kw), read as (O, C) with the taps flipped */
+static void pack_weight(const dgeom *g, const float *w, bool transposed, float *wp) {
+    const int64_t Ob = up(g->O, FOB), C = g->C, taps = g->taps;
+    for (int64_t o = 0; o < Ob; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t t = 0; t < taps; t++) {
+                float v = 0.0f;
+                if (o < g->O) v = transposed ? w[(c * g->O + o) * taps + (taps - 1 - t)] : w[(o * C + c) * taps + t];
+                wp[((o / FOB * C + c) * taps + t) * FOB + o % FOB] = v;
+            }
+}
+
+static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+static size_t fwd_shared_bytes(const dgeom *g) {
+    return al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)) + al64((size_t)g->O * sizeof(float));
+}
+static size_t fwd_thread_bytes(const dgeom *g) {
+    return al64((size_t)(g->C * g->PS) * sizeof(float)) + al64((size_t)(FOB * PB) * sizeof(float));
+}
+
+/* out (N, O, Ho, Wo) contiguous = the conv of src's (N, C, Hi, Wi) planes (any strides) + bias */
+static void fwd_run(const dgeom *g, const nb_tensor *src, const float *w, bool transposed, const nb_tensor *bias,
+                    float *out, int threads, char *scratch) {
+    const int64_t N = src->shape[0];
+    float *wp = (float *)scratch;
+    float *bb = (float *)(scratch + al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)));
+    pack_weight(g, w, transposed, wp);
+    for (int64_t o = 0; bias && o < g->O; o++) bb[o] = (float)nb_get(bias, o);
+    char *base = scratch + fwd_shared_bytes(g);
+    const size_t per = fwd_thread_bytes(g);
+    const float *xd = src->data;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t n = 0; n < N; n++) {
+        float *xp = (float *)(base + (size_t)omp_get_thread_num() * per);
+        float *tile = (float *)((char *)xp + al64((size_t)(g->C * g->PS) * sizeof(float)));
+        for (int64_t c = 0; c < g->C; c++)
+            pad_plane(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
+        fwd_planes(g, xp, wp, bias ? bb : NULL, out + n * g->O * g->Ho * g->Wo, tile);
+    }
+}
+#endif
+
+#ifdef NB_CONV_DIRECT
+/* ---- weight gradient ------------------------------------------------------------------------ */
+/* gw[o, c, t] (o in [ob, ob+BOB)) (+)= sum over the chunk's nn samples of gy[o, p] x[c, p + off[t]];
+ * xs: nn samples of C padded planes, gs: nn samples of Ob planes of P positions in pitch Wp */
+static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn, int64_t ob, int64_t c, float *gw,
+                    bool first, vf *accs) {
+    const int64_t Ob = up(g->O, BOB), taps = g->taps, nt = (taps + BTB - 1) / BTB;
+    for (int64_t i = 0; i < nt * BOB * BTB; i++) accs[i] = (vf){0};
+    /* sample by sample, so its planes stay in L1 across the tap blocks; the partial sums wait in
+     * accs (the same additions in the same order as if they stayed in registers) */
+    for (int64_t n = 0; n < nn; n++) {
+        const float *xc = xs + (n * g->C + c) * g->PS;
+        const float *gb = gs + (n * Ob + ob) * g->P;
+        for (int64_t tb = 0; tb < nt; tb++) {
+            const int64_t t0 = tb * BTB;
+            vf acc[BOB][BTB];
+            vf *a = accs + tb * BOB * BTB;
+#pragma GCC unroll 8
+            for (int o = 0; o < BOB; o++)
+#pragma GCC unroll 4
+                for (int k = 0; k < BTB; k++) acc[o][k] = a[o * BTB + k];
+            for (int64_t p = 0; p < g->P; p += VW) {
+                vf gv[BOB];
+#pragma GCC unroll 8
+                for (int o = 0; o < BOB; o++) gv[o] = *(const vf *)(gb + o * g->P + p);
+#pragma GCC unroll 4
+                for (int k = 0; k < BTB; k++) {
+                    const vf xv = *(const vfu *)(xc + p + g->off[t0 + k]);
+#pragma GCC unroll 8
+                    for (int o = 0; o < BOB; o++) acc[o][k] += gv[o] * xv;
+                }
+            }
+#pragma GCC unroll 8
+            for (int o = 0; o < BOB; o++)
+#pragma GCC unroll 4
+                for (int k = 0; k < BTB; k++) a[o * BTB + k] = acc[o][k];
+        }
+    }
+    for (int64_t t = 0; t < taps; t++)
+        for (int o = 0; o < BOB && ob + o < g->O; o++) {
+            const vf v = accs[t / BTB * BOB * BTB + o * BTB + t % BTB];
+            float s = 0.0f;
+            for (int l = 0; l < VW; l++) s += v[l];
+            float *d = gw + ((ob + o) * g->C + c) * taps + t;
+            *d = first ? s : *d + s;
+        }
+}
+
+static size_t bw_shared_bytes(const dgeom *g, int64_t chunk) {
+    return al64((size_t)(chunk * g->C * g->PS) * sizeof(float)) + al64((size_t)(chunk * up(g->O, BOB) * g->P) * sizeof(float));
+}
+
+/* samples per chunk: their padded planes in about 1 MiB (a function of the shapes only) */
+static int64_t bw_chunk(const dgeom *g, int64_t N) {
+    const int64_t per = (g->C * g->PS + up(g->O, BOB) * g->P) * (int64_t)sizeof(float);
+    int64_t c = ((int64_t)1 << 20) / (per > 0 ? per : 1);
+    return c < 1 ? 1 : c > N ? N : c;
+}
+
+static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
+    const int64_t N = x->shape[0], C = g->C, O = g->O, Ob = up(O, BOB), chunk = bw_chunk(g, N);
+    const int64_t items = Ob / BOB * C;
+    dgeom gg = *g; /* gy's planes: (Ho, Wo) at (0, 0) of (Ho, Wp), P floats apart */
+    gg.Hi = g->Ho, gg.Wi = g->Wo, gg.pt = gg.pl = 0, gg.Hp = g->Ho, gg.PS = g->P;
+    float *xs = (float *)scratch;
+    float *gs = (float *)(scratch + al64((size_t)(chunk * C * g->PS) * sizeof(float)));
+    const int64_t acc_per = (g->taps + BTB - 1) / BTB * BOB * BTB;
+    vf *accs = (vf *)(scratch + bw_shared_bytes(g, chunk));
+    const float *xd = x->data;
+    if (N == 0) memset(gw, 0, (size_t)(O * C * g->taps) * sizeof(float));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        const int64_t nn = chunk < N - n0 ? chunk : N - n0;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nn * (C + Ob); i++) {
+            const int64_t n = i / (C + Ob), k = i % (C + Ob);
+            if (k < C)
+                pad_plane(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
+                          x->stride[3], g);
+            else if (k - C < O)
+                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg);
+            else
+                memset(gs + (n * Ob + k - C) * g->P, 0, (size_t)g->P * sizeof(float));
+        }
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++)
+            bw_item(g, xs, gs, nn, it / C * BOB, it % C, gw, n0 == 0, accs + (size_t)omp_get_thread_num() * acc_per);
+    }
+}
+#endif
+
+/* ---- entry points (internal.h) -------------------------------------------------------------- */
+#ifdef NB_CONV_DIRECT
+static bool fwd_geom(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
+    return geom_of(g, C, O, H, W, w.ph, w.pw, OH, OW, w, PB);
+}
+static bool bx_geom(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
+    return geom_of(g, O, C, OH, OW, w.dh * (w.kh - 1) - w.ph, w.dw * (w.kw - 1) - w.pw, H, W, w, PB);
+}
+static size_t fwd_bytes(const dgeom *g, int threads) { return fwd_shared_bytes(g) + (size_t)threads * fwd_thread_bytes(g); }
+#endif
+
+size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
+                               int threads) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    return fwd_geom(&g, C, O, H, W, w, OH, OW) ? fwd_bytes(&g, threads) : 0;
+#else
+    (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
+    return 0;
+#endif
+}
+
+void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *y,
+                     int threads, char *scratch) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    if (fwd_geom(&g, x->shape[1], w->shape[0], x->shape[2], x->shape[3], win, y->shape[2], y->shape[3]))
+        fwd_run(&g, x, w->data, false, b, y->data, threads, scratch);
+#else
+    (void)x, (void)w, (void)b, (void)win, (void)y, (void)threads, (void)scratch;
+#endif
+}
+
+size_t nb__conv_direct_bx_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
+                                  int threads) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    return bx_geom(&g, C, O, H, W, w, OH, OW) ? fwd_bytes(&g, threads) : 0;
+#else
+    (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
+    return 0;
+#endif
+}
+
+void nb__conv_direct_bx(const nb_tensor *gy, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *dx,
+                        int threads, char *scratch) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    if (bx_geom(&g, dx->shape[1], gy->shape[1], dx->shape[2], dx->shape[3], win, gy->shape[2], gy->shape[3]))
+        fwd_run(&g, gy, w->data, true, b, dx->data, threads, scratch);
+#else
+    (void)gy, (void)w, (void)b, (void)win, (void)dx, (void)threads, (void)scratch;
+#endif
+}
+
+size_t nb__conv_direct_bw_scratch(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH,
+                                  int64_t OW, int threads) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    if (!geom_of(&g, C, O, H, W, w.ph, w.pw, OH, OW, w, VW)) return 0;
+    const size_t acc_bytes = (size_t)((g.taps + BTB - 1) / BTB * BOB * BTB) * sizeof(vf);
+    return bw_shared_bytes(&g, bw_chunk(&g, N > 0 ? N : 1)) + (size_t)threads * acc_bytes;
+#else
+    (void)N, (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
+    return 0;
+#endif
+}
+
+void nb__conv_direct_bw(const nb_tensor *x, const nb_tensor *gy, nb_window2d win, nb_tensor *gw, int threads,
+                        char *scratch) {
+#ifdef NB_CONV_DIRECT
+    dgeom g;
+    if (geom_of(&g, x->shape[1], gy->shape[1], x->shape[2], x->shape[3], win.ph, win.pw, gy->shape[2], gy->shape[3], win,
+                VW))
+        bw_run(&g, x, gy->data, gw->data, threads, scratch);
+#else
+    (void)x, (void)gy, (void)win, (void)gw, (void)threads, (void)scratch;
+#endif
+}
