@@ -430,12 +430,13 @@ void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int6
 size_t nb__conv_gemm_bx_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads);
 void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int64_t G, nb_window2d win, nb_tensor *dx,
                       int threads, char *scratch);
-/* Direct convolution (src/ops/conv_direct.c): f32, stride 1, one group, padding at most the
- * dilated kernel's extent less one; false where the library was built without AVX2+FMA. Each
+/* Direct convolution (src/ops/conv_direct.c): f32, one group; the input gradient with stride 1
+ * and padding at most the dilated kernel's extent less one; false where the library was built
+ * without AVX2+FMA. Each
  * part writes its whole output (bias included), from x / gy of any strides, w contiguous;
  * scratch: the matching _scratch bytes, 64-byte aligned; threads > 1: an OpenMP team. Bits
  * independent of threads. */
-bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d win);
+bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d win, bool input_grad);
 size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW,
                                int threads);
 void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *y,

@@ -382,12 +382,14 @@ static bool implicit_gemm(const conv_job *j, const nb_tensor *cols_of) {
     return !direct_cols(j, cols_of) && nb__conv_gemm_ok(j->dt);
 }
 
-/* The direct kernels (conv_direct.c) for stride-1 windows larger than 1x1. The input gradient
- * computes C output planes in blocks of 8 (AVX-512; 4 with AVX2): with fewer than 8 it lost to
- * GEMM + fold (1->16 at 28x28, batch 64, skx: 0.85 against 0.33 ms). */
+/* The direct kernels (conv_direct.c) for windows larger than 1x1. The input gradient computes
+ * C output planes in blocks of 8 (AVX-512; 4 with AVX2): with fewer than 8 it lost to GEMM +
+ * fold (1->16 at 28x28, batch 64, skx: 0.85 against 0.33 ms). A 1x1 window stays on the GEMMs:
+ * one tap a channel leaves the direct loops short (16->32 stride 2: forward 0.34 against 0.31
+ * ms, weight gradient 0.73 against 0.52). */
 static bool use_direct(const conv_job *j, bool input_grad) {
     const nb_window2d w = j->q.win;
-    return (w.kh > 1 || w.kw > 1) && nb__conv_direct_ok(j->dt, j->q.G, w) && (!input_grad || j->C >= 8);
+    return w.kh * w.kw > 1 && nb__conv_direct_ok(j->dt, j->q.G, w, input_grad) && (!input_grad || j->C >= 8);
 }
 
 /* y (whose bias rows, if any, are filled here) = conv(x, w), scratch above y released by finish */

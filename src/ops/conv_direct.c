@@ -1,14 +1,15 @@
-/* Direct convolution (f32, stride 1, any dilation, one group), the three parts of a conv.
+/* Direct convolution (f32, one group, any dilation), the three parts of a conv.
  *
  * Each image plane is copied once into a zero-padded plane with row pitch Wp = Wo + dw*(kw-1).
  * In that layout every output position p = oh*Wp + ow reads tap (i, j) at p + i*dh*Wp + j*dw,
  * so a run of VW consecutive positions, even across rows, is one unaligned vector load per tap:
  * no im2col, no packed panels. The positions with ow >= Wo (Wp - Wo of each Wp) are computed and
- * dropped. Output channels are blocked in registers, their weights broadcast:
+ * dropped. With a stride the padded plane is split into phase planes (see dgeom), where the same
+ * holds. Output channels are blocked in registers, their weights broadcast:
  *
  *   forward      y[o, p]  += w[o, c, t] * x[c, p + off[t]]      (FOB channels x FPV vectors)
- *   input grad   the forward over gy padded by dilation*(k-1) - padding with the weight
- *                transposed and flipped: dx[c, p] += w[o, c, k-1-t] * gy[o, p + off[t]]
+ *   input grad   (stride 1) the forward over gy padded by dilation*(k-1) - padding, with the
+ *                weight transposed and flipped: dx[c, p] += w[o, c, k-1-t] * gy[o, p + off[t]]
  *   weight grad  gw[o, c, t] = sum_n sum_p gy[o, p] * x[c, p + off[t]] (gy in pitch Wp, zero in
  *                the dropped columns), lanes over positions, BOB channels x BTB taps in registers,
  *                summed across lanes once per chunk of samples
@@ -34,14 +35,19 @@ typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
 #endif
 
-enum { MAX_TAPS = 64, PB_MAX = 64 };
+enum { MAX_TAPS = 64 };
 
-/* One convolution done here: C input planes (Hi, Wi) placed at (pt, pl) in zero-padded planes
- * (Hp, Wp), O output planes (Ho, Wo); P positions computed per plane (Ho*Wp rounded up to a
- * block), PS floats between padded planes. */
+/* One convolution done here: C input planes (Hi, Wi) at (pt, pl) of a zero padding; with a
+ * stride, each padded plane is split into its phases (rows a + k*sh, columns b + k*sw), so that
+ * every tap reads consecutive elements again: tap (i, j) reads phase (i*dh % sh, j*dw % sw) at
+ * (i*dh / sh, j*dw / sw) from the output position. Only the phases some tap reads are made (one
+ * for stride 1, one for a 1x1 window). A phase plane is (Hp, Wp), P positions computed (Ho*Wp
+ * rounded up to a block), PSq floats; a channel's phase planes are PS floats. O output planes
+ * (Ho, Wo); off[t]: where tap t reads, from the output position, in a channel's planes. */
 typedef struct {
-    int64_t C, O, Hi, Wi, pt, pl, Ho, Wo, Hp, Wp, P, PS;
-    int64_t taps, off[MAX_TAPS + 4]; /* past taps: the last tap again (weight-gradient blocks) */
+    int64_t C, O, Hi, Wi, pt, pl, Ho, Wo, sh, sw, Hp, Wp, P, PSq, PS;
+    int64_t nph, pa[MAX_TAPS], pb[MAX_TAPS]; /* the phases read */
+    int64_t taps, off[MAX_TAPS + 4];         /* past taps: the last tap again (weight-gradient blocks) */
 } dgeom;
 
 static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -49,45 +55,64 @@ static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int64_t pt, int64_t pl, int64_t Ho,
                     int64_t Wo, nb_window2d w, int64_t block) {
     if (w.kh * w.kw > MAX_TAPS || pt < 0 || pl < 0) return false;
-    *g = (dgeom){.C = C, .O = O, .Hi = Hi, .Wi = Wi, .pt = pt, .pl = pl, .Ho = Ho, .Wo = Wo};
-    g->Hp = Ho + w.dh * (w.kh - 1), g->Wp = Wo + w.dw * (w.kw - 1);
+    *g = (dgeom){.C = C, .O = O, .Hi = Hi, .Wi = Wi, .pt = pt, .pl = pl, .Ho = Ho, .Wo = Wo, .sh = w.sh, .sw = w.sw};
+    g->Hp = Ho + w.dh * (w.kh - 1) / w.sh, g->Wp = Wo + w.dw * (w.kw - 1) / w.sw;
     g->taps = w.kh * w.kw;
+    int64_t phase[MAX_TAPS], inplane[MAX_TAPS];
     for (int64_t i = 0; i < w.kh; i++)
-        for (int64_t j = 0; j < w.kw; j++) g->off[i * w.kw + j] = i * w.dh * g->Wp + j * w.dw;
-    for (int64_t t = g->taps; t < MAX_TAPS + 4; t++) g->off[t] = g->off[g->taps - 1];
+        for (int64_t j = 0; j < w.kw; j++) {
+            const int64_t t = i * w.kw + j, a = i * w.dh % w.sh, b = j * w.dw % w.sw;
+            int64_t k = 0;
+            while (k < g->nph && (g->pa[k] != a || g->pb[k] != b)) k++;
+            if (k == g->nph) g->pa[k] = a, g->pb[k] = b, g->nph++;
+            phase[t] = k, inplane[t] = i * w.dh / w.sh * g->Wp + j * w.dw / w.sw;
+        }
     g->P = up(Ho * g->Wp, block);
-    g->PS = up(g->P + g->off[g->taps - 1], 16);
+    g->PSq = up(g->P + inplane[g->taps - 1], 16);
+    g->PS = g->nph * g->PSq;
+    for (int64_t t = 0; t < MAX_TAPS + 4; t++) {
+        const int64_t u = t < g->taps ? t : g->taps - 1;
+        g->off[t] = phase[u] * g->PSq + inplane[u];
+    }
     return true;
 }
 
-/* dst (g->PS floats) = the image plane src (row stride sh, column stride sw) at (pt, pl) of a
- * zero (Hp, Wp) plane, zeros after it */
-static void pad_plane(float *restrict dst, const float *restrict src, int64_t sh, int64_t sw, const dgeom *g) {
-    int64_t r = 0;
-    const int64_t cols = g->Wi < g->Wp - g->pl ? g->Wi : g->Wp - g->pl;
-    for (; r < g->Hp; r++) {
-        float *d = dst + r * g->Wp;
-        const int64_t ir = r - g->pt;
+/* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
+ * stride s_w): dst[r*Wp + q] = padded[r*sh + a][q*sw + b], zeros after its Hp rows */
+static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_h, int64_t s_w, const dgeom *g,
+                      int64_t a, int64_t b) {
+    const int64_t Wp = g->Wp, sw = g->sw;
+    const int64_t lo = g->pl - b, hi = g->Wi + g->pl - b; /* q*sw in [lo, hi): inside the image */
+    int64_t q0 = lo > 0 ? (lo + sw - 1) / sw : 0, q1 = hi > 0 ? (hi + sw - 1) / sw : 0;
+    q0 = q0 < Wp ? q0 : Wp, q1 = q1 < Wp ? q1 : Wp, q1 = q1 > q0 ? q1 : q0;
+    for (int64_t r = 0; r < g->Hp; r++) {
+        float *d = dst + r * Wp;
+        const int64_t ir = r * g->sh + a - g->pt;
         if (ir < 0 || ir >= g->Hi) {
-            memset(d, 0, (size_t)g->Wp * sizeof(float));
+            memset(d, 0, (size_t)Wp * sizeof(float));
             continue;
         }
-        const float *s = src + ir * sh;
-        memset(d, 0, (size_t)g->pl * sizeof(float));
-        if (sw == 1) memcpy(d + g->pl, s, (size_t)cols * sizeof(float));
+        const float *s = src + ir * s_h;
+        memset(d, 0, (size_t)q0 * sizeof(float));
+        if (sw == 1 && s_w == 1 && q1 > q0) memcpy(d + q0, s + q0 + b - g->pl, (size_t)(q1 - q0) * sizeof(float));
         else
-            for (int64_t q = 0; q < cols; q++) d[g->pl + q] = s[q * sw];
-        memset(d + g->pl + cols, 0, (size_t)(g->Wp - g->pl - cols) * sizeof(float));
+            for (int64_t q = q0; q < q1; q++) d[q] = s[(q * sw + b - g->pl) * s_w];
+        memset(d + q1, 0, (size_t)(Wp - q1) * sizeof(float));
     }
-    memset(dst + g->Hp * g->Wp, 0, (size_t)(g->PS - g->Hp * g->Wp) * sizeof(float));
+    memset(dst + g->Hp * Wp, 0, (size_t)(g->PSq - g->Hp * Wp) * sizeof(float));
 }
 
-bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w) {
+/* a channel's phase planes (PS floats) from its image plane */
+static void pad_channel(float *dst, const float *src, int64_t s_h, int64_t s_w, const dgeom *g) {
+    for (int64_t k = 0; k < g->nph; k++) pad_plane(dst + k * g->PSq, src, s_h, s_w, g, g->pa[k], g->pb[k]);
+}
+
+bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) {
 #ifdef NB_CONV_DIRECT
-    return dt == NB_F32 && G == 1 && w.sh == 1 && w.sw == 1 && w.kh * w.kw <= MAX_TAPS &&
-           w.ph <= w.dh * (w.kh - 1) && w.pw <= w.dw * (w.kw - 1);
+    if (input_grad && (w.sh != 1 || w.sw != 1 || w.ph > w.dh * (w.kh - 1) || w.pw > w.dw * (w.kw - 1))) return false;
+    return dt == NB_F32 && G == 1 && w.kh * w.kw <= MAX_TAPS;
 #else
-    (void)dt, (void)G, (void)w;
+    (void)dt, (void)G, (void)w, (void)input_grad;
     return false;
 #endif
 }
@@ -183,7 +208,7 @@ static void fwd_run(const dgeom *g, const nb_tensor *src, const float *w, bool t
         float *xp = (float *)(base + (size_t)omp_get_thread_num() * per);
         float *tile = (float *)((char *)xp + al64((size_t)(g->C * g->PS) * sizeof(float)));
         for (int64_t c = 0; c < g->C; c++)
-            pad_plane(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
+            pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
         fwd_planes(g, xp, wp, bias ? bb : NULL, out + n * g->O * g->Ho * g->Wo, tile);
     }
 }
@@ -252,7 +277,7 @@ static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *
     const int64_t N = x->shape[0], C = g->C, O = g->O, Ob = up(O, BOB), chunk = bw_chunk(g, N);
     const int64_t items = Ob / BOB * C;
     dgeom gg = *g; /* gy's planes: (Ho, Wo) at (0, 0) of (Ho, Wp), P floats apart */
-    gg.Hi = g->Ho, gg.Wi = g->Wo, gg.pt = gg.pl = 0, gg.Hp = g->Ho, gg.PS = g->P;
+    gg.Hi = g->Ho, gg.Wi = g->Wo, gg.pt = gg.pl = 0, gg.sh = gg.sw = 1, gg.Hp = g->Ho, gg.PSq = gg.PS = g->P;
     float *xs = (float *)scratch;
     float *gs = (float *)(scratch + al64((size_t)(chunk * C * g->PS) * sizeof(float)));
     const int64_t acc_per = (g->taps + BTB - 1) / BTB * BOB * BTB;
@@ -266,10 +291,10 @@ static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *
         for (int64_t i = 0; i < nn * (C + Ob); i++) {
             const int64_t n = i / (C + Ob), k = i % (C + Ob);
             if (k < C)
-                pad_plane(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
-                          x->stride[3], g);
+                pad_channel(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
+                            x->stride[3], g);
             else if (k - C < O)
-                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg);
+                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0);
             else
                 memset(gs + (n * Ob + k - C) * g->P, 0, (size_t)g->P * sizeof(float));
         }

@@ -460,6 +460,10 @@ Test(conv, direct_kernels_match_f64) {
         /* conv_transpose2d, stride 1, bias; then dilation with output_padding */
         {2, 12, 5, 7, 9, 3, 3, .o = {.padding = {1, 1}}, .transposed = true},
         {2, 10, 4, 6, 8, 3, 2, .o = {.padding = {1, 0}, .dilation = {2, 1}, .output_padding = {1, 0}}, .transposed = true},
+        /* strides: phase planes (forward and weight gradient; the input gradient on the GEMMs) */
+        {3, 5, 9, 10, 11, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}, .strided_x = true},
+        {2, 4, 8, 9, 6, 3, 2, .o = {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}}},
+        {2, 3, 13, 11, 5, 5, 5, .o = {.stride = {3, 3}, .padding = {2, 2}}},
         /* the weight gradient in three chunks of samples (8, 8, 4) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
