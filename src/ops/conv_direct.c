@@ -27,7 +27,7 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #define NB_CONV_DIRECT 1
 #if defined(__AVX512F__)
-enum { VW = 16, FOB = 8, FPV = 3, BOB = 8, BTB = 3 };
+enum { VW = 16, FOB = 8, FPV = 3, BOB = 4, BTB = 3 };
 #else
 enum { VW = 8, FOB = 4, FPV = 3, BOB = 4, BTB = 2 };
 #endif
@@ -238,10 +238,14 @@ static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn
             for (int64_t p = 0; p < g->P; p += VW) {
                 vf gv[BOB];
 #pragma GCC unroll 8
-                for (int o = 0; o < BOB; o++) gv[o] = *(const vf *)(gb + o * g->P + p);
+                for (int o = 0; o < BOB; o++) {
+                    gv[o] = *(const vf *)(gb + o * g->P + p);
+                    __asm__("" : "+v"(gv[o])); /* kept in a register: GCC would load it in each FMA */
+                }
 #pragma GCC unroll 4
                 for (int k = 0; k < BTB; k++) {
-                    const vf xv = *(const vfu *)(xc + p + g->off[t0 + k]);
+                    vf xv = *(const vfu *)(xc + p + g->off[t0 + k]);
+                    __asm__("" : "+v"(xv));
 #pragma GCC unroll 8
                     for (int o = 0; o < BOB; o++) acc[o][k] += gv[o] * xv;
                 }
