@@ -21,6 +21,12 @@
  * false elsewhere and conv.c keeps the implicit GEMM. */
 #include "../internal.h"
 
+/* GCC would turn the padding's short row loops into memset/memcpy calls, which cost more than
+ * the rows of a dozen floats they copy */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
 #include <omp.h>
 #include <string.h>
 
@@ -35,7 +41,7 @@ typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
 #endif
 
-enum { MAX_TAPS = 64 };
+enum { MAX_TAPS = 64, MAX_PH = 16 }; /* taps of a window; phases of the input gradient's output */
 
 /* One convolution done here: C input planes (Hi, Wi) at (pt, pl) of a zero padding; with a
  * stride, each padded plane is split into its phases (rows a + k*sh, columns b + k*sw), so that
@@ -48,14 +54,16 @@ typedef struct {
     int64_t C, O, Hi, Wi, pt, pl, Ho, Wo, sh, sw, Hp, Wp, P, PSq, PS;
     int64_t nph, pa[MAX_TAPS], pb[MAX_TAPS]; /* the phases read */
     int64_t taps, off[MAX_TAPS + 4];         /* past taps: the last tap again (weight-gradient blocks) */
+    int64_t ktaps, tap[MAX_TAPS];            /* the window's taps, and which of them tap t is */
+    int64_t oplane, orow, ocol, ooff;        /* where output (o, oh, ow) goes in a sample's output */
 } dgeom;
 
 static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int64_t pt, int64_t pl, int64_t Ho,
                     int64_t Wo, nb_window2d w, int64_t block) {
-    if (w.kh * w.kw > MAX_TAPS || pt < 0 || pl < 0) return false;
     *g = (dgeom){.C = C, .O = O, .Hi = Hi, .Wi = Wi, .pt = pt, .pl = pl, .Ho = Ho, .Wo = Wo, .sh = w.sh, .sw = w.sw};
+    if (w.kh * w.kw > MAX_TAPS || pt < 0 || pl < 0) return false;
     g->Hp = Ho + w.dh * (w.kh - 1) / w.sh, g->Wp = Wo + w.dw * (w.kw - 1) / w.sw;
     g->taps = w.kh * w.kw;
     int64_t phase[MAX_TAPS], inplane[MAX_TAPS];
@@ -67,6 +75,9 @@ static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int6
             if (k == g->nph) g->pa[k] = a, g->pb[k] = b, g->nph++;
             phase[t] = k, inplane[t] = i * w.dh / w.sh * g->Wp + j * w.dw / w.sw;
         }
+    g->ktaps = g->taps;
+    for (int64_t t = 0; t < g->taps; t++) g->tap[t] = t;
+    g->oplane = Ho * Wo, g->orow = Wo, g->ocol = 1, g->ooff = 0;
     g->P = up(Ho * g->Wp, block);
     g->PSq = up(g->P + inplane[g->taps - 1], 16);
     g->PS = g->nph * g->PSq;
@@ -86,18 +97,19 @@ static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_
     int64_t q0 = lo > 0 ? (lo + sw - 1) / sw : 0, q1 = hi > 0 ? (hi + sw - 1) / sw : 0;
     q0 = q0 < Wp ? q0 : Wp, q1 = q1 < Wp ? q1 : Wp, q1 = q1 > q0 ? q1 : q0;
     for (int64_t r = 0; r < g->Hp; r++) {
-        float *d = dst + r * Wp;
+        float *restrict d = dst + r * Wp;
         const int64_t ir = r * g->sh + a - g->pt;
         if (ir < 0 || ir >= g->Hi) {
-            memset(d, 0, (size_t)Wp * sizeof(float));
+            for (int64_t q = 0; q < Wp; q++) d[q] = 0.0f;
             continue;
         }
-        const float *s = src + ir * s_h;
-        memset(d, 0, (size_t)q0 * sizeof(float));
-        if (sw == 1 && s_w == 1 && q1 > q0) memcpy(d + q0, s + q0 + b - g->pl, (size_t)(q1 - q0) * sizeof(float));
+        const float *restrict s = src + ir * s_h + (b - g->pl) * s_w;
+        for (int64_t q = 0; q < q0; q++) d[q] = 0.0f;
+        if (sw == 1 && s_w == 1)
+            for (int64_t q = q0; q < q1; q++) d[q] = s[q];
         else
-            for (int64_t q = q0; q < q1; q++) d[q] = s[(q * sw + b - g->pl) * s_w];
-        memset(d + q1, 0, (size_t)(Wp - q1) * sizeof(float));
+            for (int64_t q = q0; q < q1; q++) d[q] = s[q * sw * s_w];
+        for (int64_t q = q1; q < Wp; q++) d[q] = 0.0f;
     }
     memset(dst + g->Hp * Wp, 0, (size_t)(g->PSq - g->Hp * Wp) * sizeof(float));
 }
@@ -109,7 +121,7 @@ static void pad_channel(float *dst, const float *src, int64_t s_h, int64_t s_w, 
 
 bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) {
 #ifdef NB_CONV_DIRECT
-    if (input_grad && (w.sh != 1 || w.sw != 1 || w.ph > w.dh * (w.kh - 1) || w.pw > w.dw * (w.kw - 1))) return false;
+    if (input_grad && w.sh * w.sw > MAX_PH) return false;
     return dt == NB_F32 && G == 1 && w.kh * w.kw <= MAX_TAPS;
 #else
     (void)dt, (void)G, (void)w, (void)input_grad;
@@ -158,12 +170,15 @@ static void fwd_planes(const dgeom *g, const float *xp, const float *wp, const f
                 const int64_t a = oh * g->Wp > p0 ? oh * g->Wp : p0;
                 const int64_t e = oh * g->Wp + g->Wo < pe ? oh * g->Wp + g->Wo : pe;
                 if (a >= e) continue;
-                const int64_t dst = oh * g->Wo + (a - oh * g->Wp);
+                const int64_t dst = g->ooff + oh * g->orow + (a - oh * g->Wp) * g->ocol;
                 for (int64_t o = ob; o < ob + FOB && o < g->O; o++) {
                     const float *s = tile + (o - ob) * PB + (a - p0);
-                    float *d = out + o * g->Ho * g->Wo + dst;
+                    float *d = out + o * g->oplane + dst;
                     const float b = bias ? bias[o] : 0.0f;
-                    for (int64_t q = 0; q < e - a; q++) d[q] = s[q] + b;
+                    if (g->ocol == 1)
+                        for (int64_t q = 0; q < e - a; q++) d[q] = s[q] + b;
+                    else
+                        for (int64_t q = 0; q < e - a; q++) d[q * g->ocol] = s[q] + b;
                 }
             }
         }
@@ -171,46 +186,111 @@ static void fwd_planes(const dgeom *g, const float *xp, const float *wp, const f
 }
 
 /* The weight w, contiguous, packed as [O/FOB][C][taps][FOB] (g->O output, g->C input channels;
- * zero rows past O): w is (O, C, kh, kw) for the forward; for the input gradient (transposed) it
- * is (C, O, kh, kw), read as (O, C) with the taps flipped */
+ * zero rows past O; tap t is the window's tap g->tap[t]): w is (O, C, kh, kw) for the forward;
+ * for the input gradient (transposed) it is (C, O, kh, kw), read as (O, C) */
 static void pack_weight(const dgeom *g, const float *w, bool transposed, float *wp) {
-    const int64_t Ob = up(g->O, FOB), C = g->C, taps = g->taps;
+    const int64_t Ob = up(g->O, FOB), C = g->C, taps = g->taps, kt = g->ktaps;
     for (int64_t o = 0; o < Ob; o++)
         for (int64_t c = 0; c < C; c++)
             for (int64_t t = 0; t < taps; t++) {
                 float v = 0.0f;
-                if (o < g->O) v = transposed ? w[(c * g->O + o) * taps + (taps - 1 - t)] : w[(o * C + c) * taps + t];
+                if (o < g->O) v = transposed ? w[(c * g->O + o) * kt + g->tap[t]] : w[(o * C + c) * kt + g->tap[t]];
                 wp[((o / FOB * C + c) * taps + t) * FOB + o % FOB] = v;
             }
 }
 
 static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
-static size_t fwd_shared_bytes(const dgeom *g) {
-    return al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)) + al64((size_t)g->O * sizeof(float));
-}
+static size_t wpack_bytes(const dgeom *g) { return al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)); }
 static size_t fwd_thread_bytes(const dgeom *g) {
     return al64((size_t)(g->C * g->PS) * sizeof(float)) + al64((size_t)(FOB * PB) * sizeof(float));
 }
 
-/* out (N, O, Ho, Wo) contiguous = the conv of src's (N, C, Hi, Wi) planes (any strides) + bias */
-static void fwd_run(const dgeom *g, const nb_tensor *src, const float *w, bool transposed, const nb_tensor *bias,
-                    float *out, int threads, char *scratch) {
-    const int64_t N = src->shape[0];
-    float *wp = (float *)scratch;
-    float *bb = (float *)(scratch + al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)));
-    pack_weight(g, w, transposed, wp);
-    for (int64_t o = 0; bias && o < g->O; o++) bb[o] = (float)nb_get(bias, o);
-    char *base = scratch + fwd_shared_bytes(g);
-    const size_t per = fwd_thread_bytes(g);
+/* The forward is one geometry; the input gradient one per phase of its output */
+typedef struct {
+    int64_t n;
+    dgeom g[MAX_PH];
+} dplan;
+
+static size_t plan_bytes(const dplan *pl, int threads) {
+    size_t shared = al64((size_t)pl->g[0].O * sizeof(float)), per = 0;
+    for (int64_t k = 0; k < pl->n; k++) {
+        shared += wpack_bytes(&pl->g[k]);
+        per = fwd_thread_bytes(&pl->g[k]) > per ? fwd_thread_bytes(&pl->g[k]) : per;
+    }
+    return shared + (size_t)threads * per;
+}
+
+/* a phase no tap reaches: its outputs are the bias */
+static void fill_phase(const dgeom *g, const float *bias, float *out) {
+    for (int64_t o = 0; o < g->O; o++)
+        for (int64_t oh = 0; oh < g->Ho; oh++)
+            for (int64_t ow = 0; ow < g->Wo; ow++)
+                out[o * g->oplane + g->ooff + oh * g->orow + ow * g->ocol] = bias ? bias[o] : 0.0f;
+}
+
+/* out (N, O, ...) contiguous = the conv of src's (N, C, Hi, Wi) planes (any strides) + bias */
+static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool transposed, const nb_tensor *bias,
+                     float *out, int threads, char *scratch) {
+    const int64_t N = src->shape[0], O = pl->g[0].O, C = pl->g[0].C;
+    float *bb = (float *)scratch;
+    for (int64_t o = 0; bias && o < O; o++) bb[o] = (float)nb_get(bias, o);
+    char *wp[MAX_PH], *p = scratch + al64((size_t)O * sizeof(float));
+    size_t per = 0;
+    for (int64_t k = 0; k < pl->n; k++) {
+        wp[k] = p, p += wpack_bytes(&pl->g[k]);
+        if (pl->g[k].taps) pack_weight(&pl->g[k], w, transposed, (float *)wp[k]);
+        per = fwd_thread_bytes(&pl->g[k]) > per ? fwd_thread_bytes(&pl->g[k]) : per;
+    }
     const float *xd = src->data;
+    const int64_t sample = O * pl->g[0].oplane;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t n = 0; n < N; n++) {
-        float *xp = (float *)(base + (size_t)omp_get_thread_num() * per);
-        float *tile = (float *)((char *)xp + al64((size_t)(g->C * g->PS) * sizeof(float)));
-        for (int64_t c = 0; c < g->C; c++)
-            pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
-        fwd_planes(g, xp, wp, bias ? bb : NULL, out + n * g->O * g->Ho * g->Wo, tile);
+        float *xp = (float *)(p + (size_t)omp_get_thread_num() * per);
+        for (int64_t k = 0; k < pl->n; k++) {
+            const dgeom *g = &pl->g[k];
+            if (g->Ho == 0 || g->Wo == 0) continue;
+            if (g->taps == 0) {
+                fill_phase(g, bias ? bb : NULL, out + n * sample);
+                continue;
+            }
+            float *tile = (float *)((char *)xp + al64((size_t)(C * g->PS) * sizeof(float)));
+            for (int64_t c = 0; c < C; c++)
+                pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
+            fwd_planes(g, xp, (const float *)wp[k], bias ? bb : NULL, out + n * sample, tile);
+        }
     }
+}
+
+/* Phase (a, b) of the input gradient: dx[c, Y*sh + a, X*sw + b] is the sum over the taps (i, j)
+ * with sh | a + ph - i*dh and sw | b + pw - j*dw of w[o, c, i, j] gy[o, Y + e_i, X + f_j],
+ * e_i = (a + ph - i*dh) / sh, f_j likewise: a stride-1 conv of gy placed at (-min e, -min f) with
+ * those taps (stride 1: one phase, every tap, flipped), written every sh-th row, sw-th column */
+static void bx_phase(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, int64_t OH, int64_t OW, nb_window2d w,
+                     int64_t a, int64_t b) {
+    *g = (dgeom){.C = O, .O = C, .Hi = OH, .Wi = OW, .sh = 1, .sw = 1, .nph = 1, .ktaps = w.kh * w.kw};
+    g->Ho = a < H ? (H - a + w.sh - 1) / w.sh : 0, g->Wo = b < W ? (W - b + w.sw - 1) / w.sw : 0;
+    int64_t e[MAX_TAPS], f[MAX_TAPS], emin = INT64_MAX, emax = INT64_MIN, fmin = INT64_MAX, fmax = INT64_MIN;
+    for (int64_t i = 0; i < w.kh; i++)
+        for (int64_t j = 0; j < w.kw; j++) {
+            const int64_t ni = a + w.ph - i * w.dh, nj = b + w.pw - j * w.dw;
+            if (ni % w.sh || nj % w.sw) continue;
+            const int64_t t = g->taps++;
+            g->tap[t] = i * w.kw + j, e[t] = ni / w.sh, f[t] = nj / w.sw;
+            emin = e[t] < emin ? e[t] : emin, emax = e[t] > emax ? e[t] : emax;
+            fmin = f[t] < fmin ? f[t] : fmin, fmax = f[t] > fmax ? f[t] : fmax;
+        }
+    g->oplane = H * W, g->orow = w.sh * W, g->ocol = w.sw, g->ooff = a * W + b;
+    if (!g->taps) return;
+    g->pt = -emin, g->pl = -fmin;
+    g->Hp = g->Ho + emax - emin, g->Wp = g->Wo + fmax - fmin;
+    g->P = up(g->Ho * g->Wp, PB);
+    int64_t last = 0;
+    for (int64_t t = 0; t < g->taps; t++) {
+        g->off[t] = (e[t] - emin) * g->Wp + (f[t] - fmin);
+        last = g->off[t] > last ? g->off[t] : last;
+    }
+    for (int64_t t = g->taps; t < MAX_TAPS + 4; t++) g->off[t] = g->off[g->taps - 1];
+    g->PSq = g->PS = up(g->P + last, 16);
 }
 #endif
 
@@ -311,20 +391,24 @@ static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *
 
 /* ---- entry points (internal.h) -------------------------------------------------------------- */
 #ifdef NB_CONV_DIRECT
-static bool fwd_geom(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
-    return geom_of(g, C, O, H, W, w.ph, w.pw, OH, OW, w, PB);
+static bool fwd_plan(dplan *pl, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
+    pl->n = 1;
+    return geom_of(&pl->g[0], C, O, H, W, w.ph, w.pw, OH, OW, w, PB);
 }
-static bool bx_geom(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
-    return geom_of(g, O, C, OH, OW, w.dh * (w.kh - 1) - w.ph, w.dw * (w.kw - 1) - w.pw, H, W, w, PB);
+static bool bx_plan(dplan *pl, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
+    pl->n = 0, pl->g[0].O = C;
+    if (w.sh * w.sw > MAX_PH || w.kh * w.kw > MAX_TAPS) return false;
+    for (int64_t a = 0; a < w.sh; a++)
+        for (int64_t b = 0; b < w.sw; b++) bx_phase(&pl->g[pl->n++], C, O, H, W, OH, OW, w, a, b);
+    return true;
 }
-static size_t fwd_bytes(const dgeom *g, int threads) { return fwd_shared_bytes(g) + (size_t)threads * fwd_thread_bytes(g); }
 #endif
 
 size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
                                int threads) {
 #ifdef NB_CONV_DIRECT
-    dgeom g;
-    return fwd_geom(&g, C, O, H, W, w, OH, OW) ? fwd_bytes(&g, threads) : 0;
+    dplan pl;
+    return fwd_plan(&pl, C, O, H, W, w, OH, OW) ? plan_bytes(&pl, threads) : 0;
 #else
     (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
     return 0;
@@ -334,9 +418,9 @@ size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_wi
 void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *y,
                      int threads, char *scratch) {
 #ifdef NB_CONV_DIRECT
-    dgeom g;
-    if (fwd_geom(&g, x->shape[1], w->shape[0], x->shape[2], x->shape[3], win, y->shape[2], y->shape[3]))
-        fwd_run(&g, x, w->data, false, b, y->data, threads, scratch);
+    dplan pl;
+    if (fwd_plan(&pl, x->shape[1], w->shape[0], x->shape[2], x->shape[3], win, y->shape[2], y->shape[3]))
+        plan_run(&pl, x, w->data, false, b, y->data, threads, scratch);
 #else
     (void)x, (void)w, (void)b, (void)win, (void)y, (void)threads, (void)scratch;
 #endif
@@ -345,8 +429,8 @@ void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b,
 size_t nb__conv_direct_bx_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
                                   int threads) {
 #ifdef NB_CONV_DIRECT
-    dgeom g;
-    return bx_geom(&g, C, O, H, W, w, OH, OW) ? fwd_bytes(&g, threads) : 0;
+    dplan pl;
+    return bx_plan(&pl, C, O, H, W, w, OH, OW) ? plan_bytes(&pl, threads) : 0;
 #else
     (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
     return 0;
@@ -356,9 +440,9 @@ size_t nb__conv_direct_bx_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb
 void nb__conv_direct_bx(const nb_tensor *gy, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *dx,
                         int threads, char *scratch) {
 #ifdef NB_CONV_DIRECT
-    dgeom g;
-    if (bx_geom(&g, dx->shape[1], gy->shape[1], dx->shape[2], dx->shape[3], win, gy->shape[2], gy->shape[3]))
-        fwd_run(&g, gy, w->data, true, b, dx->data, threads, scratch);
+    dplan pl;
+    if (bx_plan(&pl, dx->shape[1], gy->shape[1], dx->shape[2], dx->shape[3], win, gy->shape[2], gy->shape[3]))
+        plan_run(&pl, gy, w->data, true, b, dx->data, threads, scratch);
 #else
     (void)gy, (void)w, (void)b, (void)win, (void)dx, (void)threads, (void)scratch;
 #endif

@@ -460,7 +460,12 @@ Test(conv, direct_kernels_match_f64) {
         /* conv_transpose2d, stride 1, bias; then dilation with output_padding */
         {2, 12, 5, 7, 9, 3, 3, .o = {.padding = {1, 1}}, .transposed = true},
         {2, 10, 4, 6, 8, 3, 2, .o = {.padding = {1, 0}, .dilation = {2, 1}, .output_padding = {1, 0}}, .transposed = true},
-        /* strides: phase planes (forward and weight gradient; the input gradient on the GEMMs) */
+        /* strides: phase planes; the input gradient (C >= 8) one stride-1 conv per output phase */
+        {2, 8, 9, 10, 6, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}},
+        {2, 8, 7, 9, 4, 1, 2, .o = {.stride = {1, 3}}}, /* column phase 2: no tap reaches it */
+        {1, 8, 11, 13, 5, 5, 5, .o = {.stride = {3, 2}, .padding = {4, 2}, .dilation = {2, 1}}},
+        {2, 12, 4, 5, 9, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}, .output_padding = {1, 0}}, .transposed = true},
+        {2, 12, 3, 4, 8, 2, 3, .o = {.stride = {3, 1}, .padding = {0, 1}}, .transposed = true},
         {3, 5, 9, 10, 11, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}, .strided_x = true},
         {2, 4, 8, 9, 6, 3, 2, .o = {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}}},
         {2, 3, 13, 11, 5, 5, 5, .o = {.stride = {3, 3}, .padding = {2, 2}}},
