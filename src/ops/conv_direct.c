@@ -88,37 +88,6 @@ static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int6
     return true;
 }
 
-/* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
- * stride s_w): dst[r*Wp + q] = padded[r*sh + a][q*sw + b], zeros after its Hp rows */
-static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_h, int64_t s_w, const dgeom *g,
-                      int64_t a, int64_t b) {
-    const int64_t Wp = g->Wp, sw = g->sw;
-    const int64_t lo = g->pl - b, hi = g->Wi + g->pl - b; /* q*sw in [lo, hi): inside the image */
-    int64_t q0 = lo > 0 ? (lo + sw - 1) / sw : 0, q1 = hi > 0 ? (hi + sw - 1) / sw : 0;
-    q0 = q0 < Wp ? q0 : Wp, q1 = q1 < Wp ? q1 : Wp, q1 = q1 > q0 ? q1 : q0;
-    for (int64_t r = 0; r < g->Hp; r++) {
-        float *restrict d = dst + r * Wp;
-        const int64_t ir = r * g->sh + a - g->pt;
-        if (ir < 0 || ir >= g->Hi) {
-            for (int64_t q = 0; q < Wp; q++) d[q] = 0.0f;
-            continue;
-        }
-        const float *restrict s = src + ir * s_h + (b - g->pl) * s_w;
-        for (int64_t q = 0; q < q0; q++) d[q] = 0.0f;
-        if (sw == 1 && s_w == 1)
-            for (int64_t q = q0; q < q1; q++) d[q] = s[q];
-        else
-            for (int64_t q = q0; q < q1; q++) d[q] = s[q * sw * s_w];
-        for (int64_t q = q1; q < Wp; q++) d[q] = 0.0f;
-    }
-    memset(dst + g->Hp * Wp, 0, (size_t)(g->PSq - g->Hp * Wp) * sizeof(float));
-}
-
-/* a channel's phase planes (PS floats) from its image plane */
-static void pad_channel(float *dst, const float *src, int64_t s_h, int64_t s_w, const dgeom *g) {
-    for (int64_t k = 0; k < g->nph; k++) pad_plane(dst + k * g->PSq, src, s_h, s_w, g, g->pa[k], g->pb[k]);
-}
-
 bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) {
 #ifdef NB_CONV_DIRECT
     if (input_grad && w.sh * w.sw > MAX_PH) return false;
@@ -131,6 +100,54 @@ bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) 
 
 #ifdef NB_CONV_DIRECT
 enum { PB = FPV * VW };
+
+/* d[0, n) = s[0, n) (s with stride 1), or zeros: whole vectors, the last one overlapping the one
+ * before, so a row of 14-30 floats costs two or three stores and no scalar tail */
+static inline vf run_at(const float *s, int64_t q) {
+    if (s) return *(const vfu *)(s + q);
+    return (vf){0};
+}
+static inline void copy_run(float *restrict d, const float *restrict s, int64_t n) {
+    if (n < VW) {
+        for (int64_t q = 0; q < n; q++) d[q] = s ? s[q] : 0.0f;
+        return;
+    }
+    int64_t q = 0;
+    for (; q + VW <= n; q += VW) *(vfu *)(d + q) = run_at(s, q);
+    if (q < n) *(vfu *)(d + n - VW) = run_at(s, n - VW);
+}
+
+/* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
+ * stride s_w): dst[r*Wp + q] = padded[r*sh + a][q*sw + b], zeros after its Hp rows. borders
+ * false: only the image's elements are written (the zeros are there from the call before, with
+ * the same geometry) */
+static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_h, int64_t s_w, const dgeom *g,
+                      int64_t a, int64_t b, bool borders) {
+    const int64_t Wp = g->Wp, sw = g->sw;
+    const int64_t lo = g->pl - b, hi = g->Wi + g->pl - b; /* q*sw in [lo, hi): inside the image */
+    int64_t q0 = lo > 0 ? (lo + sw - 1) / sw : 0, q1 = hi > 0 ? (hi + sw - 1) / sw : 0;
+    q0 = q0 < Wp ? q0 : Wp, q1 = q1 < Wp ? q1 : Wp, q1 = q1 > q0 ? q1 : q0;
+    for (int64_t r = 0; r < g->Hp; r++) {
+        float *restrict d = dst + r * Wp;
+        const int64_t ir = r * g->sh + a - g->pt;
+        if (ir < 0 || ir >= g->Hi) {
+            if (borders) copy_run(d, NULL, Wp);
+            continue;
+        }
+        const float *restrict s = src + ir * s_h + (b - g->pl) * s_w;
+        if (borders) copy_run(d, NULL, q0), copy_run(d + q1, NULL, Wp - q1);
+        if (sw == 1 && s_w == 1) copy_run(d + q0, s + q0, q1 - q0);
+        else
+            for (int64_t q = q0; q < q1; q++) d[q] = s[q * sw * s_w];
+    }
+    if (borders) memset(dst + g->Hp * Wp, 0, (size_t)(g->PSq - g->Hp * Wp) * sizeof(float));
+}
+
+/* a channel's phase planes (PS floats) from its image plane */
+static void pad_channel(float *dst, const float *src, int64_t s_h, int64_t s_w, const dgeom *g, bool borders) {
+    for (int64_t k = 0; k < g->nph; k++) pad_plane(dst + k * g->PSq, src, s_h, s_w, g, g->pa[k], g->pb[k], borders);
+}
+
 
 /* ---- forward and input gradient: out (O, Ho, Wo) += the conv of padded planes xp ---------- */
 /* wp: the weight packed as [O/FOB][C][taps][FOB], zero rows past O; bias (O) or NULL; tile:
@@ -243,20 +260,26 @@ static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool
     }
     const float *xd = src->data;
     const int64_t sample = O * pl->g[0].oplane;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t n = 0; n < N; n++) {
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
         float *xp = (float *)(p + (size_t)omp_get_thread_num() * per);
-        for (int64_t k = 0; k < pl->n; k++) {
-            const dgeom *g = &pl->g[k];
-            if (g->Ho == 0 || g->Wo == 0) continue;
-            if (g->taps == 0) {
-                fill_phase(g, bias ? bb : NULL, out + n * sample);
-                continue;
+        bool borders = true; /* the thread's planes hold one geometry's zeros after its first sample */
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t k = 0; k < pl->n; k++) {
+                const dgeom *g = &pl->g[k];
+                if (g->Ho == 0 || g->Wo == 0) continue;
+                if (g->taps == 0) {
+                    fill_phase(g, bias ? bb : NULL, out + n * sample);
+                    continue;
+                }
+                float *tile = (float *)((char *)xp + al64((size_t)(C * g->PS) * sizeof(float)));
+                for (int64_t c = 0; c < C; c++)
+                    pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2],
+                                src->stride[3], g, borders || pl->n > 1);
+                fwd_planes(g, xp, (const float *)wp[k], bias ? bb : NULL, out + n * sample, tile);
             }
-            float *tile = (float *)((char *)xp + al64((size_t)(C * g->PS) * sizeof(float)));
-            for (int64_t c = 0; c < C; c++)
-                pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2], src->stride[3], g);
-            fwd_planes(g, xp, (const float *)wp[k], bias ? bb : NULL, out + n * sample, tile);
+            borders = false;
         }
     }
 }
@@ -374,12 +397,14 @@ static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < nn * (C + Ob); i++) {
             const int64_t n = i / (C + Ob), k = i % (C + Ob);
+            /* the chunks reuse the planes: their zeros are written by the first */
             if (k < C)
                 pad_channel(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
-                            x->stride[3], g);
+                            x->stride[3], g, n0 == 0);
             else if (k - C < O)
-                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0);
-            else
+                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0,
+                          n0 == 0);
+            else if (n0 == 0)
                 memset(gs + (n * Ob + k - C) * g->P, 0, (size_t)g->P * sizeof(float));
         }
 #pragma omp for schedule(static)
