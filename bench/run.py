@@ -2,7 +2,8 @@
 """nabla vs PyTorch on this machine: one command builds, runs both sides, prints the table.
 
     /usr/bin/python3 bench/run.py [--quick] [--rounds N] [--threads 1,2] [--rows chain,matmul]
-                                  [--blis-arch auto|default|NAME] [--markdown FILE]
+                                  [--blis-arch auto|default|NAME] [--isa native|avx2]
+                                  [--markdown FILE]
     /usr/bin/python3 bench/run.py --rows cnn-memory,resnet-memory,wide-memory --rounds 1
 
 Rows (BENCHMARKS.md describes each): mlp, cnn, resnet, conv, bn, ln, optim, chain, matmul, engine
@@ -51,6 +52,10 @@ machine); the default is 5 rounds.
 reference kernels; 'auto' (default) gives both sides the AVX-512 (skx) kernels on a CPU with
 AVX-512 (as nabla itself does), or the AVX2 (haswell) ones where BLIS would fall back to
 generic; 'default' leaves BLIS's own choice.
+--isa avx2: nabla built for AVX2 + FMA only (build-avx2/, -DNABLA_NATIVE=OFF -mavx2 -mfma), so
+its own kernels (the direct convolution, element-wise loops) run as on an AVX2-only CPU; with
+--blis-arch haswell this is the AVX2-only EPYC's configuration on an AVX-512 machine. 'native'
+(default): build/, -march=native.
 """
 import argparse
 import os
@@ -106,9 +111,19 @@ def target(row, cfg, metric):
     return None
 
 
-def build():
+ISA_FLAGS = {"native": [], "avx2": ["-DNABLA_NATIVE=OFF", "-DCMAKE_C_FLAGS=-mavx2 -mfma -mf16c"]}
+
+
+def use_isa(isa):
+    global BUILD, NABLA
+    if isa != "native":
+        BUILD = os.path.join(ROOT, "build-" + isa)
+        NABLA = os.path.join(BUILD, "bench_nabla")
+
+
+def build(isa):
     if not os.path.exists(os.path.join(BUILD, "CMakeCache.txt")):
-        subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"], check=True,
+        subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"] + ISA_FLAGS[isa], check=True,
                        stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", BUILD, "-j2", "--target", "bench_nabla"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -167,15 +182,17 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rows", default=",".join(ALL_ROWS))
     ap.add_argument("--blis-arch", default="auto")
+    ap.add_argument("--isa", choices=sorted(ISA_FLAGS), default="native")
     ap.add_argument("--markdown")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
+    use_isa(a.isa)
     rounds = a.rounds or (2 if a.quick else 5)
     threads = [int(t) for t in a.threads.split(",")]
     rows = [r for r in a.rows.split(",") if r]
     t_start = time.time()
     if not a.no_build:
-        build()
+        build(a.isa)
 
     base = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "BLIS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_ARCH_TYPE"):
@@ -264,7 +281,7 @@ def main():
     elapsed = time.time() - t_start
     print(f"\n{rounds} rounds, threads {threads}, {elapsed:.0f} s; load average before {' '.join(load_before)}, "
           f"after {' '.join(load_after)}")
-    print(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); blis: {info.get('blis')}"
+    print(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); nabla built for: {a.isa}; blis: {info.get('blis')}"
           f"{' (BLIS_ARCH_TYPE=' + arch + ' for both sides)' if arch is not None else ''}; torch: {info.get('torch')}")
     print(f"targets missed: {len(missed)}" + "".join(f"\n  {k[0]} {k[1]} {k[2]}" for k in missed))
     if a.markdown:
@@ -274,7 +291,7 @@ def main():
                 f.write("| " + " | ".join(str(c) for c in r) + " |\n")
             f.write(f"\n{rounds} rounds, threads {threads}, {elapsed:.0f} s; load average before "
                     f"{' '.join(load_before)}, after {' '.join(load_after)}.\n")
-            f.write(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); blis: {info.get('blis')}"
+            f.write(f"cpu: {info.get('cpu')} ({info.get('cores')} cores); nabla built for: {a.isa}; blis: {info.get('blis')}"
                     f"{' (BLIS_ARCH_TYPE=' + arch + ' for both sides)' if arch is not None else ''}; "
                     f"torch: {info.get('torch')}\n")
 

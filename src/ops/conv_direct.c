@@ -218,9 +218,7 @@ static void pack_weight(const dgeom *g, const float *w, bool transposed, float *
 
 static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 static size_t wpack_bytes(const dgeom *g) { return al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)); }
-static size_t fwd_thread_bytes(const dgeom *g) {
-    return al64((size_t)(g->C * g->PS) * sizeof(float)) + al64((size_t)(FOB * PB) * sizeof(float));
-}
+static size_t planes_bytes(const dgeom *g) { return al64((size_t)(g->C * g->PS) * sizeof(float)); }
 
 /* The forward is one geometry; the input gradient one per phase of its output */
 typedef struct {
@@ -228,13 +226,17 @@ typedef struct {
     dgeom g[MAX_PH];
 } dplan;
 
+/* shared: the bias and each phase's packed weight; per thread: the output tile and each phase's
+ * padded planes (their own, so their zeros are written once per call) */
+static size_t plan_thread_bytes(const dplan *pl) {
+    size_t per = al64((size_t)(FOB * PB) * sizeof(float));
+    for (int64_t k = 0; k < pl->n; k++) per += planes_bytes(&pl->g[k]);
+    return per;
+}
 static size_t plan_bytes(const dplan *pl, int threads) {
-    size_t shared = al64((size_t)pl->g[0].O * sizeof(float)), per = 0;
-    for (int64_t k = 0; k < pl->n; k++) {
-        shared += wpack_bytes(&pl->g[k]);
-        per = fwd_thread_bytes(&pl->g[k]) > per ? fwd_thread_bytes(&pl->g[k]) : per;
-    }
-    return shared + (size_t)threads * per;
+    size_t shared = al64((size_t)pl->g[0].O * sizeof(float));
+    for (int64_t k = 0; k < pl->n; k++) shared += wpack_bytes(&pl->g[k]);
+    return shared + (size_t)threads * plan_thread_bytes(pl);
 }
 
 /* a phase no tap reaches: its outputs are the bias */
@@ -252,31 +254,32 @@ static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool
     float *bb = (float *)scratch;
     for (int64_t o = 0; bias && o < O; o++) bb[o] = (float)nb_get(bias, o);
     char *wp[MAX_PH], *p = scratch + al64((size_t)O * sizeof(float));
-    size_t per = 0;
     for (int64_t k = 0; k < pl->n; k++) {
         wp[k] = p, p += wpack_bytes(&pl->g[k]);
         if (pl->g[k].taps) pack_weight(&pl->g[k], w, transposed, (float *)wp[k]);
-        per = fwd_thread_bytes(&pl->g[k]) > per ? fwd_thread_bytes(&pl->g[k]) : per;
     }
+    const size_t per = plan_thread_bytes(pl);
     const float *xd = src->data;
     const int64_t sample = O * pl->g[0].oplane;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        float *xp = (float *)(p + (size_t)omp_get_thread_num() * per);
-        bool borders = true; /* the thread's planes hold one geometry's zeros after its first sample */
+        float *tile = (float *)(p + (size_t)omp_get_thread_num() * per);
+        bool borders = true; /* the thread's planes keep their zeros after its first sample */
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; n++) {
+            char *next = (char *)tile + al64((size_t)(FOB * PB) * sizeof(float));
             for (int64_t k = 0; k < pl->n; k++) {
                 const dgeom *g = &pl->g[k];
+                float *xp = (float *)next; /* phase k's own planes */
+                next += planes_bytes(g);
                 if (g->Ho == 0 || g->Wo == 0) continue;
                 if (g->taps == 0) {
                     fill_phase(g, bias ? bb : NULL, out + n * sample);
                     continue;
                 }
-                float *tile = (float *)((char *)xp + al64((size_t)(C * g->PS) * sizeof(float)));
                 for (int64_t c = 0; c < C; c++)
                     pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2],
-                                src->stride[3], g, borders || pl->n > 1);
+                                src->stride[3], g, borders);
                 fwd_planes(g, xp, (const float *)wp[k], bias ? bb : NULL, out + n * sample, tile);
             }
             borders = false;
@@ -369,47 +372,69 @@ static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn
         }
 }
 
-static size_t bw_shared_bytes(const dgeom *g, int64_t chunk) {
-    return al64((size_t)(chunk * g->C * g->PS) * sizeof(float)) + al64((size_t)(chunk * up(g->O, BOB) * g->P) * sizeof(float));
-}
-
-/* samples per chunk: their padded planes in about 1 MiB (a function of the shapes only) */
+/* samples per chunk: their padded planes in about 1 MiB, and at least 8 chunks where there are
+ * 8 samples, so that the threads share them (a function of the shapes only) */
 static int64_t bw_chunk(const dgeom *g, int64_t N) {
     const int64_t per = (g->C * g->PS + up(g->O, BOB) * g->P) * (int64_t)sizeof(float);
     int64_t c = ((int64_t)1 << 20) / (per > 0 ? per : 1);
-    return c < 1 ? 1 : c > N ? N : c;
+    c = c < (N + 7) / 8 ? c : (N + 7) / 8;
+    return c < 1 ? 1 : c;
 }
 
+/* one thread's part of the scratch: a chunk's padded planes (x, then gy), the partial sums of
+ * one sample's tap blocks, and last the chunk's weight gradient */
+static size_t bw_thread_bytes(const dgeom *g, int64_t chunk) {
+    return al64((size_t)(chunk * g->C * g->PS) * sizeof(float)) + al64((size_t)(chunk * up(g->O, BOB) * g->P) * sizeof(float)) +
+           al64((size_t)((g->taps + BTB - 1) / BTB * BOB * BTB) * sizeof(vf)) + al64((size_t)(g->O * g->C * g->taps) * sizeof(float));
+}
+static float *bw_part(char *scratch, size_t per, int t, int64_t wlen) {
+    return (float *)(scratch + (size_t)t * per + per - al64((size_t)wlen * sizeof(float)));
+}
+
+/* A thread takes a whole chunk: pads its samples into its own planes (they stay in its cache)
+ * and computes the chunk's weight gradient; the chunks' gradients are then added into gw in
+ * chunk order, so every element is the same sum for any thread count. Chunks go in waves of
+ * one per thread. */
 static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
     const int64_t N = x->shape[0], C = g->C, O = g->O, Ob = up(O, BOB), chunk = bw_chunk(g, N);
-    const int64_t items = Ob / BOB * C;
+    const int64_t nchunks = (N + chunk - 1) / chunk, items = Ob / BOB * C, wlen = O * C * g->taps;
     dgeom gg = *g; /* gy's planes: (Ho, Wo) at (0, 0) of (Ho, Wp), P floats apart */
     gg.Hi = g->Ho, gg.Wi = g->Wo, gg.pt = gg.pl = 0, gg.sh = gg.sw = 1, gg.Hp = g->Ho, gg.PSq = gg.PS = g->P;
-    float *xs = (float *)scratch;
-    float *gs = (float *)(scratch + al64((size_t)(chunk * C * g->PS) * sizeof(float)));
-    const int64_t acc_per = (g->taps + BTB - 1) / BTB * BOB * BTB;
-    vf *accs = (vf *)(scratch + bw_shared_bytes(g, chunk));
+    const size_t per = bw_thread_bytes(g, chunk);
     const float *xd = x->data;
-    if (N == 0) memset(gw, 0, (size_t)(O * C * g->taps) * sizeof(float));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-        const int64_t nn = chunk < N - n0 ? chunk : N - n0;
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < nn * (C + Ob); i++) {
-            const int64_t n = i / (C + Ob), k = i % (C + Ob);
-            /* the chunks reuse the planes: their zeros are written by the first */
-            if (k < C)
-                pad_channel(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
-                            x->stride[3], g, n0 == 0);
-            else if (k - C < O)
-                pad_plane(gs + (n * Ob + k - C) * g->P, gyd + ((n0 + n) * O + k - C) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0,
-                          n0 == 0);
-            else if (n0 == 0)
-                memset(gs + (n * Ob + k - C) * g->P, 0, (size_t)g->P * sizeof(float));
+    if (N == 0) memset(gw, 0, (size_t)wlen * sizeof(float));
+    for (int64_t w0 = 0; w0 < nchunks; w0 += threads) {
+        const int nw = (int)(nchunks - w0 < threads ? nchunks - w0 : threads);
+#pragma omp parallel num_threads(nw) if (nw > 1)
+        {
+            const int t = omp_get_thread_num();
+            char *base = scratch + (size_t)t * per;
+            float *xs = (float *)base;
+            float *gs = (float *)(base + al64((size_t)(chunk * C * g->PS) * sizeof(float)));
+            vf *accs = (vf *)((char *)gs + al64((size_t)(chunk * Ob * g->P) * sizeof(float)));
+            float *part = bw_part(scratch, per, t, wlen);
+            const int64_t n0 = (w0 + t) * chunk, nn = chunk < N - n0 ? chunk : N - n0;
+            const bool borders = w0 == 0; /* later waves reuse the planes: the zeros are there */
+            for (int64_t n = 0; n < nn; n++) {
+                for (int64_t k = 0; k < C; k++)
+                    pad_channel(xs + (n * C + k) * g->PS, xd + (n0 + n) * x->stride[0] + k * x->stride[1], x->stride[2],
+                                x->stride[3], g, borders);
+                for (int64_t o = 0; o < O; o++)
+                    pad_plane(gs + (n * Ob + o) * g->P, gyd + ((n0 + n) * O + o) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0, borders);
+                if (borders) memset(gs + (n * Ob + O) * g->P, 0, (size_t)((Ob - O) * g->P) * sizeof(float));
+            }
+            for (int64_t it = 0; it < items; it++) bw_item(g, xs, gs, nn, it / C * BOB, it % C, part, true, accs);
         }
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++)
-            bw_item(g, xs, gs, nn, it / C * BOB, it % C, gw, n0 == 0, accs + (size_t)omp_get_thread_num() * acc_per);
+        /* gw = chunk 0's sum, then += each next chunk's, element by element */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && wlen >= 4096)
+        for (int64_t i = 0; i < wlen; i++) {
+            float v = w0 == 0 ? 0.0f : gw[i];
+            for (int t = 0; t < nw; t++) {
+                const float pv = bw_part(scratch, per, t, wlen)[i];
+                v = w0 + t == 0 ? pv : v + pv;
+            }
+            gw[i] = v;
+        }
     }
 }
 #endif
@@ -478,8 +503,7 @@ size_t nb__conv_direct_bw_scratch(int64_t N, int64_t C, int64_t O, int64_t H, in
 #ifdef NB_CONV_DIRECT
     dgeom g;
     if (!geom_of(&g, C, O, H, W, w.ph, w.pw, OH, OW, w, VW)) return 0;
-    const size_t acc_bytes = (size_t)((g.taps + BTB - 1) / BTB * BOB * BTB) * sizeof(vf);
-    return bw_shared_bytes(&g, bw_chunk(&g, N > 0 ? N : 1)) + (size_t)threads * acc_bytes;
+    return (size_t)threads * bw_thread_bytes(&g, bw_chunk(&g, N > 0 ? N : 1));
 #else
     (void)N, (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
     return 0;

@@ -469,7 +469,7 @@ Test(conv, direct_kernels_match_f64) {
         {3, 5, 9, 10, 11, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}, .strided_x = true},
         {2, 4, 8, 9, 6, 3, 2, .o = {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}}},
         {2, 3, 13, 11, 5, 5, 5, .o = {.stride = {3, 3}, .padding = {2, 2}}},
-        /* the weight gradient in three chunks of samples (8, 8, 4) */
+        /* the weight gradient in chunks of samples (7 chunks: 6 of 3, one of 2) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -478,7 +478,8 @@ Test(conv, direct_kernels_match_f64) {
     }
 }
 
-/* Three chunks of samples in the weight gradient (8, 8, 4 here), two threads or one: the same bits. */
+/* Seven chunks of samples in the weight gradient (six of 3, one of 2), in waves of one chunk
+ * per thread: the same bits with two threads or one. */
 Test(conv, direct_kernels_same_bits_any_thread_count) {
     nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 16, 3, 3));
     nb_tensor *b = nb_randn(ctx, NB_F32, NB_SHAPE(16)), *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28));
