@@ -498,7 +498,7 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
         const size_t bytes = nb__conv_gemm_bx_scratch(j.dt, j.O, j.Cg, q->G, q->win.kh * q->win.kw, T);
         char *s = bytes ? nb_ctx_alloc(ctx, bytes) : NULL;
         if (!s) return NULL;
-        if (!b) memset(z->data, 0, (size_t)(z->numel * j.es));
+        if (!b) nb__fill_kernel(z, 0.0); /* threaded: 3.2 MB for a 16-channel 28x28 batch of 64 */
         for (int64_t n = 0; b && n < j.N; n++) fill_rows(j.dt, (char *)z->data + n * j.C * j.HW * j.es, b, j.C, j.HW);
         nb__conv_gemm_bx(j.dt, gy, w, q->G, q->win, z, T, s);
     } else if (!run_job(ctx, &j, j.N, conv_bx_sample, z, 0, &m)) {

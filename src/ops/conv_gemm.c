@@ -428,28 +428,42 @@ static size_t bw_per_thread(const ukr_info *u, int64_t es, int64_t wpanels) {
            al64((size_t)(wpanels * u->kc * u->PR2 * es));
 }
 
+/* With fewer than 8 items (group, panel of taps), as when C*taps is small, the positions are cut
+ * too, into at most 8 chunks of whole k blocks (a function of the shapes only): each chunk's
+ * gradient is summed apart and the chunks are added in order, so the threads have work and the
+ * bits stay the same for any thread count. */
+enum { BW_PCHUNKS = 8 };
+static int64_t bw_pchunks(const ukr_info *u, int64_t items, int64_t NL) {
+    if (items >= BW_PCHUNKS) return 1;
+    const int64_t blocks = (NL + u->kc - 1) / u->kc;
+    return blocks < BW_PCHUNKS ? (blocks > 0 ? blocks : 1) : BW_PCHUNKS;
+}
+
 size_t nb__conv_gemm_bw_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, int64_t taps, int threads) {
     ukr_info u;
     if (!query(dt, &u)) return 0;
-    const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G;
-    return al64((size_t)(Cg * taps) * sizeof(ktab)) + (size_t)threads * bw_per_thread(&u, es, (Og + u.R2 - 1) / u.R2);
+    const int64_t es = (int64_t)nb_dtype_size(dt), Og = O / G, K = Cg * taps;
+    const int64_t items = G * ((K + u.R - 1) / u.R);
+    const size_t partials = items < BW_PCHUNKS ? (size_t)((BW_PCHUNKS - 1) * O * K * es) : 0;
+    return al64((size_t)K * sizeof(ktab)) + al64(partials) + (size_t)threads * bw_per_thread(&u, es, (Og + u.R2 - 1) / u.R2);
 }
 
-/* items [i0, i1) of (group, panel of taps), in order */
-static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, int64_t i1, char *scratch) {
+/* items [i0, i1) of (group, panel of taps), in order, over positions [pa, pb) */
+static void bw_range(const igemm *j, const nb_tensor *gy, char *gw, int64_t i0, int64_t i1, int64_t pa, int64_t pb,
+                     char *scratch) {
     const ukr_info *u = &j->u;
-    const int64_t kpan = (j->K + u->R - 1) / u->R, NL = j->N * j->L;
+    const int64_t kpan = (j->K + u->R - 1) / u->R;
     run *rs = (run *)scratch;
     char *cp = scratch + al64((size_t)(u->kc + 1) * sizeof(run));
     char *gp = cp + al64((size_t)(u->kc * u->PR * j->es));
     for (int64_t i = i0; i < i1;) {
         const int64_t g = i / kpan, iend = (g + 1) * kpan < i1 ? (g + 1) * kpan : i1;
-        for (int64_t P0 = 0; P0 < NL; P0 += u->kc) {
-            const int64_t np = NL - P0 < u->kc ? NL - P0 : u->kc;
+        for (int64_t P0 = pa; P0 < pb; P0 += u->kc) {
+            const int64_t np = pb - P0 < u->kc ? pb - P0 : u->kc;
             const int nruns = runs_of(j, P0, np, rs);
             if (j->dt == NB_F32) pack_gy_f32(j, gy, g, rs, nruns, (float *)gp);
             else pack_gy_f64(j, gy, g, rs, nruns, (double *)gp);
-            const double beta = P0 == 0 ? 0.0 : 1.0;
+            const double beta = P0 == pa ? 0.0 : 1.0;
             for (int64_t ii = i; ii < iend; ii++) {
                 const int64_t k0 = (ii % kpan) * u->R, nk = j->K - k0 < u->R ? j->K - k0 : u->R;
                 if (j->dt == NB_F32) pack_cols_t_f32(j, g, rs, nruns, np, k0, nk, (float *)cp);
@@ -486,22 +500,43 @@ void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int6
     ktab *tab = (ktab *)scratch;
     ktab_fill(&j, tab);
     j.tab = tab;
-    char *per = scratch + al64((size_t)j.K * sizeof(ktab));
+    const int64_t items = G * ((j.K + j.u.R - 1) / j.u.R), NL = j.N * j.L, wlen = j.O * j.K;
+    char *partials = scratch + al64((size_t)j.K * sizeof(ktab));
+    char *per = partials + al64(items < BW_PCHUNKS ? (size_t)((BW_PCHUNKS - 1) * wlen * j.es) : 0);
     const size_t pt = bw_per_thread(&j.u, j.es, j.wpanels);
-    const int64_t items = G * ((j.K + j.u.R - 1) / j.u.R);
-    if (j.N * j.L == 0) {
+    if (NL == 0) {
         memset(gw->data, 0, (size_t)(gw->numel * j.es));
         return;
     }
-    if (threads > 1 && items > 1) {
+    /* units (position chunk, item); chunk c > 0 sums into partial c - 1; chunks of whole k blocks */
+    const int64_t pc = bw_pchunks(&j.u, items, NL), blocks = (NL + j.u.kc - 1) / j.u.kc, units = pc * items;
+#define BW_UNIT(u, s)                                                                                              \
+    do {                                                                                                           \
+        const int64_t c = (u) / items, it = (u) % items;                                                          \
+        const int64_t pa = blocks * c / pc * j.u.kc, pe = blocks * (c + 1) / pc * j.u.kc;                         \
+        char *dst = c == 0 ? (char *)gw->data : partials + (size_t)((c - 1) * wlen * j.es);                       \
+        bw_range(&j, gy, dst, it, it + 1, pa, pe < NL ? pe : NL, (s));                                             \
+    } while (0)
+    if (threads > 1 && units > 1) {
 #pragma omp parallel num_threads(threads)
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
-            bw_range(&j, gy, gw->data, items * t / T, items * (t + 1) / T, per + (size_t)t * pt);
+            for (int64_t u = units * t / T; u < units * (t + 1) / T; u++) BW_UNIT(u, per + (size_t)t * pt);
         }
     } else {
-        bw_range(&j, gy, gw->data, 0, items, per);
+        for (int64_t u = 0; u < units; u++) BW_UNIT(u, per);
     }
+#undef BW_UNIT
+    for (int64_t c = 1; c < pc; c++) /* in chunk order: the same sums for any thread count */
+        if (dt == NB_F32) {
+            float *d = gw->data;
+            const float *p = (const float *)partials + (c - 1) * wlen;
+            for (int64_t i = 0; i < wlen; i++) d[i] += p[i];
+        } else {
+            double *d = gw->data;
+            const double *p = (const double *)partials + (c - 1) * wlen;
+            for (int64_t i = 0; i < wlen; i++) d[i] += p[i];
+        }
 }
 
 /* ---- the input gradient: dx(n, c, h, w) = sum over (o, tap) of w(o, c, tap) gy(n, o, p) -------

@@ -245,6 +245,8 @@ Test(conv, primitives_match_unfold_matmul) {
         {5, 48, 5, 5, 7, 3, 1, 1, 1, 1, false},
         {20, 3, 3, 3, 5, 2, 1, 0, 1, 1, false}, /* 4 positions a sample: a panel spans many */
         {3, 4, 6, 7, 26, 3, 1, 3, 2, 2, true},  /* padding past the kernel's reach, dilation, groups */
+        /* 1x1 stride 2, C*taps = 5: the weight gradient cut over chunks of positions too */
+        {8, 5, 30, 30, 6, 1, 2, 0, 1, 1, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check_against_unfold(&cases[i], NB_F64);
@@ -266,20 +268,26 @@ Test(conv, threaded_path_same_bits_any_thread_count) {
     const conv_case wide_f32 = {3, 5, 17, 19, 7, 3, 1, 2, 2, 1, false};
     check_against_unfold(&wide_f32, NB_F32);
     nb_ctx_reset(ctx);
-    nb_tensor *res[2][3];
-    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 8, 12, 12)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 8, 3, 3));
-    nb_requires_grad(x, true), nb_requires_grad(w, true);
-    nb_tensor *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 12, 12));
-    for (int t = 0; t < 2; t++) {
-        nb_set_num_threads(t + 1);
-        nb_tensor *y = nb_conv2d(ctx, x, w, NULL, 1, 1, 1, 1), *in[2] = {x, w}, *g[2];
-        cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
-        res[t][0] = y, res[t][1] = g[0], res[t][2] = g[1];
+    /* 3x3 stride 1 (the direct kernels), then 1x1 stride 2 (the implicit GEMM, its weight
+     * gradient over chunks of positions) */
+    const int k[2] = {3, 1}, stride[2] = {1, 2}, side[2] = {12, 30};
+    for (int c = 0; c < 2; c++) {
+        nb_tensor *res[2][3];
+        const int64_t o = (side[c] - 1) / stride[c] + 1;
+        nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 8, side[c], side[c])), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 8, k[c], k[c]));
+        nb_requires_grad(x, true), nb_requires_grad(w, true);
+        nb_tensor *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, o, o));
+        for (int t = 0; t < 2; t++) {
+            nb_set_num_threads(t + 1);
+            nb_tensor *y = nb_conv2d(ctx, x, w, NULL, stride[c], k[c] / 2, 1, 1), *in[2] = {x, w}, *g[2];
+            cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
+            res[t][0] = y, res[t][1] = g[0], res[t][2] = g[1];
+        }
+        nb_set_num_threads(0);
+        for (int r = 0; r < 3; r++)
+            cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
+                      "case %d: result %d differs between 1 and 2 threads", c, r);
     }
-    nb_set_num_threads(0);
-    for (int r = 0; r < 3; r++)
-        cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
-                  "result %d differs between 1 and 2 threads", r);
 }
 
 /* The column matrix (N*C*kh*kw*OH*OW floats, 29 MB here) is never on the tape: a training
