@@ -53,7 +53,8 @@ reference kernels; 'auto' (default) gives both sides the AVX-512 (skx) kernels o
 AVX-512 (as nabla itself does), or the AVX2 (haswell) ones where BLIS would fall back to
 generic; 'default' leaves BLIS's own choice.
 --isa avx2: nabla built for AVX2 + FMA only (build-avx2/, -DNABLA_NATIVE=OFF -mavx2 -mfma), so
-its own kernels (the direct convolution, element-wise loops) run as on an AVX2-only CPU; with
+its own kernels (the direct convolution, element-wise loops) run as on an AVX2-only CPU, and
+PyTorch's oneDNN and ATen kernels held to AVX2 (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY); with
 --blis-arch haswell this is the AVX2-only EPYC's configuration on an AVX-512 machine. 'native'
 (default): build/, -march=native.
 """
@@ -112,6 +113,9 @@ def target(row, cfg, metric):
 
 
 ISA_FLAGS = {"native": [], "avx2": ["-DNABLA_NATIVE=OFF", "-DCMAKE_C_FLAGS=-mavx2 -mfma -mf16c"]}
+# PyTorch picks its kernels at run time: oneDNN's convolutions and ATen's vectorised loops are
+# held to AVX2 the same way (oneDNN 2.6 and ATen 1.13 read these)
+ISA_ENV = {"native": {}, "avx2": {"DNNL_MAX_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
 
 
 def use_isa(isa):
@@ -197,6 +201,7 @@ def main():
     base = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "BLIS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_ARCH_TYPE"):
         base.pop(k, None)
+    base.update(ISA_ENV[a.isa])
     arch = blis_env(a.blis_arch, base)
     if arch is not None:
         base["BLIS_ARCH_TYPE"] = arch

@@ -1,10 +1,10 @@
 /* Direct convolution (f32, one group, any dilation), the three parts of a conv.
  *
- * Each image plane is copied once into a zero-padded plane with row pitch Wp = Wo + dw*(kw-1).
- * In that layout every output position p = oh*Wp + ow reads tap (i, j) at p + i*dh*Wp + j*dw,
- * so a run of VW consecutive positions, even across rows, is one unaligned vector load per tap:
- * no im2col, no packed panels. The positions with ow >= Wo (Wp - Wo of each Wp) are computed and
- * dropped. With a stride the padded plane is split into phase planes (see dgeom), where the same
+ * Each image plane is copied once into a zero-padded plane with row pitch Wp (Wo + dw*(kw-1),
+ * less the left padding that the next row lends as right padding: see pitch()). In that layout
+ * every output position p = oh*Wp + ow reads tap (i, j) at p + i*dh*Wp + j*dw, so a run of VW
+ * consecutive positions, even across rows, is one unaligned vector load per tap: no im2col, no
+ * packed panels. The positions with ow >= Wo (Wp - Wo of each Wp) are computed and dropped. With a stride the padded plane is split into phase planes (see dgeom), where the same
  * holds. Output channels are blocked in registers, their weights broadcast:
  *
  *   forward      y[o, p]  += w[o, c, t] * x[c, p + off[t]]      (FOB channels x FPV vectors)
@@ -60,11 +60,23 @@ typedef struct {
 
 static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+/* The row pitch of a padded plane (stride 1 along rows): Wo + span columns are read from each
+ * output row, but the columns past the row end may be the next row's leading zeros (its left
+ * padding, pl columns): reading on into them reads the zeros the right padding would hold. So
+ * rows need only max(the image columns that are read, Wo + span - pl): a 3x3 "same" conv over
+ * 14 columns takes pitch 15, not 16. */
+static int64_t pitch(int64_t Wo, int64_t span, int64_t pl, int64_t Wi) {
+    const int64_t z = pl > 0 ? pl : 0, e = pl + Wi < Wo + span ? pl + Wi : Wo + span;
+    const int64_t p = e > Wo + span - z ? e : Wo + span - z;
+    return p > 1 ? p : 1;
+}
+
 static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int64_t pt, int64_t pl, int64_t Ho,
                     int64_t Wo, nb_window2d w, int64_t block) {
     *g = (dgeom){.C = C, .O = O, .Hi = Hi, .Wi = Wi, .pt = pt, .pl = pl, .Ho = Ho, .Wo = Wo, .sh = w.sh, .sw = w.sw};
     if (w.kh * w.kw > MAX_TAPS || pt < 0 || pl < 0) return false;
-    g->Hp = Ho + w.dh * (w.kh - 1) / w.sh, g->Wp = Wo + w.dw * (w.kw - 1) / w.sw;
+    g->Hp = Ho + w.dh * (w.kh - 1) / w.sh;
+    g->Wp = w.sw == 1 ? pitch(Wo, w.dw * (w.kw - 1), pl, Wi) : Wo + w.dw * (w.kw - 1) / w.sw;
     g->taps = w.kh * w.kw;
     int64_t phase[MAX_TAPS], inplane[MAX_TAPS];
     for (int64_t i = 0; i < w.kh; i++)
@@ -308,7 +320,7 @@ static void bx_phase(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, int64
     g->oplane = H * W, g->orow = w.sh * W, g->ocol = w.sw, g->ooff = a * W + b;
     if (!g->taps) return;
     g->pt = -emin, g->pl = -fmin;
-    g->Hp = g->Ho + emax - emin, g->Wp = g->Wo + fmax - fmin;
+    g->Hp = g->Ho + emax - emin, g->Wp = pitch(g->Wo, fmax - fmin, g->pl, OW);
     g->P = up(g->Ho * g->Wp, PB);
     int64_t last = 0;
     for (int64_t t = 0; t < g->taps; t++) {
