@@ -437,18 +437,13 @@ void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int6
  * scratch: the matching _scratch bytes, 64-byte aligned; threads > 1: an OpenMP team. Bits
  * independent of threads. */
 bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d win, bool input_grad);
-size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW,
-                               int threads);
-void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *y,
-                     int threads, char *scratch);
-size_t nb__conv_direct_bx_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d win, int64_t OH, int64_t OW,
-                                  int threads);
-void nb__conv_direct_bx(const nb_tensor *gy, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *dx,
-                        int threads, char *scratch);
-size_t nb__conv_direct_bw_scratch(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d win, int64_t OH,
-                                  int64_t OW, int threads);
-void nb__conv_direct_bw(const nb_tensor *x, const nb_tensor *gy, nb_window2d win, nb_tensor *gw, int threads,
-                        char *scratch);
+/* The part, its inputs a, b and output: FWD y = conv(a = x, b = w) + bias; BX dx =
+ * conv_bx(a = gy, b = w) + bias; BW gw = conv_bw(a = x, b = gy), bias NULL. */
+typedef enum { NB_CONV_FWD, NB_CONV_BX, NB_CONV_BW } nb_conv_part;
+size_t nb__conv_direct_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, nb_window2d win,
+                               const nb_tensor *out, int threads);
+void nb__conv_direct(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, const nb_tensor *bias, nb_window2d win,
+                     nb_tensor *out, int threads, char *scratch);
 /* Output columns q whose tap reads inside the image row: iw = q*sw + off in [0, W), with
  * off = j*dw - pw; [*q0, *q1) within [0, OW). Loops over [q0, q1) need no bounds test. */
 static inline void nb__tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *q0, int64_t *q1) {

@@ -399,6 +399,17 @@ static bool use_direct(const conv_job *j, bool input_grad) {
     return w.kh * w.kw > 1 && nb__conv_direct_ok(j->dt, j->q.G, w, input_grad) && (!input_grad || j->C >= 8);
 }
 
+/* out = the direct kernel's part, its scratch above out (released by finish_prim at *m) */
+static bool run_direct(nb_ctx *ctx, const conv_job *j, nb_conv_part part, const nb_tensor *a, const nb_tensor *b,
+                       nb_mark *m) {
+    const int T = conv_threads(j->N, j->N * j->O * j->K * j->L);
+    *m = nb_ctx_mark(ctx);
+    char *s = nb_ctx_alloc(ctx, nb__conv_direct_scratch(part, a, b, j->q.win, j->out, T));
+    if (!s) return false;
+    nb__conv_direct(part, a, b, j->b, j->q.win, j->out, T, s);
+    return true;
+}
+
 /* y (whose bias rows, if any, are filled here) = conv(x, w), scratch above y released by finish */
 static bool run_igemm(nb_ctx *ctx, conv_job *j, const nb_tensor *x, const nb_tensor *w, const conv_geom *q,
                       nb_mark *m) {
@@ -464,11 +475,7 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     j.x = x, j.w = w, j.b = b, j.out = y;
     nb_mark m;
     if (use_direct(&j, false)) {
-        const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
-        m = nb_ctx_mark(ctx);
-        char *s = nb_ctx_alloc(ctx, nb__conv_direct_scratch(j.C, j.O, q->H, q->W, q->win, q->OH, q->OW, T));
-        if (!s) return NULL;
-        nb__conv_direct(x, w, b, q->win, y, T, s);
+        if (!run_direct(ctx, &j, NB_CONV_FWD, x, w, &m)) return NULL;
     } else if (implicit_gemm(&j, x)) {
         if (!run_igemm(ctx, &j, x, w, q, &m)) return NULL;
     } else if (!run_job(ctx, &j, j.N, conv_fwd_sample, x, 0, &m)) {
@@ -487,11 +494,7 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     j.gy = gy, j.w = w, j.b = b, j.out = z;
     nb_mark m;
     if (use_direct(&j, true)) {
-        const int T = conv_threads(j.N, j.N * j.O * j.K * j.L);
-        m = nb_ctx_mark(ctx);
-        char *s = nb_ctx_alloc(ctx, nb__conv_direct_bx_scratch(j.C, j.O, q->H, q->W, q->win, q->OH, q->OW, T));
-        if (!s) return NULL;
-        nb__conv_direct_bx(gy, w, b, q->win, z, T, s);
+        if (!run_direct(ctx, &j, NB_CONV_BX, gy, w, &m)) return NULL;
     } else if (implicit_gemm(&j, z) && j.Og <= 2 * j.K) {
         const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
         m = nb_ctx_mark(ctx);
@@ -526,11 +529,7 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     j.x = x, j.gy = gy, j.out = gw;
     nb_mark m;
     if (use_direct(&j, false)) {
-        const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
-        m = nb_ctx_mark(ctx);
-        char *s = nb_ctx_alloc(ctx, nb__conv_direct_bw_scratch(j.N, j.C, j.O, q->H, q->W, q->win, q->OH, q->OW, T));
-        if (!s) return NULL;
-        nb__conv_direct_bw(x, gy, q->win, gw, T, s);
+        if (!run_direct(ctx, &j, NB_CONV_BW, x, gy, &m)) return NULL;
         nb_tensor *in[2] = {x, gy};
         return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);
     }

@@ -43,6 +43,8 @@ typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
 
 enum { MAX_TAPS = 64, MAX_PH = 16 }; /* taps of a window; phases of the input gradient's output */
 
+#ifdef NB_CONV_DIRECT
+
 /* One convolution done here: C input planes (Hi, Wi) at (pt, pl) of a zero padding; with a
  * stride, each padded plane is split into its phases (rows a + k*sh, columns b + k*sw), so that
  * every tap reads consecutive elements again: tap (i, j) reads phase (i*dh % sh, j*dw % sw) at
@@ -99,6 +101,8 @@ static bool geom_of(dgeom *g, int64_t C, int64_t O, int64_t Hi, int64_t Wi, int6
     }
     return true;
 }
+
+#endif
 
 bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) {
 #ifdef NB_CONV_DIRECT
@@ -464,72 +468,42 @@ static bool bx_plan(dplan *pl, int64_t C, int64_t O, int64_t H, int64_t W, nb_wi
         for (int64_t b = 0; b < w.sw; b++) bx_phase(&pl->g[pl->n++], C, O, H, W, OH, OW, w, a, b);
     return true;
 }
+
+/* the plan of one part: FWD a = x, out = y; BX a = gy, out = dx; BW a = x, b = gy, out = gw */
+static bool part_plan(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, nb_window2d w, const nb_tensor *out,
+                      dplan *pl) {
+    if (part == NB_CONV_FWD)
+        return fwd_plan(pl, a->shape[1], out->shape[1], a->shape[2], a->shape[3], w, out->shape[2], out->shape[3]);
+    if (part == NB_CONV_BX)
+        return bx_plan(pl, out->shape[1], a->shape[1], out->shape[2], out->shape[3], w, a->shape[2], a->shape[3]);
+    pl->n = 1;
+    return geom_of(&pl->g[0], a->shape[1], b->shape[1], a->shape[2], a->shape[3], w.ph, w.pw, b->shape[2], b->shape[3], w,
+                   VW);
+}
 #endif
 
-size_t nb__conv_direct_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
-                               int threads) {
+size_t nb__conv_direct_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, nb_window2d win,
+                               const nb_tensor *out, int threads) {
 #ifdef NB_CONV_DIRECT
     dplan pl;
-    return fwd_plan(&pl, C, O, H, W, w, OH, OW) ? plan_bytes(&pl, threads) : 0;
+    if (!part_plan(part, a, b, win, out, &pl)) return 0;
+    if (part != NB_CONV_BW) return plan_bytes(&pl, threads);
+    const int64_t N = a->shape[0];
+    return (size_t)threads * bw_thread_bytes(&pl.g[0], bw_chunk(&pl.g[0], N > 0 ? N : 1));
 #else
-    (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
+    (void)part, (void)a, (void)b, (void)win, (void)out, (void)threads;
     return 0;
 #endif
 }
 
-void nb__conv_direct(const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *y,
-                     int threads, char *scratch) {
+void nb__conv_direct(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, const nb_tensor *bias, nb_window2d win,
+                     nb_tensor *out, int threads, char *scratch) {
 #ifdef NB_CONV_DIRECT
     dplan pl;
-    if (fwd_plan(&pl, x->shape[1], w->shape[0], x->shape[2], x->shape[3], win, y->shape[2], y->shape[3]))
-        plan_run(&pl, x, w->data, false, b, y->data, threads, scratch);
+    if (!part_plan(part, a, b, win, out, &pl)) return;
+    if (part == NB_CONV_BW) bw_run(&pl.g[0], a, b->data, out->data, threads, scratch);
+    else plan_run(&pl, a, b->data, part == NB_CONV_BX, bias, out->data, threads, scratch);
 #else
-    (void)x, (void)w, (void)b, (void)win, (void)y, (void)threads, (void)scratch;
-#endif
-}
-
-size_t nb__conv_direct_bx_scratch(int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW,
-                                  int threads) {
-#ifdef NB_CONV_DIRECT
-    dplan pl;
-    return bx_plan(&pl, C, O, H, W, w, OH, OW) ? plan_bytes(&pl, threads) : 0;
-#else
-    (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
-    return 0;
-#endif
-}
-
-void nb__conv_direct_bx(const nb_tensor *gy, const nb_tensor *w, const nb_tensor *b, nb_window2d win, nb_tensor *dx,
-                        int threads, char *scratch) {
-#ifdef NB_CONV_DIRECT
-    dplan pl;
-    if (bx_plan(&pl, dx->shape[1], gy->shape[1], dx->shape[2], dx->shape[3], win, gy->shape[2], gy->shape[3]))
-        plan_run(&pl, gy, w->data, true, b, dx->data, threads, scratch);
-#else
-    (void)gy, (void)w, (void)b, (void)win, (void)dx, (void)threads, (void)scratch;
-#endif
-}
-
-size_t nb__conv_direct_bw_scratch(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH,
-                                  int64_t OW, int threads) {
-#ifdef NB_CONV_DIRECT
-    dgeom g;
-    if (!geom_of(&g, C, O, H, W, w.ph, w.pw, OH, OW, w, VW)) return 0;
-    return (size_t)threads * bw_thread_bytes(&g, bw_chunk(&g, N > 0 ? N : 1));
-#else
-    (void)N, (void)C, (void)O, (void)H, (void)W, (void)w, (void)OH, (void)OW, (void)threads;
-    return 0;
-#endif
-}
-
-void nb__conv_direct_bw(const nb_tensor *x, const nb_tensor *gy, nb_window2d win, nb_tensor *gw, int threads,
-                        char *scratch) {
-#ifdef NB_CONV_DIRECT
-    dgeom g;
-    if (geom_of(&g, x->shape[1], gy->shape[1], x->shape[2], x->shape[3], win.ph, win.pw, gy->shape[2], gy->shape[3], win,
-                VW))
-        bw_run(&g, x, gy->data, gw->data, threads, scratch);
-#else
-    (void)x, (void)gy, (void)win, (void)gw, (void)threads, (void)scratch;
+    (void)part, (void)a, (void)b, (void)bias, (void)win, (void)out, (void)threads, (void)scratch;
 #endif
 }
