@@ -2,7 +2,7 @@
  *
  *   bench_nabla [--threads T] [--quick] [ROW ...]
  *       ROW: info mlp cnn resnet conv bn ln optim chain engine matmul memory triad steady fit,
- *            prof-mlp64/prof-mlp256/prof-cnn,
+ *            prof-mlp64/prof-mlp256/prof-cnn/prof-resnet,
  *            {cnn,resnet,wide}-memory/{train,eval} (one case per process)
  *   --threads 0: nabla's automatic team size (the tuner in src/graph/threads.c); bench/busy.py
  *   runs the steady row that way against 1 and 2 fixed threads, on a quiet and a busy machine.
@@ -1077,6 +1077,14 @@ static void prof_cnn(void) {
     nb_tensor_free(x), nb_tensor_free(y);
 }
 
+/* For profilers: 200 steps of the resnet row's network (res_train_step), nothing else. */
+static void prof_resnet(void) {
+    res_run r;
+    res_init(&r, false, true);
+    for (int i = 0; i < 200; i++) res_train_step(&r);
+    res_free(&r);
+}
+
 /* Row 2: one step of Adam and of SGD with momentum on a single 10M-element parameter, against
  * the bandwidth bound bytes / triad bandwidth measured just before in the same process. */
 static void opt_step(void *p) { nb_optim_step(p); }
@@ -1165,6 +1173,8 @@ int main(int argc, char **argv) {
             row_fit();
         } else if (!strcmp(row, "prof-cnn")) {
             prof_cnn();
+        } else if (!strcmp(row, "prof-resnet")) {
+            prof_resnet();
         } else if (!strcmp(row, "memory")) {
             row_memory();
         } else if (!strcmp(row, "prof-mlp64") || !strcmp(row, "prof-mlp256")) {

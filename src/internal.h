@@ -18,6 +18,9 @@
 
 /* Element-wise work smaller than this runs on one thread (thread start-up costs ~µs). */
 #define NB_PAR_THRESHOLD 32768
+/* The same for kernels that cost tens of cycles per element (a Philox draw, tanh, erf): a
+ * waiting thread pays for itself sooner (the MLP's 64x256 dropout layers ran on one thread). */
+#define NB_PAR_THRESHOLD_HEAVY 4096
 
 #define NB_MAX_CHUNKS 48
 
@@ -230,6 +233,8 @@ typedef void (*nb_row_fn)(int64_t n, char **p, const int64_t *s, const void *arg
 void nb__iter_init(nb_iter *it, int ndim, const int64_t *shape, int nops, const nb_tensor *const *ts);
 /* Run fn over all rows; splits the flat range over OpenMP threads when large. */
 void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg);
+/* The same with min_par elements as the threshold for threads (NB_PAR_THRESHOLD_HEAVY, say). */
+void nb__iter_run_min(const nb_iter *it, nb_row_fn fn, const void *arg, int64_t min_par);
 void nb__iter_run_serial(const nb_iter *it, nb_row_fn fn, const void *arg);
 
 /* ---- element-wise ops: one table entry each (src/ops/unary.c, src/ops/elementwise.c) ------ */

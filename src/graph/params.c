@@ -1,6 +1,7 @@
 /* Parameters as views into one flat value buffer and one flat gradient buffer. */
 #include "../internal.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 nb_params *nb_params_new_dtype(nb_dtype dtype) {
@@ -173,7 +174,16 @@ int nb_params_index(const nb_params *ps, const nb_tensor *p) {
 
 void nb_params_zero_grad(nb_params *ps) {
     if (!ps || !ps->grad_flat) return;
-    memset(ps->grad_flat, 0, (size_t)ps->total * nb_dtype_size(ps->dtype));
+    /* in pieces over the threads: one thread alone left the other waiting ~3% of a 2-thread
+     * MLP step */
+    const size_t bytes = (size_t)ps->total * nb_dtype_size(ps->dtype), piece = 64 << 10;
+    const int64_t npieces = (int64_t)((bytes + piece - 1) / piece);
+    char *g = (char *)ps->grad_flat;
+#pragma omp parallel for if (bytes >= 4 * NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+    for (int64_t k = 0; k < npieces; k++) {
+        const size_t at = (size_t)k * piece;
+        memset(g + at, 0, bytes - at < piece ? bytes - at : piece);
+    }
     for (int i = 0; i < ps->n; i++) ps->p[i]->grad_zero_ = true;
 }
 

@@ -167,7 +167,10 @@ static nb_tensor *epilogue(nb_ctx *ctx, nb_tensor *z, nb_tensor *b, nb_act act, 
     nb_iter it;
     const nb_tensor *ts[4] = {y, d, b ? b : z, z};
     nb__iter_init(&it, y->ndim, y->shape, 4, ts);
-    nb__iter_run(&it, y->dtype == NB_F32 ? ACTS[act].f32 : ACTS[act].f64, &a);
+    /* a mask draw or a transcendental costs tens of cycles an element: threads pay earlier */
+    const bool heavy = drop || (act != NB_ACT_NONE && act != NB_ACT_RELU);
+    nb__iter_run_min(&it, y->dtype == NB_F32 ? ACTS[act].f32 : ACTS[act].f64, &a,
+                     heavy ? NB_PAR_THRESHOLD_HEAVY : NB_PAR_THRESHOLD);
     nb_node *n;
     nb_tensor *in[2] = {z, b};
     if (!nb__finish(ctx, &OP_EPILOGUE, y, b ? 2 : 1, in, &n)) return NULL;

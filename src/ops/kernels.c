@@ -75,10 +75,12 @@ void nb__iter_run_serial(const nb_iter *it, nb_row_fn fn, const void *arg) {
     if (it->total) run_range(it, 0, it->total, fn, arg);
 }
 
-void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg) {
+void nb__iter_run(const nb_iter *it, nb_row_fn fn, const void *arg) { nb__iter_run_min(it, fn, arg, NB_PAR_THRESHOLD); }
+
+void nb__iter_run_min(const nb_iter *it, nb_row_fn fn, const void *arg, int64_t min_par) {
     const int64_t total = it->total;
     if (total == 0) return;
-    if (total < NB_PAR_THRESHOLD || omp_get_max_threads() == 1 || omp_in_parallel()) {
+    if (total < min_par || omp_get_max_threads() == 1 || omp_in_parallel()) {
         run_range(it, 0, total, fn, arg);
         return;
     }

@@ -62,22 +62,115 @@ static void red_row(int64_t n, char **p, const int64_t *s, const void *argp) {
 #undef RED_ROW
 }
 
-/* Sums of f(v[i]) in double with 8 independent accumulators combined in a fixed order: one
- * long dependency chain would cost an add latency per element. */
-static inline __attribute__((always_inline)) double sum_f32_map(const float *v, int64_t n, float (*f)(float)) {
-    double s[8] = {0};
+/* Sums of f(v[i]) in double. A chunk of at most SUM_CHUNK elements goes into 32 independent
+ * accumulators (four vectors: one chain would cost an add latency per element, one vector of
+ * eight still one per eight), combined pairwise in a fixed order; a longer sum adds its chunks'
+ * sums in order, the chunks computed on threads when no team is running. Same additions for
+ * any thread count. */
+#define SUM_CHUNK 8192
+#define SUM_ACC 32
+static inline __attribute__((always_inline)) double sum_f32_chunk(const float *v, int64_t n, float (*f)(float)) {
+    double s[SUM_ACC] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += f(v[i + k]);
+    for (; i + SUM_ACC <= n; i += SUM_ACC)
+        for (int k = 0; k < SUM_ACC; k++) s[k] += f(v[i + k]);
     for (int k = 0; i < n; i++, k++) s[k] += f(v[i]);
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (int w = SUM_ACC / 2; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++) s[k] += s[k + w];
+    return s[0];
 }
 static inline float ident_f32(float v) { return v; }
-static double sum_f32_unit(const float *v, int64_t n) { return sum_f32_map(v, n, ident_f32); }
+static inline float square_f32(float v) { return v * v; }
+static inline float abs_f32(float v) { return fabsf(v); }
+typedef enum { MAP_IDENT, MAP_SQUARE, MAP_ABS } sum_map_kind;
+/* the map is a constant in each case, so that every chunk loop vectorizes (a function pointer
+ * would not survive OpenMP's outlining of the parallel loop below) */
+static double sum_f32_chunk_of(const float *v, int64_t n, sum_map_kind kind) {
+    switch (kind) {
+    case MAP_SQUARE: return sum_f32_chunk(v, n, square_f32);
+    case MAP_ABS: return sum_f32_chunk(v, n, abs_f32);
+    default: return sum_f32_chunk(v, n, ident_f32);
+    }
+}
+static double sum_f32_map(const float *v, int64_t n, sum_map_kind kind) {
+    if (n <= SUM_CHUNK) return sum_f32_chunk_of(v, n, kind);
+    enum { GROUP = 64 }; /* chunk sums kept at a time */
+    const int64_t nc = (n + SUM_CHUNK - 1) / SUM_CHUNK;
+    double total = 0.0, part[GROUP];
+    for (int64_t c0 = 0; c0 < nc; c0 += GROUP) {
+        const int64_t c1 = nc - c0 < GROUP ? nc : c0 + GROUP;
+#pragma omp parallel for if (n >= 4 * NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+        for (int64_t c = c0; c < c1; c++) {
+            const int64_t s = c * SUM_CHUNK, len = n - s < SUM_CHUNK ? n - s : SUM_CHUNK;
+            part[c - c0] = sum_f32_chunk_of(v + s, len, kind);
+        }
+        for (int64_t c = c0; c < c1; c++) total += part[c - c0];
+    }
+    return total;
+}
+static double sum_f32_unit(const float *v, int64_t n) { return sum_f32_map(v, n, MAP_IDENT); }
 static double sum_f32_strided(const float *v, int64_t n, int64_t is) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += v[i * is];
     return s;
+}
+
+/* One output of a reduction whose innermost axis is reduced: the reduced axes as rows of `inner`
+ * elements with stride `is`, outer reduced axes rshape/rstride[0 .. nr-1), kept axes kd[0 .. nk) */
+typedef struct {
+    const nb_tensor *x, *out;
+    nb_reduce_kind kind;
+    double ident;
+    int nk, nr;
+    int64_t inner, is, nrows;
+    int kd[NB_MAX_DIMS];
+    int64_t rshape[NB_MAX_DIMS], rstride[NB_MAX_DIMS];
+} reduce_plan;
+
+static void reduce_out(const reduce_plan *pl, int64_t o) {
+    const nb_tensor *x = pl->x;
+    const nb_reduce_kind kind = pl->kind;
+    const int64_t inner = pl->inner, is = pl->is;
+    const size_t es = nb_dtype_size(x->dtype);
+    int64_t rem = o, base = 0;
+    for (int k = pl->nk - 1; k >= 0; k--) {
+        base += (rem % x->shape[pl->kd[k]]) * x->stride[pl->kd[k]];
+        rem /= x->shape[pl->kd[k]];
+    }
+    double acc = pl->ident;
+    for (int64_t r = 0; r < pl->nrows; r++) {
+        int64_t rr = r, off = base;
+        for (int k = pl->nr - 2; k >= 0; k--) {
+            off += (rr % pl->rshape[k]) * pl->rstride[k];
+            rr /= pl->rshape[k];
+        }
+        const char *p = (const char *)x->data + off * (int64_t)es;
+        if (x->dtype == NB_F32) {
+            const float *v = (const float *)p;
+            if (kind == NB_R_SUM) {
+                acc += is == 1 ? sum_f32_unit(v, inner) : sum_f32_strided(v, inner, is);
+            } else {
+                for (int64_t i = 0; i < inner; i++) {
+                    double u = v[i * is];
+                    if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
+                }
+            }
+        } else {
+            const double *v = (const double *)p;
+            if (kind == NB_R_SUM) {
+                double s = 0;
+                for (int64_t i = 0; i < inner; i++) s += v[i * is];
+                acc += s;
+            } else {
+                for (int64_t i = 0; i < inner; i++) {
+                    double u = v[i * is];
+                    if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
+                }
+            }
+        }
+    }
+    if (pl->out->dtype == NB_F32) ((float *)pl->out->data)[o] = (float)acc;
+    else ((double *)pl->out->data)[o] = acc;
 }
 
 static void reduce_kernel(nb_reduce_kind kind, const nb_tensor *x, unsigned mask, nb_tensor *out) {
@@ -119,51 +212,17 @@ static void reduce_kernel(nb_reduce_kind kind, const nb_tensor *x, unsigned mask
             kd[nk++] = d;
         }
     }
-    const int64_t nout = out->numel, inner = nr ? rshape[nr - 1] : 1, is = nr ? rstride[nr - 1] : 0;
-    const int64_t nrows = nr ? nb__numel(nr - 1, rshape) : 1;
-    const size_t es = nb_dtype_size(x->dtype);
-#pragma omp parallel for if (x->numel >= NB_PAR_THRESHOLD && nout > 1 && !omp_in_parallel()) schedule(static)
-    for (int64_t o = 0; o < nout; o++) {
-        int64_t rem = o, base = 0;
-        for (int k = nk - 1; k >= 0; k--) {
-            base += (rem % x->shape[kd[k]]) * x->stride[kd[k]];
-            rem /= x->shape[kd[k]];
-        }
-        double acc = ident;
-        for (int64_t r = 0; r < nrows; r++) {
-            int64_t rr = r, off = base;
-            for (int k = nr - 2; k >= 0; k--) {
-                off += (rr % rshape[k]) * rstride[k];
-                rr /= rshape[k];
-            }
-            const char *p = (const char *)x->data + off * (int64_t)es;
-            if (x->dtype == NB_F32) {
-                const float *v = (const float *)p;
-                if (kind == NB_R_SUM) {
-                    acc += is == 1 ? sum_f32_unit(v, inner) : sum_f32_strided(v, inner, is);
-                } else {
-                    for (int64_t i = 0; i < inner; i++) {
-                        double u = v[i * is];
-                        if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
-                    }
-                }
-            } else {
-                const double *v = (const double *)p;
-                if (kind == NB_R_SUM) {
-                    double s = 0;
-                    for (int64_t i = 0; i < inner; i++) s += v[i * is];
-                    acc += s;
-                } else {
-                    for (int64_t i = 0; i < inner; i++) {
-                        double u = v[i * is];
-                        if (kind == NB_R_MAX ? (u > acc || u != u) : (u < acc || u != u)) acc = u;
-                    }
-                }
-            }
-        }
-        if (out->dtype == NB_F32) ((float *)out->data)[o] = (float)acc;
-        else ((double *)out->data)[o] = acc;
+    reduce_plan pl = {.x = x, .out = out, .kind = kind, .ident = ident, .nk = nk, .nr = nr,
+                      .inner = nr ? rshape[nr - 1] : 1, .is = nr ? rstride[nr - 1] : 0,
+                      .nrows = nr ? nb__numel(nr - 1, rshape) : 1};
+    memcpy(pl.kd, kd, sizeof kd), memcpy(pl.rshape, rshape, sizeof rshape), memcpy(pl.rstride, rstride, sizeof rstride);
+    const int64_t nout = out->numel;
+    if (nout == 1) { /* no region around it: a long sum may use the threads itself */
+        reduce_out(&pl, 0);
+        return;
     }
+#pragma omp parallel for if (x->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+    for (int64_t o = 0; o < nout; o++) reduce_out(&pl, o);
 }
 
 /* gradient of a reduced tensor, stretched back over x's shape */
@@ -252,11 +311,9 @@ nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x) { return all_ok(ctx, "sum_all",
 /* The forward adds exactly what nb_sum_all(nb_mul(x, x)) / nb_sum_all(nb_abs(x)) add, in the
  * same order, and the backward gives the bits of those compositions' rules, g * (2 x + 0) and
  * g * sign(x): one pass instead of two each way and no x^2 / |x| tensor. */
-static inline float square_f32(float v) { return v * v; }
-static inline float abs_f32(float v) { return fabsf(v); }
 static double sum_map_kernel(const nb_tensor *x, bool square) { /* x contiguous */
     const int64_t n = x->numel;
-    if (x->dtype == NB_F32) return 0.0 + (square ? sum_f32_map(x->data, n, square_f32) : sum_f32_map(x->data, n, abs_f32));
+    if (x->dtype == NB_F32) return 0.0 + sum_f32_map(x->data, n, square ? MAP_SQUARE : MAP_ABS);
     const double *v = x->data;
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += square ? v[i] * v[i] : fabs(v[i]);

@@ -64,7 +64,7 @@ nb_tensor *nb__dropout_mask(nb_ctx *ctx, nb_dtype dt, int ndim, const int64_t *s
     const uint32_t t = nb__keep_threshold(p);
     const double scale = 1.0 / (1.0 - p);
     const int64_t nitems = (n + DROP_BLOCK - 1) / DROP_BLOCK;
-#pragma omp parallel for if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+#pragma omp parallel for if (n >= NB_PAR_THRESHOLD_HEAVY && !omp_in_parallel()) schedule(static)
     for (int64_t b = 0; b < nitems; b++) {
         const int64_t s = b * DROP_BLOCK, e = n - s < DROP_BLOCK ? n : s + DROP_BLOCK;
         nb__keep_mask(dt, (char *)mask->data + s * (int64_t)nb_dtype_size(dt), s, e, key, base, t, scale);

@@ -127,20 +127,26 @@ Test(dense, eval_mode_applies_no_dropout_and_draws_nothing) {
     cr_assert(zeros > 0 && zeros < 20);
 }
 
-/* above the parallel threshold: the same output and gradients for 1, 2 and 3 threads, with and
- * without recording (no-grad computes no derivative but the same values) */
+/* above the parallel thresholds (the element-wise one, and the lower one for a dropout mask or a
+ * transcendental activation, which a 64x130 layer crosses): the same output and gradients for 1,
+ * 2 and 3 threads, with and without recording (no-grad computes no derivative but the same values) */
 Test(dense, same_bits_for_any_thread_count) {
-    nb_tensor *x = leaf(NB_F32, NB_SHAPE(300, 64), 1.0), *w = leaf(NB_F32, NB_SHAPE(130, 64), 0.2);
-    nb_tensor *b = leaf(NB_F32, NB_SHAPE(130), 0.2), *cw = nb_randn(ctx, NB_F32, NB_SHAPE(300, 130));
-    nb_tensor *ref[4], *got[4];
-    for (int t = 1; t <= 3; t++) {
-        nb_set_num_threads(t);
-        run(true, x, w, b, NB_ACT_GELU, 0.25, cw, t == 1 ? ref : got);
-        for (int g = 0; t > 1 && g < 4; g++) cr_assert_eq(max_rel(got[g], ref[g]), 0, "%d threads: output %d", t, g);
-        nb_ctx_seed(ctx, 77);
-        nb_tensor *y;
-        NB_NO_GRAD(ctx) y = nb_linear_act(ctx, x, w, b, NB_ACT_GELU, 0.25);
-        cr_assert_eq(max_rel(y, ref[0]), 0, "%d threads, no grad", t);
+    static const int64_t ROWS[] = {300, 64};
+    static const nb_act ACT[] = {NB_ACT_GELU, NB_ACT_RELU};
+    for (int c = 0; c < 2; c++) {
+        nb_tensor *x = leaf(NB_F32, NB_SHAPE(ROWS[c], 64), 1.0), *w = leaf(NB_F32, NB_SHAPE(130, 64), 0.2);
+        nb_tensor *b = leaf(NB_F32, NB_SHAPE(130), 0.2), *cw = nb_randn(ctx, NB_F32, NB_SHAPE(ROWS[c], 130));
+        nb_tensor *ref[4], *got[4];
+        for (int t = 1; t <= 3; t++) {
+            nb_set_num_threads(t);
+            run(true, x, w, b, ACT[c], 0.25, cw, t == 1 ? ref : got);
+            for (int g = 0; t > 1 && g < 4; g++)
+                cr_assert_eq(max_rel(got[g], ref[g]), 0, "%lld rows, %d threads: output %d", (long long)ROWS[c], t, g);
+            nb_ctx_seed(ctx, 77);
+            nb_tensor *y;
+            NB_NO_GRAD(ctx) y = nb_linear_act(ctx, x, w, b, ACT[c], 0.25);
+            cr_assert_eq(max_rel(y, ref[0]), 0, "%lld rows, %d threads, no grad", (long long)ROWS[c], t);
+        }
     }
     nb_set_num_threads(2);
 }

@@ -2,6 +2,8 @@
 #include "common.h"
 #include "ref/torch_refs.h"
 
+#include <string.h>
+
 TestSuite(reduce, .init = ctx_setup, .fini = ctx_teardown);
 
 static const int AX1[] = {1}, AX02[] = {0, 2}, AXL[] = {-1}, AX0[] = {0}, AX2[] = {2};
@@ -104,6 +106,38 @@ Test(reduce, argmax_and_ties) {
     nb_requires_grad(t, true);
     cr_assert_eq(nb_backward(ctx, nb_max(ctx, t, 0, NULL, false), NULL), NB_OK);
     assert_values(t->grad, (double[]){0, 0.5, 0.5, 0}, 4, 0);
+}
+
+/* Long f32 sums are cut into fixed chunks that threads take (src/ops/reduce.c): the result must
+ * not depend on the thread count, and must stay as accurate as a double sum. Lengths cover one
+ * chunk, a partial group of chunks and several groups (the chunk sums are kept 64 at a time). */
+Test(reduce, long_sums_same_bits_for_any_thread_count) {
+    static const int64_t LENS[] = {8192, 8193, 100003, 64 * 8192 + 5, 1500001};
+    for (size_t li = 0; li < sizeof LENS / sizeof *LENS; li++) {
+        const int64_t n = LENS[li];
+        nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(n));
+        float *v = x->data;
+        for (int64_t i = 0; i < n; i++) v[i] += 0.25f; /* a mean, so the sum is not near zero */
+        double want_sum = 0, want_sq = 0, want_abs = 0; /* long double would be better; the f32 result is far coarser */
+        for (int64_t i = 0; i < n; i++) want_sum += v[i], want_sq += (double)(v[i] * v[i]), want_abs += fabs(v[i]);
+        float got[3][3];
+        for (int t = 1; t <= 3; t++) {
+            nb_set_num_threads(t);
+            nb_tensor *ws[1] = {x};
+            got[t - 1][0] = (float)nb_item(nb_sum_all(ctx, x));
+            got[t - 1][1] = (float)nb_item(nb_l2_penalty(ctx, 1, ws, 1.0));
+            got[t - 1][2] = (float)nb_item(nb_l1_penalty(ctx, 1, ws, 1.0));
+        }
+        nb_set_num_threads(2);
+        for (int t = 1; t < 3; t++)
+            for (int k = 0; k < 3; k++)
+                cr_assert_eq(memcmp(&got[t][k], &got[0][k], sizeof(float)), 0, "n %lld, sum %d: %d threads %.9g, 1 thread %.9g",
+                             (long long)n, k, t + 1, got[t][k], got[0][k]);
+        const double want[3] = {want_sum, want_sq, want_abs};
+        for (int k = 0; k < 3; k++)
+            cr_assert(fabs(got[0][k] - want[k]) <= 2e-7 * fabs(want[k]) + 1e-6, "n %lld, sum %d: %.9g against %.9g",
+                      (long long)n, k, got[0][k], want[k]);
+    }
 }
 
 Test(reduce, stable_and_degenerate_values) {
