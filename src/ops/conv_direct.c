@@ -166,37 +166,51 @@ static void pad_channel(float *dst, const float *src, int64_t s_h, int64_t s_w, 
 
 
 /* ---- forward and input gradient: out (O, Ho, Wo) += the conv of padded planes xp ---------- */
+/* One block of positions [p0, p0 + nv*VW) for FOB output channels into tile (rows of PB):
+ * always inlined with a constant nv, so that its loops unroll and the accumulators stay in
+ * registers. Full blocks take FPV vectors; the last block of a plane only the vectors it needs
+ * (a 14x14 output, pitch 15: 210 positions, 224 computed instead of 240). */
+static inline __attribute__((always_inline)) void fwd_block(const dgeom *g, const float *xp, const float *wb,
+                                                            int64_t p0, float *tile, const int nv) {
+    const int64_t C = g->C, taps = g->taps;
+    vf acc[FOB][FPV];
+#pragma GCC unroll 8
+    for (int o = 0; o < FOB; o++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[o][v] = (vf){0};
+    const float *wc = wb;
+    for (int64_t c = 0; c < C; c++) {
+        const float *xc = xp + c * g->PS + p0;
+        for (int64_t t = 0; t < taps; t++, wc += FOB) {
+            vf xv[FPV];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) xv[v] = *(const vfu *)(xc + g->off[t] + v * VW);
+#pragma GCC unroll 8
+            for (int o = 0; o < FOB; o++) {
+                const float wv = wc[o];
+#pragma GCC unroll 4
+                for (int v = 0; v < nv; v++) acc[o][v] += wv * xv[v];
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int o = 0; o < FOB; o++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) *(vf *)(tile + o * PB + v * VW) = acc[o][v];
+}
+_Static_assert(FPV == 3, "fwd_planes dispatches blocks of 1 to 3 vectors");
+
 /* wp: the weight packed as [O/FOB][C][taps][FOB], zero rows past O; bias (O) or NULL; tile:
  * FOB*PB floats, 64-byte aligned */
 static void fwd_planes(const dgeom *g, const float *xp, const float *wp, const float *bias, float *out, float *tile) {
-    const int64_t C = g->C, taps = g->taps;
+    const int64_t C = g->C, taps = g->taps, used = g->Ho * g->Wp;
     for (int64_t ob = 0; ob < g->O; ob += FOB) {
         const float *wb = wp + ob * C * taps;
-        for (int64_t p0 = 0; p0 < g->P; p0 += PB) {
-            vf acc[FOB][FPV];
-#pragma GCC unroll 8
-            for (int o = 0; o < FOB; o++)
-#pragma GCC unroll 4
-                for (int v = 0; v < FPV; v++) acc[o][v] = (vf){0};
-            const float *wc = wb;
-            for (int64_t c = 0; c < C; c++) {
-                const float *xc = xp + c * g->PS + p0;
-                for (int64_t t = 0; t < taps; t++, wc += FOB) {
-                    vf xv[FPV];
-#pragma GCC unroll 4
-                    for (int v = 0; v < FPV; v++) xv[v] = *(const vfu *)(xc + g->off[t] + v * VW);
-#pragma GCC unroll 8
-                    for (int o = 0; o < FOB; o++) {
-                        const float wv = wc[o];
-#pragma GCC unroll 4
-                        for (int v = 0; v < FPV; v++) acc[o][v] += wv * xv[v];
-                    }
-                }
-            }
-#pragma GCC unroll 8
-            for (int o = 0; o < FOB; o++)
-#pragma GCC unroll 4
-                for (int v = 0; v < FPV; v++) *(vf *)(tile + o * PB + v * VW) = acc[o][v];
+        for (int64_t p0 = 0; p0 < used; p0 += PB) {
+            const int64_t nv = used - p0 >= PB ? FPV : (used - p0 + VW - 1) / VW;
+            if (nv == 3) fwd_block(g, xp, wb, p0, tile, 3);
+            else if (nv == 2) fwd_block(g, xp, wb, p0, tile, 2);
+            else fwd_block(g, xp, wb, p0, tile, 1);
             /* the block's positions that are outputs: runs of one output row each */
             const int64_t pe = p0 + PB < g->Ho * g->Wp ? p0 + PB : g->Ho * g->Wp;
             for (int64_t oh = p0 / g->Wp; oh * g->Wp < pe; oh++) {
