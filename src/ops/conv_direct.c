@@ -357,6 +357,9 @@ static void bx_phase(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, int64
 static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn, int64_t ob, int64_t c, float *gw,
                     bool first, vf *accs) {
     const int64_t Ob = up(g->O, BOB), taps = g->taps, nt = (taps + BTB - 1) / BTB;
+    /* the positions up to the last vector holding an output; past it gy's planes are zeros to
+     * the block size P (a 14x14 output on AVX-512: 14 vectors, not 15) */
+    const int64_t pend = up(g->Ho * g->Wp, VW);
     for (int64_t i = 0; i < nt * BOB * BTB; i++) accs[i] = (vf){0};
     /* sample by sample, so its planes stay in L1 across the tap blocks; the partial sums wait in
      * accs (the same additions in the same order as if they stayed in registers) */
@@ -371,7 +374,7 @@ static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn
             for (int o = 0; o < BOB; o++)
 #pragma GCC unroll 4
                 for (int k = 0; k < BTB; k++) acc[o][k] = a[o * BTB + k];
-            for (int64_t p = 0; p < g->P; p += VW) {
+            for (int64_t p = 0; p < pend; p += VW) {
                 vf gv[BOB];
 #pragma GCC unroll 8
                 for (int o = 0; o < BOB; o++) {
