@@ -123,8 +123,17 @@ static inline vf run_at(const float *s, int64_t q) {
     if (s) return *(const vfu *)(s + q);
     return (vf){0};
 }
+typedef float vh __attribute__((vector_size(32)));
+typedef float vhu __attribute__((vector_size(32), aligned(4), may_alias));
 static inline void copy_run(float *restrict d, const float *restrict s, int64_t n) {
     if (n < VW) {
+        if (VW > 8 && n >= 8) { /* a 14x14 plane's rows on AVX-512: two overlapping halves, not 14 scalars */
+            vh lo = {0}, hi = {0};
+            if (s) lo = *(const vhu *)s, hi = *(const vhu *)(s + n - 8);
+            *(vhu *)d = lo;
+            *(vhu *)(d + n - 8) = hi;
+            return;
+        }
         for (int64_t q = 0; q < n; q++) d[q] = s ? s[q] : 0.0f;
         return;
     }
