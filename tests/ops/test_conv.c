@@ -477,6 +477,10 @@ Test(conv, direct_kernels_match_f64) {
         {3, 5, 9, 10, 11, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}, .strided_x = true},
         {2, 4, 8, 9, 6, 3, 2, .o = {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}}},
         {2, 3, 13, 11, 5, 5, 5, .o = {.stride = {3, 3}, .padding = {2, 2}}},
+        /* stride-2 rows of 9 to 16 and more phase elements (vector gathers, odd and even widths) */
+        {2, 4, 7, 29, 5, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}},
+        {2, 3, 5, 44, 4, 1, 1, .o = {.stride = {2, 2}}},
+        {1, 3, 6, 19, 4, 2, 2, .o = {.stride = {2, 2}}},
         /* the weight gradient in chunks of samples (7 chunks: 6 of 3, one of 2) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
