@@ -64,12 +64,20 @@ static void red_row(int64_t n, char **p, const int64_t *s, const void *argp) {
 
 /* Sums of f(v[i]) in double. A chunk of at most SUM_CHUNK elements goes into 32 independent
  * accumulators (four vectors: one chain would cost an add latency per element, one vector of
- * eight still one per eight), combined pairwise in a fixed order; a longer sum adds its chunks'
- * sums in order, the chunks computed on threads when no team is running. Same additions for
- * any thread count. */
+ * eight still one per eight; under 256 elements, 8), combined pairwise in a fixed order; a
+ * longer sum adds its chunks' sums in order, the chunks computed on threads when no team is
+ * running. Same additions for any thread count. */
 #define SUM_CHUNK 8192
 #define SUM_ACC 32
 static inline __attribute__((always_inline)) double sum_f32_chunk(const float *v, int64_t n, float (*f)(float)) {
+    if (n < 8 * SUM_ACC) { /* a short row (a softmax's, a loss's): 8 accumulators, less set-up */
+        double s[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) s[k] += f(v[i + k]);
+        for (int k = 0; i < n; i++, k++) s[k] += f(v[i]);
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    }
     double s[SUM_ACC] = {0};
     int64_t i = 0;
     for (; i + SUM_ACC <= n; i += SUM_ACC)
