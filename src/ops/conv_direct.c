@@ -145,14 +145,15 @@ static inline void copy_run(float *restrict d, const float *restrict s, int64_t 
 /* d[q] = s[2q] for q in [q0, q1), q1 - q0 >= 9 (a stride-2 phase of a row): 8 at a time from
  * two half vectors. Nothing past s[2(q1 - 1)] is read: the full steps stop one short, and the
  * last 8 (overlapping) are the odd elements of the 16 that start one element earlier. */
-typedef int vhi __attribute__((vector_size(32)));
 static inline void gather_even(float *restrict d, const float *restrict s, int64_t q0, int64_t q1) {
-    const vhi even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
     int64_t q = q0;
-    for (; q + 8 < q1; q += 8)
-        *(vhu *)(d + q) = __builtin_shuffle((vh)*(const vhu *)(s + 2 * q), (vh)*(const vhu *)(s + 2 * q + 8), even);
+    for (; q + 8 < q1; q += 8) {
+        const vh lo = *(const vhu *)(s + 2 * q), hi = *(const vhu *)(s + 2 * q + 8);
+        *(vhu *)(d + q) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14); /* GCC >= 12, clang */
+    }
     q = q1 - 8;
-    *(vhu *)(d + q) = __builtin_shuffle((vh)*(const vhu *)(s + 2 * q - 1), (vh)*(const vhu *)(s + 2 * q + 7), odd);
+    const vh lo = *(const vhu *)(s + 2 * q - 1), hi = *(const vhu *)(s + 2 * q + 7);
+    *(vhu *)(d + q) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
 }
 
 /* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
