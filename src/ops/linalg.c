@@ -86,6 +86,73 @@ static bool blis_strides(const nb_tensor *t) {
 static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int nbd, const int64_t *bshape, int64_t M,
                     int64_t N, int64_t K);
 
+/* ---- how a mid-size product uses the team: measured per shape ------------------------------ */
+/* A single product too small for BLIS's threads to pay on every machine and too large for one
+ * thread has three ways to use T threads: our own team, each thread a block of C's columns or
+ * rows with BLIS single-threaded inside (one barrier, robust on a shared machine); BLIS's own
+ * threads (its loops partitioned, no duplicated packing, but barriers that spin); or one thread.
+ * On the conventional path all three give every element of C the same micro-kernel and k order:
+ * the same bits, so the choice is free. Which is fastest depends on the shape, the CPU, BLIS's
+ * kernel set and the load, so it is measured: the first calls of a shape (M, N, K, operand
+ * layout, T) try each way TUNE_TRIALS times, the fastest (minimum time) is kept, and every
+ * TUNE_EVERY calls the shape is measured again. */
+typedef enum { WAY_SPLIT, WAY_BLIS, WAY_ONE, NWAYS } par_way;
+enum { TUNE_SLOTS = 64, TUNE_TRIALS = 3, TUNE_EVERY = 2048 };
+typedef struct {
+    int64_t m, n, k; /* m == 0: an empty slot */
+    int layout, threads;
+    int64_t calls;   /* since the last (re)start; the first NWAYS * TUNE_TRIALS are trials */
+    int ended;       /* trials finished */
+    double best[NWAYS];
+    par_way way;
+} tune_slot;
+static tune_slot tune_table[TUNE_SLOTS];
+static pthread_mutex_t tune_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void tune_restart(tune_slot *s) {
+    s->calls = 0, s->ended = 0, s->way = WAY_SPLIT;
+    for (int w = 0; w < NWAYS; w++) s->best[w] = INFINITY;
+}
+
+/* The way to run this product; *trial: the slot to report its time to (tune_end), or -1. */
+static par_way tune_begin(int64_t m, int64_t n, int64_t k, int layout, int threads, int *trial) {
+    *trial = -1;
+    uint64_t h = (uint64_t)m * 0x9E3779B97F4A7C15u ^ (uint64_t)n * 0xC2B2AE3D27D4EB4Fu ^ (uint64_t)k * 0x165667B19E3779F9u ^
+                 (uint64_t)(layout * 8 + threads);
+    pthread_mutex_lock(&tune_lock);
+    par_way way = WAY_SPLIT; /* the table is full: our own split, as before the measurement */
+    for (int probe = 0; probe < TUNE_SLOTS; probe++) {
+        tune_slot *s = &tune_table[(h + (uint64_t)probe) % TUNE_SLOTS];
+        const bool mine = s->m == m && s->n == n && s->k == k && s->layout == layout && s->threads == threads;
+        if (!mine && s->m != 0) continue;
+        if (!mine) *s = (tune_slot){.m = m, .n = n, .k = k, .layout = layout, .threads = threads}, tune_restart(s);
+        const int64_t c = s->calls++;
+        if (c < NWAYS * TUNE_TRIALS) {
+            way = (par_way)(c % NWAYS);
+            *trial = (int)((h + (uint64_t)probe) % TUNE_SLOTS);
+        } else {
+            way = s->ended == NWAYS * TUNE_TRIALS ? s->way : WAY_SPLIT; /* trials still running elsewhere */
+            if (s->calls >= TUNE_EVERY && s->ended == NWAYS * TUNE_TRIALS) tune_restart(s);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&tune_lock);
+    return way;
+}
+
+static void tune_end(int slot, par_way way, double seconds) {
+    pthread_mutex_lock(&tune_lock);
+    tune_slot *s = &tune_table[slot];
+    if (seconds < s->best[way]) s->best[way] = seconds;
+    if (++s->ended == NWAYS * TUNE_TRIALS) {
+        par_way w = WAY_SPLIT;
+        for (int v = 0; v < NWAYS; v++)
+            if (s->best[v] < s->best[w]) w = (par_way)v;
+        s->way = w;
+    }
+    pthread_mutex_unlock(&tune_lock);
+}
+
 /* both operands at least 2-D */
 static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     char sa[128], sb[128];
@@ -109,6 +176,32 @@ static nb_tensor *matmul_nd(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) {
     product(a, b, out, nbd, bshape, M, N, K);
     nb_tensor *in[2] = {a, b};
     return nb__finish(ctx, &OP_MATMUL, out, 2, in, NULL);
+}
+
+/* out (M, N) = a b on our team of T threads, each a block of C's columns (or rows) with BLIS
+ * single-threaded inside: one OpenMP region, one barrier. The conventional path (no sup) gives
+ * every element the same micro-kernel and k order as the whole product: same bits. */
+static void split_product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int64_t M, int64_t N, int64_t K, int T) {
+    const size_t es = nb_dtype_size(a->dtype);
+    const int64_t rsa = a->stride[a->ndim - 2], csa = a->stride[a->ndim - 1];
+    const int64_t rsb = b->stride[b->ndim - 2], csb = b->stride[b->ndim - 1];
+    const bool by_cols = N >= M;
+    const int64_t len = by_cols ? N : M;
+#pragma omp parallel num_threads(T)
+    {
+        const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t lo = len * t / nt, hi = len * (t + 1) / nt;
+        if (hi > lo) {
+            const char *ap = a->data, *bp = b->data;
+            char *cp = out->data;
+            if (by_cols)
+                gemm(a->dtype, M, hi - lo, K, ap, rsa, csa, bp + lo * csb * (int64_t)es, rsb, csb, cp + lo * (int64_t)es, N, 1,
+                     1, false);
+            else
+                gemm(a->dtype, hi - lo, N, K, ap + lo * rsa * (int64_t)es, rsa, csa, bp, rsb, csb, cp + lo * N * (int64_t)es, N,
+                     1, 1, false);
+        }
+    }
 }
 
 /* out (bshape..., M, N), contiguous, = a b over the broadcast batch bshape (nbd axes); a and b
@@ -162,28 +255,14 @@ static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int 
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
         } else if (batch == 1 && blis_threads > 1 && flops < ((int64_t)1 << 27)) {
-            /* mid-size product: our threads each take a block of C's columns (or rows) and run
-             * BLIS single-threaded on it. BLIS's own barriers spin without yielding, which on a
-             * shared machine costs a time slice per barrier; one OpenMP region has one barrier.
-             * On the conventional path (sup is off here) every element still gets the same
-             * micro-kernel and k order: same bits. */
-            const bool by_cols = N >= M;
-            const int64_t len = by_cols ? N : M;
-#pragma omp parallel num_threads(T)
-            {
-                const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-                const int64_t lo = len * t / nt, hi = len * (t + 1) / nt;
-                if (hi > lo) {
-                    const char *ap = a->data, *bp = b->data;
-                    char *cp = out->data;
-                    if (by_cols)
-                        gemm(a->dtype, M, hi - lo, K, ap, rsa, csa, bp + lo * csb * (int64_t)es, rsb, csb,
-                             cp + lo * (int64_t)es, N, 1, 1, sup);
-                    else
-                        gemm(a->dtype, hi - lo, N, K, ap + lo * rsa * (int64_t)es, rsa, csa, bp, rsb, csb,
-                             cp + lo * N * (int64_t)es, N, 1, 1, sup);
-                }
-            }
+            /* mid-size product: the way to use the team is measured per shape (tune_begin) */
+            const int layout = (rsa == 1) | (csa == 1) << 1 | (rsb == 1) << 2 | (csb == 1) << 3;
+            int trial;
+            const par_way way = tune_begin(M, N, K, layout, T, &trial);
+            const double t0 = trial >= 0 ? omp_get_wtime() : 0.0;
+            if (way == WAY_SPLIT) split_product(a, b, out, M, N, K, T);
+            else gemm(a->dtype, M, N, K, a->data, rsa, csa, b->data, rsb, csb, out->data, N, 1, way == WAY_BLIS ? T : 1, sup);
+            if (trial >= 0) tune_end(trial, way, omp_get_wtime() - t0);
         } else {
             for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
         }
