@@ -95,13 +95,16 @@ static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int 
  * the same bits, so the choice is free. Which is fastest depends on the shape, the CPU, BLIS's
  * kernel set and the load, so it is measured: the first calls of a shape (M, N, K, operand
  * layout, T) try each way TUNE_TRIALS times, the fastest (minimum time) is kept, and every
- * TUNE_EVERY calls the shape is measured again. */
+ * TUNE_EVERY calls the shape is measured again. One thread is tried only where it could win
+ * without costing much when it does not: up to 4 threads, or a product under 2^21 multiply-adds
+ * (on 64 cores a trial on one thread would cost 64 calls' time). */
 typedef enum { WAY_SPLIT, WAY_BLIS, WAY_ONE, NWAYS } par_way;
 enum { TUNE_SLOTS = 64, TUNE_TRIALS = 3, TUNE_EVERY = 2048 };
 typedef struct {
     int64_t m, n, k; /* m == 0: an empty slot */
     int layout, threads;
-    int64_t calls;   /* since the last (re)start; the first NWAYS * TUNE_TRIALS are trials */
+    int64_t calls;   /* since the last (re)start; the first nways * TUNE_TRIALS are trials */
+    int nways;       /* the ways tried: WAY_SPLIT and WAY_BLIS, and WAY_ONE when 3 */
     int ended;       /* trials finished */
     double best[NWAYS];
     par_way way;
@@ -125,14 +128,18 @@ static par_way tune_begin(int64_t m, int64_t n, int64_t k, int layout, int threa
         tune_slot *s = &tune_table[(h + (uint64_t)probe) % TUNE_SLOTS];
         const bool mine = s->m == m && s->n == n && s->k == k && s->layout == layout && s->threads == threads;
         if (!mine && s->m != 0) continue;
-        if (!mine) *s = (tune_slot){.m = m, .n = n, .k = k, .layout = layout, .threads = threads}, tune_restart(s);
-        const int64_t c = s->calls++;
-        if (c < NWAYS * TUNE_TRIALS) {
-            way = (par_way)(c % NWAYS);
+        if (!mine) {
+            *s = (tune_slot){.m = m, .n = n, .k = k, .layout = layout, .threads = threads};
+            s->nways = threads <= 4 || m * n * k < ((int64_t)1 << 21) ? 3 : 2;
+            tune_restart(s);
+        }
+        const int64_t c = s->calls++, trials = s->nways * TUNE_TRIALS;
+        if (c < trials) {
+            way = (par_way)(c % s->nways);
             *trial = (int)((h + (uint64_t)probe) % TUNE_SLOTS);
         } else {
-            way = s->ended == NWAYS * TUNE_TRIALS ? s->way : WAY_SPLIT; /* trials still running elsewhere */
-            if (s->calls >= TUNE_EVERY && s->ended == NWAYS * TUNE_TRIALS) tune_restart(s);
+            way = s->ended == trials ? s->way : WAY_SPLIT; /* trials still running elsewhere */
+            if (s->calls >= TUNE_EVERY && s->ended == trials) tune_restart(s);
         }
         break;
     }
@@ -144,9 +151,9 @@ static void tune_end(int slot, par_way way, double seconds) {
     pthread_mutex_lock(&tune_lock);
     tune_slot *s = &tune_table[slot];
     if (seconds < s->best[way]) s->best[way] = seconds;
-    if (++s->ended == NWAYS * TUNE_TRIALS) {
+    if (++s->ended == s->nways * TUNE_TRIALS) {
         par_way w = WAY_SPLIT;
-        for (int v = 0; v < NWAYS; v++)
+        for (int v = 0; v < s->nways; v++)
             if (s->best[v] < s->best[w]) w = (par_way)v;
         s->way = w;
     }

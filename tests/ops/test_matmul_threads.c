@@ -28,7 +28,7 @@ Test(matmul_threads, same_result_for_any_thread_count) {
     }
 }
 
-/* A mid-size product (2^18 to 2^27 multiply-adds, one matrix) at 2 threads tries each way to use
+/* A mid-size product (2^18 to 2^27 multiply-adds, one matrix) at 2 or 5 threads tries each way to use
  * the team on its first calls (our own column or row split, BLIS's threads, one thread) and then
  * keeps the fastest: every call must give the bits of one thread. Shapes: split by columns
  * (N >= M), by rows, and a transposed operand (as nb_linear's weight), in f32 and f64. */
@@ -45,13 +45,15 @@ Test(matmul_threads, measured_team_use_keeps_the_bits) {
             nb_set_num_threads(1);
             nb_tensor *ref = nb_matmul(ctx, a, b);
             cr_assert_not_null(ref, "%s", nb_ctx_error(ctx));
-            nb_set_num_threads(2);
-            for (int call = 0; call < 12; call++) { /* 9 trials (3 ways x 3), then the kept way */
-                nb_tensor *c = nb_matmul(ctx, a, b);
-                cr_assert_not_null(c, "%s", nb_ctx_error(ctx));
-                cr_assert_eq(memcmp(c->data, ref->data, (size_t)(M * N) * nb_dtype_size(dts[d])), 0,
-                             "%s (%lld, %lld) x (%lld, %lld): call %d at 2 threads differs from 1 thread",
-                             nb_dtype_name(dts[d]), (long long)M, (long long)K, (long long)K, (long long)N, call);
+            for (int T = 2; T <= 5; T += 3) { /* 5 threads: one thread is not tried for the larger shapes */
+                nb_set_num_threads(T);
+                for (int call = 0; call < 12; call++) { /* 9 (or 6) trials of 3 (or 2) ways, then the kept way */
+                    nb_tensor *c = nb_matmul(ctx, a, b);
+                    cr_assert_not_null(c, "%s", nb_ctx_error(ctx));
+                    cr_assert_eq(memcmp(c->data, ref->data, (size_t)(M * N) * nb_dtype_size(dts[d])), 0,
+                                 "%s (%lld, %lld) x (%lld, %lld): call %d at %d threads differs from 1 thread",
+                                 nb_dtype_name(dts[d]), (long long)M, (long long)K, (long long)K, (long long)N, call, T);
+                }
             }
             nb_ctx_reset(ctx);
         }
