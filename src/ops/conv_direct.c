@@ -236,7 +236,7 @@ static void fwd_planes(const dgeom *g, const float *xp, const float *wp, const f
             else if (nv == 2) fwd_block(g, xp, wb, p0, tile, 2);
             else fwd_block(g, xp, wb, p0, tile, 1);
             /* the block's positions that are outputs: runs of one output row each */
-            const int64_t pe = p0 + PB < g->Ho * g->Wp ? p0 + PB : g->Ho * g->Wp;
+            const int64_t pe = p0 + PB < used ? p0 + PB : used;
             for (int64_t oh = p0 / g->Wp; oh * g->Wp < pe; oh++) {
                 const int64_t a = oh * g->Wp > p0 ? oh * g->Wp : p0;
                 const int64_t e = oh * g->Wp + g->Wo < pe ? oh * g->Wp + g->Wo : pe;

@@ -125,7 +125,8 @@ static par_way tune_begin(int64_t m, int64_t n, int64_t k, int layout, int threa
     pthread_mutex_lock(&tune_lock);
     par_way way = WAY_SPLIT; /* the table is full: our own split, as before the measurement */
     for (int probe = 0; probe < TUNE_SLOTS; probe++) {
-        tune_slot *s = &tune_table[(h + (uint64_t)probe) % TUNE_SLOTS];
+        const int at = (int)((h + (uint64_t)probe) % TUNE_SLOTS);
+        tune_slot *s = &tune_table[at];
         const bool mine = s->m == m && s->n == n && s->k == k && s->layout == layout && s->threads == threads;
         if (!mine && s->m != 0) continue;
         if (!mine) {
@@ -136,7 +137,7 @@ static par_way tune_begin(int64_t m, int64_t n, int64_t k, int layout, int threa
         const int64_t c = s->calls++, trials = s->nways * TUNE_TRIALS;
         if (c < trials) {
             way = (par_way)(c % s->nways);
-            *trial = (int)((h + (uint64_t)probe) % TUNE_SLOTS);
+            *trial = at;
         } else {
             way = s->ended == trials ? s->way : WAY_SPLIT; /* trials still running elsewhere */
             if (s->calls >= TUNE_EVERY && s->ended == trials) tune_restart(s);
@@ -268,7 +269,8 @@ static void product(const nb_tensor *a, const nb_tensor *b, nb_tensor *out, int 
             const par_way way = tune_begin(M, N, K, layout, T, &trial);
             const double t0 = trial >= 0 ? omp_get_wtime() : 0.0;
             if (way == WAY_SPLIT) split_product(a, b, out, M, N, K, T);
-            else gemm(a->dtype, M, N, K, a->data, rsa, csa, b->data, rsb, csb, out->data, N, 1, way == WAY_BLIS ? T : 1, sup);
+            else /* the conventional path, as split_product's: the bits cannot depend on the way */
+                gemm(a->dtype, M, N, K, a->data, rsa, csa, b->data, rsb, csb, out->data, N, 1, way == WAY_BLIS ? T : 1, false);
             if (trial >= 0) tune_end(trial, way, omp_get_wtime() - t0);
         } else {
             for (int64_t i = 0; i < batch; i++) NB_MATMUL_ONE(i);
