@@ -449,6 +449,14 @@ size_t nb__conv_direct_scratch(nb_conv_part part, const nb_tensor *a, const nb_t
                                const nb_tensor *out, int threads);
 void nb__conv_direct(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, const nb_tensor *bias, nb_window2d win,
                      nb_tensor *out, int threads, char *scratch);
+/* Winograd F(2x2, 3x3) (src/ops/conv_wino.c): the forward and the stride-1 input gradient of
+ * a 3x3 window with stride 1, no dilation, padding 0-2, f32, one group; false where the library
+ * was built without AVX2+FMA. Same contract as nb__conv_direct for the parts FWD and BX. */
+bool nb__conv_wino_ok(nb_dtype dt, int64_t G, nb_window2d win);
+size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, nb_window2d win,
+                             const nb_tensor *out, int threads);
+void nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, const nb_tensor *bias, nb_window2d win,
+                   nb_tensor *out, int threads, char *scratch);
 /* Output columns q whose tap reads inside the image row: iw = q*sw + off in [0, W), with
  * off = j*dw - pw; [*q0, *q1) within [0, OW). Loops over [q0, q1) need no bounds test. */
 static inline void nb__tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *q0, int64_t *q1) {

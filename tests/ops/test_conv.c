@@ -490,6 +490,30 @@ Test(conv, direct_kernels_match_f64) {
     }
 }
 
+/* Winograd F(2x2, 3x3) (conv_wino.c: 3x3, stride 1, 8+ channels on both sides of the forward
+ * and of the input gradient) against f64, values and gradients: odd outputs (a last tile half
+ * outside), rows of more tiles than a vector has lanes, padding 0 and 2 (the input gradient's
+ * own padding is 2 - p), a 1x1 image, unequal paddings, a strided input, channels so many that a
+ * batch holds one tile row, and conv_transpose2d with stride 1. */
+Test(conv, winograd_matches_f64) {
+    const direct_case cases[] = {
+        {2, 8, 9, 11, 8, 3, 3, .o = {.padding = {1, 1}}},
+        {3, 12, 6, 70, 9, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 9, 5, 5, 10, 3, 3, .o = {.padding = {0, 0}}},
+        {2, 8, 4, 6, 8, 3, 3, .o = {.padding = {2, 2}}},
+        {3, 10, 1, 1, 12, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 8, 2, 3, 8, 3, 3, .o = {.padding = {1, 2}}},
+        {3, 8, 7, 10, 9, 3, 3, .o = {.padding = {1, 1}}, .strided_x = true},
+        {2, 700, 6, 20, 8, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 12, 5, 7, 9, 3, 3, .o = {.padding = {0, 0}}, .transposed = true},
+        {2, 9, 6, 5, 16, 3, 3, .o = {.padding = {2, 1}}, .transposed = true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check_direct_case(&cases[i], (int)i);
+        nb_ctx_reset(ctx);
+    }
+}
+
 /* Seven chunks of samples in the weight gradient (six of 3, one of 2), in waves of one chunk
  * per thread: the same bits with two threads or one. */
 Test(conv, direct_kernels_same_bits_any_thread_count) {
