@@ -399,19 +399,22 @@ static bool use_direct(const conv_job *j, bool input_grad) {
     return w.kh * w.kw > 1 && nb__conv_direct_ok(j->dt, j->q.G, w, input_grad) && (!input_grad || j->C >= 8);
 }
 
-/* Winograd F(2x2, 3x3) (conv_wino.c) for the forward and the stride-1 input gradient of a 3x3
- * window with stride 1, where the correlation has 8 or more channels on both sides. Against the
- * direct kernel, batch 64, 1 thread, thread CPU time (Zen 4; skx build, then the AVX2 build):
- * 16->16 at 28x28 forward 0.72 / 0.89 of its time, input gradient 0.84 / 0.78; 32->32 at 14x14
- * 0.61 / 0.68 and 0.58 / 0.56; 32->64 at 14x14 0.55 / 0.64 and 0.67 / 0.65; ResNet-18 widths
- * (batch 32, 64->64 at 32x32 to 512->512 at 4x4) 0.52-0.64; 8->8 at 28x28 0.87-0.96; 16->8
- * at 28x28 1.00-1.06 (AVX-512) and 0.92-0.98 (AVX2). Its products are C deep with OB output
- * channels in registers; with fewer than 8 channels on a side the transforms are not paid
- * for. The f32 results differ from the direct kernel's in the last bits (within the tests'
- * f64 tolerances); they do not depend on the thread count. */
-static bool use_wino(const conv_job *j, bool input_grad) {
-    const int64_t in = input_grad ? j->O : j->C, out = input_grad ? j->C : j->O;
-    return nb__conv_wino_ok(j->dt, j->q.G, j->q.win) && in >= 8 && out >= 8;
+/* Winograd F(2x2, 3x3) (conv_wino.c) for all three parts of a 3x3 window with stride 1 (the
+ * input gradient: its stride-1 correlation), where the correlation has 8 or more channels on
+ * both sides (16 for the weight gradient). Against the direct kernel, batch 64, 1 thread,
+ * thread CPU time, Zen 4 (skx build / AVX2 build), forward and input gradient: 16->16 at 28x28
+ * 0.72 / 0.89 and 0.84 / 0.78; 32->32 at 14x14 0.61 / 0.68 and 0.58 / 0.56; 32->64 at 14x14
+ * 0.55 / 0.64 and 0.67 / 0.65; ResNet-18 widths (batch 32, 64->64 at 32x32 to 512->512 at 4x4)
+ * 0.52-0.64; 8->8 at 28x28 0.87-0.96; 16->8 at 28x28 1.00-1.06 / 0.92-0.98. Weight gradient:
+ * 16->16 0.91 / 0.86, 32->32 0.66 / 0.77, 32->64 0.78 / 0.71, 16->32 at 28x28 0.86 / 0.78,
+ * 64->64 at 32x32 0.48; with 8 channels on a side 0.97-1.14 (its two transforms are paid per
+ * tile for C + O channels against 16 C O multiply-adds). The f32 results differ from the direct
+ * kernel's in the last bits (within the tests' f64 tolerances); they do not depend on the
+ * thread count. */
+static bool use_wino(const conv_job *j, nb_conv_part part) {
+    const int64_t in = part == NB_CONV_BX ? j->O : j->C, out = part == NB_CONV_BX ? j->C : j->O;
+    const int64_t least = part == NB_CONV_BW ? 16 : 8;
+    return nb__conv_wino_ok(j->dt, j->q.G, j->q.win) && in >= least && out >= least;
 }
 
 /* out = the direct (or Winograd) kernel's part, its scratch above out (released by finish_prim
@@ -419,7 +422,7 @@ static bool use_wino(const conv_job *j, bool input_grad) {
 static bool run_direct(nb_ctx *ctx, const conv_job *j, nb_conv_part part, const nb_tensor *a, const nb_tensor *b,
                        nb_mark *m) {
     const int T = conv_threads(j->N, j->N * j->O * j->K * j->L);
-    const bool wino = part != NB_CONV_BW && use_wino(j, part == NB_CONV_BX);
+    const bool wino = use_wino(j, part);
     *m = nb_ctx_mark(ctx);
     char *s = nb_ctx_alloc(ctx, wino ? nb__conv_wino_scratch(part, a, b, j->q.win, j->out, T)
                                      : nb__conv_direct_scratch(part, a, b, j->q.win, j->out, T));
@@ -493,7 +496,7 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     if (!y) return NULL;
     j.x = x, j.w = w, j.b = b, j.out = y;
     nb_mark m;
-    if (use_direct(&j, false) || use_wino(&j, false)) {
+    if (use_direct(&j, false) || use_wino(&j, NB_CONV_FWD)) {
         if (!run_direct(ctx, &j, NB_CONV_FWD, x, w, &m)) return NULL;
     } else if (implicit_gemm(&j, x)) {
         if (!run_igemm(ctx, &j, x, w, q, &m)) return NULL;
@@ -512,7 +515,7 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     if (!z) return NULL;
     j.gy = gy, j.w = w, j.b = b, j.out = z;
     nb_mark m;
-    if (use_direct(&j, true) || use_wino(&j, true)) {
+    if (use_direct(&j, true) || use_wino(&j, NB_CONV_BX)) {
         if (!run_direct(ctx, &j, NB_CONV_BX, gy, w, &m)) return NULL;
     } else if (implicit_gemm(&j, z) && j.Og <= 2 * j.K) {
         const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
@@ -547,7 +550,7 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     if (!gw) return NULL;
     j.x = x, j.gy = gy, j.out = gw;
     nb_mark m;
-    if (use_direct(&j, false)) {
+    if (use_direct(&j, false) || use_wino(&j, NB_CONV_BW)) {
         if (!run_direct(ctx, &j, NB_CONV_BW, x, gy, &m)) return NULL;
         nb_tensor *in[2] = {x, gy};
         return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);

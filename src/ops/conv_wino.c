@@ -64,6 +64,7 @@ typedef struct {
     int64_t TY, TX, TXv; /* tile rows and columns; columns rounded up to vectors */
     int64_t RB, Sp;      /* tile rows per batch; slots per batch (rounded up, plus a vector) */
     int64_t Ob;          /* O rounded up to OB */
+    int64_t spc, chunks; /* weight gradient: samples per chunk, chunks */
 } wgeom;
 
 static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -88,6 +89,34 @@ static bool wgeom_of(wgeom *g, nb_conv_part part, const nb_tensor *a, const nb_t
     g->RB = g->RB < 1 ? 1 : g->RB;
     if (g->RB > g->TY * g->N) g->RB = g->TY * g->N > 0 ? g->TY * g->N : 1;
     g->Sp = up(g->RB * g->TX, VW) + VW;
+    g->Ob = up(g->O, OB);
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* The weight gradient's geometry: x (N, C, H, W) and gy (N, O, Ho, Wo) as the forward's, one
+ * sample per input_tiles call, and the samples in chunks (a function of the shapes only) whose
+ * transformed x and gy (16 x (C + O) floats per tile) take about 1 MiB; at most 32 MiB of
+ * per-chunk sums. */
+static bool bgeom_of(wgeom *g, const nb_tensor *x, const nb_tensor *gy, nb_window2d win) {
+    if (win.kh != 3 || win.kw != 3 || win.sh != 1 || win.sw != 1 || win.dh != 1 || win.dw != 1) return false;
+    *g = (wgeom){.N = x->shape[0], .C = x->shape[1], .O = gy->shape[1], .Hi = x->shape[2], .Wi = x->shape[3],
+                 .pt = win.ph, .pl = win.pw, .Ho = gy->shape[2], .Wo = gy->shape[3]};
+    if (g->pt < 0 || g->pl < 0 || g->pt > 2 || g->pl > 2) return false;
+#ifdef NB_WINO
+    g->TY = (g->Ho + 1) / 2, g->TX = (g->Wo + 1) / 2, g->TXv = up(g->TX > 0 ? g->TX : 1, VW);
+    g->RB = g->TY > 0 ? g->TY : 1;
+    const int64_t tiles = g->TY * g->TX > 0 ? g->TY * g->TX : 1, per = XI * (g->C + g->O) * tiles * 4;
+    g->spc = ((int64_t)1 << 20) / per;
+    g->spc = g->spc < 1 ? 1 : g->spc;
+    const int64_t N = g->N > 0 ? g->N : 1;
+    if (g->spc > N) g->spc = N;
+    g->chunks = (N + g->spc - 1) / g->spc;
+    while (g->chunks > 1 && g->chunks * XI * g->O * g->C * 4 > ((int64_t)32 << 20))
+        g->spc *= 2, g->chunks = (N + g->spc - 1) / g->spc;
+    g->Sp = up(g->spc * tiles, VW) + VW;
     g->Ob = up(g->O, OB);
     return true;
 #else
@@ -350,12 +379,196 @@ static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool 
         if (nrows) flush(g, V, U, bias ? bb : NULL, rows, nrows, M, z, out);
     }
 }
+
+/* ---- the weight gradient ---------------------------------------------------------------------
+ * With y_t = A^T [U . V_t] A for every tile t and U = G g G^T, the gradient of g is
+ *   gw(o, c) = G^T [ sum over samples and tiles of Gy_t(o) . V_t(c) ] G,   Gy_t = A gy_t A^T,
+ * gy_t the 2x2 tile of gy (zeros past the outputs), A = [1 0; 1 1; 1 -1; 0 -1]: exactly the
+ * gradient of the convolution, in 16 products (O x slots)(slots x C), 2.25 times fewer
+ * multiply-adds than the direct kernel's. A thread takes a chunk of samples: V and Gy of its
+ * tiles, then the products with slots in vector lanes (BO x BC accumulators, summed across lanes
+ * by a fixed tree) into the chunk's own sums; the chunks' sums are added in chunk order, so the
+ * bits do not depend on the thread count. */
+enum { BO = VW / 4, BC = 4 }; /* BO * BC == VW: the lane tree makes one vector of the sums */
+static int64_t gs_len(const wgeom *g) { return up(g->TY * g->TX + 2 * VW, VW); }
+static size_t gy_floats(const wgeom *g) { return (size_t)(XI * g->O * g->Sp); }
+static size_t bw_thread_bytes(const wgeom *g) {
+    return al64(rb_floats(g) * 4) + al64(h_floats(g) * 4) + al64(v_floats(g) * 4) + al64(gy_floats(g) * 4) +
+           al64((size_t)(8 * gs_len(g)) * 4) + al64((size_t)(g->Ho > 0 ? g->Ho : 1) * row_floats(g) * 4);
+}
+static size_t p_bytes(const wgeom *g) { return al64((size_t)(g->chunks * XI * g->O * g->C) * 4); }
+
+/* Gy[xi][o][slot0 + ty TX + tx] = (A g A^T)[xi] for the 2x2 tiles g of one sample's gy planes
+ * (Ho, Wo) contiguous: each output row split into even and odd columns (h_b = g0, g0 + g1,
+ * g0 - g1, -g1 along the row), even and odd rows in their own streams (gs), then along the
+ * column h0, h0 + h1, h0 - h1, -h1 as vectors over the sample's slots. rbg: Ho zeroed rows of
+ * row_floats, into which a plane's rows are copied before any is read. */
+static __attribute__((noinline)) void gy_tiles(const wgeom *g, const float *gyd, int64_t slot0, float *rbg, float *gs, float *Gy) {
+    const int64_t TX = g->TX, GL = gs_len(g), S = g->TY * TX, Wo = g->Wo, Sp = g->Sp, xs = g->O * Sp;
+    const int64_t RW = (int64_t)row_floats(g);
+    for (int64_t o = 0; o < g->O; o++) {
+        const float *plane = gyd + o * g->Ho * Wo;
+        for (int64_t r = 0; r < g->Ho; r++) copy_row(rbg + r * RW, plane + r * Wo, Wo, 1);
+        for (int64_t r = 0; r < 2 * g->TY; r++) {
+            float *h = gs + (r & 1) * 4 * GL + (r >> 1) * TX;
+            if (r >= g->Ho) {
+                for (int k = 0; k < 4; k++)
+                    for (int64_t v = 0; v < TX; v += VW) *(vfu *)(h + k * GL + v) = (vf){0};
+                continue;
+            }
+            const float *row = rbg + r * RW;
+            for (int64_t v = 0; v < TX; v += VW) {
+                const vf lo = *(const vf *)(row + 2 * v), hi = *(const vf *)(row + 2 * v + VW);
+                const vf e = __builtin_shufflevector(lo, hi, EVENS), d = __builtin_shufflevector(lo, hi, ODDS);
+                *(vfu *)(h + 0 * GL + v) = e;
+                *(vfu *)(h + 1 * GL + v) = e + d;
+                *(vfu *)(h + 2 * GL + v) = e - d;
+                *(vfu *)(h + 3 * GL + v) = -d;
+            }
+        }
+        float *go = Gy + o * Sp + slot0;
+        for (int b = 0; b < 4; b++) {
+            const float *e = gs + b * GL, *d = gs + 4 * GL + b * GL;
+            for (int64_t s = 0; s < S; s += VW) {
+                const vf E = *(const vfu *)(e + s), D = *(const vfu *)(d + s);
+                *(vfu *)(go + (0 * 4 + b) * xs + s) = E;
+                *(vfu *)(go + (1 * 4 + b) * xs + s) = E + D;
+                *(vfu *)(go + (2 * 4 + b) * xs + s) = E - D;
+                *(vfu *)(go + (3 * 4 + b) * xs + s) = -D;
+            }
+        }
+    }
+}
+
+/* lane k of the result = the sum of a[k]'s lanes, by halving: each step adds the two halves of
+ * every vector and packs two vectors' halves into one (the same tree for every call) */
+static inline vf lane_sums(const vf *a) {
+#if defined(__AVX512F__)
+    vf l1[8], l2[4], l3[2];
+    for (int k = 0; k < 8; k++)
+        l1[k] = __builtin_shufflevector(a[2 * k], a[2 * k + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                __builtin_shufflevector(a[2 * k], a[2 * k + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int k = 0; k < 4; k++)
+        l2[k] = __builtin_shufflevector(l1[2 * k], l1[2 * k + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+                __builtin_shufflevector(l1[2 * k], l1[2 * k + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int k = 0; k < 2; k++)
+        l3[k] = __builtin_shufflevector(l2[2 * k], l2[2 * k + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+                __builtin_shufflevector(l2[2 * k], l2[2 * k + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    return __builtin_shufflevector(l3[0], l3[1], EVENS) + __builtin_shufflevector(l3[0], l3[1], ODDS);
+#else
+    vf l1[4], l2[2];
+    for (int k = 0; k < 4; k++)
+        l1[k] = __builtin_shufflevector(a[2 * k], a[2 * k + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+                __builtin_shufflevector(a[2 * k], a[2 * k + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+    for (int k = 0; k < 2; k++)
+        l2[k] = __builtin_shufflevector(l1[2 * k], l1[2 * k + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
+                __builtin_shufflevector(l1[2 * k], l1[2 * k + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+    return __builtin_shufflevector(l2[0], l2[1], EVENS) + __builtin_shufflevector(l2[0], l2[1], ODDS);
+#endif
+}
+
+/* P[xi][o][c] = sum over slots [0, S) of Gy[xi][o][s] V[xi][c][s]; Gy is zero past S */
+static __attribute__((noinline)) void bw_products(const wgeom *g, const float *Gy, const float *V, int64_t S, float *P) {
+    const int64_t Sv = up(S, VW), Sp = g->Sp, O = g->O, C = g->C;
+    for (int xi = 0; xi < XI; xi++) {
+        const float *gx = Gy + xi * O * Sp, *vx = V + xi * C * Sp;
+        float *px = P + xi * O * C;
+        for (int64_t ob = 0; ob < O; ob += BO)
+            for (int64_t cb = 0; cb < C; cb += BC) {
+                const float *gr[BO], *vr[BC];
+                for (int i = 0; i < BO; i++) gr[i] = gx + (ob + i < O ? ob + i : O - 1) * Sp;
+                for (int j = 0; j < BC; j++) vr[j] = vx + (cb + j < C ? cb + j : C - 1) * Sp;
+                vf acc[BO * BC];
+#pragma GCC unroll 16
+                for (int k = 0; k < BO * BC; k++) acc[k] = (vf){0};
+                for (int64_t s = 0; s < Sv; s += VW) {
+                    vf a[BO], b[BC];
+#pragma GCC unroll 4
+                    for (int i = 0; i < BO; i++) {
+                        a[i] = *(const vf *)(gr[i] + s);
+                        __asm__("" : "+v"(a[i])); /* kept in a register: GCC would load it in each FMA */
+                    }
+#pragma GCC unroll 4
+                    for (int j = 0; j < BC; j++) {
+                        b[j] = *(const vf *)(vr[j] + s);
+                        __asm__("" : "+v"(b[j]));
+                    }
+#pragma GCC unroll 4
+                    for (int i = 0; i < BO; i++)
+#pragma GCC unroll 4
+                        for (int j = 0; j < BC; j++) acc[i * BC + j] += a[i] * b[j];
+                }
+                const vf r = lane_sums(acc);
+                for (int i = 0; i < BO && ob + i < O; i++)
+                    for (int j = 0; j < BC && cb + j < C; j++) px[(ob + i) * C + cb + j] = r[i * BC + j];
+            }
+    }
+}
+
+static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
+    float *P = (float *)scratch;
+    char *base = scratch + p_bytes(g);
+    const size_t per = bw_thread_bytes(g);
+    const int64_t tiles = g->TY * g->TX, plane = g->O * g->Ho * g->Wo;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        char *p = base + (size_t)omp_get_thread_num() * per;
+        float *rb = (float *)p;
+        float *hs = (float *)(p += al64(rb_floats(g) * 4));
+        float *V = (float *)(p += al64(h_floats(g) * 4));
+        float *Gy = (float *)(p += al64(v_floats(g) * 4));
+        float *gs = (float *)(p += al64(gy_floats(g) * 4));
+        float *rbg = (float *)(p += al64((size_t)(8 * gs_len(g)) * 4));
+        memset(rb, 0, rb_floats(g) * sizeof(float));
+        memset(hs, 0, h_floats(g) * sizeof(float));
+        memset(V, 0, v_floats(g) * sizeof(float));
+        memset(gs, 0, (size_t)(8 * gs_len(g)) * sizeof(float));
+        memset(rbg, 0, (size_t)(g->Ho > 0 ? g->Ho : 1) * row_floats(g) * sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < g->chunks; ch++) {
+            const int64_t n0 = ch * g->spc, nn = g->N - n0 < g->spc ? g->N - n0 : g->spc, S = nn * tiles;
+            for (int64_t k = 0; k < nn; k++) {
+                input_tiles(g, x, n0 + k, 0, g->TY, k * tiles, rb, hs, V);
+                gy_tiles(g, gyd + (n0 + k) * plane, k * tiles, rbg, gs, Gy);
+            }
+            for (int64_t i = 0; i < XI * g->O; i++) /* the lanes past the chunk's tiles add nothing */
+                for (int64_t s = S; s < up(S, VW); s++) Gy[i * g->Sp + s] = 0.0f;
+            bw_products(g, Gy, V, S, P + ch * XI * g->O * g->C);
+        }
+    }
+    /* m = the chunks' sums added in chunk order (into chunk 0's), then gw(o, c) = G^T m G */
+    const int64_t OC = g->O * g->C, len = XI * OC;
+    for (int64_t ch = 1; ch < g->chunks; ch++) {
+        const float *q = P + ch * len;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && len >= 32768)
+        for (int64_t k = 0; k < len; k++) P[k] += q[k];
+    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && OC >= 256)
+    for (int64_t i = 0; i < OC; i++) {
+        float m[XI];
+        for (int xi = 0; xi < XI; xi++) m[xi] = P[xi * OC + i];
+        double q[3][4];
+        for (int s = 0; s < 4; s++) { /* G^T m, along r */
+            q[0][s] = (double)m[s] + 0.5 * ((double)m[4 + s] + (double)m[8 + s]);
+            q[1][s] = 0.5 * ((double)m[4 + s] - (double)m[8 + s]);
+            q[2][s] = 0.5 * ((double)m[4 + s] + (double)m[8 + s]) + (double)m[12 + s];
+        }
+        float *d = gw + i * 9;
+        for (int r = 0; r < 3; r++) { /* (G^T m) G, along s */
+            d[r * 3 + 0] = (float)(q[r][0] + 0.5 * (q[r][1] + q[r][2]));
+            d[r * 3 + 1] = (float)(0.5 * (q[r][1] - q[r][2]));
+            d[r * 3 + 2] = (float)(0.5 * (q[r][1] + q[r][2]) + q[r][3]);
+        }
+    }
+}
 #endif
 
 size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, nb_window2d win,
                              const nb_tensor *out, int threads) {
 #ifdef NB_WINO
     wgeom g;
+    (void)out;
+    if (part == NB_CONV_BW) return bgeom_of(&g, a, w, win) ? p_bytes(&g) + (size_t)threads * bw_thread_bytes(&g) : 0;
     if (!wgeom_of(&g, part, a, w, win, out)) return 0;
     return u_bytes(&g) + al64((size_t)g.O * sizeof(float)) + (size_t)threads * thread_bytes(&g);
 #else
@@ -368,6 +581,12 @@ void nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, co
                    nb_tensor *out, int threads, char *scratch) {
 #ifdef NB_WINO
     wgeom g;
+    if (part == NB_CONV_BW) {
+        if (!bgeom_of(&g, a, w, win)) return;
+        if (g.N == 0 || g.Ho <= 0 || g.Wo <= 0) memset(out->data, 0, (size_t)(g.O * g.C * 9) * sizeof(float));
+        else wino_bw_run(&g, a, w->data, out->data, threads, scratch);
+        return;
+    }
     if (!wgeom_of(&g, part, a, w, win, out) || g.Ho <= 0 || g.Wo <= 0) return;
     wino_run(&g, a, w->data, part == NB_CONV_BX, bias, out->data, threads, scratch);
 #else

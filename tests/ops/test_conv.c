@@ -491,10 +491,12 @@ Test(conv, direct_kernels_match_f64) {
 }
 
 /* Winograd F(2x2, 3x3) (conv_wino.c: 3x3, stride 1, 8+ channels on both sides of the forward
- * and of the input gradient) against f64, values and gradients: odd outputs (a last tile half
- * outside), rows of more tiles than a vector has lanes, padding 0 and 2 (the input gradient's
- * own padding is 2 - p), a 1x1 image, unequal paddings, a strided input, channels so many that a
- * batch holds one tile row, and conv_transpose2d with stride 1. */
+ * and of the input gradient, 16+ for the weight gradient) against f64, values and gradients:
+ * odd outputs (a last tile half outside), rows of more tiles than a vector has lanes, padding 0
+ * and 2 (the input gradient's own padding is 2 - p), a 1x1 image, unequal paddings, a strided
+ * input, channels so many that a batch holds one tile row, conv_transpose2d with stride 1; the
+ * same with 16 channels for the weight gradient, and 45 samples in weight-gradient chunks of
+ * 20, 20 and 5. */
 Test(conv, winograd_matches_f64) {
     const direct_case cases[] = {
         {2, 8, 9, 11, 8, 3, 3, .o = {.padding = {1, 1}}},
@@ -507,6 +509,15 @@ Test(conv, winograd_matches_f64) {
         {2, 700, 6, 20, 8, 3, 3, .o = {.padding = {1, 1}}},
         {2, 12, 5, 7, 9, 3, 3, .o = {.padding = {0, 0}}, .transposed = true},
         {2, 9, 6, 5, 16, 3, 3, .o = {.padding = {2, 1}}, .transposed = true},
+        {2, 16, 9, 11, 16, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 16, 6, 40, 17, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 16, 5, 5, 16, 3, 3, .o = {.padding = {0, 0}}},
+        {2, 17, 4, 6, 16, 3, 3, .o = {.padding = {2, 2}}},
+        {3, 16, 1, 1, 16, 3, 3, .o = {.padding = {1, 1}}},
+        {3, 16, 7, 10, 20, 3, 3, .o = {.padding = {1, 2}}, .strided_x = true},
+        {2, 300, 6, 20, 16, 3, 3, .o = {.padding = {1, 1}}},
+        {2, 16, 6, 5, 16, 3, 3, .o = {.padding = {2, 1}}, .transposed = true},
+        {45, 16, 10, 10, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check_direct_case(&cases[i], (int)i);
