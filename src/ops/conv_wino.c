@@ -360,11 +360,9 @@ static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool 
         float *M = (float *)(p += al64(v_floats(g) * 4));
         float *z = (float *)(p += al64(m_floats(g) * 4));
         int64_t *rows = (int64_t *)(p += al64(z_floats(g) * 4));
-        /* rb's borders are the padding; the lanes past the last slot or row are computed and
-         * dropped: let them be finite */
+        /* rb's borders are the padding. The lanes past a batch's last slot are computed from
+         * whatever V holds there and dropped (no output is copied from them). */
         memset(rb, 0, rb_floats(g) * sizeof(float));
-        memset(hs, 0, h_floats(g) * sizeof(float));
-        memset(V, 0, v_floats(g) * sizeof(float));
         int64_t nrows = 0;
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g->N; n++) {
@@ -519,10 +517,7 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
         float *Gy = (float *)(p += al64(v_floats(g) * 4));
         float *gs = (float *)(p += al64(gy_floats(g) * 4));
         float *rbg = (float *)(p += al64((size_t)(8 * gs_len(g)) * 4));
-        memset(rb, 0, rb_floats(g) * sizeof(float));
-        memset(hs, 0, h_floats(g) * sizeof(float));
-        memset(V, 0, v_floats(g) * sizeof(float));
-        memset(gs, 0, (size_t)(8 * gs_len(g)) * sizeof(float));
+        memset(rb, 0, rb_floats(g) * sizeof(float)); /* the padding */
         memset(rbg, 0, (size_t)(g->Ho > 0 ? g->Ho : 1) * row_floats(g) * sizeof(float));
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < g->chunks; ch++) {
@@ -531,8 +526,12 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
                 input_tiles(g, x, n0 + k, 0, g->TY, k * tiles, rb, hs, V);
                 gy_tiles(g, gyd + (n0 + k) * plane, k * tiles, rbg, gs, Gy);
             }
-            for (int64_t i = 0; i < XI * g->O; i++) /* the lanes past the chunk's tiles add nothing */
+            /* the lanes past the chunk's tiles add nothing: zeros in both operands (whatever the
+             * scratch held there, even Inf or NaN, never meets the other's zeros) */
+            for (int64_t i = 0; i < XI * g->O; i++)
                 for (int64_t s = S; s < up(S, VW); s++) Gy[i * g->Sp + s] = 0.0f;
+            for (int64_t i = 0; i < XI * g->C; i++)
+                for (int64_t s = S; s < up(S, VW); s++) V[i * g->Sp + s] = 0.0f;
             bw_products(g, Gy, V, S, P + ch * XI * g->O * g->C);
         }
     }
