@@ -319,7 +319,7 @@ static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool
     {
         float *tile = (float *)(p + (size_t)omp_get_thread_num() * per);
         bool borders = true; /* the thread's planes keep their zeros after its first sample */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic) /* to whichever thread is free: the same bits */
         for (int64_t n = 0; n < N; n++) {
             char *next = (char *)tile + al64((size_t)(FOB * PB) * sizeof(float));
             for (int64_t k = 0; k < pl->n; k++) {

@@ -153,11 +153,11 @@ static size_t thread_bytes(const wgeom *g) {
 }
 static size_t u_bytes(const wgeom *g) { return al64((size_t)(XI * g->Ob * g->C) * 4); }
 
-/* U[xi][o / OB][c][o % OB] = (G K(o, c) G^T)[xi], zero past O. K is w (O, C, 3, 3) itself, or
+/* U[xi][o / OB][c][o % OB] = (G K(o, c) G^T)[xi] for o in [o0, o1), zero past O. K is w (O, C, 3, 3) itself, or
  * for the input gradient the conv's weight (C, O, 3, 3) here, transposed and flipped:
  * K(o, c, r, s) = w[c, o, 2 - r, 2 - s] */
-static void pack_u(const wgeom *g, const float *w, bool bx, float *u) {
-    for (int64_t o = 0; o < g->Ob; o++)
+static void pack_u(const wgeom *g, const float *w, bool bx, float *u, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++)
         for (int64_t c = 0; c < g->C; c++) {
             double k[3][3] = {{0}}, t[4][3], uu[4][4];
             for (int r = 0; r < 3 && o < g->O; r++)
@@ -347,13 +347,14 @@ static void flush(const wgeom *g, const float *V, const float *U, const float *b
 static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool bx, const nb_tensor *bias, float *out,
                      int threads, char *scratch) {
     float *U = (float *)scratch, *bb = (float *)(scratch + u_bytes(g));
-    pack_u(g, w, bx, U);
     for (int64_t o = 0; bias && o < g->O; o++) bb[o] = (float)nb_get(bias, o);
     char *base = (char *)bb + al64((size_t)g->O * sizeof(float));
     const size_t per = thread_bytes(g);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        char *p = base + (size_t)omp_get_thread_num() * per;
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        pack_u(g, w, bx, U, g->Ob * t / nt, g->Ob * (t + 1) / nt);
+        char *p = base + (size_t)t * per;
         float *rb = (float *)p;
         float *hs = (float *)(p += al64(rb_floats(g) * 4));
         float *V = (float *)(p += al64(h_floats(g) * 4));
@@ -364,7 +365,11 @@ static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool 
          * whatever V holds there and dropped (no output is copied from them). */
         memset(rb, 0, rb_floats(g) * sizeof(float));
         int64_t nrows = 0;
-#pragma omp for schedule(static)
+#pragma omp barrier /* U is whole */
+        /* samples go to whichever thread is free (measured: one thread of a pair can run the
+         * memory-bound input transform 1.4x slower than the other); the bits do not depend on
+         * which thread or batch takes a sample */
+#pragma omp for schedule(dynamic)
         for (int64_t n = 0; n < g->N; n++) {
             for (int64_t ty = 0; ty < g->TY;) {
                 const int64_t nr = g->TY - ty < g->RB - nrows ? g->TY - ty : g->RB - nrows;
@@ -519,7 +524,7 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
         float *rbg = (float *)(p += al64((size_t)(8 * gs_len(g)) * 4));
         memset(rb, 0, rb_floats(g) * sizeof(float)); /* the padding */
         memset(rbg, 0, (size_t)(g->Ho > 0 ? g->Ho : 1) * row_floats(g) * sizeof(float));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t ch = 0; ch < g->chunks; ch++) {
             const int64_t n0 = ch * g->spc, nn = g->N - n0 < g->spc ? g->N - n0 : g->spc, S = nn * tiles;
             for (int64_t k = 0; k < nn; k++) {
@@ -534,14 +539,16 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
                 for (int64_t s = S; s < up(S, VW); s++) V[i * g->Sp + s] = 0.0f;
             bw_products(g, Gy, V, S, P + ch * XI * g->O * g->C);
         }
+        /* m = the chunks' sums added in chunk order (into chunk 0's), each thread a range */
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t len = XI * g->O * g->C, k0 = len * t / nt, k1 = len * (t + 1) / nt;
+        for (int64_t ch = 1; ch < g->chunks; ch++) {
+            const float *q = P + ch * len;
+            for (int64_t k = k0; k < k1; k++) P[k] += q[k];
+        }
     }
-    /* m = the chunks' sums added in chunk order (into chunk 0's), then gw(o, c) = G^T m G */
-    const int64_t OC = g->O * g->C, len = XI * OC;
-    for (int64_t ch = 1; ch < g->chunks; ch++) {
-        const float *q = P + ch * len;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && len >= 32768)
-        for (int64_t k = 0; k < len; k++) P[k] += q[k];
-    }
+    /* gw(o, c) = G^T m G */
+    const int64_t OC = g->O * g->C;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && OC >= 256)
     for (int64_t i = 0; i < OC; i++) {
         float m[XI];
