@@ -449,6 +449,21 @@ size_t nb__conv_direct_scratch(nb_conv_part part, const nb_tensor *a, const nb_t
                                const nb_tensor *out, int threads);
 void nb__conv_direct(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, const nb_tensor *bias, nb_window2d win,
                      nb_tensor *out, int threads, char *scratch);
+/* d[q] = s[2q] for q in [0, n), n >= 9 (a stride-2 run of a row, for the convolutions' packing
+ * and padding): 8 at a time from two half vectors; nothing past s[2(n - 1)] is read: the full
+ * steps stop one short, and the last 8 (overlapping) are the odd elements of the 16 that start
+ * one element earlier. __builtin_shufflevector: GCC >= 12 and clang. */
+typedef float nb__v8f __attribute__((vector_size(32), aligned(4), may_alias));
+static inline void nb__gather_even_f32(float *restrict d, const float *restrict s, int64_t n) {
+    int64_t q = 0;
+    for (; q + 8 < n; q += 8) {
+        const nb__v8f lo = *(const nb__v8f *)(s + 2 * q), hi = *(const nb__v8f *)(s + 2 * q + 8);
+        *(nb__v8f *)(d + q) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    }
+    q = n - 8;
+    const nb__v8f lo = *(const nb__v8f *)(s + 2 * q - 1), hi = *(const nb__v8f *)(s + 2 * q + 7);
+    *(nb__v8f *)(d + q) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+}
 /* Winograd F(2x2, 3x3) (src/ops/conv_wino.c): the forward and the stride-1 input gradient of
  * a 3x3 window with stride 1, no dilation, padding 0-2, f32, one group; false where the library
  * was built without AVX2+FMA. Same contract as nb__conv_direct for the parts FWD and BX. */

@@ -142,20 +142,6 @@ static inline void copy_run(float *restrict d, const float *restrict s, int64_t 
     if (q < n) *(vfu *)(d + n - VW) = run_at(s, n - VW);
 }
 
-/* d[q] = s[2q] for q in [q0, q1), q1 - q0 >= 9 (a stride-2 phase of a row): 8 at a time from
- * two half vectors. Nothing past s[2(q1 - 1)] is read: the full steps stop one short, and the
- * last 8 (overlapping) are the odd elements of the 16 that start one element earlier. */
-static inline void gather_even(float *restrict d, const float *restrict s, int64_t q0, int64_t q1) {
-    int64_t q = q0;
-    for (; q + 8 < q1; q += 8) {
-        const vh lo = *(const vhu *)(s + 2 * q), hi = *(const vhu *)(s + 2 * q + 8);
-        *(vhu *)(d + q) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14); /* GCC >= 12, clang */
-    }
-    q = q1 - 8;
-    const vh lo = *(const vhu *)(s + 2 * q - 1), hi = *(const vhu *)(s + 2 * q + 7);
-    *(vhu *)(d + q) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-}
-
 /* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
  * stride s_w): dst[r*Wp + q] = padded[r*sh + a][q*sw + b], zeros after its Hp rows. borders
  * false: only the image's elements are written (the zeros are there from the call before, with
@@ -176,7 +162,7 @@ static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_
         const float *restrict s = src + ir * s_h + (b - g->pl) * s_w;
         if (borders) copy_run(d, NULL, q0), copy_run(d + q1, NULL, Wp - q1);
         if (sw == 1 && s_w == 1) copy_run(d + q0, s + q0, q1 - q0);
-        else if (sw == 2 && s_w == 1 && q1 - q0 >= 9) gather_even(d, s, q0, q1);
+        else if (sw == 2 && s_w == 1 && q1 - q0 >= 9) nb__gather_even_f32(d + q0, s + 2 * q0, q1 - q0);
         else
             for (int64_t q = q0; q < q1; q++) d[q] = s[q * sw * s_w];
     }

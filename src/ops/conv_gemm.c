@@ -127,6 +127,12 @@ static void ktab_fill(const igemm *j, ktab *t) {
 /* 64 bytes, any alignment */
 typedef char chunk __attribute__((vector_size(64), aligned(1), may_alias));
 
+/* d[q] = s[2q]: f32 by nb__gather_even_f32 (internal.h), f64 element by element */
+static inline void gather2_f32(float *restrict d, const float *restrict s, int64_t n) { nb__gather_even_f32(d, s, n); }
+static inline void gather2_f64(double *restrict d, const double *restrict s, int64_t n) {
+    for (int64_t q = 0; q < n; q++) d[q] = s[2 * q];
+}
+
 #define DEFINE_PACK(T, SUF)                                                                                   \
     /* positions panel: rows k0..k0+kn-1 of group g, dst[kk*PR + r] for the runs. With stride 1 on */        \
     /* contiguous rows the copies go in 64-byte chunks that may run past a run's end: the zeros and */        \
@@ -156,6 +162,8 @@ typedef char chunk __attribute__((vector_size(64), aligned(1), may_alias));
                 const T *xs = xd + ru.base + t.coff + ih * xs2 - ru.ih0 * xs2 + t.joff * xs3;                 \
                 if (unit && (const char *)(xs + b + CH) <= x_end)                                             \
                     for (int64_t q = a; q < b; q += CH) *(chunk *)(o + q) = *(const chunk *)(xs + q);          \
+                else if (sw == 2 && xs3 == 1 && b - a >= 9)                                                   \
+                    gather2_##SUF(o + a, xs + 2 * a, b - a);                                                  \
                 else                                                                                          \
                     for (int64_t q = a; q < b; q++) o[q] = xs[q * sw * xs3];                                  \
                 for (int64_t q = 0; q < a; q++) o[q] = 0;                                                     \

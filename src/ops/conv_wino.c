@@ -67,6 +67,7 @@ typedef struct {
     int64_t spc, chunks; /* weight gradient: samples per chunk, chunks */
 } wgeom;
 
+#ifdef NB_WINO
 static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 
@@ -81,7 +82,6 @@ static bool wgeom_of(wgeom *g, nb_conv_part part, const nb_tensor *a, const nb_t
     if (g->pt < 0 || g->pl < 0 || g->pt > 2 || g->pl > 2 || w->shape[0] != (bx ? g->C : g->O) ||
         w->shape[1] != (bx ? g->O : g->C))
         return false;
-#ifdef NB_WINO
     g->TY = (g->Ho + 1) / 2, g->TX = (g->Wo + 1) / 2, g->TXv = up(g->TX > 0 ? g->TX : 1, VW);
     /* V (16 x C x slots floats) in about 384 KiB, at least one tile row */
     const int64_t slots = ((int64_t)384 << 10) / (XI * 4 * (g->C > 0 ? g->C : 1));
@@ -91,9 +91,6 @@ static bool wgeom_of(wgeom *g, nb_conv_part part, const nb_tensor *a, const nb_t
     g->Sp = up(g->RB * g->TX, VW) + VW;
     g->Ob = up(g->O, OB);
     return true;
-#else
-    return false;
-#endif
 }
 
 /* The weight gradient's geometry: x (N, C, H, W) and gy (N, O, Ho, Wo) as the forward's, one
@@ -105,7 +102,6 @@ static bool bgeom_of(wgeom *g, const nb_tensor *x, const nb_tensor *gy, nb_windo
     *g = (wgeom){.N = x->shape[0], .C = x->shape[1], .O = gy->shape[1], .Hi = x->shape[2], .Wi = x->shape[3],
                  .pt = win.ph, .pl = win.pw, .Ho = gy->shape[2], .Wo = gy->shape[3]};
     if (g->pt < 0 || g->pl < 0 || g->pt > 2 || g->pl > 2) return false;
-#ifdef NB_WINO
     g->TY = (g->Ho + 1) / 2, g->TX = (g->Wo + 1) / 2, g->TXv = up(g->TX > 0 ? g->TX : 1, VW);
     g->RB = g->TY > 0 ? g->TY : 1;
     const int64_t tiles = g->TY * g->TX > 0 ? g->TY * g->TX : 1, per = XI * (g->C + g->O) * tiles * 4;
@@ -119,10 +115,8 @@ static bool bgeom_of(wgeom *g, const nb_tensor *x, const nb_tensor *gy, nb_windo
     g->Sp = up(g->spc * tiles, VW) + VW;
     g->Ob = up(g->O, OB);
     return true;
-#else
-    return false;
-#endif
 }
+#endif
 
 bool nb__conv_wino_ok(nb_dtype dt, int64_t G, nb_window2d win) {
 #ifdef NB_WINO
