@@ -407,7 +407,8 @@ static bool use_direct(const conv_job *j, bool input_grad) {
  * 0.55 / 0.64 and 0.67 / 0.65; ResNet-18 widths (batch 32, 64->64 at 32x32 to 512->512 at 4x4)
  * 0.52-0.64; 8->8 at 28x28 0.87-0.96; 16->8 at 28x28 1.00-1.06 / 0.92-0.98. Weight gradient:
  * 16->16 0.91 / 0.86, 32->32 0.66 / 0.77, 32->64 0.78 / 0.71, 16->32 at 28x28 0.86 / 0.78,
- * 64->64 at 32x32 0.48; with 8 channels on a side 0.97-1.14 (its two transforms are paid per
+ * 64->64 at 32x32 0.48, 128->128 at 16x16 0.62, 256->256 at 8x8 0.35, 512->512 at 4x4 0.16
+ * (batch 32); with 8 channels on a side 0.97-1.14 (its two transforms are paid per
  * tile for C + O channels against 16 C O multiply-adds). The f32 results differ from the direct
  * kernel's in the last bits (within the tests' f64 tolerances); they do not depend on the
  * thread count. */

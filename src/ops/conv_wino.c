@@ -219,7 +219,7 @@ static inline void row_transform(int64_t TX, const float *rb, float *h, int64_t 
  *   V[xi = 4 i + k][c][slot0 + s] from E = even_k[s], O = odd_k[s], E2 = even_k[s + TX],
  *   O2 = odd_k[s + TX]: E - E2, O + E2, E2 - O, O - O2 for i = 0..3.
  * Lanes past the chunk land in the next chunk's slots (written after) or the slack. */
-static void input_tiles(const wgeom *g, const nb_tensor *src, int64_t n, int64_t ty0, int64_t nr, int64_t slot0,
+static __attribute__((noinline)) void input_tiles(const wgeom *g, const nb_tensor *src, int64_t n, int64_t ty0, int64_t nr, int64_t slot0,
                         float *rb, float *hs, float *V) {
     const int64_t TX = g->TX, rows = 2 * nr + 2, Sp = g->Sp, RW = (int64_t)row_floats(g), HS = hs_len(g);
     const int64_t s_h = src->stride[2], s_w = src->stride[3], S = nr * TX;
@@ -289,7 +289,7 @@ _Static_assert(NV == 3, "products dispatch blocks of 1 to 3 vectors");
 /* The batch's outputs for channels ob..: A^T M A for all its slots as whole vectors, the tiles'
  * two columns interleaved into z (row 0 of every tile row, then row 1, 2 slots per tile), then
  * each tile row's two output rows copied out. */
-static void output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias, const int64_t *rows,
+static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias, const int64_t *rows,
                          int64_t nrows, float *z, float *out) {
     const int64_t Wo = g->Wo, plane = g->Ho * Wo, S = nrows * g->TX, zs = 2 * Sb(g);
     for (int64_t o = ob; o < ob + OB && o < g->O; o++) {
