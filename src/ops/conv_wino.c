@@ -219,8 +219,8 @@ static inline void row_transform(int64_t TX, const float *rb, float *h, int64_t 
  *   V[xi = 4 i + k][c][slot0 + s] from E = even_k[s], O = odd_k[s], E2 = even_k[s + TX],
  *   O2 = odd_k[s + TX]: E - E2, O + E2, E2 - O, O - O2 for i = 0..3.
  * Lanes past the chunk land in the next chunk's slots (written after) or the slack. */
-static __attribute__((noinline)) void input_tiles(const wgeom *g, const nb_tensor *src, int64_t n, int64_t ty0, int64_t nr, int64_t slot0,
-                        float *rb, float *hs, float *V) {
+static __attribute__((noinline)) void input_tiles(const wgeom *g, const nb_tensor *src, int64_t n, int64_t ty0,
+                                                  int64_t nr, int64_t slot0, float *rb, float *hs, float *V) {
     const int64_t TX = g->TX, rows = 2 * nr + 2, Sp = g->Sp, RW = (int64_t)row_floats(g), HS = hs_len(g);
     const int64_t s_h = src->stride[2], s_w = src->stride[3], S = nr * TX;
     const int64_t wi = g->Wi < RW - g->pl ? g->Wi : RW - g->pl; /* the image columns a tile reads */
@@ -289,8 +289,8 @@ _Static_assert(NV == 3, "products dispatch blocks of 1 to 3 vectors");
 /* The batch's outputs for channels ob..: A^T M A for all its slots as whole vectors, the tiles'
  * two columns interleaved into z (row 0 of every tile row, then row 1, 2 slots per tile), then
  * each tile row's two output rows copied out. */
-static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias, const int64_t *rows,
-                         int64_t nrows, float *z, float *out) {
+static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias,
+                                                   const int64_t *rows, int64_t nrows, float *z, float *out) {
     const int64_t Wo = g->Wo, plane = g->Ho * Wo, S = nrows * g->TX, zs = 2 * Sb(g);
     for (int64_t o = ob; o < ob + OB && o < g->O; o++) {
         const float b = bias ? bias[o] : 0.0f;
@@ -400,7 +400,8 @@ static size_t p_bytes(const wgeom *g) { return al64((size_t)(g->chunks * XI * g-
  * g0 - g1, -g1 along the row), even and odd rows in their own streams (gs), then along the
  * column h0, h0 + h1, h0 - h1, -h1 as vectors over the sample's slots. rbg: Ho zeroed rows of
  * row_floats, into which a plane's rows are copied before any is read. */
-static __attribute__((noinline)) void gy_tiles(const wgeom *g, const float *gyd, int64_t slot0, float *rbg, float *gs, float *Gy) {
+static __attribute__((noinline)) void gy_tiles(const wgeom *g, const float *gyd, int64_t slot0, float *rbg, float *gs,
+                                               float *Gy) {
     const int64_t TX = g->TX, GL = gs_len(g), S = g->TY * TX, Wo = g->Wo, Sp = g->Sp, xs = g->O * Sp;
     const int64_t RW = (int64_t)row_floats(g);
     for (int64_t o = 0; o < g->O; o++) {
@@ -465,7 +466,8 @@ static inline vf lane_sums(const vf *a) {
 }
 
 /* P[xi][o][c] = sum over slots [0, S) of Gy[xi][o][s] V[xi][c][s]; Gy is zero past S */
-static __attribute__((noinline)) void bw_products(const wgeom *g, const float *Gy, const float *V, int64_t S, float *P) {
+static __attribute__((noinline)) void bw_products(const wgeom *g, const float *Gy, const float *V, int64_t S,
+                                                  float *P) {
     const int64_t Sv = up(S, VW), Sp = g->Sp, O = g->O, C = g->C;
     for (int xi = 0; xi < XI; xi++) {
         const float *gx = Gy + xi * O * Sp, *vx = V + xi * C * Sp;
