@@ -525,6 +525,26 @@ Test(conv, winograd_matches_f64) {
     }
 }
 
+/* A gradient penalty through Winograd layers (16 channels a side: all three parts are Winograd
+ * in f32): P = |d/dx sum(conv(x, w)^2)|^2, then dP/dw and dP/dx, in f32 against f64 (direct and
+ * implicit-GEMM kernels). The second-order pass runs every primitive again, with create_graph. */
+Test(conv, winograd_gradient_penalty_matches_f64) {
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(3, 16, 7, 9)), *w = nb_randn(ctx, NB_F64, NB_SHAPE(16, 16, 3, 3));
+    nb_tensor *res[2][2];
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        nb_tensor *xs = nb_detach(ctx, nb_cast(ctx, x, dt)), *ws = nb_detach(ctx, nb_cast(ctx, nb_mul_scalar(ctx, w, 0.2), dt));
+        nb_requires_grad(xs, true), nb_requires_grad(ws, true);
+        nb_tensor *y = nb_conv2d(ctx, xs, ws, NULL, 1, 1, 1, 1);
+        nb_tensor *l = nb_sum_all(ctx, nb_mul(ctx, y, y)), *gx;
+        cr_assert_eq(nb_grad(ctx, 1, &l, NULL, 1, &xs, &gx, true), NB_OK, "%s", nb_ctx_error(ctx));
+        nb_tensor *pen = nb_sum_all(ctx, nb_mul(ctx, gx, gx)), *in[2] = {xs, ws};
+        cr_assert_eq(nb_grad(ctx, 1, &pen, NULL, 2, in, res[d], false), NB_OK, "%s", nb_ctx_error(ctx));
+    }
+    assert_close_scaled(res[0][0], res[1][0], 2e-5, "penalty's x gradient", 0);
+    assert_close_scaled(res[0][1], res[1][1], 2e-5, "penalty's w gradient", 0);
+}
+
 /* Seven chunks of samples in the weight gradient (six of 3, one of 2), in waves of one chunk
  * per thread: the same bits with two threads or one. */
 Test(conv, direct_kernels_same_bits_any_thread_count) {
