@@ -464,9 +464,9 @@ static inline void nb__gather_even_f32(float *restrict d, const float *restrict 
     const nb__v8f lo = *(const nb__v8f *)(s + 2 * q - 1), hi = *(const nb__v8f *)(s + 2 * q + 7);
     *(nb__v8f *)(d + q) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
 }
-/* Winograd F(2x2, 3x3) (src/ops/conv_wino.c): the forward and the stride-1 input gradient of
- * a 3x3 window with stride 1, no dilation, padding 0-2, f32, one group; false where the library
- * was built without AVX2+FMA. Same contract as nb__conv_direct for the parts FWD and BX. */
+/* Winograd F(2x2, 3x3) (src/ops/conv_wino.c): the three parts of a conv with a 3x3 window,
+ * stride 1, no dilation, padding 0-2, f32, one group; false where the library was built without
+ * AVX2+FMA. Same contract as nb__conv_direct (BW: a = x, w = gy; gw written whole). */
 bool nb__conv_wino_ok(nb_dtype dt, int64_t G, nb_window2d win);
 size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, nb_window2d win,
                              const nb_tensor *out, int threads);

@@ -188,7 +188,8 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
  *   y  = conv(x, w):     dx = conv_bx(gy, w),   dw = conv_bw(x, gy)
  *   z  = conv_bx(g, w):  dg = conv(gz, w),      dw = conv_bw(gz, g)
  *   gw = conv_bw(x, g):  dx = conv_bx(g, ggw),  dg = conv(x, ggw)
- * Each primitive picks its kernel in this order: the direct kernels (conv_direct.c: f32, one
+ * Each primitive picks its kernel in this order: Winograd F(2x2, 3x3) (conv_wino.c: f32, one
+ * group, 3x3 stride 1, enough channels: use_wino), the direct kernels (conv_direct.c: f32, one
  * group, windows larger than 1x1; no columns at all), the implicit GEMM on BLIS's micro-kernel
  * (conv_gemm.c), then im2col/col2im + BLIS GEMMs, described here.
  * The kernels go one sample at a time. A sample's column matrix (C*kh*kw, OH*OW) is scratch:

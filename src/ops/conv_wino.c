@@ -112,6 +112,7 @@ static bool bgeom_of(wgeom *g, const nb_tensor *x, const nb_tensor *gy, nb_windo
     g->chunks = (N + g->spc - 1) / g->spc;
     while (g->chunks > 1 && g->chunks * XI * g->O * g->C * 4 > ((int64_t)32 << 20))
         g->spc *= 2, g->chunks = (N + g->spc - 1) / g->spc;
+    if (g->spc > N) g->spc = N;
     g->Sp = up(g->spc * tiles, VW) + VW;
     g->Ob = up(g->O, OB);
     return true;
