@@ -449,11 +449,45 @@ size_t nb__conv_direct_scratch(nb_conv_part part, const nb_tensor *a, const nb_t
                                const nb_tensor *out, int threads);
 void nb__conv_direct(nb_conv_part part, const nb_tensor *a, const nb_tensor *b, const nb_tensor *bias, nb_window2d win,
                      nb_tensor *out, int threads, char *scratch);
-/* d[q] = s[2q] for q in [0, n), n >= 9 (a stride-2 run of a row, for the convolutions' packing
- * and padding): 8 at a time from two half vectors; nothing past s[2(n - 1)] is read: the full
- * steps stop one short, and the last 8 (overlapping) are the odd elements of the 16 that start
- * one element earlier. __builtin_shufflevector: GCC >= 12 and clang. */
+/* Rows of the convolutions' padded planes and packed panels, as vectors of any alignment: 8
+ * floats, and the widest the target has (16 with AVX-512, else 8). */
 typedef float nb__v8f __attribute__((vector_size(32), aligned(4), may_alias));
+#if defined(__AVX512F__)
+enum { NB__VW = 16 };
+#else
+enum { NB__VW = 8 };
+#endif
+typedef float nb__vw __attribute__((vector_size(NB__VW * 4), aligned(4), may_alias));
+/* d[0, n) = s[0, n) (a row): whole vectors, the last one overlapping the ones before, 8-15
+ * floats on AVX-512 as two overlapping halves, fewer element by element: a row of 14-30 floats
+ * costs two or three stores and no scalar tail. Nothing outside d[0, n) is written, nothing
+ * outside s[0, n) read. nb__zero_floats: the same with zeros. */
+static inline void nb__copy_floats(float *restrict d, const float *restrict s, int64_t n) {
+    if (n < 8) {
+        for (int64_t q = 0; q < n; q++) d[q] = s[q];
+    } else if (n < NB__VW) {
+        const nb__v8f lo = *(const nb__v8f *)s, hi = *(const nb__v8f *)(s + n - 8);
+        *(nb__v8f *)d = lo, *(nb__v8f *)(d + n - 8) = hi;
+    } else {
+        int64_t q = 0;
+        for (; q + NB__VW <= n; q += NB__VW) *(nb__vw *)(d + q) = *(const nb__vw *)(s + q);
+        if (q < n) *(nb__vw *)(d + n - NB__VW) = *(const nb__vw *)(s + n - NB__VW);
+    }
+}
+static inline void nb__zero_floats(float *d, int64_t n) {
+    if (n < 8) {
+        for (int64_t q = 0; q < n; q++) d[q] = 0.0f;
+    } else if (n < NB__VW) {
+        *(nb__v8f *)d = (nb__v8f){0}, *(nb__v8f *)(d + n - 8) = (nb__v8f){0};
+    } else {
+        for (int64_t q = 0; q + NB__VW <= n; q += NB__VW) *(nb__vw *)(d + q) = (nb__vw){0};
+        *(nb__vw *)(d + n - NB__VW) = (nb__vw){0};
+    }
+}
+/* d[q] = s[2q] for q in [0, n), n >= 9 (a stride-2 run of a row): 8 at a time from two half
+ * vectors; nothing past s[2(n - 1)] is read: the full steps stop one short, and the last 8
+ * (overlapping) are the odd elements of the 16 that start one element earlier.
+ * __builtin_shufflevector: GCC >= 12 and clang. */
 static inline void nb__gather_even_f32(float *restrict d, const float *restrict s, int64_t n) {
     int64_t q = 0;
     for (; q + 8 < n; q += 8) {

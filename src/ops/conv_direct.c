@@ -117,31 +117,6 @@ bool nb__conv_direct_ok(nb_dtype dt, int64_t G, nb_window2d w, bool input_grad) 
 #ifdef NB_CONV_DIRECT
 enum { PB = FPV * VW };
 
-/* d[0, n) = s[0, n) (s with stride 1), or zeros: whole vectors, the last one overlapping the one
- * before, so a row of 14-30 floats costs two or three stores and no scalar tail */
-static inline vf run_at(const float *s, int64_t q) {
-    if (s) return *(const vfu *)(s + q);
-    return (vf){0};
-}
-typedef float vh __attribute__((vector_size(32)));
-typedef float vhu __attribute__((vector_size(32), aligned(4), may_alias));
-static inline void copy_run(float *restrict d, const float *restrict s, int64_t n) {
-    if (n < VW) {
-        if (VW > 8 && n >= 8) { /* a 14x14 plane's rows on AVX-512: two overlapping halves, not 14 scalars */
-            vh lo = {0}, hi = {0};
-            if (s) lo = *(const vhu *)s, hi = *(const vhu *)(s + n - 8);
-            *(vhu *)d = lo;
-            *(vhu *)(d + n - 8) = hi;
-            return;
-        }
-        for (int64_t q = 0; q < n; q++) d[q] = s ? s[q] : 0.0f;
-        return;
-    }
-    int64_t q = 0;
-    for (; q + VW <= n; q += VW) *(vfu *)(d + q) = run_at(s, q);
-    if (q < n) *(vfu *)(d + n - VW) = run_at(s, n - VW);
-}
-
 /* dst (PSq floats) = phase (a, b) of the zero-padded image plane src (row stride s_h, column
  * stride s_w): dst[r*Wp + q] = padded[r*sh + a][q*sw + b], zeros after its Hp rows. borders
  * false: only the image's elements are written (the zeros are there from the call before, with
@@ -156,12 +131,12 @@ static void pad_plane(float *restrict dst, const float *restrict src, int64_t s_
         float *restrict d = dst + r * Wp;
         const int64_t ir = r * g->sh + a - g->pt;
         if (ir < 0 || ir >= g->Hi) {
-            if (borders) copy_run(d, NULL, Wp);
+            if (borders) nb__zero_floats(d, Wp);
             continue;
         }
         const float *restrict s = src + ir * s_h + (b - g->pl) * s_w;
-        if (borders) copy_run(d, NULL, q0), copy_run(d + q1, NULL, Wp - q1);
-        if (sw == 1 && s_w == 1) copy_run(d + q0, s + q0, q1 - q0);
+        if (borders) nb__zero_floats(d, q0), nb__zero_floats(d + q1, Wp - q1);
+        if (sw == 1 && s_w == 1) nb__copy_floats(d + q0, s + q0, q1 - q0);
         else if (sw == 2 && s_w == 1 && q1 - q0 >= 9) nb__gather_even_f32(d + q0, s + 2 * q0, q1 - q0);
         else
             for (int64_t q = q0; q < q1; q++) d[q] = s[q * sw * s_w];

@@ -175,23 +175,11 @@ static void pack_u(const wgeom *g, const float *w, bool bx, float *u, int64_t o0
         }
 }
 
-typedef float vh __attribute__((vector_size(32), aligned(4), may_alias));
-
-/* d[0, n) = s[0, n) (s with column stride s_w): whole vectors, the last one overlapping, two
- * overlapping half vectors for 8-15 floats; nothing outside d[0, n) is written */
+/* d[0, n) = s[0, n), s with column stride s_w; nothing outside d[0, n) is written */
 static inline void copy_row(float *restrict d, const float *restrict s, int64_t n, int64_t s_w) {
-    if (s_w != 1 || n < VW) {
-        if (VW > 8 && s_w == 1 && n >= 8) {
-            const vh lo = *(const vh *)s, hi = *(const vh *)(s + n - 8);
-            *(vh *)d = lo, *(vh *)(d + n - 8) = hi;
-            return;
-        }
+    if (s_w == 1) nb__copy_floats(d, s, n);
+    else
         for (int64_t q = 0; q < n; q++) d[q] = s[q * s_w];
-        return;
-    }
-    int64_t q = 0;
-    for (; q + VW <= n; q += VW) *(vfu *)(d + q) = *(const vfu *)(s + q);
-    if (q < n) *(vfu *)(d + n - VW) = *(const vfu *)(s + n - VW);
 }
 
 /* The row half of B^T d B for a padded row rb: h_k[tx] for k = 0..3 from d[s] = rb[2 tx + s]:
@@ -570,7 +558,6 @@ size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_ten
                              const nb_tensor *out, int threads) {
 #ifdef NB_WINO
     wgeom g;
-    (void)out;
     if (part == NB_CONV_BW) return bgeom_of(&g, a, w, win) ? p_bytes(&g) + (size_t)threads * bw_thread_bytes(&g) : 0;
     if (!wgeom_of(&g, part, a, w, win, out)) return 0;
     return u_bytes(&g) + al64((size_t)g.O * sizeof(float)) + (size_t)threads * thread_bytes(&g);
