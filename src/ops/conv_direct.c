@@ -235,18 +235,17 @@ static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 static size_t wpack_bytes(const dgeom *g) { return al64((size_t)(up(g->O, FOB) * g->C * g->taps) * sizeof(float)); }
 static size_t planes_bytes(const dgeom *g) { return al64((size_t)(g->C * g->PS) * sizeof(float)); }
 
-/* The forward is one geometry; the input gradient one per phase of its output */
+/* The forward is one geometry; the input gradient one per phase of its output, all reading the
+ * same padded planes (one pad geometry: pt, pl, Hi, Wi, Hp, Wp, PS) */
 typedef struct {
     int64_t n;
     dgeom g[MAX_PH];
 } dplan;
 
-/* shared: the bias and each phase's packed weight; per thread: the output tile and each phase's
- * padded planes (their own, so their zeros are written once per call) */
+/* shared: the bias and each phase's packed weight; per thread: the output tile and the padded
+ * planes (its own, so their zeros are written once per call) */
 static size_t plan_thread_bytes(const dplan *pl) {
-    size_t per = al64((size_t)(FOB * PB) * sizeof(float));
-    for (int64_t k = 0; k < pl->n; k++) per += planes_bytes(&pl->g[k]);
-    return per;
+    return al64((size_t)(FOB * PB) * sizeof(float)) + planes_bytes(&pl->g[0]);
 }
 static size_t plan_bytes(const dplan *pl, int threads) {
     size_t shared = al64((size_t)pl->g[0].O * sizeof(float));
@@ -282,19 +281,19 @@ static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool
         bool borders = true; /* the thread's planes keep their zeros after its first sample */
 #pragma omp for schedule(dynamic) /* to whichever thread is free: the same bits */
         for (int64_t n = 0; n < N; n++) {
-            char *next = (char *)tile + al64((size_t)(FOB * PB) * sizeof(float));
+            float *xp = (float *)((char *)tile + al64((size_t)(FOB * PB) * sizeof(float)));
+            bool padded = false;
             for (int64_t k = 0; k < pl->n; k++) {
                 const dgeom *g = &pl->g[k];
-                float *xp = (float *)next; /* phase k's own planes */
-                next += planes_bytes(g);
                 if (g->Ho == 0 || g->Wo == 0) continue;
                 if (g->taps == 0) {
                     fill_phase(g, bias ? bb : NULL, out + n * sample);
                     continue;
                 }
-                for (int64_t c = 0; c < C; c++)
+                for (int64_t c = 0; c < C && !padded; c++)
                     pad_channel(xp + c * g->PS, xd + n * src->stride[0] + c * src->stride[1], src->stride[2],
                                 src->stride[3], g, borders);
+                padded = true;
                 fwd_planes(g, xp, (const float *)wp[k], bias ? bb : NULL, out + n * sample, tile);
             }
             borders = false;
@@ -304,34 +303,53 @@ static void plan_run(const dplan *pl, const nb_tensor *src, const float *w, bool
 
 /* Phase (a, b) of the input gradient: dx[c, Y*sh + a, X*sw + b] is the sum over the taps (i, j)
  * with sh | a + ph - i*dh and sw | b + pw - j*dw of w[o, c, i, j] gy[o, Y + e_i, X + f_j],
- * e_i = (a + ph - i*dh) / sh, f_j likewise: a stride-1 conv of gy placed at (-min e, -min f) with
- * those taps (stride 1: one phase, every tap, flipped), written every sh-th row, sw-th column */
+ * e_i = (a + ph - i*dh) / sh, f_j likewise: a stride-1 conv of gy (stride 1: one phase, every
+ * tap, flipped), written every sh-th row, sw-th column. Here: its taps (e, f) and outputs. */
 static void bx_phase(dgeom *g, int64_t C, int64_t O, int64_t H, int64_t W, int64_t OH, int64_t OW, nb_window2d w,
-                     int64_t a, int64_t b) {
+                     int64_t a, int64_t b, int64_t *e, int64_t *f) {
     *g = (dgeom){.C = O, .O = C, .Hi = OH, .Wi = OW, .sh = 1, .sw = 1, .nph = 1, .ktaps = w.kh * w.kw};
     g->Ho = a < H ? (H - a + w.sh - 1) / w.sh : 0, g->Wo = b < W ? (W - b + w.sw - 1) / w.sw : 0;
-    int64_t e[MAX_TAPS], f[MAX_TAPS], emin = INT64_MAX, emax = INT64_MIN, fmin = INT64_MAX, fmax = INT64_MIN;
     for (int64_t i = 0; i < w.kh; i++)
         for (int64_t j = 0; j < w.kw; j++) {
             const int64_t ni = a + w.ph - i * w.dh, nj = b + w.pw - j * w.dw;
             if (ni % w.sh || nj % w.sw) continue;
             const int64_t t = g->taps++;
             g->tap[t] = i * w.kw + j, e[t] = ni / w.sh, f[t] = nj / w.sw;
-            emin = e[t] < emin ? e[t] : emin, emax = e[t] > emax ? e[t] : emax;
-            fmin = f[t] < fmin ? f[t] : fmin, fmax = f[t] > fmax ? f[t] : fmax;
         }
     g->oplane = H * W, g->orow = w.sh * W, g->ocol = w.sw, g->ooff = a * W + b;
-    if (!g->taps) return;
-    g->pt = -emin, g->pl = -fmin;
-    g->Hp = g->Ho + emax - emin, g->Wp = pitch(g->Wo, fmax - fmin, g->pl, OW);
-    g->P = up(g->Ho * g->Wp, PB);
-    int64_t last = 0;
-    for (int64_t t = 0; t < g->taps; t++) {
-        g->off[t] = (e[t] - emin) * g->Wp + (f[t] - fmin);
-        last = g->off[t] > last ? g->off[t] : last;
+}
+
+/* The phases that compute read one padded copy of gy: gy placed at (-min e, -min f) over all
+ * of them, in a pitch and height that serve each (padding each phase's own copy cost a stride-2
+ * layer's input gradient four copies of gy, 18% of its instructions) */
+static void bx_share_planes(dplan *pl, int64_t OW, int64_t (*e)[MAX_TAPS], int64_t (*f)[MAX_TAPS]) {
+    int64_t emin = INT64_MAX, fmin = INT64_MAX, Hp = 0, Wp = 1, PS = 0;
+    const dgeom *g;
+    for (int64_t k = 0; k < pl->n; k++)
+        for (int64_t t = 0; t < (g = &pl->g[k])->taps && g->Ho && g->Wo; t++)
+            emin = e[k][t] < emin ? e[k][t] : emin, fmin = f[k][t] < fmin ? f[k][t] : fmin;
+    for (int64_t k = 0; k < pl->n; k++) {
+        int64_t emax = INT64_MIN, fmax = INT64_MIN;
+        for (int64_t t = 0; t < (g = &pl->g[k])->taps && g->Ho && g->Wo; t++)
+            emax = e[k][t] > emax ? e[k][t] : emax, fmax = f[k][t] > fmax ? f[k][t] : fmax;
+        if (emax == INT64_MIN) continue;
+        const int64_t h = g->Ho + emax - emin, p = pitch(g->Wo, fmax - fmin, -fmin, OW);
+        Hp = h > Hp ? h : Hp, Wp = p > Wp ? p : Wp;
     }
-    for (int64_t t = g->taps; t < MAX_TAPS + 4; t++) g->off[t] = g->off[g->taps - 1];
-    g->PSq = g->PS = up(g->P + last, 16);
+    for (int64_t k = 0; k < pl->n; k++) {
+        dgeom *q = &pl->g[k];
+        q->pt = -emin, q->pl = -fmin, q->Hp = Hp, q->Wp = Wp;
+        if (!q->taps || !q->Ho || !q->Wo) continue;
+        q->P = up(q->Ho * Wp, PB);
+        int64_t last = 0;
+        for (int64_t t = 0; t < q->taps; t++) {
+            q->off[t] = (e[k][t] - emin) * Wp + (f[k][t] - fmin);
+            last = q->off[t] > last ? q->off[t] : last;
+        }
+        for (int64_t t = q->taps; t < MAX_TAPS + 4; t++) q->off[t] = q->off[q->taps - 1];
+        PS = up(q->P + last, 16) > PS ? up(q->P + last, 16) : PS;
+    }
+    for (int64_t k = 0; k < pl->n; k++) pl->g[k].PSq = pl->g[k].PS = PS;
 }
 #endif
 
@@ -466,8 +484,10 @@ static bool fwd_plan(dplan *pl, int64_t C, int64_t O, int64_t H, int64_t W, nb_w
 static bool bx_plan(dplan *pl, int64_t C, int64_t O, int64_t H, int64_t W, nb_window2d w, int64_t OH, int64_t OW) {
     pl->n = 0, pl->g[0].O = C;
     if (w.sh * w.sw > MAX_PH || w.kh * w.kw > MAX_TAPS) return false;
+    int64_t e[MAX_PH][MAX_TAPS], f[MAX_PH][MAX_TAPS];
     for (int64_t a = 0; a < w.sh; a++)
-        for (int64_t b = 0; b < w.sw; b++) bx_phase(&pl->g[pl->n++], C, O, H, W, OH, OW, w, a, b);
+        for (int64_t b = 0; b < w.sw; b++, pl->n++) bx_phase(&pl->g[pl->n], C, O, H, W, OH, OW, w, a, b, e[pl->n], f[pl->n]);
+    bx_share_planes(pl, OW, e, f);
     return true;
 }
 

@@ -481,6 +481,11 @@ Test(conv, direct_kernels_match_f64) {
         {2, 4, 7, 29, 5, 3, 3, .o = {.stride = {2, 2}, .padding = {1, 1}}},
         {2, 3, 5, 44, 4, 1, 1, .o = {.stride = {2, 2}}},
         {1, 3, 6, 19, 4, 2, 2, .o = {.stride = {2, 2}}},
+        /* the input gradient's phases share one padded gy: odd sizes, so that the first row and
+         * column phases have one more output than the last (the shared height and pitch are the
+         * largest any phase needs) */
+        {2, 8, 9, 11, 5, 2, 2, .o = {.stride = {2, 2}}},
+        {2, 9, 5, 6, 8, 2, 2, .o = {.stride = {2, 2}, .output_padding = {1, 1}}, .transposed = true},
         /* the weight gradient in chunks of samples (7 chunks: 6 of 3, one of 2) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
