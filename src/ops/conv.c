@@ -490,6 +490,15 @@ static nb_tensor *finish_prim(nb_ctx *ctx, nb_mark m, const nb_op *op, nb_tensor
     return out;
 }
 
+/* A sum over nothing (no input channel, no output position, no sample): out is the bias, or
+ * zeros; the kernels below assume something to sum. */
+static void fill_empty(const conv_job *j, nb_tensor *out, const nb_tensor *b) {
+    const int64_t N = out->shape[0], rows = out->shape[1], len = out->numel / (N * rows > 0 ? N * rows : 1);
+    if (!b || out->ndim != 4) nb__fill_kernel(out, 0.0);
+    else
+        for (int64_t n = 0; n < N; n++) fill_rows(j->dt, (char *)out->data + n * rows * len * j->es, b, rows, len);
+}
+
 /* x (N, C, H, W) any strides, w (O, C/G, kh, kw), b (O) or NULL -> (N, O, OH, OW) */
 static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, const conv_geom *q) {
     if (!x || !(w = nb_contiguous(ctx, w))) return NULL;
@@ -497,8 +506,10 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     nb_tensor *y = nb__new(ctx, x->dtype, NB_SHAPE(j.N, j.O, q->OH, q->OW));
     if (!y) return NULL;
     j.x = x, j.w = w, j.b = b, j.out = y;
-    nb_mark m;
-    if (use_direct(&j, false) || use_wino(&j, NB_CONV_FWD)) {
+    nb_mark m = nb_ctx_mark(ctx);
+    if (j.K == 0 || j.L == 0 || j.N == 0 || j.O == 0) {
+        fill_empty(&j, y, b);
+    } else if (use_direct(&j, false) || use_wino(&j, NB_CONV_FWD)) {
         if (!run_direct(ctx, &j, NB_CONV_FWD, x, w, &m)) return NULL;
     } else if (implicit_gemm(&j, x)) {
         if (!run_igemm(ctx, &j, x, w, q, &m)) return NULL;
@@ -516,8 +527,10 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     nb_tensor *z = nb__new(ctx, gy->dtype, NB_SHAPE(j.N, j.C, q->H, q->W));
     if (!z) return NULL;
     j.gy = gy, j.w = w, j.b = b, j.out = z;
-    nb_mark m;
-    if (use_direct(&j, true) || use_wino(&j, NB_CONV_BX)) {
+    nb_mark m = nb_ctx_mark(ctx);
+    if (j.Og == 0 || j.L == 0 || j.N == 0 || j.C == 0 || j.HW == 0) {
+        fill_empty(&j, z, b);
+    } else if (use_direct(&j, true) || use_wino(&j, NB_CONV_BX)) {
         if (!run_direct(ctx, &j, NB_CONV_BX, gy, w, &m)) return NULL;
     } else if (implicit_gemm(&j, z) && j.Og <= 2 * j.K) {
         const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
@@ -551,7 +564,12 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
     nb_tensor *gw = nb__new(ctx, x->dtype, NB_SHAPE(j.O, j.Cg, q->win.kh, q->win.kw));
     if (!gw) return NULL;
     j.x = x, j.gy = gy, j.out = gw;
-    nb_mark m;
+    nb_mark m = nb_ctx_mark(ctx);
+    if (j.N == 0 || j.L == 0 || j.O == 0 || j.K == 0) {
+        fill_empty(&j, gw, NULL);
+        nb_tensor *in[2] = {x, gy};
+        return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);
+    }
     if (use_direct(&j, false) || use_wino(&j, NB_CONV_BW)) {
         if (!run_direct(ctx, &j, NB_CONV_BW, x, gy, &m)) return NULL;
         nb_tensor *in[2] = {x, gy};

@@ -66,10 +66,12 @@ static int64_t up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
  * output row, but the columns past the row end may be the next row's leading zeros (its left
  * padding, pl columns): reading on into them reads the zeros the right padding would hold. So
  * rows need only max(the image columns that are read, Wo + span - pl): a 3x3 "same" conv over
- * 14 columns takes pitch 15, not 16. */
+ * 14 columns takes pitch 15, not 16; and never fewer than the Wo outputs a row holds (a left
+ * padding wider than the span would give less). */
 static int64_t pitch(int64_t Wo, int64_t span, int64_t pl, int64_t Wi) {
     const int64_t z = pl > 0 ? pl : 0, e = pl + Wi < Wo + span ? pl + Wi : Wo + span;
-    const int64_t p = e > Wo + span - z ? e : Wo + span - z;
+    int64_t p = e > Wo + span - z ? e : Wo + span - z;
+    p = p > Wo ? p : Wo;
     return p > 1 ? p : 1;
 }
 

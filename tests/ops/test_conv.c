@@ -423,8 +423,16 @@ typedef struct {
     bool transposed, strided_x;
 } direct_case;
 
+/* The arena's memory filled with NaN, then released: an output element a kernel leaves
+ * unwritten reads NaN, not a stale value that might happen to be right. */
+static void poison_arena(void) {
+    cr_assert_not_null(nb_full(ctx, NB_F64, NB_SHAPE(1 << 20), NAN));
+    nb_ctx_reset(ctx);
+}
+
 /* y and the gradients of x, w and b for one upstream gradient, in f32 and in f64 (same values) */
 static void check_direct_case(const direct_case *k, int idx) {
+    poison_arena();
     nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(k->N, k->C, k->strided_x ? k->W : k->H, k->strided_x ? k->H : k->W));
     if (k->strided_x) x = nb_transpose(ctx, x, 2, 3);
     /* conv: (O, C, kh, kw); transposed: (C, O, kh, kw) */
@@ -486,6 +494,13 @@ Test(conv, direct_kernels_match_f64) {
          * largest any phase needs) */
         {2, 8, 9, 11, 5, 2, 2, .o = {.stride = {2, 2}}},
         {2, 9, 5, 6, 8, 2, 2, .o = {.stride = {2, 2}, .output_padding = {1, 1}}, .transposed = true},
+        /* a left padding wider than the window: the row pitch still holds every output (it
+         * fell below the output width, and the last row's last outputs were never written) */
+        {1, 1, 4, 4, 1, 3, 3, .o = {.padding = {3, 3}}},
+        {1, 1, 1, 1, 1, 1, 3, .o = {.padding = {0, 3}}},
+        {5, 5, 1, 7, 31, 1, 3, .o = {.padding = {0, 3}}},
+        {1, 8, 1, 9, 8, 1, 3, .o = {.stride = {1, 2}, .padding = {0, 1}, .dilation = {1, 3}}},
+        {2, 8, 6, 7, 9, 3, 3, .o = {.stride = {2, 3}, .padding = {4, 4}, .dilation = {1, 2}}, .transposed = true},
         /* the weight gradient in chunks of samples (7 chunks: 6 of 3, one of 2) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
     };
@@ -567,4 +582,49 @@ Test(conv, direct_kernels_same_bits_any_thread_count) {
     for (int r = 0; r < 3; r++)
         cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
                   "result %d differs between 1 and 2 threads", r);
+}
+
+/* Sums over nothing: no input channel, no output channel of a transposed conv, no sample. The
+ * outputs are the bias or zeros and the gradients zeros, in f32 and f64 and on every path
+ * (3x3: the direct kernels in f32, the implicit GEMM in f64); the arena is poisoned first. */
+Test(conv, empty_sums_give_bias_or_zeros) {
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            poison_arena();
+            nb_tensor *b = with_bias ? nb_full(ctx, dt, NB_SHAPE(4), 0.5) : NULL;
+            /* conv2d, 0 input channels: y = b */
+            nb_tensor *y = nb_conv2d(ctx, nb_zeros(ctx, dt, NB_SHAPE(2, 0, 5, 5)), nb_zeros(ctx, dt, NB_SHAPE(4, 0, 3, 3)), b,
+                                     1, 1, 1, 1);
+            cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+            cr_assert(y->numel == 2 * 4 * 25);
+            for (int64_t i = 0; i < y->numel; i++) cr_assert_eq(nb_get(y, i), with_bias ? 0.5 : 0.0, "conv2d %d %d", d, with_bias);
+            /* conv_transpose2d, 0 input channels (w (0, 4, 3, 3)): y = b */
+            y = nb_conv_transpose2d(ctx, nb_zeros(ctx, dt, NB_SHAPE(2, 0, 5, 5)), nb_zeros(ctx, dt, NB_SHAPE(0, 4, 3, 3)), b, 2,
+                                    1, 0, 1, 1);
+            cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+            for (int64_t i = 0; i < y->numel; i++)
+                cr_assert_eq(nb_get(y, i), with_bias ? 0.5 : 0.0, "conv_transpose2d %d %d", d, with_bias);
+        }
+        /* conv_transpose2d with 0 output channels: the input gradient is zeros */
+        poison_arena();
+        nb_tensor *x = nb_randn(ctx, dt, NB_SHAPE(2, 4, 5, 5)), *w = nb_randn(ctx, dt, NB_SHAPE(4, 0, 3, 3));
+        nb_requires_grad(x, true);
+        nb_tensor *y = nb_conv_transpose2d(ctx, x, w, NULL, 1, 1, 0, 1, 1), *gx;
+        cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){nb_sum_all(ctx, y)}, NULL, 1, &x, &gx, false), NB_OK, "%s",
+                     nb_ctx_error(ctx));
+        for (int64_t i = 0; i < gx->numel; i++) cr_assert_eq(nb_get(gx, i), 0.0, "gx %d", d);
+        /* no sample: the weight gradient is zeros */
+        poison_arena();
+        x = nb_zeros(ctx, dt, NB_SHAPE(0, 8, 6, 6)), w = nb_randn(ctx, dt, NB_SHAPE(8, 8, 3, 3));
+        nb_requires_grad(w, true);
+        nb_tensor *gw;
+        y = nb_conv2d(ctx, x, w, NULL, 1, 1, 1, 1);
+        cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){nb_sum_all(ctx, y)}, NULL, 1, &w, &gw, false), NB_OK, "%s",
+                     nb_ctx_error(ctx));
+        for (int64_t i = 0; i < gw->numel; i++) cr_assert_eq(nb_get(gw, i), 0.0, "gw %d", d);
+        nb_ctx_reset(ctx);
+    }
 }
