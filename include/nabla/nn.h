@@ -116,8 +116,10 @@ nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts);
 nb_tensor *nb_max_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);
 /* Mean over windows, zero padding counted (PyTorch's count_include_pad=True). stride 0 = kernel. */
 nb_tensor *nb_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int kernel, int stride, int padding);
-/* Adaptive average pooling of (N, C, H, W) to (N, C, oh, ow). oh = ow = 1 is the mean over
- * (H, W); otherwise H and W must be multiples of oh and ow (else NB_ERR_UNSUPPORTED). */
+/* Adaptive average pooling of (N, C, H, W) to (N, C, oh, ow), PyTorch's windows: output (i, j)
+ * is the mean over rows [floor(i H/oh), ceil((i+1) H/oh)) and the same for columns (any H, W
+ * >= 1, oh and ow >= 1, also larger than H and W). oh = ow = 1 is the mean over (H, W); exact
+ * multiples are average pooling; other sizes two products with the averaging matrices. */
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow);
 
 /* ---- resampling ------------------------------------------------------------------------- */

@@ -309,6 +309,17 @@ nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
     return pool1d(ctx, "avg_pool1d", x, opts, nb_avg_pool2d_ex);
 }
 
+/* (o, n) averaging matrix of adaptive pooling along one axis: row i is 1/len over PyTorch's
+ * window [floor(i n / o), ceil((i + 1) n / o)) */
+static nb_tensor *adaptive_matrix(nb_ctx *ctx, nb_dtype dt, int64_t o, int64_t n) {
+    nb_tensor *m = nb_zeros(ctx, dt, NB_SHAPE(o, n));
+    for (int64_t i = 0; m && i < o; i++) {
+        const int64_t a = i * n / o, e = ((i + 1) * n + o - 1) / o;
+        for (int64_t r = a; r < e; r++) nb_set(m, i * n + r, 1.0 / (double)(e - a));
+    }
+    return m;
+}
+
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow) {
     if (nb__null(ctx, "adaptive_avg_pool2d", 1, x)) return NULL;
     char b[128];
@@ -316,14 +327,20 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t
         return nb__fail(ctx, NB_ERR_SHAPE, "adaptive_avg_pool2d: input %s must be 4-D (N, C, H, W)", nb_shape_str(x, b, sizeof b));
     const int64_t H = x->shape[2], W = x->shape[3];
     if (oh < 1 || ow < 1) return nb__fail(ctx, NB_ERR_VALUE, "adaptive_avg_pool2d: output size %lldx%lld must be positive", (long long)oh, (long long)ow);
+    if (H < 1 || W < 1)
+        return nb__fail(ctx, NB_ERR_SHAPE, "adaptive_avg_pool2d: input %s has no element to average",
+                        nb_shape_str(x, b, sizeof b));
+    if (x->dtype != NB_F32 && x->dtype != NB_F64)
+        return nb__fail(ctx, NB_ERR_DTYPE, "adaptive_avg_pool2d: input %s must be f32 or f64", nb_shape_str(x, b, sizeof b));
     if (oh == 1 && ow == 1) {
         int axes[2] = {2, 3};
         return nb_mean(ctx, x, 2, axes, true);
     }
-    if (H % oh != 0 || W % ow != 0 || H / oh != W / ow)
-        return nb__fail(ctx, NB_ERR_UNSUPPORTED,
-                        "adaptive_avg_pool2d: input %s to %lldx%lld needs equal square windows (H/oh == W/ow, exact)",
-                        nb_shape_str(x, b, sizeof b), (long long)oh, (long long)ow);
-    int k = (int)(H / oh);
-    return nb_avg_pool2d(ctx, x, k, k, 0);
+    if (H % oh == 0 && W % ow == 0) /* equal windows side by side: average pooling */
+        return nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {H / oh, W / ow}});
+    /* windows of unequal or overlapping extent: the mean over a window is separable, rows then
+     * columns, so y = A_h x A_w^T with PyTorch's windows in the averaging matrices */
+    nb_tensor *ah = adaptive_matrix(ctx, x->dtype, oh, H), *aw = adaptive_matrix(ctx, x->dtype, ow, W);
+    if (!ah || !aw) return NULL;
+    return nb_matmul(ctx, nb_matmul(ctx, ah, x), nb_transpose(ctx, aw, 0, 1));
 }

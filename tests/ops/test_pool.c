@@ -28,7 +28,53 @@ Test(pool, adaptive_avg_equals_avg_pool_when_divisible) {
     nb_tensor *a = nb_adaptive_avg_pool2d(ctx, x, 3, 3), *b = nb_avg_pool2d(ctx, x, 2, 2, 0);
     cr_assert(a && b && a->shape[2] == 3);
     for (int64_t i = 0; i < a->numel; i++) assert_close(nb_get(a, i), nb_get(b, i), 1e-15, 0);
-    ASSERT_ERROR(ctx, nb_adaptive_avg_pool2d(ctx, x, 4, 4), NB_ERR_UNSUPPORTED, "(2,2,6,6)", "4x4");
+    ASSERT_ERROR(ctx, nb_adaptive_avg_pool2d(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(1, 2, 0, 4)), 1, 1), NB_ERR_SHAPE,
+                 "adaptive_avg_pool2d", "(1,2,0,4)");
+}
+
+/* PyTorch's windows for any sizes: output (i, j) averages rows [floor(i H/oh), ceil((i+1) H/oh))
+ * and the same columns, computed here element by element; rectangular exact windows, unequal
+ * and overlapping ones, outputs larger than the input; f32 and f64; first and second
+ * derivatives by finite differences. */
+static double window_mean(const nb_tensor *x, int64_t n, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow) {
+    const int64_t H = x->shape[2], W = x->shape[3];
+    const int64_t h0 = i * H / oh, h1 = ((i + 1) * H + oh - 1) / oh, w0 = j * W / ow, w1 = ((j + 1) * W + ow - 1) / ow;
+    double s = 0;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t w = w0; w < w1; w++) s += nb_get(x, ((n * x->shape[1] + c) * H + h) * W + w);
+    return s / (double)((h1 - h0) * (w1 - w0));
+}
+typedef struct {
+    int64_t oh, ow;
+} adaptive_size;
+static nb_tensor *f_adaptive_sq(nb_ctx *c, nb_tensor *const *in, void *u) {
+    const adaptive_size *a = u;
+    nb_tensor *y = nb_adaptive_avg_pool2d(c, in[0], a->oh, a->ow);
+    return nb_mul(c, y, y); /* not linear: the second derivative is not zero */
+}
+Test(pool, adaptive_avg_any_size_matches_pytorch_windows) {
+    const int64_t sizes[][4] = {{5, 2, 1, 2}, {10, 10, 7, 7}, {6, 9, 3, 3}, {3, 4, 5, 7}, {7, 5, 2, 3}, {1, 1, 2, 3}};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        for (int d = 0; d < 2; d++) {
+            const int64_t H = sizes[k][0], W = sizes[k][1], oh = sizes[k][2], ow = sizes[k][3];
+            nb_tensor *x = nb_randn(ctx, d ? NB_F64 : NB_F32, NB_SHAPE(2, 3, H, W));
+            nb_tensor *y = nb_adaptive_avg_pool2d(ctx, x, oh, ow);
+            cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+            cr_assert(y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == oh && y->shape[3] == ow && y->dtype == x->dtype);
+            for (int64_t n = 0; n < 2; n++)
+                for (int64_t c = 0; c < 3; c++)
+                    for (int64_t i = 0; i < oh; i++)
+                        for (int64_t j = 0; j < ow; j++)
+                            assert_close(nb_get(y, ((n * 3 + c) * oh + i) * ow + j), window_mean(x, n, c, i, j, oh, ow),
+                                         d ? 1e-14 : 1e-6, 0);
+            if (d) {
+                adaptive_size a = {oh, ow};
+                nb_requires_grad(x, true);
+                cr_assert_eq(nb_gradcheck(ctx, f_adaptive_sq, 1, &x, &a, NULL, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+                cr_assert_eq(nb_gradgradcheck(ctx, f_adaptive_sq, 1, &x, &a, NULL, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+            }
+            nb_ctx_reset(ctx);
+        }
 }
 
 Test(pool, max_pool_gradient_goes_to_the_argmax) {
