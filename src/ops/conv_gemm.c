@@ -656,14 +656,16 @@ size_t nb__conv_gemm_bx_scratch(nb_dtype dt, int64_t O, int64_t Cg, int64_t G, i
 DEFINE_PACK_BX(float, f32)
 DEFINE_PACK_BX(double, f64)
 
-/* blocks [i0, i1) (over groups) of dx's channels, every tile of PB positions */
-static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int64_t i0, int64_t i1, char *scratch) {
+/* blocks [i0, i1) (over groups) of dx's channels, the tiles of PB positions in [p0, p1) (p0 a
+ * multiple of PB, so the tiles are the same however the positions are split) */
+static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int64_t i0, int64_t i1, int64_t p0,
+                     int64_t p1, char *scratch) {
     const ukr_info *u = &j->u;
-    const int64_t NL = j->N * j->L, es = j->es, PB = b->PB;
+    const int64_t NL = p1, es = j->es, PB = b->PB;
     const size_t gsub = (size_t)(j->Og * u->PR * es); /* one of gy's panels */
     char *gp = scratch, *tile = scratch + bx_gy_bytes(u, b, j->Og, es);
     run *rs = (run *)(tile + al64((size_t)(PB * u->R2 * es)));
-    for (int64_t P0 = 0; P0 < NL; P0 += PB) {
+    for (int64_t P0 = p0; P0 < NL; P0 += PB) {
         const int64_t npb = NL - P0 < PB ? NL - P0 : PB, nsub = (npb + u->R - 1) / u->R;
         const int nruns = runs_of(j, P0, npb, rs);
         for (int64_t i = i0; i < i1;) {
@@ -711,9 +713,14 @@ void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int6
     j.tab = tab;
     char *per = (char *)tab + al64((size_t)j.K * sizeof(ktab));
     const size_t pt = bx_per_thread(&j.u, &b, j.Og, j.es);
-    const int64_t items = G * b.blocks;
-    if (items == 0) return;
-    if (threads > items) threads = (int)items;
+    const int64_t items = G * b.blocks, NL = j.N * j.L, tiles = (NL + b.PB - 1) / b.PB;
+    /* Windows that do not overlap (a span shorter than the stride: 1x1 with any stride) add each
+     * element of dx from one position and tap only: the threads take tiles of positions, all
+     * blocks each. Otherwise blocks of channels, all positions each (one block, as for 16
+     * channels of a 1x1 window, ran on one thread). */
+    const bool disjoint = (win.kh - 1) * win.dh < win.sh && (win.kw - 1) * win.dw < win.sw;
+    if (items == 0 || NL == 0) return;
+    if (threads > (disjoint ? tiles : items)) threads = (int)(disjoint ? tiles : items);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
 #pragma omp for schedule(static)
@@ -729,6 +736,12 @@ void nb__conv_gemm_bx(nb_dtype dt, const nb_tensor *gy, const nb_tensor *w, int6
             }
         }
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        bx_range(&j, &b, gy, items * t / T, items * (t + 1) / T, per + (size_t)t * pt);
+        if (disjoint) {
+#pragma omp for schedule(dynamic)
+            for (int64_t k = 0; k < tiles; k++)
+                bx_range(&j, &b, gy, 0, items, k * b.PB, (k + 1) * b.PB < NL ? (k + 1) * b.PB : NL, per + (size_t)t * pt);
+        } else {
+            bx_range(&j, &b, gy, items * t / T, items * (t + 1) / T, 0, NL, per + (size_t)t * pt);
+        }
     }
 }

@@ -380,6 +380,7 @@ Test(conv, implicit_input_gradient_odd_shapes) {
         {3, 6, 7, 5, 6, 2, 1, 2, 2, 3, false},   /* even kernel, padding, dilation, groups */
         {2, 13, 4, 4, 3, 1, 2, 0, 1, 1, false},  /* 1x1 stride 2: taps with no overlap */
         {9, 1, 3, 3, 4, 3, 1, 1, 1, 1, false},   /* one channel, 9 positions a sample */
+        {16, 16, 28, 28, 32, 1, 2, 0, 1, 1, false}, /* 1x1 stride 2, one channel block: tiles of positions split over the threads */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check_against_unfold(&cases[i], NB_F64);
@@ -403,6 +404,16 @@ Test(conv, input_gradient_same_bits_any_thread_count) {
     nb_set_num_threads(0);
     cr_assert(memcmp(res[0]->data, res[1]->data, (size_t)res[0]->numel * sizeof(float)) == 0,
               "conv_transpose2d differs between 1 and 2 threads");
+    /* 1x1 stride 2 (windows that do not overlap): tiles of positions over the threads */
+    x = nb_randn(ctx, NB_F32, NB_SHAPE(16, 32, 14, 14)), w = nb_randn(ctx, NB_F32, NB_SHAPE(32, 16, 1, 1));
+    for (int t = 0; t < 2; t++) {
+        nb_set_num_threads(t + 1);
+        res[t] = nb_conv_transpose2d(ctx, x, w, NULL, 2, 0, 1, 1, 1);
+        cr_assert_not_null(res[t], "%s", nb_ctx_error(ctx));
+    }
+    nb_set_num_threads(0);
+    cr_assert(res[0]->shape[2] == 28 && memcmp(res[0]->data, res[1]->data, (size_t)res[0]->numel * sizeof(float)) == 0,
+              "1x1 stride-2 conv_transpose2d differs between 1 and 2 threads");
 }
 
 /* ---- the direct kernels (conv_direct.c: f32, stride 1) against the f64 implicit GEMM ---------- */
