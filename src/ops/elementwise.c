@@ -104,10 +104,17 @@ static const nb_binary_def DIV = {{"div", div_bw, NB_DIFFERENTIABLE}, div_f32, d
 nb_tensor *nb_div(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ctx, &DIV, a, b); }
 
 NB_BINARY_KERNEL(pow, NB_M2(pow, u, v))
+/* torch's limits at a = 0: b = 0 adds nothing to d/da (b a^(b-1) is 0 * inf there), and
+ * b >= 0 nothing to d/db (a^b log a is 0 * -inf, or 1 * -inf for b = 0: the one-sided limit
+ * torch takes is 0) */
 BACKWARD(pow) {
-    nb_tensor *a = n->in[0], *b = n->in[1];
-    if (a->requires_grad) gin[0] = nb_mul(ctx, g, nb_mul(ctx, b, nb_pow(ctx, a, nb_add_scalar(ctx, b, -1.0))));
-    if (b->requires_grad) gin[1] = nb_mul(ctx, g, nb_mul(ctx, n->out, nb_log(ctx, a)));
+    nb_tensor *a = n->in[0], *b = n->in[1], *zero = nb_scalar(ctx, n->out->dtype, 0.0);
+    if (a->requires_grad)
+        gin[0] = nb_where(ctx, nb_eq(ctx, b, zero), zero,
+                          nb_mul(ctx, g, nb_mul(ctx, b, nb_pow(ctx, a, nb_add_scalar(ctx, b, -1.0)))));
+    if (b->requires_grad)
+        gin[1] = nb_where(ctx, nb_mul(ctx, nb_eq(ctx, a, zero), nb_ge(ctx, b, zero)), zero,
+                          nb_mul(ctx, g, nb_mul(ctx, n->out, nb_log(ctx, a))));
     return NB_OK;
 }
 static const nb_binary_def POW = {{"pow", pow_bw, NB_DIFFERENTIABLE}, pow_f32, pow_f64};
@@ -145,10 +152,10 @@ nb_tensor *nb_le(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ct
 nb_tensor *nb_gt(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ctx, &GT, a, b); }
 nb_tensor *nb_ge(nb_ctx *ctx, nb_tensor *a, nb_tensor *b) { return nb__binary(ctx, &GE, a, b); }
 
-/* maximum/minimum: NaN wins (as torch.maximum); the winner takes the gradient, exact ties
- * split it evenly */
-NB_BINARY_KERNEL(maximum, u > v ? u : (u < v ? v : u + (v - u) * (T)0.5))
-NB_BINARY_KERNEL(minimum, u < v ? u : (u > v ? v : u + (v - u) * (T)0.5))
+/* maximum/minimum: NaN wins (as torch.maximum: unordered, u + v is NaN); equal values, equal
+ * infinities too, give that value; the winner takes the gradient, exact ties split it evenly */
+NB_BINARY_KERNEL(maximum, u > v ? u : (u < v ? v : (u == v ? u : u + v)))
+NB_BINARY_KERNEL(minimum, u < v ? u : (u > v ? v : (u == v ? u : u + v)))
 static nb_status extremum_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor **gin, const nb_binary_def *win) {
     nb_tensor *a = n->in[0], *b = n->in[1];
     nb_tensor *m = nb_add(ctx, nb__binary(ctx, win, a, b), nb_mul_scalar(ctx, nb__binary(ctx, &EQ, a, b), 0.5));

@@ -12,9 +12,12 @@ static void axis_taps(bool bilinear, bool align_corners, int64_t n, int64_t m, d
                       nb_tensor *l0, nb_tensor *l1) {
     for (int64_t d = 0; d < m; d++) {
         if (!bilinear) {
-            /* nearest_idx: float arithmetic, as PyTorch's, so that the same indices come out */
+            /* nearest_idx: float arithmetic, as PyTorch's, so that the same indices come out. No
+             * m == 2n shortcut (d >> 1): with a scale factor such as 2.3 over 3 rows it would
+             * sample by n/m, not 1/scale as documented (torch 1.13's own kernels disagree there:
+             * its channels-last one takes the shortcut, the contiguous one does not) */
             const float r = scale > 0 ? (float)(1.0 / scale) : (float)n / (float)m;
-            const int64_t s = m == 2 * n ? d >> 1 : (int64_t)floorf((float)d * r);
+            const int64_t s = (int64_t)floorf((float)d * r);
             i0[d] = s < n - 1 ? s : n - 1;
             continue;
         }

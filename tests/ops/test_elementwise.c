@@ -273,6 +273,41 @@ Test(elementwise, maximum_tie_splits_gradient) {
     assert_values(b->grad, (double[]){0.5, 0, 1}, 3, 0);
 }
 
+/* equal infinities are a tie, not NaN (inf - inf); NaN on either side wins; f32 and f64 */
+Test(elementwise, maximum_minimum_of_infinities_and_nan) {
+    const double a[] = {INFINITY, -INFINITY, INFINITY, -INFINITY, NAN, 1.0, 2.0};
+    const double b[] = {INFINITY, -INFINITY, -INFINITY, 3.0, 1.0, NAN, 2.0};
+    const double mx[] = {INFINITY, -INFINITY, INFINITY, 3.0, NAN, NAN, 2.0};
+    const double mn[] = {INFINITY, -INFINITY, -INFINITY, -INFINITY, NAN, NAN, 2.0};
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        nb_tensor *x = nb_cast(ctx, test_from(ctx, a, NB_SHAPE(7)), dt), *y = nb_cast(ctx, test_from(ctx, b, NB_SHAPE(7)), dt);
+        nb_tensor *hi = nb_maximum(ctx, x, y), *lo = nb_minimum(ctx, x, y);
+        cr_assert(hi && lo, "%s", nb_ctx_error(ctx));
+        for (int i = 0; i < 7; i++) {
+            cr_assert(isnan(mx[i]) ? isnan(nb_get(hi, i)) : nb_get(hi, i) == mx[i], "maximum %d: %g", i, nb_get(hi, i));
+            cr_assert(isnan(mn[i]) ? isnan(nb_get(lo, i)) : nb_get(lo, i) == mn[i], "minimum %d: %g", i, nb_get(lo, i));
+        }
+    }
+}
+
+/* pow's gradients at a = 0, torch's values: d/da = b a^(b-1) with b = 0 giving 0 (not 0 * inf),
+ * d/db = a^b log a giving 0 for b >= 0 (not 0 * -inf); first and second order finite */
+Test(elementwise, pow_gradients_at_zero_base) {
+    nb_tensor *a = test_from(ctx, (double[]){0, 0, 0, 0, 0}, NB_SHAPE(5));
+    nb_tensor *b = test_from(ctx, (double[]){0, 1, 2, 0.5, 3}, NB_SHAPE(5));
+    nb_requires_grad(a, true);
+    nb_requires_grad(b, true);
+    nb_tensor *in[2] = {a, b}, *g[2];
+    nb_tensor *y = nb_sum_all(ctx, nb_pow(ctx, a, b));
+    cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 2, in, g, true), NB_OK, "%s", nb_ctx_error(ctx));
+    const double ga[] = {0, 1, 0, INFINITY, 0};
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(nb_get(g[0], i), ga[i], "d/da at b = %g: %g", nb_get(b, i), nb_get(g[0], i));
+        cr_assert_eq(nb_get(g[1], i), 0.0, "d/db at b = %g: %g", nb_get(b, i), nb_get(g[1], i));
+    }
+}
+
 /* ---- where, cast ---------------------------------------------------------------------------- */
 static nb_tensor *where_f(nb_ctx *c, nb_tensor *const *in, void *user) { return nb_where(c, user, in[0], in[1]); }
 

@@ -31,6 +31,14 @@ Test(resample, interpolate_matches_pytorch) {
                   1e-12);
     assert_values(interp(x, (nb_interp_opts){.scale_factor = {1.7, 2.3}, .mode = BILINEAR, .recompute_scale_factor = true}, 5, 9),
                   REF_BILINEAR_RECOMPUTE, 90, 1e-12);
+    /* scale 2.3 over 3 rows: 6 rows sampled at floor(r / 2.3) = 0 0 0 1 1 2 (1/scale, not 3/6
+     * although 6 = 2 x 3; torch's contiguous kernel) */
+    nb_tensor *y = interp(x, (nb_interp_opts){.scale_factor = {2.3, 1}}, 6, 4);
+    const int64_t src[6] = {0, 0, 0, 1, 1, 2};
+    for (int64_t c = 0; c < 2; c++)
+        for (int64_t r = 0; r < 6; r++)
+            for (int64_t q = 0; q < 4; q++)
+                cr_assert_eq(nb_get(y, (c * 6 + r) * 4 + q), nb_get(x, (c * 3 + src[r]) * 4 + q), "row %lld", (long long)r);
     /* same size: the identity */
     nb_tensor *same = interp(x, (nb_interp_opts){.size = {3, 4}, .mode = BILINEAR}, 3, 4);
     for (int64_t i = 0; i < x->numel; i++) cr_assert_eq(nb_get(same, i), nb_get(x, i));
