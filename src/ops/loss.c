@@ -170,7 +170,7 @@ typedef struct {
             T m = -INFINITY;                                                                           \
             for (int64_t c = 0; c < C; c++)                                                            \
                 if (x[c * cs] > m) m = x[c * cs];                                                      \
-            if (!isfinite(m)) m = 0;                                                                   \
+            if (m == -INFINITY) m = 0;                                                                 \
             double s = 0, sx = 0;                                                                      \
             for (int64_t c = 0; c < C; c++) s += exp((double)(x[c * cs] - m)), sx += (double)x[c * cs];  \
             const double lse = log(s) + (double)m;                                                     \
@@ -219,7 +219,9 @@ static nb_status fused_ce_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_ten
     const double ls = n->fattr[0], scale = n->fattr[1];
     const int64_t N = x->shape[0], C = x->shape[1];
     if (nb_ctx_grad_enabled(ctx)) { /* create_graph: differentiable in x and in g */
-        nb_tensor *gr = n->iattr[0] == NB_REDUCE_NONE ? nb_reshape(ctx, g, NB_SHAPE(N, 1)) : nb_mul_scalar(ctx, g, scale);
+        /* a mean over no kept row (all ignored, or N = 0) has an infinite scale and a zero gradient */
+        nb_tensor *gr = n->iattr[0] == NB_REDUCE_NONE ? nb_reshape(ctx, g, NB_SHAPE(N, 1))
+                                                      : nb_mul_scalar(ctx, g, isfinite(scale) ? scale : 0.0);
         nb_tensor *kept = nb_mul(ctx, nb_softmax(ctx, x, 1), nb_reshape(ctx, keep, NB_SHAPE(N, 1)));
         gin[0] = nb_mul(ctx, nb_sub(ctx, kept, smoothed_target(ctx, x, idx, keep, ls)), gr);
         return NB_OK;

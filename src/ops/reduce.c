@@ -493,12 +493,12 @@ nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) 
         T m = -INFINITY;                                                                               \
         for (int64_t i = 0; i < len; i++)                                                              \
             if (x[i * xs] > m) m = x[i * xs];                                                          \
-        if (!isfinite(m)) m = 0;                                                                       \
+        if (m == -INFINITY) m = 0; /* all -inf: no shift; a +inf makes the row NaN, as torch's */      \
         double s = 0;                                                                                  \
         for (int64_t i = 0; i < len; i++) s += exp((double)(x[i * xs] - m));                           \
-        if (logp) {                                                                                    \
-            T lse = (T)log(s) + m;                                                                     \
-            for (int64_t i = 0; i < len; i++) o[i * os] = x[i * xs] - lse;                             \
+        if (logp) { /* (x - m) - log s: x - (m + log s) lost the f32 bits of m (logits ~1e4) */       \
+            const double ls = log(s);                                                                  \
+            for (int64_t i = 0; i < len; i++) o[i * os] = (T)(((double)x[i * xs] - (double)m) - ls);   \
         } else {                                                                                       \
             T inv = (T)(1.0 / s);                                                                      \
             for (int64_t i = 0; i < len; i++) o[i * os] = (T)exp((double)(x[i * xs] - m)) * inv;       \
