@@ -56,6 +56,12 @@ static bool check_cell(nb_ctx *ctx, nb_rnn_kind kind, const char *op, const nb_t
                         nb_shape_str(w_hh, s[3], 96), b_ih ? nb_shape_str(b_ih, s[4], 96) : "NULL",
                         b_hh ? nb_shape_str(b_hh, s[5], 96) : "NULL", (long long)G, (long long)G, (long long)G),
                false;
+    const nb_tensor *all[7] = {x, h, c, w_ih, w_hh, b_ih, b_hh};
+    for (int i = 0; i < 7; i++)
+        if (all[i] && (all[i]->dtype != x->dtype || x->dtype == NB_I64))
+            return nb__fail(ctx, NB_ERR_DTYPE, "%s: input, states, weights and biases must share one float dtype, got %s and %s",
+                            op, nb_dtype_name(x->dtype), nb_dtype_name(all[i]->dtype)),
+                   false;
     return true;
 }
 

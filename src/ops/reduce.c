@@ -429,7 +429,7 @@ nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int cor
     unsigned mask;
     if (nb__null(ctx, "var", 1, x) || !nb__axes_mask(ctx, "var", x, naxes, axes, &mask)) return NULL;
     int64_t c = reduced_count(x, mask);
-    if (correction < 0 || c - correction <= 0) {
+    if (c - correction <= 0) { /* a negative correction (torch allows it) divides by more */
         char b[128];
         return nb__fail(ctx, NB_ERR_VALUE, "var: correction %d leaves no degrees of freedom for %lld elements of %s",
                         correction, (long long)c, nb_shape_str(x, b, sizeof b));
@@ -441,6 +441,8 @@ nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int cor
 nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {
     unsigned mask;
     if (nb__null(ctx, "logsumexp", 1, x) || !nb__axes_mask(ctx, "logsumexp", x, naxes, axes, &mask)) return NULL;
+    if (reduced_count(x, mask) == 0) /* log of an empty sum: -inf, as torch's */
+        return nb_log(ctx, nb_sum(ctx, nb_exp(ctx, x), naxes, axes, keepdim));
     nb_tensor *m;  /* the shift is a constant: the gradient of the result does not depend on it */
     NB_NO_GRAD(ctx) {
         m = nb_max(ctx, x, naxes, axes, true);

@@ -107,5 +107,11 @@ nb_tensor *nb_take_along_dim(nb_ctx *ctx, nb_tensor *x, nb_tensor *idx, int axis
     if (!ok)
         return nb__fail(ctx, NB_ERR_SHAPE, "take_along_dim: indices %s do not broadcast with x %s outside axis %d",
                         nb_shape_str(idx, si, sizeof si), nb_shape_str(x, sx, sizeof sx), a);
+    for (int64_t i = 0; i < idx->numel; i++) { /* named here, not by gather below */
+        const int64_t v = (int64_t)nb_get(idx, i);
+        if (v < 0 || v >= x->shape[a])
+            return nb__fail(ctx, NB_ERR_INDEX, "take_along_dim: index %lld out of range [0, %lld) along axis %d of x %s",
+                            (long long)v, (long long)x->shape[a], a, nb_shape_str(x, sx, sizeof sx));
+    }
     return nb_gather(ctx, nb_expand(ctx, x, x->ndim, xs), a, nb_expand(ctx, idx, idx->ndim, is));
 }

@@ -227,6 +227,7 @@ static void arena_full(void) {
     X(index_add_range, "index_add", NB_ERR_INDEX, nb_index_add(ctx, F.a, 1, F.badlab, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 2)))) \
     X(gather_rank, "gather", NB_ERR_SHAPE, nb_gather(ctx, F.a, 1, F.idx))                                                \
     X(gather_range, "gather", NB_ERR_INDEX, nb_gather(ctx, F.a, 1, nb_full(ctx, NB_I64, NB_SHAPE(2, 1), 7)))             \
+    X(take_along_dim_range, "take_along_dim", NB_ERR_INDEX, nb_take_along_dim(ctx, F.a, nb_full(ctx, NB_I64, NB_SHAPE(2, 1), 3), 1)) \
     X(scatter_add_range, "scatter_add", NB_ERR_INDEX,                                                                    \
       nb_scatter_add(ctx, F.a, 1, nb_full(ctx, NB_I64, NB_SHAPE(2, 1), -1), nb_zeros(ctx, NB_F64, NB_SHAPE(2, 1))))      \
     X(cast_nan_to_i64, "cast", NB_ERR_VALUE, nb_cast(ctx, F.nan1, NB_I64))                                               \
@@ -286,6 +287,7 @@ static void arena_full(void) {
     X(rnn_cell_null, "rnn_cell", NB_ERR_NULL, nb_rnn_cell(ctx, F.a, NULL, F.wih, F.whh, NULL, NULL))                     \
     X(lstm_cell_shapes, "lstm_cell", NB_ERR_SHAPE, nb_lstm_cell(ctx, F.a, F.h, F.h, F.wih, F.whh, NULL, NULL, NULL))     \
     X(gru_cell_shapes, "gru_cell", NB_ERR_SHAPE, nb_gru_cell(ctx, F.a, F.h, F.wih, F.whh, NULL, NULL))                   \
+    X(rnn_cell_dtypes, "rnn_cell", NB_ERR_DTYPE, nb_rnn_cell(ctx, F.a, nb_cast(ctx, F.h, NB_F32), F.wih, F.whh, NULL, NULL)) \
     X(rnn_unroll_rank, "rnn_unroll", NB_ERR_SHAPE, nb_rnn_unroll(ctx, NB_RNN_TANH, F.a, F.h, NULL, F.wih, F.whh, NULL, NULL, NULL, NULL)) \
     X(rnn_unroll_kind, "rnn_unroll", NB_ERR_VALUE, nb_rnn_unroll(ctx, (nb_rnn_kind)7, F.seq, F.h, NULL, F.wih, F.whh, NULL, NULL, NULL, NULL)) \
     /* regularizers */                                                                                                   \

@@ -140,6 +140,15 @@ Test(reduce, long_sums_same_bits_for_any_thread_count) {
     }
 }
 
+/* torch's edges: a negative correction divides by more (n - correction); logsumexp over an
+ * empty axis is -inf (log of an empty sum) */
+Test(reduce, negative_correction_and_empty_logsumexp) {
+    nb_tensor *x = nb_from(ctx, NB_F64, NB_SHAPE(4), (double[]){1, 2, 3, 6});
+    assert_close(nb_item(nb_var(ctx, x, 0, NULL, -1, false)), 14.0 / 5.0, 1e-15, 0); /* sum (x - 3)^2 = 14 */
+    nb_tensor *e = nb_logsumexp(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 0)), 1, (int[]){1}, false);
+    cr_assert(e && e->numel == 2 && nb_get(e, 0) == -INFINITY && nb_get(e, 1) == -INFINITY, "%s", nb_ctx_error(ctx));
+}
+
 Test(reduce, stable_and_degenerate_values) {
     nb_tensor *big = test_from(ctx, (double[]){1000, 1000, -1000}, NB_SHAPE(3));
     assert_close(nb_item(nb_logsumexp(ctx, big, 0, NULL, false)), 1000 + log(2.0), 1e-12, 1e-12);
