@@ -399,8 +399,10 @@ void nb__grad_dest_end(nb_ctx *ctx, const nb_node *n, int j);
  * gradient (the sums commute); with more, the same value up to the order of the additions.
  * true: kept back (the rule leaves gin NULL); false: the rule returns the term as usual. */
 bool nb__defer_leaf_term(nb_ctx *ctx, nb_tensor *x, bool square, double c);
-/* dst (contiguous, x's shape) += the terms at x, summed in order (src/ops/reduce.c) */
-void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term);
+/* dst (contiguous, x's shape) += the terms at x (src/ops/reduce.c), in the order the engine
+ * would have added them as tensors: grouped, dst + (t0 + t1 + ...), where a rule wrote dst in
+ * place (the terms would have met in the accumulator first); else one by one, (dst + t0) + t1 */
+void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term, bool grouped);
 /* out (M, N), contiguous, = a (M, K) b (K, N) for 2-D operands with positive strides: the
  * product nb_matmul computes (same path, same bits), into memory the caller chose, no node. */
 void nb__matmul_into(const nb_tensor *a, const nb_tensor *b, nb_tensor *out);

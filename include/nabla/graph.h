@@ -26,7 +26,10 @@ void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the gra
  * Step tensors belong to their context: another context's ops refuse them the same way. */
 void nb_ctx_reset(nb_ctx *ctx);
 /* Cap on the step memory in bytes, the arena and the backward pool together (0 = unlimited, the
- * default); past it ops fail with NB_ERR_NOMEM. */
+ * default): it bounds the memory the context holds (arena chunks and pool blocks, what
+ * nb_ctx_bytes_used is drawn from); an op that would need the context to hold more fails with
+ * NB_ERR_NOMEM. Memory already held stays usable: a cap set below what a context holds lets its
+ * steps use that memory, and nb_ctx_bytes_used may then pass the cap. */
 void nb_ctx_set_limit(nb_ctx *ctx, size_t max_bytes);
 /* Bytes of step data in use now (the arena, plus the backward pool's live blocks), and the
  * most in use at once since creation or nb_ctx_reset_peak. A backward pass without

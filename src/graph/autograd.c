@@ -168,7 +168,7 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
         if (t->grad && t->persistent) ctx->mallocs++;
     }
     if (t->grad && g && g != t->grad) nb__accumulate_kernel(t->grad, g); /* else the rule wrote it there */
-    if (t->grad && sl->nterms) nb__leaf_terms_add(t->grad, t, sl->nterms, sl->term);
+    if (t->grad && sl->nterms) nb__leaf_terms_add(t->grad, t, sl->nterms, sl->term, g == t->grad);
     t->grad_zero_ = false;
     if (t->persistent) pthread_mutex_unlock(&grad_lock);
     nb__pool_unref(ctx, sl->acc); /* in .grad now */

@@ -346,7 +346,8 @@ static nb_status sum_map_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
 
 /* The kept-back terms of a leaf (nb__defer_leaf_term), each with the bits of the kernels above,
  * summed in the order the walk gave them (as the engine would have summed the tensors). Each
- * term is rounded before it is added, as a tensor would be: no multiply-add contraction. */
+ * term is rounded before it is added, as a tensor would be: no multiply-add contraction; the
+ * additions grouped as the engine's (nb__leaf_terms_add in internal.h). */
 #if defined(__clang__)
 #define NO_CONTRACT
 #define NO_CONTRACT_BODY _Pragma("clang fp contract(off)")
@@ -357,6 +358,7 @@ static nb_status sum_map_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tens
 typedef struct {
     int n;
     const nb_leaf_term *term;
+    bool grouped;
 } leaf_terms_args;
 #define LEAF_TERMS_ROWS(T, SUF)                                                                        \
     static inline NO_CONTRACT T leaf_term_##SUF(const nb_leaf_term *t, T v) {                          \
@@ -373,9 +375,16 @@ typedef struct {
             return;                                                                                    \
         }                                                                                              \
         for (int64_t i = 0; i < n; i++) {                                                              \
-            T v = x[i * s[1]], sum = leaf_term_##SUF(&a->term[0], v);                                  \
-            for (int k = 1; k < a->n; k++) sum += leaf_term_##SUF(&a->term[k], v);                     \
-            d[i * s[0]] += sum;                                                                        \
+            const T v = x[i * s[1]];                                                                   \
+            if (a->grouped) { /* g + (t0 + t1 + ...) */                                                \
+                T sum = leaf_term_##SUF(&a->term[0], v);                                               \
+                for (int k = 1; k < a->n; k++) sum += leaf_term_##SUF(&a->term[k], v);                 \
+                d[i * s[0]] += sum;                                                                    \
+            } else { /* ((g + t0) + t1) + ... */                                                       \
+                T sum = d[i * s[0]];                                                                   \
+                for (int k = 0; k < a->n; k++) sum += leaf_term_##SUF(&a->term[k], v);                 \
+                d[i * s[0]] = sum;                                                                     \
+            }                                                                                          \
         }                                                                                              \
     }
 LEAF_TERMS_ROWS(float, f32)
@@ -384,8 +393,8 @@ LEAF_TERMS_ROWS(double, f64)
 #undef NO_CONTRACT
 #undef NO_CONTRACT_BODY
 
-void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term) {
-    const leaf_terms_args a = {nterms, term};
+void nb__leaf_terms_add(nb_tensor *dst, const nb_tensor *x, int nterms, const nb_leaf_term *term, bool grouped) {
+    const leaf_terms_args a = {nterms, term, grouped};
     nb_iter it;
     const nb_tensor *ts[2] = {dst, x};
     nb__iter_init(&it, dst->ndim, dst->shape, 2, ts);
