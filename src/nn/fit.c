@@ -170,9 +170,13 @@ nb_status nb_history_svg(const nb_history *h, const char *path) {
 /* ---- one phase over a batcher --------------------------------------------------------------- */
 enum { HOOK_BATCH_BEGIN, HOOK_BACKWARD, HOOK_EPOCH_END };
 
+/* why a forward, loss or backward gave nothing: the context's error, else the thread's, else
+ * a forward that returned NULL without saying why (an error, not a silent skipped batch) */
 static nb_status ctx_failure(nb_ctx *ctx) {
     const nb_status s = nb_ctx_status(ctx);
-    return s == NB_OK ? nb_last_status() : nb_set_error(s, "%s", nb_ctx_error(ctx));
+    if (s != NB_OK) return nb_set_error(s, "%s", nb_ctx_error(ctx));
+    if (nb_last_status() != NB_OK) return nb_last_status();
+    return nb_set_error(NB_ERR_STATE, "fit: the forward function returned NULL without setting an error (nb_fit, nb_evaluate, nb_predict)");
 }
 
 static nb_status run_hooks(nb_fit_state *s, int hook);
@@ -254,6 +258,13 @@ nb_tensor *nb_predict(nb_ctx *ctx, nb_forward_fn forward, const void *model, con
     const bool was_train = nb_ctx_is_train(ctx);
     nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
+        if (x->ndim >= 1 && x->shape[0] == 0) { /* no batch: the model's output of no rows, (0, ...) */
+            nb_tensor *xe = nb_from(ctx, x->dtype, x->ndim, x->shape, x->data ? x->data : (void *)x);
+            nb_tensor *out = !xe ? NULL : forward ? forward(ctx, model, xe) : nb_module_forward(ctx, model, xe);
+            if (out) res = nb_tensor_new(out->dtype == NB_F64 ? NB_F64 : NB_F32, out->ndim, out->shape);
+            else ctx_failure(ctx);
+            nb_ctx_reset(ctx);
+        }
         nb_batch b;
         while (nb_batcher_next(it, &b)) {
             nb_tensor *out = forward ? forward(ctx, model, b.x) : nb_module_forward(ctx, model, b.x);

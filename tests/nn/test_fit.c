@@ -397,3 +397,34 @@ Test(fit, metrics_by_hand) {
     cr_assert_eq(nb_last_status(), NB_ERR_NULL);
     nb_tensor_free(logits), nb_tensor_free(labels), nb_tensor_free(bad_labels);
 }
+
+/* No rows: nb_predict gives the model's (0, out) output, as torch's model(x[:0]); a forward that
+ * returns NULL without an error stops nb_fit and nb_evaluate with NB_ERR_STATE (they returned
+ * NB_OK with no step taken and a NaN loss). */
+static nb_tensor *fwd_null(nb_ctx *c, const void *m, nb_tensor *x) {
+    (void)c, (void)m, (void)x;
+    return NULL;
+}
+Test(fit, empty_input_and_a_silent_forward) {
+    nb_model *m = nb_model_new(1);
+    nb_module *lin = nb_linear_module(m, (nb_linear_opts){.in = 4, .out = 3});
+    nb_ctx *c = nb_ctx_new();
+    nb_tensor *x0 = nb_tensor_new(NB_F32, NB_SHAPE(0, 4));
+    nb_tensor *p = nb_predict(c, NULL, lin, x0, 2);
+    cr_assert(p && p->ndim == 2 && p->shape[0] == 0 && p->shape[1] == 3, "%s", nb_last_error());
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(4, 4)), *y = nb_tensor_new(NB_I64, NB_SHAPE(4));
+    memset(y->data, 0, 4 * sizeof(int64_t));
+    nb_batcher *b = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = 2});
+    nb_optim *o = nb_optim_new(&nb_sgd, m->ps, NULL);
+    nb_history h = {0};
+    nb_clear_last_error();
+    cr_assert_eq(nb_fit(c, fwd_null, lin, o, b, &h, &(nb_fit_opts){.epochs = 2}), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "returned NULL"), "%s", nb_last_error());
+    cr_assert_eq(o->step, 0);
+    nb_scores sc;
+    nb_clear_last_error();
+    cr_assert_eq(nb_evaluate(c, fwd_null, lin, b, NULL, &sc), NB_ERR_STATE);
+    nb_history_free(&h), nb_optim_free(o), nb_batcher_free(b);
+    nb_tensor_free(x), nb_tensor_free(y), nb_tensor_free(x0), nb_tensor_free(p);
+    nb_ctx_free(c), nb_model_free(m);
+}
