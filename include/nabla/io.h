@@ -120,7 +120,7 @@ typedef struct {
 typedef struct {
     double x;
     const char *label;      /* the line's label (NULL: none; crosses have none) */
-    const char *color;      /* NULL: grey for lines, black for crosses */
+    const char *color;      /* NULL: grey for lines, black for crosses; else a colour name, #hex or rgb() (NB_ERR_VALUE) */
     bool cross;
     double y;
 } nb_plot_mark;

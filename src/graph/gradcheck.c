@@ -24,6 +24,10 @@ nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in, voi
     rep->worst_input = -1;
     if (!ctx || !f || n_in < 1 || !in) return nb_set_error(NB_ERR_NULL, "gradcheck: NULL argument");
     nb_gradcheck_opts o = opts ? *opts : NB_GRADCHECK_DEFAULTS;
+    if (!(o.eps > 0 && isfinite(o.eps)) || !(o.atol >= 0) || !(o.rtol >= 0) || o.n_proj < 0)
+        return nb__fail(ctx, NB_ERR_VALUE, "gradcheck: eps = %g must be positive and finite, atol = %g and rtol = %g >= 0, "
+                        "n_proj = %d >= 0", o.eps, o.atol, o.rtol, o.n_proj),
+               NB_ERR_VALUE;
     int nchk = 0;
     for (int i = 0; i < n_in; i++) {
         if (!in[i]) return nb__fail(ctx, NB_ERR_NULL, "gradcheck: input %d is NULL", i), NB_ERR_NULL;
@@ -39,6 +43,7 @@ nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in, voi
     nb_tensor *y0 = f(ctx, in, user);
     if (!y0) {
         nb_status s = ctx->status ? ctx->status : NB_ERR_NULL;
+        if (!ctx->status) nb__fail(ctx, NB_ERR_NULL, "gradcheck: the function returned NULL without setting an error");
         snprintf(rep->message, sizeof rep->message, "gradcheck: the function failed: %s", nb_ctx_error(ctx));
         nb_ctx_release(ctx, outer);
         return s;

@@ -1,6 +1,7 @@
 /* Pictures written by the library itself: SVG line plots and PNG image grids. */
 #include "../internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -64,6 +65,11 @@ nb_status nb_plot_svg_marked(const char *path, const char *title, const char *xl
     static const char fn[] = "plot_svg";
     if (!path || nseries < 1 || !series) return nb_set_error(NB_ERR_NULL, "%s: need a path and at least one series", fn);
     if (n_marks < 0 || (n_marks > 0 && !marks)) return nb_set_error(NB_ERR_NULL, "%s: %d marks but no array", fn, n_marks);
+    for (int i = 0; i < n_marks; i++) /* written into an attribute: a colour name, #hex or rgb(...) only */
+        for (const char *c = marks[i].color; c && *c; c++)
+            if (!isalnum((unsigned char)*c) && !strchr("#(),.% ", *c))
+                return nb_set_error(NB_ERR_VALUE, "%s: mark %d's color \"%s\" is not a colour name, #hex or rgb()", fn, i,
+                                    marks[i].color);
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     bool integer_x = true;
     for (int k = 0; k < nseries; k++) {

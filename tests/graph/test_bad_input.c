@@ -468,6 +468,16 @@ static nb_optim *adam;
     X(on_grad_ready_null_ctx, "ctx_on_grad_ready", NB_ERR_NULL, (nb_ctx_on_grad_ready(NULL, NULL, NULL), nb_last_status())) \
     X(add_hook_null, "add_hook", NB_ERR_NULL, nb_add_hook(ctx, F.a, NULL, NULL))                                         \
     X(graph_dot_null, "graph_dot", NB_ERR_NULL, nb_graph_dot(ctx, NULL, stdout))                                         \
+    X(gradcheck_negative_projections, "gradcheck", NB_ERR_VALUE, ({                                                      \
+          nb_gradcheck_opts o_ = NB_GRADCHECK_DEFAULTS;                                                                  \
+          o_.n_proj = -1;                                                                                                \
+          nb_gradcheck(ctx, sum_fn, 1, &F.a, NULL, &o_, NULL);                                                           \
+      }))                                                                                                                \
+    X(gradcheck_zero_eps, "gradcheck", NB_ERR_VALUE, ({                                                                  \
+          nb_gradcheck_opts o_ = NB_GRADCHECK_DEFAULTS;                                                                  \
+          o_.eps = 0;                                                                                                    \
+          nb_gradcheck(ctx, sum_fn, 1, &F.a, NULL, &o_, NULL);                                                           \
+      }))                                                                                                                \
     X(gradcheck_f32, "gradcheck", NB_ERR_DTYPE, ({                                                                        \
           nb_tensor *x_ = nb_cast(ctx, F.a, NB_F32);                                                                     \
           nb_gradcheck(ctx, sum_fn, 1, &x_, NULL, NULL, NULL);                                                           \
@@ -569,6 +579,12 @@ static nb_optim *adam;
           nb_checkpoint_save(tmp("c.ckpt"), ps, adam, NULL, &(nb_train_state){0});                                       \
       }))                                                                                                                \
     X(plot_svg_null, "plot_svg", NB_ERR_NULL, nb_plot_svg(tmp("p.svg"), NULL, NULL, NULL, 0, NULL))                       \
+    X(plot_svg_mark_color, "plot_svg", NB_ERR_VALUE, ({                                                                  \
+          const double v_[2] = {1, 2};                                                                                   \
+          const nb_series s_ = {.name = "s", .x = v_, .y = v_, .n = 2};                                                  \
+          const nb_plot_mark k_ = {.x = 1, .label = "m", .color = "red\"/><script>"};                                   \
+          nb_plot_svg_marked(tmp("p.svg"), NULL, NULL, NULL, 1, &s_, 1, &k_);                                            \
+      }))                                                                                                                \
     X(png_grid_i64, "png_grid", NB_ERR_DTYPE, nb_png_grid(tmp("g.png"), F.lab, 0, 0))
 
 static nb_tensor *sum_fn(nb_ctx *c, nb_tensor *const *in, void *user) {
