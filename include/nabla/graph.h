@@ -22,8 +22,11 @@ void nb_ctx_free(nb_ctx *ctx);            /* frees every step tensor and the gra
 /* Release every step tensor and the graph at once. Memory is kept: after the first few steps
  * a training loop makes no malloc at all. Errors are cleared too. A step tensor made before
  * the reset must not be used afterwards: ops, nb_backward and nb_grad given one fail with
- * NB_ERR_STATE (each reset starts a new generation, stamped into the step tensors it makes).
- * Step tensors belong to their context: another context's ops refuse them the same way. */
+ * NB_ERR_STATE (each reset starts a new generation, stamped into the step tensors it makes) —
+ * a check, not a guarantee: a tensor header lives in the arena, so once a later step has made
+ * a tensor at the same place, the old pointer names that tensor. Copy what must outlive a step
+ * out of the arena first (nb_tensor_from, nb_copy_out). Step tensors belong to their context:
+ * another context's ops refuse them the same way. */
 void nb_ctx_reset(nb_ctx *ctx);
 /* Cap on the step memory in bytes, the arena and the backward pool together (0 = unlimited, the
  * default): it bounds the memory the context holds (arena chunks and pool blocks, what
