@@ -259,6 +259,7 @@ nb_tensor *nb_predict(nb_ctx *ctx, nb_forward_fn forward, const void *model, con
     nb_ctx_set_train(ctx, false);
     NB_NO_GRAD(ctx) {
         if (x->ndim >= 1 && x->shape[0] == 0) { /* no batch: the model's output of no rows, (0, ...) */
+            /* nb_from wants a data pointer even for no element: x itself stands in, 0 bytes are read */
             nb_tensor *xe = nb_from(ctx, x->dtype, x->ndim, x->shape, x->data ? x->data : (void *)x);
             nb_tensor *out = !xe ? NULL : forward ? forward(ctx, model, xe) : nb_module_forward(ctx, model, xe);
             if (out) res = nb_tensor_new(out->dtype == NB_F64 ? NB_F64 : NB_F32, out->ndim, out->shape);
