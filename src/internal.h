@@ -65,7 +65,15 @@ struct nb_ctx {
     void *keep_buf;               /* nb_ctx_keep's staging buffer */
     size_t keep_cap;
     nb_tensor *donated;           /* a container's intermediate the next op may overwrite (nb__donate) */
+    /* links from step data older than a mark to arena memory made after it (a step leaf's .grad
+     * made by a backward, a hook added to a step tensor): nb_ctx_release undoes those it frees */
+    struct nb_undo *undo;
+    int64_t nundo, undo_cap;
 };
+/* Record that *slot (in step memory, possibly older than a mark) now points at arena memory
+ * allocated at position `at` (nb_ctx_mark taken just before the allocation); a release to a
+ * mark at or before `at` sets *slot back to old. false: out of memory (nothing recorded). */
+bool nb__undo_log(nb_ctx *ctx, void **slot, void *old, nb_mark at);
 
 /* ---- donation: an intermediate only its consumer reads ------------------------------------
  * A container (src/nn/module.c) hands the op that consumes one of its intermediates the right

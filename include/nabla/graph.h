@@ -47,9 +47,12 @@ uint64_t nb_ctx_mallocs(const nb_ctx *ctx);
 /* Number of nodes currently on the tape. */
 int64_t nb_ctx_nodes(const nb_ctx *ctx);
 
-/* Scoped temporary work: everything made after a mark is released by nb_ctx_release. A mark
- * that is not one of this context's current step (taken before a reset, already released
- * past, or made up) changes nothing and sets NB_ERR_STATE on the context. */
+/* Scoped temporary work: everything made after a mark is released by nb_ctx_release, also what
+ * older step tensors were given after it: a step leaf's .grad made by a backward after the
+ * mark (the leaf's .grad is NULL again; a .grad made before the mark is kept and accumulates)
+ * and hooks added after it. A mark that is not one of this context's current step (taken
+ * before a reset, already released past, or made up) changes nothing and sets NB_ERR_STATE on
+ * the context. */
 typedef struct { size_t arena_used; int64_t tape_len; int chunk; uint64_t gen; } nb_mark;
 nb_mark nb_ctx_mark(nb_ctx *ctx);
 void nb_ctx_release(nb_ctx *ctx, nb_mark m);

@@ -163,9 +163,12 @@ static nb_status finalize_leaf(nb_ctx *ctx, nb_tensor *t, nb_walk_slot *sl) {
     if (t->persistent) pthread_mutex_lock(&grad_lock);
     if (!t->grad) {
         const bool was = pool_pause(ctx);
+        const nb_mark at = nb_ctx_mark(ctx);
         t->grad = t->persistent ? nb_tensor_new(t->dtype, t->ndim, t->shape) : nb_zeros_like(ctx, t);
         ctx->pool_on = was;
         if (t->grad && t->persistent) ctx->mallocs++;
+        /* a step leaf's .grad is arena memory: a release past `at` frees it and unsets .grad */
+        if (t->grad && !t->persistent && !nb__undo_log(ctx, (void **)&t->grad, NULL, at)) t->grad = NULL;
     }
     if (t->grad && g && g != t->grad) nb__accumulate_kernel(t->grad, g); /* else the rule wrote it there */
     if (t->grad && sl->nterms) nb__leaf_terms_add(t->grad, t, sl->nterms, sl->term, g == t->grad);

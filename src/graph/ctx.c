@@ -75,6 +75,7 @@ void nb_ctx_free(nb_ctx *ctx) {
     free(ctx->tape);
     free(ctx->touched);
     free(ctx->slots);
+    free(ctx->undo);
     free(ctx);
 }
 
@@ -165,6 +166,7 @@ void nb_ctx_reset(nb_ctx *ctx) {
     ctx->cur = 0;
     ctx->used_before_cur = 0;
     ctx->tape_len = 0;
+    ctx->nundo = 0;
     ctx->status = NB_OK;
     ctx->msg[0] = 0;
     ctx->gen = nb__next_gen();
@@ -195,7 +197,34 @@ static bool mark_ok(nb_ctx *ctx, const char *fn, nb_mark m) {
     return true;
 }
 
+struct nb_undo {
+    void **slot, *old;
+    nb_mark at;
+};
+
+bool nb__undo_log(nb_ctx *ctx, void **slot, void *old, nb_mark at) {
+    if (ctx->nundo == ctx->undo_cap) {
+        const int64_t cap = ctx->undo_cap ? 2 * ctx->undo_cap : 16;
+        struct nb_undo *u = realloc(ctx->undo, (size_t)cap * sizeof *u);
+        if (!u) return false;
+        ctx->mallocs++;
+        ctx->undo = u, ctx->undo_cap = cap;
+    }
+    ctx->undo[ctx->nundo++] = (struct nb_undo){slot, old, at};
+    return true;
+}
+
+/* a position at or after mark m: released by release(ctx, m) */
+static bool at_or_after(nb_mark p, nb_mark m) {
+    return p.chunk > m.chunk || (p.chunk == m.chunk && p.arena_used >= m.arena_used);
+}
+
 static void release(nb_ctx *ctx, nb_mark m) {
+    /* newest first: a .grad or hook made after the mark no longer hangs off older tensors */
+    while (ctx->nundo > 0 && at_or_after(ctx->undo[ctx->nundo - 1].at, m)) {
+        const struct nb_undo *u = &ctx->undo[--ctx->nundo];
+        *u->slot = u->old;
+    }
     ctx->cur = m.chunk;
     if (m.chunk < ctx->nchunks) ctx->chunks[m.chunk].used = m.arena_used;
     for (int i = m.chunk + 1; i < ctx->nchunks; i++) ctx->chunks[i].used = 0;
@@ -484,16 +513,19 @@ nb_status nb_add_hook(nb_ctx *ctx, nb_tensor *t, nb_hook_fn fn, void *user) {
     nb_hook *h;
     if (t->persistent) {
         h = malloc(sizeof *h);
-    } else {
+    }
+    nb_hook **p = &t->hooks;
+    while (*p) p = &(*p)->next;
+    if (!t->persistent) {
         if (!ctx) return nb_set_error(NB_ERR_NULL, "add_hook: a step tensor needs its context");
+        const nb_mark at = nb_ctx_mark(ctx);
         h = nb_ctx_alloc(ctx, sizeof *h);
+        if (h && !nb__undo_log(ctx, (void **)p, NULL, at)) h = NULL; /* a release past `at` unhooks it */
     }
     if (!h) return nb_set_error(NB_ERR_NOMEM, "add_hook: out of memory");
     h->fn = fn;
     h->user = user;
     h->next = NULL;
-    nb_hook **p = &t->hooks;
-    while (*p) p = &(*p)->next;
     *p = h;
     return NB_OK;
 }

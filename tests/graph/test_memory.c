@@ -198,3 +198,38 @@ Test(memory, the_limit_covers_the_backward_pool) {
     cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
     nb_tensor_free(x);
 }
+
+/* A step leaf made before a mark: the .grad a backward makes after the mark, and a hook added
+ * after it, are released with the mark (the leaf no longer points at them), so the next
+ * backward makes a fresh .grad instead of adding into memory a later op reused (it crashed). */
+static int hook_calls;
+static nb_tensor *count_hook(nb_ctx *c, nb_tensor *g, void *user) {
+    (void)c, (void)user;
+    hook_calls++;
+    return g;
+}
+Test(memory, release_unlinks_grad_and_hooks_made_after_the_mark) {
+    nb_tensor *x = nb_full(ctx, NB_F64, NB_SHAPE(4), 1.0);
+    nb_requires_grad(x, true);
+    for (int micro = 0; micro < 3; micro++) {
+        nb_mark m = nb_ctx_mark(ctx);
+        cr_assert_eq(nb_add_hook(ctx, x, count_hook, NULL), NB_OK);
+        nb_tensor *loss = nb_sum_all(ctx, nb_mul_scalar(ctx, x, 2.0));
+        hook_calls = 0;
+        cr_assert_eq(nb_backward(ctx, loss, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(hook_calls, 1, "micro %d: %d hook calls", micro, hook_calls);
+        for (int i = 0; i < 4; i++) cr_assert_eq(nb_get(x->grad, i), 2.0, "micro %d", micro);
+        nb_ctx_release(ctx, m);
+        cr_assert_null(x->grad);
+        cr_assert_null(x->hooks);
+        cr_assert_not_null(nb_full(ctx, NB_F64, NB_SHAPE(64), 7.0)); /* reuses the released memory */
+    }
+    /* made before the mark: kept, and accumulated into */
+    nb_tensor *loss = nb_sum_all(ctx, x);
+    cr_assert_eq(nb_backward(ctx, loss, NULL), NB_OK);
+    nb_mark m = nb_ctx_mark(ctx);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_mul_scalar(ctx, x, 3.0)), NULL), NB_OK);
+    nb_ctx_release(ctx, m);
+    cr_assert_not_null(x->grad);
+    cr_assert_eq(nb_get(x->grad, 0), 4.0);
+}
