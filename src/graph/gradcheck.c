@@ -175,6 +175,7 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in,
     nb_mark outer = nb_ctx_mark(ctx);
     nb_tensor *y0 = f(ctx, in, user);
     if (!y0) {
+        if (!ctx->status) nb__fail(ctx, NB_ERR_NULL, "gradgradcheck: the function returned NULL without setting an error");
         if (rep) snprintf(rep->message, sizeof rep->message, "gradgradcheck: the function failed: %s", nb_ctx_error(ctx));
         nb_ctx_release(ctx, outer);
         return ctx->status ? ctx->status : NB_ERR_NULL;

@@ -384,6 +384,17 @@ Test(functional, per_sample_bad_arguments) {
                                             &gw, &gb),
                  NB_ERR_SHAPE);
     nb_ctx_clear_error(ctx);
+    /* gy with OH and OW swapped (as many positions): refused, not read as the wrong layout */
+    nb_tensor *wide = nb_ones(ctx, NB_F64, NB_SHAPE(2, 2, 4, 6));
+    cr_assert_eq(nb_conv2d_per_sample_grads(ctx, wide, w, NULL, nb_ones(ctx, NB_F64, NB_SHAPE(2, 3, 4, 2)), &gw, &gb), NB_ERR_SHAPE);
+    cr_assert(strstr(nb_ctx_error(ctx), "(2,3,2,4)"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    /* a kernel larger than the padded input: named here, not by unfold */
+    cr_assert_eq(nb_conv2d_per_sample_grads(ctx, nb_ones(ctx, NB_F64, NB_SHAPE(2, 2, 2, 2)), w, NULL,
+                                            nb_ones(ctx, NB_F64, NB_SHAPE(2, 3, 1, 1)), &gw, &gb),
+                 NB_ERR_SHAPE);
+    cr_assert(strstr(nb_ctx_error(ctx), "conv2d_per_sample_grads"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
     nb_tensor *wl = rand_leaf(ctx, NB_SHAPE(2, 3)), *y = nb_linear(ctx, x, wl, NULL);
     nb_per_sample_layer l = {.kind = NB_PER_SAMPLE_LINEAR, .x = x, .y = y, .w = wl};
     cr_assert_eq(nb_per_sample_grads(ctx, y, 1, &l), NB_ERR_SHAPE);
