@@ -625,3 +625,20 @@ Test(autograd, a_hook_on_a_weight_still_sees_its_gradient) {
     for (int64_t i = 0; i < g->numel; i++) assert_close(nb_get(n.w1->grad, i), 2 * nb_get(g, i), 1e-6, 1e-6);
     grad_net_free(&n);
 }
+
+/* A user's rule that returns a gradient of the wrong shape: the error names the op whose rule
+ * it is (it named the engine's inner sum_to) */
+static nb_status wrong_shape_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    (void)n;
+    gin[0] = nb_ones(c, g->dtype, NB_SHAPE(7));
+    return NB_OK;
+}
+static const nb_op WRONG_SHAPE_OP = {"myop", wrong_shape_bw, NB_DIFFERENTIABLE};
+Test(autograd, wrong_gradient_shape_names_the_op) {
+    nb_tensor *x = nb_randn(ctx, NB_F64, NB_SHAPE(4));
+    nb_requires_grad(x, true);
+    nb_tensor *y = nb_mul_scalar(ctx, nb_detach(ctx, x), 2.0);
+    nb_record(ctx, &WRONG_SHAPE_OP, y, 1, &x);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_SHAPE);
+    cr_assert(strstr(nb_ctx_error(ctx), "backward of myop") && strstr(nb_ctx_error(ctx), "(7)"), "%s", nb_ctx_error(ctx));
+}
