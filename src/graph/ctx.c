@@ -510,13 +510,11 @@ nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb
 /* ---- hooks ----------------------------------------------------------------------------- */
 nb_status nb_add_hook(nb_ctx *ctx, nb_tensor *t, nb_hook_fn fn, void *user) {
     if (!t || !fn) return nb_set_error(NB_ERR_NULL, "add_hook: NULL argument");
-    nb_hook *h;
+    nb_hook **p = &t->hooks, *h;
+    while (*p) p = &(*p)->next;
     if (t->persistent) {
         h = malloc(sizeof *h);
-    }
-    nb_hook **p = &t->hooks;
-    while (*p) p = &(*p)->next;
-    if (!t->persistent) {
+    } else {
         if (!ctx) return nb_set_error(NB_ERR_NULL, "add_hook: a step tensor needs its context");
         const nb_mark at = nb_ctx_mark(ctx);
         h = nb_ctx_alloc(ctx, sizeof *h);
