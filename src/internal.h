@@ -186,6 +186,12 @@ int nb__axis(int axis, int ndim);
 char *nb__dims_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Broadcast shape of a and b into out; false if incompatible. */
 bool nb__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout, int64_t *out);
+/* x's shape is shape (ndim) broadcast: nb_sum_to(x, ndim, shape) can undo the broadcast */
+bool nb__sums_to(const nb_tensor *x, int ndim, const int64_t *shape);
+/* Output positions of a window over (H, W), after checking the window; false + error if bad.
+ * `op` and `x` name the caller and its input in the message (src/ops/conv.c). */
+bool nb__window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t H, int64_t W, nb_window2d w, int64_t *oh,
+                    int64_t *ow);
 
 /* ---- Philox-4x32-10, inline so that loops drawing one number per element vectorize ------ */
 static inline void nb__philox(uint64_t key, uint64_t counter, uint32_t out[4]) {

@@ -140,11 +140,7 @@ static nb_tensor *fit(nb_ctx *ctx, const nb_node *n, int j, nb_tensor *g) {
         return nb__fail(ctx, NB_ERR_DTYPE, "backward of %s: gradient for input %d is %s, input is %s", n->op->name, j,
                         nb_dtype_name(g->dtype), nb_dtype_name(in->dtype));
     if (nb_same_shape(g, in)) return g;
-    /* checked here, before sum_to would, so that the error names the op whose rule it is */
-    int nd;
-    int64_t bs[NB_MAX_DIMS];
-    if (in->ndim > g->ndim || !nb__broadcast_shape(g->ndim, g->shape, in->ndim, in->shape, &nd, bs) || nd != g->ndim ||
-        nb__numel(nd, bs) != g->numel) {
+    if (!nb__sums_to(g, in->ndim, in->shape)) { /* before sum_to would: the error names the op */
         char a[128], b[128];
         return nb__fail(ctx, NB_ERR_SHAPE, "backward of %s: gradient %s does not reduce to input %d's shape %s", n->op->name,
                         nb_shape_str(g, a, sizeof a), j, nb_shape_str(in, b, sizeof b));

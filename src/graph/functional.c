@@ -268,30 +268,17 @@ nb_status nb_conv2d_per_sample_grads(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, co
         d[a] = o.dilation[a] ? o.dilation[a] : 1;
         p[a] = o.same ? d[a] * (k[a] - 1) / 2 : o.padding[a];
     }
-    int64_t out[2];
-    for (int a = 0; a < 2; a++) {
-        if (s[a] < 1 || d[a] < 1 || p[a] < 0)
-            return nb__fail(ctx, NB_ERR_VALUE, "%s: stride %lld, dilation %lld and padding %lld must be >= 1, >= 1, >= 0", fn,
-                            (long long)s[a], (long long)d[a], (long long)p[a]),
-                   NB_ERR_VALUE;
-        out[a] = (x->shape[2 + a] + 2 * p[a] - d[a] * (k[a] - 1) - 1) / s[a] + 1;
-        if (x->shape[2 + a] + 2 * p[a] < d[a] * (k[a] - 1) + 1)
-            return nb__fail(ctx, NB_ERR_SHAPE, "%s: the dilated kernel of w %s is larger than the padded x %s", fn, sw, sx),
-                   NB_ERR_SHAPE;
-    }
+    const nb_window2d win = {k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
+    int64_t oh, ow;
+    if (!nb__window_out(ctx, fn, x, x->shape[2], x->shape[3], win, &oh, &ow)) return failed(ctx);
     const int64_t n = x->shape[0], O = w->shape[0];
-    if (gy->shape[0] != n || gy->shape[1] != O || gy->shape[2] != out[0] || gy->shape[3] != out[1])
+    if (gy->shape[0] != n || gy->shape[1] != O || gy->shape[2] != oh || gy->shape[3] != ow)
         return nb__fail(ctx, NB_ERR_SHAPE, "%s: gy %s is not conv2d's output shape (%lld,%lld,%lld,%lld) for x %s, w %s", fn,
-                        sg, (long long)n, (long long)O, (long long)out[0], (long long)out[1], sx, sw),
+                        sg, (long long)n, (long long)O, (long long)oh, (long long)ow, sx, sw),
                NB_ERR_SHAPE;
-    nb_window2d win = {k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
     nb_tensor *cols = nb_unfold(ctx, x, win, 0.0); /* (N, C*kh*kw, OH*OW) */
     if (!cols) return failed(ctx);
     const int64_t K = cols->shape[1] / G, L = cols->shape[2];
-    if (gy->shape[2] * gy->shape[3] != L)
-        return nb__fail(ctx, NB_ERR_SHAPE, "%s: gy %s is not the output shape of conv2d(x %s, w %s) (%lld positions)", fn, sg,
-                        sx, sw, (long long)L),
-               NB_ERR_SHAPE;
     nb_tensor *g = nb_reshape(ctx, gy, NB_SHAPE(n, G, O / G, L));
     nb_tensor *c = nb_transpose(ctx, nb_reshape(ctx, cols, NB_SHAPE(n, G, K, L)), 2, 3);
     *gw = nb_reshape(ctx, nb_matmul(ctx, g, c), NB_SHAPE(n, O, w->shape[1], k[0], k[1]));

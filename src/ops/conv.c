@@ -5,10 +5,8 @@
 
 #include <omp.h>
 
-/* Output positions of a window over (H, W), after checking the window; false + error if bad.
- * `op` and `x` name the caller and its input in the message. */
-static bool window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t H, int64_t W, nb_window2d w,
-                       int64_t *oh, int64_t *ow) {
+bool nb__window_out(nb_ctx *ctx, const char *op, const nb_tensor *x, int64_t H, int64_t W, nb_window2d w,
+                    int64_t *oh, int64_t *ow) {
     char b[128];
     if (w.kh < 1 || w.kw < 1 || w.sh < 1 || w.sw < 1 || w.dh < 1 || w.dw < 1 || w.ph < 0 || w.pw < 0)
         return nb__fail(ctx, NB_ERR_VALUE,
@@ -144,7 +142,7 @@ static bool float_input(nb_ctx *ctx, const char *op, const nb_tensor *x, int ndi
 nb_tensor *nb_unfold(nb_ctx *ctx, nb_tensor *x, nb_window2d win, double pad_value) {
     if (nb__null(ctx, "unfold", 1, x) || !float_input(ctx, "unfold", x, 4, "(N, C, H, W)")) return NULL;
     int64_t OH, OW;
-    if (!window_out(ctx, "unfold", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
+    if (!nb__window_out(ctx, "unfold", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
     int64_t shape[3] = {x->shape[0], x->shape[1] * win.kh * win.kw, OH * OW};
     nb_tensor *out = nb__new(ctx, x->dtype, 3, shape);
     if (!out) return NULL;
@@ -161,7 +159,7 @@ nb_tensor *nb_fold(nb_ctx *ctx, nb_tensor *cols, int64_t H, int64_t W, nb_window
     char b[128];
     if (H < 1 || W < 1) return nb__fail(ctx, NB_ERR_VALUE, "fold: output size %lldx%lld must be positive", (long long)H, (long long)W);
     int64_t OH, OW;
-    if (!window_out(ctx, "fold", cols, H, W, win, &OH, &OW)) return NULL;
+    if (!nb__window_out(ctx, "fold", cols, H, W, win, &OH, &OW)) return NULL;
     const int64_t kk = win.kh * win.kw;
     if (cols->shape[1] % kk != 0 || cols->shape[2] != OH * OW)
         return nb__fail(ctx, NB_ERR_SHAPE,
@@ -494,7 +492,7 @@ static nb_tensor *finish_prim(nb_ctx *ctx, nb_mark m, const nb_op *op, nb_tensor
  * zeros; the kernels below assume something to sum. */
 static void fill_empty(const conv_job *j, nb_tensor *out, const nb_tensor *b) {
     const int64_t N = out->shape[0], rows = out->shape[1], len = out->numel / (N * rows > 0 ? N * rows : 1);
-    if (!b || out->ndim != 4) nb__fill_kernel(out, 0.0);
+    if (!b) nb__fill_kernel(out, 0.0);
     else
         for (int64_t n = 0; n < N; n++) fill_rows(j->dt, (char *)out->data + n * rows * len * j->es, b, rows, len);
 }
@@ -687,7 +685,7 @@ static nb_tensor *conv2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *b, 
         return NULL;
     if (!conv_args(ctx, "conv2d", x, w, b, (int)G, w->ndim == 4 ? w->shape[1] * G : -1, w->shape[0])) return NULL;
     int64_t OH, OW;
-    if (!window_out(ctx, "conv2d", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
+    if (!nb__window_out(ctx, "conv2d", x, x->shape[2], x->shape[3], win, &OH, &OW)) return NULL;
     const conv_geom q = {win, G, x->shape[2], x->shape[3], OH, OW};
     return conv_prim(ctx, x, w, b, &q);
 }
@@ -721,7 +719,7 @@ static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_t
     const int64_t H = x->shape[2], W = x->shape[3], kh = w->shape[2], kw = w->shape[3];
     if (win.sh < 1 || win.sw < 1 || win.dh < 1 || win.dw < 1 || win.ph < 0 || win.pw < 0) {
         int64_t dummy;
-        window_out(ctx, "conv_transpose2d", x, H, W, win, &dummy, &dummy);
+        nb__window_out(ctx, "conv_transpose2d", x, H, W, win, &dummy, &dummy);
         return NULL;
     }
     /* PyTorch's rule: output_padding < max(stride, dilation) on each axis */

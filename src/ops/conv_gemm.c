@@ -661,12 +661,12 @@ DEFINE_PACK_BX(double, f64)
 static void bx_range(const igemm *j, const bx_plan *b, const nb_tensor *gy, int64_t i0, int64_t i1, int64_t p0,
                      int64_t p1, char *scratch) {
     const ukr_info *u = &j->u;
-    const int64_t NL = p1, es = j->es, PB = b->PB;
+    const int64_t es = j->es, PB = b->PB;
     const size_t gsub = (size_t)(j->Og * u->PR * es); /* one of gy's panels */
     char *gp = scratch, *tile = scratch + bx_gy_bytes(u, b, j->Og, es);
     run *rs = (run *)(tile + al64((size_t)(PB * u->R2 * es)));
-    for (int64_t P0 = p0; P0 < NL; P0 += PB) {
-        const int64_t npb = NL - P0 < PB ? NL - P0 : PB, nsub = (npb + u->R - 1) / u->R;
+    for (int64_t P0 = p0; P0 < p1; P0 += PB) {
+        const int64_t npb = p1 - P0 < PB ? p1 - P0 : PB, nsub = (npb + u->R - 1) / u->R;
         const int nruns = runs_of(j, P0, npb, rs);
         for (int64_t i = i0; i < i1;) {
             const int64_t g = i / b->blocks, iend = (g + 1) * b->blocks < i1 ? (g + 1) * b->blocks : i1;

@@ -477,12 +477,16 @@ void nb__sum_to_into(nb_tensor *dst, const nb_tensor *x) {
     reduce_kernel(NB_R_SUM, x, mask, &kv);
 }
 
-nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
-    if (nb__null(ctx, "sum_to", 1, x)) return NULL;
+bool nb__sums_to(const nb_tensor *x, int ndim, const int64_t *shape) {
     int nd;
     int64_t bs[NB_MAX_DIMS];
-    if (ndim > x->ndim || (ndim > 0 && !shape) || !nb__broadcast_shape(x->ndim, x->shape, ndim, shape, &nd, bs) ||
-        nd != x->ndim || nb__numel(nd, bs) != x->numel) {
+    return ndim <= x->ndim && (ndim == 0 || shape) && nb__broadcast_shape(x->ndim, x->shape, ndim, shape, &nd, bs) &&
+           nd == x->ndim && nb__numel(nd, bs) == x->numel;
+}
+
+nb_tensor *nb_sum_to(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape) {
+    if (nb__null(ctx, "sum_to", 1, x)) return NULL;
+    if (!nb__sums_to(x, ndim, shape)) {
         char a[128], b[128];
         return nb__fail(ctx, NB_ERR_SHAPE, "sum_to: %s cannot be summed to %s", nb_shape_str(x, a, sizeof a),
                         nb__dims_str(ndim, shape, b, sizeof b));
