@@ -1,6 +1,7 @@
 /* The parts of one conv2d training step, timed apart, beside the same GEMMs on BLIS.
  *
  *   bench_conv_parts [reps [shape index]]      default 15 reps, every shape
+ *   bench_conv_parts reps N C O HW k s          one shape of your own (padding k/2)
  *
  * For each conv shape of bench/nabla.c's conv row (batch 64, padding k/2, no bias, f32) and one
  * thread, prints the thread CPU time (CLOCK_THREAD_CPUTIME_ID, minimum of reps calls, so other
@@ -131,6 +132,13 @@ int main(int argc, char **argv) {
     const int64_t s[][6] = {{64, 1, 32, 28, 3, 1},  {64, 32, 64, 14, 3, 1}, {64, 1, 16, 28, 3, 1}, {64, 16, 16, 28, 3, 1},
                             {64, 16, 32, 28, 3, 2}, {64, 32, 32, 14, 3, 1}, {64, 16, 32, 28, 1, 2}};
     printf("thread CPU ms, min of %d, 1 thread, BLIS kernels %s; (gemm ms, gemm/part)\n", reps, nb_blis_kernels());
+    if (argc == 8) {
+        int64_t v[6];
+        for (int i = 0; i < 6; i++) v[i] = atoll(argv[2 + i]);
+        if (v[0] < 1 || v[1] < 1 || v[2] < 1 || v[3] < 1 || v[4] < 1 || v[5] < 1) return fprintf(stderr, "bad shape\n"), 2;
+        shape(v[0], v[1], v[2], v[3], v[4], v[5]);
+        return 0;
+    }
     for (int i = 0; i < (int)(sizeof s / sizeof s[0]); i++)
         if (only < 0 || only == i) shape(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
     return 0;

@@ -390,12 +390,18 @@ static bool implicit_gemm(const conv_job *j, const nb_tensor *cols_of) {
  * -> 2.0, 16->32 3x3 stride 2 5.5-6.0 -> 4.2 (and 26.8 -> 10.4 ms for 16->16 built for AVX2 on
  * the haswell kernels). The input gradient computes
  * C output planes in blocks of 8 (AVX-512; 4 with AVX2): with fewer than 8 it lost to GEMM +
- * fold (1->16 at 28x28, batch 64, skx: 0.85 against 0.33 ms). A 1x1 window stays on the GEMMs:
- * one tap a channel leaves the direct loops short (16->32 stride 2: forward 0.34 against 0.31
- * ms, weight gradient 0.73 against 0.52). */
-static bool use_direct(const conv_job *j, bool input_grad) {
+ * fold (1->16 at 28x28, batch 64, skx: 0.85 against 0.33 ms). A 1x1 window's forward and input
+ * gradient stay on the GEMMs: one tap a channel leaves the direct loops short (16->32 stride 2:
+ * forward 0.34 against 0.31 ms). Its weight gradient with a stride is direct (register blocks of
+ * channels instead of taps; the phase copy is the strided gather the GEMM would pack): 16->32 at
+ * 28x28 stride 2 0.50-0.61 -> 0.35-0.36 ms, 32->64 at 14x14 0.82 -> 0.39; equal from 64 channels
+ * (64->128 at 32x32, 128->256 at 16x16, batch 32) and at stride 1, where the image is already
+ * the GEMM's columns. */
+static bool use_direct(const conv_job *j, nb_conv_part part) {
     const nb_window2d w = j->q.win;
-    return w.kh * w.kw > 1 && nb__conv_direct_ok(j->dt, j->q.G, w, input_grad) && (!input_grad || j->C >= 8);
+    const bool input_grad = part == NB_CONV_BX;
+    if (w.kh * w.kw == 1) return part == NB_CONV_BW && (w.sh > 1 || w.sw > 1) && nb__conv_direct_ok(j->dt, j->q.G, w, false);
+    return nb__conv_direct_ok(j->dt, j->q.G, w, input_grad) && (!input_grad || j->C >= 8);
 }
 
 /* Winograd F(2x2, 3x3) (conv_wino.c) for all three parts of a 3x3 window with stride 1 (the
@@ -507,7 +513,7 @@ static nb_tensor *conv_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_tensor *
     nb_mark m = nb_ctx_mark(ctx);
     if (j.K == 0 || j.L == 0 || j.N == 0 || j.O == 0) {
         fill_empty(&j, y, b);
-    } else if (use_direct(&j, false) || use_wino(&j, NB_CONV_FWD)) {
+    } else if (use_direct(&j, NB_CONV_FWD) || use_wino(&j, NB_CONV_FWD)) {
         if (!run_direct(ctx, &j, NB_CONV_FWD, x, w, &m)) return NULL;
     } else if (implicit_gemm(&j, x)) {
         if (!run_igemm(ctx, &j, x, w, q, &m)) return NULL;
@@ -528,7 +534,7 @@ static nb_tensor *conv_bx_prim(nb_ctx *ctx, nb_tensor *gy, nb_tensor *w, nb_tens
     nb_mark m = nb_ctx_mark(ctx);
     if (j.Og == 0 || j.L == 0 || j.N == 0 || j.C == 0 || j.HW == 0) {
         fill_empty(&j, z, b);
-    } else if (use_direct(&j, true) || use_wino(&j, NB_CONV_BX)) {
+    } else if (use_direct(&j, NB_CONV_BX) || use_wino(&j, NB_CONV_BX)) {
         if (!run_direct(ctx, &j, NB_CONV_BX, gy, w, &m)) return NULL;
     } else if (implicit_gemm(&j, z) && j.Og <= 2 * j.K) {
         const int T = conv_threads(j.N * j.L / 32, j.N * j.O * j.K * j.L);
@@ -568,7 +574,7 @@ static nb_tensor *conv_bw_prim(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, const c
         nb_tensor *in[2] = {x, gy};
         return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);
     }
-    if (use_direct(&j, false) || use_wino(&j, NB_CONV_BW)) {
+    if (use_direct(&j, NB_CONV_BW) || use_wino(&j, NB_CONV_BW)) {
         if (!run_direct(ctx, &j, NB_CONV_BW, x, gy, &m)) return NULL;
         nb_tensor *in[2] = {x, gy};
         return finish_prim(ctx, m, &OP_CONV_BW, gw, 2, in, q);

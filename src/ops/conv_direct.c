@@ -357,22 +357,34 @@ static void bx_share_planes(dplan *pl, int64_t OW, int64_t (*e)[MAX_TAPS], int64
 
 #ifdef NB_CONV_DIRECT
 /* ---- weight gradient ------------------------------------------------------------------------ */
-/* gw[o, c, t] (o in [ob, ob+BOB)) (+)= sum over the chunk's nn samples of gy[o, p] x[c, p + off[t]];
- * xs: nn samples of C padded planes, gs: nn samples of Ob planes of P positions in pitch Wp */
-static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn, int64_t ob, int64_t c, float *gw,
-                    bool first, vf *accs) {
-    const int64_t Ob = up(g->O, BOB), taps = g->taps, nt = (taps + BTB - 1) / BTB;
+/* Columns of the weight gradient: k = c*taps + t, read at c*PS + off[t] from a sample's planes.
+ * An item is BOB output channels by a group of whole input channels: one channel when a channel
+ * has BTB taps or more (its tap blocks reuse its plane from L1), else BTB/taps channels, so that
+ * a 1x1 window fills a register block with channels instead of repeating its one tap. */
+static int64_t bw_group(const dgeom *g) { return g->taps >= BTB ? 1 : BTB / g->taps; }
+
+/* gw[o, c, t] (o in [ob, ob+BOB), c in [c0, c0+cn)) (+)= sum over the chunk's nn samples of
+ * gy[o, p] x[c, p + off[t]]; xs: nn samples of C padded planes, gs: nn samples of Ob planes of P
+ * positions in pitch Wp */
+static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn, int64_t ob, int64_t c0, int64_t cn,
+                    float *gw, bool first, vf *accs) {
+    const int64_t Ob = up(g->O, BOB), taps = g->taps, cols = cn * taps, nt = (cols + BTB - 1) / BTB;
+    int64_t coff[MAX_TAPS + BTB]; /* column k's offset from the sample's first plane (past cols: the last again) */
+    for (int64_t k = 0; k < nt * BTB; k++) {
+        const int64_t u = k < cols ? k : cols - 1;
+        coff[k] = (c0 + u / taps) * g->PS + g->off[u % taps];
+    }
     /* the positions up to the last vector holding an output; past it gy's planes are zeros to
      * the block size P (a 14x14 output on AVX-512: 14 vectors, not 15) */
     const int64_t pend = up(g->Ho * g->Wp, VW);
     for (int64_t i = 0; i < nt * BOB * BTB; i++) accs[i] = (vf){0};
-    /* sample by sample, so its planes stay in L1 across the tap blocks; the partial sums wait in
-     * accs (the same additions in the same order as if they stayed in registers) */
+    /* sample by sample, so its planes stay in L1 across the column blocks; the partial sums wait
+     * in accs (the same additions in the same order as if they stayed in registers) */
     for (int64_t n = 0; n < nn; n++) {
-        const float *xc = xs + (n * g->C + c) * g->PS;
+        const float *xn = xs + n * g->C * g->PS;
         const float *gb = gs + (n * Ob + ob) * g->P;
         for (int64_t tb = 0; tb < nt; tb++) {
-            const int64_t t0 = tb * BTB;
+            const int64_t *ko = coff + tb * BTB;
             vf acc[BOB][BTB];
             vf *a = accs + tb * BOB * BTB;
 #pragma GCC unroll 8
@@ -388,7 +400,7 @@ static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn
                 }
 #pragma GCC unroll 4
                 for (int k = 0; k < BTB; k++) {
-                    vf xv = *(const vfu *)(xc + p + g->off[t0 + k]);
+                    vf xv = *(const vfu *)(xn + p + ko[k]);
                     __asm__("" : "+v"(xv));
 #pragma GCC unroll 8
                     for (int o = 0; o < BOB; o++) acc[o][k] += gv[o] * xv;
@@ -400,12 +412,12 @@ static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn
                 for (int k = 0; k < BTB; k++) a[o * BTB + k] = acc[o][k];
         }
     }
-    for (int64_t t = 0; t < taps; t++)
+    for (int64_t k = 0; k < cols; k++)
         for (int o = 0; o < BOB && ob + o < g->O; o++) {
-            const vf v = accs[t / BTB * BOB * BTB + o * BTB + t % BTB];
+            const vf v = accs[k / BTB * BOB * BTB + o * BTB + k % BTB];
             float s = 0.0f;
             for (int l = 0; l < VW; l++) s += v[l];
-            float *d = gw + ((ob + o) * g->C + c) * taps + t;
+            float *d = gw + ((ob + o) * g->C + c0) * taps + k; /* (c0 + k/taps)*taps + k%taps = c0*taps + k */
             *d = first ? s : *d + s;
         }
 }
@@ -423,7 +435,7 @@ static int64_t bw_chunk(const dgeom *g, int64_t N) {
  * one sample's tap blocks, and last the chunk's weight gradient */
 static size_t bw_thread_bytes(const dgeom *g, int64_t chunk) {
     return al64((size_t)(chunk * g->C * g->PS) * sizeof(float)) + al64((size_t)(chunk * up(g->O, BOB) * g->P) * sizeof(float)) +
-           al64((size_t)((g->taps + BTB - 1) / BTB * BOB * BTB) * sizeof(vf)) + al64((size_t)(g->O * g->C * g->taps) * sizeof(float));
+           al64((size_t)((g->taps * bw_group(g) + BTB - 1) / BTB * BOB * BTB) * sizeof(vf)) + al64((size_t)(g->O * g->C * g->taps) * sizeof(float));
 }
 static float *bw_part(char *scratch, size_t per, int t, int64_t wlen) {
     return (float *)(scratch + (size_t)t * per + per - al64((size_t)wlen * sizeof(float)));
@@ -435,7 +447,8 @@ static float *bw_part(char *scratch, size_t per, int t, int64_t wlen) {
  * one per thread. */
 static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
     const int64_t N = x->shape[0], C = g->C, O = g->O, Ob = up(O, BOB), chunk = bw_chunk(g, N);
-    const int64_t nchunks = (N + chunk - 1) / chunk, items = Ob / BOB * C, wlen = O * C * g->taps;
+    const int64_t cg = bw_group(g), groups = (C + cg - 1) / cg;
+    const int64_t nchunks = (N + chunk - 1) / chunk, items = Ob / BOB * groups, wlen = O * C * g->taps;
     dgeom gg = *g; /* gy's planes: (Ho, Wo) at (0, 0) of (Ho, Wp), P floats apart */
     gg.Hi = g->Ho, gg.Wi = g->Wo, gg.pt = gg.pl = 0, gg.sh = gg.sw = 1, gg.Hp = g->Ho, gg.PSq = gg.PS = g->P;
     const size_t per = bw_thread_bytes(g, chunk);
@@ -461,7 +474,10 @@ static void bw_run(const dgeom *g, const nb_tensor *x, const float *gyd, float *
                     pad_plane(gs + (n * Ob + o) * g->P, gyd + ((n0 + n) * O + o) * g->Ho * g->Wo, g->Wo, 1, &gg, 0, 0, borders);
                 if (borders) memset(gs + (n * Ob + O) * g->P, 0, (size_t)((Ob - O) * g->P) * sizeof(float));
             }
-            for (int64_t it = 0; it < items; it++) bw_item(g, xs, gs, nn, it / C * BOB, it % C, part, true, accs);
+            for (int64_t it = 0; it < items; it++) {
+                const int64_t c0 = it % groups * cg;
+                bw_item(g, xs, gs, nn, it / groups * BOB, c0, cg < C - c0 ? cg : C - c0, part, true, accs);
+            }
         }
         /* gw = chunk 0's sum, then += each next chunk's, element by element */
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && wlen >= 4096)

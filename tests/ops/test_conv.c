@@ -514,6 +514,12 @@ Test(conv, direct_kernels_match_f64) {
         {2, 8, 6, 7, 9, 3, 3, .o = {.stride = {2, 3}, .padding = {4, 4}, .dilation = {1, 2}}, .transposed = true},
         /* the weight gradient in chunks of samples (7 chunks: 6 of 3, one of 2) */
         {20, 16, 28, 28, 16, 3, 3, .o = {.padding = {1, 1}}},
+        /* a strided 1x1 weight gradient: register blocks of channels (the last one partial),
+         * output channels not a multiple of the block, padding, a strided input, chunks */
+        {3, 7, 9, 12, 6, 1, 1, .o = {.stride = {2, 2}}},
+        {2, 5, 8, 13, 9, 1, 1, .o = {.stride = {1, 3}, .padding = {1, 0}}},
+        {2, 6, 7, 10, 5, 1, 1, .o = {.stride = {2, 2}}, .strided_x = true},
+        {20, 16, 28, 28, 32, 1, 1, .o = {.stride = {2, 2}}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check_direct_case(&cases[i], (int)i);
@@ -577,22 +583,27 @@ Test(conv, winograd_gradient_penalty_matches_f64) {
 }
 
 /* Seven chunks of samples in the weight gradient (six of 3, one of 2), in waves of one chunk
- * per thread: the same bits with two threads or one. */
-Test(conv, direct_kernels_same_bits_any_thread_count) {
-    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(16, 16, 3, 3));
-    nb_tensor *b = nb_randn(ctx, NB_F32, NB_SHAPE(16)), *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28));
+ * per thread: the same bits with two threads or one; for a 3x3 window and for a strided 1x1. */
+static void check_direct_bits(int64_t O, int64_t k, int stride) {
+    const int pad = (int)k / 2, OHW = (28 + 2 * pad - (int)k) / stride + 1;
+    nb_tensor *x = nb_randn(ctx, NB_F32, NB_SHAPE(20, 16, 28, 28)), *w = nb_randn(ctx, NB_F32, NB_SHAPE(O, 16, k, k));
+    nb_tensor *b = nb_randn(ctx, NB_F32, NB_SHAPE(O)), *gy = nb_randn(ctx, NB_F32, NB_SHAPE(20, O, OHW, OHW));
     nb_requires_grad(x, true), nb_requires_grad(w, true);
     nb_tensor *res[2][3];
     for (int t = 0; t < 2; t++) {
         nb_set_num_threads(t + 1);
-        nb_tensor *y = nb_conv2d(ctx, x, w, b, 1, 1, 1, 1), *in[2] = {x, w}, *g[2];
+        nb_tensor *y = nb_conv2d(ctx, x, w, b, stride, pad, 1, 1), *in[2] = {x, w}, *g[2];
         cr_assert_eq(nb_grad(ctx, 1, &y, &gy, 2, in, g, false), NB_OK, "%s", nb_ctx_error(ctx));
         res[t][0] = y, res[t][1] = g[0], res[t][2] = g[1];
     }
     nb_set_num_threads(0);
     for (int r = 0; r < 3; r++)
         cr_assert(memcmp(res[0][r]->data, res[1][r]->data, (size_t)res[0][r]->numel * sizeof(float)) == 0,
-                  "result %d differs between 1 and 2 threads", r);
+                  "%lldx%lld stride %d: result %d differs between 1 and 2 threads", (long long)k, (long long)k, stride, r);
+}
+Test(conv, direct_kernels_same_bits_any_thread_count) {
+    check_direct_bits(16, 3, 1);
+    check_direct_bits(32, 1, 2);
 }
 
 /* Sums over nothing: no input channel, no output channel of a transposed conv, no sample. The
