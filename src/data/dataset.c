@@ -177,7 +177,7 @@ void nb_batcher_free(nb_batcher *it) {
 
 int64_t nb_batcher_num_batches(const nb_batcher *it) {
     if (!it) return 0;
-    return it->o.drop_last ? it->n / it->global : (it->n + it->global - 1) / it->global;
+    return it->n / it->global + (!it->o.drop_last && it->n % it->global); /* n + global - 1 may overflow */
 }
 
 void nb_batcher_start(nb_batcher *it, int64_t epoch) {

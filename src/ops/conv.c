@@ -748,6 +748,13 @@ static nb_tensor *conv_transpose2d(nb_ctx *ctx, nb_tensor *x, nb_tensor *w, nb_t
                         nb_shape_str(x, sx, sizeof sx), nb_shape_str(w, sw, sizeof sw), (long long)win.sh,
                         (long long)win.sw, (long long)win.ph, (long long)win.pw, (long long)OH, (long long)OW);
     }
+    /* the output must fit before its sizes are multiplied (an empty batch or channel list
+     * leaves the plane itself to check) */
+    int64_t numel;
+    const int64_t C_out = w->shape[1] * G;
+    if (!nb__size_ok(ctx, "conv_transpose2d", NB_SHAPE(x->shape[0], C_out, OH, OW), nb_dtype_size(x->dtype), &numel) ||
+        !nb__size_ok(ctx, "conv_transpose2d", NB_SHAPE(OH, OW), nb_dtype_size(x->dtype), &numel))
+        return NULL;
     /* the adjoint in x of a convolution over the (OH, OW) output, whose windows are x's pixels */
     const conv_geom q = {win, G, OH, OW, H, W};
     return conv_bx_prim(ctx, x, w, b, &q);

@@ -332,6 +332,9 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t
                         nb_shape_str(x, b, sizeof b));
     if (x->dtype != NB_F32 && x->dtype != NB_F64)
         return nb__fail(ctx, NB_ERR_DTYPE, "adaptive_avg_pool2d: input %s must be f32 or f64", nb_shape_str(x, b, sizeof b));
+    int64_t numel;
+    if (!nb__size_ok(ctx, "adaptive_avg_pool2d", NB_SHAPE(x->shape[0], x->shape[1], oh, ow), nb_dtype_size(x->dtype), &numel))
+        return NULL;
     if (oh == 1 && ow == 1) {
         int axes[2] = {2, 3};
         return nb_mean(ctx, x, 2, axes, true);

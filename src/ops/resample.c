@@ -70,12 +70,19 @@ nb_tensor *nb_interpolate(nb_ctx *ctx, nb_tensor *x, const nb_interp_opts *opts)
         const double s = o->scale_factor[a];
         if (has_scale && !(s > 0 && isfinite(s)))
             return nb__fail(ctx, NB_ERR_VALUE, "interpolate: scale_factor %g must be positive and finite", s);
-        out[a] = has_size ? o->size[a] : (int64_t)floor((double)x->shape[2 + a] * s);
+        const double n = floor((double)x->shape[2 + a] * s); /* converted only once it fits */
+        if (has_scale && !(n < 0x1p62))
+            return nb__fail(ctx, NB_ERR_SHAPE, "interpolate: input %s times scale_factor %g is too large",
+                            nb_shape_str(x, b, sizeof b), s);
+        out[a] = has_size ? o->size[a] : (int64_t)n;
         if (has_scale && !o->recompute_scale_factor) scale[a] = s;
     }
     if (out[0] < 1 || out[1] < 1 || x->shape[2] < 1 || x->shape[3] < 1)
         return nb__fail(ctx, NB_ERR_SHAPE, "interpolate: input %s to %lldx%lld: sizes must be positive",
                         nb_shape_str(x, b, sizeof b), (long long)out[0], (long long)out[1]);
+    int64_t numel;
+    if (!nb__size_ok(ctx, "interpolate", NB_SHAPE(x->shape[0], x->shape[1], out[0], out[1]), nb_dtype_size(x->dtype), &numel))
+        return NULL;
     /* W first, then H: the order of PyTorch's sums, so bilinear values match to the last bit */
     return resample_axis(ctx, resample_axis(ctx, x, 3, out[1], scale[1], o), 2, out[0], scale[0], o);
 }
@@ -101,7 +108,9 @@ nb_tensor *nb_pixel_shuffle(nb_ctx *ctx, nb_tensor *x, int64_t r) {
     if (nb__null(ctx, "pixel_shuffle", 1, x)) return NULL;
     char b[128];
     int64_t B, C, H, W;
-    if (!image_dims(x, &B, &C, &H, &W) || r < 1 || C % (r * r))
+    int64_t rr, Hr, Wr; /* r*r, H*r and W*r must not overflow */
+    if (!image_dims(x, &B, &C, &H, &W) || r < 1 || __builtin_mul_overflow(r, r, &rr) || C % rr ||
+        __builtin_mul_overflow(H, r, &Hr) || __builtin_mul_overflow(W, r, &Wr))
         return nb__fail(ctx, NB_ERR_SHAPE, "pixel_shuffle: input %s must be (..., C*r*r, H, W) for r = %lld >= 1",
                         nb_shape_str(x, b, sizeof b), (long long)r);
     nb_tensor *y = nb_reshape(ctx, x, NB_SHAPE(B, C / (r * r), r, r, H, W));
@@ -113,7 +122,9 @@ nb_tensor *nb_pixel_unshuffle(nb_ctx *ctx, nb_tensor *x, int64_t r) {
     if (nb__null(ctx, "pixel_unshuffle", 1, x)) return NULL;
     char b[128];
     int64_t B, C, H, W;
-    if (!image_dims(x, &B, &C, &H, &W) || r < 1 || H % r || W % r)
+    int64_t rr, Crr; /* C*r*r must not overflow */
+    if (!image_dims(x, &B, &C, &H, &W) || r < 1 || H % r || W % r || __builtin_mul_overflow(r, r, &rr) ||
+        __builtin_mul_overflow(C, rr, &Crr))
         return nb__fail(ctx, NB_ERR_SHAPE, "pixel_unshuffle: input %s must be (..., C, H*r, W*r) for r = %lld >= 1",
                         nb_shape_str(x, b, sizeof b), (long long)r);
     nb_tensor *y = nb_reshape(ctx, x, NB_SHAPE(B, C, H / r, r, W / r, r));

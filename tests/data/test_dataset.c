@@ -142,6 +142,24 @@ Test(dataset, batches_cover_every_sample_once) {
     nb_tensor_free(x), nb_tensor_free(y);
 }
 
+/* "One batch holds everything" as batch_size INT64_MAX: one batch of all rows (num_batches
+ * overflowed to 0 while next still gave the batch); none with drop_last. */
+Test(dataset, largest_batch_size_is_one_batch) {
+    nb_tensor *x, *y;
+    make_data(10, &x, &y);
+    for (int drop = 0; drop < 2; drop++) {
+        nb_batcher *it = nb_batcher_new(x, y, &(nb_batch_opts){.batch_size = INT64_MAX, .drop_last = drop});
+        cr_assert_not_null(it, "%s", nb_last_error());
+        int count[10] = {0};
+        int64_t sizes[2];
+        cr_assert_eq(nb_batcher_num_batches(it), drop ? 0 : 1);
+        cr_assert_eq(run_epoch(it, 0, count, sizes, NULL), drop ? 0 : 1);
+        if (!drop) cr_assert_eq(sizes[0], 10);
+        nb_batcher_free(it);
+    }
+    nb_tensor_free(x), nb_tensor_free(y);
+}
+
 Test(dataset, full_batch_sgd_and_no_shuffle) {
     nb_tensor *x, *y;
     make_data(7, &x, &y);

@@ -57,6 +57,15 @@ static void test_shard_coverage(nb_dist *d) {
     CHECK(nb_dist_shard(id, 13, 1, 1, 2, 4, out, &global) == 2 && out[0] == 11, "partial batch rank 1 starts at 11, got %lld",
           (long long)out[0]);
     CHECK(nb_dist_shard(id, 13, 2, 0, 2, 4, out, &global) == 0 && global == 0, "past the end");
+    /* sizes whose products overflow int64: a global batch past every n, a step past the end */
+    CHECK(nb_dist_steps(INT64_MAX, 2, INT64_MAX, false) == 1 && nb_dist_steps(INT64_MAX, 2, INT64_MAX, true) == 0 &&
+              nb_dist_steps(INT64_MAX, 1, 1, false) == INT64_MAX && nb_dist_steps(INT64_MAX, 2, 2, false) == INT64_MAX / 4 + 1,
+          "steps of huge sizes");
+    int64_t all[13];
+    CHECK(nb_dist_shard(id, 13, INT64_MAX / 2, 0, 2, 4, out, &global) == 0 && global == 0, "a step past the end");
+    CHECK(nb_dist_shard(id, 13, 0, 1, 2, INT64_MAX / 2, all, &global) == 6 && global == 13 && all[0] == 7,
+          "one batch of everything: rank 1 takes 6 from 7");
+    CHECK(nb_dist_shard(id, 13, 1, 0, 2, INT64_MAX / 2, all, &global) == 0 && global == 0, "no second batch");
     CHECK(nb_dist_shard(id, 13, 0, 2, 2, 4, out, NULL) == -1 && nb_last_status() == NB_ERR_VALUE &&
               strstr(nb_last_error(), "rank=2 world=2"),
           "rank out of range: %s", nb_last_error());
