@@ -56,7 +56,9 @@ typedef struct {
     bool standardize;   /* after scaling to [0,1]: x = (x - mean) / std */
     double mean, std;   /* in/out: used when std > 0, else computed from the data (one mean and
                            std over all pixels) and written back, so the same values can be
-                           passed when loading the test set */
+                           passed when loading the test set; images all of one value give
+                           std 0, written back as 1 (centred, not divided by 0); an empty
+                           file has no statistics: NB_ERR_SHAPE unless std > 0 is given */
 } nb_image_opts;
 
 /* Read an IDX image file (magic 0x00000803: unsigned bytes, 3 dims N, rows, cols) into a new F32
@@ -96,7 +98,9 @@ typedef struct {
 } nb_csv_opts;
 
 /* Read a numeric table into a new tensor (rows, cols). Blank lines and lines starting with '#'
- * are skipped, CRLF is fine, fields may be surrounded by spaces. opts may be NULL. Errors:
+ * are skipped, CRLF is fine, fields may be surrounded by spaces. opts may be NULL. An NB_I64
+ * table reads integers exactly (all of the i64 range, not through a double); a field such as
+ * "3.0" or "1e3" is taken when it is an integer below 2^53, "2.5" is an error. Errors:
  * NB_ERR_IO, NB_ERR_FORMAT with line and column ("line 7, column 3: 'abc' is not a number",
  * "line 9 has 4 columns, expected 5"), also for an empty table. */
 nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts);

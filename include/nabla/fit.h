@@ -9,7 +9,10 @@
  * s->stop = true), then checkpoint, progress line, CSV history, SVG curves.
  * Deterministic: the batch order is the batcher's (seed, epoch), dropout draws from the context's
  * generator (seed it with nb_ctx_seed), and a checkpoint saves both, so a resumed run equals an
- * uninterrupted one. No malloc per step once the first steps have warmed the context's arena.
+ * uninterrupted one with the same options (a schedule that depends on epochs, such as
+ * cosine-with-warmup's length, follows the options of the resumed call: resuming with more
+ * epochs changes its later learning rates). No malloc per step once the first steps have warmed
+ * the context's arena.
  *
  * Example (a complete program, compiled by tests/test_headers.c):
  *

@@ -83,7 +83,7 @@ const char *nb_status_name(nb_status s);
 nb_status nb_set_error(nb_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- dtypes and shapes --------------------------------------------------------------- */
-size_t nb_dtype_size(nb_dtype dt);
+size_t nb_dtype_size(nb_dtype dt); /* 4 or 8; 0 for a value that is no nb_dtype */
 const char *nb_dtype_name(nb_dtype dt);
 /* Writes "(3,4)" into buf (always NUL-terminated) and returns buf. */
 char *nb_shape_str(const nb_tensor *t, char *buf, size_t len);

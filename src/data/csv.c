@@ -5,6 +5,25 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* An i64 field: an integer literal read exactly (strtoll), or a number that is an integer exactly
+ * representable in a double ("3.0", "1e3"); false for "2.5", for integers past the i64 range and
+ * for floats past 2^53 (the double would already have rounded them). */
+static bool parse_i64(const char *p, const char *end, int64_t *out) {
+    char *stop;
+    errno = 0;
+    const long long v = strtoll(p, &stop, 10);
+    const char *rest = stop;
+    while (rest < end && (*rest == ' ' || *rest == '\t')) rest++;
+    if (stop != p && rest == end) {
+        *out = v;
+        return errno != ERANGE;
+    }
+    const double d = strtod(p, &stop);
+    if (!(fabs(d) <= 0x1p53) || d != floor(d)) return false;
+    *out = (int64_t)d;
+    return true;
+}
+
 nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts) {
     static const char fn[] = "csv_load";
     const char delim = opts && opts->delimiter ? opts->delimiter : ',';
@@ -19,7 +38,10 @@ nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts) {
 
     char *line = NULL;
     size_t line_cap = 0;
-    double *vals = NULL;
+    union cell {
+        double d;
+        int64_t i;
+    } *vals = NULL; /* .i for an i64 table: read exactly, not through a double */
     int64_t nvals = 0, cap = 0, rows = 0, cols = -1, lineno = 0;
     bool skip_header = header, ok = false;
     ssize_t len;
@@ -52,10 +74,11 @@ nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts) {
                              (long long)lineno, (long long)col + 1, w, p);
                 goto done;
             }
-            int64_t iv;
-            if (dt == NB_I64 && !nb__f2i(v, &iv)) {
-                nb_set_error(NB_ERR_FORMAT, "%s: '%s' line %lld, column %lld: %g is not representable as an i64", fn,
-                             path, (long long)lineno, (long long)col + 1, v);
+            int64_t iv = 0;
+            if (dt == NB_I64 && !parse_i64(p, end, &iv)) {
+                int w = (int)(end - p) < 40 ? (int)(end - p) : 40;
+                nb_set_error(NB_ERR_FORMAT, "%s: '%s' line %lld, column %lld: '%.*s' is not an integer in the i64 range",
+                             fn, path, (long long)lineno, (long long)col + 1, w, p);
                 goto done;
             }
             if (nvals == cap) {
@@ -64,14 +87,15 @@ nb_tensor *nb_csv_load(const char *path, const nb_csv_opts *opts) {
                 if (!nb__read_budget(fn, path, (uint64_t)(nvals + 1) * per)) goto done;
                 int64_t ncap = cap ? cap * 2 : 1024;
                 if (lim && (uint64_t)ncap * per > lim) ncap = (int64_t)(lim / per); /* >= nvals + 1 */
-                double *nv = realloc(vals, (size_t)ncap * sizeof *nv);
+                union cell *nv = realloc(vals, (size_t)ncap * sizeof *nv);
                 if (!nv) {
                     nb_set_error(NB_ERR_NOMEM, "%s: out of memory after %lld values", fn, (long long)nvals);
                     goto done;
                 }
                 vals = nv, cap = ncap;
             }
-            vals[nvals++] = v;
+            if (dt == NB_I64) vals[nvals++].i = iv;
+            else vals[nvals++].d = v;
             if (!*end) break;
             p = end + 1;
         }
@@ -97,8 +121,9 @@ done:
     free(line);
     fclose(f);
     nb_tensor *t = NULL;
-    if (ok) {
-        nb_tensor src = {.dtype = NB_F64, .ndim = 2, .shape = {rows, cols}, .stride = {cols, 1}, .numel = nvals, .data = vals};
+    if (ok) { /* a union of 8-byte members: the cells are an f64 or an i64 array as they are */
+        nb_tensor src = {.dtype = dt == NB_I64 ? NB_I64 : NB_F64, .ndim = 2, .shape = {rows, cols}, .stride = {cols, 1},
+                         .numel = nvals, .data = vals};
         t = nb_tensor_new(dt, 2, src.shape);
         if (t && nb_copy_into(t, &src) != NB_OK) {
             nb_tensor_free(t);

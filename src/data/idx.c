@@ -175,6 +175,10 @@ nb_tensor *nb_idx_load_images(const char *path, nb_image_opts *opts) {
     }
     free(raw);
     if (t && opts && opts->standardize) {
+        if (!(opts->std > 0) && t->numel == 0) {
+            nb_set_error(NB_ERR_SHAPE, "%s: '%s' holds no image to standardize with (give opts->mean and opts->std)", fn, path);
+            goto fail;
+        }
         if (!(opts->std > 0) && nb_mean_std(t, &opts->mean, &opts->std) != NB_OK) goto fail;
         if (opts->std == 0) opts->std = 1; /* constant images: centre only */
         if (nb_standardize(t, opts->mean, opts->std) != NB_OK) goto fail;

@@ -361,10 +361,12 @@ static nb_status check_outputs(nb_ctx *ctx, const char *fn, int n_out, nb_tensor
             return nb__fail(ctx, NB_ERR_SHAPE, "%s: output %d has shape %s; pass a gradient for a non-scalar output", fn, k,
                             nb_shape_str(outs[k], a, sizeof a)),
                    NB_ERR_SHAPE;
-        if (g && (!nb_same_shape(g, outs[k]) || g->dtype != outs[k]->dtype))
-            return nb__fail(ctx, NB_ERR_SHAPE, "%s: gradient %s %s does not match output %s %s", fn, nb_dtype_name(g->dtype),
+        if (g && (!nb_same_shape(g, outs[k]) || g->dtype != outs[k]->dtype)) {
+            const nb_status st = g->dtype != outs[k]->dtype ? NB_ERR_DTYPE : NB_ERR_SHAPE;
+            return nb__fail(ctx, st, "%s: gradient %s %s does not match output %s %s", fn, nb_dtype_name(g->dtype),
                             nb_shape_str(g, a, sizeof a), nb_dtype_name(outs[k]->dtype), nb_shape_str(outs[k], b, sizeof b)),
-                   NB_ERR_SHAPE;
+                   st;
+        }
     }
     return NB_OK;
 }

@@ -102,7 +102,7 @@ bool nb__null(nb_ctx *ctx, const char *op, int n, ...) {
 }
 
 /* ---- dtypes and shapes ------------------------------------------------------------------ */
-size_t nb_dtype_size(nb_dtype dt) { return dt == NB_F32 ? 4 : 8; }
+size_t nb_dtype_size(nb_dtype dt) { return dt == NB_F32 ? 4 : dt == NB_F64 || dt == NB_I64 ? 8 : 0; }
 const char *nb_dtype_name(nb_dtype dt) {
     switch (dt) {
     case NB_F32: return "f32";
@@ -437,6 +437,7 @@ nb_rng nb_rng_stream(uint64_t seed, uint64_t k) { return nb_rng_new(mix64(seed ^
 
 nb_status nb_rng_permutation(nb_rng *rng, int64_t n, int64_t *out) {
     if (!rng || (n > 0 && !out)) return nb_set_error(NB_ERR_NULL, "rng_permutation: NULL argument");
+    if (n < 0) return nb_set_error(NB_ERR_VALUE, "rng_permutation: n = %lld is negative", (long long)n);
     for (int64_t i = 0; i < n; i++) out[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)(nb_philox_uniform(rng->seed, rng->offset + (uint64_t)i) * (double)(i + 1));

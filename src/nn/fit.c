@@ -203,6 +203,12 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
         s->batch = b.index;
         if (train && (st = run_hooks(s, HOOK_BATCH_BEGIN)) != NB_OK) break;
         if (train) nb_params_zero_grad(s->ps);
+        if (!b.y && !(o && o->loss)) {
+            st = nb_set_error(NB_ERR_NULL, "%s has no labels (y), which the default loss (cross entropy) needs; "
+                                           "give labels or opts->loss",
+                              train ? "fit: the training batcher" : "fit/evaluate: the evaluated batcher");
+            break;
+        }
         nb_tensor *out = forward ? forward(ctx, model, b.x) : nb_module_forward(ctx, model, b.x);
         nb_tensor *loss = !out ? NULL : o && o->loss ? o->loss(ctx, out, b.y) : nb_cross_entropy(ctx, out, b.y, NB_REDUCE_MEAN);
         if (!loss || (train && nb_backward(ctx, loss, NULL) != NB_OK)) {
@@ -251,6 +257,7 @@ nb_status nb_evaluate(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_
 
 nb_tensor *nb_predict(nb_ctx *ctx, nb_forward_fn forward, const void *model, const nb_tensor *x, int64_t batch_size) {
     if (!ctx || !model || !x) return nb_set_error(NB_ERR_NULL, "predict: ctx, model or x is NULL"), NULL;
+    if (batch_size < 1) return nb_set_error(NB_ERR_VALUE, "predict: batch_size %lld must be >= 1", (long long)batch_size), NULL;
     nb_batcher *it = nb_batcher_new(x, NULL, &(nb_batch_opts){.batch_size = batch_size});
     if (!it) return NULL;
     nb_tensor *res = NULL;

@@ -10,7 +10,8 @@ bool nb__axes_mask(nb_ctx *ctx, const char *op, const nb_tensor *x, int naxes, c
         *mask = x->ndim ? (1u << x->ndim) - 1 : 0;
         return true;
     }
-    if (naxes < 0 || !axes) return nb__fail(ctx, NB_ERR_NULL, "%s: axes list is NULL", op), false;
+    if (naxes < 0) return nb__fail(ctx, NB_ERR_VALUE, "%s: naxes = %d is negative (0 means every axis)", op, naxes), false;
+    if (!axes) return nb__fail(ctx, NB_ERR_NULL, "%s: axes list is NULL for naxes = %d", op, naxes), false;
     unsigned m = 0;
     for (int i = 0; i < naxes; i++) {
         int a = nb__axis(axes[i], x->ndim);

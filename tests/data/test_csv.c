@@ -62,6 +62,24 @@ Test(csv, delimiter_and_dtypes) {
     nb_tensor_free(t);
 }
 
+/* An i64 table reads integers exactly, over the whole i64 range, not through a double (which
+ * rounded 2^53 + 1 and ids like 123456789012345679, and truncated 2.5 to 2). */
+Test(csv, i64_columns_are_exact) {
+    const char *p = file_with("9007199254740993, 123456789012345679\n9223372036854775807,-9223372036854775808\n3.0,1e3\n");
+    nb_tensor *t = nb_csv_load(p, &(nb_csv_opts){.dtype = NB_I64});
+    cr_assert_not_null(t, "%s", nb_last_error());
+    const int64_t want[6] = {INT64_C(9007199254740993), INT64_C(123456789012345679), INT64_MAX, INT64_MIN, 3, 1000};
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(((int64_t *)t->data)[i], want[i], "element %d: %lld", i, (long long)((int64_t *)t->data)[i]);
+    nb_tensor_free(t);
+    const char *bad[] = {"1,2.5\n", "9223372036854775808\n", "1e17\n", "-9223372036854775809\n"};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_null(nb_csv_load(file_with(bad[i]), &(nb_csv_opts){.dtype = NB_I64}), "'%s' was accepted", bad[i]);
+        cr_assert_eq(nb_last_status(), NB_ERR_FORMAT);
+        cr_assert(strstr(nb_last_error(), "not an integer in the i64 range"), "%s", nb_last_error());
+    }
+}
+
 Test(csv, bad_number) {
     cr_assert_null(nb_csv_load(file_with("a,b\n1,2\n3,abc\n"), &(nb_csv_opts){.header = true}));
     assert_error(NB_ERR_FORMAT, "line 3, column 2: 'abc' is not a number");

@@ -96,6 +96,27 @@ Test(idx, standardize) {
     assert_close(nb_get(t, 1), (1.0 - 0.5) / 0.25, 1e-6, 0);
     assert_close(o.mean, 0.5, 0, 0);
     nb_tensor_free(t);
+    /* no image: no statistics to compute (the error names the loader, not its helper); given
+     * statistics still load the empty set */
+    cr_assert_eq(nb_idx_save_u8(tmp("none"), false, NB_SHAPE(0, 2, 3), pix), NB_OK);
+    o = (nb_image_opts){.standardize = true};
+    cr_assert_null(nb_idx_load_images(tmp("none"), &o));
+    cr_assert_eq(nb_last_status(), NB_ERR_SHAPE);
+    cr_assert(strstr(nb_last_error(), "idx_load_images") && strstr(nb_last_error(), "no image"), "%s", nb_last_error());
+    o = (nb_image_opts){.standardize = true, .mean = 0.5, .std = 0.25};
+    t = nb_idx_load_images(tmp("none"), &o);
+    cr_assert(t && t->shape[0] == 0, "%s", nb_last_error());
+    nb_tensor_free(t);
+    /* one value everywhere: std 0 is written back as 1, the images are centred */
+    const uint8_t same[6] = {51, 51, 51, 51, 51, 51};
+    cr_assert_eq(nb_idx_save_u8(tmp("same"), false, NB_SHAPE(1, 2, 3), same), NB_OK);
+    o = (nb_image_opts){.standardize = true};
+    t = nb_idx_load_images(tmp("same"), &o);
+    cr_assert_not_null(t, "%s", nb_last_error());
+    cr_assert_eq(o.std, 1.0);
+    assert_close(o.mean, 0.2, 1e-7, 0);
+    assert_close(nb_get(t, 4), 0.0, 1e-7, 0);
+    nb_tensor_free(t);
 }
 
 Test(idx, truncated_files) {

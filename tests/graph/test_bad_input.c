@@ -185,6 +185,7 @@ static void arena_full(void) {
     X(sum_axis, "sum", NB_ERR_AXIS, nb_sum(ctx, F.a, 1, (int[]){2}, false))                                              \
     X(sum_axis_twice, "sum", NB_ERR_AXIS, nb_sum(ctx, F.a, 2, (int[]){1, -1}, false))                                    \
     X(sum_i64, "sum", NB_ERR_DTYPE, nb_sum(ctx, F.lab, 0, NULL, false))                                                  \
+    X(sum_negative_naxes, "sum", NB_ERR_VALUE, nb_sum(ctx, F.a, -1, (int[]){0}, false))                                  \
     X(mean_axis, "mean", NB_ERR_AXIS, nb_mean(ctx, F.a, 1, (int[]){-3}, false))                                          \
     X(max_axis, "max", NB_ERR_AXIS, nb_max(ctx, F.a, 1, (int[]){5}, true))                                               \
     X(max_empty_axis, "max", NB_ERR_SHAPE, nb_max(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(0, 3)), 1, (int[]){0}, false))    \
@@ -273,6 +274,12 @@ static void arena_full(void) {
     X(max_pool2d_padding, "max_pool2d", NB_ERR_VALUE, nb_max_pool2d(ctx, F.img, 2, 2, 3))                                \
     X(avg_pool2d_kernel, "avg_pool2d", NB_ERR_VALUE, nb_avg_pool2d(ctx, F.img, -1, 1, 0))                                \
     X(adaptive_avg_pool2d_size, "adaptive_avg_pool2d", NB_ERR_VALUE, nb_adaptive_avg_pool2d(ctx, F.img, 0, 2))           \
+    X(adaptive_avg_pool2d_huge, "adaptive_avg_pool2d", NB_ERR_SHAPE, nb_adaptive_avg_pool2d(ctx, F.img, HUGE_DIM, HUGE_DIM)) \
+    X(interpolate_huge_scale, "interpolate", NB_ERR_SHAPE,                                                               \
+      nb_interpolate(ctx, F.img, &(nb_interp_opts){.scale_factor = {1e30, 1e30}}))                                      \
+    X(pixel_shuffle_huge_r, "pixel_shuffle", NB_ERR_SHAPE, nb_pixel_shuffle(ctx, F.img, (int64_t)1 << 32))               \
+    X(conv_transpose2d_huge_stride, "conv_transpose2d", NB_ERR_SHAPE,                                                    \
+      nb_conv_transpose2d(ctx, F.img, F.kern, NULL, 1 << 30, 0, 0, 1, 1))                                                \
     X(batch_norm_eps, "batch_norm", NB_ERR_VALUE, nb_batch_norm(ctx, F.img, NULL, NULL, NULL, NULL, 0.1, -1))             \
     X(batch_norm_momentum, "batch_norm", NB_ERR_VALUE, nb_batch_norm(ctx, F.img, NULL, NULL, NULL, NULL, NAN, 1e-5))      \
     X(layer_norm_negative_eps, "layer_norm", NB_ERR_VALUE, nb_layer_norm(ctx, F.a, 1, NULL, NULL, -1e-5))                \
@@ -433,6 +440,7 @@ static nb_optim *adam;
     X(backward_no_grad, "backward", NB_ERR_STATE, nb_backward(ctx, nb_sum_all(ctx, F.b), NULL))                          \
     X(backward_non_scalar, "backward", NB_ERR_SHAPE, nb_backward(ctx, nb_exp(ctx, F.a), NULL))                           \
     X(backward_grad_shape, "backward", NB_ERR_SHAPE, nb_backward(ctx, nb_exp(ctx, F.a), F.b))                            \
+    X(backward_grad_dtype, "backward", NB_ERR_DTYPE, nb_backward(ctx, nb_exp(ctx, F.a), F.f))                            \
     X(backward_null, "backward", NB_ERR_NULL, nb_backward(ctx, NULL, NULL))                                              \
     X(backward_null_ctx, "backward", NB_ERR_NULL, nb_backward(NULL, F.a, NULL))                                          \
     X(grad_no_inputs, "grad", NB_ERR_NULL, nb_grad(ctx, 1, (nb_tensor *[]){nb_sum_all(ctx, F.a)}, NULL, 0, NULL, NULL, false)) \
@@ -493,6 +501,7 @@ static nb_optim *adam;
     X(copy_out_dtype, "copy_out", NB_ERR_DTYPE, nb_copy_out(F.a, (nb_dtype)8, (double[6]){0}))                           \
     X(rng_uniform_i64, "rng", NB_ERR_DTYPE, nb_rng_uniform(nb_ctx_rng(ctx), F.lab, 0, 1))                                \
     X(rng_permutation_null, "rng_permutation", NB_ERR_NULL, nb_rng_permutation(NULL, 3, (int64_t[3]){0}))               \
+    X(rng_permutation_negative, "rng_permutation", NB_ERR_VALUE, nb_rng_permutation(nb_ctx_rng(ctx), -5, NULL))          \
     /* optimizers, schedules, clipping, constraints, early stopping */                                                  \
     X(optim_new_negative_lr, "adam", NB_ERR_VALUE, (nb_optim_new(&nb_adam, ps, &(nb_hparams){.lr = -1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8}), nb_last_status())) \
     X(optim_new_beta1_7, "adam", NB_ERR_VALUE, (nb_optim_new(&nb_adam, ps, &(nb_hparams){.lr = 1e-3, .beta1 = 7, .beta2 = 0.999, .eps = 1e-8}), nb_last_status())) \
@@ -701,6 +710,9 @@ Test(bad_input, sizes_that_used_to_overflow) {
     cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, t), NULL), NB_OK, "%s", nb_ctx_error(ctx));
     cr_assert_eq(nb_get(x->grad, 0), 1.0);
     cr_assert_eq(nb_get(x->grad, 1), 0.0);
+    /* a value that is no nb_dtype has no size (it said 8) */
+    cr_assert_eq(nb_dtype_size((nb_dtype)9), 0);
+    cr_assert_eq(nb_dtype_size(NB_F32) + nb_dtype_size(NB_F64) + nb_dtype_size(NB_I64), 20);
     /* i64 conversions in range still work, to the last representable values */
     nb_tensor *i = nb_full(ctx, NB_I64, NB_SHAPE(1), -9223372036854775808.0);
     cr_assert_not_null(i);

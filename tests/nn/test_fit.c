@@ -356,6 +356,22 @@ Test(fit, bad_arguments) {
     cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 0}), NB_ERR_VALUE);
     cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 1000, .checkpoint = tmp("x")}), NB_ERR_VALUE);
     cr_assert_eq(nb_fit(p.ctx, NULL, p.net, p.opt, NULL, &h, &(nb_fit_opts){.epochs = 1}), NB_ERR_NULL);
+    /* a batcher without labels and the default loss: said so before any step, not as the loss's
+     * NULL input */
+    nb_batcher *nolab = nb_batcher_new(p.xva, NULL, &(nb_batch_opts){.batch_size = 8});
+    const int64_t step = p.opt->step;
+    cr_assert_eq(nb_fit(p.ctx, NULL, p.net, p.opt, nolab, &h, &(nb_fit_opts){.epochs = 1}), NB_ERR_NULL);
+    cr_assert(strstr(nb_last_error(), "fit: the training batcher has no labels"), "%s", nb_last_error());
+    cr_assert_eq(p.opt->step, step);
+    nb_history_free(&h);
+    nb_scores sc;
+    cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, nolab, NULL, &sc), NB_ERR_NULL);
+    cr_assert(strstr(nb_last_error(), "no labels"), "%s", nb_last_error());
+    nb_batcher_free(nolab);
+    /* predict names itself for a batch size below 1 */
+    cr_assert_null(nb_predict(p.ctx, NULL, p.net, p.xva, 0));
+    cr_assert_eq(nb_last_status(), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "predict: batch_size 0"), "%s", nb_last_error());
     teardown(&p);
 }
 
