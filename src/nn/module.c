@@ -392,6 +392,9 @@ nb_module *nb_batch_norm_module(nb_model *model, nb_batch_norm_opts o) {
     nb_module *m = make(model, __func__, "BatchNorm", o.name, batch_norm_forward, sizeof(nb_batch_norm_layer));
     if (!m) return NULL;
     nb_batch_norm_layer *l = m->state;
+    if (!(o.momentum >= 0 && o.momentum <= 1) || !(o.eps >= 0) || !isfinite(o.eps)) /* as nb_batch_norm checks */
+        return model_fail(model, NB_ERR_VALUE, "%s '%s': momentum %g must be in [0, 1] and eps %g finite and >= 0",
+                          __func__ + 3, m->name, o.momentum, o.eps);
     const int first = model->ps->n;
     if (!finish(m, __func__, first, nb_batch_norm_layer_init(l, model->ps, m->name, o.channels))) return NULL;
     if (o.momentum) l->momentum = o.momentum;
@@ -411,6 +414,8 @@ nb_module *nb_layer_norm_module(nb_model *model, nb_layer_norm_opts o) {
     nb_module *m = make(model, __func__, "LayerNorm", o.name, layer_norm_forward, sizeof(nb_layer_norm_layer));
     if (!m) return NULL;
     nb_layer_norm_layer *l = m->state;
+    if (!(o.eps >= 0) || !isfinite(o.eps))
+        return model_fail(model, NB_ERR_VALUE, "%s '%s': eps %g must be finite and >= 0", __func__ + 3, m->name, o.eps);
     const int first = model->ps->n;
     if (!finish(m, __func__, first, nb_layer_norm_layer_init(l, model->ps, m->name, o.features))) return NULL;
     if (o.eps) l->eps = o.eps;

@@ -243,6 +243,12 @@ static nb_module *bad_stride(nb_model *m) {
 static nb_module *bad_output_padding(nb_model *m) { /* PyTorch: output padding must be smaller than stride */
     return nb_conv_transpose2d_module(m, (nb_conv_transpose2d_opts){.in = 1, .out = 1, .kernel = 3, .stride = 2, .output_padding = 2});
 }
+/* refused when built, not at the first forward */
+static nb_module *bad_bn_eps(nb_model *m) { return nb_batch_norm_module(m, (nb_batch_norm_opts){.channels = 2, .eps = -1e-5}); }
+static nb_module *bad_bn_momentum(nb_model *m) {
+    return nb_batch_norm_module(m, (nb_batch_norm_opts){.channels = 2, .momentum = 1.5});
+}
+static nb_module *bad_ln_eps(nb_model *m) { return nb_layer_norm_module(m, (nb_layer_norm_opts){.features = 2, .eps = NAN}); }
 static nb_module *bad_rnn_kind(nb_model *m) { return nb_rnn_module(m, (nb_rnn_opts){.kind = 7, .in = 1, .hidden = 1}); }
 static nb_module *no_children(nb_model *m) { return nb_sequential(m, NULL, 0, NULL); }
 static nb_module *cycle(nb_model *m) {
@@ -268,6 +274,9 @@ Test(module, bad_options) {
         {bad_stride, NB_ERR_VALUE, "conv2d_module 'conv2d': stride -1"},
         {bad_output_padding, NB_ERR_VALUE, "conv_transpose2d_module 'convtranspose2d': stride 2, padding 0, output_padding 2"},
         {bad_rnn_kind, NB_ERR_VALUE, "rnn_module: unknown kind 7"},
+        {bad_bn_eps, NB_ERR_VALUE, "batch_norm_module 'batchnorm': momentum 0 must be in [0, 1] and eps -1e-05"},
+        {bad_bn_momentum, NB_ERR_VALUE, "batch_norm_module 'batchnorm': momentum 1.5 must be in [0, 1]"},
+        {bad_ln_eps, NB_ERR_VALUE, "layer_norm_module 'layernorm': eps nan must be finite"},
         {no_children, NB_ERR_VALUE, "sequential: 0 children"},
         {cycle, NB_ERR_VALUE, "'outer' inside 'outer' would make a cycle"},
         {foreign_child, NB_ERR_VALUE, "'foreign' belongs to another model"},
