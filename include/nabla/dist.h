@@ -206,7 +206,8 @@ typedef struct nb_dist_optim {
 } nb_dist_optim;
 /* Attach a sharded optimizer to d (made with the parameters, nb_dist_init(comm, ps, ...));
  * hp NULL = def's defaults. Collective. NULL with nb_last_error on bad hp, a second attached
- * optimizer, more than INT_MAX elements, no memory. Free it before d. */
+ * optimizer, more than INT_MAX elements, no memory. Free it before d (freed after d, it was
+ * detached by nb_dist_free: its calls fail with NB_ERR_STATE, and it must still be freed). */
 nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_hparams *hp);
 /* Update this rank's slice from the averaged gradient, then all-gather the parameters.
  * Collective; call after nb_dist_step_finish returned NB_OK on every rank. */

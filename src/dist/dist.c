@@ -86,6 +86,34 @@ static void free_plan(nb_dist *d) {
     d->nbuckets = 0;
 }
 
+/* Every rank must hold the same model: the same number of parameter tensors, shapes, dtype and
+ * total (the averaging pairs element i of every rank's grad_flat). One allreduce of the layout's
+ * fingerprint (FNV-1a over those) as its minimum and maximum: a rank with another model fails
+ * here, on every rank, instead of averaging unrelated numbers (shared memory) or truncating a
+ * message (MPI). */
+static nb_status check_same_model(nb_dist *d, const nb_params *ps) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 0x100000001b3ULL)
+    MIX(ps != NULL);
+    if (ps) {
+        MIX(ps->dtype), MIX(ps->n), MIX(ps->total);
+        for (int i = 0; i < ps->n; i++) {
+            MIX(ps->p[i]->ndim);
+            for (int k = 0; k < ps->p[i]->ndim; k++) MIX(ps->p[i]->shape[k]);
+        }
+    }
+#undef MIX
+    int64_t v[4] = {(int64_t)(h >> 1), -(int64_t)(h >> 1), ps ? ps->total : -1, ps ? -ps->total : 1}; /* min, -max */
+    nb_status st = mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_INT64_T, MPI_MIN, d->comm), "model check");
+    if (st != NB_OK) return st;
+    if (v[0] != -v[1])
+        return nb_set_error(NB_ERR_VALUE,
+                            "dist_init: rank %d's model (%d parameter tensors, %lld floats) differs from another rank's "
+                            "(totals %lld to %lld over the ranks): every rank must build the same parameters in the same order",
+                            d->rank, ps ? ps->n : 0, (long long)(ps ? ps->total : 0), (long long)v[2], (long long)-v[3]);
+    return NB_OK;
+}
+
 nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
     nb_dist_opts o = opts ? *opts : NB_DIST_DEFAULTS;
     if (check_opts(&o) != NB_OK) return NULL;
@@ -115,6 +143,7 @@ nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_rank(d->comm, &d->rank), "MPI_Comm_rank");
     if (st == NB_OK) st = mpi_check(d, MPI_Comm_size(d->comm, &d->size), "MPI_Comm_size");
+    if (st == NB_OK) st = check_same_model(d, ps);
     if (st == NB_OK && ps && ps->dtype != NB_F32)
         st = nb_set_error(NB_ERR_DTYPE, "dist_init: data-parallel training averages f32 gradients; the parameters are %s",
                           nb_dtype_name(ps->dtype));
@@ -139,6 +168,10 @@ nb_dist *nb_dist_init(MPI_Comm comm, nb_params *ps, const nb_dist_opts *opts) {
 void nb_dist_free(nb_dist *d) {
     if (!d) return;
     if (d->in_step && d->ctx) nb_ctx_on_grad_ready(d->ctx, NULL, NULL);
+    if (d->zopt) { /* freed before its sharded optimizer: detach it (its calls then fail with NB_ERR_STATE) */
+        d->zopt->dist = NULL;
+        free(d->shard_lo), free(d->shard_n), free(d->shard_grad);
+    }
     free_plan(d);
     int finalized = 0;
     MPI_Finalized(&finalized);

@@ -34,6 +34,7 @@ struct nb_dist {
     /* ZeRO stage 1 (an nb_dist_optim is attached): rank r owns elements
      * [shard_lo[r], shard_lo[r] + shard_n[r]) of the flat buffers; finish reduce-scatters */
     bool sharded;
+    nb_dist_optim *zopt; /* the attached sharded optimizer: detached (zopt->dist = NULL) if d is freed first */
     int *shard_lo, *shard_n;
     float *shard_grad; /* shard_n[rank] floats: the reduce-scatter's receive buffer */
     int *rs_counts;    /* nbuckets x size: how many of bucket k's elements lie in rank r's slice */

@@ -109,6 +109,7 @@ nb_dist_optim *nb_dist_optim_new(nb_dist *d, const nb_optim_def *def, const nb_h
     plan_blocks(o, true);
     if (!plan_norm(o)) goto nomem;
     d->sharded = true;
+    d->zopt = o;
     if (nb__dist_plan_shard_buckets(d) != NB_OK) {
         nb_dist_optim_free(o); /* detaches: sharded off, tables freed */
         return nb_set_error(NB_ERR_NOMEM, "%s: rank %d: cannot allocate sharded state", def->name, d->rank), NULL;
@@ -122,9 +123,16 @@ nomem:
     return nb_set_error(NB_ERR_NOMEM, "%s: rank %d: cannot allocate sharded state", def->name, d->rank), NULL;
 }
 
+/* o's nb_dist, or NULL with an error when it was freed first (nb_dist_free detached o) */
+static nb_dist *live(const nb_dist_optim *o, const char *fn) {
+    if (!o->dist) nb_set_error(NB_ERR_STATE, "%s: its nb_dist was freed (free the optimizer first)", fn);
+    return o->dist;
+}
+
 void nb_dist_optim_free(nb_dist_optim *o) {
     if (!o) return;
     nb_dist *d = o->dist;
+    if (d && d->zopt == o) d->zopt = NULL;
     if (d && d->sharded) {
         free(d->shard_lo), free(d->shard_n), free(d->shard_grad), free(d->rs_counts);
         d->shard_lo = d->shard_n = NULL, d->shard_grad = NULL, d->rs_counts = NULL;
@@ -141,7 +149,8 @@ int64_t nb_dist_optim_state_numel(const nb_dist_optim *o) { return o ? o->nslots
 
 nb_status nb_dist_optim_step(nb_dist_optim *o) {
     if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_step: optimizer is NULL");
-    nb_dist *d = o->dist;
+    nb_dist *d = live(o, "dist_optim_step");
+    if (!d) return NB_ERR_STATE;
     nb_params *ps = o->ps;
     const nb_optim_def *def = o->def;
     if (ps->total != d->total || ps->flat == NULL)
@@ -175,7 +184,8 @@ double nb_dist_optim_clip_grad_norm(nb_dist_optim *o, double max_norm) {
     if (!o) return nb_set_error(NB_ERR_NULL, "dist_optim_clip_grad_norm: optimizer is NULL"), -1.0;
     if (!(max_norm > 0.0))
         return nb_set_error(NB_ERR_VALUE, "dist_optim_clip_grad_norm: max_norm %g must be > 0", max_norm), -1.0;
-    nb_dist *d = o->dist;
+    nb_dist *d = live(o, "dist_optim_clip_grad_norm");
+    if (!d) return -1.0;
     nb_params *ps = o->ps;
     if (ps->total != d->total || ps->grad_flat != d->grad_flat)
         return nb_set_error(NB_ERR_STATE, "dist_optim_clip_grad_norm: rank %d: parameters were added after nb_dist_init",
@@ -215,7 +225,8 @@ double nb_dist_optim_clip_grad_norm(nb_dist_optim *o, double max_norm) {
 
 /* Rank 0's full state <-> the slices: gather (to_root) or scatter, slot by slot. */
 static nb_status move_state(nb_dist_optim *o, nb_optim *full, bool to_root) {
-    nb_dist *d = o->dist;
+    nb_dist *d = live(o, to_root ? "dist_optim_gather" : "dist_optim_scatter");
+    if (!d) return NB_ERR_STATE;
     nb_status st = NB_OK;
     if (d->rank == 0 && (!full || full->def != o->def || full->ps != o->ps || full->nslots != o->nslots))
         st = nb_set_error(NB_ERR_VALUE, "dist_optim: rank 0's full optimizer is not a %s over the same parameters "

@@ -172,6 +172,30 @@ static void test_timeout(void) {
     CHECK(nb_dist_init(MPI_COMM_NULL, NULL, NULL) == NULL && strstr(nb_last_error(), "MPI_COMM_NULL"), "null comm");
 }
 
+/* Ranks that built different models (an extra tensor on one rank; the same count in another
+ * shape; parameters on one rank only): nb_dist_init fails on every rank, before any averaging
+ * pairs unrelated elements (shared memory) or truncates a message (MPI); shm on and off. */
+static void test_model_mismatch(void) {
+    for (int shm = 0; shm <= 1; shm++)
+        for (int kind = 0; kind < 3; kind++) {
+            nb_params *ps = nb_params_new();
+            if (kind == 0) {
+                nb_params_add(ps, "w", NB_SHAPE(4, 3));
+                if (rank == 1) nb_params_add(ps, "extra", NB_SHAPE(7));
+            } else if (kind == 1) {
+                if (rank == 1) nb_params_add(ps, "w", NB_SHAPE(3, 4));
+                else nb_params_add(ps, "w", NB_SHAPE(4, 3));
+            }
+            nb_dist_opts o = NB_DIST_DEFAULTS;
+            o.shm = shm;
+            nb_dist *d = nb_dist_init(MPI_COMM_WORLD, kind == 2 && rank == 1 ? NULL : ps, &o);
+            CHECK(d == NULL && nb_last_status() == NB_ERR_VALUE && strstr(nb_last_error(), "differs from another rank"),
+                  "mismatch %d, shm %d: %s", kind, shm, d ? "accepted" : nb_last_error());
+            nb_dist_free(d);
+            nb_params_free(ps);
+        }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -184,6 +208,7 @@ int main(int argc, char **argv) {
     test_failure_agreement(false);
     test_failure_agreement(true);
     test_timeout();
+    if (world > 1) test_model_mismatch();
     int rc = mpi_check_done();
     MPI_Finalize();
     return rc;
