@@ -272,7 +272,7 @@ typedef struct {
 
 typedef struct {
     bool ok;
-    char property[16];  /* the first that failed: gradcheck, f32, threads, nan, bad_shape, arena, shapes */
+    char property[16];  /* the first that failed: gradcheck, gradgradcheck, f32, threads, nan, bad_shape, arena, shapes */
     char message[768];  /* what failed, with the case, layout, element and values */
     int checks;         /* properties x cases that passed */
 } nb_opcheck_report;
@@ -286,7 +286,10 @@ typedef struct {
  * - case -1 fails with an error naming the op, and the context works after clearing it;
  * - repeated forward+backward calls do not grow the arena or malloc.
  * Returns NB_OK, or NB_ERR_NUMERIC with report->property and ->message naming the first
- * failure (also in nb_last_error). The context's error is cleared; its grad mode restored. */
+ * failure (also in nb_last_error). The context's error is cleared; its grad mode restored.
+ * Bad options (NULL, an empty name, n_in out of range, a range [lo, hi] that is empty or not
+ * finite) return NB_ERR_NULL / NB_ERR_VALUE in nb_last_error without touching the context; a
+ * context that already holds an error is refused with NB_ERR_STATE (clear it first). */
 nb_status nb_opcheck(nb_ctx *ctx, const nb_opcheck_def *op, nb_opcheck_report *report);
 
 /* ---- inspection ---------------------------------------------------------------------- */

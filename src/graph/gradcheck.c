@@ -192,7 +192,17 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in,
             nb_rng_normal(&rng, d.w[nc++], 0.0, 1.0);
         }
     o.n_proj = 1;  /* the projection is already a scalar */
+    nb_gradcheck_report local;
+    if (!rep) rep = &local;
     nb_status st = nb_gradcheck(ctx, grad_projection, n_in, in, &d, &o, rep);
     nb_ctx_release(ctx, outer);
+    if (st != NB_OK && !strncmp(rep->message, "gradcheck: ", 11)) {
+        /* the checked function is the gradient: say so, or a wrong second derivative reads as a
+         * wrong first one */
+        char m[sizeof rep->message];
+        snprintf(m, sizeof m, "gradgradcheck (second derivatives, the gradient of <f, v> checked): %s", rep->message + 11);
+        snprintf(rep->message, sizeof rep->message, "%s", m);
+        if (st == NB_ERR_NUMERIC) nb_set_error(NB_ERR_NUMERIC, "%s", rep->message);
+    }
     return st;
 }

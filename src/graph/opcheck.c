@@ -99,10 +99,11 @@ static bool prop_gradients(nb_ctx *ctx, const nb_opcheck_def *d, nb_opcheck_repo
             const nb_fn f = lay == LAY_BROADCAST ? on_broadcast : d->f;
             void *user = lay == LAY_BROADCAST ? (void *)&ba : d->user;
             nb_status st = nb_gradcheck(ctx, f, d->n_in, in, user, NULL, &g);
-            if (st == NB_OK && d->smooth) st = nb_gradgradcheck(ctx, f, d->n_in, in, user, NULL, &g);
+            const bool second = st == NB_OK && d->smooth;
+            if (second) st = nb_gradgradcheck(ctx, f, d->n_in, in, user, NULL, &g);
             nb_ctx_release(ctx, m);
             if (st != NB_OK)
-                return fail(r, "gradcheck", "%s, case %d (%s): %s", d->name, k, LAY_NAME[lay],
+                return fail(r, second ? "gradgradcheck" : "gradcheck", "%s, case %d (%s): %s", d->name, k, LAY_NAME[lay],
                             g.message[0] ? g.message : nb_ctx_error(ctx));
             r->checks++;
         }
@@ -281,9 +282,16 @@ nb_status nb_opcheck(nb_ctx *ctx, const nb_opcheck_def *d, nb_opcheck_report *r)
     memset(r, 0, sizeof *r);
     r->ok = true;
     if (!ctx || !d || !d->f || !d->shapes || !d->name) return nb_set_error(NB_ERR_NULL, "opcheck: NULL argument");
+    /* bad options are the caller's: reported here, not left in the context */
+    if (!d->name[0]) return nb_set_error(NB_ERR_VALUE, "opcheck: the op's name is empty (its errors must contain it)");
     if (d->n_in < 1 || d->n_in > NB_OPCHECK_MAX_INPUTS)
-        return nb__fail(ctx, NB_ERR_VALUE, "opcheck: %d inputs (1 to %d)", d->n_in, NB_OPCHECK_MAX_INPUTS), NB_ERR_VALUE;
-    if (!(d->lo < d->hi)) return nb__fail(ctx, NB_ERR_VALUE, "opcheck: value range [%g, %g] is empty", d->lo, d->hi), NB_ERR_VALUE;
+        return nb_set_error(NB_ERR_VALUE, "opcheck %s: %d inputs (1 to %d)", d->name, d->n_in, NB_OPCHECK_MAX_INPUTS);
+    if (!(d->lo < d->hi) || !isfinite(d->lo) || !isfinite(d->hi))
+        return nb_set_error(NB_ERR_VALUE, "opcheck %s: value range [%g, %g] must be finite and not empty", d->name, d->lo, d->hi);
+    /* an earlier failure left in the context would be blamed on this op, then cleared */
+    if (nb_ctx_status(ctx) != NB_OK)
+        return nb_set_error(NB_ERR_STATE, "opcheck %s: the context holds an earlier error (%s); clear it first (nb_ctx_clear_error)",
+                            d->name, nb_ctx_error(ctx));
     const bool grad_was = nb_ctx_set_grad_enabled(ctx, true);
     bool ok = prop_gradients(ctx, d, r) && prop_f32_agrees(ctx, d, r) && prop_threads(ctx, d, r) &&
               (!d->check_nan || prop_nan(ctx, d, r)) && prop_bad_shape(ctx, d, r) && prop_arena(ctx, d, r);

@@ -85,6 +85,21 @@ static nb_tensor *grows(nb_ctx *c, nb_tensor *const *in, void *u) {
     return nb_exp(c, in[0]);
 }
 
+/* gradgradcheck: y = x^2 whose backward 2 g detach(x) is right to first order only */
+static nb_status detached_rule(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    gin[0] = nb_mul(c, g, nb_mul_scalar(c, nb_detach(c, n->in[0]), 2.0));
+    return gin[0] ? NB_OK : nb_ctx_status(c);
+}
+static const nb_op DETACHED_SQ = {"detached_sq", detached_rule, NB_DIFFERENTIABLE};
+static nb_tensor *detached_sq(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    nb_tensor *x = in[0], *y = nb_empty(c, x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    for (int64_t i = 0; i < x->numel; i++) nb_set(y, i, nb_get(x, i) * nb_get(x, i));
+    if (!nb_record(c, &DETACHED_SQ, y, 1, &x) && nb_ctx_status(c) != NB_OK) return NULL;
+    return y;
+}
+
 static void expect_failure(nb_opcheck_def d, const char *property, const char *in_message) {
     nb_opcheck_report r;
     cr_assert_eq(nb_opcheck(ctx, &d, &r), NB_ERR_NUMERIC, "%s passed opcheck", d.name);
@@ -96,6 +111,7 @@ static void expect_failure(nb_opcheck_def d, const char *property, const char *i
 
 Test(opcheck, each_property_catches_its_defect) {
     expect_failure(def_of("twice", twice, 1), "gradcheck", "analytic");
+    expect_failure(def_of("detached_sq", detached_sq, 1), "gradgradcheck", "second derivatives");
     expect_failure(def_of("f32_differs", f32_differs, 1), "f32", "in f32 and");
     expect_failure(def_of("thread_dependent", thread_dependent, 1), "threads", "differs between 1 and 2 threads");
     expect_failure(def_of("nan_eater", nan_eater, 1), "nan", "has none");
@@ -118,4 +134,21 @@ Test(opcheck, bad_definitions_are_refused) {
     nb_ctx_clear_error(ctx);
     cr_assert_eq(nb_opcheck(NULL, &d, NULL), NB_ERR_NULL);
     cr_assert_eq(nb_opcheck(ctx, NULL, NULL), NB_ERR_NULL);
+    d = def_of("x", softsign_mul, 2);
+    d.hi = INFINITY;
+    cr_assert_eq(nb_opcheck(ctx, &d, NULL), NB_ERR_VALUE);
+    d = def_of("", softsign_mul, 2);
+    cr_assert_eq(nb_opcheck(ctx, &d, NULL), NB_ERR_VALUE);
+    /* bad options leave the context alone: the next, correct call passes (it used to fail
+     * "gradcheck" with the options' message) */
+    cr_assert_eq(nb_ctx_status(ctx), NB_OK, "%s", nb_ctx_error(ctx));
+    nb_opcheck_report r;
+    d = def_of("softsign_mul", softsign_mul, 2);
+    cr_assert_eq(nb_opcheck(ctx, &d, &r), NB_OK, "%s: %s", r.property, r.message);
+    /* an earlier failure in the context is refused, not blamed on the op and then wiped */
+    cr_assert_null(nb_matmul(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 3)), nb_zeros(ctx, NB_F64, NB_SHAPE(2, 3))));
+    cr_assert_eq(nb_opcheck(ctx, &d, &r), NB_ERR_STATE);
+    cr_assert(strstr(nb_last_error(), "earlier error") && strstr(nb_last_error(), "matmul"), "%s", nb_last_error());
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE, "the earlier error is still there");
+    nb_ctx_clear_error(ctx);
 }
