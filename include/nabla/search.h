@@ -84,9 +84,10 @@ typedef enum {
 } nb_hp_kind;
 
 typedef struct {
-    const char *name;
+    const char *name;   /* required and unique (nb_hp_get finds values by it; a CSV column): no comma,
+                           quote or line break */
     nb_hp_kind kind;
-    double lo, hi;
+    double lo, hi;      /* finite */
     int n_choices;
     const double *choices;
 } nb_hp_space;

@@ -19,17 +19,25 @@ nb_status nb__search_check_opts(const nb_search_opts *o) {
         return nb_set_error(NB_ERR_VALUE, "search: %d hyperparameters (1..%d allowed)", o->n_hp, NB_SEARCH_MAX_HP);
     for (int i = 0; i < o->n_hp; i++) {
         const nb_hp_space *s = &o->space[i];
-        const char *nm = s->name ? s->name : "?";
+        const char *nm = s->name;
+        /* a name is how nb_hp_get finds the value and a column of the CSV: present, unique, plain */
+        if (!nm || !nm[0]) return nb_set_error(NB_ERR_VALUE, "search: hyperparameter %d has no name", i);
+        if (strpbrk(nm, ",\"\n\r"))
+            return nb_set_error(NB_ERR_VALUE, "search: hyperparameter name '%s' holds a comma, quote or line break", nm);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(nm, o->space[j].name))
+                return nb_set_error(NB_ERR_VALUE, "search: hyperparameters %d and %d are both named '%s'", j, i, nm);
         switch (s->kind) {
         case NB_HP_CHOICE:
             if (s->n_choices < 1 || !s->choices)
                 return nb_set_error(NB_ERR_VALUE, "search: '%s' needs at least one choice", nm);
             break;
         case NB_HP_UNIFORM:
-            if (!(s->lo <= s->hi)) return nb_set_error(NB_ERR_VALUE, "search: '%s' has lo %g > hi %g", nm, s->lo, s->hi);
+            if (!(s->lo <= s->hi) || !isfinite(s->lo) || !isfinite(s->hi))
+                return nb_set_error(NB_ERR_VALUE, "search: uniform '%s' needs finite lo <= hi, got [%g, %g]", nm, s->lo, s->hi);
             break;
         case NB_HP_LOG_UNIFORM:
-            if (!(s->lo > 0 && s->lo <= s->hi))
+            if (!(s->lo > 0 && s->lo <= s->hi) || !isfinite(s->hi))
                 return nb_set_error(NB_ERR_VALUE, "search: log-uniform '%s' needs 0 < lo <= hi, got [%g, %g]", nm, s->lo, s->hi);
             break;
         default: return nb_set_error(NB_ERR_VALUE, "search: '%s' has unknown kind %d", nm, (int)s->kind);
@@ -91,7 +99,11 @@ nb_status nb_search_config(const nb_search_opts *o, int64_t idx, nb_hp_config *c
             cfg->values[i] = s->choices[k < s->n_choices ? k : s->n_choices - 1];
             break;
         }
-        case NB_HP_UNIFORM: cfg->values[i] = s->lo + u * (s->hi - s->lo); break;
+        case NB_HP_UNIFORM: { /* hi - lo may overflow (say [-1e308, 1e308]): then the weighted form */
+            const double w = s->hi - s->lo;
+            cfg->values[i] = isfinite(w) ? s->lo + u * w : (1.0 - u) * s->lo + u * s->hi;
+            break;
+        }
         case NB_HP_LOG_UNIFORM: cfg->values[i] = exp(log(s->lo) + u * (log(s->hi) - log(s->lo))); break;
         }
     }

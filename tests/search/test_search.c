@@ -44,6 +44,38 @@ Test(search, grid_rejects_ranges) {
     cr_assert(strstr(nb_last_error(), "log-uniform 'wd'"), "%s", nb_last_error());
 }
 
+/* Spaces refused up front: names missing, repeated (nb_hp_get would find the first) or holding
+ * CSV syntax (the header split over two lines); ranges that are not finite (every value was inf
+ * or NaN). A range as wide as the doubles still draws inside it. */
+Test(search, space_names_and_ranges_are_checked) {
+    const struct {
+        nb_hp_space sp[2];
+        const char *want;
+    } bad[] = {
+        {{{NULL, NB_HP_UNIFORM, 0, 1, 0, NULL}, {"b", NB_HP_UNIFORM, 0, 1, 0, NULL}}, "hyperparameter 0 has no name"},
+        {{{"a", NB_HP_UNIFORM, 0, 1, 0, NULL}, {"a", NB_HP_UNIFORM, 0, 1, 0, NULL}}, "both named 'a'"},
+        {{{"a,b", NB_HP_UNIFORM, 0, 1, 0, NULL}, {"c", NB_HP_UNIFORM, 0, 1, 0, NULL}}, "comma, quote or line break"},
+        {{{"a", NB_HP_UNIFORM, -INFINITY, 1, 0, NULL}, {"c", NB_HP_UNIFORM, 0, 1, 0, NULL}}, "uniform 'a' needs finite"},
+        {{{"a", NB_HP_UNIFORM, 0, 1, 0, NULL}, {"lr", NB_HP_LOG_UNIFORM, 1e-3, INFINITY, 0, NULL}}, "log-uniform 'lr'"},
+    };
+    for (int i = 0; i < 5; i++) {
+        nb_search_opts o = {.space = bad[i].sp, .n_hp = 2, .random = true, .n_trials = 3};
+        nb_hp_config c;
+        cr_assert_eq(nb_search_config(&o, 0, &c), NB_ERR_VALUE, "case %d accepted", i);
+        cr_assert(strstr(nb_last_error(), bad[i].want), "case %d: %s", i, nb_last_error());
+    }
+    nb_hp_space wide[] = {{"w", NB_HP_UNIFORM, -1e308, 1e308, 0, NULL}};
+    nb_search_opts o = {.space = wide, .n_hp = 1, .random = true, .n_trials = 50, .seed = 3};
+    bool neg = false, pos = false;
+    for (int t = 0; t < 50; t++) {
+        nb_hp_config c;
+        cr_assert_eq(nb_search_config(&o, t, &c), NB_OK, "%s", nb_last_error());
+        cr_assert(isfinite(c.values[0]) && fabs(c.values[0]) <= 1e308, "trial %d: %g", t, c.values[0]);
+        neg |= c.values[0] < 0, pos |= c.values[0] > 0;
+    }
+    cr_assert(neg && pos, "both signs drawn");
+}
+
 Test(search, random_search_respects_distributions_and_seed) {
     nb_hp_space sp[] = {{"lr", NB_HP_LOG_UNIFORM, 1e-4, 1e-2, 0, NULL},
                         {"drop", NB_HP_UNIFORM, 0.1, 0.5, 0, NULL},
