@@ -78,14 +78,17 @@
                     maxpool_window_##SUF(xp, H, W, r * g->sh - g->ph, q * g->sw - g->pw, g, o + r * OW + q,    \
                                          ix + r * OW + q);                                                     \
     }                                                                                                          \
-    static void maxpool_##SUF(const nb_tensor *x, nb_tensor *out, int64_t *idx, const nb_window2d *g) {       \
+    /* idx: every plane's indices, or with per_thread one plane's per thread (no graph keeps them) */     \
+    static void maxpool_##SUF(const nb_tensor *x, nb_tensor *out, int64_t *idx, bool per_thread,              \
+                              const nb_window2d *g) {                                                          \
         const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];                      \
         const int64_t OH = out->shape[2], OW = out->shape[3], L = OH * OW;                                     \
         const T *xd = (const T *)x->data;                                                                      \
         T *od = (T *)out->data;                                                                                \
         _Pragma("omp parallel for if (x->numel >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)")  \
         for (int64_t p = 0; p < N * C; p++) {                                                                  \
-            maxpool_planes_##SUF(xd + p * H * W, od + p * L, idx + p * L, H, W, OH, OW, g);                    \
+            int64_t *ix = per_thread ? idx + omp_get_thread_num() * L : idx + p * L;                           \
+            maxpool_planes_##SUF(xd + p * H * W, od + p * L, ix, H, W, OH, OW, g);                             \
         }                                                                                                      \
     }                                                                                                          \
     /* out[p][o] = x[p][idx[p][o]]; x (P, HW), out (P, L) contiguous */                                        \
@@ -236,10 +239,14 @@ nb_tensor *nb_max_pool2d_ex(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts)
     nb_tensor *xc = nb_contiguous(ctx, x);
     if (!xc) return NULL;
     const int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
-    nb_tensor *out = nb__new(ctx, x->dtype, 4, shape), *idx = nb__new(ctx, NB_I64, 4, shape);
+    /* the indices are kept only for a backward: without one (no-grad evaluation), one plane's
+     * per thread, not an i64 tensor twice the size of an f32 output */
+    const bool graph = nb_ctx_grad_enabled(ctx) && xc->requires_grad;
+    nb_tensor *out = nb__new(ctx, x->dtype, 4, shape);
+    nb_tensor *idx = graph ? nb__new(ctx, NB_I64, 4, shape) : nb__new(ctx, NB_I64, NB_SHAPE(omp_get_max_threads(), oh * ow));
     if (!out || !idx) return NULL;
-    if (x->dtype == NB_F32) maxpool_f32(xc, out, idx->data, &g);
-    else maxpool_f64(xc, out, idx->data, &g);
+    if (x->dtype == NB_F32) maxpool_f32(xc, out, idx->data, !graph, &g);
+    else maxpool_f64(xc, out, idx->data, !graph, &g);
     return record_pool(ctx, &OP_MAX_POOL, out, xc, idx, x->shape[2], x->shape[3]);
 }
 
