@@ -364,7 +364,7 @@ Test(fit, bad_arguments) {
     cr_assert(strstr(nb_last_error(), "fit: the training batcher has no labels"), "%s", nb_last_error());
     cr_assert_eq(p.opt->step, step);
     nb_history_free(&h);
-    nb_scores sc;
+    nb_scores sc = {0};
     cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, nolab, NULL, &sc), NB_ERR_NULL);
     cr_assert(strstr(nb_last_error(), "no labels"), "%s", nb_last_error());
     nb_batcher_free(nolab);
@@ -437,7 +437,7 @@ Test(fit, empty_input_and_a_silent_forward) {
     cr_assert_eq(nb_fit(c, fwd_null, lin, o, b, &h, &(nb_fit_opts){.epochs = 2}), NB_ERR_STATE);
     cr_assert(strstr(nb_last_error(), "returned NULL"), "%s", nb_last_error());
     cr_assert_eq(o->step, 0);
-    nb_scores sc;
+    nb_scores sc = {0};
     nb_clear_last_error();
     cr_assert_eq(nb_evaluate(c, fwd_null, lin, b, NULL, &sc), NB_ERR_STATE);
     nb_history_free(&h), nb_optim_free(o), nb_batcher_free(b);
