@@ -358,10 +358,12 @@ static void bx_share_planes(dplan *pl, int64_t OW, int64_t (*e)[MAX_TAPS], int64
 #ifdef NB_CONV_DIRECT
 /* ---- weight gradient ------------------------------------------------------------------------ */
 /* Columns of the weight gradient: k = c*taps + t, read at c*PS + off[t] from a sample's planes.
- * An item is BOB output channels by a group of whole input channels: one channel when a channel
- * has BTB taps or more (its tap blocks reuse its plane from L1), else BTB/taps channels, so that
- * a 1x1 window fills a register block with channels instead of repeating its one tap. */
-static int64_t bw_group(const dgeom *g) { return g->taps >= BTB ? 1 : BTB / g->taps; }
+ * An item is BOB output channels by a group of whole input channels whose columns fill whole
+ * register blocks of BTB: lcm(taps, BTB) / taps channels (one for 3x3 on AVX-512, two with AVX2's
+ * blocks of 2, BTB for a 1x1 window), so no block repeats a column except in a last, partial
+ * group; the group's planes are reused from L1 across its blocks. */
+static int64_t gcd_i64(int64_t a, int64_t b) { return b ? gcd_i64(b, a % b) : a; }
+static int64_t bw_group(const dgeom *g) { return BTB / gcd_i64(g->taps, BTB); }
 
 /* gw[o, c, t] (o in [ob, ob+BOB), c in [c0, c0+cn)) (+)= sum over the chunk's nn samples of
  * gy[o, p] x[c, p + off[t]]; xs: nn samples of C padded planes, gs: nn samples of Ob planes of P
@@ -369,7 +371,7 @@ static int64_t bw_group(const dgeom *g) { return g->taps >= BTB ? 1 : BTB / g->t
 static void bw_item(const dgeom *g, const float *xs, const float *gs, int64_t nn, int64_t ob, int64_t c0, int64_t cn,
                     float *gw, bool first, vf *accs) {
     const int64_t Ob = up(g->O, BOB), taps = g->taps, cols = cn * taps, nt = (cols + BTB - 1) / BTB;
-    int64_t coff[MAX_TAPS + BTB]; /* column k's offset from the sample's first plane (past cols: the last again) */
+    int64_t coff[MAX_TAPS * BTB + BTB]; /* column k's offset from the sample's first plane (past cols: the last again) */
     for (int64_t k = 0; k < nt * BTB; k++) {
         const int64_t u = k < cols ? k : cols - 1;
         coff[k] = (c0 + u / taps) * g->PS + g->off[u % taps];
