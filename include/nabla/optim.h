@@ -18,6 +18,11 @@
  * applies to parameters whose ps->decay[i] flag is set (default: ndim >= 2, so biases and norm
  * gains are not decayed). Set every flag to true to reproduce PyTorch's default param group.
  *
+ * A frozen parameter (nb_requires_grad(p, false): no gradient, as torch's grad None) is skipped:
+ * no weight decay, no momentum or moment update, its value unchanged. The step count is the
+ * optimizer's, not per parameter: a parameter unfrozen later continues at the current step
+ * (torch counts its steps from the unfreezing).
+ *
  * F64 parameters (nb_params_new_dtype(NB_F64)) keep F64 state and run the definition's
  * update_f64, computed entirely in double (as torch.optim on float64 parameters). Every built-in
  * has one; a user definition without update_f64 refuses F64 parameters with NB_ERR_DTYPE.

@@ -167,6 +167,7 @@ nb_status nb_dist_optim_step(nb_dist_optim *o) {
     const nb_update_fn update = def->update;
 #pragma omp parallel for if (o->n >= 65536) schedule(static)
     for (int64_t b = 0; b < o->nblocks_; b++) {
+        if (!ps->p[o->block_param_[b]]->requires_grad) continue; /* frozen: untouched, as nb_optim_step */
         const int64_t s = o->block_start_[b];
         float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
         for (int k = 0; k < o->nslots; k++) st_ptrs[k] = o->state[k] + (s - o->lo);

@@ -109,7 +109,8 @@ static nb_status step_check(nb_optim *opt) {
 }
 
 /* Update blocks [b0, b1) at step opt->step. A block always runs the same update on the same
- * elements, whichever call (whole step or one parameter) and thread takes it: same bits. */
+ * elements, whichever call (whole step or one parameter) and thread takes it: same bits. A
+ * frozen parameter's blocks (requires_grad off: torch's grad None) are skipped. */
 static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
     nb_params *ps = opt->ps;
     nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
@@ -119,6 +120,7 @@ static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
         const nb_update_f64_fn update = opt->def->update_f64;
 #pragma omp parallel for if (elems >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
         for (int64_t b = b0; b < b1; b++) {
+            if (!ps->p[opt->block_param_[b]]->requires_grad) continue; /* frozen: untouched */
             const int64_t s = opt->block_start_[b];
             double *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
             for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state_f64[k] + s;
@@ -130,6 +132,7 @@ static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
     const nb_update_fn update = opt->def->update;
 #pragma omp parallel for if (elems >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
     for (int64_t b = b0; b < b1; b++) {
+        if (!ps->p[opt->block_param_[b]]->requires_grad) continue; /* frozen: untouched */
         const int64_t s = opt->block_start_[b];
         float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
         for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state[k] + s;

@@ -179,6 +179,39 @@ Test(optim, weight_decay_respects_flags) {
     nb_params_free(ps);
 }
 
+/* A frozen parameter (requires_grad off, torch's grad None) is skipped by every optimizer: no
+ * decay, no moment update (Adam with weight decay moved a frozen embedding by 0.9 in 100 steps,
+ * torch by 0), while the others train; also through the armed (on-ready) step. */
+Test(optim, frozen_parameters_are_not_updated) {
+    const nb_optim_def *defs[] = {&nb_sgd, &nb_gd, &nb_momentum, &nb_nesterov, &nb_adagrad, &nb_rmsprop, &nb_adam, &nb_adamw, &nb_adadelta};
+    for (size_t d = 0; d < sizeof defs / sizeof *defs; d++)
+        for (int armed = 0; armed < 2; armed++) {
+            nb_params *ps = nb_params_new();
+            nb_tensor *frozen = nb_params_add(ps, "frozen", NB_SHAPE(3, 4)), *w = nb_params_add(ps, "w", NB_SHAPE(4, 2));
+            nb_fill(frozen, 0.5), nb_fill(w, 0.25);
+            nb_requires_grad(frozen, false);
+            nb_hparams hp = defs[d]->defaults;
+            hp.lr = 0.1, hp.weight_decay = 0.01;
+            nb_optim *opt = nb_optim_new(defs[d], ps, &hp);
+            cr_assert_not_null(opt, "%s", nb_last_error());
+            for (int step = 0; step < 3; step++) {
+                nb_ctx_reset(ctx);
+                nb_params_zero_grad(ps);
+                if (armed) cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_OK, "%s", nb_last_error());
+                nb_tensor *x = nb_full(ctx, NB_F32, NB_SHAPE(1, 3), 1.0);
+                nb_tensor *loss = nb_sum_all(ctx, nb_square(ctx, nb_matmul(ctx, nb_matmul(ctx, x, frozen), w)));
+                cr_assert_eq(nb_backward(ctx, loss, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+                cr_assert_eq(nb_optim_step(opt), NB_OK, "%s: %s", defs[d]->name, nb_last_error());
+            }
+            for (int64_t i = 0; i < frozen->numel; i++)
+                cr_assert_eq(nb_get(frozen, i), 0.5, "%s%s: frozen element %lld moved to %g", defs[d]->name,
+                             armed ? " (on ready)" : "", (long long)i, nb_get(frozen, i));
+            cr_assert_neq(nb_get(w, 0), 0.25, "%s: the trainable parameter did not move", defs[d]->name);
+            nb_optim_free(opt);
+            nb_params_free(ps);
+        }
+}
+
 /* ---- convergence -------------------------------------------------------------------------- */
 /* f(w) = sum_i a_i (w_i - c_i)^2 with a = (1, 10): condition number 10, minimum at c. */
 static double quad_loss(nb_params *ps, bool backward) {
