@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
     nb_batcher *it = nb_batcher_new(d.x_train, d.x_train, &bo), *va = nb_batcher_new(d.x_val, d.x_val, &(nb_batch_opts){.batch_size = 500});
     nb_batcher *te = nb_batcher_new(d.x_test, d.x_test, &(nb_batch_opts){.batch_size = 500});
     if (!opt || !ctx || !it || !va || !te) return fprintf(stderr, "fashion_autoencoder: %s\n", nb_last_error()), 1;
-    printf("model: %lld parameters, %lld steps of %lld\n", (long long)model->ps->total,
+    printf("model: %lld parameters, %lld steps of %lld\n", (long long)nb_params_numel(model->ps),
            (long long)(nb_batcher_num_batches(it) * epochs), (long long)batch);
 
     /* linear warmup over the first quarter epoch, cosine decay to lr/100 at the end; loss = MSE */

@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     nb_batcher *it = nb_batcher_new(d.x_train, NULL, &(nb_batch_opts){.batch_size = batch, .shuffle = true,
                                                                       .drop_last = true, .seed = (uint64_t)seed});
     if (!opt_g || !opt_d || !ctx || !it) return fprintf(stderr, "fashion_gan: %s\n", nb_last_error()), 1;
-    printf("G: %lld parameters, D: %lld parameters\n", (long long)mg->ps->total, (long long)md->ps->total);
+    printf("G: %lld parameters, D: %lld parameters\n", (long long)nb_params_numel(mg->ps), (long long)nb_params_numel(md->ps));
 
     double train_time = 0;
     int64_t seen = 0;

@@ -228,7 +228,7 @@ int main(int argc, char **argv) {
     }
     if (rank == 0)
         printf("fashion_mlp: %lld train / %lld validation / %lld test images, %lld parameters, %s lr %g, batch %lld, %d thread(s)%s\n",
-               (long long)xtr->shape[0], (long long)xva->shape[0], (long long)d.test_x->shape[0], (long long)ps->total,
+               (long long)xtr->shape[0], (long long)xva->shape[0], (long long)d.test_x->shape[0], (long long)nb_params_numel(ps),
                o.optimizer, o.lr, (long long)o.batch, nb_get_num_threads(), world > 1 ? " per rank" : "");
 
     const bool bar = rank == 0 && isatty(STDERR_FILENO);

@@ -34,7 +34,9 @@ typedef struct nb_params {
     bool *decay;          /* decay[i]: penalties and weight decay apply (default: ndim >= 2,
                              so biases and norm gains are excluded) */
     int64_t *offset;      /* offset[i]: first element of p[i] in flat */
-    int64_t total;        /* elements in all parameters */
+    int64_t total;        /* elements of flat and grad_flat: every parameter's, plus the padding
+                             that starts each on a 64-byte boundary (the parameter count is
+                             nb_params_numel) */
     union {
         float *flat;      /* all parameter values, 64-byte aligned (F32) */
         double *flat_f64; /* the same buffer when dtype is F64 */
@@ -74,6 +76,9 @@ int nb_params_index(const nb_params *ps, const nb_tensor *p);      /* -1 if abse
 void nb_params_zero_grad(nb_params *ps);
 /* Bytes of one element of ps (4 for F32, 8 for F64). */
 size_t nb_params_elem_size(const nb_params *ps);
+/* The number of parameters' elements (torch: sum(p.numel() for p in parameters())), without the
+ * alignment padding that ps->total counts; 0 for NULL. */
+int64_t nb_params_numel(const nb_params *ps);
 /* Copy all values to/from a buffer of ps->total elements of ps->dtype (snapshots,
  * restore-best-weights): floats for F32, doubles for F64. */
 void nb_params_save_to(const nb_params *ps, void *dst);

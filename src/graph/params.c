@@ -16,6 +16,11 @@ nb_params *nb_params_new_dtype(nb_dtype dtype) {
 nb_params *nb_params_new(void) { return nb_params_new_dtype(NB_F32); }
 
 size_t nb_params_elem_size(const nb_params *ps) { return ps ? nb_dtype_size(ps->dtype) : 0; }
+int64_t nb_params_numel(const nb_params *ps) {
+    int64_t n = 0;
+    for (int i = 0; ps && i < ps->n; i++) n += ps->p[i]->numel;
+    return n;
+}
 
 void nb_params_free(nb_params *ps) {
     if (!ps) return;

@@ -212,6 +212,21 @@ Test(optim, frozen_parameters_are_not_updated) {
         }
 }
 
+/* The parameter count is the parameters' elements; total also counts the padding that starts
+ * each one on a 64-byte boundary (the examples printed total as the parameter count: 211 for
+ * these 187). */
+Test(optim, params_numel_counts_elements_not_padding) {
+    nb_params *ps = nb_params_new();
+    cr_assert_eq(nb_params_numel(ps), 0);
+    nb_params_add(ps, "a", NB_SHAPE(5, 7)), nb_params_add(ps, "b", NB_SHAPE(3));
+    nb_params_add(ps, "c", NB_SHAPE(9, 9, 1)), nb_params_add(ps, "d", NB_SHAPE(68));
+    cr_assert_eq(nb_params_numel(ps), 35 + 3 + 81 + 68);
+    cr_assert_eq(ps->total, ps->offset[3] + 68, "total runs to the end of the last parameter");
+    for (int i = 0; i < ps->n; i++) cr_assert_eq(ps->offset[i] % 16, 0, "parameter %d starts on 64 bytes", i);
+    cr_assert_eq(nb_params_numel(NULL), 0);
+    nb_params_free(ps);
+}
+
 /* ---- convergence -------------------------------------------------------------------------- */
 /* f(w) = sum_i a_i (w_i - c_i)^2 with a = (1, 10): condition number 10, minimum at c. */
 static double quad_loss(nb_params *ps, bool backward) {
