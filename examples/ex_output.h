@@ -10,8 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Create path's parent directories if missing and check that the parent is writable. False
- * (with a message on stderr naming prog) when it is not. NULL or "" (no output) is fine. */
+/* Create path's parent directories if missing and check that path can be written: opened for
+ * appending (which changes nothing in an existing file; a file made here is removed again), so a
+ * parent that is a file, a directory in path's place, a read-only file or file system are found
+ * before training. False (with a message on stderr naming prog) when it cannot. NULL or "" (no
+ * output) is fine. */
 static inline bool ex_prepare_output(const char *prog, const char *path) {
     if (!path || !*path) return true;
     char dir[4096];
@@ -29,8 +32,15 @@ static inline bool ex_prepare_output(const char *prog, const char *path) {
     }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return fprintf(stderr, "%s: cannot create directory %s for %s: %s\n", prog, dir, path, strerror(errno)), false;
-    if (access(dir, W_OK) != 0)
-        return fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno)), false;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fprintf(stderr, "%s: cannot write %s: %s is not a directory\n", prog, path, dir), false;
+    const bool existed = stat(path, &st) == 0;
+    if (existed && S_ISDIR(st.st_mode)) return fprintf(stderr, "%s: cannot write %s: it is a directory\n", prog, path), false;
+    FILE *f = fopen(path, "a");
+    if (!f) return fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno)), false;
+    fclose(f);
+    if (!existed) remove(path);
     return true;
 }
 

@@ -66,11 +66,17 @@ int main(int argc, char **argv) {
         {"--out", EX_STR, &prefix, 0, 0, "prefix of the PNG files"},
     };
     if (!ex_parse(argc, argv, "fashion_gan", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
-    if (!ex_prepare_output("fashion_gan", prefix)) return 2;
+    char first_png[4096]; /* the files are prefix_epochNNN.png: check where the first one goes */
+    if (snprintf(first_png, sizeof first_png, "%s_epoch001.png", prefix) >= (int)sizeof first_png)
+        return fprintf(stderr, "fashion_gan: --out: prefix too long\n"), 2;
+    if (!ex_prepare_output("fashion_gan", first_png)) return 2;
     if (threads) nb_set_num_threads((int)threads);
 
     ex_data d; /* (N, 784) in [0, 1], rescaled to [-1, 1] per batch; no validation split needed */
     if (!ex_load("fashion_gan", data, false, false, subset, 0, 64, (uint64_t)seed, &d)) return 1;
+    if (d.x_train->shape[0] < batch) /* whole batches only (drop_last): not one step would run */
+        return fprintf(stderr, "fashion_gan: %lld training images are fewer than one batch of %lld (--subset, --batch)\n",
+                       (long long)d.x_train->shape[0], (long long)batch), 2;
     printf("train %lld images; %d threads; gradient penalty %g\n", (long long)d.x_train->shape[0], nb_get_num_threads(),
            gp);
 

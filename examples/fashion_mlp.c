@@ -38,7 +38,7 @@ static const char *const OPTIMIZERS[] = {"adam", "adamw", "sgd", "momentum", "ne
 static bool parse_args(int argc, char **argv, options *o) {
     *o = (options){.hidden = {256, 128}, .nhidden = 2, .activation = "relu", .optimizer = "adam", .schedule = "plateau",
                    .lr_factor = 0.5, .dropout = 0.2, .l2 = 1e-4, .lr = 1e-3, .batch = 64, .epochs = 30, .patience = 3,
-                   .seed = 1, .val = 5000, .log = "out/fashion_mlp_history.csv", .plot = "out/fashion_mlp_curves.svg"};
+                   .seed = 1, .val = -1, .log = "out/fashion_mlp_history.csv", .plot = "out/fashion_mlp_curves.svg"};
     ex_enum act = {&o->activation, ACTIVATIONS}, opt = {&o->optimizer, OPTIMIZERS}, sch = {&o->schedule, SCHEDULES};
     ex_ints hid = {o->hidden, &o->nhidden, MAX_LAYERS};
     const ex_opt opts[] = {
@@ -59,7 +59,7 @@ static bool parse_args(int argc, char **argv, options *o) {
         EX_THREADS(&o->threads),
         EX_SEED(&o->seed),
         EX_DATA(&o->data),
-        {"--val", EX_INT, &o->val, 1, 30000, "validation images held out of the training images"},
+        {"--val", EX_INT, &o->val, -1, 59999, "validation images held out of the training images (-1: 5000, or a tenth of --subset)"},
         EX_SUBSET(&o->subset),
         {"--save", EX_STR, &o->save, 0, 0, "write the final parameters as safetensors"},
         {"--log", EX_STR, &o->log, 0, 0, "training history CSV"},
@@ -72,6 +72,7 @@ static bool parse_args(int argc, char **argv, options *o) {
     };
     if (!ex_parse(argc, argv, "fashion_mlp", opts, (int)(sizeof opts / sizeof opts[0]))) return false;
     if (o->subset && o->subset < 100) return fprintf(stderr, "fashion_mlp: --subset: '%lld' is below 100\n", (long long)o->subset), false;
+    if (o->val == 0) return fprintf(stderr, "fashion_mlp: --val: 0 leaves early stopping no validation image\n"), false;
     return true;
 }
 
@@ -144,6 +145,7 @@ int main(int argc, char **argv) {
     }
 #endif
     int rc = 1;
+    bool outputs_failed = false; /* a file written during training (graph, checkpoint) could not be */
     nb_ctx *ctx = nb_ctx_new();
     nb_params *ps = nb_params_new();
     nb_optim *opt = NULL;
@@ -166,7 +168,13 @@ int main(int argc, char **argv) {
         train_y = nb_take_rows(d.train_y, first, o.subset);
         free(first);
         CHECK(train_x && train_y);
-        if (o.val >= o.subset / 2) o.val = o.subset / 10;
+    }
+    /* the default holds out 5000, or a tenth of a subset; a --val given is taken as it is */
+    const int64_t n_train = train_x->shape[0];
+    if (o.val < 0) o.val = o.subset ? o.subset / 10 : 5000;
+    if (o.val >= n_train) {
+        fprintf(stderr, "fashion_mlp: --val %lld leaves no training image of %lld\n", (long long)o.val, (long long)n_train);
+        goto done;
     }
     CHECK(nb_split(train_x, train_y, o.val, o.seed, &xtr, &ytr, &xva, &yva) == NB_OK);
     /* the split made copies: the loaded training set is not needed any more (179 MiB as f32) */
@@ -264,7 +272,11 @@ int main(int argc, char **argv) {
             }
             if (o.dot && epoch == ts.epoch && seen == 0 && rank == 0) {
                 FILE *f = fopen(o.dot, "w");
-                if (f) nb_graph_dot(ctx, loss, f), fclose(f);
+                const bool ok = f && nb_graph_dot(ctx, loss, f) == NB_OK;
+                if ((f && fclose(f) != 0) || !ok) {
+                    fprintf(stderr, "fashion_mlp: cannot write %s: %s\n", o.dot, f ? nb_last_error() : strerror(errno));
+                    outputs_failed = true;
+                }
             }
             CHECK(nb_optim_step(opt) == NB_OK);
             lsum += nb_item(loss) * (double)b.n;
@@ -313,6 +325,7 @@ int main(int argc, char **argv) {
 #endif
                 saved = nb_checkpoint_save(o.checkpoint, ps, opt, &es, &ts);
             if (saved != NB_OK && rank == 0) fprintf(stderr, "fashion_mlp: %s\n", nb_last_error());
+            outputs_failed |= saved != NB_OK;
         }
         if (stop && rank == 0)
             printf("early stopping: no improvement for %d epochs; restoring epoch %lld (val_loss %.4f)\n", (int)o.patience,
@@ -345,7 +358,7 @@ int main(int argc, char **argv) {
         printf("test_accuracy=%.4f samples_per_sec=%.0f\n", test_acc,
                train_time > 0 ? (double)trained * world / train_time : 0.0);
     }
-    rc = test_acc >= o.min_accuracy && outputs_ok ? 0 : 1;
+    rc = test_acc >= o.min_accuracy && outputs_ok && !outputs_failed ? 0 : 1;
     if (test_acc < o.min_accuracy && rank == 0)
         fprintf(stderr, "fashion_mlp: test accuracy %.4f is below --min-accuracy %.4f\n", test_acc, o.min_accuracy);
 

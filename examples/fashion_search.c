@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
         {"--grid", EX_FLAG, &grid, 0, 0, "grid search instead of random"},
         {"--folds", EX_INT, &folds, 0, 20, "K-fold cross-validation when K > 1 (else a holdout)"},
         {"--epochs", EX_INT, &epochs, 1, 100000, "epochs of a trial that is not pruned"},
-        {"--eta", EX_INT, &eta, 0, 100, "pruning: 1/eta of the trials go on at each rung (0: no pruning)"},
+        {"--eta", EX_INT, &eta, 0, 100, "pruning: 1/eta of the trials go on at each rung (0: no pruning, else >= 2)"},
         {"--brackets", EX_INT, &brackets, 0, 16, "Hyperband: brackets of successive halving (0 or 1: one, ASHA)"},
         {"--workers", EX_INT, &workers, 1, 256, "trials run in parallel processes"},
         {"--hidden", EX_INT, &hidden, 1, 65536, "units of the hidden layer"},
@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
         {"--out", EX_STR, &out, 0, 0, "leaderboard CSV (the SVG next to it)"},
     };
     if (!ex_parse(argc, argv, "fashion_search", opts, (int)(sizeof opts / sizeof opts[0]))) return 2;
+    if (eta == 1) return fprintf(stderr, "fashion_search: --eta: 1 keeps every trial (0: no pruning, else >= 2)\n"), 2;
     if (!ex_prepare_output("fashion_search", out)) return 2;
     if (threads) nb_set_num_threads((int)threads);
 
@@ -146,11 +147,11 @@ int main(int argc, char **argv) {
                (long long)run, (long long)(res.n_trials * epochs));
         char svg[1024];
         snprintf(svg, sizeof svg, "%.*s.svg", (int)(strlen(out) > 4 ? strlen(out) - 4 : strlen(out)), out);
+        rc = 0;
         if (nb_search_write_csv(&res, out) == NB_OK && (folds > 1 || nb_search_svg(&res, svg) == NB_OK))
             printf("leaderboard written to %s%s%s\n", out, folds > 1 ? "" : ", the search's curves to ", folds > 1 ? "" : svg);
-        else fprintf(stderr, "fashion_search: %s\n", nb_last_error());
+        else fprintf(stderr, "fashion_search: %s\n", nb_last_error()), rc = 1; /* a result not written is a failed run */
         nb_search_result_free(&res);
-        rc = 0;
     }
     nb_tensor_free(sd.x), nb_tensor_free(sd.y);
     return rc;

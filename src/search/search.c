@@ -44,9 +44,10 @@ nb_status nb__search_check_opts(const nb_search_opts *o) {
         }
     }
     if (o->random && o->n_trials < 1) return nb_set_error(NB_ERR_VALUE, "search: random search needs n_trials >= 1");
-    if (o->prune_eta < 0 || o->prune_eta == 1 || o->prune_min_epochs < 0)
-        return nb_set_error(NB_ERR_VALUE, "search: prune_eta %d (0: off, or >= 2) and prune_min_epochs %lld (>= 0)",
-                            o->prune_eta, (long long)o->prune_min_epochs);
+    if (o->prune_eta < 0 || o->prune_eta == 1)
+        return nb_set_error(NB_ERR_VALUE, "search: prune_eta %d must be 0 (off) or >= 2", o->prune_eta);
+    if (o->prune_min_epochs < 0)
+        return nb_set_error(NB_ERR_VALUE, "search: prune_min_epochs %lld must be >= 0", (long long)o->prune_min_epochs);
     if (o->prune_brackets < 0 || (o->prune_brackets > 1 && !o->prune_eta) || o->prune_brackets > 16)
         return nb_set_error(NB_ERR_VALUE, "search: prune_brackets %d (0 or 1: one bracket; 2..16 with prune_eta >= 2)",
                             o->prune_brackets);
