@@ -5,7 +5,7 @@
  *
  * For each conv shape of bench/nabla.c's conv row (batch 64, padding k/2, no bias, f32) and one
  * thread, prints the thread CPU time (CLOCK_THREAD_CPUTIME_ID, minimum of reps calls, so other
- * processes on the machine barely move it) of:
+ * processes on the machine barely move it; with BENCH_THREADS=T > 1, T threads and wall time) of:
  *   fwd   y = conv2d(x, w)                      (no-grad)
  *   bx    the input gradient: conv_transpose2d(gy, w), the same primitive as conv2d's backward
  *   bw    the weight gradient: conv2d + nb_grad for w alone, minus fwd
@@ -23,9 +23,10 @@
 #include <blis.h>
 #include <omp.h>
 
+static int threads = 1; /* BENCH_THREADS: > 1 times wall clock (every thread's work) */
 static double cpu_now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -125,13 +126,16 @@ int main(int argc, char **argv) {
     const int only = argc > 2 ? atoi(argv[2]) : -1;
     /* nabla first: it chooses BLIS's kernel set (skx on AVX-512 CPUs that BLIS 0.9 does not
      * know) at its first call; a BLIS call before it would fix BLIS on its generic kernels */
-    nb_set_num_threads(1);
-    omp_set_num_threads(1);
-    bli_thread_set_num_threads(1);
+    const char *bt = getenv("BENCH_THREADS");
+    threads = bt && atoi(bt) > 1 ? atoi(bt) : 1;
+    nb_set_num_threads(threads);
+    omp_set_num_threads(threads);
+    bli_thread_set_num_threads(threads);
     /* bench/nabla.c's conv row: fashion_cnn's two shapes, then the residual network's five */
     const int64_t s[][6] = {{64, 1, 32, 28, 3, 1},  {64, 32, 64, 14, 3, 1}, {64, 1, 16, 28, 3, 1}, {64, 16, 16, 28, 3, 1},
                             {64, 16, 32, 28, 3, 2}, {64, 32, 32, 14, 3, 1}, {64, 16, 32, 28, 1, 2}};
-    printf("thread CPU ms, min of %d, 1 thread, BLIS kernels %s; (gemm ms, gemm/part)\n", reps, nb_blis_kernels());
+    printf("%s ms, min of %d, %d thread(s), BLIS kernels %s; (gemm ms, gemm/part)\n", threads > 1 ? "wall" : "thread CPU",
+           reps, threads, nb_blis_kernels());
     if (argc == 8) {
         int64_t v[6];
         for (int i = 0; i < 6; i++) v[i] = atoll(argv[2 + i]);
