@@ -497,3 +497,47 @@ Test(loss, cross_entropy_of_labels_is_one_op_equal_to_the_composition) {
         for (int64_t i = 4 * C; i < 5 * C; i++) cr_assert_eq(nb_get(gf, i), 0.0, "an ignored row has no gradient");
     }
 }
+
+/* Far tails, where PyTorch is exact: d/dx bce_with_logits(x, 0) = sigmoid(x) and
+ * d/dx bce_with_logits(x, 1) = -sigmoid(-x), with pos_weight too (its y = 1 term scaled by pw).
+ * The composite's gradient (1 - y) - sigmoid(-x) cancelled: 5e-4 off at x = -10 in f32, exactly
+ * 0 from x = -17. Exponential units' slopes alpha exp(x) likewise (out + alpha: 44% off at -17,
+ * 0 below), and their double backward stays finite far on the other side. */
+Test(loss, far_tail_gradients_are_exact) {
+    const double xs[4] = {-10, -17, -20, -50};
+    for (int d = 0; d < 2; d++) {
+        const nb_dtype dt = d ? NB_F64 : NB_F32;
+        const double tol = d ? 1e-12 : 1e-6;
+        for (int k = 0; k < 4; k++)
+            for (int pw = 0; pw < 2; pw++) {
+                nb_tensor *x = nb_full(ctx, dt, NB_SHAPE(2), xs[k]), *g;
+                nb_requires_grad(x, true);
+                nb_tensor *xp = nb_neg(ctx, x); /* at -x, target 1: the mirror tail */
+                const nb_bce_loss_opts o = {.reduction = NB_REDUCE_SUM, .pos_weight = pw ? nb_full(ctx, dt, NB_SHAPE(2), 3.0) : NULL};
+                nb_tensor *l = nb_add(ctx, nb_bce_with_logits_ex(ctx, x, nb_zeros_like(ctx, x), &o), nb_bce_with_logits_ex(ctx, xp, nb_ones_like(ctx, x), &o));
+                cr_assert_eq(nb_grad(ctx, 1, &l, NULL, 1, &x, &g, false), NB_OK, "%s", nb_ctx_error(ctx));
+                /* d/dx [bce(x, 0) + bce(-x, 1)] = sigmoid(x) + w sigmoid(x) with w = pw */
+                const double s = 1.0 / (1.0 + exp(-xs[k])), want = s * (1.0 + (pw ? 3.0 : 1.0));
+                cr_assert(fabs(nb_get(g, 0) - want) <= tol * want, "%s x=%g pw=%d: %g, want %g", nb_dtype_name(dt), xs[k], pw,
+                          nb_get(g, 0), want);
+            }
+        for (int k = 0; k < 4; k++) {
+            nb_tensor *x = nb_full(ctx, dt, NB_SHAPE(1), xs[k]), *g[3];
+            nb_requires_grad(x, true);
+            nb_tensor *ys[3] = {nb_elu(ctx, x, 1.5), nb_selu(ctx, x), nb_celu(ctx, x, 2.0)};
+            const double want[3] = {1.5 * exp(xs[k]), 1.0507009873554804934 * 1.6732632423543772848 * exp(xs[k]), exp(xs[k] / 2.0)};
+            for (int f = 0; f < 3; f++) {
+                cr_assert_eq(nb_grad(ctx, 1, &ys[f], NULL, 1, &x, &g[f], false), NB_OK, "%s", nb_ctx_error(ctx));
+                cr_assert(fabs(nb_get(g[f], 0) - want[f]) <= tol * want[f], "%s unit %d at %g: %g, want %g", nb_dtype_name(dt), f,
+                          xs[k], nb_get(g[f], 0), want[f]);
+            }
+        }
+        /* second derivative far above 0 (exp would overflow there): 0, not NaN */
+        nb_tensor *x = nb_full(ctx, dt, NB_SHAPE(1), 1000.0), *g, *gg;
+        nb_requires_grad(x, true);
+        nb_tensor *y = nb_elu(ctx, x, 1.0);
+        cr_assert_eq(nb_grad(ctx, 1, &y, NULL, 1, &x, &g, true), NB_OK, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_grad(ctx, 1, &g, NULL, 1, &x, &gg, false), NB_OK, "%s", nb_ctx_error(ctx));
+        cr_assert_eq(nb_get(gg, 0), 0.0, "elu'' at 1000: %g", nb_get(gg, 0));
+    }
+}
