@@ -537,6 +537,26 @@ void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64
               int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc);
 
 /* Write s as DOT label text: quotes and backslashes escaped, newlines as \n (src/graph/dot.c). */
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, or 0 if the bytes there are not one
+ * (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short). Writers
+ * of text formats (SVG, DOT) put U+FFFD in place of such bytes, so their files stay valid. */
+static inline int nb__utf8_len(const unsigned char *s) {
+    const unsigned char c = s[0];
+#define NB__CONT(b) ((b) >= 0x80 && (b) <= 0xBF)
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return NB__CONT(s[1]) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && NB__CONT(s[2]) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        const unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && NB__CONT(s[2]) && NB__CONT(s[3]) ? 4 : 0;
+    }
+    return 0;
+#undef NB__CONT
+}
+#define NB__REPLACEMENT_CHAR "\xEF\xBF\xBD" /* U+FFFD */
 void nb__dot_escaped(FILE *f, const char *s);
 
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */

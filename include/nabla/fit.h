@@ -122,7 +122,8 @@ nb_status nb_history_csv(const nb_history *h, const char *path);
 /* SVG: loss curves (train, validation) and accuracy curves in two files: path and path with
  * "_accuracy" inserted before ".svg". Both mark (nb_plot_mark) the restored best epoch
  * ("best epoch N", green) and each epoch whose learning rate differs from the previous one's
- * ("lr 0.05", grey). */
+ * ("lr 0.05", grey). A plot with no finite value (no epoch yet, a regression model's accuracy, a
+ * diverged loss) is written too, saying so: after NB_OK both files exist. */
 nb_status nb_history_svg(const nb_history *h, const char *path);
 
 /* ---- callbacks ------------------------------------------------------------------------------ */

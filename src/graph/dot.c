@@ -2,11 +2,21 @@
  * topological order, so one reverse pass from out's node finds everything out depends on. */
 #include "../internal.h"
 
+/* s inside a quoted DOT string: quotes and backslashes escaped, a newline as \n; other control
+ * bytes dropped and bytes that are not UTF-8 written as U+FFFD, since Graphviz copies them into
+ * the SVG it renders, which XML parsers then refuse */
 void nb__dot_escaped(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if (*s == '\n') fputs("\\n", f);
-        else fputc(*s, f);
+    while (*s) {
+        const int n = nb__utf8_len((const unsigned char *)s);
+        if (n != 1) {
+            if (n == 0) fputs(NB__REPLACEMENT_CHAR, f), s++;
+            else fwrite(s, 1, (size_t)n, f), s += n;
+            continue;
+        }
+        if (*s == '"' || *s == '\\') fputc('\\', f), fputc(*s, f);
+        else if (*s == '\n') fputs("\\n", f);
+        else if ((unsigned char)*s >= 0x20) fputc(*s, f);
+        s++;
     }
 }
 

@@ -37,8 +37,19 @@ static axis make_axis(double lo, double hi, bool integer) {
     return a;
 }
 
+/* s as XML character data: markup escaped, control bytes dropped (not XML), bytes that are not
+ * UTF-8 written as U+FFFD (an XML parser refuses the file otherwise) */
 static void xml_text(FILE *f, const char *s) {
-    for (; s && *s; s++) {
+    while (s && *s) {
+        const int n = nb__utf8_len((const unsigned char *)s);
+        if (n == 0) {
+            fputs(NB__REPLACEMENT_CHAR, f), s++;
+            continue;
+        }
+        if (n > 1) {
+            fwrite(s, 1, (size_t)n, f), s += n;
+            continue;
+        }
         switch (*s) {
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;
@@ -48,6 +59,7 @@ static void xml_text(FILE *f, const char *s) {
         default:
             if ((unsigned char)*s >= 0x20 || *s == '\t') fputc(*s, f); /* control bytes are not XML */
         }
+        s++;
     }
 }
 

@@ -120,9 +120,23 @@ nb_status nb_history_csv(const nb_history *h, const char *path) {
 }
 
 /* one SVG of the history's fields a (train) and b (validation), with the marks */
+/* A plot with nothing to draw (no epoch yet, or no finite value: a regression model's accuracy,
+ * a diverged loss) is still written, saying so, so that the file a caller asked for exists. */
+static nb_status empty_plot(const char *path, const char *title) {
+    FILE *f = fopen(path, "w");
+    if (!f) return nb_set_error(NB_ERR_IO, "history_svg: cannot open '%s' for writing", path);
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" viewBox=\"0 0 640 400\">\n"
+               "<rect width=\"640\" height=\"400\" fill=\"white\"/>\n"
+               "<text x=\"320\" y=\"30\" font-family=\"sans-serif\" font-size=\"16\" text-anchor=\"middle\">%s</text>\n"
+               "<text x=\"320\" y=\"200\" font-family=\"sans-serif\" font-size=\"14\" text-anchor=\"middle\" fill=\"#666\">"
+               "no finite value to plot yet</text>\n</svg>\n", title);
+    const bool ok = !ferror(f);
+    return fclose(f) == 0 && ok ? NB_OK : nb_set_error(NB_ERR_IO, "history_svg: write to '%s' failed", path);
+}
+
 static nb_status plot_pair(const nb_history *h, const char *path, const char *title, int a, int b, int n_marks,
                            const nb_plot_mark *marks) {
-    double *y = malloc(2 * (size_t)h->n * sizeof *y);
+    double *y = malloc((2 * (size_t)h->n + 1) * sizeof *y);
     if (!y) return nb_set_error(NB_ERR_NOMEM, "history_svg: out of memory");
     int ns = 0;
     nb_series s[2];
@@ -134,22 +148,21 @@ static nb_status plot_pair(const nb_history *h, const char *path, const char *ti
             finite |= isfinite(y[k * h->n + i] = *log_field(&h->epochs[i], fields[k]));
         if (finite) s[ns++] = (nb_series){.name = names[k], .y = y + k * h->n, .n = h->n};
     }
-    nb_status st = ns ? nb_plot_svg_marked(path, title, "epoch", title, ns, s, n_marks, marks) : NB_OK;
+    nb_status st = ns ? nb_plot_svg_marked(path, title, "epoch", title, ns, s, n_marks, marks) : empty_plot(path, title);
     free(y);
     return st;
 }
 
 nb_status nb_history_svg(const nb_history *h, const char *path) {
     if (!h || !path) return nb_set_error(NB_ERR_NULL, "history_svg: history or path is NULL");
-    if (h->n == 0) return NB_OK;
     char acc[1024];
     const size_t len = strlen(path), stem = len >= 4 && !strcmp(path + len - 4, ".svg") ? len - 4 : len;
     if (snprintf(acc, sizeof acc, "%.*s_accuracy.svg", (int)stem, path) >= (int)sizeof acc)
         return nb_set_error(NB_ERR_VALUE, "history_svg: path too long");
     /* marks: the restored best epoch, then every epoch whose learning rate differs from the last
      * one's (epochs are plotted at 1, 2, ...) */
-    nb_plot_mark *marks = malloc((size_t)h->n * sizeof *marks);
-    char(*labels)[40] = malloc((size_t)h->n * sizeof *labels);
+    nb_plot_mark *marks = malloc((size_t)(h->n + 1) * sizeof *marks); /* + 1: never malloc(0) */
+    char(*labels)[40] = malloc((size_t)(h->n + 1) * sizeof *labels);
     if (!marks || !labels) return free(marks), free(labels), nb_set_error(NB_ERR_NOMEM, "history_svg: out of memory");
     int nm = 0;
     if (h->best_epoch >= 0 && h->best_epoch < h->n) {

@@ -1,6 +1,7 @@
 /* Graphviz export (src/graph/dot.c): content checks, and `dot -Tsvg` when graphviz is installed. */
 #include "common.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,33 @@ Test(dot, graph_content_and_graphviz_accepts_it) {
     cr_assert(fread(head, 1, sizeof head - 1, f) > 0);
     fclose(f);
     cr_assert(strstr(head, "<svg") || strstr(head, "<?xml"), "%s", head);
+}
+
+
+/* true if s is well-formed UTF-8 without control bytes other than tab, newline, return (what an
+ * XML parser, or Graphviz's SVG output, accepts) */
+static bool clean_text(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        if (!n || (*p >= 0xC0 && *p < 0xC2) || *p > 0xF4) return false;
+        if (n == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') return false;
+        for (int k = 1; k < n; k++)
+            if ((p[k] & 0xC0) != 0x80) return false;
+        p += n;
+    }
+    return true;
+}
+
+/* Names with control bytes and bytes that are not UTF-8 (Graphviz copied them into an SVG that
+ * XML parsers refuse): dropped / U+FFFD; a newline still becomes \\n. */
+Test(dot, names_are_written_as_clean_text) {
+    nb_tensor *x = nb_ones(ctx, NB_F64, NB_SHAPE(2));
+    nb_requires_grad(x, true);
+    x->name = "x\x01\xff\nz";
+    char *dot = dot_text(nb_sum_all(ctx, nb_exp(ctx, x)), "/tmp/nabla_test_dot_bytes.dot");
+    cr_assert(clean_text(dot), "DOT text holds control bytes or bytes that are not UTF-8: %s", dot);
+    cr_assert(strstr(dot, "x\xef\xbf\xbd\\nz"), "%s", dot);
 }
 
 Test(dot, leaf_only_and_errors) {

@@ -2,6 +2,7 @@
 #include "common.h"
 #include "tmpdir.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +74,37 @@ Test(plot, svg_series_axes_legend) {
                  tmp("p.svg"));
         cr_assert_eq(system(cmd), 0, "not well-formed XML");
     }
+}
+
+
+/* true if s is well-formed UTF-8 without control bytes other than tab, newline, return (what an
+ * XML parser, or Graphviz's SVG output, accepts) */
+static bool clean_text(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        if (!n || (*p >= 0xC0 && *p < 0xC2) || *p > 0xF4) return false;
+        if (n == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') return false;
+        for (int k = 1; k < n; k++)
+            if ((p[k] & 0xC0) != 0x80) return false;
+        p += n;
+    }
+    return true;
+}
+
+/* A title, labels and series names with bytes that are not UTF-8 and control bytes: the SVG
+ * stays well-formed (U+FFFD for the former, the latter dropped); xmllint refused the file. */
+Test(plot, svg_text_is_always_well_formed) {
+    const double y[3] = {1, 2, 3};
+    nb_series s = {.name = "a\xff\x01" "b", .y = y, .n = 3};
+    const char *path = tmp("bytes.svg");
+    cr_assert_eq(nb_plot_svg(path, "t\xc3\x28 \xe2\x82 \xf0\x9f\x98\x80 \x07" "end", "x\x80", "y\xed\xa0\x80", 1, &s), NB_OK,
+                 "%s", nb_last_error());
+    char *svg = slurp(path, NULL);
+    cr_assert(clean_text(svg), "the SVG holds bytes that are not UTF-8 or control bytes");
+    cr_assert(strstr(svg, "\xf0\x9f\x98\x80"), "well-formed multi-byte characters are kept");
+    cr_assert(strstr(svg, "a\xef\xbf\xbd" "b"), "a stray byte becomes U+FFFD, the control byte goes");
+    free(svg);
 }
 
 Test(plot, svg_explicit_x_and_errors) {

@@ -5,6 +5,7 @@
 #include "nabla/fit.h"
 
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(fit, .init = tmpdir_setup, .fini = tmpdir_teardown);
 
@@ -246,6 +247,18 @@ Test(fit, history_svg_marks_the_best_epoch_and_lr_changes) {
     for (int i = 0; i < 6; i++) e[i].lr = 0.1;
     cr_assert_eq(nb_history_svg(&h, tmp("h.svg")), NB_OK);
     cr_assert_eq(svg_count(tmp("h.svg"), "line", "mark"), 0, "nothing to mark");
+    /* nothing finite to draw (no accuracy, as a regression model's; then no epoch at all): the
+     * files are still written, saying so (it returned NB_OK and wrote nothing) */
+    for (int i = 0; i < 6; i++) e[i].accuracy = e[i].val_accuracy = NAN;
+    for (int n = 6; n >= 0; n -= 6) {
+        h.n = n;
+        unlink(tmp("e.svg")), unlink(tmp("e_accuracy.svg"));
+        cr_assert_eq(nb_history_svg(&h, tmp("e.svg")), NB_OK, "%s", nb_last_error());
+        char *acc = slurp(tmp("e_accuracy.svg"), NULL), *loss = slurp(tmp("e.svg"), NULL);
+        cr_assert(acc && strstr(acc, "no finite value to plot"), "%d epochs: accuracy plot missing", n);
+        cr_assert(loss && strstr(loss, n ? "polyline" : "no finite value to plot"), "%d epochs: loss plot", n);
+        free(acc), free(loss);
+    }
 }
 
 Test(fit, reduce_on_plateau_sets_the_next_epochs_lr) {
