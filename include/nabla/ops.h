@@ -356,7 +356,10 @@ typedef struct {
     double eps;
 } nb_prob_loss_opts;
 /* F.kl_div: input log q, target p (or log p with log_target): p (log p - input), 0 where p = 0
- * (xlogy). Reductions include batchmean (PyTorch's mean is per element, as here). */
+ * (xlogy). Reductions include batchmean (PyTorch's mean is per element, as here). The gradient
+ * with respect to a target p = 0 takes p log p's slope there as 0, giving -input (the one-sided
+ * limit of log p + 1 - input is -inf; PyTorch 1.13 gives NaN): learn a target through a
+ * softmax or with log_target, where no p is exactly 0. */
 nb_tensor *nb_kl_div(nb_ctx *ctx, nb_tensor *input, nb_tensor *target, const nb_prob_loss_opts *opts);
 /* F.poisson_nll_loss: exp(x) - y x (log-rate input) or x - y log(x + eps) (rate input). */
 nb_tensor *nb_poisson_nll_loss(nb_ctx *ctx, nb_tensor *x, nb_tensor *y, const nb_prob_loss_opts *opts);
