@@ -74,9 +74,12 @@ int main(int argc, char **argv) {
 
     ex_data d; /* (N, 784) in [0, 1], rescaled to [-1, 1] per batch; no validation split needed */
     if (!ex_load("fashion_gan", data, false, false, subset, 0, 64, (uint64_t)seed, &d)) return 1;
-    if (d.x_train->shape[0] < batch) /* whole batches only (drop_last): not one step would run */
-        return fprintf(stderr, "fashion_gan: %lld training images are fewer than one batch of %lld (--subset, --batch)\n",
-                       (long long)d.x_train->shape[0], (long long)batch), 2;
+    if (d.x_train->shape[0] < batch) { /* whole batches only (drop_last): not one step would run */
+        fprintf(stderr, "fashion_gan: %lld training images are fewer than one batch of %lld (--subset, --batch)\n",
+                (long long)d.x_train->shape[0], (long long)batch);
+        ex_data_free(&d);
+        return 2;
+    }
     printf("train %lld images; %d threads; gradient penalty %g\n", (long long)d.x_train->shape[0], nb_get_num_threads(),
            gp);
 
