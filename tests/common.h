@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <nabla/nabla.h>
 
@@ -16,6 +17,21 @@ static inline void ctx_setup(void) {
 static inline void ctx_teardown(void) {
     nb_ctx_free(ctx);
     ctx = NULL;
+}
+
+/* true if s is well-formed UTF-8 without control bytes other than tab, newline, return (what an
+ * XML parser, or Graphviz's SVG output, accepts) */
+static inline bool clean_text(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        if (!n || (*p >= 0xC0 && *p < 0xC2) || *p > 0xF4) return false;
+        if (n == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') return false;
+        for (int k = 1; k < n; k++)
+            if ((p[k] & 0xC0) != 0x80) return false;
+        p += n;
+    }
+    return true;
 }
 
 /* |a - b| <= atol + rtol * |b|; an optional printf-style note follows: (..., "(%s)", name) */

@@ -65,20 +65,6 @@ Test(dot, graph_content_and_graphviz_accepts_it) {
 }
 
 
-/* true if s is well-formed UTF-8 without control bytes other than tab, newline, return (what an
- * XML parser, or Graphviz's SVG output, accepts) */
-static bool clean_text(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-        if (!n || (*p >= 0xC0 && *p < 0xC2) || *p > 0xF4) return false;
-        if (n == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') return false;
-        for (int k = 1; k < n; k++)
-            if ((p[k] & 0xC0) != 0x80) return false;
-        p += n;
-    }
-    return true;
-}
 
 /* Names with control bytes and bytes that are not UTF-8 (Graphviz copied them into an SVG that
  * XML parsers refuse): dropped / U+FFFD; a newline still becomes \\n. */

@@ -77,20 +77,6 @@ Test(plot, svg_series_axes_legend) {
 }
 
 
-/* true if s is well-formed UTF-8 without control bytes other than tab, newline, return (what an
- * XML parser, or Graphviz's SVG output, accepts) */
-static bool clean_text(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-        if (!n || (*p >= 0xC0 && *p < 0xC2) || *p > 0xF4) return false;
-        if (n == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') return false;
-        for (int k = 1; k < n; k++)
-            if ((p[k] & 0xC0) != 0x80) return false;
-        p += n;
-    }
-    return true;
-}
 
 /* A title, labels and series names with bytes that are not UTF-8 and control bytes: the SVG
  * stays well-formed (U+FFFD for the former, the latter dropped); xmllint refused the file. */
