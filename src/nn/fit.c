@@ -119,7 +119,6 @@ nb_status nb_history_csv(const nb_history *h, const char *path) {
     return fclose(f) == 0 ? NB_OK : nb_set_error(NB_ERR_IO, "history_csv: cannot write %s", path);
 }
 
-/* one SVG of the history's fields a (train) and b (validation), with the marks */
 /* A plot with nothing to draw (no epoch yet, or no finite value: a regression model's accuracy,
  * a diverged loss) is still written, saying so, so that the file a caller asked for exists. */
 static nb_status empty_plot(const char *path, const char *title) {
@@ -134,6 +133,7 @@ static nb_status empty_plot(const char *path, const char *title) {
     return fclose(f) == 0 && ok ? NB_OK : nb_set_error(NB_ERR_IO, "history_svg: write to '%s' failed", path);
 }
 
+/* one SVG of the history's fields a (train) and b (validation), with the marks */
 static nb_status plot_pair(const nb_history *h, const char *path, const char *title, int a, int b, int n_marks,
                            const nb_plot_mark *marks) {
     double *y = malloc((2 * (size_t)h->n + 1) * sizeof *y);
