@@ -41,12 +41,14 @@ run_consumer() {  # run a consumer binary in a scratch directory; its output lin
 no_native() { ! grep -rq --include=flags.make -e "-march=native" "$1"; }
 
 # ---- a non-native Release build installed into a temporary prefix ------------------------------
-begin "install into a temporary prefix (Release, NABLA_NATIVE=OFF)"
+begin "install into a temporary prefix (Release, NABLA_NATIVE=OFF; cmake --install --prefix, not the configured one)"
 prefix="$work/prefix"
 lib_opts=(-DCMAKE_BUILD_TYPE=Release -DNABLA_NATIVE=OFF -DNABLA_TESTS=OFF -DNABLA_EXAMPLES=OFF -DNABLA_BENCH=OFF)
-q cmake -S . -B "$work/build" "${lib_opts[@]}" -DCMAKE_INSTALL_PREFIX="$prefix"
+# configured for another prefix and installed with --prefix: the CMake package and the .pc files
+# must find the install where it is (the .pc files pointed at the configured prefix)
+q cmake -S . -B "$work/build" "${lib_opts[@]}" -DCMAKE_INSTALL_PREFIX="$work/configured-prefix-not-used"
 q cmake --build "$work/build" -j"$jobs"
-q cmake --install "$work/build"
+q cmake --install "$work/build" --prefix "$prefix"
 no_native "$work/build"
 for f in include/nabla/nabla.h include/nabla/dist.h lib/libnabla.a lib/libnabla.so lib/cmake/nabla/nablaConfig.cmake \
          lib/cmake/nabla/nablaConfigVersion.cmake lib/cmake/nabla/FindBLIS.cmake lib/pkgconfig/nabla.pc; do

@@ -39,8 +39,8 @@
  * every MPI return code is checked and becomes NB_ERR_IO with a message naming the rank
  * ("dist: rank 1: Iallreduce of bucket 2: MPI_ERR_TRUNCATE ..."). nb_dist_step_finish takes
  * this rank's status of the step and agrees on it with all ranks: if any rank failed, every
- * rank returns NB_ERR_STATE with "dist: rank R failed: <its message>", so all stop at the same
- * step instead of hanging in the next collective. A rank that never reaches a collective (it
+ * rank returns NB_ERR_STATE with "dist: rank R failed: <its message> (<status>)", so all stop
+ * at the same step instead of hanging in the next collective. A rank that never reaches a collective (it
  * crashed in user code, hangs, or left the loop) cannot be detected that way: set
  * opts.timeout_s, then every wait polls MPI_Test up to that deadline and returns NB_ERR_IO
  * ("timed out"). MPI cannot cancel a started collective, so after a timeout the communicator
