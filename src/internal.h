@@ -184,6 +184,15 @@ int64_t nb__offset(const nb_tensor *t, int64_t i);
 /* Normalise an axis; -1 when out of range. */
 int nb__axis(int axis, int ndim);
 char *nb__dims_str(int ndim, const int64_t *shape, char *buf, size_t len);
+/* Greatest common divisor (a, b >= 0): how many channels fill whole register blocks of taps
+ * (src/ops/conv_gemm.c, conv_direct.c). */
+static inline int64_t nb__gcd(int64_t a, int64_t b) {
+    while (b) {
+        const int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
 /* Broadcast shape of a and b into out; false if incompatible. */
 bool nb__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout, int64_t *out);
 /* x's shape is shape (ndim) broadcast: nb_sum_to(x, ndim, shape) can undo the broadcast */
@@ -536,7 +545,6 @@ static inline void nb__tap_range(int64_t off, int64_t sw, int64_t W, int64_t OW,
 void nb__gemm(nb_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t rsa, int64_t csa, const void *b,
               int64_t rsb, int64_t csb, double beta, void *c, int64_t rsc, int64_t csc);
 
-/* Write s as DOT label text: quotes and backslashes escaped, newlines as \n (src/graph/dot.c). */
 /* The length (1 to 4) of the well-formed UTF-8 sequence at s, or 0 if the bytes there are not one
  * (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short). Writers
  * of text formats (SVG, DOT) put U+FFFD in place of such bytes, so their files stay valid. */
@@ -557,6 +565,8 @@ static inline int nb__utf8_len(const unsigned char *s) {
 #undef NB__CONT
 }
 #define NB__REPLACEMENT_CHAR "\xEF\xBF\xBD" /* U+FFFD */
+/* Write s as DOT label text: quotes and backslashes escaped, newlines as \n, other control bytes
+ * dropped, ill-formed UTF-8 as U+FFFD (src/graph/dot.c). */
 void nb__dot_escaped(FILE *f, const char *s);
 
 /* ---- automatic team size (src/graph/threads.c) ------------------------------------------ */

@@ -362,8 +362,7 @@ static void bx_share_planes(dplan *pl, int64_t OW, int64_t (*e)[MAX_TAPS], int64
  * register blocks of BTB: lcm(taps, BTB) / taps channels (one for 3x3 on AVX-512, two with AVX2's
  * blocks of 2, BTB for a 1x1 window), so no block repeats a column except in a last, partial
  * group; the group's planes are reused from L1 across its blocks. */
-static int64_t gcd_i64(int64_t a, int64_t b) { return b ? gcd_i64(b, a % b) : a; }
-static int64_t bw_group(const dgeom *g) { return BTB / gcd_i64(g->taps, BTB); }
+static int64_t bw_group(const dgeom *g) { return BTB / nb__gcd(g->taps, BTB); }
 
 /* gw[o, c, t] (o in [ob, ob+BOB), c in [c0, c0+cn)) (+)= sum over the chunk's nn samples of
  * gy[o, p] x[c, p + off[t]]; xs: nn samples of C padded planes, gs: nn samples of Ob planes of P

@@ -557,7 +557,6 @@ void nb__conv_gemm_bw(nb_dtype dt, const nb_tensor *x, const nb_tensor *gy, int6
  * work is split over these blocks, so each element of dx is added to by one thread, positions
  * in order and taps in order, whatever the thread count. dx is zeroed first (or holds the
  * bias). */
-static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
 
 typedef struct {
     int64_t cb, blocks, mp_block, mp_group; /* channels per block, blocks per group, micro-panels */
@@ -567,7 +566,7 @@ typedef struct {
 
 static bx_plan bx_plan_of(const ukr_info *u, int64_t Og, int64_t Cg, int64_t taps, int64_t es) {
     bx_plan b;
-    b.cb = u->R2 / gcd64(taps, u->R2);
+    b.cb = u->R2 / nb__gcd(taps, u->R2);
     if (b.cb > Cg) b.cb = Cg > 0 ? Cg : 1;
     b.blocks = (Cg + b.cb - 1) / b.cb;
     b.mp_block = (b.cb * taps + u->R2 - 1) / u->R2;
