@@ -593,13 +593,18 @@ static void row_mlp(void) {
     nb_tensor_free(y);
 }
 
-/* For profilers: MLP steps at batch B for ~10 s after loading, nothing else. */
+/* For profilers: MLP steps at batch B for ~10 s after loading, nothing else; or exactly
+ * $NB_PROF_STEPS steps (a fixed amount of work, for callgrind). */
 static void prof_mlp(int64_t batch) {
     nb_tensor *x, *y;
     load_data(&x, &y);
     mlp_run m;
     mlp_init(&m, x, y, batch);
-    for (double t0 = bench_now(); bench_now() - t0 < 10;) mlp_step(&m);
+    const char *ns = getenv("NB_PROF_STEPS");
+    if (ns)
+        for (long i = atol(ns); i > 0; i--) mlp_step(&m);
+    else
+        for (double t0 = bench_now(); bench_now() - t0 < 10;) mlp_step(&m);
     mlp_free(&m);
 }
 

@@ -439,6 +439,8 @@ static bool parse_header(const char *fn, const char *path, const cJSON *root, ui
 
 /* Offset of the first \u0000 escape inside a JSON string of h[0..n), or -1. libcjson decodes
  * it to a NUL byte, which would silently cut a name or value short. */
+/* A \u0000 escape in a string (libcjson would decode it to a NUL cutting a name short): its byte
+ * position, or -1. */
 static long find_nul_escape(const char *h, size_t n) {
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
@@ -449,6 +451,38 @@ static long find_nul_escape(const char *h, size_t n) {
         } else if (h[i] == '\\' && i + 1 < n) {
             if (h[i + 1] == 'u' && i + 5 < n && memcmp(h + i + 2, "0000", 4) == 0) return (long)i;
             i++; /* skip the escaped character */
+        }
+    }
+    return -1;
+}
+
+/* What the JSON parser accepts and the format does not (cJSON keeps numbers as doubles): a
+ * header must begin with '{', and every number outside strings is written as a plain
+ * non-negative integer (the only numbers of the format are shapes and offsets: [2.0], 2e0, 02
+ * are refused, as the reference implementation does). Checked on a header whose values were
+ * accepted, so a bad value is first named by its tensor. Byte position of the fault, or -1. */
+static long header_form_fault(const char *h, size_t n, const char **what) {
+    if (n == 0 || h[0] != '{') {
+        *what = "does not begin with '{'";
+        return 0;
+    }
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (in_str) {
+            if (h[i] == '"') in_str = false;
+            else if (h[i] == '\\') i++; /* skip the escaped character */
+        } else if (h[i] == '"') {
+            in_str = true;
+        } else if (h[i] == '-' || (h[i] >= '0' && h[i] <= '9')) {
+            size_t j = i;
+            bool plain = true;
+            for (; j < n && strchr("-+.eE0123456789", h[j]); j++)
+                if (h[j] < '0' || h[j] > '9') plain = false;
+            if (!plain || (h[i] == '0' && j - i > 1)) {
+                *what = "has a number that is not written as a plain integer (shapes and offsets are integers)";
+                return (long)i;
+            }
+            i = j - 1;
         }
     }
     return -1;
@@ -553,6 +587,12 @@ nb_tensor_list *nb_safetensors_load(const char *path) {
     const uint64_t data_size = size - 8 - hlen;
     int n = 0;
     if (!parse_header(fn, path, root, data_size, l, &es, &n)) goto done;
+    const char *bad = NULL;
+    long at_byte = header_form_fault(header, hlen, &bad);
+    if (at_byte >= 0) {
+        nb_set_error(NB_ERR_FORMAT, "%s: '%s': the header %s (byte %ld)", fn, path, bad, at_byte);
+        goto done;
+    }
     if (!nb__read_budget(fn, path, data_size)) goto done;
     /* checksums: required when the metadata names one, verified before anything is returned */
     crcs = malloc(((size_t)n + 1) * sizeof *crcs);
