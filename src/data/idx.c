@@ -18,11 +18,15 @@
 #ifdef NB_HAVE_ZLIB
 typedef gzFile rfile;
 static rfile r_open(const char *path) { return gzopen(path, "rb"); }
+/* zlib reports a stream cut short (a missing gzip trailer, whose CRC-32 then goes unchecked)
+ * only through gzerror, with gzread returning what it had: that is an error here. */
 static int64_t r_read(rfile f, void *buf, size_t n, const char **why) {
-    int r = gzread(f, buf, (unsigned)n);
-    if (r < 0) {
-        int code;
-        *why = gzerror(f, &code);
+    int r = gzread(f, buf, (unsigned)n), code;
+    const char *msg = gzerror(f, &code);
+    if (r < 0 || code != Z_OK) {
+        const char *sep = strrchr(msg, ':'); /* zlib writes "path: what" */
+        *why = sep && sep[1] == ' ' ? sep + 2 : msg;
+        return -1;
     }
     return r;
 }

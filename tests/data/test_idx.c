@@ -147,6 +147,24 @@ Test(idx, truncated_files) {
     cr_assert_eq(nb_last_status(), NB_ERR_FORMAT, "%s", nb_last_error());
 }
 
+/* All the data but not the gzip trailer (CRC-32 and length, 8 bytes): zlib says so only through
+ * gzerror, and without the trailer nothing checks the data, so a damaged byte would load. */
+Test(idx, gzip_trailer_cut) {
+    write_raw(tmp("tr.gz"), true, (uint8_t[16 + 18]){0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3}, 16 + 18);
+    FILE *f = fopen(tmp("tr.gz"), "rb");
+    uint8_t b[256];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    for (size_t cut = 1; cut <= 8; cut++) {
+        f = fopen(tmp("tr.gz"), "wb");
+        fwrite(b, 1, n - cut, f);
+        fclose(f);
+        nb_clear_last_error();
+        cr_assert_null(nb_idx_load_images(tmp("tr.gz"), NULL), "a gzip file without its last %zu bytes loaded", cut);
+        assert_error(NB_ERR_FORMAT, "unexpected end of file");
+    }
+}
+
 Test(idx, trailing_bytes) {
     uint8_t buf[16 + 19] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3};
     write_raw(tmp("t"), false, buf, sizeof buf);
