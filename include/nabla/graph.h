@@ -190,8 +190,12 @@ typedef struct nb_op {
 
 /* Record out as produced by op from in[0..n_in). Returns the node, or NULL when nothing needs
  * recording (grad mode off or no input requires grad) — then out is simply a constant — or on
- * error (the context's status says which): a NULL argument, or a NULL backward on an op that
- * is not marked NB_NOT_DIFFERENTIABLE. */
+ * error (the context's status says which): a NULL argument or op name (NB_ERR_NULL), n_in < 0
+ * or an invalid diff (NB_ERR_VALUE), a NULL backward on an op not marked NB_NOT_DIFFERENTIABLE,
+ * an output that is long-lived (nb_tensor_new, a parameter: make outputs in the step), already
+ * the output of an op, one of the inputs, or an output or input of another context or an
+ * earlier step (NB_ERR_STATE), an i64 output of a differentiable op (NB_ERR_DTYPE). A backward
+ * rule's gradients, and a hook's result, must likewise be tensors of this step (NB_ERR_STATE). */
 nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in);
 
 /* Fail the context as a built-in op does: the first error since the last reset/clear is kept

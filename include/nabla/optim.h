@@ -38,6 +38,7 @@ extern "C" {
 #endif
 
 #define NB_OPTIM_MAX_SLOTS 4
+#define NB_OPTIM_NAME_MAX 255 /* bytes of nb_optim_def.name (checkpoints store it) */
 #define NB_OPTIM_BLOCK 8192 /* elements per work item; fixed so results never depend on threads */
 
 /* Hyperparameters of every built-in optimizer (each reads the fields it needs). */
@@ -71,7 +72,7 @@ typedef void (*nb_update_f64_fn)(double *w, const double *g, double *const *stat
                                  int64_t step);
 
 typedef struct nb_optim_def {
-    const char *name;
+    const char *name;                             /* required, 1..NB_OPTIM_NAME_MAX bytes */
     int nslots;                                   /* state slots per element, <= NB_OPTIM_MAX_SLOTS */
     int (*slots_for)(const nb_hparams *hp);       /* optional: slots actually used with these options */
     nb_hparams defaults;

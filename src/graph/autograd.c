@@ -122,6 +122,7 @@ static nb_tensor *run_hooks(nb_ctx *ctx, nb_tensor *t, nb_tensor *g) {
             if (ctx->status == NB_OK) nb__fail(ctx, NB_ERR_STATE, "backward: a gradient hook returned NULL");
             return NULL;
         }
+        if (nb__stale(ctx, "backward: a gradient hook's result", r)) return NULL;
         if (!nb_same_shape(r, g) || r->dtype != g->dtype) {
             char a[128], b[128];
             return nb__fail(ctx, NB_ERR_SHAPE, "backward: a gradient hook returned %s %s for a gradient %s %s",
@@ -310,13 +311,17 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
         st = n->op->backward(ctx, n, g, gp);
         ctx->in_backward = was;
         if (st != NB_OK) {
-            if (ctx->status == NB_OK) nb__fail(ctx, st, "backward of %s failed", n->op->name);
+            if (st < NB_OK || st > NB_ERR_UNSUPPORTED)
+                nb__fail(ctx, NB_ERR_STATE, "backward of %s returned %d, which is not an nb_status", n->op->name, (int)st);
+            else if (ctx->status == NB_OK)
+                nb__fail(ctx, st, "backward of %s failed", n->op->name);
             return ctx->status;
         }
         if (ctx->status != NB_OK) return ctx->status;
         for (int j = 0; j < n->n_in; j++) {
             nb_tensor *in = n->in[j];
             if (!gp[j] || !in->requires_grad || (n_in > 0 && nb__walk_slot(ctx, in)->visit != 1)) continue;
+            if (nb__stale(ctx, n->op->name, gp[j])) return NB_ERR_STATE; /* a rule's result from another step */
             nb_tensor *gj = fit(ctx, n, j, gp[j]);
             if (!gj) return ctx->status;
             if (ctx->anomaly && nb__has_nonfinite(gj)) {

@@ -433,26 +433,8 @@ static bool tape_push(nb_ctx *ctx, nb_node *n) {
     return true;
 }
 
-nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
-    if (!ctx || !op || !out || (n_in > 0 && !in)) {
-        nb__fail(ctx, NB_ERR_NULL, "record: NULL argument");
-        return NULL;
-    }
-    if (!op->backward && op->diff != NB_NOT_DIFFERENTIABLE) {
-        nb__fail(ctx, NB_ERR_STATE, "record: op '%s' has no backward rule (give it one, or mark it NB_NOT_DIFFERENTIABLE)",
-                 op->name ? op->name : "?");
-        return NULL;
-    }
-    if (!ctx->grad_enabled) return NULL;
-    bool need = false;
-    for (int i = 0; i < n_in; i++) {
-        if (!in[i]) {
-            nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", op->name, i);
-            return NULL;
-        }
-        need |= in[i]->requires_grad;
-    }
-    if (!need) return NULL;
+/* The tape entry of a built-in op (its arguments are the op's own, already checked). */
+static nb_node *record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
     nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * sizeof(nb_tensor *));
     if (!n) return NULL;
     memset(n, 0, sizeof *n);
@@ -469,6 +451,47 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
     out->node = n;
     out->requires_grad = true;
     return n;
+}
+
+/* A user's op: everything the engine will rely on is checked here, so that a wrong call fails
+ * now, naming the op, instead of corrupting the walk later. */
+nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
+    if (!ctx || !op || !out || (n_in > 0 && !in)) {
+        nb__fail(ctx, NB_ERR_NULL, "record: NULL argument");
+        return NULL;
+    }
+    if (!op->name) return nb__fail(ctx, NB_ERR_NULL, "record: the op descriptor has no name");
+    const char *name = op->name;
+    if (n_in < 0) return nb__fail(ctx, NB_ERR_VALUE, "record: %s: n_in = %d inputs", name, n_in);
+    if (op->diff != NB_DIFFERENTIABLE && op->diff != NB_ONCE_DIFFERENTIABLE && op->diff != NB_NOT_DIFFERENTIABLE)
+        return nb__fail(ctx, NB_ERR_VALUE, "record: %s: differentiability %d is not an nb_differentiability", name,
+                        (int)op->diff);
+    if (!op->backward && op->diff != NB_NOT_DIFFERENTIABLE)
+        return nb__fail(ctx, NB_ERR_STATE, "record: op '%s' has no backward rule (give it one, or mark it NB_NOT_DIFFERENTIABLE)",
+                        name);
+    /* the output: step memory of this context (a node is step memory: a long-lived output would
+     * point at it after the reset), not produced by another op, not one of its own inputs */
+    if (out->persistent)
+        return nb__fail(ctx, NB_ERR_STATE, "record: %s: the output is a long-lived tensor (nb_tensor_new, a parameter); an "
+                        "op's output must be made in the step (nb_empty, nb_zeros, ... on ctx)", name);
+    char fn[96];
+    snprintf(fn, sizeof fn, "record: %s", name);
+    if (nb__stale(ctx, fn, out)) return NULL;
+    if (out->node)
+        return nb__fail(ctx, NB_ERR_STATE, "record: %s: the output was already recorded as the output of %s; make a new "
+                        "tensor for each op", name, out->node->op->name);
+    for (int i = 0; i < n_in; i++) {
+        if (!in[i]) return nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", name, i);
+        if (in[i] == out) return nb__fail(ctx, NB_ERR_STATE, "record: %s: the output is also input %d", name, i);
+        if (nb__stale(ctx, fn, in[i])) return NULL;
+    }
+    if (op->diff != NB_NOT_DIFFERENTIABLE && out->dtype == NB_I64)
+        return nb__fail(ctx, NB_ERR_DTYPE, "record: %s: an i64 output has no gradient; mark the op NB_NOT_DIFFERENTIABLE",
+                        name);
+    if (!ctx->grad_enabled) return NULL;
+    bool need = false;
+    for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
+    return need ? record(ctx, op, out, n_in, in) : NULL;
 }
 
 bool nb__has_nonfinite(const nb_tensor *t) {
@@ -501,7 +524,7 @@ nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb
     if (ctx->grad_enabled) {
         bool need = false;
         for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
-        if (need && !(n = nb_record(ctx, op, out, n_in, in))) return NULL;
+        if (need && !(n = record(ctx, op, out, n_in, in))) return NULL;
     }
     if (node_out) *node_out = n;
     return out;

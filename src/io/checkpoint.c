@@ -17,7 +17,7 @@
 
 typedef struct {
     char keys[64][40];
-    char vals[64][48];
+    char vals[64][NB_OPTIM_NAME_MAX + 1]; /* the longest value is an optimizer's name */
     int n;
 } meta_buf;
 

@@ -2,6 +2,8 @@
  * state, and gradient clipping. The maths of each optimizer lives in builtin.c. */
 #include "../internal.h"
 
+#include <string.h>
+
 #include <omp.h>
 #include <stdlib.h>
 
@@ -15,6 +17,10 @@ static void *alloc_zeroed(int64_t n, size_t es) {
 
 nb_status nb_optim_validate(const nb_optim_def *def, const nb_hparams *hp) {
     if (!def || !hp) return nb_set_error(NB_ERR_NULL, "optim: definition or hyperparameters are NULL");
+    if (!def->name || !def->name[0]) return nb_set_error(NB_ERR_NULL, "optim: the definition has no name");
+    if (strlen(def->name) > NB_OPTIM_NAME_MAX) /* checkpoints store it, and check it on load */
+        return nb_set_error(NB_ERR_VALUE, "optim: the name '%.40s...' is longer than %d bytes", def->name,
+                            NB_OPTIM_NAME_MAX);
     if (!def->update) return nb_set_error(NB_ERR_NULL, "%s: the definition has no update function", def->name);
     if (!(hp->lr >= 0.0) || !isfinite(hp->lr))
         return nb_set_error(NB_ERR_VALUE, "%s: learning rate %g must be finite and >= 0", def->name, hp->lr);

@@ -203,3 +203,107 @@ Test(errors, gradcheck_reports_input_and_element) {
     cr_assert_eq(nb_gradcheck(ctx, wrong_mul, 2, bad, NULL, NULL, &rep), NB_ERR_SHAPE);
     cr_assert(strstr(rep.message, "(4) and (3)"), "%s", rep.message);
 }
+
+/* ---- nb_record: a user's op is checked when it is recorded ------------------------------- */
+static nb_status pass_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    (void)c, (void)n;
+    gin[0] = g;
+    return NB_OK;
+}
+static const nb_op OP_PASS = {"pass", pass_bw, NB_DIFFERENTIABLE};
+
+static void assert_record_refused(nb_node *n, nb_status want, const char *needle) {
+    cr_assert_null(n, "nb_record accepted: %s", needle);
+    assert_error(want, "record", needle);
+    nb_ctx_reset(ctx);
+}
+
+Test(errors, record_refuses_what_would_corrupt_the_walk) {
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(3));
+    static const nb_op noname = {NULL, pass_bw, NB_DIFFERENTIABLE};
+    assert_record_refused(nb_record(ctx, &noname, nb_zeros_like(ctx, x), 1, &x), NB_ERR_NULL, "no name");
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, nb_zeros_like(ctx, x), -1, &x), NB_ERR_VALUE, "n_in = -1");
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    static const nb_op baddiff = {"baddiff", pass_bw, (nb_differentiability)7};
+    assert_record_refused(nb_record(ctx, &baddiff, nb_zeros_like(ctx, x), 1, &x), NB_ERR_VALUE, "differentiability 7");
+    /* a long-lived output would keep pointing at its node after the reset */
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    nb_tensor *keep = nb_tensor_new(NB_F64, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, keep, 1, &x), NB_ERR_STATE, "long-lived");
+    cr_assert_null(keep->node);
+    nb_tensor_free(keep);
+    /* recording twice would send the gradient down two paths (2 instead of 1) */
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    nb_tensor *y = nb_zeros_like(ctx, x);
+    cr_assert_not_null(nb_record(ctx, &OP_PASS, y, 1, &x));
+    assert_record_refused(nb_record(ctx, &OP_PASS, y, 1, &x), NB_ERR_STATE, "already recorded as the output of pass");
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, nb_mul_scalar(ctx, x, 2.0), 1, &x), NB_ERR_STATE,
+                          "already recorded as the output of affine");
+    /* a leaf recorded as its own output would be a cycle */
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, x, 1, &x), NB_ERR_STATE, "also input 0");
+    /* an input or output of another context or of an earlier step */
+    nb_ctx *other = nb_ctx_new();
+    nb_tensor *xo = nb_zeros(other, NB_F64, NB_SHAPE(3));
+    cr_assert_eq(nb_requires_grad(xo, true), NB_OK);
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, nb_zeros_like(ctx, x), 1, &xo), NB_ERR_STATE, "another context");
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, nb_zeros(other, NB_F64, NB_SHAPE(3)), 1, &x), NB_ERR_STATE,
+                          "another context");
+    nb_ctx_free(other);
+    /* a differentiable op cannot give an i64 output */
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    assert_record_refused(nb_record(ctx, &OP_PASS, nb_zeros(ctx, NB_I64, NB_SHAPE(3)), 1, &x), NB_ERR_DTYPE,
+                          "i64 output");
+    /* and a correct call still records */
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    y = nb_zeros_like(ctx, x);
+    cr_assert_not_null(nb_record(ctx, &OP_PASS, y, 1, &x), "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_OK);
+    for (int i = 0; i < 3; i++) cr_assert_eq(nb_get(x->grad, i), 1.0);
+}
+
+/* A rule or a hook whose result comes from an earlier step or another context is refused as
+ * ops refuse such tensors (its memory may be reused), and a rule's status must be a status. */
+static nb_tensor *stale_g;
+static nb_status stale_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    (void)c, (void)n, (void)g;
+    gin[0] = stale_g;
+    return NB_OK;
+}
+static nb_status odd_status_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    (void)c, (void)n, (void)g, (void)gin;
+    return (nb_status)999;
+}
+static nb_tensor *stale_hook(nb_ctx *c, nb_tensor *g, void *u) {
+    (void)c, (void)g, (void)u;
+    return stale_g;
+}
+
+Test(errors, backward_refuses_stale_rule_and_hook_results) {
+    static const nb_op stale_op = {"stale_op", stale_bw, NB_DIFFERENTIABLE};
+    static const nb_op odd_op = {"odd_op", odd_status_bw, NB_DIFFERENTIABLE};
+    nb_ctx *other = nb_ctx_new();
+    stale_g = nb_ones(other, NB_F64, NB_SHAPE(3));
+    nb_tensor *x = rand_leaf(ctx, NB_SHAPE(3));
+    nb_tensor *y = nb_zeros_like(ctx, x);
+    cr_assert_not_null(nb_record(ctx, &stale_op, y, 1, &x));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_STATE);
+    assert_error(NB_ERR_STATE, "stale_op", "another context");
+    cr_assert(x->grad == NULL || nb_get(x->grad, 0) == 0.0, "the stale gradient reached .grad");
+    nb_ctx_reset(ctx);
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    cr_assert_eq(nb_add_hook(ctx, x, stale_hook, NULL), NB_OK);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_exp(ctx, x)), NULL), NB_ERR_STATE);
+    assert_error(NB_ERR_STATE, "hook", "another context");
+    nb_ctx_reset(ctx);
+    x = rand_leaf(ctx, NB_SHAPE(3));
+    y = nb_zeros_like(ctx, x);
+    cr_assert_not_null(nb_record(ctx, &odd_op, y, 1, &x));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_STATE);
+    assert_error(NB_ERR_STATE, "odd_op", "returned 999");
+    nb_ctx_free(other);
+}

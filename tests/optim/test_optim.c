@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(optim, .init = ctx_setup, .fini = ctx_teardown);
 
@@ -621,5 +622,38 @@ Test(optim, step_on_ready_errors) {
     cr_assert_eq(nb_optim_step_on_ready(opt, ctx), NB_OK, "disarm released the context");
     nb_optim_free(opt); /* frees armed: releases ctx's report */
     nb_optim_free(other);
+    nb_params_free(ps);
+}
+
+/* A definition needs a name a checkpoint can store and check: none, empty or longer than
+ * NB_OPTIM_NAME_MAX is refused; the longest allowed name survives a checkpoint. */
+Test(optim, definition_names) {
+    nb_params *ps = nb_params_new();
+    nb_params_add(ps, "w", NB_SHAPE(3));
+    nb_optim_def d = signum;
+    const char *bad[] = {NULL, ""};
+    for (int i = 0; i < 2; i++) {
+        d.name = bad[i];
+        nb_clear_last_error();
+        cr_assert_null(nb_optim_new(&d, ps, NULL));
+        cr_assert_eq(nb_last_status(), NB_ERR_NULL);
+        cr_assert(strstr(nb_last_error(), "has no name"), "%s", nb_last_error());
+    }
+    static char longest[NB_OPTIM_NAME_MAX + 2];
+    memset(longest, 'n', NB_OPTIM_NAME_MAX + 1);
+    d.name = longest;
+    cr_assert_null(nb_optim_new(&d, ps, NULL));
+    cr_assert_eq(nb_last_status(), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "longer than 255 bytes"), "%s", nb_last_error());
+    longest[NB_OPTIM_NAME_MAX] = 0;
+    nb_optim *opt = nb_optim_new(&d, ps, NULL);
+    cr_assert_not_null(opt, "%s", nb_last_error());
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/nabla_optname_%d.safetensors", (int)getpid());
+    nb_train_state st = {0};
+    cr_assert_eq(nb_checkpoint_save(path, ps, opt, NULL, &st), NB_OK, "%s", nb_last_error());
+    cr_assert_eq(nb_checkpoint_load(path, ps, opt, NULL, &st), NB_OK, "%s", nb_last_error());
+    remove(path);
+    nb_optim_free(opt);
     nb_params_free(ps);
 }
