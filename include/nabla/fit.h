@@ -179,12 +179,13 @@ typedef struct nb_fit_opts {
 
 /* Train model (forward NULL: an nb_module) with opt over the batches of train, which must give
  * labels. *history is filled (free with nb_history_free; on error it holds the epochs done).
- * Errors: NB_ERR_NULL, NB_ERR_VALUE (epochs < 1, history longer than a checkpoint holds), the
- * forward's or loss's error, the callbacks', NB_ERR_IO / NB_ERR_FORMAT from files. */
+ * Errors: NB_ERR_NULL, NB_ERR_VALUE (epochs < 1, history longer than a checkpoint holds, a
+ * training or validation batcher that yields no batch), the forward's or loss's error, the
+ * callbacks', NB_ERR_IO / NB_ERR_FORMAT from files. */
 nb_status nb_fit(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_optim *opt, nb_batcher *train,
                  nb_history *history, const nb_fit_opts *opts);
 /* Loss and metrics over every batch of data in eval mode without grad (mode restored after);
- * opts supplies loss and topk (NULL: defaults). */
+ * opts supplies loss and topk (NULL: defaults). NB_ERR_VALUE when data yields no batch. */
 nb_status nb_evaluate(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_batcher *data,
                       const nb_fit_opts *opts, nb_scores *out);
 /* The outputs for every row of x (eval mode, no grad), in batches of batch_size, as a new

@@ -70,7 +70,7 @@ nb_status nb_safetensors_save_params(const nb_params *ps, const char *path, cons
  * the parameters and buffers of ps, each with the dtype and shape of the model's tensor (no conversion: an F32 file
  * does not load into F64 parameters). Errors: those of nb_safetensors_load, and NB_ERR_FORMAT
  * for a missing or unexpected name or a dtype/shape mismatch
- * ("'fc1.weight': file has F32 (10,784), model has F32 (20,784)"). */
+ * ("'model.st': 'fc1.weight': file has F32 (10,784), model has F32 (20,784)"). */
 nb_status nb_safetensors_load_params(nb_params *ps, const char *path);
 
 /* ---- training checkpoints ------------------------------------------------------------------ */

@@ -258,7 +258,7 @@ nb_status nb_safetensors_save(const char *path, int n, const char *const *names,
     crcs[0] = crc32_update(crc32_update(0, len8, 8), header, hlen);
     bool ok = f && fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
     for (int i = 0; ok && i < n; i++) ok = write_tensor(f, tensors[i], &crcs[i + 1]);
-    for (int i = 0; i <= n; i++) put_hex(hex + 8 * i, crcs[i]);
+    for (int i = 0; ok && i <= n; i++) put_hex(hex + 8 * i, crcs[i]); /* computed only when all was written */
     ok = ok && fseeko(f, (off_t)(8 + pre), SEEK_SET) == 0 && fwrite(hex, 1, 8 * ((size_t)n + 1), f) == 8 * ((size_t)n + 1);
     ok = ok && fflush(f) == 0 && fsync(fd) == 0;
     int err = errno;
@@ -345,13 +345,14 @@ static bool parse_entry(const char *fn, const char *path, const cJSON *e, st_ent
     out->name = name;
     out->ndim = nd;
     out->numel = 1;
+    uint64_t span = 1; /* the product of the nonzero sizes: a tensor's strides, even when it is empty */
     int i = 0;
     for (const cJSON *c = shape->child; c; c = c->next, i++) {
         uint64_t v;
         if (!json_uint(c, &v)) return BAD("%s: '%s': '%s' has a shape entry that is not an integer in [0, 2^53)", fn, path, name);
         out->shape[i] = (int64_t)v;
-        if (v && (uint64_t)out->numel > (uint64_t)INT64_MAX / 8 / v)
-            return BAD("%s: '%s': shape of '%s' overflows", fn, path, name);
+        if (v && span > (uint64_t)INT64_MAX / 8 / v) return BAD("%s: '%s': shape of '%s' overflows", fn, path, name);
+        span *= v ? v : 1;
         out->numel *= (int64_t)v;
     }
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !json_uint(offs->child, &out->begin) ||
@@ -714,7 +715,7 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
         const nb_tensor *m = state_entry(ps, i, &name), *t = nb_tensor_list_find(l, name);
         if (!t) s = nb_set_error(NB_ERR_FORMAT, "%s: '%s' has no tensor '%s'", fn, path, name);
         else if (t->dtype != m->dtype || !nb_same_shape(t, m))
-            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': file has %s %s, model has %s %s", fn, name,
+            s = nb_set_error(NB_ERR_FORMAT, "%s: '%s': '%s': file has %s %s, model has %s %s", fn, path, name,
                              st_dtype_name(t->dtype), nb_shape_str(t, a, sizeof a), st_dtype_name(m->dtype),
                              nb_shape_str(m, b, sizeof b));
     }

@@ -264,6 +264,9 @@ nb_status nb_evaluate(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_
     if (!ctx || !model || !data || !out) return nb_set_error(NB_ERR_NULL, "evaluate: ctx, model, data or out is NULL");
     if (out->confusion && out->num_classes < 1)
         return nb_set_error(NB_ERR_VALUE, "evaluate: confusion matrix needs num_classes >= 1");
+    if (nb_batcher_num_batches(data) == 0)
+        return nb_set_error(NB_ERR_VALUE, "evaluate: the batcher yields no batch (no samples, or fewer than batch_size "
+                            "with drop_last)");
     nb_fit_state s = {.ctx = ctx, .opts = opts};
     return phase(&s, forward, model, data, false, out);
 }
@@ -475,6 +478,9 @@ nb_status nb_fit(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_optim
                             (NB_CHECKPOINT_MAX_VALUES - PLATEAU_VALUES) / LOG_FIELDS, (long long)opts->epochs);
     if (opts->n_callbacks < 0 || (opts->n_callbacks && !opts->callbacks))
         return nb_set_error(NB_ERR_NULL, "fit: %d callbacks but no array", opts->n_callbacks);
+    if (nb_batcher_num_batches(train) == 0 || (opts->val && nb_batcher_num_batches(opts->val) == 0))
+        return nb_set_error(NB_ERR_VALUE, "fit: the %s batcher yields no batch (no samples, or fewer than batch_size "
+                            "with drop_last)", nb_batcher_num_batches(train) == 0 ? "training" : "validation");
     history->epochs = calloc((size_t)opts->epochs, sizeof *history->epochs);
     if (!history->epochs) return nb_set_error(NB_ERR_NOMEM, "fit: out of memory");
     nb_fit_state s = {.ctx = ctx, .opt = opt, .ps = opt->ps, .opts = opts, .history = history, .base_lr = opt->hp.lr};

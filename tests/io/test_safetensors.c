@@ -166,6 +166,7 @@ Test(safetensors, params_checkpoint) {
     nb_params_save_to(r, before);
     cr_assert_eq(nb_safetensors_load_params(r, tmp("m.safetensors")), NB_ERR_FORMAT);
     assert_error(NB_ERR_FORMAT, "'fc1.weight': file has F32 (4,5), model has F32 (3,5)");
+    cr_assert(strstr(nb_last_error(), "m.safetensors': 'fc1.weight"), "the message does not name the file: %s", nb_last_error());
     float after[3 * 5 + 3 + 16];
     nb_params_save_to(r, after);
     cr_assert_eq(memcmp(before, after, (size_t)r->total * 4), 0, "a failed load leaves the model alone");
@@ -266,6 +267,9 @@ static const hostile_case cases[] = {
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, "tensors cover 8 of the 12 data bytes"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "end before begin"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
+     "shape of 'a' overflows"},
+    /* empty, but its strides would overflow (it was reported as out of memory) */
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4503599627370496,4503599627370496],\"data_offsets\":[0,0]}}", 0,
      "shape of 'a' overflows"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,8]}}", 8, "not an integer in [0, 2^53)"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "not an integer in [0, 2^53)"},

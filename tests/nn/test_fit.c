@@ -381,6 +381,21 @@ Test(fit, bad_arguments) {
     cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, nolab, NULL, &sc), NB_ERR_NULL);
     cr_assert(strstr(nb_last_error(), "no labels"), "%s", nb_last_error());
     nb_batcher_free(nolab);
+    /* a batcher that yields no batch (fewer samples than batch_size, drop_last): no step ran
+     * and the history was NaN, reported as success */
+    nb_batcher *none = nb_batcher_new(p.xva, p.yva, &(nb_batch_opts){.batch_size = p.xva->shape[0] + 1, .drop_last = true});
+    cr_assert_eq(nb_batcher_num_batches(none), 0);
+    cr_assert_eq(nb_fit(p.ctx, NULL, p.net, p.opt, none, &h, &(nb_fit_opts){.epochs = 1}), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "fit: the training batcher yields no batch"), "%s", nb_last_error());
+    nb_history_free(&h);
+    nb_batcher *tr = nb_batcher_new(p.xva, p.yva, &(nb_batch_opts){.batch_size = 8});
+    cr_assert_eq(nb_fit(p.ctx, NULL, p.net, p.opt, tr, &h, &(nb_fit_opts){.epochs = 1, .val = none}), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "validation batcher yields no batch"), "%s", nb_last_error());
+    cr_assert_eq(p.opt->step, step);
+    nb_history_free(&h);
+    cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, none, NULL, &sc), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "evaluate: the batcher yields no batch"), "%s", nb_last_error());
+    nb_batcher_free(none), nb_batcher_free(tr);
     /* predict names itself for a batch size below 1 */
     cr_assert_null(nb_predict(p.ctx, NULL, p.net, p.xva, 0));
     cr_assert_eq(nb_last_status(), NB_ERR_VALUE);
