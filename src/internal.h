@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <omp.h>
 #include <string.h>
 
 #ifdef NDEBUG
@@ -600,9 +601,14 @@ void nb__threads_forget(const nb_ctx *ctx);
 /* Every op checks (nb__finish): a trial of more threads past its deadline ends mid-step. */
 extern _Atomic int64_t nb__tune_deadline_ns;
 void nb__threads_deadline(void);
+/* ... and takes up the process-wide team size if another thread changed it (> 0: chosen) */
+extern _Atomic int nb__team;
+void nb__team_sync(void);
 static inline void nb__threads_check(void) {
     if (__builtin_expect(atomic_load_explicit(&nb__tune_deadline_ns, memory_order_relaxed) != 0, 0))
         nb__threads_deadline();
+    const int team = atomic_load_explicit(&nb__team, memory_order_relaxed);
+    if (__builtin_expect(team > 0 && team != omp_get_max_threads(), 0)) nb__team_sync();
 }
 
 /* ---- recording ------------------------------------------------------------------------ */

@@ -136,7 +136,8 @@ double nb_philox_uniform(uint64_t key, uint64_t index);
  * few steps run with the other size (1 thread, or all cores) and the faster one is kept. On a
  * machine shared with other jobs one thread can be 10x faster than two (each fork/join waits
  * for a descheduled thread); on a quiet one the trials cost well under 1%.
- * nb_set_num_threads(n > 0) or OMP_NUM_THREADS fixes the count; n <= 0 returns to automatic. */
+ * nb_set_num_threads(n > 0) or OMP_NUM_THREADS fixes the count; n <= 0 returns to automatic.
+ * The count is the whole process's: every thread calling nabla takes it up at its next op. */
 void nb_set_num_threads(int n);
 int nb_get_num_threads(void); /* the count in use now */
 bool nb_threads_auto(void);   /* true while the count is automatic */

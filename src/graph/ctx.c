@@ -63,6 +63,7 @@ nb_ctx *nb_ctx_new(void) {
     ctx->train = true;
     ctx->mallocs = 1;
     ctx->gen = nb__next_gen();
+    nb__threads_check(); /* this thread takes up the process's team size */
     return ctx;
 }
 

@@ -43,7 +43,11 @@ const char *nb_blis_kernels(void) {
 }
 
 /* ---- team size ------------------------------------------------------------------------------ */
-static int fixed_threads;  /* > 0: set by the user (nb_set_num_threads or OMP_NUM_THREADS) */
+/* OpenMP's team size is a per-thread setting (omp_set_num_threads reaches only its caller's
+ * later regions), so the size nabla chose is kept here for the whole process and every thread
+ * takes it up at its next op, reset or step (nb__team_sync). */
+static _Atomic int fixed_threads; /* > 0: set by the user (nb_set_num_threads or OMP_NUM_THREADS) */
+_Atomic int nb__team;             /* > 0: the team size chosen (nb_set_num_threads or the tuner) */
 static int max_threads;    /* the team size OpenMP would use: the cores we may run on */
 static const nb_ctx *driver; /* the context whose steps drive the tuner (the first to reset) */
 static nb_thread_tuner tuner;
@@ -59,26 +63,39 @@ static void threads_once(void) {
 }
 
 static void apply(int n) {
+    atomic_store(&nb__team, n);
     omp_set_num_threads(n);
     nb__blis_init();
     bli_thread_set_num_threads(n);
 }
 
+void nb__team_sync(void) {
+    const int n = atomic_load_explicit(&nb__team, memory_order_relaxed);
+    if (!omp_in_parallel() && n != omp_get_max_threads()) omp_set_num_threads(n);
+}
+
 void nb_set_num_threads(int n) {
     threads_once();
     if (n <= 0) { /* back to automatic */
-        fixed_threads = 0;
-        driver = NULL; /* the next context to reset starts a fresh tuner */
+        atomic_store(&fixed_threads, 0);
+        #pragma omp critical(nb_thread_tuner)
+        {
+            driver = NULL; /* the next context to reset starts a fresh tuner */
+            atomic_store(&nb__tune_deadline_ns, 0);
+        }
         apply(max_threads);
         return;
     }
-    fixed_threads = n;
+    atomic_store(&fixed_threads, n);
     apply(n);
 }
-int nb_get_num_threads(void) { return omp_get_max_threads(); }
+int nb_get_num_threads(void) {
+    const int n = atomic_load(&nb__team);
+    return n > 0 ? n : omp_get_max_threads();
+}
 bool nb_threads_auto(void) {
     threads_once();
-    return fixed_threads == 0;
+    return atomic_load(&fixed_threads) == 0;
 }
 
 /* ---- the tuner: a pure state machine over step times (unit-tested with made-up clocks) ---- */
@@ -207,7 +224,8 @@ static pthread_t driver_thread;
 
 void nb__threads_step(const nb_ctx *ctx, double *last) {
     threads_once();
-    if (fixed_threads || omp_in_parallel()) return;
+    nb__threads_check();
+    if (atomic_load(&fixed_threads) || omp_in_parallel()) return;
     #pragma omp critical(nb_thread_tuner)
     {
         if (!driver) {

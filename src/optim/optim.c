@@ -198,6 +198,7 @@ void nb_optim_disarm(nb_optim *opt) {
 
 nb_status nb_optim_step(nb_optim *opt) {
     if (!opt || !opt->ps) return nb_set_error(NB_ERR_NULL, "optim_step: optimizer is NULL");
+    nb__threads_check();
     if (opt->armed_) { /* finish the armed step: the parameters backward did not reach */
         nb_optim_disarm(opt);
         if (opt->armed_error_ != NB_OK)

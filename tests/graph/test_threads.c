@@ -206,3 +206,27 @@ Test(threads, two_contexts_walk_the_same_parameters_at_once) {
     free(want);
     nb_params_free(ps);
 }
+
+/* nb_set_num_threads holds for the whole process: OpenMP keeps the team size per thread, so a
+ * worker thread started before or after the call used its own default (an application training
+ * one model per thread with 1 thread each got threads x cores). 3 is any machine's "not the
+ * default" here. */
+static void *team_of_a_worker(void *arg) {
+    int *out = arg;
+    nb_ctx *c = nb_ctx_new(); /* a thread's first nabla call takes up the size */
+    out[0] = omp_get_max_threads();
+    out[1] = nb_get_num_threads();
+    nb_ctx_free(c);
+    return NULL;
+}
+
+Test(threads, set_num_threads_reaches_every_thread) {
+    nb_set_num_threads(3);
+    int seen[2] = {0, 0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, team_of_a_worker, seen), 0);
+    pthread_join(t, NULL);
+    nb_set_num_threads(0);
+    cr_assert_eq(seen[1], 3, "nb_get_num_threads in a worker: %d", seen[1]);
+    cr_assert_eq(seen[0], 3, "a worker's OpenMP team: %d threads, not the 3 set", seen[0]);
+}
