@@ -248,7 +248,8 @@ typedef struct {
 } nb_gradcheck_report;
 
 /* Compare analytic gradients of f with central finite differences, in float64 (inputs must be
- * F64 and the inputs checked must require grad). An element passes when
+ * F64 and the inputs checked must require grad; an input checked may be any view but an
+ * expanded one, stride 0: NB_ERR_VALUE). An element passes when
  * |analytic - numeric| <= atol + rtol * |numeric|. Without n_proj = 0 each check compares the
  * gradient of <v, f(x)> for a random v — PyTorch's fast mode —, which finds any wrong Jacobian
  * entry with probability one. Returns NB_OK, or NB_ERR_NUMERIC with report->message (and the
@@ -261,12 +262,14 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *inp
 
 /* ---- opcheck: every property nabla checks of its own ops, for yours ------------------------ */
 #define NB_OPCHECK_MAX_INPUTS 8
+#define NB_OPCHECK_MAX_CASES 256
 typedef struct {
     const char *name;  /* the op's name: its errors must contain it */
     nb_fn f;           /* builds the op's output from the inputs (as for nb_gradcheck) */
     int n_in;          /* 1..NB_OPCHECK_MAX_INPUTS */
-    /* The input shapes of case k (k = 0, 1, ... until it returns false): ndim[i] and shape[i].
-     * Case -1 is a shape the op must refuse (return false if there is none). */
+    /* The input shapes of case k (k = 0, 1, ... until it returns false, at most
+     * NB_OPCHECK_MAX_CASES cases): ndim[i] and shape[i]. Case -1 is a shape the op must refuse
+     * (return false if there is none). */
     bool (*shapes)(int k, int n_in, int *ndim, int64_t shape[][NB_MAX_DIMS], void *user);
     double lo, hi;     /* input values uniform in [lo, hi] (keep them away from kinks and poles) */
     bool smooth;       /* twice differentiable there: gradgradcheck too */

@@ -35,6 +35,13 @@ nb_status nb_gradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in, voi
             return nb__fail(ctx, NB_ERR_DTYPE, "gradcheck: input %d is %s; finite differences need f64", i,
                             nb_dtype_name(in[i]->dtype)),
                    NB_ERR_DTYPE;
+        if (in[i]->requires_grad)
+            for (int a = 0; a < in[i]->ndim; a++)
+                if (in[i]->stride[a] == 0 && in[i]->shape[a] > 1) /* one element seen at many indices */
+                    return nb__fail(ctx, NB_ERR_VALUE, "gradcheck: input %d has stride 0 along axis %d (an expanded "
+                                    "view): a finite difference would move all of its copies; pass nb_contiguous of it",
+                                    i, a),
+                           NB_ERR_VALUE;
         nchk += in[i]->requires_grad;
     }
     if (!nchk) return nb__fail(ctx, NB_ERR_STATE, "gradcheck: no input requires grad"), NB_ERR_STATE;
@@ -204,5 +211,6 @@ nb_status nb_gradgradcheck(nb_ctx *ctx, nb_fn f, int n_in, nb_tensor *const *in,
         snprintf(rep->message, sizeof rep->message, "%s", m);
         if (st == NB_ERR_NUMERIC) nb_set_error(NB_ERR_NUMERIC, "%s", rep->message);
     }
+    if (st == NB_OK) snprintf(rep->message, sizeof rep->message, "gradgradcheck: ok");
     return st;
 }

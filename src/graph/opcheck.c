@@ -85,6 +85,9 @@ static nb_tensor *on_broadcast(nb_ctx *ctx, nb_tensor *const *leaves, void *user
 static bool prop_gradients(nb_ctx *ctx, const nb_opcheck_def *d, nb_opcheck_report *r) {
     nb_tensor *in[NB_OPCHECK_MAX_INPUTS];
     for (int k = 0;; k++) {
+        if (k == NB_OPCHECK_MAX_CASES)
+            return fail(r, "shapes", "%s: the shape generator gave more than %d cases (it must return false after its "
+                        "last)", d->name, NB_OPCHECK_MAX_CASES);
         for (int lay = 0; lay < LAY_COUNT; lay++) {
             nb_mark m = nb_ctx_mark(ctx);
             if (!make_inputs(ctx, d, k, lay, in)) {

@@ -152,3 +152,44 @@ Test(opcheck, bad_definitions_are_refused) {
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_SHAPE, "the earlier error is still there");
     nb_ctx_clear_error(ctx);
 }
+
+/* A generator that never returns false is stopped after NB_OPCHECK_MAX_CASES cases (it ran
+ * forever), and says why. */
+static bool endless_shapes(int k, int n_in, int *ndim, int64_t shape[][NB_MAX_DIMS], void *user) {
+    (void)user;
+    if (k < 0) return false;
+    for (int i = 0; i < n_in; i++) ndim[i] = 1, shape[i][0] = 2;
+    return true;
+}
+
+Test(opcheck, an_endless_shape_generator_is_stopped) {
+    nb_opcheck_def d = def_of("softsign_mul", softsign_mul, 2);
+    d.shapes = endless_shapes;
+    nb_opcheck_report r;
+    cr_assert_neq(nb_opcheck(ctx, &d, &r), NB_OK);
+    cr_assert_str_eq(r.property, "shapes");
+    cr_assert(strstr(r.message, "more than 256 cases"), "%s", r.message);
+    nb_ctx_clear_error(ctx);
+}
+
+/* gradcheck of an expanded input (stride 0) moved every copy of the element it perturbed and
+ * called a correct 2x op wrong: refused, naming the input and axis */
+static nb_tensor *twice_x(nb_ctx *c, nb_tensor *const *in, void *u) {
+    (void)u;
+    return nb_mul_scalar(c, in[0], 2.0);
+}
+
+Test(opcheck, gradcheck_refuses_an_expanded_input_and_reports_ok) {
+    nb_tensor *x = nb_rand(ctx, NB_F64, NB_SHAPE(3, 1));
+    nb_tensor *e = nb_expand(ctx, x, NB_SHAPE(3, 4)), *c = nb_contiguous(ctx, e);
+    cr_assert_eq(nb_requires_grad(e, true), NB_OK);
+    cr_assert_eq(nb_gradcheck(ctx, twice_x, 1, &e, NULL, NULL, NULL), NB_ERR_VALUE);
+    cr_assert(strstr(nb_ctx_error(ctx), "input 0 has stride 0 along axis 1"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    cr_assert_eq(nb_requires_grad(c, true), NB_OK);
+    nb_gradcheck_report rep;
+    cr_assert_eq(nb_gradcheck(ctx, twice_x, 1, &c, NULL, NULL, &rep), NB_OK, "%s", rep.message);
+    cr_assert_str_eq(rep.message, "gradcheck: ok");
+    cr_assert_eq(nb_gradgradcheck(ctx, twice_x, 1, &c, NULL, NULL, &rep), NB_OK, "%s", rep.message);
+    cr_assert_str_eq(rep.message, "gradgradcheck: ok");
+}
