@@ -43,7 +43,9 @@ typedef struct {
  * (meta may be NULL). Atomic: the file is written to path + ".tmp" in the same directory (locked,
  * so concurrent saves to one path take turns), flushed, fsync'ed and renamed over path, so a
  * crash leaves the old file or the new one, plus at most that one temporary file, which the next
- * save reuses. Checksums: the first metadata entry, "nabla.crc32", holds the CRC-32 (zlib's) of
+ * save reuses. A file replaced keeps its permissions; when path is a symbolic link, the file it
+ * points to is replaced and the link stays (a new file gets 0666 less the umask, as with fopen);
+ * the temporary name is cut to fit NAME_MAX. Checksums: the first metadata entry, "nabla.crc32", holds the CRC-32 (zlib's) of
  * the header and of each tensor's bytes, so the file stays valid safetensors for other readers
  * and nb_safetensors_load detects damage. Errors: NB_ERR_NULL, NB_ERR_VALUE (duplicate or
  * reserved name, metadata key "nabla.crc32"), NB_ERR_SHAPE, NB_ERR_IO. */

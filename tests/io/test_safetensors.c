@@ -4,6 +4,7 @@
 #include "tmpdir.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -227,6 +228,64 @@ Test(safetensors, atomic_write_and_save_errors) {
                  NB_ERR_VALUE);
     assert_error(NB_ERR_VALUE, "metadata key 'a' given twice");
     cr_assert_neq(access(tmp("y"), F_OK), 0, "nothing written on error");
+    for (int i = 0; i < 4; i++) nb_tensor_free(t[i]);
+}
+
+/* Saving through a symbolic link replaces the file it points to (the link was replaced by a
+ * regular file, the target left stale), a file keeps its permissions, and a name of 252-255
+ * bytes is saved (its temporary name was over NAME_MAX). */
+Test(safetensors, save_keeps_links_modes_and_long_names) {
+    nb_tensor *t[4];
+    make_tensors(t);
+    const nb_tensor *const *tt = (const nb_tensor *const *)t;
+    cr_assert_eq(nb_safetensors_save(tmp("run42.st"), 4, names4, tt, NULL), NB_OK);
+    cr_assert_eq(symlink("run42.st", tmp("latest.st")), 0);
+    cr_assert_eq(chmod(tmp("run42.st"), 0600), 0);
+    cr_assert_eq(nb_safetensors_save(tmp("latest.st"), 1, names4, tt, NULL), NB_OK, "%s", nb_last_error());
+    struct stat st;
+    cr_assert_eq(lstat(tmp("latest.st"), &st), 0);
+    cr_assert(S_ISLNK(st.st_mode), "the link was replaced by a file");
+    cr_assert_eq(stat(tmp("run42.st"), &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", st.st_mode & 07777);
+    nb_tensor_list *l = nb_safetensors_load(tmp("run42.st"));
+    cr_assert(l && l->n == 1, "the target was not rewritten");
+    nb_tensor_list_free(l);
+    for (int len = 250; len <= 255; len++) {
+        char name[256], p[sizeof dir + 260];
+        memset(name, 'a', (size_t)len);
+        name[len] = 0;
+        snprintf(p, sizeof p, "%s/%s", dir, name); /* tmp() holds shorter paths */
+        cr_assert_eq(nb_safetensors_save(p, 1, names4, tt, NULL), NB_OK, "%d bytes: %s", len, nb_last_error());
+        l = nb_safetensors_load(p);
+        cr_assert_not_null(l, "%s", nb_last_error());
+        nb_tensor_list_free(l);
+        remove(p);
+    }
+    for (int i = 0; i < 4; i++) nb_tensor_free(t[i]);
+}
+
+/* One damaged byte in the checksum entry's key made a nabla file read as a foreign file without
+ * checksums (so damage elsewhere loaded silently): every flip of the entry is caught. */
+Test(safetensors, a_damaged_checksum_key_is_damage) {
+    nb_tensor *t[4];
+    make_tensors(t);
+    cr_assert_eq(nb_safetensors_save(tmp("k.st"), 4, names4, (const nb_tensor *const *)t, NULL), NB_OK);
+    size_t n;
+    char *orig = slurp(tmp("k.st"), &n);
+    const size_t key = 8 + strlen("{\"__metadata__\":{\""), keylen = strlen("nabla.crc32");
+    cr_assert_eq(memcmp(orig + key, "nabla.crc32", keylen), 0);
+    for (size_t byte = 8; byte < key + keylen + 3; byte++)
+        for (int bit = 0; bit < 8; bit++) {
+            orig[byte] ^= (char)(1 << bit);
+            FILE *f = fopen(tmp("k2.st"), "wb");
+            cr_assert_eq(fwrite(orig, 1, n, f), n);
+            fclose(f);
+            orig[byte] ^= (char)(1 << bit);
+            nb_tensor_list *l = nb_safetensors_load(tmp("k2.st"));
+            cr_assert_null(l, "byte %zu bit %d: loaded (as a file without checksums?)", byte, bit);
+            cr_assert_eq(nb_last_status(), NB_ERR_FORMAT, "byte %zu bit %d: %s", byte, bit, nb_last_error());
+        }
+    free(orig);
     for (int i = 0; i < 4; i++) nb_tensor_free(t[i]);
 }
 
