@@ -111,7 +111,11 @@ nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *t);
 /* Accumulate d(out)/d(leaf) into leaf->grad for every leaf that requires grad and that out
  * depends on. grad_out may be NULL when out has one element (then 1 is used). A persistent
  * leaf's .grad is long-lived (allocated on first use); a step leaf's .grad is in the arena.
- * The graph is kept, so backward may be called again (gradients add up). */
+ * The graph is kept, so backward may be called again (gradients add up). A tensor an op used
+ * that was changed in place since (nb_set, nb_fill, nb_copy_into, nb_rng_*, an optimizer step, a
+ * load, a constraint; through it or any view of it) makes backward fail with NB_ERR_STATE
+ * naming the op (torch's "modified by an inplace operation"): compute the forward again. Writes
+ * through ->data are not seen. */
 nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out);
 /* Several outputs at once (torch.autograd.backward(tensors, grad_tensors)): the gradient of
  * sum_k <outs[k], grad_outs[k]> in one walk, so shared parts of the graph are walked once.
@@ -163,6 +167,7 @@ struct nb_node {
     int line;
     const char *site_op;            /* the public op the user called (it may be made of this one) */
     int64_t seq;                    /* position on the tape */
+    uint32_t *versions_;            /* engine-private: in[i]'s and (last) out's write counters when recorded */
 };
 
 /* An op's backward rule: set gin[i] to d(loss)/d(node->in[i]) given gout = d(loss)/d(out),

@@ -72,6 +72,9 @@ typedef struct nb_tensor {
     struct nb_block *block_;       /* data in the backward pool (src/graph/pool.c), NULL otherwise */
     bool grad_zero_;               /* leaves: .grad holds zeros from zero_grad, nothing added since, so
                                       the first gradient may be written into it instead of added */
+    uint32_t vown_;                /* in-place writes to this tensor's elements (nb_set, nb_fill, an
+                                      optimizer step, a load, ...): a node notes it, backward checks it */
+    uint32_t *version_;            /* views: the counter of the tensor they view (NULL: vown_) */
 } nb_tensor;
 
 /* ---- errors -------------------------------------------------------------------------- */

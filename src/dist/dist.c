@@ -272,6 +272,7 @@ nb_status nb_dist_bcast_floats(nb_dist *d, float *buf, int64_t n) {
 
 nb_status nb_dist_bcast_params(nb_dist *d, nb_params *ps) {
     if (!d || !ps) return nb_set_error(NB_ERR_NULL, "dist_bcast_params: NULL argument");
+    dist_params_written(ps); /* rank 0's values replace these */
     return nb_dist_bcast_floats(d, ps->flat, ps->total);
 }
 

@@ -71,3 +71,12 @@ nb_status nb__dist_shm_reduce(nb_dist *d);
 void nb__dist_shm_gather(nb_dist *d);
 
 #endif
+
+/* The parameters' values were written in place (a broadcast, an all-gather): as the core
+ * library's nb__params_bump, so a graph recorded before refuses to differentiate old values. */
+static inline void dist_params_written(nb_params *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        nb_tensor *t = ps->p[i];
+        ++*(t->version_ ? t->version_ : &t->vown_);
+    }
+}

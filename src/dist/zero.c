@@ -178,6 +178,7 @@ nb_status nb_dist_optim_step(nb_dist_optim *o) {
     st = mpi_check(d, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ps->flat, d->shard_n, d->shard_lo, MPI_FLOAT,
                                       d->comm, &r),
                    "Iallgatherv of parameters");
+    dist_params_written(ps);
     return st == NB_OK ? nb_dist_wait(d, &r, "all-gather of parameters") : st;
 }
 

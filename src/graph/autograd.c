@@ -300,6 +300,17 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
                      n->op->name);
             return NB_ERR_UNSUPPORTED;
         }
+        for (int j = 0; j <= n->n_in; j++) { /* the values the rule will read are the forward's */
+            nb_tensor *t = j < n->n_in ? n->in[j] : out;
+            if (*nb__version(t) != n->versions_[j]) {
+                char what[32];
+                snprintf(what, sizeof what, j < n->n_in ? "input %d" : "its output", j);
+                nb__fail(ctx, NB_ERR_STATE, "backward of %s: %s%s%s was modified in place after the op used it (an "
+                         "optimizer step, nb_set, nb_fill, a load ...); compute the forward again after changing it",
+                         n->op->name, what, t->name ? " " : "", t->name ? t->name : "");
+                return NB_ERR_STATE;
+            }
+        }
         nb_tensor *gin[64] = {0};
         nb_tensor **gp = n->n_in <= 64 ? gin : nb_ctx_alloc(ctx, (size_t)n->n_in * sizeof *gp);
         if (!gp) return ctx->status;

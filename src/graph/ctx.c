@@ -411,6 +411,7 @@ nb_tensor *nb__view(nb_ctx *ctx, const nb_tensor *base, int ndim, const int64_t 
     t->numel = n;
     t->data = data;
     t->block_ = base->block_;
+    t->version_ = nb__version((nb_tensor *)base); /* a write through either is a write to both */
     return t;
 }
 
@@ -436,14 +437,16 @@ static bool tape_push(nb_ctx *ctx, nb_node *n) {
 
 /* The tape entry of a built-in op (its arguments are the op's own, already checked). */
 static nb_node *record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
-    nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * sizeof(nb_tensor *));
+    nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * sizeof(nb_tensor *) + ((size_t)n_in + 1) * sizeof(uint32_t));
     if (!n) return NULL;
     memset(n, 0, sizeof *n);
     n->op = op;
     n->out = out;
     n->n_in = n_in;
     n->in = (nb_tensor **)(n + 1);
-    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    n->versions_ = (uint32_t *)(n->in + n_in);
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i], n->versions_[i] = *nb__version(in[i]);
+    n->versions_[n_in] = *nb__version(out);
     n->site_op = nb__site_op(&n->file, &n->line);
     if (!tape_push(ctx, n)) {
         nb__fail(ctx, NB_ERR_NOMEM, "%s: cannot grow the tape", op->name);

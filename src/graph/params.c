@@ -196,8 +196,13 @@ void nb_params_save_to(const nb_params *ps, void *dst) {
     if (ps && dst && ps->total) memcpy(dst, ps->flat, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }
 
+void nb__params_bump(nb_params *ps) {
+    for (int i = 0; ps && i < ps->n; i++) nb__bump(ps->p[i]);
+}
+
 void nb_params_load_from(nb_params *ps, const void *src) {
     if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * nb_dtype_size(ps->dtype));
+    nb__params_bump(ps);
 }
 
 static size_t buffer_size(const nb_tensor *t) { return (size_t)t->numel * nb_dtype_size(t->dtype); }
@@ -218,6 +223,7 @@ void nb_params_buffers_save_to(const nb_params *ps, void *dst) {
 void nb_params_buffers_load_from(nb_params *ps, const void *src) {
     for (int i = 0; ps && src && i < ps->n_buffers; i++) {
         memcpy(ps->buffers[i]->data, src, buffer_size(ps->buffers[i]));
+        nb__bump(ps->buffers[i]);
         src = (const char *)src + buffer_size(ps->buffers[i]);
     }
 }

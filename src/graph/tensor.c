@@ -339,6 +339,7 @@ nb_status nb_set(nb_tensor *t, int64_t i, double v) {
     case NB_F64: ((double *)t->data)[off] = v; break;
     case NB_I64: ((int64_t *)t->data)[off] = iv; break;
     }
+    nb__bump(t);
     return NB_OK;
 }
 
@@ -385,6 +386,7 @@ nb_status nb_copy_into(nb_tensor *dst, const nb_tensor *src) {
     }
     if (i64_check("copy_into", dst->dtype, src) != NB_OK) return NB_ERR_VALUE;
     nb__copy_kernel(dst, src);
+    nb__bump(dst);
     return NB_OK;
 }
 
@@ -394,9 +396,11 @@ nb_status nb_fill(nb_tensor *t, double v) {
         int64_t iv;
         if (!nb__f2i(v, &iv)) return nb_set_error(NB_ERR_VALUE, "fill: %g is not representable as an i64", v);
         for (int64_t i = 0; i < t->numel; i++) ((int64_t *)t->data)[nb__offset(t, i)] = iv;
+        nb__bump(t);
         return NB_OK;
     }
     nb__fill_kernel(t, v);
+    nb__bump(t);
     return NB_OK;
 }
 
@@ -472,6 +476,7 @@ static nb_status rng_fill(nb_rng *rng, nb_tensor *t, int normal, double a, doubl
         else ((double *)t->data)[off] = v;
     }
     rng->offset += (uint64_t)n;
+    nb__bump(t);
     return NB_OK;
 }
 

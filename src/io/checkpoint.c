@@ -363,11 +363,15 @@ nb_status nb_checkpoint_load(const char *path, nb_params *ps, nb_optim *opt, nb_
         goto out;
 
     /* everything checked: apply */
-    for (int i = 0; i < ps->n; i++)
+    for (int i = 0; i < ps->n; i++) {
         memcpy(ps->p[i]->data, find_param(l, ps->names[i])->data, (size_t)ps->p[i]->numel * nb_dtype_size(ps->dtype));
-    for (int i = 0; i < ps->n_buffers; i++)
+        nb__bump(ps->p[i]);
+    }
+    for (int i = 0; i < ps->n_buffers; i++) {
         memcpy(ps->buffers[i]->data, find_prefixed(l, "buffer/", ps->buffer_names[i])->data,
                (size_t)ps->buffers[i]->numel * nb_dtype_size(ps->buffers[i]->dtype));
+        nb__bump(ps->buffers[i]);
+    }
     if (opt) {
         opt->hp = hp;
         opt->step = step;

@@ -753,6 +753,7 @@ nb_status nb_safetensors_load_params(nb_params *ps, const char *path) {
         const char *name;
         const nb_tensor *m = state_entry(ps, i, &name), *t = nb_tensor_list_find(l, name);
         memcpy(m->data, t->data, (size_t)t->numel * nb_dtype_size(t->dtype));
+        nb__bump((nb_tensor *)m);
     }
     nb_tensor_list_free(l);
     return s;

@@ -27,6 +27,7 @@ nb_status nb_prox_l1(nb_params *ps, const bool *include, double t) {
             w[i] = a > 0.0f ? copysignf(a, w[i]) : 0.0f;
         }
     }
+    nb__params_bump(ps); /* elements changed in place */
     return NB_OK;
 }
 
@@ -64,5 +65,6 @@ nb_status nb_max_norm(nb_params *ps, const bool *include, double max_norm) {
             }
         }
     }
+    nb__params_bump(ps); /* elements changed in place */
     return NB_OK;
 }

@@ -642,3 +642,44 @@ Test(autograd, wrong_gradient_shape_names_the_op) {
     cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, y), NULL), NB_ERR_SHAPE);
     cr_assert(strstr(nb_ctx_error(ctx), "backward of myop") && strstr(nb_ctx_error(ctx), "(7)"), "%s", nb_ctx_error(ctx));
 }
+
+/* A value a node used, changed in place before its backward (an optimizer step between two
+ * backwards over one graph, nb_set on an input, a write through a view): backward refuses, as
+ * torch's "modified by an inplace operation", instead of mixing old and new values. */
+Test(autograd, inplace_change_of_a_used_value_is_refused) {
+    nb_params *ps = nb_params_new_dtype(NB_F64);
+    nb_tensor *W = nb_params_add(ps, "W", NB_SHAPE(2, 3));
+    for (int i = 0; i < 6; i++) nb_set(W, i, 0.4 * sin(i + 1.0));
+    nb_optim *opt = nb_optim_new(&nb_sgd, ps, &(nb_hparams){.lr = 0.5});
+    nb_tensor *x = nb_rand(ctx, NB_F64, NB_SHAPE(4, 3));
+    nb_tensor *h = nb_linear(ctx, x, W, NULL); /* uses W through its transposed view */
+    nb_tensor *l1 = nb_sum_all(ctx, nb_tanh(ctx, h)), *l2 = nb_sum_all(ctx, nb_square(ctx, h));
+    cr_assert_eq(nb_backward(ctx, l1, NULL), NB_OK);
+    cr_assert_eq(nb_optim_step(opt), NB_OK); /* W changes */
+    nb_params_zero_grad(ps);
+    cr_assert_eq(nb_backward(ctx, l2, NULL), NB_ERR_STATE);
+    cr_assert(strstr(nb_ctx_error(ctx), "was modified in place after the op used it"), "%s", nb_ctx_error(ctx));
+    for (int i = 0; i < 6; i++) cr_assert_eq(nb_get(W->grad, i), 0.0, "a refused backward added to .grad");
+    /* the usual loop (forward again after the step) is fine */
+    nb_ctx_reset(ctx);
+    x = nb_rand(ctx, NB_F64, NB_SHAPE(4, 3));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_square(ctx, nb_linear(ctx, x, W, NULL))), NULL), NB_OK,
+                 "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_optim_step(opt), NB_OK);
+    /* a step input changed with nb_set, and with nb_fill through a view of it */
+    nb_ctx_reset(ctx);
+    nb_tensor *a = rand_leaf(ctx, NB_SHAPE(3));
+    nb_tensor *e = nb_exp(ctx, a); /* exp's backward reads its output */
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, e, e));
+    cr_assert_eq(nb_set(e, 1, 5.0), NB_OK);
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_ERR_STATE);
+    cr_assert(strstr(nb_ctx_error(ctx), "backward of mul: input 0"), "%s", nb_ctx_error(ctx));
+    nb_ctx_reset(ctx);
+    nb_tensor *m = rand_leaf(ctx, NB_SHAPE(2, 2)), *mt = nb_transpose(ctx, m, 0, 1);
+    nb_tensor *c = nb_detach(ctx, m); /* a view without history: shares m's elements */
+    y = nb_sum_all(ctx, nb_mul(ctx, mt, mt));
+    cr_assert_eq(nb_fill(c, 1.0), NB_OK);
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_ERR_STATE, "%s", nb_ctx_error(ctx));
+    nb_optim_free(opt);
+    nb_params_free(ps);
+}
