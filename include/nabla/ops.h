@@ -71,6 +71,7 @@ nb_tensor *nb_ge(nb_ctx *ctx, nb_tensor *a, nb_tensor *b);
 nb_tensor *nb_where(nb_ctx *ctx, nb_tensor *cond, nb_tensor *a, nb_tensor *b);
 
 /* With a scalar */
+/* Scalars may be infinite (x + -inf, as torch), not NaN (NB_ERR_VALUE). */
 nb_tensor *nb_affine(nb_ctx *ctx, nb_tensor *x, double scale, double shift); /* scale*x + shift */
 nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, double s);
 nb_tensor *nb_mul_scalar(nb_ctx *ctx, nb_tensor *x, double s);

@@ -5,6 +5,7 @@
 /* The scores (..., L, S) with the mask applied: an i64 mask keeps its nonzero positions (the
  * others become -inf), a float mask is added; causal keeps j <= i. */
 static nb_tensor *masked_scores(nb_ctx *ctx, nb_tensor *s, nb_tensor *mask, bool is_causal) {
+    if (!s) return NULL;
     const int64_t L = s->shape[s->ndim - 2], S = s->shape[s->ndim - 1];
     if (is_causal && !(mask = nb_cast(ctx, nb_tril(ctx, nb_ones(ctx, s->dtype, 2, (int64_t[]){L, S}), 0), NB_I64)))
         return NULL;

@@ -3,9 +3,9 @@
  * one_hot. Each checks its arguments and names itself in errors. */
 #include "../internal.h"
 
-/* A constant (rows, cols) mask of x's dtype: 1 where (col - row) is in [lo, hi]. */
-static nb_tensor *band_mask(nb_ctx *ctx, nb_dtype dt, int64_t rows, int64_t cols, int64_t lo, int64_t hi) {
-    nb_tensor *m = nb__new(ctx, dt, 2, (int64_t[]){rows, cols});
+/* A constant (rows, cols) i64 mask: 1 where (col - row) is in [lo, hi]. */
+static nb_tensor *band_mask(nb_ctx *ctx, int64_t rows, int64_t cols, int64_t lo, int64_t hi) {
+    nb_tensor *m = nb__new(ctx, NB_I64, 2, (int64_t[]){rows, cols});
     if (!m) return NULL;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) nb_set(m, r * cols + c, (c - r >= lo && c - r <= hi) ? 1.0 : 0.0);
@@ -18,8 +18,9 @@ static nb_tensor *triangle(nb_ctx *ctx, const char *op, nb_tensor *x, int64_t lo
     if (x->ndim < 2 || x->dtype == NB_I64)
         return nb__fail(ctx, NB_ERR_SHAPE, "%s: x %s %s must be a float tensor with at least 2 dimensions", op,
                         nb_dtype_name(x->dtype), nb_shape_str(x, s, sizeof s));
-    nb_tensor *m = band_mask(ctx, x->dtype, x->shape[x->ndim - 2], x->shape[x->ndim - 1], lo, hi);
-    return m ? nb_mul(ctx, x, m) : NULL;
+    nb_tensor *m = band_mask(ctx, x->shape[x->ndim - 2], x->shape[x->ndim - 1], lo, hi);
+    /* selected, not multiplied: what is cut away may be inf or NaN (a causal mask of -inf) */
+    return m ? nb_where(ctx, m, x, nb_scalar(ctx, x->dtype, 0.0)) : NULL;
 }
 
 nb_tensor *nb_tril(nb_ctx *ctx, nb_tensor *x, int64_t diagonal) {

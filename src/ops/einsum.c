@@ -98,14 +98,16 @@ static bool prepare(nb_ctx *ctx, labeled *o, const int64_t *size, uint64_t keep)
     for (int a = 0; a < o->n && o->t; a++)
         for (int b = a + 1; b < o->n && o->t; b++) {
             if (o->lab[b] != o->lab[a]) continue;
-            /* the diagonal over axes a and b: t * I (broadcast), summed over b */
+            /* the diagonal over axes a and b: t where I (broadcast), else 0 (selected, not
+             * multiplied: an inf or NaN off the diagonal stays out), summed over b */
             const int64_t s = size[o->lab[a]];
-            nb_tensor *eye = nb__new(ctx, o->t->dtype, 2, (int64_t[]){s, s});
+            nb_tensor *eye = nb__new(ctx, NB_I64, 2, (int64_t[]){s, s});
             if (!eye) return false;
-            nb__fill_kernel(eye, 0.0);
-            for (int64_t i = 0; i < s; i++) nb_set(eye, i * s + i, 1.0);
+            memset(eye->data, 0, (size_t)(s * s) * sizeof(int64_t));
+            for (int64_t i = 0; i < s; i++) ((int64_t *)eye->data)[i * s + i] = 1;
             for (int d = 0; d < o->n; d++) shape[d] = d == a || d == b ? s : 1;
-            o->t = nb_sum(ctx, nb_mul(ctx, o->t, nb_reshape(ctx, eye, o->n, shape)), 1, &b, false);
+            o->t = nb_sum(ctx, nb_where(ctx, nb_reshape(ctx, eye, o->n, shape), o->t, nb_scalar(ctx, o->t->dtype, 0.0)), 1,
+                          &b, false);
             drop_axis(o, b--);
         }
     int axes[NB_MAX_DIMS], na = 0;

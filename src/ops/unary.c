@@ -29,6 +29,13 @@ static bool finite_param(nb_ctx *ctx, const char *op, const char *what, double v
     return false;
 }
 
+/* A scalar operand: infinities are values (x + -inf is a mask, as in torch), NaN is refused. */
+static bool scalar_param(nb_ctx *ctx, const char *op, const char *what, double v) {
+    if (!isnan(v)) return true;
+    nb__fail(ctx, NB_ERR_VALUE, "%s: %s is NaN", op, what);
+    return false;
+}
+
 /* constants used by backward rules: 1 where x > 0 / where lo < x < hi (piecewise constant) */
 NB_UNARY_KERNEL(gtz, v > 0 ? (T)1 : (T)0)
 static const nb_unary_def GTZ = {{"gt_zero", NULL, NB_NOT_DIFFERENTIABLE}, gtz_f32, gtz_f64};
@@ -58,15 +65,15 @@ void nb__affine_kernel(nb_tensor *out, const nb_tensor *x, double scale, double 
     nb__unary_map(&AFFINE, out, x, scale, shift);
 }
 nb_tensor *nb_affine(nb_ctx *ctx, nb_tensor *x, double scale, double shift) {
-    if (!finite_param(ctx, "affine", "scale", scale) || !finite_param(ctx, "affine", "shift", shift)) return NULL;
+    if (!scalar_param(ctx, "affine", "scale", scale) || !scalar_param(ctx, "affine", "shift", shift)) return NULL;
     return nb__unary(ctx, &AFFINE, x, scale, shift);
 }
 nb_tensor *nb_add_scalar(nb_ctx *ctx, nb_tensor *x, double s) {
-    if (!finite_param(ctx, "add_scalar", "s", s)) return NULL;
+    if (!scalar_param(ctx, "add_scalar", "s", s)) return NULL;
     return nb__unary(ctx, &AFFINE, x, 1.0, s);
 }
 nb_tensor *nb_mul_scalar(nb_ctx *ctx, nb_tensor *x, double s) {
-    if (!finite_param(ctx, "mul_scalar", "s", s)) return NULL;
+    if (!scalar_param(ctx, "mul_scalar", "s", s)) return NULL;
     return nb__unary(ctx, &AFFINE, x, s, 0.0);
 }
 

@@ -157,7 +157,7 @@ static void arena_full(void) {
     X(where_shapes, "where", NB_ERR_SHAPE, nb_where(ctx, F.a, F.a, F.b))                                                 \
     X(where_null, "where", NB_ERR_NULL, nb_where(ctx, NULL, F.a, F.a))                                                   \
     X(affine_nan, "affine", NB_ERR_VALUE, nb_affine(ctx, F.a, NAN, 0))                                                   \
-    X(add_scalar_inf, "add_scalar", NB_ERR_VALUE, nb_add_scalar(ctx, F.a, INFINITY))                                         \
+    X(add_scalar_nan, "add_scalar", NB_ERR_VALUE, nb_add_scalar(ctx, F.a, NAN))                                              \
     X(mul_scalar_nan, "mul_scalar", NB_ERR_VALUE, nb_mul_scalar(ctx, F.a, NAN))                                              \
     X(pow_scalar_nan, "pow_scalar", NB_ERR_VALUE, nb_pow_scalar(ctx, F.a, NAN))                                          \
     X(neg_i64, "neg", NB_ERR_DTYPE, nb_neg(ctx, F.lab))                                                                  \

@@ -266,3 +266,19 @@ Test(attention, errors_name_the_op_and_shapes) {
     expect_error(nb_multi_head_attention(ctx, q, q, q, w, nb_randn(ctx, NB_F64, NB_SHAPE(4)), wo, NULL, 2, NULL, false, 0),
                  mha, "in_proj_weight");
 }
+
+/* An embedding of size 0: the default scale 1/sqrt(0) is inf and the scores 0 * inf are NaN,
+ * as torch's reference formula gives (it crashed: a refused scale left a NULL the mask step
+ * used). */
+Test(attention, an_empty_embedding_gives_nan_not_a_crash) {
+    nb_ctx *c = nb_ctx_new();
+    nb_tensor *q = nb_zeros(c, NB_F64, NB_SHAPE(2, 2, 0)), *k = nb_zeros(c, NB_F64, NB_SHAPE(2, 3, 0));
+    nb_tensor *v = nb_ones(c, NB_F64, NB_SHAPE(2, 3, 4));
+    for (int causal = 0; causal < 2; causal++) {
+        nb_tensor *o = nb_scaled_dot_product_attention(c, q, k, v, NULL, causal, 0.0, 0.0);
+        cr_assert_not_null(o, "%s", nb_ctx_error(c));
+        cr_assert(o->ndim == 3 && o->shape[0] == 2 && o->shape[1] == 2 && o->shape[2] == 4);
+        for (int64_t i = 0; i < o->numel; i++) cr_assert(isnan(nb_get(o, i)), "element %lld = %g", (long long)i, nb_get(o, i));
+    }
+    nb_ctx_free(c);
+}

@@ -62,3 +62,31 @@ Test(composite, masks_of_every_dtype) {
     cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_masked_fill(ctx, w, masks[2], 5)), NULL), NB_OK);
     assert_values(w->grad, (double[]){1, 0, 0, 1}, 4, 0);
 }
+
+/* assert_values for expected values that may be infinite or NaN */
+static void assert_same(const nb_tensor *t, const double *want, int64_t n, double tol) {
+    cr_assert(t && t->numel == n, "%s", nb_ctx_error(ctx));
+    for (int64_t i = 0; i < n; i++) {
+        const double v = nb_get(t, i);
+        cr_assert(v == want[i] || (isnan(v) && isnan(want[i])) || fabs(v - want[i]) <= tol, "element %lld = %g, expected %g",
+                  (long long)i, v, want[i]);
+    }
+}
+
+/* What tril/triu cut away, and what einsum's diagonal leaves out, may be inf or NaN: they
+ * select, they do not multiply by a 0/1 mask (0 * -inf gave NaN below a causal mask's
+ * diagonal, and a softmax over scores + that mask was all NaN). x + -inf is a value too. */
+Test(composite, non_finite_values_cut_away_stay_away) {
+    nb_tensor *minf = nb_add_scalar(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(3, 3)), -INFINITY);
+    cr_assert_not_null(minf, "%s", nb_ctx_error(ctx));
+    nb_tensor *causal = nb_triu(ctx, minf, 1);
+    const double ninf = -INFINITY;
+    assert_same(causal, (double[]){0, ninf, ninf, 0, 0, ninf, 0, 0, 0}, 9, 0);
+    nb_tensor *p = nb_softmax(ctx, nb_add(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(3, 3)), causal), -1);
+    assert_same(p, (double[]){1, 0, 0, 0.5, 0.5, 0, 1. / 3, 1. / 3, 1. / 3}, 9, 1e-15);
+    nb_tensor *m = nb_reshape(ctx, nb_arange(ctx, NB_F64, 1, 10, 1), NB_SHAPE(3, 3));
+    nb_set(m, 1, NAN), nb_set(m, 3, INFINITY);
+    assert_same(nb_tril(ctx, m, -1), (double[]){0, 0, 0, INFINITY, 0, 0, 7, 8, 0}, 9, 0);
+    assert_same(nb_einsum(ctx, "ii->i", 1, &m), (double[]){1, 5, 9}, 3, 0);
+    assert_same(nb_einsum(ctx, "ii", 1, &m), (double[]){15}, 1, 0);
+}
