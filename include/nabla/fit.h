@@ -158,9 +158,11 @@ typedef struct nb_fit_opts {
     int64_t topk;                    /* k of the top-k accuracy, 0: 5 */
     nb_monitor monitor;              /* for early stopping and plateau (default val_loss, NAN without
                                         val: use NB_MONITOR_LOSS then) */
-    nb_early_stop *early_stop;       /* initialised by the caller (its mode must suit monitor); the
-                                        best weights come back only when it stops the run */
-    nb_plateau *plateau;             /* reduce-on-plateau: lr = nb_plateau_step(monitor) per epoch */
+    nb_early_stop *early_stop;       /* initialised by the caller, its mode suiting monitor (MAX for
+                                        an accuracy, MIN for a loss; else NB_ERR_VALUE); the best
+                                        weights come back only when it stops the run */
+    nb_plateau *plateau;             /* reduce-on-plateau: lr = nb_plateau_step(monitor) per epoch
+                                        (mode as early_stop's; not with a schedule: NB_ERR_VALUE) */
     /* LR schedule from the optimizer's lr at start (base): per epoch nb_lr_step(step_size, gamma)
      * or nb_lr_exponential(gamma); per step nb_lr_cosine_warmup(warmup steps, total = every step
      * of the run, min_lr) */

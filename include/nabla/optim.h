@@ -219,7 +219,8 @@ double nb_plateau_step(nb_plateau *s, double metric);
 
 /* ---- gradient clipping over ps->grad_flat ------------------------------------------------ */
 /* torch clip_grad_norm_: total L2 norm of all gradients; if it exceeds max_norm, scale them all
- * by max_norm / (norm + 1e-6). Returns the norm before clipping (thread-count independent), or
+ * by max_norm / (norm + 1e-6); a NaN gradient makes the norm NaN and every gradient NaN, as in
+ * torch. Returns the norm before clipping (thread-count independent), or
  * -1 with NB_ERR_VALUE / NB_ERR_NULL for max_norm <= 0 / NaN / NULL ps. */
 double nb_clip_grad_norm(nb_params *ps, double max_norm);
 /* The pieces of nb_clip_grad_norm's norm, for code that holds only some of the gradient

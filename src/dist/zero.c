@@ -215,7 +215,7 @@ double nb_dist_optim_clip_grad_norm(nb_dist_optim *o, double max_norm) {
     for (int64_t b = 0; b < nblk; b++) total += o->block_sq_[b];
     const double norm = sqrt(total);
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) {
+    if (!(coef >= 1.0)) { /* NaN too: NaN gradients everywhere, as nb_clip_grad_norm */
         const float c = (float)coef;
         float *g = ps->grad_flat + o->lo;
         const int64_t n = o->n;

@@ -478,6 +478,17 @@ nb_status nb_fit(nb_ctx *ctx, nb_forward_fn forward, const void *model, nb_optim
                             (NB_CHECKPOINT_MAX_VALUES - PLATEAU_VALUES) / LOG_FIELDS, (long long)opts->epochs);
     if (opts->n_callbacks < 0 || (opts->n_callbacks && !opts->callbacks))
         return nb_set_error(NB_ERR_NULL, "fit: %d callbacks but no array", opts->n_callbacks);
+    if (opts->plateau && opts->schedule != NB_SCHEDULE_NONE)
+        return nb_set_error(NB_ERR_VALUE, "fit: a schedule and a plateau both set the learning rate; use one (or chain "
+                            "them in an on_epoch_end callback)");
+    /* the mode of what watches the metric must suit it: restoring the "best" of a minimised
+     * accuracy brought back the worst weights */
+    const bool acc = opts->monitor == NB_MONITOR_VAL_ACCURACY || opts->monitor == NB_MONITOR_ACCURACY;
+    const nb_mode want = acc ? NB_MODE_MAX : NB_MODE_MIN;
+    if ((opts->early_stop && opts->early_stop->mode != want) || (opts->plateau && opts->plateau->mode != want))
+        return nb_set_error(NB_ERR_VALUE, "fit: the %s watches %s, whose mode is %s", opts->early_stop &&
+                            opts->early_stop->mode != want ? "early stop" : "plateau", acc ? "an accuracy" : "a loss",
+                            acc ? "NB_MODE_MAX" : "NB_MODE_MIN");
     if (nb_batcher_num_batches(train) == 0 || (opts->val && nb_batcher_num_batches(opts->val) == 0))
         return nb_set_error(NB_ERR_VALUE, "fit: the %s batcher yields no batch (no samples, or fewer than batch_size "
                             "with drop_last)", nb_batcher_num_batches(train) == 0 ? "training" : "validation");

@@ -276,15 +276,22 @@ double nb_clip_grad_norm(nb_params *ps, double max_norm) {
     }
     const double norm = sqrt(total);
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0 && f64) {
-        double *gw = ps->grad_flat_f64;
-#pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
-        for (int64_t i = 0; i < n; i++) gw[i] *= coef;
-    } else if (coef < 1.0) {
-        const float c = (float)coef;
-        float *gw = ps->grad_flat;
-#pragma omp parallel for simd if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
-        for (int64_t i = 0; i < n; i++) gw[i] *= c;
+    if (coef >= 1.0) return norm;
+    /* scaled by coef < 1, or by NaN when the norm is NaN (a NaN gradient): every gradient becomes
+     * NaN, as in torch, rather than a step of unclipped size. Parameters only: the padding
+     * between them stays 0. */
+    for (int k = 0; k < ps->n; k++) {
+        const int64_t off = ps->offset[k], len = ps->p[k]->numel;
+        if (f64) {
+            double *gw = ps->grad_flat_f64 + off;
+#pragma omp parallel for simd if (len >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+            for (int64_t i = 0; i < len; i++) gw[i] *= coef;
+        } else {
+            const float c = (float)coef;
+            float *gw = ps->grad_flat + off;
+#pragma omp parallel for simd if (len >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static)
+            for (int64_t i = 0; i < len; i++) gw[i] *= c;
+        }
     }
     return norm;
 }

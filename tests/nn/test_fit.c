@@ -396,6 +396,25 @@ Test(fit, bad_arguments) {
     cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, none, NULL, &sc), NB_ERR_VALUE);
     cr_assert(strstr(nb_last_error(), "evaluate: the batcher yields no batch"), "%s", nb_last_error());
     nb_batcher_free(none), nb_batcher_free(tr);
+    /* a schedule and a plateau would both set the lr (the plateau was silently ignored); an
+     * early stop or plateau whose mode does not suit the metric (MIN on an accuracy restored
+     * the worst weights) */
+    nb_plateau pl;
+    cr_assert_eq(nb_plateau_init(&pl, NB_MODE_MIN, 0.1), NB_OK);
+    cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 1, .plateau = &pl, .schedule = NB_SCHEDULE_STEP, .step_size = 1,
+                                           .gamma = 0.5}),
+                 NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "a schedule and a plateau"), "%s", nb_last_error());
+    nb_early_stop es;
+    cr_assert_eq(nb_early_stop_init(&es, p.opt->ps, NB_MODE_MIN, 2, 0.0, true), NB_OK);
+    cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 1, .early_stop = &es, .monitor = NB_MONITOR_VAL_ACCURACY}),
+                 NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "early stop watches an accuracy, whose mode is NB_MODE_MAX"), "%s", nb_last_error());
+    cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 1, .plateau = &pl, .monitor = NB_MONITOR_ACCURACY}), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "plateau watches an accuracy"), "%s", nb_last_error());
+    cr_assert_eq(p.opt->step, step);
+    nb_early_stop_free(&es);
+    nb_history_free(&h);
     /* predict names itself for a batch size below 1 */
     cr_assert_null(nb_predict(p.ctx, NULL, p.net, p.xva, 0));
     cr_assert_eq(nb_last_status(), NB_ERR_VALUE);

@@ -518,6 +518,14 @@ Test(optim, clip_grad_norm_and_value) {
     cr_assert_eq(nb_clip_grad_norm(ps, 0.0), -1.0);
     cr_assert_eq(nb_last_status(), NB_ERR_VALUE);
     cr_assert_eq(nb_clip_grad_value(ps, NAN), NB_ERR_VALUE);
+    /* a NaN gradient: the norm is NaN and every gradient becomes NaN (torch), not a step of
+     * 50x the limit with the others unclipped */
+    const float g3[2] = {30, NAN};
+    for (int i = 0; i < 2; i++) nb_set(a->grad, i, g3[i]), nb_set(b->grad, i, 40 * i);
+    cr_assert(isnan(nb_clip_grad_norm(ps, 1.0)));
+    for (int i = 0; i < 2; i++) cr_assert(isnan(nb_get(a->grad, i)) && isnan(nb_get(b->grad, i)), "element %d kept", i);
+    for (int64_t i = 0; i < ps->total; i++)
+        if (i < ps->offset[1] ? i >= 2 : i >= ps->offset[1] + 2) cr_assert_eq(ps->grad_flat[i], 0.0f, "padding %lld", (long long)i);
     nb_params_free(ps);
 }
 
