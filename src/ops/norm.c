@@ -719,6 +719,13 @@ static nb_status norm_bw(nb_ctx *ctx, const nb_node *n, nb_tensor *g, nb_tensor 
     const norm_plan p = make_plan(n->iattr[AT_A], n->iattr[AT_C], n->iattr[AT_S], n->iattr[AT_G]);
     const nb_tensor *w = NODE_W(n);
     const bool recorded = nb_ctx_grad_enabled(ctx) && (g->requires_grad || n->in[0]->requires_grad || (w && w->requires_grad));
+    if (n->in[0]->numel == 0) { /* nothing was normalised: every gradient is 0 (sums of nothing) */
+        nb_tensor *b = NODE_B(n);
+        if (n->in[0]->requires_grad) gin[0] = nb_zeros_like(ctx, n->in[0]);
+        if (w && w->requires_grad) gin[1] = nb_zeros_like(ctx, (nb_tensor *)w);
+        if (b && b->requires_grad) gin[1 + (w != NULL)] = nb_zeros_like(ctx, b);
+        return ctx->status;
+    }
     return recorded ? norm_bw_ops(ctx, n, &p, g, gin) : norm_bw_fused(ctx, n, &p, g, gin);
 }
 

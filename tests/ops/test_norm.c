@@ -418,3 +418,26 @@ Test(norm, empty_inputs) {
     cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
     cr_assert_eq(y->numel, 0);
 }
+
+/* Nothing to normalise (a dimension of 0): the output is empty, so the gradients of weight and
+ * bias are 0. The fused backward left them unwritten (-inf, NaN, stale memory) and batch norm
+ * in eval mode failed under create_graph. */
+Test(norm, empty_inputs_have_zero_gradients) {
+    nb_ctx *c = nb_ctx_new();
+    for (int k = 0; k < 6; k++) {
+        const nb_dtype dt = k % 2 ? NB_F64 : NB_F32;
+        const bool create = k >= 4;
+        nb_ctx_reset(c);
+        nb_tensor *x = nb_zeros(c, dt, NB_SHAPE(2, 4, 0)), *w = nb_ones(c, dt, NB_SHAPE(4)), *b = nb_zeros(c, dt, NB_SHAPE(4));
+        nb_tensor *rm = nb_zeros(c, NB_F64, NB_SHAPE(4)), *rv = nb_ones(c, NB_F64, NB_SHAPE(4));
+        nb_requires_grad(x, true), nb_requires_grad(w, true), nb_requires_grad(b, true);
+        nb_ctx_set_train(c, k < 2);
+        nb_tensor *y = k < 2 ? nb_group_norm(c, x, 2, w, b, 1e-5) : nb_batch_norm(c, x, w, b, rm, rv, 0.1, 1e-5);
+        nb_tensor *gs[2], *wb[2] = {w, b};
+        cr_assert_eq(nb_grad(c, 1, (nb_tensor *[]){nb_sum_all(c, y)}, NULL, 2, wb, gs, create), NB_OK, "case %d: %s", k,
+                     nb_ctx_error(c));
+        for (int j = 0; j < 2; j++)
+            for (int64_t i = 0; i < 4; i++) cr_assert_eq(nb_get(gs[j], i), 0.0, "case %d grad %d[%lld]", k, j, (long long)i);
+    }
+    nb_ctx_free(c);
+}
