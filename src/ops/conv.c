@@ -433,8 +433,12 @@ static bool run_direct(nb_ctx *ctx, const conv_job *j, nb_conv_part part, const 
     char *s = nb_ctx_alloc(ctx, wino ? nb__conv_wino_scratch(part, a, b, j->q.win, j->out, T)
                                      : nb__conv_direct_scratch(part, a, b, j->q.win, j->out, T));
     if (!s) return false;
-    if (wino) nb__conv_wino(part, a, b, j->b, j->q.win, j->out, T, s);
-    else nb__conv_direct(part, a, b, j->b, j->q.win, j->out, T, s);
+    if (wino && nb__conv_wino(part, a, b, j->b, j->q.win, j->out, T, s)) return true;
+    if (wino) { /* a NaN came out of the transforms (an inf or a huge value went in): the direct sum */
+        nb_ctx_release(ctx, *m);
+        if (!(s = nb_ctx_alloc(ctx, nb__conv_direct_scratch(part, a, b, j->q.win, j->out, T)))) return false;
+    }
+    nb__conv_direct(part, a, b, j->b, j->q.win, j->out, T, s);
     return true;
 }
 

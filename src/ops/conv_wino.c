@@ -53,6 +53,7 @@ enum { VW = 8, OB = 4, NV = 3 };
 #define ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
 #endif
 typedef float vf __attribute__((vector_size(VW * 4)));
+typedef int vi __attribute__((vector_size(VW * 4)));
 typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias));
 enum { PB = NV * VW, XI = 16 };
 #endif
@@ -278,9 +279,14 @@ _Static_assert(NV == 3, "products dispatch blocks of 1 to 3 vectors");
 /* The batch's outputs for channels ob..: A^T M A for all its slots as whole vectors, the tiles'
  * two columns interleaved into z (row 0 of every tile row, then row 1, 2 slots per tile), then
  * each tile row's two output rows copied out. */
-static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias,
+/* Returns whether an output is NaN: an inf (or a value near FLT_MAX) entering the transforms
+ * gives inf - inf there, where the direct sum gives inf (or a finite value); the caller then
+ * computes the part again with the direct kernel. Lanes past the last slot are not outputs. */
+static __attribute__((noinline)) bool output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias,
                                                    const int64_t *rows, int64_t nrows, float *z, float *out) {
     const int64_t Wo = g->Wo, plane = g->Ho * Wo, S = nrows * g->TX, zs = 2 * Sb(g);
+    vi lane, nan = {0};
+    for (int k = 0; k < VW; k++) lane[k] = k;
     for (int64_t o = ob; o < ob + OB && o < g->O; o++) {
         const float b = bias ? bias[o] : 0.0f;
         for (int64_t s0 = 0; s0 < S; s0 += VW) {
@@ -293,6 +299,7 @@ static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *
             for (int s = 0; s < 4; s++) t0[s] = x[s] + x[4 + s] + x[8 + s], t1[s] = x[4 + s] - x[8 + s] - x[12 + s];
             const vf y00 = t0[0] + t0[1] + t0[2] + b, y01 = t0[1] - t0[2] - t0[3] + b;
             const vf y10 = t1[0] + t1[1] + t1[2] + b, y11 = t1[1] - t1[2] - t1[3] + b;
+            nan |= ((y00 != y00) | (y01 != y01) | (y10 != y10) | (y11 != y11)) & (lane < (int)(S - s0));
             *(vf *)(z + 2 * s0) = __builtin_shufflevector(y00, y01, ZIP_LO);
             *(vf *)(z + 2 * s0 + VW) = __builtin_shufflevector(y00, y01, ZIP_HI);
             *(vf *)(z + zs + 2 * s0) = __builtin_shufflevector(y10, y11, ZIP_LO);
@@ -305,13 +312,17 @@ static __attribute__((noinline)) void output_tiles(const wgeom *g, const float *
             if (2 * ty + 1 < g->Ho) copy_row(y0 + Wo, z + zs + 2 * r * g->TX, Wo, 1);
         }
     }
+    int any = 0;
+    for (int k = 0; k < VW; k++) any |= nan[k];
+    return any != 0;
 }
 
 /* The batch's products and outputs: for each block of OB output channels, 16 products over
  * the slots, then the outputs. */
-static void flush(const wgeom *g, const float *V, const float *U, const float *bias, const int64_t *rows,
+static bool flush(const wgeom *g, const float *V, const float *U, const float *bias, const int64_t *rows,
                   int64_t nrows, float *M, float *z, float *out) {
     const int64_t S = nrows * g->TX, C = g->C, Sp = g->Sp, nob = g->Ob / OB;
+    bool nan = false;
     for (int64_t ob = 0; ob < g->Ob; ob += OB) {
         for (int xi = 0; xi < XI; xi++) {
             const float *Vx = V + xi * C * Sp, *ux = U + (xi * nob + ob / OB) * C * OB;
@@ -323,17 +334,20 @@ static void flush(const wgeom *g, const float *V, const float *U, const float *b
                 else product_block(C, Sp, Vx, ux, s0, Mx, 1);
             }
         }
-        output_tiles(g, M, ob, bias, rows, nrows, z, out);
+        nan |= output_tiles(g, M, ob, bias, rows, nrows, z, out);
     }
+    return nan;
 }
 
-static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool bx, const nb_tensor *bias, float *out,
+/* false when an output came out NaN (output_tiles) */
+static bool wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool bx, const nb_tensor *bias, float *out,
                      int threads, char *scratch) {
     float *U = (float *)scratch, *bb = (float *)(scratch + u_bytes(g));
     for (int64_t o = 0; bias && o < g->O; o++) bb[o] = (float)nb_get(bias, o);
     char *base = (char *)bb + al64((size_t)g->O * sizeof(float));
     const size_t per = thread_bytes(g);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+    bool nan = false;
+#pragma omp parallel num_threads(threads) if (threads > 1) reduction(|| : nan)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         pack_u(g, w, bx, U, g->Ob * t / nt, g->Ob * (t + 1) / nt);
@@ -359,11 +373,12 @@ static void wino_run(const wgeom *g, const nb_tensor *src, const float *w, bool 
                 input_tiles(g, src, n, ty, nr, nrows * g->TX, rb, hs, V);
                 for (int64_t r = 0; r < nr; r++) rows[2 * (nrows + r)] = n, rows[2 * (nrows + r) + 1] = ty + r;
                 nrows += nr, ty += nr;
-                if (nrows == g->RB) flush(g, V, U, bias ? bb : NULL, rows, nrows, M, z, out), nrows = 0;
+                if (nrows == g->RB) nan |= flush(g, V, U, bias ? bb : NULL, rows, nrows, M, z, out), nrows = 0;
             }
         }
-        if (nrows) flush(g, V, U, bias ? bb : NULL, rows, nrows, M, z, out);
+        if (nrows) nan |= flush(g, V, U, bias ? bb : NULL, rows, nrows, M, z, out);
     }
+    return !nan;
 }
 
 /* ---- the weight gradient ---------------------------------------------------------------------
@@ -567,19 +582,20 @@ size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_ten
 #endif
 }
 
-void nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, const nb_tensor *bias, nb_window2d win,
+bool nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, const nb_tensor *bias, nb_window2d win,
                    nb_tensor *out, int threads, char *scratch) {
 #ifdef NB_WINO
     wgeom g;
     if (part == NB_CONV_BW) {
-        if (!bgeom_of(&g, a, w, win)) return;
+        if (!bgeom_of(&g, a, w, win)) return true;
         if (g.N == 0 || g.Ho <= 0 || g.Wo <= 0) memset(out->data, 0, (size_t)(g.O * g.C * 9) * sizeof(float));
         else wino_bw_run(&g, a, w->data, out->data, threads, scratch);
-        return;
+        return true;
     }
-    if (!wgeom_of(&g, part, a, w, win, out) || g.Ho <= 0 || g.Wo <= 0) return;
-    wino_run(&g, a, w->data, part == NB_CONV_BX, bias, out->data, threads, scratch);
+    if (!wgeom_of(&g, part, a, w, win, out) || g.Ho <= 0 || g.Wo <= 0) return true;
+    return wino_run(&g, a, w->data, part == NB_CONV_BX, bias, out->data, threads, scratch);
 #else
     (void)part, (void)a, (void)w, (void)bias, (void)win, (void)out, (void)threads, (void)scratch;
+    return true;
 #endif
 }

@@ -650,3 +650,33 @@ Test(conv, empty_sums_give_bias_or_zeros) {
         nb_ctx_reset(ctx);
     }
 }
+
+/* An inf (or a value near FLT_MAX) entering Winograd's transforms made inf - inf: NaN in the
+ * outputs around it where the direct sum gives inf, and NaN for an overflow the sum does not
+ * reach. Such a part is computed again directly: inf where torch has inf, and 3e38 x 1e-3
+ * summed over 72 taps is 2.16e37 (forward and input gradient, 8 channels). */
+Test(conv, winograd_keeps_infinities_and_large_values) {
+    nb_tensor *x = nb_ones(ctx, NB_F32, NB_SHAPE(1, 8, 6, 6)), *w = nb_ones(ctx, NB_F32, NB_SHAPE(8, 8, 3, 3));
+    nb_set(x, 2 * 6 + 2, INFINITY); /* channel 0, (2, 2) */
+    nb_tensor *y = nb_conv2d(ctx, x, w, NULL, 1, 1, 1, 1);
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    for (int64_t i = 0; i < y->numel; i++) {
+        const int64_t r = i / 6 % 6, c = i % 6;
+        const bool near = r >= 1 && r <= 3 && c >= 1 && c <= 3;
+        const double v = nb_get(y, i);
+        cr_assert(near ? v == INFINITY : isfinite(v), "output %lld (%lld, %lld) = %g", (long long)i, (long long)r,
+                  (long long)c, v);
+    }
+    nb_tensor *big = nb_full(ctx, NB_F32, NB_SHAPE(1, 8, 4, 4), 3e38), *wsmall = nb_full(ctx, NB_F32, NB_SHAPE(8, 8, 3, 3), 1e-3);
+    y = nb_conv2d(ctx, big, wsmall, NULL, 1, 0, 1, 1);
+    cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+    for (int64_t i = 0; i < y->numel; i++) assert_close(nb_get(y, i), 3e38 * 1e-3 * 72, 0, 1e-5);
+    /* the input gradient: an inf in gy */
+    nb_tensor *xg = nb_ones(ctx, NB_F32, NB_SHAPE(1, 8, 6, 6));
+    nb_requires_grad(xg, true);
+    nb_tensor *gy = nb_ones(ctx, NB_F32, NB_SHAPE(1, 8, 6, 6));
+    nb_set(gy, 2 * 6 + 2, INFINITY);
+    nb_tensor *gx;
+    cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){nb_conv2d(ctx, xg, w, NULL, 1, 1, 1, 1)}, &gy, 1, &xg, &gx, false), NB_OK);
+    for (int64_t i = 0; i < gx->numel; i++) cr_assert(!isnan(nb_get(gx, i)), "gx[%lld] is NaN", (long long)i);
+}
