@@ -63,6 +63,8 @@ struct nb_ctx {
     struct nb_block *pool_free, *pool_used, *pool_born;
     size_t pool_bytes, pool_live; /* held from the system; in use now */
     bool pool_on;                 /* a backward walk without create_graph is running */
+    uint64_t pool_step;           /* steps (resets) so far: a block notes the last one using it */
+    size_t pool_peak, pool_peaks[16]; /* the most in use during this step, and the last 16 steps' */
     void *keep_buf;               /* nb_ctx_keep's staging buffer */
     size_t keep_cap;
     nb_tensor *donated;           /* a container's intermediate the next op may overwrite (nb__donate) */
@@ -103,6 +105,7 @@ bool nb__pool_exclusive(const nb_tensor *t);      /* t is its block's whole data
 void nb__pool_node_done(nb_ctx *ctx);             /* free what the node made that no slot holds */
 void nb__pool_walk_end(nb_ctx *ctx);              /* pool off; what is held stays until the reset */
 void nb__pool_reset(nb_ctx *ctx);                 /* every block free again (nb_ctx_reset) */
+void nb__pool_release(nb_ctx *ctx, nb_mark m);    /* free the blocks of tensors made after m */
 void nb__pool_destroy(nb_ctx *ctx);               /* blocks back to the system (nb_ctx_free) */
 void nb__note_peak(nb_ctx *ctx);                  /* peak = max(peak, arena in use + pool in use) */
 size_t nb__arena_capacity(const nb_ctx *ctx);     /* bytes the arena holds from the system */

@@ -135,8 +135,8 @@ void *nb_ctx_alloc(nb_ctx *ctx, size_t n) {
         const size_t held = cap + ctx->pool_bytes; /* the limit covers the backward pool too */
         if (ctx->limit && held + size > ctx->limit) size = ctx->limit > held ? ctx->limit - held : 0;
         if (size < n || ctx->nchunks == NB_MAX_CHUNKS)
-            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes (arena holds %zu, limit %zu)", op, n,
-                            cap, ctx->limit);
+            return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc cannot allocate %zu bytes (arena holds %zu, backward pool %zu, "
+                            "limit %zu)", op, n, cap, ctx->pool_bytes, ctx->limit);
         void *base = NULL;
         if (posix_memalign(&base, 64, size) != 0)
             return nb__fail(ctx, NB_ERR_NOMEM, "%s: ctx_alloc out of memory allocating %zu bytes", op, size);
@@ -232,6 +232,7 @@ static void release(nb_ctx *ctx, nb_mark m) {
     ctx->used_before_cur = 0;
     for (int i = 0; i < m.chunk && i < ctx->nchunks; i++) ctx->used_before_cur += ctx->chunks[i].used;
     if (m.tape_len < ctx->tape_len) ctx->tape_len = m.tape_len;
+    nb__pool_release(ctx, m);
 }
 
 void nb_ctx_release(nb_ctx *ctx, nb_mark m) {

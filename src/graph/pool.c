@@ -13,7 +13,10 @@
  * back (nb_grad's results) stays allocated until the step is reset.
  *
  * Freed blocks are kept, best fit first, so a steady training loop allocates nothing after
- * its first steps; nb_ctx_free returns them to the system. */
+ * its first steps; nb_ctx_free returns them to the system. A block no step used lately is
+ * returned at a reset once the pool holds more than twice the most any of the last 16 steps
+ * had in use: a run whose sizes grow (or change) does not keep every size it ever had.
+ * nb_ctx_release frees the blocks of tensors made after its mark (nb_grad's results too). */
 #include "../internal.h"
 
 #include <stdlib.h>
@@ -23,6 +26,8 @@
 
 struct nb_block {
     size_t size;             /* usable bytes */
+    nb_mark at;              /* the arena's position when its tensor was made (nb_ctx_release) */
+    uint64_t step;           /* the last step (ctx->pool_step) that used it */
     size_t used;             /* bytes of the tensor living in it (0 when free) */
     int64_t refs;            /* slots of the current walk holding a tensor of this block */
     struct nb_block *next;   /* the free list, or the list of blocks in use */
@@ -56,12 +61,15 @@ void *nb__pool_alloc(nb_ctx *ctx, size_t bytes, nb_block **out) {
     }
     b->used = bytes;
     b->refs = 0;
+    b->at = nb_ctx_mark(ctx);
+    b->step = ctx->pool_step;
     b->next = ctx->pool_used;
     ctx->pool_used = b;
     b->born = ctx->pool_born;
     b->in_born = true;
     ctx->pool_born = b;
     ctx->pool_live += bytes;
+    if (ctx->pool_live > ctx->pool_peak) ctx->pool_peak = ctx->pool_live;
     nb__note_peak(ctx);
     *out = b;
     return block_data(b);
@@ -131,6 +139,31 @@ void nb__pool_reset(nb_ctx *ctx) {
     ctx->pool_live = 0;
     ctx->pool_born = NULL;
     ctx->pool_on = false;
+    /* trim: blocks this step did not use, while the pool holds more than twice the recent peak */
+    ctx->pool_peaks[ctx->pool_step % 16] = ctx->pool_peak;
+    size_t keep = 0;
+    for (int i = 0; i < 16; i++) keep = ctx->pool_peaks[i] > keep ? ctx->pool_peaks[i] : keep;
+    keep *= 2;
+    for (nb_block **p = &ctx->pool_free; *p && ctx->pool_bytes > keep;) {
+        nb_block *b = *p;
+        if (b->step == ctx->pool_step) {
+            p = &b->next;
+            continue;
+        }
+        *p = b->next;
+        ctx->pool_bytes -= b->size;
+        free(b);
+    }
+    ctx->pool_step++;
+    ctx->pool_peak = 0;
+}
+
+void nb__pool_release(nb_ctx *ctx, nb_mark m) {
+    if (ctx->pool_on) return; /* a walk settles its own blocks */
+    for (nb_block *b = ctx->pool_used, *nx; b; b = nx) {
+        nx = b->next;
+        if (b->at.chunk > m.chunk || (b->at.chunk == m.chunk && b->at.arena_used >= m.arena_used)) block_free(ctx, b);
+    }
 }
 
 void nb__pool_destroy(nb_ctx *ctx) {

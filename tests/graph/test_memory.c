@@ -233,3 +233,48 @@ Test(memory, release_unlinks_grad_and_hooks_made_after_the_mark) {
     cr_assert_not_null(x->grad);
     cr_assert_eq(nb_get(x->grad, 0), 4.0);
 }
+
+/* nb_ctx_release frees what nb_grad handed back after the mark (the pool kept it: 1 MiB more
+ * per mark/grad/release round, 200 MB after 200), and a reset returns the blocks no recent step
+ * used once the pool holds more than twice the recent peak (a run whose batch grows kept every
+ * size it ever had: 15x the largest step). A steady loop still allocates nothing. */
+#include "internal.h"
+Test(memory, the_pool_gives_back_what_is_released_or_outgrown) {
+    nb_tensor *x = nb_tensor_new(NB_F32, NB_SHAPE(256, 1024)); /* 1 MiB */
+    nb_rng r = nb_rng_new(5);
+    nb_rng_normal(&r, x, 0, 1);
+    nb_requires_grad(x, true);
+    size_t after_first = 0;
+    for (int round = 0; round < 50; round++) {
+        nb_mark m = nb_ctx_mark(ctx);
+        nb_tensor *g;
+        cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){chain(ctx, x, 4)}, NULL, 1, &x, &g, false), NB_OK);
+        nb_ctx_release(ctx, m);
+        if (round == 0) after_first = ctx->pool_bytes;
+        cr_assert_eq(nb_ctx_bytes_used(ctx), 0, "round %d: %zu bytes still in use", round, nb_ctx_bytes_used(ctx));
+    }
+    cr_assert_leq(ctx->pool_bytes, after_first, "the pool grew from %zu to %zu bytes", after_first, ctx->pool_bytes);
+    nb_tensor_free(x);
+    /* growing sizes: what the pool holds stays near twice the largest step's peak */
+    size_t largest = 0;
+    for (int64_t n = 8; n <= 1024; n += 8) {
+        nb_ctx_reset(ctx);
+        nb_tensor *xn = nb_rand(ctx, NB_F32, NB_SHAPE(n, 1024));
+        cr_assert_eq(nb_requires_grad(xn, true), NB_OK);
+        cr_assert_eq(nb_backward(ctx, chain(ctx, xn, 4), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+        if (ctx->pool_peak > largest) largest = ctx->pool_peak;
+    }
+    nb_ctx_reset(ctx);
+    cr_assert_leq(ctx->pool_bytes, 2 * largest + (size_t)(1 << 20), "the pool holds %zu bytes, the largest step used %zu",
+                  ctx->pool_bytes, largest);
+    /* and the same step again and again allocates nothing */
+    uint64_t mallocs = 0;
+    for (int s = 0; s < 20; s++) {
+        nb_ctx_reset(ctx);
+        nb_tensor *xn = nb_rand(ctx, NB_F32, NB_SHAPE(512, 1024));
+        cr_assert_eq(nb_requires_grad(xn, true), NB_OK);
+        cr_assert_eq(nb_backward(ctx, chain(ctx, xn, 4), NULL), NB_OK);
+        if (s == 10) mallocs = nb_ctx_mallocs(ctx);
+    }
+    cr_assert_eq(nb_ctx_mallocs(ctx), mallocs, "a steady step allocated");
+}
