@@ -161,7 +161,8 @@ nb_tensor *nb_norm(nb_ctx *ctx, nb_tensor *x, double p, int naxes, const int *ax
  * where x has zeros, to any order. */
 nb_tensor *nb_cumsum(nb_ctx *ctx, nb_tensor *x, int axis);
 nb_tensor *nb_cumprod(nb_ctx *ctx, nb_tensor *x, int axis);
-/* Variance with `correction` subtracted from the count (1 = unbiased, PyTorch's default). */
+/* Variance with `correction` subtracted from the count (1 = unbiased, PyTorch's default); no
+ * degrees of freedom left (count <= correction) divides by 0: inf, or NaN for one sample, as torch. */
 nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int correction, bool keepdim);
 nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim);
 nb_tensor *nb_sum_all(nb_ctx *ctx, nb_tensor *x);   /* 0-d */

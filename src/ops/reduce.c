@@ -439,13 +439,11 @@ nb_tensor *nb_var(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, int cor
     unsigned mask;
     if (nb__null(ctx, "var", 1, x) || !nb__axes_mask(ctx, "var", x, naxes, axes, &mask)) return NULL;
     int64_t c = reduced_count(x, mask);
-    if (c - correction <= 0) { /* a negative correction (torch allows it) divides by more */
-        char b[128];
-        return nb__fail(ctx, NB_ERR_VALUE, "var: correction %d leaves no degrees of freedom for %lld elements of %s",
-                        correction, (long long)c, nb_shape_str(x, b, sizeof b));
-    }
     nb_tensor *d = nb_sub(ctx, x, nb_mean(ctx, x, naxes, axes, true));
-    return nb_mul_scalar(ctx, nb_sum(ctx, nb_mul(ctx, d, d), naxes, axes, keepdim), 1.0 / (double)(c - correction));
+    nb_tensor *ss = nb_sum(ctx, nb_mul(ctx, d, d), naxes, axes, keepdim);
+    if (c - correction <= 0) /* no degrees of freedom: divided by 0 (inf, or NaN for 0/0), as torch */
+        return nb_div(ctx, ss, nb_scalar(ctx, x->dtype, 0.0));
+    return nb_mul_scalar(ctx, ss, 1.0 / (double)(c - correction)); /* a negative correction divides by more */
 }
 
 nb_tensor *nb_logsumexp(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool keepdim) {

@@ -106,11 +106,9 @@ nb_tensor *nb_prod(nb_ctx *ctx, nb_tensor *x, int naxes, const int *axes, bool k
     for (int d = 0; d < x->ndim && y; d++) {
         if (!(mask >> d & 1)) continue;
         const int64_t n = y->shape[d];
-        if (n == 0) { /* the empty product; y has no elements, so no gradient is lost */
-            int64_t s[NB_MAX_DIMS];
-            memcpy(s, y->shape, sizeof s);
-            s[d] = 1;
-            y = nb_ones(ctx, y->dtype, y->ndim, s);
+        if (n == 0) { /* the empty product, 1: as 1 + the empty sum, so it stays on the graph (x's
+                       * gradient is empty, and backward from it works, as in torch) */
+            y = nb_add_scalar(ctx, nb_sum(ctx, y, 1, &d, true), 1.0);
         } else {
             y = nb_slice(ctx, nb_cumprod(ctx, y, d), d, n - 1, n, 1);
         }

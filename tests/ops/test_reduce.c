@@ -147,6 +147,12 @@ Test(reduce, negative_correction_and_empty_logsumexp) {
     assert_close(nb_item(nb_var(ctx, x, 0, NULL, -1, false)), 14.0 / 5.0, 1e-15, 0); /* sum (x - 3)^2 = 14 */
     nb_tensor *e = nb_logsumexp(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 0)), 1, (int[]){1}, false);
     cr_assert(e && e->numel == 2 && nb_get(e, 0) == -INFINITY && nb_get(e, 1) == -INFINITY, "%s", nb_ctx_error(ctx));
+    /* no degrees of freedom: torch divides by 0 (it was refused) */
+    cr_assert(isnan(nb_item(nb_var(ctx, nb_from(ctx, NB_F64, NB_SHAPE(1), (double[]){4}), 0, NULL, 1, false))),
+              "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_item(nb_var(ctx, x, 0, NULL, 4, false)), INFINITY, "%s", nb_ctx_error(ctx));
+    nb_tensor *v0 = nb_var(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(3, 0)), 1, (int[]){1}, 1, false);
+    cr_assert(v0 && v0->numel == 3 && isnan(nb_get(v0, 0)), "%s", nb_ctx_error(ctx));
 }
 
 Test(reduce, stable_and_degenerate_values) {

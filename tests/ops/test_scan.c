@@ -128,3 +128,15 @@ Test(scan, refuses_bad_arguments) {
     cr_assert_null(nb_cumsum(ctx, NULL, 0));
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_NULL);
 }
+
+/* The product over an empty axis is 1 and stays on the graph: backward gives the (empty)
+ * gradient, as torch; it was a constant, and backward failed "does not require grad". */
+Test(scan, prod_over_an_empty_axis_is_differentiable) {
+    nb_tensor *x = nb_zeros(ctx, NB_F64, NB_SHAPE(0, 3));
+    cr_assert_eq(nb_requires_grad(x, true), NB_OK);
+    nb_tensor *p = nb_prod(ctx, x, 1, (int[]){0}, false);
+    cr_assert(p && p->numel == 3 && nb_get(p, 0) == 1.0 && nb_get(p, 2) == 1.0, "%s", nb_ctx_error(ctx));
+    cr_assert(p->requires_grad);
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, p), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert(x->grad && x->grad->numel == 0);
+}
