@@ -14,6 +14,7 @@ bool nb__axes_mask(nb_ctx *ctx, const char *op, const nb_tensor *x, int naxes, c
     if (!axes) return nb__fail(ctx, NB_ERR_NULL, "%s: axes list is NULL for naxes = %d", op, naxes), false;
     unsigned m = 0;
     for (int i = 0; i < naxes; i++) {
+        if (x->ndim == 0 && (axes[i] == 0 || axes[i] == -1)) continue; /* a scalar's own axis, as torch: nothing to reduce */
         int a = nb__axis(axes[i], x->ndim);
         if (a < 0) {
             char b[128];

@@ -303,3 +303,21 @@ Test(reduce, norm_and_max_dim_gradients_every_layout) {
         check_grads_named(max_dim_1, 1, &x, NULL, true, "max_dim / min_dim");
     }
 }
+
+/* A 0-d tensor reduced over axis 0 or -1 (its own axis, as torch): nothing to reduce, the value
+ * and its gradient pass through; other axes are still out of range. */
+Test(reduce, a_scalar_reduced_over_its_own_axis) {
+    nb_tensor *x = nb_scalar(ctx, NB_F64, 3.0);
+    cr_assert_eq(nb_requires_grad(x, true), NB_OK);
+    nb_tensor *r[4] = {nb_sum(ctx, x, 1, (int[]){0}, false), nb_mean(ctx, x, 1, (int[]){-1}, true),
+                       nb_max(ctx, x, 1, (int[]){0}, false), nb_prod(ctx, x, 1, (int[]){-1}, false)};
+    nb_tensor *total = NULL;
+    for (int i = 0; i < 4; i++) {
+        cr_assert(r[i] && r[i]->ndim == 0 && nb_item(r[i]) == 3.0, "reduction %d: %s", i, nb_ctx_error(ctx));
+        total = total ? nb_add(ctx, total, r[i]) : r[i];
+    }
+    cr_assert_eq(nb_backward(ctx, total, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_get(x->grad, 0), 4.0);
+    cr_assert_null(nb_sum(ctx, x, 1, (int[]){1}, false));
+    cr_assert_eq(nb_ctx_status(ctx), NB_ERR_AXIS);
+}
