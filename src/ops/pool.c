@@ -318,13 +318,18 @@ nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
 
 /* (o, n) averaging matrix of adaptive pooling along one axis: row i is 1/len over PyTorch's
  * window [floor(i n / o), ceil((i + 1) n / o)) */
-static nb_tensor *adaptive_matrix(nb_ctx *ctx, nb_dtype dt, int64_t o, int64_t n) {
-    nb_tensor *m = nb_zeros(ctx, dt, NB_SHAPE(o, n));
-    for (int64_t i = 0; m && i < o; i++) {
+/* The means of PyTorch's o windows along one axis (window i: [i n / o, ceil((i + 1) n / o))),
+ * each over its own elements: an inf or NaN stays in the windows that hold it (averaging
+ * matrices spread it: 0 * NaN). */
+static nb_tensor *adaptive_axis(nb_ctx *ctx, nb_tensor *x, int axis, int64_t o) {
+    const int64_t n = x ? x->shape[axis] : 0;
+    nb_tensor **parts = x ? nb_ctx_alloc(ctx, (size_t)o * sizeof *parts) : NULL;
+    if (!parts) return NULL;
+    for (int64_t i = 0; i < o; i++) {
         const int64_t a = i * n / o, e = ((i + 1) * n + o - 1) / o;
-        for (int64_t r = a; r < e; r++) nb_set(m, i * n + r, 1.0 / (double)(e - a));
+        if (!(parts[i] = nb_mean(ctx, nb_slice(ctx, x, axis, a, e, 1), 1, &axis, true))) return NULL;
     }
-    return m;
+    return nb_concat(ctx, (int)o, parts, axis);
 }
 
 nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t ow) {
@@ -348,9 +353,8 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t
     }
     if (H % oh == 0 && W % ow == 0) /* equal windows side by side: average pooling */
         return nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {H / oh, W / ow}});
-    /* windows of unequal or overlapping extent: the mean over a window is separable, rows then
-     * columns, so y = A_h x A_w^T with PyTorch's windows in the averaging matrices */
-    nb_tensor *ah = adaptive_matrix(ctx, x->dtype, oh, H), *aw = adaptive_matrix(ctx, x->dtype, ow, W);
-    if (!ah || !aw) return NULL;
-    return nb_matmul(ctx, nb_matmul(ctx, ah, x), nb_transpose(ctx, aw, 0, 1));
+    /* windows of unequal or overlapping extent: the mean over a window is separable, columns
+     * then rows */
+    if (oh > INT32_MAX || ow > INT32_MAX) return nb__fail(ctx, NB_ERR_VALUE, "adaptive_avg_pool2d: output size %lldx%lld is too large", (long long)oh, (long long)ow);
+    return adaptive_axis(ctx, adaptive_axis(ctx, x, 3, ow), 2, oh);
 }

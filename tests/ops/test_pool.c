@@ -317,3 +317,21 @@ Test(pool, option_errors) {
                  NB_ERR_VALUE, "avg_pool1d", "second must be 0");
     ASSERT_ERROR(ctx, nb_max_pool1d(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(1, 2, 4)), NULL), NB_ERR_NULL, "max_pool1d");
 }
+
+/* Uneven windows (5x5 to 3x3): a NaN or inf stays in the windows that hold it, as torch (the
+ * averaging matrices spread it over the whole channel: 0 * NaN); values are the windows' means. */
+Test(pool, adaptive_avg_keeps_non_finite_values_in_their_windows) {
+    nb_tensor *x = nb_ones(ctx, NB_F64, NB_SHAPE(1, 1, 5, 5));
+    for (int k = 0; k < 2; k++) {
+        nb_set(x, 0, k ? INFINITY : NAN);
+        nb_tensor *y = nb_adaptive_avg_pool2d(ctx, x, 3, 3);
+        cr_assert_not_null(y, "%s", nb_ctx_error(ctx));
+        cr_assert(k ? nb_get(y, 0) == INFINITY : isnan(nb_get(y, 0)), "window 0: %g", nb_get(y, 0));
+        for (int i = 1; i < 9; i++) cr_assert_eq(nb_get(y, i), 1.0, "window %d: %g", i, nb_get(y, i));
+    }
+    /* windows [0,2) [1,4) [3,5) of 0..4: means 0.5, 2, 3.5 along each axis */
+    nb_tensor *r = nb_reshape(ctx, nb_arange(ctx, NB_F64, 0, 5, 1), NB_SHAPE(1, 1, 1, 5));
+    nb_tensor *y = nb_adaptive_avg_pool2d(ctx, nb_expand(ctx, r, NB_SHAPE(1, 1, 5, 5)), 3, 3);
+    const double means[3] = {0.5, 2, 3.5};
+    for (int i = 0; i < 9; i++) assert_close(nb_get(y, i), means[i % 3], 1e-15, 0);
+}
