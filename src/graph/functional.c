@@ -240,8 +240,10 @@ nb_status nb_linear_per_sample_grads(nb_ctx *ctx, nb_tensor *x, nb_tensor *gy, n
     }
     /* the middle axes (positions of a sequence) are summed: (N, T, out)^T (N, T, in) */
     const int64_t n = x->shape[0];
-    nb_tensor *x3 = nb_reshape(ctx, x, NB_SHAPE(n, -1, x->shape[x->ndim - 1]));
-    nb_tensor *g3 = nb_reshape(ctx, gy, NB_SHAPE(n, -1, gy->shape[gy->ndim - 1]));
+    int64_t t = 1; /* the middle sizes' product (a -1 is ambiguous when n or a width is 0) */
+    for (int i = 1; i < x->ndim - 1; i++) t *= x->shape[i];
+    nb_tensor *x3 = nb_reshape(ctx, x, NB_SHAPE(n, t, x->shape[x->ndim - 1]));
+    nb_tensor *g3 = nb_reshape(ctx, gy, NB_SHAPE(n, t, gy->shape[gy->ndim - 1]));
     *gw = nb_matmul(ctx, nb_transpose(ctx, g3, 1, 2), x3);
     *gb = nb_sum(ctx, g3, 1, (int[]){1}, false);
     return both(ctx, *gw, *gb);

@@ -56,7 +56,10 @@ nb_tensor *nb_reshape(nb_ctx *ctx, nb_tensor *x, int ndim, const int64_t *shape)
         else if (s[i] < 0 || __builtin_mul_overflow(known, s[i], &known))
             return nb__fail(ctx, NB_ERR_SHAPE, "reshape: invalid target shape %s", nb__dims_str(ndim, shape, b, sizeof b));
     }
-    if (infer >= 0) s[infer] = known ? x->numel / known : 0;
+    if (infer >= 0 && known == 0) /* any size would do: torch refuses it too */
+        return nb__fail(ctx, NB_ERR_SHAPE, "reshape: the -1 in %s is ambiguous for %s (a 0 among the other sizes)",
+                        nb__dims_str(ndim, shape, b, sizeof b), nb_shape_str(x, a, sizeof a));
+    if (infer >= 0) s[infer] = x->numel / known;
     int64_t n;
     if (!nb__size(ndim, s, nb_dtype_size(x->dtype), &n, NULL) || n != x->numel)
         return nb__fail(ctx, NB_ERR_SHAPE, "reshape: cannot reshape %s (%lld elements) to %s", nb_shape_str(x, a, sizeof a),
@@ -76,7 +79,8 @@ nb_tensor *nb_flatten(nb_ctx *ctx, nb_tensor *x, int start_axis) {
     if (a < 0) return nb__fail(ctx, NB_ERR_AXIS, "flatten: axis %d out of range for %d dims", start_axis, x->ndim);
     int64_t s[NB_MAX_DIMS];
     for (int i = 0; i < a; i++) s[i] = x->shape[i];
-    s[a] = -1;
+    s[a] = 1; /* the product of the rest (a -1 would be ambiguous when a leading size is 0) */
+    for (int i = a; i < x->ndim; i++) s[a] *= x->shape[i];
     return nb_reshape(ctx, x, a + 1, s);
 }
 

@@ -195,3 +195,16 @@ Test(shape, scatter_gradients_and_errors) {
     cr_assert_null(nb_scatter(ctx, x, 1, idx_tensor(ctx, NB_SHAPE(2, 2), (int64_t[]){0, 1, 1, 1}), nb_ones(ctx, NB_F32, NB_SHAPE(2, 2))));
     cr_assert_eq(nb_ctx_status(ctx), NB_ERR_DTYPE);
 }
+
+/* A -1 beside a 0 could be any size: refused, as torch (it gave 0); flatten of an empty tensor
+ * still works (it computes the size itself). */
+Test(shape, reshape_minus_one_beside_zero_is_ambiguous) {
+    nb_tensor *x = nb_zeros(ctx, NB_F64, NB_SHAPE(0, 3));
+    cr_assert_null(nb_reshape(ctx, x, NB_SHAPE(0, -1)));
+    cr_assert(strstr(nb_ctx_error(ctx), "ambiguous"), "%s", nb_ctx_error(ctx));
+    nb_ctx_clear_error(ctx);
+    nb_tensor *f = nb_flatten(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(0, 3, 4)), 1);
+    cr_assert(f && f->ndim == 2 && f->shape[0] == 0 && f->shape[1] == 12, "%s", nb_ctx_error(ctx));
+    nb_tensor *r = nb_reshape(ctx, nb_zeros(ctx, NB_F64, NB_SHAPE(2, 0)), NB_SHAPE(-1));
+    cr_assert(r && r->ndim == 1 && r->shape[0] == 0, "%s", nb_ctx_error(ctx));
+}
