@@ -167,7 +167,8 @@ struct nb_node {
     int line;
     const char *site_op;            /* the public op the user called (it may be made of this one) */
     int64_t seq;                    /* position on the tape */
-    uint32_t *versions_;            /* engine-private: in[i]'s and (last) out's write counters when recorded */
+    uint32_t *versions_;            /* engine-private: in[i]'s write counter when recorded */
+    bool user_;                     /* engine-private: recorded by nb_record (a user's op) */
 };
 
 /* An op's backward rule: set gin[i] to d(loss)/d(node->in[i]) given gout = d(loss)/d(out),
@@ -197,9 +198,10 @@ typedef struct nb_op {
  * recording (grad mode off or no input requires grad) — then out is simply a constant — or on
  * error (the context's status says which): a NULL argument or op name (NB_ERR_NULL), n_in < 0
  * or an invalid diff (NB_ERR_VALUE), a NULL backward on an op not marked NB_NOT_DIFFERENTIABLE,
- * an output that is long-lived (nb_tensor_new, a parameter: make outputs in the step), already
- * the output of an op, one of the inputs, or an output or input of another context or an
- * earlier step (NB_ERR_STATE), an i64 output of a differentiable op (NB_ERR_DTYPE). A backward
+ * and, when a node is recorded, an output that is long-lived (nb_tensor_new, a parameter: make
+ * outputs in the step), already the output of an op, one of the inputs, or an output or input
+ * of another context or an earlier step (NB_ERR_STATE), an i64 output of a differentiable op
+ * (NB_ERR_DTYPE). A backward
  * rule's gradients, and a hook's result, must likewise be tensors of this step (NB_ERR_STATE). */
 nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in);
 

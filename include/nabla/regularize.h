@@ -120,7 +120,7 @@ nb_status nb_early_stop_init(nb_early_stop *es, nb_params *ps, nb_mode mode, int
                              bool restore_best);
 /* Feed one epoch's metric (ps holding that epoch's weights). Returns true when training should
  * stop (then, with restore_best, ps holds the best weights again). A NaN metric counts as no
- * improvement. */
+ * improvement; as in Keras, the first epoch never stops training. */
 bool nb_early_stop_update(nb_early_stop *es, double metric);
 /* Copy the best snapshot back into ps (e.g. at the end of a loop that did not stop early). */
 nb_status nb_early_stop_restore(nb_early_stop *es);

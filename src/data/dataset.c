@@ -211,6 +211,7 @@ bool nb_batcher_next(nb_batcher *it, nb_batch *out) {
     const int64_t *idx = it->order + it->next + lo;
     gather(it->xb, it->x, idx, cnt);
     if (it->y) gather(it->yb, it->y, idx, cnt);
+    nb__bump(it->xb), nb__bump(it->yb); /* the buffers are rewritten: a graph of the last batch is stale */
     *out = (nb_batch){.x = it->xb, .y = it->yb, .n = cnt, .global_n = g, .index = it->index, .idx = idx};
     it->next += g;
     it->index++;

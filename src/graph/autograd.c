@@ -149,6 +149,22 @@ static nb_tensor *fit(nb_ctx *ctx, const nb_node *n, int j, nb_tensor *g) {
     return nb_sum_to(ctx, g, in->ndim, in->shape);
 }
 
+/* Input j of a built-in op whose backward never reads its values (sums, views, a gather's
+ * source): changed in place after the op, it is harmless, as in torch (which checks only saved
+ * tensors). Asked only when a counter differs. A user's op may read every input. */
+static bool unread_input(const nb_node *n, int j) {
+    static const struct {
+        const char *name;
+        uint32_t inputs; /* bit j: input j is not read */
+    } ops[] = {{"add", 3},     {"sub", 3},    {"neg", 1},           {"affine", 1},    {"cast", 1},
+               {"reshape", 1}, {"permute", 1}, {"slice", 1},        {"slice_backward", 1}, {"expand", 1},
+               {"contiguous", 1}, {"concat", UINT32_MAX}, {"sum", 1}, {"index_select", 1}};
+    if (n->user_ || j >= 32) return false;
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        if (!strcmp(n->op->name, ops[i].name)) return ops[i].inputs >> j & 1;
+    return false;
+}
+
 /* .grad of a long-lived leaf may be shared by contexts on several threads (the same
  * parameters): its allocation and each addition into it take this lock. Two contexts adding
  * into a zeroed .grad give the exact sum in either order; nb_grad touches no .grad at all. */
@@ -300,16 +316,13 @@ static nb_status walk(nb_ctx *ctx, int n_out, nb_tensor *const *outs, nb_tensor 
                      n->op->name);
             return NB_ERR_UNSUPPORTED;
         }
-        for (int j = 0; j <= n->n_in; j++) { /* the values the rule will read are the forward's */
-            nb_tensor *t = j < n->n_in ? n->in[j] : out;
-            if (*nb__version(t) != n->versions_[j]) {
-                char what[32];
-                snprintf(what, sizeof what, j < n->n_in ? "input %d" : "its output", j);
-                nb__fail(ctx, NB_ERR_STATE, "backward of %s: %s%s%s was modified in place after the op used it (an "
-                         "optimizer step, nb_set, nb_fill, a load ...); compute the forward again after changing it",
-                         n->op->name, what, t->name ? " " : "", t->name ? t->name : "");
-                return NB_ERR_STATE;
-            }
+        for (int j = 0; j < n->n_in; j++) { /* the values the rule may read are the forward's */
+            nb_tensor *t = n->in[j];
+            if (*nb__version(t) == n->versions_[j] || unread_input(n, j)) continue;
+            nb__fail(ctx, NB_ERR_STATE, "backward of %s: input %d%s%s was modified in place after the op used it (an "
+                     "optimizer step, nb_set, nb_fill, a load ...); compute the forward again after changing it",
+                     n->op->name, j, t->name ? " " : "", t->name ? t->name : "");
+            return NB_ERR_STATE;
         }
         nb_tensor *gin[64] = {0};
         nb_tensor **gp = n->n_in <= 64 ? gin : nb_ctx_alloc(ctx, (size_t)n->n_in * sizeof *gp);

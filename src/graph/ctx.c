@@ -437,8 +437,8 @@ static bool tape_push(nb_ctx *ctx, nb_node *n) {
 }
 
 /* The tape entry of a built-in op (its arguments are the op's own, already checked). */
-static nb_node *record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in) {
-    nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * sizeof(nb_tensor *) + ((size_t)n_in + 1) * sizeof(uint32_t));
+static nb_node *record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_tensor *const *in, bool user) {
+    nb_node *n = nb_ctx_alloc(ctx, sizeof *n + (size_t)n_in * (sizeof(nb_tensor *) + sizeof(uint32_t)));
     if (!n) return NULL;
     memset(n, 0, sizeof *n);
     n->op = op;
@@ -446,8 +446,8 @@ static nb_node *record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, n
     n->n_in = n_in;
     n->in = (nb_tensor **)(n + 1);
     n->versions_ = (uint32_t *)(n->in + n_in);
+    n->user_ = user;
     for (int i = 0; i < n_in; i++) n->in[i] = in[i], n->versions_[i] = *nb__version(in[i]);
-    n->versions_[n_in] = *nb__version(out);
     n->site_op = nb__site_op(&n->file, &n->line);
     if (!tape_push(ctx, n)) {
         nb__fail(ctx, NB_ERR_NOMEM, "%s: cannot grow the tape", op->name);
@@ -474,6 +474,12 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
     if (!op->backward && op->diff != NB_NOT_DIFFERENTIABLE)
         return nb__fail(ctx, NB_ERR_STATE, "record: op '%s' has no backward rule (give it one, or mark it NB_NOT_DIFFERENTIABLE)",
                         name);
+    for (int i = 0; i < n_in; i++)
+        if (!in[i]) return nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", name, i);
+    if (!ctx->grad_enabled) return NULL;
+    bool need = false;
+    for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
+    if (!need) return NULL; /* out is a constant: any tensor will do */
     /* the output: step memory of this context (a node is step memory: a long-lived output would
      * point at it after the reset), not produced by another op, not one of its own inputs */
     if (out->persistent)
@@ -493,10 +499,7 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
     if (op->diff != NB_NOT_DIFFERENTIABLE && out->dtype == NB_I64)
         return nb__fail(ctx, NB_ERR_DTYPE, "record: %s: an i64 output has no gradient; mark the op NB_NOT_DIFFERENTIABLE",
                         name);
-    if (!ctx->grad_enabled) return NULL;
-    bool need = false;
-    for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
-    return need ? record(ctx, op, out, n_in, in) : NULL;
+    return record(ctx, op, out, n_in, in, true);
 }
 
 bool nb__has_nonfinite(const nb_tensor *t) {
@@ -529,7 +532,7 @@ nb_tensor *nb__finish(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb
     if (ctx->grad_enabled) {
         bool need = false;
         for (int i = 0; i < n_in; i++) need |= in[i]->requires_grad;
-        if (need && !(n = record(ctx, op, out, n_in, in))) return NULL;
+        if (need && !(n = record(ctx, op, out, n_in, in, false))) return NULL;
     }
     if (node_out) *node_out = n;
     return out;

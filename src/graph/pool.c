@@ -139,7 +139,10 @@ void nb__pool_reset(nb_ctx *ctx) {
     ctx->pool_live = 0;
     ctx->pool_born = NULL;
     ctx->pool_on = false;
-    /* trim: blocks this step did not use, while the pool holds more than twice the recent peak */
+    /* trim: blocks this step did not use, while the pool holds more than twice the recent peak.
+     * Only after a step that used the pool: steps without a backward (validation, inference)
+     * say nothing about what the training steps need. */
+    if (ctx->pool_peak == 0) return;
     ctx->pool_peaks[ctx->pool_step % 16] = ctx->pool_peak;
     size_t keep = 0;
     for (int i = 0; i < 16; i++) keep = ctx->pool_peaks[i] > keep ? ctx->pool_peaks[i] : keep;

@@ -120,7 +120,8 @@ static nb_status step_check(nb_optim *opt) {
 static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
     nb_params *ps = opt->ps;
     for (int64_t b = b0; b < b1; b++) /* the parameters written (once each: their blocks are adjacent) */
-        if (b == b0 || opt->block_param_[b] != opt->block_param_[b - 1]) nb__bump(ps->p[opt->block_param_[b]]);
+        if ((b == b0 || opt->block_param_[b] != opt->block_param_[b - 1]) && ps->p[opt->block_param_[b]]->requires_grad)
+            nb__bump(ps->p[opt->block_param_[b]]);
     nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
     hp_plain.weight_decay = 0.0;
     const int64_t step = opt->step;

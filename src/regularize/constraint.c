@@ -10,6 +10,7 @@ nb_status nb_prox_l1(nb_params *ps, const bool *include, double t) {
     const float th = (float)t;
     for (int k = 0; k < ps->n; k++) {
         if (!sel[k]) continue;
+        nb__bump(ps->p[k]); /* written in place */
         const int64_t n = ps->p[k]->numel;
         if (ps->dtype == NB_F64) {
             double *w = ps->flat_f64 + ps->offset[k];
@@ -27,7 +28,6 @@ nb_status nb_prox_l1(nb_params *ps, const bool *include, double t) {
             w[i] = a > 0.0f ? copysignf(a, w[i]) : 0.0f;
         }
     }
-    nb__params_bump(ps); /* elements changed in place */
     return NB_OK;
 }
 
@@ -39,6 +39,7 @@ nb_status nb_max_norm(nb_params *ps, const bool *include, double max_norm) {
     for (int k = 0; k < ps->n; k++) {
         const nb_tensor *p = ps->p[k];
         if (!sel[k] || p->ndim < 2) continue;
+        nb__bump(ps->p[k]); /* written in place */
         const int64_t rows = p->shape[0], len = rows ? p->numel / rows : 0;
         if (ps->dtype == NB_F64) {
             double *w = ps->flat_f64 + ps->offset[k];
@@ -65,6 +66,5 @@ nb_status nb_max_norm(nb_params *ps, const bool *include, double max_norm) {
             }
         }
     }
-    nb__params_bump(ps); /* elements changed in place */
     return NB_OK;
 }

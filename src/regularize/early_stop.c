@@ -55,7 +55,7 @@ bool nb_early_stop_update(nb_early_stop *es, double metric) {
         }
         return false;
     }
-    if (++es->wait < es->patience) return false;
+    if (++es->wait < es->patience || epoch == 0) return false; /* as Keras: never at the first epoch */
     es->stopped = true;
     es->stopped_epoch = epoch;
     if (es->restore_best) nb_early_stop_restore(es);

@@ -683,3 +683,57 @@ Test(autograd, inplace_change_of_a_used_value_is_refused) {
     nb_optim_free(opt);
     nb_params_free(ps);
 }
+
+/* What the check must not refuse (torch accepts each): an input the rule does not read (a bias
+ * after add, a gathered table, a view's source), an op's output written after it was recorded,
+ * a frozen parameter an optimizer step skipped, a user op writing a long-lived buffer with no
+ * node to record. */
+static nb_status copy_bw(nb_ctx *c, const nb_node *n, nb_tensor *g, nb_tensor **gin) {
+    (void)n;
+    gin[0] = nb_mul_scalar(c, g, 2.0);
+    return NB_OK;
+}
+static const nb_op OP_TWICE = {"twice", copy_bw, NB_DIFFERENTIABLE};
+
+Test(autograd, inplace_changes_the_backward_does_not_read_are_fine) {
+    nb_params *ps = nb_params_new_dtype(NB_F64);
+    nb_tensor *W = nb_params_add(ps, "W", NB_SHAPE(3, 3)), *b = nb_params_add(ps, "b", NB_SHAPE(3));
+    nb_tensor *E = nb_params_add(ps, "E", NB_SHAPE(5, 3)), *F = nb_params_add(ps, "F", NB_SHAPE(3, 3));
+    nb_rng r = nb_rng_new(3);
+    nb_rng_normal(&r, W, 0, 1), nb_rng_normal(&r, E, 0, 1), nb_rng_normal(&r, F, 0, 1);
+    nb_tensor *x = nb_rand(ctx, NB_F64, NB_SHAPE(2, 3));
+    nb_tensor *idx = nb_from(ctx, NB_I64, NB_SHAPE(2), (int64_t[]){1, 4});
+    nb_tensor *h = nb_add(ctx, nb_matmul(ctx, x, W), b);               /* b: add reads no input */
+    nb_tensor *e = nb_index_select(ctx, E, 0, idx);                    /* E: gathered, not read */
+    nb_tensor *y = nb_sum_all(ctx, nb_mul(ctx, nb_tanh(ctx, h), e));
+    cr_assert_eq(nb_fill(b, 0.25), NB_OK);
+    cr_assert_eq(nb_fill(E, 0.5), NB_OK);
+    cr_assert_eq(nb_backward(ctx, y, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    /* a frozen parameter is not written by the step, so a graph through it stays valid; the
+     * step's parameter is, so a graph through it does not */
+    nb_ctx_reset(ctx);
+    cr_assert_eq(nb_requires_grad(F, false), NB_OK);
+    nb_optim *opt = nb_optim_new(&nb_sgd, ps, &(nb_hparams){.lr = 0.1});
+    nb_tensor *u = rand_leaf(ctx, NB_SHAPE(2, 3));
+    x = nb_rand(ctx, NB_F64, NB_SHAPE(2, 3));
+    nb_tensor *through_f = nb_sum_all(ctx, nb_tanh(ctx, nb_matmul(ctx, u, F)));
+    nb_tensor *through_w = nb_sum_all(ctx, nb_tanh(ctx, nb_matmul(ctx, u, W)));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, nb_matmul(ctx, x, W)), NULL), NB_OK);
+    cr_assert_eq(nb_optim_step(opt), NB_OK); /* W changes, F does not */
+    cr_assert_eq(nb_backward(ctx, through_f, NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_backward(ctx, through_w, NULL), NB_ERR_STATE);
+    /* a user op that records first and writes its output after (its rule reads no output) */
+    nb_ctx_reset(ctx);
+    nb_tensor *a = rand_leaf(ctx, NB_SHAPE(3)), *o = nb_zeros_like(ctx, a);
+    cr_assert_not_null(nb_record(ctx, &OP_TWICE, o, 1, &a));
+    for (int i = 0; i < 3; i++) nb_set(o, i, 2 * nb_get(a, i));
+    cr_assert_eq(nb_backward(ctx, nb_sum_all(ctx, o), NULL), NB_OK, "%s", nb_ctx_error(ctx));
+    cr_assert_eq(nb_get(a->grad, 0), 2.0);
+    /* no node to record (grad off): a long-lived output is the caller's business */
+    nb_tensor *buf = nb_tensor_new(NB_F64, NB_SHAPE(3));
+    NB_NO_GRAD(ctx) { cr_assert_null(nb_record(ctx, &OP_TWICE, buf, 1, &a)); }
+    cr_assert_eq(nb_ctx_status(ctx), NB_OK, "%s", nb_ctx_error(ctx));
+    nb_tensor_free(buf);
+    nb_optim_free(opt);
+    nb_params_free(ps);
+}

@@ -277,4 +277,19 @@ Test(memory, the_pool_gives_back_what_is_released_or_outgrown) {
         if (s == 10) mallocs = nb_ctx_mallocs(ctx);
     }
     cr_assert_eq(nb_ctx_mallocs(ctx), mallocs, "a steady step allocated");
+    /* steps without a backward (validation) say nothing about what training needs: 20 of them
+     * between training phases (more than the 16 remembered) trim nothing */
+    for (int cycle = 0; cycle < 3; cycle++) {
+        for (int s = 0; s < 20; s++) {
+            nb_ctx_reset(ctx);
+            NB_NO_GRAD(ctx) { cr_assert_not_null(chain(ctx, nb_rand(ctx, NB_F32, NB_SHAPE(512, 1024)), 4)); }
+        }
+        for (int s = 0; s < 3; s++) {
+            nb_ctx_reset(ctx);
+            nb_tensor *xn = nb_rand(ctx, NB_F32, NB_SHAPE(512, 1024));
+            cr_assert_eq(nb_requires_grad(xn, true), NB_OK);
+            cr_assert_eq(nb_backward(ctx, chain(ctx, xn, 4), NULL), NB_OK);
+        }
+        cr_assert_eq(nb_ctx_mallocs(ctx), mallocs, "cycle %d: training after validation allocated", cycle);
+    }
 }

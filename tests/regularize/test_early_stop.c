@@ -95,3 +95,17 @@ Test(early_stop, without_snapshot_and_bad_arguments) {
     cr_assert_eq(nb_early_stop_init(&es, NULL, NB_MODE_MIN, 1, -0.5, false), NB_ERR_VALUE);
     cr_assert_eq(nb_early_stop_init(&es, NULL, NB_MODE_MIN, 1, 0.0, true), NB_ERR_NULL);
 }
+
+/* As Keras: the first epoch never stops training, even with patience 1 and a NaN metric (it
+ * stopped at epoch 0); the next epoch without improvement does. */
+Test(early_stop, the_first_epoch_never_stops) {
+    nb_params *ps = nb_params_new();
+    nb_params_add(ps, "W", NB_SHAPE(2));
+    nb_early_stop es;
+    cr_assert_eq(nb_early_stop_init(&es, ps, NB_MODE_MIN, 1, 0.0, false), NB_OK);
+    cr_assert_not(nb_early_stop_update(&es, NAN));
+    cr_assert(nb_early_stop_update(&es, NAN));
+    cr_assert_eq(es.stopped_epoch, 1);
+    nb_early_stop_free(&es);
+    nb_params_free(ps);
+}
