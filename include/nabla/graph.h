@@ -111,11 +111,13 @@ nb_tensor *nb_detach(nb_ctx *ctx, nb_tensor *t);
 /* Accumulate d(out)/d(leaf) into leaf->grad for every leaf that requires grad and that out
  * depends on. grad_out may be NULL when out has one element (then 1 is used). A persistent
  * leaf's .grad is long-lived (allocated on first use); a step leaf's .grad is in the arena.
- * The graph is kept, so backward may be called again (gradients add up). A tensor an op used
- * that was changed in place since (nb_set, nb_fill, nb_copy_into, nb_rng_*, an optimizer step, a
- * load, a constraint; through it or any view of it) makes backward fail with NB_ERR_STATE
- * naming the op (torch's "modified by an inplace operation"): compute the forward again. Writes
- * through ->data are not seen. */
+ * The graph is kept, so backward may be called again (gradients add up). An op's input whose
+ * values its backward may read (a product's, a nonlinearity's, any input of a user's op; not
+ * the inputs of built-in sums, views and gathers), changed in place since the op (nb_set,
+ * nb_fill, nb_copy_into, nb_rng_*, an optimizer step on it, a load, a constraint, the batcher
+ * refilling its buffers; through it or any view of it), makes backward fail with NB_ERR_STATE
+ * naming the op and input (torch's "modified by an inplace operation"): compute the forward
+ * again. Writes through ->data are not seen. */
 nb_status nb_backward(nb_ctx *ctx, nb_tensor *out, nb_tensor *grad_out);
 /* Several outputs at once (torch.autograd.backward(tensors, grad_tensors)): the gradient of
  * sum_k <outs[k], grad_outs[k]> in one walk, so shared parts of the graph are walked once.
