@@ -618,15 +618,13 @@ static inline void nb__threads_check(void) {
 
 /* ---- in-place writes --------------------------------------------------------------------- */
 /* The write counter of t's elements, shared by a tensor and its views (torch's version counter):
- * every API that changes elements in place bumps it; a node notes its inputs' and output's
- * counters, and backward refuses a node whose tensors changed since (the gradient would mix old
- * and new values). */
+ * every API that changes elements in place bumps it; a node notes its inputs' counters, and
+ * backward refuses a node whose rule may read an input changed since (the gradient would mix
+ * old and new values; src/graph/autograd.c). */
 static inline uint32_t *nb__version(nb_tensor *t) { return t->version_ ? t->version_ : &t->vown_; }
 static inline void nb__bump(nb_tensor *t) {
     if (t) ++*nb__version(t);
 }
-/* Every parameter of ps (a write into its flat buffer) */
-void nb__params_bump(nb_params *ps);
 
 /* ---- recording ------------------------------------------------------------------------ */
 /* Finish an op: anomaly check of out, then record a node when needed. Returns out (or NULL

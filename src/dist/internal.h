@@ -72,8 +72,9 @@ void nb__dist_shm_gather(nb_dist *d);
 
 #endif
 
-/* The parameters' values were written in place (a broadcast, an all-gather): as the core
- * library's nb__params_bump, so a graph recorded before refuses to differentiate old values. */
+/* The parameters' values were written in place (a broadcast, an all-gather): their write
+ * counters move (nb__bump of the core library, which this library cannot link), so a graph
+ * recorded before refuses to differentiate old values. */
 static inline void dist_params_written(nb_params *ps) {
     for (int i = 0; i < ps->n; i++) {
         nb_tensor *t = ps->p[i];

@@ -492,7 +492,6 @@ nb_node *nb_record(nb_ctx *ctx, const nb_op *op, nb_tensor *out, int n_in, nb_te
         return nb__fail(ctx, NB_ERR_STATE, "record: %s: the output was already recorded as the output of %s; make a new "
                         "tensor for each op", name, out->node->op->name);
     for (int i = 0; i < n_in; i++) {
-        if (!in[i]) return nb__fail(ctx, NB_ERR_NULL, "%s: input %d is NULL", name, i);
         if (in[i] == out) return nb__fail(ctx, NB_ERR_STATE, "record: %s: the output is also input %d", name, i);
         if (nb__stale(ctx, fn, in[i])) return NULL;
     }

@@ -196,13 +196,9 @@ void nb_params_save_to(const nb_params *ps, void *dst) {
     if (ps && dst && ps->total) memcpy(dst, ps->flat, (size_t)ps->total * nb_dtype_size(ps->dtype));
 }
 
-void nb__params_bump(nb_params *ps) {
-    for (int i = 0; ps && i < ps->n; i++) nb__bump(ps->p[i]);
-}
-
 void nb_params_load_from(nb_params *ps, const void *src) {
     if (ps && src && ps->total) memcpy(ps->flat, src, (size_t)ps->total * nb_dtype_size(ps->dtype));
-    nb__params_bump(ps);
+    for (int i = 0; ps && src && i < ps->n; i++) nb__bump(ps->p[i]); /* every parameter written */
 }
 
 static size_t buffer_size(const nb_tensor *t) { return (size_t)t->numel * nb_dtype_size(t->dtype); }

@@ -459,8 +459,6 @@ static bool parse_header(const char *fn, const char *path, const cJSON *root, ui
 
 /* Offset of the first \u0000 escape inside a JSON string of h[0..n), or -1. libcjson decodes
  * it to a NUL byte, which would silently cut a name or value short. */
-/* A \u0000 escape in a string (libcjson would decode it to a NUL cutting a name short): its byte
- * position, or -1. */
 static long find_nul_escape(const char *h, size_t n) {
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {

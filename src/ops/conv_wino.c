@@ -278,10 +278,10 @@ _Static_assert(NV == 3, "products dispatch blocks of 1 to 3 vectors");
 
 /* The batch's outputs for channels ob..: A^T M A for all its slots as whole vectors, the tiles'
  * two columns interleaved into z (row 0 of every tile row, then row 1, 2 slots per tile), then
- * each tile row's two output rows copied out. */
-/* Returns whether an output is NaN: an inf (or a value near FLT_MAX) entering the transforms
- * gives inf - inf there, where the direct sum gives inf (or a finite value); the caller then
- * computes the part again with the direct kernel. Lanes past the last slot are not outputs. */
+ * each tile row's two output rows copied out. Returns whether an output is NaN: an inf (or a
+ * value near FLT_MAX) entering the transforms gives inf - inf there, where the direct sum gives
+ * inf (or a finite value); the caller then computes the part again with the direct kernel.
+ * Lanes past the last slot are not outputs. */
 static __attribute__((noinline)) bool output_tiles(const wgeom *g, const float *M, int64_t ob, const float *bias,
                                                    const int64_t *rows, int64_t nrows, float *z, float *out) {
     const int64_t Wo = g->Wo, plane = g->Ho * Wo, S = nrows * g->TX, zs = 2 * Sb(g);

@@ -316,8 +316,6 @@ nb_tensor *nb_avg_pool1d(nb_ctx *ctx, nb_tensor *x, const nb_pool_opts *opts) {
     return pool1d(ctx, "avg_pool1d", x, opts, nb_avg_pool2d_ex);
 }
 
-/* (o, n) averaging matrix of adaptive pooling along one axis: row i is 1/len over PyTorch's
- * window [floor(i n / o), ceil((i + 1) n / o)) */
 /* The means of PyTorch's o windows along one axis (window i: [i n / o, ceil((i + 1) n / o))),
  * each over its own elements: an inf or NaN stays in the windows that hold it (averaging
  * matrices spread it: 0 * NaN). */
@@ -355,6 +353,8 @@ nb_tensor *nb_adaptive_avg_pool2d(nb_ctx *ctx, nb_tensor *x, int64_t oh, int64_t
         return nb_avg_pool2d_ex(ctx, x, &(nb_pool_opts){.kernel = {H / oh, W / ow}});
     /* windows of unequal or overlapping extent: the mean over a window is separable, columns
      * then rows */
-    if (oh > INT32_MAX || ow > INT32_MAX) return nb__fail(ctx, NB_ERR_VALUE, "adaptive_avg_pool2d: output size %lldx%lld is too large", (long long)oh, (long long)ow);
+    if (oh > INT32_MAX || ow > INT32_MAX)
+        return nb__fail(ctx, NB_ERR_VALUE, "adaptive_avg_pool2d: output size %lldx%lld is too large", (long long)oh,
+                        (long long)ow);
     return adaptive_axis(ctx, adaptive_axis(ctx, x, 3, ow), 2, oh);
 }
