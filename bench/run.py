@@ -48,10 +48,10 @@ medians; warm-up is never timed. Ratios are nabla / PyTorch of the same metric.
 
 --quick: 2 rounds with short measurements (two to three minutes for the default rows on a quiet
 machine); the default is 5 rounds.
---blis-arch: Debian's BLIS 0.9 does not know CPUs newer than Zen3 and falls back to its slow
-reference kernels; 'auto' (default) gives both sides the AVX-512 (skx) kernels on a CPU with
-AVX-512 (as nabla itself does), or the AVX2 (haswell) ones where BLIS would fall back to
-generic; 'default' leaves BLIS's own choice.
+--blis-arch: Debian's BLIS 0.9 does not know AMD CPUs newer than family 0x19 and falls back to
+its slow reference kernels there; nabla then picks skx (AVX-512) or haswell (AVX2) itself.
+'auto' (default) gives both sides the kernel set nabla runs on; 'default' leaves BLIS's own
+choice; a name (skx, haswell, zen3, ...) forces that set on both sides.
 --isa avx2: nabla built for AVX2 + FMA only (build-avx2/, -DNABLA_NATIVE=OFF -mavx2 -mfma), so
 its own kernels (the direct convolution, element-wise loops) run as on an AVX2-only CPU, and
 PyTorch's oneDNN and ATen kernels held to AVX2 (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY); with
@@ -60,6 +60,7 @@ PyTorch's oneDNN and ATen kernels held to AVX2 (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPAB
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -157,17 +158,10 @@ def blis_env(choice, base_env):
         if choice not in ids:
             sys.exit(f"run.py: BLIS has no sub-configuration '{choice}' (known: {' '.join(ids)})")
         return ids[choice]
-    # nabla itself picks skx on any CPU with these AVX-512 subsets (src/ops/linalg.c), so
-    # bench_nabla's info reports skx there whatever BLIS would pick: mirror that rule, so that
-    # PyTorch (the same BLIS) gets the same kernels
-    flags = open("/proc/cpuinfo").read()
-    if "skx" in ids and all(f" {f} " in flags for f in ["avx512f", "avx512dq", "avx512bw", "avx512vl"]):
-        return ids["skx"]
-    if info.get("blis_auto", "") != "generic":
-        return None
-    if "haswell" in ids and all(f" {f} " in flags for f in ["avx2", "fma"]):
-        return ids["haswell"]
-    return None
+    # the kernel set nabla runs on (BLIS's own choice, or nabla's where BLIS would fall back to
+    # generic: src/graph/threads.c), given to PyTorch (the same BLIS) too
+    m = re.search(r"\barch (\w+)", info.get("blis", ""))
+    return ids.get(m.group(1)) if m else None
 
 
 def fmt(v):

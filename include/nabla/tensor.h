@@ -144,8 +144,9 @@ double nb_philox_uniform(uint64_t key, uint64_t index);
 void nb_set_num_threads(int n);
 int nb_get_num_threads(void); /* the count in use now */
 bool nb_threads_auto(void);   /* true while the count is automatic */
-/* Name of the BLIS kernel set in use ("skx", "haswell", "zen3", "generic", ...). nabla picks
- * skx itself on AVX-512 CPUs that Debian's BLIS 0.9 does not know, unless BLIS_ARCH_TYPE is set. */
+/* Name of the BLIS kernel set in use ("skx", "haswell", "zen3", "generic", ...): BLIS_ARCH_TYPE's
+ * if set, else BLIS's own choice where Debian's BLIS 0.9 knows the CPU (zen3 on a Zen 4), else
+ * nabla's (skx with AVX-512, haswell with AVX2) instead of BLIS's generic reference kernels. */
 const char *nb_blis_kernels(void);
 
 #ifdef __cplusplus
