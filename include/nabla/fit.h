@@ -170,6 +170,7 @@ typedef struct nb_fit_opts {
     int64_t step_size, warmup;
     double gamma, min_lr;
     double clip_norm, clip_value;    /* > 0: nb_clip_grad_norm / nb_clip_grad_value each step */
+    double clip_norm_type;           /* clip_norm's p (nb_clip_grad_norm_p): 0 means 2; INFINITY: max |g| */
     const char *checkpoint;          /* nb_checkpoint_save every checkpoint_every epochs (0: 1) and at the end */
     int64_t checkpoint_every;
     bool resume;                     /* continue from checkpoint if the file exists */

@@ -170,6 +170,10 @@ nb_status nb_optim_step_on_ready(nb_optim *opt, nb_ctx *ctx);
 /* Cancel an armed step without finishing it: parameters already updated stay updated, the
  * step counter stays advanced. For error paths (a failed backward). */
 void nb_optim_disarm(nb_optim *opt);
+/* The hyperparameters parameter i of ps is updated with: hp, with weight_decay 0 where
+ * ps->decay[i] is off and lr times ps->lr_scale[i] (for loops that update parameters
+ * themselves, as sharded data-parallel training does). */
+nb_hparams nb_optim_param_hparams(const nb_params *ps, int i, const nb_hparams *hp);
 /* Zero the state and the step counter (hyperparameters stay). */
 void nb_optim_reset(nb_optim *opt);
 /* State as one flat buffer of nb_optim_state_numel elements of opt->ps->dtype (slot 0, then
@@ -223,6 +227,10 @@ double nb_plateau_step(nb_plateau *s, double metric);
  * torch. Returns the norm before clipping (thread-count independent), or
  * -1 with NB_ERR_VALUE / NB_ERR_NULL for max_norm <= 0 / NaN / NULL ps. */
 double nb_clip_grad_norm(nb_params *ps, double max_norm);
+/* The same with torch's norm_type: the p-norm of all gradients, (sum |g|^p)^(1/p) for p > 0, or
+ * for norm_type = INFINITY the largest |g|. nb_clip_grad_norm is norm_type 2 (the same bits).
+ * -1 with NB_ERR_VALUE for norm_type <= 0 or NaN, besides nb_clip_grad_norm's errors. */
+double nb_clip_grad_norm_p(nb_params *ps, double max_norm, double norm_type);
 /* The pieces of nb_clip_grad_norm's norm, for code that holds only some of the gradient
  * (sharded training: nb_dist_optim_clip_grad_norm). Block b is grad_flat[b*NB_OPTIM_BLOCK,
  * min(total, (b+1)*NB_OPTIM_BLOCK)); out[b - b0] <- its sum of squares, in double, added in

@@ -33,6 +33,11 @@ typedef struct nb_params {
     char **names;         /* names[i]: unique name ("fc1.weight") */
     bool *decay;          /* decay[i]: penalties and weight decay apply (default: ndim >= 2,
                              so biases and norm gains are excluded) */
+    double *lr_scale;     /* lr_scale[i]: p[i] steps with the optimizer's lr times this (default
+                             1; finite and >= 0, else the step fails with NB_ERR_VALUE). torch's
+                             param groups with their own lr: lr_scale[i] = group lr / hp.lr (a
+                             schedule that sets hp.lr then scales every group alike, as torch's
+                             schedulers do); AdamW's decoupled decay uses the scaled lr too */
     int64_t *offset;      /* offset[i]: first element of p[i] in flat */
     int64_t total;        /* elements of flat and grad_flat: every parameter's, plus the padding
                              that starts each on a 64-byte boundary (the parameter count is

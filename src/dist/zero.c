@@ -158,12 +158,14 @@ nb_status nb_dist_optim_step(nb_dist_optim *o) {
     /* every rank has the same hp and step, so every rank takes the same branch: no collective is skipped */
     nb_status st = nb_optim_validate(def, &o->hp);
     if (st != NB_OK) return st;
+    for (int i = 0; i < ps->n; i++) /* as nb_optim_step checks them */
+        if (!(ps->lr_scale[i] >= 0.0 && isfinite(ps->lr_scale[i])))
+            return nb_set_error(NB_ERR_VALUE, "%s: lr_scale %g of parameter '%s' must be finite and >= 0", def->name,
+                                ps->lr_scale[i], ps->names[i]);
     if (slots_for(def, &o->hp) > o->nslots)
         return nb_set_error(NB_ERR_STATE, "%s: these options need %d state slots, the optimizer was made with %d",
                             def->name, slots_for(def, &o->hp), o->nslots);
     const int64_t step = ++o->step;
-    nb_hparams hp_decay = o->hp, hp_plain = o->hp;
-    hp_plain.weight_decay = 0.0;
     const nb_update_fn update = def->update;
 #pragma omp parallel for if (o->n >= 65536) schedule(static)
     for (int64_t b = 0; b < o->nblocks_; b++) {
@@ -171,8 +173,8 @@ nb_status nb_dist_optim_step(nb_dist_optim *o) {
         const int64_t s = o->block_start_[b];
         float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
         for (int k = 0; k < o->nslots; k++) st_ptrs[k] = o->state[k] + (s - o->lo);
-        update(ps->flat + s, ps->grad_flat + s, st_ptrs, o->block_len_[b],
-               ps->decay[o->block_param_[b]] ? &hp_decay : &hp_plain, step);
+        const nb_hparams hp = nb_optim_param_hparams(ps, o->block_param_[b], &o->hp);
+        update(ps->flat + s, ps->grad_flat + s, st_ptrs, o->block_len_[b], &hp, step);
     }
     MPI_Request r;
     st = mpi_check(d, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ps->flat, d->shard_n, d->shard_lo, MPI_FLOAT,

@@ -36,6 +36,7 @@ void nb_params_free(nb_params *ps) {
     free(ps->p);
     free(ps->names);
     free(ps->decay);
+    free(ps->lr_scale);
     free(ps->offset);
     free(ps->flat);
     free(ps->grad_flat);
@@ -89,9 +90,11 @@ nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, 
         if (nm) ps->names = nm;
         bool *d = realloc(ps->decay, (size_t)cap * sizeof *d);
         if (d) ps->decay = d;
+        double *ls = realloc(ps->lr_scale, (size_t)cap * sizeof *ls);
+        if (ls) ps->lr_scale = ls;
         int64_t *o = realloc(ps->offset, (size_t)cap * sizeof *o);
         if (o) ps->offset = o;
-        if (!p || !nm || !d || !o) return nb_set_error(NB_ERR_NOMEM, "params_add: out of memory"), NULL;
+        if (!p || !nm || !d || !ls || !o) return nb_set_error(NB_ERR_NOMEM, "params_add: out of memory"), NULL;
         ps->cap_ = cap;
     }
     if (start + n > ps->cap_elems_) {
@@ -130,6 +133,7 @@ nb_tensor *nb_params_add_dtype(nb_params *ps, const char *name, nb_dtype dtype, 
     ps->p[i] = t;
     ps->names[i] = nm;
     ps->decay[i] = ndim >= 2;
+    ps->lr_scale[i] = 1.0;
     ps->offset[i] = start;
     ps->total = start + n;
     repoint(ps);

@@ -337,7 +337,8 @@ static nb_status cb_schedule(nb_fit_state *s, void *user) {
 
 static nb_status cb_clip(nb_fit_state *s, void *user) {
     (void)user;
-    if (s->opts->clip_norm > 0 && isnan(nb_clip_grad_norm(s->ps, s->opts->clip_norm))) return nb_last_status();
+    const double type = s->opts->clip_norm_type == 0.0 ? 2.0 : s->opts->clip_norm_type;
+    if (s->opts->clip_norm > 0 && nb_clip_grad_norm_p(s->ps, s->opts->clip_norm, type) < 0) return nb_last_status();
     return s->opts->clip_value > 0 ? nb_clip_grad_value(s->ps, s->opts->clip_value) : NB_OK;
 }
 

@@ -106,12 +106,23 @@ static nb_status step_check(nb_optim *opt) {
                             def->name, ps->n, (long long)ps->total, opt->nparams_, (long long)opt->total_);
     nb_status st = nb_optim_validate(def, &opt->hp);
     if (st != NB_OK) return st;
+    for (int i = 0; i < ps->n; i++)
+        if (!(ps->lr_scale[i] >= 0.0 && isfinite(ps->lr_scale[i])))
+            return nb_set_error(NB_ERR_VALUE, "%s: lr_scale %g of parameter '%s' must be finite and >= 0", def->name,
+                                ps->lr_scale[i], ps->names[i]);
     if (slots_for(def, &opt->hp) > opt->nslots)
         return nb_set_error(NB_ERR_STATE, "%s: these options need %d state slots, the optimizer was made with %d",
                             def->name, slots_for(def, &opt->hp), opt->nslots);
     if (opt->step < 0 || opt->step == INT64_MAX)
         return nb_set_error(NB_ERR_STATE, "%s: step counter %lld cannot advance", def->name, (long long)opt->step);
     return NB_OK;
+}
+
+nb_hparams nb_optim_param_hparams(const nb_params *ps, int i, const nb_hparams *hp) {
+    nb_hparams h = *hp;
+    if (!ps->decay[i]) h.weight_decay = 0.0;
+    h.lr *= ps->lr_scale[i];
+    return h;
 }
 
 /* Update blocks [b0, b1) at step opt->step. A block always runs the same update on the same
@@ -122,8 +133,6 @@ static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
     for (int64_t b = b0; b < b1; b++) /* the parameters written (once each: their blocks are adjacent) */
         if ((b == b0 || opt->block_param_[b] != opt->block_param_[b - 1]) && ps->p[opt->block_param_[b]]->requires_grad)
             nb__bump(ps->p[opt->block_param_[b]]);
-    nb_hparams hp_decay = opt->hp, hp_plain = opt->hp;
-    hp_plain.weight_decay = 0.0;
     const int64_t step = opt->step;
     if (ps->dtype == NB_F64) {
         const nb_update_f64_fn update = opt->def->update_f64;
@@ -133,8 +142,8 @@ static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
             const int64_t s = opt->block_start_[b];
             double *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
             for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state_f64[k] + s;
-            update(ps->flat_f64 + s, ps->grad_flat_f64 + s, st_ptrs, opt->block_len_[b],
-                   ps->decay[opt->block_param_[b]] ? &hp_decay : &hp_plain, step);
+            const nb_hparams hp = nb_optim_param_hparams(ps, opt->block_param_[b], &opt->hp);
+            update(ps->flat_f64 + s, ps->grad_flat_f64 + s, st_ptrs, opt->block_len_[b], &hp, step);
         }
         return;
     }
@@ -145,8 +154,8 @@ static void run_blocks(nb_optim *opt, int64_t b0, int64_t b1, int64_t elems) {
         const int64_t s = opt->block_start_[b];
         float *st_ptrs[NB_OPTIM_MAX_SLOTS] = {0};
         for (int k = 0; k < opt->nslots; k++) st_ptrs[k] = opt->state[k] + s;
-        update(ps->flat + s, ps->grad_flat + s, st_ptrs, opt->block_len_[b],
-               ps->decay[opt->block_param_[b]] ? &hp_decay : &hp_plain, step);
+        const nb_hparams hp = nb_optim_param_hparams(ps, opt->block_param_[b], &opt->hp);
+        update(ps->flat + s, ps->grad_flat + s, st_ptrs, opt->block_len_[b], &hp, step);
     }
 }
 
@@ -261,21 +270,42 @@ nb_status nb_grad_block_sq(const nb_params *ps, int64_t b0, int64_t b1, double *
     return NB_OK;
 }
 
-double nb_clip_grad_norm(nb_params *ps, double max_norm) {
+/* Block b's share of a p-norm other than 2: the sum of |g|^p (p = 1: of |g|), or for p = inf
+ * the largest |g|; NaN if any element is NaN, as torch's norms. Double, element order. */
+static double block_pnorm(const nb_params *ps, int64_t n, int64_t b, double p) {
+    const int64_t e = (b + 1) * NB_OPTIM_BLOCK < n ? (b + 1) * NB_OPTIM_BLOCK : n;
+    double s = 0.0;
+    for (int64_t i = b * NB_OPTIM_BLOCK; i < e; i++) {
+        const double a = fabs(ps->dtype == NB_F64 ? ps->grad_flat_f64[i] : (double)ps->grad_flat[i]);
+        if (isinf(p))
+            s = a > s || isnan(a) ? a : s;
+        else
+            s += p == 1.0 ? a : pow(a, p);
+        if (isnan(s)) return s;
+    }
+    return s;
+}
+
+double nb_clip_grad_norm_p(nb_params *ps, double max_norm, double norm_type) {
     if (!ps) return nb_set_error(NB_ERR_NULL, "clip_grad_norm: parameters are NULL"), -1.0;
     if (!(max_norm > 0.0)) return nb_set_error(NB_ERR_VALUE, "clip_grad_norm: max_norm %g must be > 0", max_norm), -1.0;
-    /* Sum of squares in fixed blocks (padding between parameters holds zeros), then the block
-     * sums in order: the same additions whatever the thread count. */
+    if (!(norm_type > 0.0))
+        return nb_set_error(NB_ERR_VALUE, "clip_grad_norm: norm_type %g must be > 0 (or INFINITY)", norm_type), -1.0;
+    /* Per block (padding between parameters holds zeros), then the blocks in order: the same
+     * operations whatever the thread count. */
     const int64_t n = ps->total, nblk = (n + NB_OPTIM_BLOCK - 1) / NB_OPTIM_BLOCK;
-    const bool f64 = ps->dtype == NB_F64;
+    const bool f64 = ps->dtype == NB_F64, two = norm_type == 2.0, inf = isinf(norm_type);
     double total = 0.0;
 #pragma omp parallel for if (n >= NB_PAR_THRESHOLD && !omp_in_parallel()) schedule(static) ordered
     for (int64_t b = 0; b < nblk; b++) {
-        const double s = block_sq(ps, n, b);
+        const double s = two ? block_sq(ps, n, b) : block_pnorm(ps, n, b, norm_type);
 #pragma omp ordered
-        total += s;
+        if (!inf)
+            total += s;
+        else if (!isnan(total) && (isnan(s) || s > total))
+            total = s;
     }
-    const double norm = sqrt(total);
+    const double norm = two ? sqrt(total) : inf || norm_type == 1.0 ? total : pow(total, 1.0 / norm_type);
     const double coef = max_norm / (norm + 1e-6);
     if (coef >= 1.0) return norm;
     /* scaled by coef < 1, or by NaN when the norm is NaN (a NaN gradient): every gradient becomes
@@ -296,6 +326,8 @@ double nb_clip_grad_norm(nb_params *ps, double max_norm) {
     }
     return norm;
 }
+
+double nb_clip_grad_norm(nb_params *ps, double max_norm) { return nb_clip_grad_norm_p(ps, max_norm, 2.0); }
 
 nb_status nb_clip_grad_value(nb_params *ps, double clip) {
     if (!ps) return nb_set_error(NB_ERR_NULL, "clip_grad_value: parameters are NULL");

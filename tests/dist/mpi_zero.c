@@ -22,6 +22,7 @@ static nb_params *make_mlp(void) {
     nb_params_add(ps, "fc1.b", NB_SHAPE(H));
     nb_tensor *w2 = nb_params_add(ps, "fc2.w", NB_SHAPE(C, H));
     nb_params_add(ps, "fc2.b", NB_SHAPE(C)); /* 420 + 68 elements: the shard boundary cuts fc1.w */
+    ps->lr_scale[0] = 0.5; /* fc1.w at half the lr: a parameter group, cut by the shards */
     nb_rng rng = nb_rng_new(3);
     nb_rng_normal(&rng, w1, 0, 0.4);
     nb_rng_normal(&rng, w2, 0, 0.4);

@@ -282,7 +282,7 @@ Test(fit, reduce_on_plateau_sets_the_next_epochs_lr) {
 
 /* with SGD at lr 1, a clipped gradient bounds how far the parameters move */
 Test(fit, gradient_clipping_bounds_each_step) {
-    for (int by_norm = 0; by_norm < 2; by_norm++) {
+    for (int by_norm = 0; by_norm < 3; by_norm++) { /* by value, 2-norm, inf-norm */
         problem p = setup(0.02);
         nb_optim_free(p.opt);
         nb_hparams hp = nb_sgd.defaults;
@@ -292,16 +292,19 @@ Test(fit, gradient_clipping_bounds_each_step) {
         float *w0 = malloc((size_t)n * sizeof *w0);
         memcpy(w0, p.model->ps->flat, (size_t)n * sizeof *w0);
         nb_history h;
-        cr_assert_eq(fit(&p, &h, by_norm ? (nb_fit_opts){.epochs = 1, .clip_norm = 1e-3} : (nb_fit_opts){.epochs = 1, .clip_value = 1e-4}),
-                     NB_OK);
+        const nb_fit_opts o = by_norm == 0   ? (nb_fit_opts){.epochs = 1, .clip_value = 1e-4}
+                              : by_norm == 1 ? (nb_fit_opts){.epochs = 1, .clip_norm = 1e-3}
+                                             : (nb_fit_opts){.epochs = 1, .clip_norm = 1e-4, .clip_norm_type = INFINITY};
+        cr_assert_eq(fit(&p, &h, o), NB_OK, "%s", nb_last_error());
         double sq = 0, maxabs = 0;  /* 8 steps; float rounding of the weights adds ~1e-7 per step */
         for (int64_t i = 0; i < n; i++) {
             const double d = (double)p.model->ps->flat[i] - w0[i];
             sq += d * d, maxabs = fmax(maxabs, fabs(d));
         }
         cr_assert_gt(maxabs, 0);
-        if (by_norm) cr_assert_leq(sqrt(sq), 8e-3 + 1e-5, "moved %g", sqrt(sq));
+        if (by_norm == 1) cr_assert_leq(sqrt(sq), 8e-3 + 1e-5, "moved %g", sqrt(sq));
         else cr_assert_leq(maxabs, 8e-4 + 2e-6, "moved %g", maxabs);
+        if (by_norm == 2) cr_assert_gt(sqrt(sq), 8e-4 * 1.5, "an inf-norm clip moved no more than one element would");
         free(w0);
         nb_history_free(&h);
         teardown(&p);

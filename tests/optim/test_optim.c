@@ -180,6 +180,73 @@ Test(optim, weight_decay_respects_flags) {
     nb_params_free(ps);
 }
 
+/* ps->lr_scale: torch's param groups with their own lr. A parameter at scale s follows, bit for
+ * bit, the trajectory it has under lr * s (s a power of two, so lr * s is exact), for every
+ * built-in, the armed step included; the others are unaffected; AdamW's decoupled decay uses the
+ * scaled lr; bad scales fail the step before anything changes. */
+static void lr_scale_run(const nb_optim_def *def, double lr, double scale0, bool on_ready, float out[2][6]) {
+    nb_ctx *c = nb_ctx_new();
+    nb_params *ps = nb_params_new();
+    nb_tensor *a = nb_params_add(ps, "a", NB_SHAPE(2, 3)), *b = nb_params_add(ps, "b", NB_SHAPE(6));
+    nb_rng r = nb_rng_new(11);
+    nb_rng_uniform(&r, a, -1, 1), nb_rng_uniform(&r, b, -1, 1);
+    ps->lr_scale[0] = scale0;
+    nb_hparams hp = def->defaults;
+    hp.lr = lr, hp.weight_decay = 0.05, hp.momentum = def == &nb_rmsprop ? 0.5 : hp.momentum;
+    nb_optim *opt = nb_optim_new(def, ps, &hp);
+    cr_assert_not_null(opt, "%s", nb_last_error());
+    for (int step = 0; step < 5; step++) {
+        nb_params_zero_grad(ps);
+        /* a's gradient depends on a alone, b's on b alone */
+        nb_tensor *l = nb_add(c, nb_sum_all(c, nb_mul(c, nb_sin(c, a), a)), nb_sum_all(c, nb_mul(c, b, nb_exp(c, b))));
+        if (on_ready) cr_assert_eq(nb_optim_step_on_ready(opt, c), NB_OK);
+        cr_assert_eq(nb_backward(c, l, NULL), NB_OK, "%s", nb_ctx_error(c));
+        cr_assert_eq(nb_optim_step(opt), NB_OK, "%s", nb_last_error());
+        nb_ctx_reset(c);
+    }
+    for (int i = 0; i < 6; i++) out[0][i] = nb_get(a, i), out[1][i] = nb_get(b, i);
+    nb_optim_free(opt);
+    nb_params_free(ps);
+    nb_ctx_free(c);
+}
+
+Test(optim, lr_scale_is_a_per_parameter_learning_rate) {
+    const nb_optim_def *defs[] = {&nb_sgd, &nb_momentum, &nb_nesterov, &nb_adagrad, &nb_rmsprop, &nb_adam, &nb_adamw};
+    for (size_t d = 0; d < sizeof defs / sizeof *defs; d++)
+        for (int on_ready = 0; on_ready < 2; on_ready++) {
+            float scaled[2][6], plain[2][6], base[2][6];
+            lr_scale_run(defs[d], 0.02, 0.25, on_ready, scaled); /* a at lr 0.005, b at 0.02 */
+            lr_scale_run(defs[d], 0.005, 1.0, on_ready, plain);  /* a's trajectory */
+            lr_scale_run(defs[d], 0.02, 1.0, on_ready, base);    /* b's trajectory */
+            cr_assert_eq(memcmp(scaled[0], plain[0], sizeof plain[0]), 0, "%s: a differs from lr 0.005", defs[d]->name);
+            cr_assert_eq(memcmp(scaled[1], base[1], sizeof base[1]), 0, "%s: b differs from lr 0.02", defs[d]->name);
+            cr_assert_neq(memcmp(scaled[0], base[0], sizeof base[0]), 0, "%s: the scale changed nothing", defs[d]->name);
+        }
+    /* AdamW, zero gradient, zero moments: only the decoupled decay moves, w *= 1 - lr * s * wd */
+    nb_params *ps = nb_params_new();
+    nb_tensor *w = nb_params_add(ps, "w", NB_SHAPE(2, 2));
+    nb_fill(w, 1.0);
+    ps->lr_scale[0] = 0.5;
+    nb_hparams hp = nb_adamw.defaults;
+    hp.lr = 0.1, hp.weight_decay = 0.2;
+    nb_optim *opt = nb_optim_new(&nb_adamw, ps, &hp);
+    cr_assert_eq(nb_optim_step(opt), NB_OK);
+    assert_close(nb_get(w, 3), 1.0 - 0.1 * 0.5 * 0.2, 1e-7, 0);
+    /* a bad scale: NB_ERR_VALUE naming the parameter, nothing moves, the step count stays */
+    const double bad[3] = {-1.0, NAN, INFINITY};
+    for (int k = 0; k < 3; k++) {
+        ps->lr_scale[0] = bad[k];
+        const float before = nb_get(w, 0);
+        const int64_t steps = opt->step;
+        cr_assert_eq(nb_optim_step(opt), NB_ERR_VALUE);
+        cr_assert(strstr(nb_last_error(), "lr_scale") && strstr(nb_last_error(), "'w'"), "%s", nb_last_error());
+        cr_assert_eq(nb_get(w, 0), before);
+        cr_assert_eq(opt->step, steps);
+    }
+    nb_optim_free(opt);
+    nb_params_free(ps);
+}
+
 /* A frozen parameter (requires_grad off, torch's grad None) is skipped by every optimizer: no
  * decay, no moment update (Adam with weight decay moved a frozen embedding by 0.9 in 100 steps,
  * torch by 0), while the others train; also through the armed (on-ready) step. */
@@ -526,6 +593,46 @@ Test(optim, clip_grad_norm_and_value) {
     for (int i = 0; i < 2; i++) cr_assert(isnan(nb_get(a->grad, i)) && isnan(nb_get(b->grad, i)), "element %d kept", i);
     for (int64_t i = 0; i < ps->total; i++)
         if (i < ps->offset[1] ? i >= 2 : i >= ps->offset[1] + 2) cr_assert_eq(ps->grad_flat[i], 0.0f, "padding %lld", (long long)i);
+    nb_params_free(ps);
+}
+
+/* torch's norm_type: the p-norm over every gradient (across parameters and across the fixed
+ * blocks of a long one), then the same scaling as the 2-norm */
+Test(optim, clip_grad_norm_by_p_norm) {
+    nb_params *ps = nb_params_new();
+    const int64_t n = 3 * NB_OPTIM_BLOCK + 5; /* several blocks */
+    nb_tensor *a = nb_params_add(ps, "a", NB_SHAPE(n)), *b = nb_params_add(ps, "b", NB_SHAPE(3));
+    const double p[4] = {1.0, 3.0, 0.5, INFINITY};
+    for (int k = 0; k < 4; k++) {
+        for (int64_t i = 0; i < n; i++) nb_set(a->grad, i, (i % 7 == 3) ? -0.25 * (double)(i % 5 + 1) : 0.0);
+        const float gb[3] = {2.5f, -3.0f, 0.5f};
+        for (int i = 0; i < 3; i++) nb_set(b->grad, i, gb[i]);
+        double want = 0.0; /* the formula, in double over every element */
+        for (int64_t i = 0; i < n + 3; i++) {
+            const double g = fabs(i < n ? nb_get(a->grad, i) : nb_get(b->grad, i - n));
+            want = isinf(p[k]) ? fmax(want, g) : want + pow(g, p[k]);
+        }
+        if (!isinf(p[k])) want = pow(want, 1.0 / p[k]);
+        const double got = nb_clip_grad_norm_p(ps, 0.5, p[k]);
+        assert_close(got, want, 0, 1e-12);
+        const double coef = 0.5 / (want + 1e-6);
+        assert_close(nb_get(b->grad, 1), -3.0 * coef, 0, 1e-6);
+        assert_close(nb_get(a->grad, 3), -0.25 * 4 * coef, 0, 1e-6);
+    }
+    /* the 2-norm through either entry point: the same bits */
+    for (int64_t i = 0; i < n; i++) nb_set(a->grad, i, 0.001 * (double)(i % 13));
+    const double two = nb_clip_grad_norm_p(ps, 1e9, 2.0);
+    cr_assert_eq(two, nb_clip_grad_norm(ps, 1e9));
+    /* inf-norm: a NaN anywhere makes it NaN (and every gradient NaN), as a 2-norm does */
+    nb_set(a->grad, 2 * NB_OPTIM_BLOCK + 1, NAN);
+    cr_assert(isnan(nb_clip_grad_norm_p(ps, 1.0, INFINITY)));
+    cr_assert(isnan(nb_get(b->grad, 0)));
+    /* bad norm types */
+    cr_assert_eq(nb_clip_grad_norm_p(ps, 1.0, 0.0), -1.0);
+    cr_assert_eq(nb_last_status(), NB_ERR_VALUE);
+    cr_assert(strstr(nb_last_error(), "norm_type"), "%s", nb_last_error());
+    cr_assert_eq(nb_clip_grad_norm_p(ps, 1.0, NAN), -1.0);
+    cr_assert_eq(nb_clip_grad_norm_p(ps, 1.0, -2.0), -1.0);
     nb_params_free(ps);
 }
 
