@@ -63,14 +63,21 @@ extern "C" {
 #endif
 
 /* ---- metrics (no context, no allocation; logits (N, C) F32/F64 any strides, labels (N) I64) -- *
- * A row's prediction is its first largest logit (nb_argmax); a label ranks r when r logits are
- * larger or equal and earlier (a stable descending sort), and is in the top k when r < k. */
+ * A row's prediction is its first largest logit (nb_argmax, where a NaN is larger than any
+ * number: a diverged model is not scored as right); a label ranks r when r logits are larger or
+ * equal and earlier (a stable descending sort), and is in the top k when r < k. Rows labelled
+ * NB_METRICS_IGNORE (-100, PyTorch's ignore_index, which nb_cross_entropy skips by default) are
+ * not counted anywhere (padding in sequence labelling). */
+#define NB_METRICS_IGNORE (-100)
 /* Rows whose label is in the top k (k = 1: correct predictions); -1 + error on bad input
- * (NB_ERR_NULL, NB_ERR_DTYPE, NB_ERR_SHAPE, NB_ERR_INDEX for a label outside [0, C),
- * NB_ERR_VALUE for k < 1). */
+ * (NB_ERR_NULL, NB_ERR_DTYPE, NB_ERR_SHAPE, NB_ERR_INDEX for a label outside [0, C) other than
+ * NB_METRICS_IGNORE, NB_ERR_VALUE for k < 1). */
 int64_t nb_metrics_topk_correct(const nb_tensor *logits, const nb_tensor *labels, int64_t k);
-/* Fraction of rows correct / with the label in the top k (torchmetrics Accuracy(top_k=k));
- * NAN + error on bad input or no rows. */
+/* Rows with a label (not NB_METRICS_IGNORE): the denominator of the accuracies; -1 + error for
+ * labels that are not (N) I64. */
+int64_t nb_metrics_labelled(const nb_tensor *labels);
+/* Fraction of labelled rows correct / with the label in the top k (torchmetrics
+ * Accuracy(top_k=k)); NAN + error on bad input or no labelled rows. */
 double nb_metrics_accuracy(const nb_tensor *logits, const nb_tensor *labels);
 double nb_metrics_topk_accuracy(const nb_tensor *logits, const nb_tensor *labels, int64_t k);
 /* Add the batch to a confusion matrix cm[true * C + predicted] (C = logits->shape[1] classes,

@@ -25,21 +25,26 @@ static nb_status check_logits(const char *fn, const nb_tensor *logits, const nb_
     const int64_t C = logits->shape[1];
     for (int64_t i = 0; i < labels->shape[0]; i++) {
         const double y = nb_get(labels, i);
-        if (!(y >= 0 && y < (double)C))
+        if (!(y >= 0 && y < (double)C) && y != NB_METRICS_IGNORE)
             return nb_set_error(NB_ERR_INDEX, "%s: label %g of row %lld is outside [0, %lld)", fn, y, (long long)i, (long long)C);
     }
     return NB_OK;
 }
 
-/* rank of row i's label: logits larger, or equal and earlier */
+static bool ignored(const nb_tensor *labels, int64_t i) { return nb_get(labels, i) == NB_METRICS_IGNORE; }
+
+/* the order of nb_argmax: larger first, a NaN above every number, ties by index */
+static bool above(double a, int64_t i, double b, int64_t j) {
+    if (isnan(a) || isnan(b)) return isnan(a) && (!isnan(b) || i < j);
+    return a > b || (a == b && i < j);
+}
+
+/* rank of row i's label: the logits above it */
 static int64_t label_rank(const nb_tensor *logits, const nb_tensor *labels, int64_t i) {
     const int64_t C = logits->shape[1], y = (int64_t)nb_get(labels, i);
     const double ly = nb_get(logits, i * C + y);
     int64_t r = 0;
-    for (int64_t j = 0; j < C; j++) {
-        const double l = nb_get(logits, i * C + j);
-        r += l > ly || (l == ly && j < y);
-    }
+    for (int64_t j = 0; j < C; j++) r += above(nb_get(logits, i * C + j), j, ly, y);
     return r;
 }
 
@@ -47,15 +52,30 @@ int64_t nb_metrics_topk_correct(const nb_tensor *logits, const nb_tensor *labels
     if (check_logits("metrics_topk_correct", logits, labels) != NB_OK) return -1;
     if (k < 1) return nb_set_error(NB_ERR_VALUE, "metrics_topk_correct: k %lld must be >= 1", (long long)k), -1;
     int64_t correct = 0;
-    for (int64_t i = 0; i < logits->shape[0]; i++) correct += label_rank(logits, labels, i) < k;
+    for (int64_t i = 0; i < logits->shape[0]; i++) correct += !ignored(labels, i) && label_rank(logits, labels, i) < k;
     return correct;
+}
+
+int64_t nb_metrics_labelled(const nb_tensor *labels) {
+    if (!labels) return nb_set_error(NB_ERR_NULL, "metrics_labelled: labels is NULL"), -1;
+    if (labels->dtype != NB_I64 || labels->ndim != 1) {
+        char a[64];
+        return nb_set_error(NB_ERR_SHAPE, "metrics_labelled: labels %s %s are not (N) I64", nb_dtype_name(labels->dtype),
+                            nb_shape_str(labels, a, sizeof a)), -1;
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < labels->shape[0]; i++) n += !ignored(labels, i);
+    return n;
 }
 
 double nb_metrics_topk_accuracy(const nb_tensor *logits, const nb_tensor *labels, int64_t k) {
     const int64_t c = nb_metrics_topk_correct(logits, labels, k);
     if (c < 0) return NAN;
-    if (logits->shape[0] == 0) return nb_set_error(NB_ERR_VALUE, "metrics_accuracy: no rows"), NAN;
-    return (double)c / (double)logits->shape[0];
+    const int64_t n = nb_metrics_labelled(labels);
+    if (n == 0)
+        return nb_set_error(NB_ERR_VALUE, "metrics_accuracy: no rows%s", logits->shape[0] ? " with a label (all ignored)" : ""),
+               NAN;
+    return (double)c / (double)n;
 }
 
 double nb_metrics_accuracy(const nb_tensor *logits, const nb_tensor *labels) {
@@ -68,8 +88,9 @@ nb_status nb_metrics_confusion(const nb_tensor *logits, const nb_tensor *labels,
     if (!cm) return nb_set_error(NB_ERR_NULL, "metrics_confusion: matrix is NULL");
     const int64_t C = logits->shape[1];
     for (int64_t i = 0; i < logits->shape[0]; i++) {
+        if (ignored(labels, i)) continue;
         int64_t p = 0;
-        for (int64_t j = 1; j < C; j++) p = nb_get(logits, i * C + j) > nb_get(logits, i * C + p) ? j : p;
+        for (int64_t j = 1; j < C; j++) p = above(nb_get(logits, i * C + j), j, nb_get(logits, i * C + p), p) ? j : p;
         cm[(int64_t)nb_get(labels, i) * C + p]++;
     }
     return NB_OK;
@@ -205,7 +226,7 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
      * wrong num_classes is refused before anything is written */
     bool cm_zeroed = false;
     double loss_sum = 0;
-    int64_t n = 0, top1 = 0, topk = 0;
+    int64_t n = 0, top1 = 0, topk = 0, labelled = 0;
     bool classes = true;
     nb_status st = NB_OK;
     nb_batch b;
@@ -242,7 +263,7 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
                 const int64_t c1 = nb_metrics_topk_correct(out, b.y, 1), ck = nb_metrics_topk_correct(out, b.y, k);
                 if (c1 < 0 || ck < 0 || (sc->confusion && st == NB_OK && nb_metrics_confusion(out, b.y, sc->confusion)))
                     st = nb_last_status();
-                top1 += c1, topk += ck;
+                top1 += c1, topk += ck, labelled += nb_metrics_labelled(b.y);
             }
         }
         s->loss = NULL;
@@ -254,8 +275,8 @@ static nb_status phase(nb_fit_state *s, nb_forward_fn forward, const void *model
         memset(sc->confusion, 0, (size_t)(sc->num_classes * sc->num_classes) * sizeof *sc->confusion);
     sc->n = n;
     sc->loss = n ? loss_sum / (double)n : NAN;
-    sc->accuracy = classes && n ? (double)top1 / (double)n : NAN;
-    sc->topk_accuracy = classes && n ? (double)topk / (double)n : NAN;
+    sc->accuracy = classes && labelled ? (double)top1 / (double)labelled : NAN;
+    sc->topk_accuracy = classes && labelled ? (double)topk / (double)labelled : NAN;
     return st;
 }
 

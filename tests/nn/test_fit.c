@@ -464,6 +464,77 @@ Test(fit, metrics_by_hand) {
     nb_tensor_free(logits), nb_tensor_free(labels), nb_tensor_free(bad_labels);
 }
 
+/* A NaN logit ranks above every number, as in nb_argmax and torch.argmax: a diverged model (all
+ * logits NaN) scored accuracy 1 (no logit was "larger" than the label's NaN), while its own
+ * confusion matrix predicted class 0 everywhere. */
+Test(fit, metrics_rank_nan_like_argmax) {
+    const float N_ = NAN;
+    /* rows: all NaN (argmax 0); a NaN at 2 beats 9 at 0; two NaNs (first wins); no NaN */
+    const float l[16] = {N_, N_, N_, N_,   9, 0, N_, 1,   0, N_, 5, N_,   1, 4, 2, 3};
+    const int64_t y[4] = {1, 0, 3, 1};
+    nb_tensor *logits = nb_tensor_from(NB_F32, NB_SHAPE(4, 4), l), *labels = nb_tensor_from(NB_I64, NB_SHAPE(4), y);
+    nb_ctx *c = nb_ctx_new();
+    nb_tensor *am = nb_argmax(c, logits, 1, false);
+    for (int i = 0; i < 4; i++) { /* the confusion matrix predicts what nb_argmax does */
+        int64_t cm[16] = {0}, pred = -1;
+        nb_tensor *row = nb_tensor_from(NB_F32, NB_SHAPE(1, 4), l + 4 * i), *lab = nb_tensor_from(NB_I64, NB_SHAPE(1), y + i);
+        cr_assert_eq(nb_metrics_confusion(row, lab, cm), NB_OK);
+        for (int j = 0; j < 4; j++) pred = cm[y[i] * 4 + j] ? j : pred;
+        cr_assert_eq(pred, (int64_t)nb_get(am, i), "row %d", i);
+        nb_tensor_free(row), nb_tensor_free(lab);
+    }
+    /* predictions 0, 2, 1, 1: only the last row is right; label ranks 1 (the first NaN above),
+     * 1 (the NaN above 9), 1 (the earlier NaN above the label's NaN, 5 below it), 0 */
+    cr_assert_eq(nb_metrics_topk_correct(logits, labels, 1), 1);
+    cr_assert_eq(nb_metrics_accuracy(logits, labels), 0.25);
+    cr_assert_eq(nb_metrics_topk_correct(logits, labels, 2), 4);
+    nb_ctx_free(c);
+    nb_tensor_free(logits), nb_tensor_free(labels);
+}
+
+/* Labels -100 (PyTorch's ignore_index, which nb_cross_entropy skips): the metrics skip those
+ * rows too, so a padded labelling task trains through nb_fit (it stopped with NB_ERR_INDEX). */
+static nb_tensor *ce_ignoring(nb_ctx *c, nb_tensor *out, nb_tensor *y) { return nb_cross_entropy_ex(c, out, y, NULL); }
+Test(fit, metrics_and_fit_skip_ignored_labels) {
+    const float l[12] = {3, 1, 0,   0, 2, 1,   0.5f, 1, 0,   2, 0, 2};
+    const int64_t y[4] = {0, NB_METRICS_IGNORE, 2, NB_METRICS_IGNORE};
+    nb_tensor *logits = nb_tensor_from(NB_F32, NB_SHAPE(4, 3), l), *labels = nb_tensor_from(NB_I64, NB_SHAPE(4), y);
+    cr_assert_eq(nb_metrics_labelled(labels), 2);
+    cr_assert_eq(nb_metrics_topk_correct(logits, labels, 1), 1);
+    cr_assert_eq(nb_metrics_accuracy(logits, labels), 0.5);
+    cr_assert_eq(nb_metrics_topk_accuracy(logits, labels, 2), 0.5);
+    int64_t cm[9] = {0};
+    cr_assert_eq(nb_metrics_confusion(logits, labels, cm), NB_OK);
+    int64_t total = 0;
+    for (int i = 0; i < 9; i++) total += cm[i];
+    cr_assert_eq(total, 2);
+    /* every row ignored: no accuracy, and an error saying why; other negative labels stay errors */
+    const int64_t none[2] = {NB_METRICS_IGNORE, NB_METRICS_IGNORE}, neg[2] = {0, -1};
+    nb_tensor *l2 = nb_tensor_from(NB_F32, NB_SHAPE(2, 3), l), *yn = nb_tensor_from(NB_I64, NB_SHAPE(2), none),
+              *yneg = nb_tensor_from(NB_I64, NB_SHAPE(2), neg);
+    cr_assert(isnan(nb_metrics_accuracy(l2, yn)));
+    cr_assert(strstr(nb_last_error(), "ignored"), "%s", nb_last_error());
+    cr_assert_eq(nb_metrics_topk_correct(l2, yneg, 1), -1);
+    cr_assert_eq(nb_last_status(), NB_ERR_INDEX);
+    /* nb_fit and nb_evaluate with a loss that ignores them: accuracy over the labelled rows */
+    problem p = setup(0.05);
+    for (int64_t i = 0; i < 240; i += 4) nb_set(p.ytr, i, NB_METRICS_IGNORE);
+    for (int64_t i = 0; i < 60; i += 3) nb_set(p.yva, i, NB_METRICS_IGNORE);
+    nb_history h;
+    cr_assert_eq(fit(&p, &h, (nb_fit_opts){.epochs = 3, .loss = ce_ignoring}), NB_OK, "%s", nb_last_error());
+    nb_scores sc = {0};
+    cr_assert_eq(nb_evaluate(p.ctx, NULL, p.net, p.va, &(nb_fit_opts){.loss = ce_ignoring}, &sc), NB_OK, "%s",
+                 nb_last_error());
+    nb_tensor *out = nb_predict(p.ctx, NULL, p.net, p.xva, 60);
+    cr_assert_not_null(out, "%s", nb_last_error());
+    assert_close(sc.accuracy, nb_metrics_accuracy(out, p.yva), 1e-12, 0);
+    cr_assert_gt(sc.accuracy, 0.8);
+    nb_tensor_free(out);
+    nb_history_free(&h);
+    teardown(&p);
+    nb_tensor_free(logits), nb_tensor_free(labels), nb_tensor_free(l2), nb_tensor_free(yn), nb_tensor_free(yneg);
+}
+
 /* No rows: nb_predict gives the model's (0, out) output, as torch's model(x[:0]); a forward that
  * returns NULL without an error stops nb_fit and nb_evaluate with NB_ERR_STATE (they returned
  * NB_OK with no step taken and a NaN loss). */
