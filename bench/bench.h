@@ -58,6 +58,34 @@ static double bench_time(bench_fn fn, void *arg) {
     return bench_median_of(t, BATCHES);
 }
 
+/* k functions timed in alternation, for ratios between them that the machine's drift does not
+ * bias: after a warm-up of each, every batch times n_j calls of fn[j] for j = 0 .. k-1 in turn
+ * (n_j calibrated so each takes an equal share of the budget); t[j][b] is seconds per call of
+ * fn[j] in batch b. Returns the number of batches. */
+enum { BENCH_MAX_BATCHES = 16, BENCH_MAX_FNS = 4 };
+static int bench_time_alternating(int k, const bench_fn *fn, void *const *arg, double t[][BENCH_MAX_BATCHES]) {
+    const int BATCHES = bench_batches < BENCH_MAX_BATCHES ? bench_batches : BENCH_MAX_BATCHES;
+    long n[BENCH_MAX_FNS];
+    for (int j = 0; j < k; j++) {
+        double t0 = bench_now();
+        long warm = 0;
+        do {
+            fn[j](arg[j]);
+            warm++;
+        } while (warm < 2 || bench_now() - t0 < 0.15 * bench_budget / k);
+        const double per = (bench_now() - t0) / (double)warm;
+        n[j] = (long)(0.85 * bench_budget / BATCHES / k / (per > 1e-9 ? per : 1e-9));
+        if (n[j] < 1) n[j] = 1;
+    }
+    for (int b = 0; b < BATCHES; b++)
+        for (int j = 0; j < k; j++) {
+            const double s = bench_now();
+            for (long i = 0; i < n[j]; i++) fn[j](arg[j]);
+            t[j][b] = (bench_now() - s) / (double)n[j];
+        }
+    return BATCHES;
+}
+
 static void bench_report(const char *row, const char *config, const char *metric, double value, const char *unit) {
     printf("R\t%s\t%s\t%s\t%.6g\t%s\n", row, config, metric, value, unit);
     fflush(stdout);

@@ -559,46 +559,54 @@ static void mlp_gemms(void *p) {
     }
 }
 
-static double mlp_gemm_time(int64_t B) {
-    gemm_bound_arg g = {.B = B};
+static void gemm_bound_init(gemm_bound_arg *g, int64_t B, bool sup) {
+    *g = (gemm_bound_arg){.B = B};
     for (int l = 0; l < 4; l++) {
-        g.x[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
-        g.gx[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
-        for (int64_t i = 0; i < B * MLP_DIMS[l]; i++) g.x[l][i] = 0.5f, g.gx[l][i] = 0.25f;
+        g->x[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
+        g->gx[l] = calloc((size_t)(B * MLP_DIMS[l]), 4);
+        for (int64_t i = 0; i < B * MLP_DIMS[l]; i++) g->x[l][i] = 0.5f, g->gx[l][i] = 0.25f;
     }
     for (int l = 0; l < 3; l++) {
-        g.w[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
-        g.gw[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
+        g->w[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
+        g->gw[l] = calloc((size_t)(MLP_DIMS[l] * MLP_DIMS[l + 1]), 4);
     }
-    double t = INFINITY;
-    for (int sup = 0; sup < 2; sup++) {
-        bli_rntm_init(&g.rntm);
-        bli_rntm_set_num_threads(threads, &g.rntm);
-        if (sup)
-            bli_rntm_enable_l3_sup(&g.rntm);
-        else
-            bli_rntm_disable_l3_sup(&g.rntm);
-        const double ts = bench_time(mlp_gemms, &g);
-        if (ts < t) t = ts;
-    }
-    for (int l = 0; l < 4; l++) free(g.x[l]), free(g.gx[l]);
-    for (int l = 0; l < 3; l++) free(g.w[l]), free(g.gw[l]);
-    return t;
+    bli_rntm_init(&g->rntm);
+    bli_rntm_set_num_threads(threads, &g->rntm);
+    if (sup)
+        bli_rntm_enable_l3_sup(&g->rntm);
+    else
+        bli_rntm_disable_l3_sup(&g->rntm);
 }
 
+static void gemm_bound_free(gemm_bound_arg *g) {
+    for (int l = 0; l < 4; l++) free(g->x[l]), free(g->gx[l]);
+    for (int l = 0; l < 3; l++) free(g->w[l]), free(g->gw[l]);
+}
+
+/* The step and its GEMMs (conventional and small-matrix paths) timed in alternation, batch by
+ * batch: frac_of_gemm_bound is the median over batches of (the faster GEMM path's time / the
+ * step's time), so a slow stretch of the machine hits both sides of each ratio. */
 static void row_mlp(void) {
     nb_tensor *x, *y;
     load_data(&x, &y);
     for (int64_t batch = 64; batch <= 256; batch *= 4) {
         mlp_run m;
         mlp_init(&m, x, y, batch);
-        double t = bench_time(mlp_step, &m);
-        double tg = mlp_gemm_time(batch);
+        gemm_bound_arg conv, sup;
+        gemm_bound_init(&conv, batch, false);
+        gemm_bound_init(&sup, batch, true);
+        const bench_fn fns[3] = {mlp_step, mlp_gemms, mlp_gemms};
+        void *const args[3] = {&m, &conv, &sup};
+        double t[3][BENCH_MAX_BATCHES], tb[BENCH_MAX_BATCHES], ratio[BENCH_MAX_BATCHES];
+        const int nb = bench_time_alternating(3, fns, args, t);
+        for (int b = 0; b < nb; b++) tb[b] = fmin(t[1][b], t[2][b]), ratio[b] = tb[b] / t[0][b];
+        const double ts = bench_median_of(t[0], nb), tg = bench_median_of(tb, nb), frac = bench_median_of(ratio, nb);
         char cfg[64];
         snprintf(cfg, sizeof cfg, "B=%lld T=%d", (long long)batch, threads);
-        bench_report("mlp", cfg, "samples/s", (double)batch / t, "samples/s");
+        bench_report("mlp", cfg, "samples/s", (double)batch / ts, "samples/s");
         bench_report("mlp", cfg, "gemm_bound", (double)batch / tg, "samples/s");
-        bench_report("mlp", cfg, "frac_of_gemm_bound", tg / t, "x");
+        bench_report("mlp", cfg, "frac_of_gemm_bound", frac, "x");
+        gemm_bound_free(&conv), gemm_bound_free(&sup);
         mlp_free(&m);
     }
     nb_tensor_free(x);
