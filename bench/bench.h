@@ -63,7 +63,7 @@ static double bench_time(bench_fn fn, void *arg) {
  * (n_j calibrated so each takes an equal share of the budget); t[j][b] is seconds per call of
  * fn[j] in batch b. Returns the number of batches. */
 enum { BENCH_MAX_BATCHES = 16, BENCH_MAX_FNS = 4 };
-static int bench_time_alternating(int k, const bench_fn *fn, void *const *arg, double t[][BENCH_MAX_BATCHES]) {
+__attribute__((unused)) static int bench_time_alternating(int k, const bench_fn *fn, void *const *arg, double t[][BENCH_MAX_BATCHES]) {
     const int BATCHES = bench_batches < BENCH_MAX_BATCHES ? bench_batches : BENCH_MAX_BATCHES;
     long n[BENCH_MAX_FNS];
     for (int j = 0; j < k; j++) {

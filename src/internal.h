@@ -533,7 +533,7 @@ static inline void nb__gather_even_f32(float *restrict d, const float *restrict 
 bool nb__conv_wino_ok(nb_dtype dt, int64_t G, nb_window2d win);
 size_t nb__conv_wino_scratch(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, nb_window2d win,
                              const nb_tensor *out, int threads);
-/* Returns false when an output of the forward or input gradient came out NaN (the transforms
+/* Returns false when an output of any part came out NaN (the transforms
  * make inf - inf of an inf or near-FLT_MAX input): the caller computes that part directly. */
 bool nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, const nb_tensor *bias, nb_window2d win,
                    nb_tensor *out, int threads, char *scratch);

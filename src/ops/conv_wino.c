@@ -508,7 +508,9 @@ static __attribute__((noinline)) void bw_products(const wgeom *g, const float *G
     }
 }
 
-static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
+/* false when a weight gradient came out NaN (an inf or a huge value went into the transforms;
+ * the caller computes it again directly, as for the other parts) */
+static bool wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, float *gw, int threads, char *scratch) {
     float *P = (float *)scratch;
     char *base = scratch + p_bytes(g);
     const size_t per = bw_thread_bytes(g);
@@ -549,7 +551,8 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
     }
     /* gw(o, c) = G^T m G */
     const int64_t OC = g->O * g->C;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && OC >= 256)
+    bool nan = false;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && OC >= 256) reduction(|| : nan)
     for (int64_t i = 0; i < OC; i++) {
         float m[XI];
         for (int xi = 0; xi < XI; xi++) m[xi] = P[xi * OC + i];
@@ -565,7 +568,9 @@ static void wino_bw_run(const wgeom *g, const nb_tensor *x, const float *gyd, fl
             d[r * 3 + 1] = (float)(0.5 * (q[r][1] - q[r][2]));
             d[r * 3 + 2] = (float)(0.5 * (q[r][1] + q[r][2]) + q[r][3]);
         }
+        for (int k = 0; k < 9; k++) nan = nan || d[k] != d[k];
     }
+    return !nan;
 }
 #endif
 
@@ -588,9 +593,11 @@ bool nb__conv_wino(nb_conv_part part, const nb_tensor *a, const nb_tensor *w, co
     wgeom g;
     if (part == NB_CONV_BW) {
         if (!bgeom_of(&g, a, w, win)) return true;
-        if (g.N == 0 || g.Ho <= 0 || g.Wo <= 0) memset(out->data, 0, (size_t)(g.O * g.C * 9) * sizeof(float));
-        else wino_bw_run(&g, a, w->data, out->data, threads, scratch);
-        return true;
+        if (g.N == 0 || g.Ho <= 0 || g.Wo <= 0) {
+            memset(out->data, 0, (size_t)(g.O * g.C * 9) * sizeof(float));
+            return true;
+        }
+        return wino_bw_run(&g, a, w->data, out->data, threads, scratch);
     }
     if (!wgeom_of(&g, part, a, w, win, out) || g.Ho <= 0 || g.Wo <= 0) return true;
     return wino_run(&g, a, w->data, part == NB_CONV_BX, bias, out->data, threads, scratch);

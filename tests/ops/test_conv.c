@@ -679,4 +679,19 @@ Test(conv, winograd_keeps_infinities_and_large_values) {
     nb_tensor *gx;
     cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){nb_conv2d(ctx, xg, w, NULL, 1, 1, 1, 1)}, &gy, 1, &xg, &gx, false), NB_OK);
     for (int64_t i = 0; i < gx->numel; i++) cr_assert(!isnan(nb_get(gx, i)), "gx[%lld] is NaN", (long long)i);
+    /* the weight gradient (16 channels each way, where it takes Winograd's route): an inf in x
+     * reaches every tap of channel 0 (each tap's window covers it) as +inf, the others stay 36 */
+    nb_tensor *xw = nb_ones(ctx, NB_F32, NB_SHAPE(1, 16, 6, 6)), *ww = nb_ones(ctx, NB_F32, NB_SHAPE(16, 16, 3, 3));
+    nb_set(xw, 2 * 6 + 2, INFINITY);
+    nb_requires_grad(ww, true);
+    nb_tensor *gw;
+    cr_assert_eq(nb_grad(ctx, 1, (nb_tensor *[]){nb_sum_all(ctx, nb_conv2d(ctx, xw, ww, NULL, 1, 1, 1, 1))}, NULL, 1, &ww, &gw,
+                         false),
+                 NB_OK, "%s", nb_ctx_error(ctx));
+    for (int64_t i = 0; i < gw->numel; i++) {
+        const int64_t c = i / 9 % 16, tap = i % 9, ti = tap / 3, tj = tap % 3;
+        const double v = nb_get(gw, i), want = c == 0 ? INFINITY : (double)((ti == 1 ? 6 : 5) * (tj == 1 ? 6 : 5));
+        cr_assert(v == want, "gw[%lld] (c %lld, tap %lld) = %g, expected %g", (long long)i, (long long)c, (long long)tap, v,
+                  want);
+    }
 }
