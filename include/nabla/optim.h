@@ -229,6 +229,8 @@ double nb_plateau_step(nb_plateau *s, double metric);
 double nb_clip_grad_norm(nb_params *ps, double max_norm);
 /* The same with torch's norm_type: the p-norm of all gradients, (sum |g|^p)^(1/p) for p > 0, or
  * for norm_type = INFINITY the largest |g|. nb_clip_grad_norm is norm_type 2 (the same bits).
+ * It reads the whole gradient: sharded training clips by the 2-norm only
+ * (nb_dist_optim_clip_grad_norm).
  * -1 with NB_ERR_VALUE for norm_type <= 0 or NaN, besides nb_clip_grad_norm's errors. */
 double nb_clip_grad_norm_p(nb_params *ps, double max_norm, double norm_type);
 /* The pieces of nb_clip_grad_norm's norm, for code that holds only some of the gradient
